@@ -1,0 +1,61 @@
+"""Face boxes → square roi boxes → 120x120 crops (numpy + OpenCV), 3DDFA_V2's rules.
+
+Boxes and roi boxes are ``[x0, y0, x1, y1]`` in 0-based image pixels.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: 3DDFA_V2's ``parse_roi_box_from_bbox``: the roi is 1.58x the box's mean side, shifted down by 0.14 of it.
+BBOX_ROI_SCALE = 1.58
+BBOX_ROI_SHIFT_Y = 0.14
+
+
+def roi_from_bbox(boxes: np.ndarray) -> np.ndarray:
+    """Detector boxes ``(B, 4)`` → square roi boxes ``(B, 4)`` (3DDFA_V2's rule, incl. its int() of the side)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    old = (b[:, 2] - b[:, 0] + b[:, 3] - b[:, 1]) / 2
+    cx = b[:, 2] - (b[:, 2] - b[:, 0]) / 2.0
+    cy = b[:, 3] - (b[:, 3] - b[:, 1]) / 2.0 + old * BBOX_ROI_SHIFT_Y
+    side = np.floor(old * BBOX_ROI_SCALE)
+    x0, y0 = cx - side / 2, cy - side / 2
+    return np.stack([x0, y0, x0 + side, y0 + side], 1).astype(np.float32)
+
+
+def roi_from_landmarks(points: np.ndarray) -> np.ndarray:
+    """Landmarks ``(B, K, >=2)`` in image pixels → roi boxes ``(B, 4)`` (3DDFA_V2's ``parse_roi_box_from_landmark``).
+
+    The landmarks' bounding box is made square on its longer side, then enlarged to its diagonal.
+    """
+    p = np.asarray(points, np.float64)
+    lo, hi = p[..., :2].min(axis=1), p[..., :2].max(axis=1)
+    c = (lo + hi) / 2
+    radius = (hi - lo).max(axis=1) / 2
+    side = np.sqrt(2.0) * 2 * radius
+    x0, y0 = c[:, 0] - side / 2, c[:, 1] - side / 2
+    return np.stack([x0, y0, x0 + side, y0 + side], 1).astype(np.float32)
+
+
+def crop_image(image: np.ndarray, roi_box, size: int = 120) -> np.ndarray:
+    """Crop ``image (H, W, C)`` to the rounded roi box (zero padding outside) and resize to ``(size, size, C)``.
+
+    Matches 3DDFA_V2's ``crop_img`` followed by ``cv2.resize(..., INTER_LINEAR)``.
+    """
+    h, w = image.shape[:2]
+    sx, sy, ex, ey = [int(round(float(v))) for v in roi_box]
+    dh, dw = ey - sy, ex - sx
+    if dh <= 0 or dw <= 0:
+        raise ValueError(f"empty roi box {list(roi_box)}")
+    out = np.zeros((dh, dw) + image.shape[2:], dtype=image.dtype)
+    x0, y0, x1, y1 = max(sx, 0), max(sy, 0), min(ex, w), min(ey, h)
+    if x1 > x0 and y1 > y0:
+        out[y0 - sy:y1 - sy, x0 - sx:x1 - sx] = image[y0:y1, x0:x1]
+    return cv2.resize(out, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def crop_images(image: np.ndarray, roi_boxes: np.ndarray, size: int = 120) -> np.ndarray:
+    """Crops of several roi boxes ``(B, 4)`` → ``(B, size, size, C)``."""
+    if len(roi_boxes) == 0:
+        return np.zeros((0, size, size) + image.shape[2:], image.dtype)
+    return np.stack([crop_image(image, r, size) for r in roi_boxes])

@@ -1,0 +1,90 @@
+"""Model directories: everything needed to run a model, self-describing.
+
+Layout (format version 1)::
+
+    MODEL_DIR/
+      model.json               {"format": "tf2dasl-model", "format_version": 1, "spec": ModelSpec, ...}
+      regressor.weights.h5     Keras weights of the regressor
+      morphable_model.npz      bases, triangles, landmark indices and the parameter whitening
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..geometry.morphable_model import MorphableModel
+from ..model import FaceModel, ModelSpec
+
+FORMAT = "tf2dasl-model"
+FORMAT_VERSION = 1
+SPEC_FILE, WEIGHTS_FILE, MM_FILE = "model.json", "regressor.weights.h5", "morphable_model.npz"
+
+
+class ModelDirError(ValueError):
+    """A model directory is missing, incomplete or from an unsupported format version."""
+
+
+def save_model_dir(model: FaceModel, out_dir: str | Path) -> Path:
+    """Write ``model`` to ``out_dir`` (created; existing files replaced)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / MM_FILE, **model.mm.arrays())
+    model.regressor.save_weights(str(out / WEIGHTS_FILE))
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tf2dasl_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "spec": model.spec.to_dict(),
+            "morphable_model": {"vertices": model.mm.num_vertices, "dense": model.mm.is_dense,
+                                "source": model.mm.source},
+            "files": {"weights": WEIGHTS_FILE, "morphable_model": MM_FILE}}
+    (out / SPEC_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def read_model_meta(model_dir: str | Path) -> dict:
+    """``model.json`` of a model directory, checked for format and version."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise ModelDirError(f"{d}: model directory not found (make one with `tf2dasl import-3ddfa` or `tf2dasl train`)")
+    meta_path = d / SPEC_FILE
+    if not meta_path.is_file():
+        raise ModelDirError(f"{d}: not a tf2dasl model directory (no {SPEC_FILE}); "
+                            "make one with `tf2dasl import-3ddfa` or `tf2dasl train`")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelDirError(f"{meta_path}: not a tf2dasl model description (format != {FORMAT!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelDirError(f"{d}: model format version {version} is newer than this tf2dasl supports "
+                            f"({FORMAT_VERSION}); upgrade tf2dasl (pip install -U tf2dasl)")
+    return meta
+
+
+def load_model_dir(model_dir: str | Path) -> FaceModel:
+    """Load a model directory into a :class:`FaceModel`."""
+    d = Path(model_dir)
+    meta = read_model_meta(d)
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelDirError(f"{d / SPEC_FILE}: bad model spec ({exc})") from None
+    for name in (WEIGHTS_FILE, MM_FILE):
+        if not (d / name).is_file():
+            raise ModelDirError(f"{d}: incomplete model directory, {name} is missing")
+    try:
+        with np.load(d / MM_FILE) as z:
+            mm = MorphableModel.from_arrays({k: z[k] for k in z.files}, meta.get("morphable_model", {}).get("source"))
+    except Exception as exc:
+        raise ModelDirError(f"{d / MM_FILE}: cannot read ({type(exc).__name__}: {exc})") from None
+    regressor = spec.build_regressor()
+    try:
+        regressor.load_weights(str(d / WEIGHTS_FILE))
+    except Exception as exc:
+        raise ModelDirError(f"{d / WEIGHTS_FILE}: cannot load weights into {spec.backbone} "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return FaceModel(spec, regressor, mm)

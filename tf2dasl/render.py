@@ -1,0 +1,372 @@
+"""Vectorised numpy z-buffer rasteriser for dense face meshes (depth, PNCC and shaded renders).
+
+Conventions
+-----------
+* **vertices** ``(N, 3)`` float, in **image pixels**: ``x`` right, ``y`` down, 0-based with pixel
+  ``(col, row)`` centred at integer coordinates ``(x, y) = (col, row)``; ``z`` is depth with
+  **larger z = closer to the camera** (as 3DDFA_V2's image-pixel vertices).
+* **triangles** ``(T, 3)`` int, 0-based vertex indices (3DDFA's ``tri.pkl`` is ``(3, T)``: pass
+  ``tri.T``).
+* **images** ``(H, W, 3)`` uint8 in OpenCV **BGR** order.
+* A pixel is covered by a triangle when its centre lies inside or on the triangle (a tiny tolerance
+  is used, so a centre on an edge shared by two triangles belongs to both and the z-buffer picks
+  one). Orthographic projection: the screen position of a vertex is its ``(x, y)``.
+* **Winding / back faces.** A triangle's *screen signed area* is
+  ``(x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)`` in image pixels (y down). With the BFM mesh
+  of 3DDFA (``tri.pkl``) placed in image pixels, front-facing triangles have **positive** signed
+  area, which is also when the normal ``cross(v1 - v0, v2 - v0)`` has ``z > 0`` (points at the
+  camera). By default nothing is culled (the z-buffer alone decides visibility, as 3DDFA_V2's
+  Sim3DR does), so meshes of either winding render; ``cull_backfaces=True`` drops triangles whose
+  signed area is ``<= 0`` (faster, and correct for the 3DDFA winding). Degenerate triangles (zero
+  area) never cover a pixel.
+
+The algorithm is fully vectorised: triangles are clipped to the image by their pixel-centre
+bounding boxes, every (triangle, candidate pixel) pair of those boxes is enumerated with
+``np.repeat`` (face-mesh triangles are ~1 px, so there are only ~2 candidates per triangle),
+barycentrics are evaluated from per-triangle affine coefficients, and the z-buffer is resolved with
+``np.maximum.at`` followed by an equality test.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = [
+    "rasterize",
+    "render_depth",
+    "render_pncc",
+    "render_shaded",
+    "vertex_normals",
+]
+
+# Inside test tolerance on barycentric coordinates (pixel centres exactly on an edge are inside).
+_BARY_EPS = 1e-7
+# Triangles per chunk: keeps temporaries ~100 kB.
+_CHUNK = 8192
+
+
+# --------------------------------------------------------------------------------------------------
+# core
+# --------------------------------------------------------------------------------------------------
+def _check_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
+    v = np.asarray(vertices)
+    t = np.asarray(triangles)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must be (N, 3), got {v.shape}")
+    if t.ndim != 2 or t.shape[1] != 3:
+        if t.ndim == 2 and t.shape[0] == 3 and t.shape[1] != 3:
+            raise ValueError(f"triangles must be (T, 3), got {t.shape}; pass tri.T for 3DDFA's (3, T)")
+        raise ValueError(f"triangles must be (T, 3), got {t.shape}")
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"triangles must be integer, got {t.dtype}")
+    return v, t
+
+
+def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces: bool = False,
+                    chunk: int = _CHUNK):
+    """Rasterise and return only the covered pixels.
+
+    Returns ``(pix, tri, bary, z)``: flat pixel indices ``row * width + col`` (int64, unique,
+    ascending), winning triangle index (int64, into ``triangles``), barycentric weights ``(M, 3)``
+    float64 of that triangle's three vertices at the pixel centre, and the interpolated depth
+    ``(M,)`` float64.
+
+    Triangles are processed in chunks so that every temporary stays small (cache-resident and
+    recycled by the allocator instead of page-faulted afresh), and the z-buffer covers only the
+    mesh's bounding box inside the image.
+    """
+    v, t = _check_mesh(vertices, triangles)
+    height, width = int(height), int(width)
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0))
+    if len(t) == 0 or len(v) == 0 or height <= 0 or width <= 0:
+        return empty
+
+    vx, vy, vz = np.array(v, np.float64).T.copy()
+    # Region of the image the mesh can touch (pixel centres), from finite vertices.
+    fin = np.isfinite(vx) & np.isfinite(vy)
+    if not fin.any():
+        return empty
+    rx0 = int(max(np.ceil(min(vx[fin].min(), width)), 0))
+    rx1 = int(min(np.floor(max(vx[fin].max(), -1.0)), width - 1))
+    ry0 = int(max(np.ceil(min(vy[fin].min(), height)), 0))
+    ry1 = int(min(np.floor(max(vy[fin].max(), -1.0)), height - 1))
+    if rx0 > rx1 or ry0 > ry1:
+        return empty
+    rw, rh = rx1 - rx0 + 1, ry1 - ry0 + 1
+    # Shift to region-local pixel coordinates (pixel centres at integers 0..rw-1, 0..rh-1).
+    vx -= rx0
+    vy -= ry0
+    tt = np.ascontiguousarray(np.asarray(t).T, dtype=np.int64)
+    zbuf = np.full(rh * rw, -np.inf)
+    xhi, yhi = float(rw - 1), float(rh - 1)
+
+    parts = []
+    for s in range(0, tt.shape[1], chunk):
+        i0, i1, i2 = tt[0, s:s + chunk], tt[1, s:s + chunk], tt[2, s:s + chunk]
+        x0, x1, x2 = vx[i0], vx[i1], vx[i2]
+        y0, y1, y2 = vy[i0], vy[i1], vy[i2]
+        # Pixel-centre bounding boxes clipped to the region (NaN compares False: dropped below).
+        xmin = np.ceil(np.maximum(np.minimum(np.minimum(x0, x1), x2), 0.0))
+        xmax = np.floor(np.minimum(np.maximum(np.maximum(x0, x1), x2), xhi))
+        ymin = np.ceil(np.maximum(np.minimum(np.minimum(y0, y1), y2), 0.0))
+        ymax = np.floor(np.minimum(np.maximum(np.maximum(y0, y1), y2), yhi))
+        e1x = x1 - x0
+        e1y = y1 - y0
+        e2x = x2 - x0
+        e2y = y2 - y0
+        area = e1x * e2y - e2x * e1y  # screen signed area (x2)
+        keep = (xmin <= xmax) & (ymin <= ymax)
+        keep &= (area > 0) if cull_backfaces else (area != 0)
+        keep &= np.isfinite(area)
+        ids = np.flatnonzero(keep)
+        if ids.size == 0:
+            continue
+        inv = 1.0 / area[ids]
+        a1 = e2y[ids] * inv
+        b1 = e2x[ids] * -inv
+        a2 = e1y[ids] * -inv
+        b2 = e1x[ids] * inv
+        bx0 = xmin[ids].astype(np.int64)
+        by0 = ymin[ids].astype(np.int64)
+        bw = xmax[ids].astype(np.int64) - bx0 + 1
+        counts = (ymax[ids].astype(np.int64) - by0 + 1) * bw
+        # Enumerate (triangle, candidate pixel) pairs of each bounding box.
+        k = np.repeat(np.arange(ids.size), counts)
+        local = np.arange(k.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        bwk = bw[k]
+        dy = local // bwk
+        px = bx0[k] + (local - dy * bwk)
+        py = by0[k] + dy
+        # Barycentrics relative to vertex 0.
+        gid = ids[k]
+        rx = px - x0[gid]
+        ry = py - y0[gid]
+        l1 = a1[k] * rx + b1[k] * ry
+        l2 = a2[k] * rx + b2[k] * ry
+        l0 = 1.0 - l1 - l2
+        inside = (l0 >= -_BARY_EPS) & (l1 >= -_BARY_EPS) & (l2 >= -_BARY_EPS)
+        sel = np.flatnonzero(inside)
+        if sel.size == 0:
+            continue
+        gid = gid[sel]
+        l1 = l1[sel]
+        l2 = l2[sel]
+        za = vz[i0[gid]]
+        z = za + l1 * (vz[i1[gid]] - za) + l2 * (vz[i2[gid]] - za)
+        pix = py[sel] * rw + px[sel]
+        np.maximum.at(zbuf, pix, z)
+        parts.append((pix, gid + s, l1, l2, z))
+
+    if not parts:
+        return empty
+    pix, tri, l1, l2, z = (np.concatenate(p) for p in zip(*parts))
+    # Winners: the candidate whose z equals the buffer; ties (shared edges, coplanar overlaps)
+    # keep one candidate per pixel via an owner buffer.
+    win = np.flatnonzero(z == zbuf[pix])
+    owner = np.full(rh * rw, -1, np.int64)
+    owner[pix[win]] = win
+    lp = np.flatnonzero(owner >= 0)  # covered region pixels, ascending
+    win = owner[lp]
+    l1, l2 = l1[win], l2[win]
+    bary = np.stack([1.0 - l1 - l2, l1, l2], axis=1)
+    np.clip(bary, 0.0, 1.0, out=bary)
+    bary /= bary.sum(axis=1, keepdims=True)
+    row, col = np.divmod(lp, rw)
+    gpix = (row + ry0) * width + (col + rx0)
+    return gpix, tri[win], bary, z[win]
+
+
+def rasterize(vertices, triangles, height: int, width: int, cull_backfaces: bool = False):
+    """Z-buffer rasterisation of one mesh (orthographic, pixel centres at integer coordinates).
+
+    Args:
+        vertices: ``(N, 3)`` float, image pixels (x right, y down, larger z = closer).
+        triangles: ``(T, 3)`` int, 0-based.
+        height, width: image size in pixels.
+        cull_backfaces: drop triangles with screen signed area ``<= 0`` (see module docstring;
+            front faces of 3DDFA's BFM mesh in image pixels have positive area). Default ``False``:
+            every non-degenerate triangle is drawn and the z-buffer decides.
+
+    Returns:
+        depth: ``(H, W)`` float32, interpolated z of the nearest surface; **-inf** where no
+            triangle covers the pixel (0 would be a valid depth, so it cannot mark "empty").
+        tri_index: ``(H, W)`` int32, index into ``triangles`` of the visible triangle, ``-1`` empty.
+        bary: ``(H, W, 3)`` float32 barycentric weights of ``triangles[tri_index]``'s three
+            vertices at the pixel centre (non-negative, sum to 1); 0 where empty.
+    """
+    height, width = int(height), int(width)
+    pix, tri, bary, z = _raster_compact(vertices, triangles, height, width, cull_backfaces)
+    depth = np.full(height * width, -np.inf, np.float32)
+    tri_index = np.full(height * width, -1, np.int32)
+    bary_img = np.zeros((height * width, 3), np.float32)
+    depth[pix] = z
+    tri_index[pix] = tri
+    bary_img[pix] = bary
+    return (depth.reshape(height, width), tri_index.reshape(height, width),
+            bary_img.reshape(height, width, 3))
+
+
+# --------------------------------------------------------------------------------------------------
+# renders
+# --------------------------------------------------------------------------------------------------
+def _image_shape(image_or_shape) -> tuple[int, int]:
+    if isinstance(image_or_shape, np.ndarray):
+        return int(image_or_shape.shape[0]), int(image_or_shape.shape[1])
+    shape = tuple(image_or_shape)
+    if len(shape) < 2:
+        raise ValueError(f"need an image or a (H, W[, C]) shape, got {image_or_shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def _as_list(vertices_list) -> list[np.ndarray]:
+    if isinstance(vertices_list, np.ndarray) and vertices_list.ndim == 2:
+        return [vertices_list]
+    return [np.asarray(v) for v in vertices_list]
+
+
+def _raster_faces(vertices_list, triangles, height, width, attrs_list, cull_backfaces=False):
+    """Rasterise several meshes sharing ``triangles`` into one z-buffer.
+
+    ``attrs_list``: per face an ``(N, C)`` per-vertex attribute. Returns ``(pix, values (M, C))``:
+    the covered flat pixel indices and the attribute interpolated with the barycentrics of the
+    visible triangle.
+    """
+    verts = _as_list(vertices_list)
+    tri = np.asarray(triangles)
+    if not verts:
+        return np.zeros(0, np.int64), np.zeros((0, attrs_list[0].shape[1] if attrs_list else 1))
+    if len(verts) == 1:
+        all_v, all_t, all_a = verts[0], tri, np.asarray(attrs_list[0], np.float64)
+    else:
+        offsets = np.cumsum([0] + [len(v) for v in verts[:-1]])
+        all_v = np.concatenate(verts, axis=0)
+        all_t = np.concatenate([tri + o for o in offsets], axis=0)
+        all_a = np.concatenate([np.asarray(a, np.float64) for a in attrs_list], axis=0)
+    pix, t_idx, bary, _ = _raster_compact(all_v, all_t, height, width, cull_backfaces)
+    corners = all_t[t_idx]  # (M, 3)
+    values = (bary[:, 0:1] * all_a[corners[:, 0]] + bary[:, 1:2] * all_a[corners[:, 1]]
+              + bary[:, 2:3] * all_a[corners[:, 2]])
+    return pix, values
+
+
+def render_depth(image_or_shape, vertices_list: Sequence[np.ndarray], triangles,
+                 cull_backfaces: bool = False) -> np.ndarray:
+    """Depth map like 3DDFA_V2's ``depth`` output: nearer = brighter.
+
+    Each face's z is normalised to ``[0, 1]`` over its own vertices (``(z - zmin) / (zmax - zmin)``,
+    as 3DDFA_V2 does) and drawn as ``round(255 * z)``; several faces are composed with one shared
+    z-buffer on the raw z, so a nearer face hides a farther one.
+
+    Args:
+        image_or_shape: an image (only its shape is used) or ``(H, W[, C])``.
+        vertices_list: list of ``(N, 3)`` image-pixel vertices (or a single ``(N, 3)`` array).
+        triangles: ``(T, 3)`` int, 0-based.
+
+    Returns:
+        ``(H, W)`` uint8, 0 where no face is drawn.
+    """
+    h, w = _image_shape(image_or_shape)
+    verts = _as_list(vertices_list)
+    attrs = []
+    for v in verts:
+        z = np.asarray(v, np.float64)[:, 2]
+        zmin, zmax = float(z.min()), float(z.max())
+        attrs.append(((z - zmin) / max(zmax - zmin, 1e-12))[:, None])
+    out = np.zeros(h * w, np.uint8)
+    if verts:
+        pix, values = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
+        out[pix] = np.clip(np.rint(values[:, 0] * 255.0), 0, 255).astype(np.uint8)
+    return out.reshape(h, w)
+
+
+def render_pncc(image_or_shape, vertices_list: Sequence[np.ndarray], triangles, ncc,
+                cull_backfaces: bool = False) -> np.ndarray:
+    """Projected Normalized Coordinate Code image (3DDFA's PNCC).
+
+    Args:
+        image_or_shape: an image (only its shape is used) or ``(H, W[, C])``.
+        vertices_list: list of ``(N, 3)`` image-pixel vertices (or a single array).
+        triangles: ``(T, 3)`` int, 0-based.
+        ncc: ``(N, 3)`` per-vertex code in ``[0, 1]``, columns = normalised (x, y, z) of the mean
+            shape, interpreted as **RGB** (3DDFA's ``ncc_code.npy`` is ``(3, N)``: pass ``.T``; it
+            can also be computed as ``(u - u.min(0)) / (u.max(0) - u.min(0))`` of the mean shape
+            ``u`` ``(N, 3)``).
+
+    Returns:
+        ``(H, W, 3)`` uint8 **BGR** image (so channel 2 = R = ncc x, channel 0 = B = ncc z, matching
+        3DDFA_V2's written PNCC file); ``round(255 * ncc)`` interpolated, 0 where empty.
+    """
+    h, w = _image_shape(image_or_shape)
+    ncc = np.asarray(ncc, np.float64)
+    if ncc.ndim != 2 or ncc.shape[1] != 3:
+        if ncc.ndim == 2 and ncc.shape[0] == 3:
+            raise ValueError(f"ncc must be (N, 3), got {ncc.shape}; pass ncc_code.T")
+        raise ValueError(f"ncc must be (N, 3), got {ncc.shape}")
+    verts = _as_list(vertices_list)
+    out = np.zeros((h * w, 3), np.uint8)
+    if verts:
+        pix, values = _raster_faces(verts, triangles, h, w, [ncc] * len(verts), cull_backfaces)
+        out[pix] = np.clip(np.rint(values[:, ::-1] * 255.0), 0, 255).astype(np.uint8)
+    return out.reshape(h, w, 3)
+
+
+def vertex_normals(vertices, triangles) -> np.ndarray:
+    """Unit per-vertex normals ``(N, 3)`` float32: area-weighted sum of adjacent face normals.
+
+    Face normal = ``cross(v1 - v0, v2 - v0)`` computed in the coordinates given. For 3DDFA's BFM
+    mesh in image pixels (y down, larger z closer) this points **towards the camera** (+z) on the
+    visible face. Vertices used by no (non-degenerate) triangle get ``(0, 0, 0)``.
+    """
+    v, t = _check_mesh(vertices, triangles)
+    v = v.astype(np.float64, copy=False)
+    p0, p1, p2 = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    fn = np.cross(p1 - p0, p2 - p0)
+    n = len(v)
+    idx = t.reshape(-1)
+    out = np.empty((n, 3), np.float64)
+    for c in range(3):
+        out[:, c] = np.bincount(idx, weights=np.repeat(fn[:, c], 3), minlength=n)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    np.divide(out, norm, out=out, where=norm > 0)
+    out[norm[:, 0] == 0] = 0.0
+    return out.astype(np.float32)
+
+
+def render_shaded(image, vertices_list: Sequence[np.ndarray], triangles, alpha: float = 0.6,
+                  color=(255, 255, 255), ambient: float = 0.3, diffuse: float = 0.6,
+                  cull_backfaces: bool = False) -> np.ndarray:
+    """Lambertian-shaded mesh blended over the photo (like 3DDFA_V2's ``render``).
+
+    Gouraud shading with per-vertex normals (:func:`vertex_normals`) and a directional light from
+    the camera (direction ``(0, 0, 1)``, i.e. +z): per-vertex intensity
+    ``ambient + diffuse * |n . l|`` (two-sided, so either winding lights the same), times
+    ``color`` (BGR, 0-255), interpolated over the visible triangles. Covered pixels become
+    ``(1 - alpha) * image + alpha * shade``; **pixels outside every mesh are returned unchanged**.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR (not modified; a copy is returned).
+        vertices_list: list of ``(N, 3)`` image-pixel vertices (or a single array).
+        triangles: ``(T, 3)`` int, 0-based.
+
+    Returns:
+        ``(H, W, 3)`` uint8 BGR.
+    """
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got {img.shape}")
+    h, w = img.shape[:2]
+    out = img.copy()
+    verts = _as_list(vertices_list)
+    if not verts:
+        return out
+    col = np.asarray(color, np.float64).reshape(1, 3)
+    attrs = []
+    for v in verts:
+        nz = np.abs(vertex_normals(v, triangles)[:, 2].astype(np.float64))
+        attrs.append((ambient + diffuse * nz)[:, None] * col)
+    pix, shade = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
+    flat = out.reshape(h * w, 3)
+    blended = (1.0 - alpha) * flat[pix].astype(np.float64) + alpha * shade
+    flat[pix] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
