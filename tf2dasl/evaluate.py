@@ -17,6 +17,7 @@ import numpy as np
 
 from .geometry.camera import crop_to_image
 from .geometry.roi import crop_image, roi_from_landmarks
+from .errors import UserError
 
 YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 BIN_NAMES = ("yaw_0_30", "yaw_30_60", "yaw_60_90")
@@ -29,7 +30,7 @@ CROP_FOLDER, IMAGE_FOLDER = "AFLW2000-3D_crop", "AFLW2000"
 LandmarkFn = Callable[[np.ndarray], np.ndarray]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset folder is missing or lacks a file the protocol needs (one line naming it and the fix)."""
 
 

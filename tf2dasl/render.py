@@ -44,6 +44,11 @@ __all__ = [
 _BARY_EPS = 1e-7
 # Triangles per chunk: keeps temporaries ~100 kB.
 _CHUNK = 8192
+# Candidate-pixel offsets of the fixed 2x2 window (broadcast against per-triangle columns).
+_WX = np.array([[0.0], [1.0], [0.0], [1.0]])
+_WY = np.array([[0.0], [0.0], [1.0], [1.0]])
+_WX_INT = _WX.astype(np.int64)
+_WOFF = _WY.astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -67,10 +72,10 @@ def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces
                     chunk: int = _CHUNK):
     """Rasterise and return only the covered pixels.
 
-    Returns ``(pix, tri, bary, z)``: flat pixel indices ``row * width + col`` (int64, unique,
-    ascending), winning triangle index (int64, into ``triangles``), barycentric weights ``(M, 3)``
-    float64 of that triangle's three vertices at the pixel centre, and the interpolated depth
-    ``(M,)`` float64.
+    Returns ``(pix, tri, (l0, l1, l2), z)``: flat pixel indices ``row * width + col`` (int64,
+    unique, ascending), winning triangle index (int64, into ``triangles``), the barycentric weights
+    of that triangle's three vertices at the pixel centre (three ``(M,)`` float64 arrays,
+    non-negative, summing to 1), and the interpolated depth ``(M,)`` float64.
 
     Triangles are processed in chunks so that every temporary stays small (cache-resident and
     recycled by the allocator instead of page-faulted afresh), and the z-buffer covers only the
@@ -78,7 +83,7 @@ def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces
     """
     v, t = _check_mesh(vertices, triangles)
     height, width = int(height), int(width)
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0))
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), (np.zeros(0),) * 3, np.zeros(0))
     if len(t) == 0 or len(v) == 0 or height <= 0 or width <= 0:
         return empty
 
@@ -122,41 +127,74 @@ def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces
         ids = np.flatnonzero(keep)
         if ids.size == 0:
             continue
+        # Affine forms over the bounding box, in offsets (dx, dy) from its corner (xmin, ymin):
+        #   l1 = c1 + a1 dx + b1 dy,  l2 = c2 + a2 dx + b2 dy,  z = cz + az dx + bz dy.
         inv = 1.0 / area[ids]
         a1 = e2y[ids] * inv
         b1 = e2x[ids] * -inv
         a2 = e1y[ids] * -inv
         b2 = e1x[ids] * inv
-        bx0 = xmin[ids].astype(np.int64)
-        by0 = ymin[ids].astype(np.int64)
-        bw = xmax[ids].astype(np.int64) - bx0 + 1
-        counts = (ymax[ids].astype(np.int64) - by0 + 1) * bw
-        # Enumerate (triangle, candidate pixel) pairs of each bounding box.
-        k = np.repeat(np.arange(ids.size), counts)
-        local = np.arange(k.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        bwk = bw[k]
-        dy = local // bwk
-        px = bx0[k] + (local - dy * bwk)
-        py = by0[k] + dy
-        # Barycentrics relative to vertex 0.
-        gid = ids[k]
-        rx = px - x0[gid]
-        ry = py - y0[gid]
-        l1 = a1[k] * rx + b1[k] * ry
-        l2 = a2[k] * rx + b2[k] * ry
-        l0 = 1.0 - l1 - l2
-        inside = (l0 >= -_BARY_EPS) & (l1 >= -_BARY_EPS) & (l2 >= -_BARY_EPS)
-        sel = np.flatnonzero(inside)
-        if sel.size == 0:
-            continue
-        gid = gid[sel]
-        l1 = l1[sel]
-        l2 = l2[sel]
-        za = vz[i0[gid]]
-        z = za + l1 * (vz[i1[gid]] - za) + l2 * (vz[i2[gid]] - za)
-        pix = py[sel] * rw + px[sel]
-        np.maximum.at(zbuf, pix, z)
-        parts.append((pix, gid + s, l1, l2, z))
+        bx0 = xmin[ids]
+        by0 = ymin[ids]
+        cx = bx0 - x0[ids]
+        cy = by0 - y0[ids]
+        c1 = a1 * cx + b1 * cy
+        c2 = a2 * cx + b2 * cy
+        za = vz[i0[ids]]
+        dz1 = vz[i1[ids]] - za
+        dz2 = vz[i2[ids]] - za
+        az = dz1 * a1 + dz2 * a2
+        bz = dz1 * b1 + dz2 * b2
+        cz = za + dz1 * c1 + dz2 * c2
+        bw = xmax[ids] - bx0  # box width - 1
+        bh = ymax[ids] - by0
+        pix0 = (by0 * rw + bx0).astype(np.int64)
+        small = (bw <= 1.0) & (bh <= 1.0)
+
+        # Pass 1: boxes up to 2x2 (nearly all triangles of a dense mesh), one fixed window each.
+        # Layout (4 window pixels, n triangles): the inner loops run over contiguous triangles.
+        q = np.flatnonzero(small)
+        if q.size:
+            L1 = c1[q] + a1[q] * _WX + b1[q] * _WY
+            L2 = c2[q] + a2[q] * _WX + b2[q] * _WY
+            inside = (L1 >= -_BARY_EPS) & (L2 >= -_BARY_EPS) & (L1 + L2 <= 1.0 + _BARY_EPS)
+            inside &= _WX <= bw[q]
+            inside &= _WY <= bh[q]
+            r = np.nonzero(inside)[1]
+            if r.size:
+                qr = q[r]
+                l1 = L1[inside]
+                l2 = L2[inside]
+                z = (cz[q] + az[q] * _WX + bz[q] * _WY)[inside]
+                pix = (pix0[q] + _WOFF * rw + _WX_INT)[inside]
+                np.maximum.at(zbuf, pix, z)
+                parts.append((pix, ids[qr] + s, l1, l2, z))
+
+        # Pass 2: larger boxes, every (triangle, pixel) pair enumerated with np.repeat.
+        q = np.flatnonzero(~small)
+        if q.size:
+            bwq = bw[q].astype(np.int64) + 1
+            counts = (bh[q].astype(np.int64) + 1) * bwq
+            k = np.repeat(q, counts)
+            local = np.arange(k.size) - np.repeat(np.cumsum(counts) - counts, counts)
+            bwk = np.repeat(bwq, counts)
+            dyi = local // bwk
+            dxi = local - dyi * bwk
+            dx = dxi.astype(np.float64)
+            dy = dyi.astype(np.float64)
+            l1 = c1[k] + a1[k] * dx + b1[k] * dy
+            l2 = c2[k] + a2[k] * dx + b2[k] * dy
+            sel = np.flatnonzero((l1 >= -_BARY_EPS) & (l2 >= -_BARY_EPS) & (l1 + l2 <= 1.0 + _BARY_EPS))
+            if sel.size:
+                k = k[sel]
+                dx = dx[sel]
+                dy = dy[sel]
+                l1 = l1[sel]
+                l2 = l2[sel]
+                z = cz[k] + az[k] * dx + bz[k] * dy
+                pix = pix0[k] + dyi[sel] * rw + dxi[sel]
+                np.maximum.at(zbuf, pix, z)
+                parts.append((pix, ids[k] + s, l1, l2, z))
 
     if not parts:
         return empty
@@ -168,13 +206,17 @@ def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces
     owner[pix[win]] = win
     lp = np.flatnonzero(owner >= 0)  # covered region pixels, ascending
     win = owner[lp]
-    l1, l2 = l1[win], l2[win]
-    bary = np.stack([1.0 - l1 - l2, l1, l2], axis=1)
-    np.clip(bary, 0.0, 1.0, out=bary)
-    bary /= bary.sum(axis=1, keepdims=True)
+    l1 = np.clip(l1[win], 0.0, 1.0)
+    l2 = np.clip(l2[win], 0.0, 1.0)
+    s12 = l1 + l2
+    over = s12 > 1.0
+    if over.any():
+        l1[over] /= s12[over]
+        l2[over] /= s12[over]
+    l0 = 1.0 - l1 - l2
     row, col = np.divmod(lp, rw)
     gpix = (row + ry0) * width + (col + rx0)
-    return gpix, tri[win], bary, z[win]
+    return gpix, tri[win], (l0, l1, l2), z[win]
 
 
 def rasterize(vertices, triangles, height: int, width: int, cull_backfaces: bool = False):
@@ -202,7 +244,8 @@ def rasterize(vertices, triangles, height: int, width: int, cull_backfaces: bool
     bary_img = np.zeros((height * width, 3), np.float32)
     depth[pix] = z
     tri_index[pix] = tri
-    bary_img[pix] = bary
+    for c in range(3):
+        bary_img[pix, c] = bary[c]
     return (depth.reshape(height, width), tri_index.reshape(height, width),
             bary_img.reshape(height, width, 3))
 
@@ -244,9 +287,12 @@ def _raster_faces(vertices_list, triangles, height, width, attrs_list, cull_back
         all_t = np.concatenate([tri + o for o in offsets], axis=0)
         all_a = np.concatenate([np.asarray(a, np.float64) for a in attrs_list], axis=0)
     pix, t_idx, bary, _ = _raster_compact(all_v, all_t, height, width, cull_backfaces)
-    corners = all_t[t_idx]  # (M, 3)
-    values = (bary[:, 0:1] * all_a[corners[:, 0]] + bary[:, 1:2] * all_a[corners[:, 1]]
-              + bary[:, 2:3] * all_a[corners[:, 2]])
+    c0, c1, c2 = (np.asarray(all_t[:, j])[t_idx] for j in range(3))
+    l0, l1, l2 = bary
+    values = np.empty((pix.size, all_a.shape[1]))
+    for j in range(all_a.shape[1]):  # per channel: 1-D gathers and products
+        a = np.ascontiguousarray(all_a[:, j])
+        values[:, j] = l0 * a[c0] + l1 * a[c1] + l2 * a[c2]
     return pix, values
 
 
@@ -319,15 +365,21 @@ def vertex_normals(vertices, triangles) -> np.ndarray:
     visible face. Vertices used by no (non-degenerate) triangle get ``(0, 0, 0)``.
     """
     v, t = _check_mesh(vertices, triangles)
-    v = v.astype(np.float64, copy=False)
-    p0, p1, p2 = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
-    fn = np.cross(p1 - p0, p2 - p0)
     n = len(v)
-    idx = t.reshape(-1)
+    vx, vy, vz = np.array(v, np.float64).T.copy()
+    tt = np.ascontiguousarray(np.asarray(t).T, dtype=np.intp)
+    i0, i1, i2 = tt
+    ax, ay, az = vx[i0], vy[i0], vz[i0]
+    e1x, e1y, e1z = vx[i1] - ax, vy[i1] - ay, vz[i1] - az
+    e2x, e2y, e2z = vx[i2] - ax, vy[i2] - ay, vz[i2] - az
+    # Face normals (area-weighted): cross(e1, e2), component by component on contiguous arrays.
+    fn = (e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x)
+    idx = tt.reshape(-1)  # corners 0, 1, 2 of every triangle
     out = np.empty((n, 3), np.float64)
     for c in range(3):
-        out[:, c] = np.bincount(idx, weights=np.repeat(fn[:, c], 3), minlength=n)
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
+        w = np.concatenate((fn[c], fn[c], fn[c]))
+        out[:, c] = np.bincount(idx, weights=w, minlength=n)
+    norm = np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
     np.divide(out, norm, out=out, where=norm > 0)
     out[norm[:, 0] == 0] = 0.0
     return out.astype(np.float32)

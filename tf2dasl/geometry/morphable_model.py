@@ -16,13 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from ..errors import UserError
 
 NUM_PARAMS = 62
 NUM_POSE, NUM_SHAPE, NUM_EXP = 12, 40, 10
 NUM_LANDMARKS = 68
 
 
-class MorphableModelError(ValueError):
+class MorphableModelError(UserError):
     """A morphable-model file is missing or malformed (one line naming the file)."""
 
 

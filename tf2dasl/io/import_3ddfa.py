@@ -14,12 +14,13 @@ from ..geometry.morphable_model import MorphableModelError, load_3ddfa_v2
 from ..model import FaceModel, ModelSpec
 from ..models.mobilenet_v1 import BLOCKS
 from .pth import CheckpointError, load_state_dict
+from ..errors import UserError
 
 SUPPORTED_ARCHS = {"mobilenet": "mobilenet_v1", "mobilenet_v1": "mobilenet_v1"}
 REQUIRED_FILES = ("configs/bfm_noneck_v3.pkl", "configs/param_mean_std_62d_120x120.pkl")
 
 
-class ImportError3DDFA(ValueError):
+class ImportError3DDFA(UserError):
     """The checkout, its config or its weights cannot be imported (one line naming the file and the fix)."""
 
 

@@ -18,13 +18,14 @@ import numpy as np
 from .. import __version__
 from ..geometry.morphable_model import MorphableModel
 from ..model import FaceModel, ModelSpec
+from ..errors import UserError
 
 FORMAT = "tf2dasl-model"
 FORMAT_VERSION = 1
 SPEC_FILE, WEIGHTS_FILE, MM_FILE = "model.json", "regressor.weights.h5", "morphable_model.npz"
 
 
-class ModelDirError(ValueError):
+class ModelDirError(UserError):
     """A model directory is missing, incomplete or from an unsupported format version."""
 
 

@@ -28,6 +28,7 @@ here (torch is never imported).  Every other global (``os.system``, ``builtins.e
 """
 from __future__ import annotations
 
+import _compat_pickle  # python-2 names in protocol-2 pickles, for messages
 import collections
 import os
 import pickle
@@ -128,7 +129,8 @@ def _strided(name, storage, offset, size, stride, dtype=None):
     if not isinstance(storage, _Storage) or storage.data is None:
         if isinstance(storage, _Storage):  # first pass over a legacy pickle: data comes later
             return None
-        raise CheckpointError(f"{name}: malformed tensor record: storage is {type(storage).__name__}")
+        raise CheckpointError(f"{name}: malformed tensor record: storage is "
+                              f"{type(storage).__name__}")
     data = storage.data
     if dtype is not None:  # _rebuild_tensor_v3: untyped bytes reinterpreted as `dtype`
         if data.nbytes % dtype.itemsize:
@@ -145,16 +147,15 @@ def _strided(name, storage, offset, size, stride, dtype=None):
         raise CheckpointError(f"{name}: tensor of size {tuple(size)} at offset {offset} reads "
                               f"past its storage of {data.size} elements")
     base = data[offset:]
-    view = np.lib.stride_tricks.as_strided(base, tuple(size), tuple(st * base.itemsize for st in stride))
+    strides = tuple(st * base.itemsize for st in stride)
+    view = np.lib.stride_tricks.as_strided(base, tuple(size), strides)
     return np.array(view, order="C", copy=True)
 
 
-def _rebuild_tensor_v2(name, storage, offset, size, stride, requires_grad=False, hooks=None,
-                       metadata=None):
-    return _strided(name, storage, offset, size, stride)
-
-
-def _rebuild_tensor(name, storage, offset, size, stride):
+def _rebuild_tensor_v2(name, storage, offset, size, stride, *requires_grad_hooks_metadata):
+    """Also serves ``_rebuild_tensor(storage, offset, size, stride)``; the extras are ignored."""
+    if len(requires_grad_hooks_metadata) > 3:
+        raise CheckpointError(f"{name}: malformed tensor record: too many arguments")
     return _strided(name, storage, offset, size, stride)
 
 
@@ -173,8 +174,9 @@ def _rebuild_parameter(name, data, requires_grad=False, hooks=None):
 
 _GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    **{("torch._utils", f.__name__): f for f in (_rebuild_tensor_v2, _rebuild_tensor,
-                                                 _rebuild_tensor_v3, _rebuild_parameter)},
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor_v2,
+    **{("torch._utils", f.__name__): f for f in (_rebuild_tensor_v2, _rebuild_tensor_v3,
+                                                 _rebuild_parameter)},
     **{("torch", k): _DType(k, v) for k, v in _STORAGES.items()},
     **{("torch", k): _DType(k, k) for k in _DTYPES},
 }
@@ -190,10 +192,15 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module, qualname):
         obj = _GLOBALS.get((module, qualname))
         if obj is None:
+            module, qualname = _compat_pickle.NAME_MAPPING.get((module, qualname),
+                                                               (module, qualname))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)  # __builtin__ -> builtins
             what = f"{module}.{qualname}"[:80].encode("ascii", "backslashreplace").decode()
             raise CheckpointError(f"{self.name}: refused to load: the pickle asks for {what}, "
                                   f"which a checkpoint never needs ({_ALLOWED})")
-        return _Func(obj, self.name) if callable(obj) and obj is not collections.OrderedDict else obj
+        if obj is collections.OrderedDict or isinstance(obj, _DType):
+            return obj
+        return _Func(obj, self.name)
 
     def persistent_load(self, pid):
         if (self.storage_fn is None or not isinstance(pid, tuple) or len(pid) < 5
@@ -216,7 +223,8 @@ def _unpickle(f, name, storage_fn=None, what="pickle"):
                                   "(incomplete download or copy?)") from None
         raise CheckpointError(f"{name}: corrupt {what}: {str(e)[:80]}") from None
     except Exception as e:  # malformed opcodes, bad arguments to the stand-ins, ...
-        raise CheckpointError(f"{name}: corrupt {what}: {type(e).__name__}: {str(e)[:80]}") from None
+        raise CheckpointError(f"{name}: corrupt {what}: {type(e).__name__}: "
+                              f"{str(e)[:80]}") from None
 
 
 def _raw(buf, dtype, big_endian):
@@ -384,7 +392,8 @@ def load_state_dict(path, *, strip_prefixes=("module.",)):
                 if prefix and key.startswith(prefix):
                     key, stripped = key[len(prefix):], True
         if key in out:
-            raise CheckpointError(f"{name}: key {key!r} appears twice after stripping {strip_prefixes}")
+            raise CheckpointError(f"{name}: key {key!r:.60} appears twice after stripping "
+                                  f"{strip_prefixes}")
         out[key] = value
     if not out:
         keys = ", ".join(map(str, list(obj)[:8]))

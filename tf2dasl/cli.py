@@ -1,0 +1,77 @@
+"""``tf2dasl`` command line: sub-commands, each thin over the Python API (``tf2dasl/commands/``).
+
+Errors a user can cause (:class:`tf2dasl.errors.UserError`, missing files) print one line and exit 2;
+batch commands report failures at the end and exit 1.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+#: sub-command name → module in tf2dasl.commands exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
+COMMANDS = {"import-3ddfa": "import_3ddfa", "evaluate": "evaluate", "reconstruct": "reconstruct",
+            "train": "train", "export": "export"}
+
+
+def _quiet_tensorflow_import() -> None:
+    """Import TensorFlow with its C++ start-up chatter (CUDA probing on CPU machines) hidden; replayed on failure."""
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device probing prints its own chatter: hide it too
+        except BaseException:
+            os.dup2(saved, 2)
+            tmp.seek(0)
+            sys.stderr.write(tmp.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="tf2dasl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tf2dasl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"tf2dasl.commands.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"tf2dasl.commands.{module}":
+                continue  # command not built yet
+            raise
+        mod.add_parser(sub, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import UserError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_tensorflow_import()
+    try:
+        return int(args.run(args) or 0)
+    except UserError as exc:
+        print(f"tf2dasl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"tf2dasl {args.command}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tf2dasl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``tf2dasl`` sub-command: ``add_parser(subparsers, name)`` and ``run(args) -> int``."""

@@ -1,0 +1,111 @@
+"""Face detectors behind one interface (:class:`FaceDetector`), and :func:`make_detector`.
+
+Conventions: input images are ``(H, W, 3)`` uint8 **BGR**; boxes are ``[x0, y0, x1, y1]`` float32 in
+0-based image pixels (integer values are pixel centres); detections come sorted by score, highest first.
+
+Detectors (names for :func:`make_detector`):
+  * ``"blazeface-full"``: MediaPipe BlazeFace full range sparse (192x192, ``face_detection_full_range_sparse.tflite``);
+  * ``"blazeface-short"``: MediaPipe BlazeFace short range (128x128, ``face_detection_short_range.tflite``),
+    made for large (selfie-distance) faces;
+  * ``"blazeface"``: full range if its model file is there, else short range;
+  * ``"haar"``: OpenCV's Haar cascade (no model file needed; frontal faces only);
+  * ``"auto"`` (default): full range, else short range, else Haar, by which files ``assets_dir`` holds.
+    Full range is first: on the 1,207 300-W crops it detects as many faces as short range and it also
+    finds the small faces of group photos, which short range misses (benchmarks/detection_rate.py).
+
+``assets_dir`` is searched for the model files directly and in its ``detectors/`` subfolder; when None,
+``$TF2DASL_ASSETS`` is used if set.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..io.pts import PtsError, read_pts  # noqa: F401  (re-exported for convenience)
+from .base import Detection, DetectorError, FaceDetector, box_iou, scale_shift_box  # noqa: F401
+from .blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector, BlazeFaceSpec, generate_anchors  # noqa: F401
+from .haar import HaarDetector  # noqa: F401
+
+DETECTOR_NAMES = ("auto", "blazeface", "blazeface-short", "blazeface-full", "haar")
+
+
+def _search_dirs(assets_dir: str | os.PathLike | None) -> list[Path]:
+    if assets_dir is None:
+        env = os.environ.get("TF2DASL_ASSETS")
+        if not env:
+            return []
+        assets_dir = env
+    root = Path(assets_dir)
+    return [root, root / "detectors"]
+
+
+def find_model_file(filename: str, assets_dir: str | os.PathLike | None) -> Path | None:
+    """``assets_dir/filename`` or ``assets_dir/detectors/filename`` if it exists, else None."""
+    for d in _search_dirs(assets_dir):
+        if (d / filename).is_file():
+            return d / filename
+    return None
+
+
+def _missing(name: str, filename: str, assets_dir) -> DetectorError:
+    where = assets_dir if assets_dir is not None else os.environ.get("TF2DASL_ASSETS") or "<no assets dir given>"
+    return DetectorError(
+        f"{name}: model file {filename} not found in {where}; pass --assets DIR or use --detector haar"
+    )
+
+
+def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = None, **opts) -> FaceDetector:
+    """Build a face detector by name (see the module docstring for the names).
+
+    ``opts`` go to the detector's constructor: ``score_threshold``, ``min_size``, ``max_faces`` for all;
+    ``num_threads`` and ``iou_threshold`` for BlazeFace (ignored by Haar); ``scale_factor``,
+    ``min_neighbors``, ``max_side`` for Haar (ignored by BlazeFace).
+    Raises :class:`DetectorError` for an unknown name or a missing model file of an explicitly named detector.
+    """
+    key = (name or "auto").strip().lower()
+    if key not in DETECTOR_NAMES:
+        raise DetectorError(f"unknown detector {name!r}; use one of {', '.join(DETECTOR_NAMES)}")
+    blaze_keys = {"score_threshold", "min_size", "max_faces", "num_threads", "iou_threshold"}
+    haar_keys = {"score_threshold", "min_size", "max_faces", "scale_factor", "min_neighbors", "max_side", "cascade_path"}
+    unknown = set(opts) - blaze_keys - haar_keys
+    if unknown:
+        raise DetectorError(f"unknown detector option(s): {', '.join(sorted(unknown))}")
+
+    def blaze(spec: BlazeFaceSpec, path: Path) -> BlazeFaceDetector:
+        return BlazeFaceDetector(path, spec, **{k: v for k, v in opts.items() if k in blaze_keys})
+
+    def haar() -> HaarDetector:
+        return HaarDetector(**{k: v for k, v in opts.items() if k in haar_keys})
+
+    if key == "haar":
+        return haar()
+    candidates = {
+        "blazeface-full": [FULL_RANGE],
+        "blazeface-short": [SHORT_RANGE],
+        "blazeface": [FULL_RANGE, SHORT_RANGE],
+        "auto": [FULL_RANGE, SHORT_RANGE],
+    }[key]
+    for spec in candidates:
+        path = find_model_file(spec.model_file, assets_dir)
+        if path is not None:
+            return blaze(spec, path)
+    if key == "auto":
+        return haar()
+    raise _missing(key, candidates[0].model_file, assets_dir)
+
+
+def boxes_from_pts(pts: np.ndarray) -> np.ndarray:
+    """Bounding box ``(4,)`` float32 ``[x0, y0, x1, y1]`` of landmarks ``(K, 2)`` or ``(K, 3)`` (x, y used)."""
+    p = np.asarray(pts, np.float32)
+    if p.ndim != 2 or p.shape[1] < 2 or len(p) == 0:
+        raise ValueError(f"expected landmarks of shape (K, 2) or (K, 3), got {p.shape}")
+    return np.array([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()], np.float32)
+
+
+__all__ = [
+    "Detection", "DetectorError", "FaceDetector", "BlazeFaceDetector", "HaarDetector", "BlazeFaceSpec",
+    "SHORT_RANGE", "FULL_RANGE", "DETECTOR_NAMES", "make_detector", "find_model_file", "boxes_from_pts",
+    "box_iou", "scale_shift_box", "generate_anchors", "read_pts", "PtsError",
+]
