@@ -20,11 +20,14 @@ Conventions
   signed area is ``<= 0`` (faster, and correct for the 3DDFA winding). Degenerate triangles (zero
   area) never cover a pixel.
 
-The algorithm is fully vectorised: triangles are clipped to the image by their pixel-centre
-bounding boxes, every (triangle, candidate pixel) pair of those boxes is enumerated with
-``np.repeat`` (face-mesh triangles are ~1 px, so there are only ~2 candidates per triangle),
-barycentrics are evaluated from per-triangle affine coefficients, and the z-buffer is resolved with
-``np.maximum.at`` followed by an equality test.
+Algorithm (numpy only, no per-triangle Python loop): triangles are processed in chunks of
+``_CHUNK``; each gets its pixel-centre bounding box clipped to the mesh's region of the image and
+affine forms of its barycentrics and depth over that box. Boxes of at most 2x2 pixel centres
+(~90 % of a dense face mesh, whose triangles are ~1 px) are grouped by shape and tested against a
+fixed window with broadcasting; larger boxes enumerate their (triangle, pixel) pairs with
+``np.repeat``. The z-buffer is a ``np.maximum.at`` over the covered candidates followed by an
+equality test that picks one winner per pixel. Renders interpolate per-vertex attributes with the
+winners' barycentrics (Gouraud), and several faces are composed in one z-buffer.
 """
 from __future__ import annotations
 
@@ -42,13 +45,24 @@ __all__ = [
 
 # Inside test tolerance on barycentric coordinates (pixel centres exactly on an edge are inside).
 _BARY_EPS = 1e-7
-# Triangles per chunk: keeps temporaries ~100 kB.
+# Triangles per chunk: keeps temporaries ~100-200 kB (cache-resident, recycled by the allocator).
 _CHUNK = 8192
-# Candidate-pixel offsets of the fixed 2x2 window (broadcast against per-triangle columns).
-_WX = np.array([[0.0], [1.0], [0.0], [1.0]])
-_WY = np.array([[0.0], [0.0], [1.0], [1.0]])
-_WX_INT = _WX.astype(np.int64)
-_WOFF = _WY.astype(np.int64)
+
+
+def _window(offsets):
+    """Candidate window for a bounding-box shape: float offsets ``dx``, ``dy`` as ``(m, 1)``
+    columns (broadcast against per-triangle rows) and the integer ``(dy, dx)`` columns."""
+    off = np.array(offsets, np.float64)
+    return off[:, :1], off[:, 1:], (off[:, 1:].astype(np.int64), off[:, :1].astype(np.int64))
+
+
+# Windows for bounding boxes of 1x1, 2x1, 1x2 and 2x2 pixel centres (w x h), by code w-1 + 2(h-1).
+_WINDOWS = [
+    _window([(0, 0)]),
+    _window([(0, 0), (1, 0)]),
+    _window([(0, 0), (0, 1)]),
+    _window([(0, 0), (1, 0), (0, 1), (1, 1)]),
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -65,47 +79,19 @@ def _check_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"triangles must be (T, 3), got {t.shape}")
     if not np.issubdtype(t.dtype, np.integer):
         raise ValueError(f"triangles must be integer, got {t.dtype}")
+    if t.size and (t.min() < 0 or t.max() >= len(v)):
+        raise ValueError(f"triangle indices must be in [0, {len(v)}), got [{t.min()}, {t.max()}]")
     return v, t
 
 
-def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces: bool = False,
-                    chunk: int = _CHUNK):
-    """Rasterise and return only the covered pixels.
+def _raster_chunks(vx, vy, vz, tt, rw, rh, zbuf, cull_backfaces, chunk):
+    """Candidate pixels of all triangles, chunk by chunk; updates ``zbuf`` (max z) in place.
 
-    Returns ``(pix, tri, (l0, l1, l2), z)``: flat pixel indices ``row * width + col`` (int64,
-    unique, ascending), winning triangle index (int64, into ``triangles``), the barycentric weights
-    of that triangle's three vertices at the pixel centre (three ``(M,)`` float64 arrays,
-    non-negative, summing to 1), and the interpolated depth ``(M,)`` float64.
-
-    Triangles are processed in chunks so that every temporary stays small (cache-resident and
-    recycled by the allocator instead of page-faulted afresh), and the z-buffer covers only the
-    mesh's bounding box inside the image.
+    Works in region-local pixel coordinates (``vx``, ``vy`` already shifted; region ``rw x rh``).
+    Returns a list of ``(pix, tri, l1, l2, z)`` tuples, one entry per covered (triangle, pixel
+    centre) pair: region-flat pixel index, triangle index, barycentrics of vertices 1 and 2, depth.
     """
-    v, t = _check_mesh(vertices, triangles)
-    height, width = int(height), int(width)
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), (np.zeros(0),) * 3, np.zeros(0))
-    if len(t) == 0 or len(v) == 0 or height <= 0 or width <= 0:
-        return empty
-
-    vx, vy, vz = np.array(v, np.float64).T.copy()
-    # Region of the image the mesh can touch (pixel centres), from finite vertices.
-    fin = np.isfinite(vx) & np.isfinite(vy)
-    if not fin.any():
-        return empty
-    rx0 = int(max(np.ceil(min(vx[fin].min(), width)), 0))
-    rx1 = int(min(np.floor(max(vx[fin].max(), -1.0)), width - 1))
-    ry0 = int(max(np.ceil(min(vy[fin].min(), height)), 0))
-    ry1 = int(min(np.floor(max(vy[fin].max(), -1.0)), height - 1))
-    if rx0 > rx1 or ry0 > ry1:
-        return empty
-    rw, rh = rx1 - rx0 + 1, ry1 - ry0 + 1
-    # Shift to region-local pixel coordinates (pixel centres at integers 0..rw-1, 0..rh-1).
-    vx -= rx0
-    vy -= ry0
-    tt = np.ascontiguousarray(np.asarray(t).T, dtype=np.int64)
-    zbuf = np.full(rh * rw, -np.inf)
     xhi, yhi = float(rw - 1), float(rh - 1)
-
     parts = []
     for s in range(0, tt.shape[1], chunk):
         i0, i1, i2 = tt[0, s:s + chunk], tt[1, s:s + chunk], tt[2, s:s + chunk]
@@ -150,25 +136,38 @@ def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces
         bh = ymax[ids] - by0
         pix0 = (by0 * rw + bx0).astype(np.int64)
         small = (bw <= 1.0) & (bh <= 1.0)
+        # Box shape code for boxes of at most 2x2 pixel centres, -1 for larger ones.
+        gcode = np.where(small, bw + 2.0 * bh, -1.0).astype(np.int8)
 
-        # Pass 1: boxes up to 2x2 (nearly all triangles of a dense mesh), one fixed window each.
-        # Layout (4 window pixels, n triangles): the inner loops run over contiguous triangles.
-        q = np.flatnonzero(small)
-        if q.size:
-            L1 = c1[q] + a1[q] * _WX + b1[q] * _WY
-            L2 = c2[q] + a2[q] * _WX + b2[q] * _WY
+        # Pass 1: boxes up to 2x2 pixels (nearly all triangles of a dense mesh), grouped by box
+        # shape so that each group has a fixed window of m pixels. Arrays are laid out (m, n):
+        # the inner loops run over contiguous triangles, and no per-candidate gathers are needed.
+        for code, (wx, wy, woff) in enumerate(_WINDOWS):
+            q = np.flatnonzero(gcode == code)
+            if q.size == 0:
+                continue
+            L1, L2, Z = c1[q], c2[q], cz[q]
+            P = pix0[q]
+            if code & 1:  # box two pixels wide
+                L1 = L1 + a1[q] * wx
+                L2 = L2 + a2[q] * wx
+                Z = Z + az[q] * wx
+            if code & 2:  # box two pixels tall
+                L1 = L1 + b1[q] * wy
+                L2 = L2 + b2[q] * wy
+                Z = Z + bz[q] * wy
+            if code:
+                P = P + (woff[0] * rw + woff[1])
             inside = (L1 >= -_BARY_EPS) & (L2 >= -_BARY_EPS) & (L1 + L2 <= 1.0 + _BARY_EPS)
-            inside &= _WX <= bw[q]
-            inside &= _WY <= bh[q]
-            r = np.nonzero(inside)[1]
-            if r.size:
-                qr = q[r]
-                l1 = L1[inside]
-                l2 = L2[inside]
-                z = (cz[q] + az[q] * _WX + bz[q] * _WY)[inside]
-                pix = (pix0[q] + _WOFF * rw + _WX_INT)[inside]
-                np.maximum.at(zbuf, pix, z)
-                parts.append((pix, ids[qr] + s, l1, l2, z))
+            fi = np.flatnonzero(inside)  # flat (window pixel, triangle) indices
+            if fi.size == 0:
+                continue
+            ti = fi if code == 0 else fi % q.size
+            z = Z.reshape(-1).take(fi)
+            pix = P.reshape(-1).take(fi)
+            np.maximum.at(zbuf, pix, z)
+            parts.append((pix, ids.take(q.take(ti)) + s, L1.reshape(-1).take(fi),
+                          L2.reshape(-1).take(fi), z))
 
         # Pass 2: larger boxes, every (triangle, pixel) pair enumerated with np.repeat.
         q = np.flatnonzero(~small)
@@ -195,7 +194,51 @@ def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces
                 pix = pix0[k] + dyi[sel] * rw + dxi[sel]
                 np.maximum.at(zbuf, pix, z)
                 parts.append((pix, ids[k] + s, l1, l2, z))
+    return parts
 
+
+def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces: bool = False,
+                    chunk: int = _CHUNK):
+    """Rasterise and return only the covered pixels.
+
+    Returns ``(pix, tri, (l0, l1, l2), z)``: flat pixel indices ``row * width + col`` (int64,
+    unique, ascending), winning triangle index (int64, into ``triangles``), the barycentric weights
+    of that triangle's three vertices at the pixel centre (three ``(M,)`` float64 arrays,
+    non-negative, summing to 1), and the interpolated depth ``(M,)`` float64.
+
+    Triangles are processed in chunks so that every temporary stays small (cache-resident and
+    recycled by the allocator instead of page-faulted afresh), and the z-buffer covers only the
+    mesh's bounding box inside the image.
+    """
+    v, t = _check_mesh(vertices, triangles)
+    height, width = int(height), int(width)
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), (np.zeros(0),) * 3, np.zeros(0))
+    if len(t) == 0 or len(v) == 0 or height <= 0 or width <= 0:
+        return empty
+
+    vx, vy, vz = np.array(v, np.float64).T.copy()
+    bad_z = ~np.isfinite(vz)
+    if bad_z.any():  # triangles touching a vertex with non-finite depth are dropped
+        vx[bad_z] = np.nan
+    # Region of the image the mesh can touch (pixel centres), from finite vertices.
+    fin = np.isfinite(vx) & np.isfinite(vy)
+    if not fin.any():
+        return empty
+    rx0 = int(max(np.ceil(min(vx[fin].min(), width)), 0))
+    rx1 = int(min(np.floor(max(vx[fin].max(), -1.0)), width - 1))
+    ry0 = int(max(np.ceil(min(vy[fin].min(), height)), 0))
+    ry1 = int(min(np.floor(max(vy[fin].max(), -1.0)), height - 1))
+    if rx0 > rx1 or ry0 > ry1:
+        return empty
+    rw, rh = rx1 - rx0 + 1, ry1 - ry0 + 1
+    # Shift to region-local pixel coordinates (pixel centres at integers 0..rw-1, 0..rh-1).
+    vx -= rx0
+    vy -= ry0
+    tt = np.ascontiguousarray(np.asarray(t).T, dtype=np.int64)
+    zbuf = np.full(rh * rw, -np.inf)
+
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN/inf vertices
+        parts = _raster_chunks(vx, vy, vz, tt, rw, rh, zbuf, cull_backfaces, chunk)
     if not parts:
         return empty
     pix, tri, l1, l2, z = (np.concatenate(p) for p in zip(*parts))
@@ -268,32 +311,33 @@ def _as_list(vertices_list) -> list[np.ndarray]:
     return [np.asarray(v) for v in vertices_list]
 
 
-def _raster_faces(vertices_list, triangles, height, width, attrs_list, cull_backfaces=False):
-    """Rasterise several meshes sharing ``triangles`` into one z-buffer.
+def _raster_faces(verts: list[np.ndarray], triangles, height: int, width: int,
+                  attrs_list: list[list[np.ndarray]], cull_backfaces: bool = False):
+    """Rasterise several meshes sharing ``triangles`` into one z-buffer and interpolate attributes.
 
-    ``attrs_list``: per face an ``(N, C)`` per-vertex attribute. Returns ``(pix, values (M, C))``:
-    the covered flat pixel indices and the attribute interpolated with the barycentrics of the
-    visible triangle.
+    ``attrs_list[f][c]``: face ``f``'s per-vertex attribute channel ``c`` ``(N_f,)``. Returns
+    ``(pix, [values_c (M,) float64 ...])``: the covered flat pixel indices ``row * width + col`` and
+    each channel interpolated with the barycentrics of the visible triangle.
     """
-    verts = _as_list(vertices_list)
     tri = np.asarray(triangles)
-    if not verts:
-        return np.zeros(0, np.int64), np.zeros((0, attrs_list[0].shape[1] if attrs_list else 1))
+    n_ch = len(attrs_list[0])
     if len(verts) == 1:
-        all_v, all_t, all_a = verts[0], tri, np.asarray(attrs_list[0], np.float64)
+        all_v, all_t = verts[0], tri
+        chans = [np.asarray(a, np.float64) for a in attrs_list[0]]
     else:
         offsets = np.cumsum([0] + [len(v) for v in verts[:-1]])
         all_v = np.concatenate(verts, axis=0)
         all_t = np.concatenate([tri + o for o in offsets], axis=0)
-        all_a = np.concatenate([np.asarray(a, np.float64) for a in attrs_list], axis=0)
-    pix, t_idx, bary, _ = _raster_compact(all_v, all_t, height, width, cull_backfaces)
-    c0, c1, c2 = (np.asarray(all_t[:, j])[t_idx] for j in range(3))
-    l0, l1, l2 = bary
-    values = np.empty((pix.size, all_a.shape[1]))
-    for j in range(all_a.shape[1]):  # per channel: 1-D gathers and products
-        a = np.ascontiguousarray(all_a[:, j])
-        values[:, j] = l0 * a[c0] + l1 * a[c1] + l2 * a[c2]
+        chans = [np.concatenate([np.asarray(a[c], np.float64) for a in attrs_list]) for c in range(n_ch)]
+    pix, t_idx, (l0, l1, l2), _ = _raster_compact(all_v, all_t, height, width, cull_backfaces)
+    tt = np.asarray(all_t).T
+    c0, c1, c2 = tt[0][t_idx], tt[1][t_idx], tt[2][t_idx]
+    values = [l0 * a[c0] + l1 * a[c1] + l2 * a[c2] for a in chans]
     return pix, values
+
+
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def render_depth(image_or_shape, vertices_list: Sequence[np.ndarray], triangles,
@@ -308,21 +352,22 @@ def render_depth(image_or_shape, vertices_list: Sequence[np.ndarray], triangles,
         image_or_shape: an image (only its shape is used) or ``(H, W[, C])``.
         vertices_list: list of ``(N, 3)`` image-pixel vertices (or a single ``(N, 3)`` array).
         triangles: ``(T, 3)`` int, 0-based.
+        cull_backfaces: see :func:`rasterize`.
 
     Returns:
-        ``(H, W)`` uint8, 0 where no face is drawn.
+        ``(H, W)`` uint8, 0 where no face is drawn (black background).
     """
     h, w = _image_shape(image_or_shape)
     verts = _as_list(vertices_list)
-    attrs = []
-    for v in verts:
-        z = np.asarray(v, np.float64)[:, 2]
-        zmin, zmax = float(z.min()), float(z.max())
-        attrs.append(((z - zmin) / max(zmax - zmin, 1e-12))[:, None])
     out = np.zeros(h * w, np.uint8)
     if verts:
-        pix, values = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
-        out[pix] = np.clip(np.rint(values[:, 0] * 255.0), 0, 255).astype(np.uint8)
+        attrs = []
+        for v in verts:
+            z = np.asarray(v, np.float64)[:, 2]
+            zmin, zmax = float(z.min()), float(z.max())
+            attrs.append([(z - zmin) * (255.0 / max(zmax - zmin, 1e-12))])
+        pix, (val,) = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
+        out[pix] = _to_u8(val)
     return out.reshape(h, w)
 
 
@@ -335,13 +380,13 @@ def render_pncc(image_or_shape, vertices_list: Sequence[np.ndarray], triangles, 
         vertices_list: list of ``(N, 3)`` image-pixel vertices (or a single array).
         triangles: ``(T, 3)`` int, 0-based.
         ncc: ``(N, 3)`` per-vertex code in ``[0, 1]``, columns = normalised (x, y, z) of the mean
-            shape, interpreted as **RGB** (3DDFA's ``ncc_code.npy`` is ``(3, N)``: pass ``.T``; it
-            can also be computed as ``(u - u.min(0)) / (u.max(0) - u.min(0))`` of the mean shape
-            ``u`` ``(N, 3)``).
+            shape, interpreted as **RGB**. 3DDFA's ``ncc_code.npy`` is ``(3, N)``: pass ``.T``; the
+            same code is ``(u - u.min(0)) / (u.max(0) - u.min(0))`` for the mean shape ``u (N, 3)``.
+        cull_backfaces: see :func:`rasterize`.
 
     Returns:
-        ``(H, W, 3)`` uint8 **BGR** image (so channel 2 = R = ncc x, channel 0 = B = ncc z, matching
-        3DDFA_V2's written PNCC file); ``round(255 * ncc)`` interpolated, 0 where empty.
+        ``(H, W, 3)`` uint8 **BGR** image: channel 2 (R) = ncc x, 1 (G) = ncc y, 0 (B) = ncc z,
+        i.e. what 3DDFA_V2 writes to its PNCC file; ``round(255 * ncc)`` interpolated, 0 where empty.
     """
     h, w = _image_shape(image_or_shape)
     ncc = np.asarray(ncc, np.float64)
@@ -352,8 +397,10 @@ def render_pncc(image_or_shape, vertices_list: Sequence[np.ndarray], triangles, 
     verts = _as_list(vertices_list)
     out = np.zeros((h * w, 3), np.uint8)
     if verts:
-        pix, values = _raster_faces(verts, triangles, h, w, [ncc] * len(verts), cull_backfaces)
-        out[pix] = np.clip(np.rint(values[:, ::-1] * 255.0), 0, 255).astype(np.uint8)
+        bgr = [ncc[:, 2] * 255.0, ncc[:, 1] * 255.0, ncc[:, 0] * 255.0]
+        pix, values = _raster_faces(verts, triangles, h, w, [bgr] * len(verts), cull_backfaces)
+        for c in range(3):
+            out[pix, c] = _to_u8(values[c])
     return out.reshape(h, w, 3)
 
 
@@ -362,7 +409,7 @@ def vertex_normals(vertices, triangles) -> np.ndarray:
 
     Face normal = ``cross(v1 - v0, v2 - v0)`` computed in the coordinates given. For 3DDFA's BFM
     mesh in image pixels (y down, larger z closer) this points **towards the camera** (+z) on the
-    visible face. Vertices used by no (non-degenerate) triangle get ``(0, 0, 0)``.
+    visible face. Vertices used by no non-degenerate triangle get ``(0, 0, 0)``.
     """
     v, t = _check_mesh(vertices, triangles)
     n = len(v)
@@ -377,8 +424,7 @@ def vertex_normals(vertices, triangles) -> np.ndarray:
     idx = tt.reshape(-1)  # corners 0, 1, 2 of every triangle
     out = np.empty((n, 3), np.float64)
     for c in range(3):
-        w = np.concatenate((fn[c], fn[c], fn[c]))
-        out[:, c] = np.bincount(idx, weights=w, minlength=n)
+        out[:, c] = np.bincount(idx, weights=np.concatenate((fn[c], fn[c], fn[c])), minlength=n)
     norm = np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
     np.divide(out, norm, out=out, where=norm > 0)
     out[norm[:, 0] == 0] = 0.0
@@ -392,33 +438,38 @@ def render_shaded(image, vertices_list: Sequence[np.ndarray], triangles, alpha: 
 
     Gouraud shading with per-vertex normals (:func:`vertex_normals`) and a directional light from
     the camera (direction ``(0, 0, 1)``, i.e. +z): per-vertex intensity
-    ``ambient + diffuse * |n . l|`` (two-sided, so either winding lights the same), times
-    ``color`` (BGR, 0-255), interpolated over the visible triangles. Covered pixels become
+    ``ambient + diffuse * |n . l|`` (two-sided, so either winding is lit the same), interpolated
+    over the visible triangles and multiplied by ``color`` (BGR, 0-255). Covered pixels become
     ``(1 - alpha) * image + alpha * shade``; **pixels outside every mesh are returned unchanged**.
+    Several faces are composed with one z-buffer.
 
     Args:
         image: ``(H, W, 3)`` uint8 BGR (not modified; a copy is returned).
         vertices_list: list of ``(N, 3)`` image-pixel vertices (or a single array).
         triangles: ``(T, 3)`` int, 0-based.
+        alpha: opacity of the rendered mesh.
+        color: mesh colour, BGR 0-255 (default white, as 3DDFA_V2).
+        ambient, diffuse: light intensities (3DDFA_V2's Sim3DR uses 0.3 and 0.6).
+        cull_backfaces: see :func:`rasterize`.
 
     Returns:
         ``(H, W, 3)`` uint8 BGR.
     """
     img = np.asarray(image)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"image must be (H, W, 3), got {img.shape}")
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
     h, w = img.shape[:2]
-    out = img.copy()
+    out = np.array(img, copy=True, order="C")
     verts = _as_list(vertices_list)
     if not verts:
         return out
-    col = np.asarray(color, np.float64).reshape(1, 3)
     attrs = []
     for v in verts:
         nz = np.abs(vertex_normals(v, triangles)[:, 2].astype(np.float64))
-        attrs.append((ambient + diffuse * nz)[:, None] * col)
-    pix, shade = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
+        attrs.append([ambient + diffuse * nz])
+    pix, (inten,) = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
     flat = out.reshape(h * w, 3)
-    blended = (1.0 - alpha) * flat[pix].astype(np.float64) + alpha * shade
-    flat[pix] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    for c in range(3):
+        chan = flat[:, c]
+        chan[pix] = _to_u8((1.0 - alpha) * chan[pix] + (alpha * float(color[c])) * inten)
     return out

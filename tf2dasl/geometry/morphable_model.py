@@ -101,6 +101,13 @@ class MorphableModel:
         """Raw params ``(B, 62)`` → the 68 landmarks in the model frame ``(B, 68, 3)``."""
         return self.vertices(params, dense=False)
 
+    def ncc(self) -> np.ndarray:
+        """The normalized coordinate code ``(N, 3)`` in [0, 1]: the mean shape scaled per axis (3DDFA's PNCC colours)."""
+        self.require_dense()
+        u = self.u.reshape(-1, 3)
+        lo, hi = u.min(axis=0), u.max(axis=0)
+        return ((u - lo) / (hi - lo)).astype(np.float32)
+
     def slice_keypoints(self, flat_keypoints: np.ndarray) -> "MorphableModel":
         """A copy whose sparse bases are the given x,y,z-interleaved rows ``(3K,)`` of the dense ones."""
         self.require_dense()

@@ -1,0 +1,129 @@
+"""The batch API behind ``tf2dasl reconstruct``: paths in, one JSON (and pictures, meshes) per image out.
+
+    from tf2dasl.api import reconstruct_paths
+    summary = reconstruct_paths(["photos/"], "models/mb05", "out/", outputs=["overlay"])
+
+Unreadable images are reported by name and skipped; the rest go on (``summary.failures``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .errors import UserError
+from .io.images import ImageError, iter_image_paths, read_image
+from .reconstruct import Face, Reconstructor
+
+
+@dataclass
+class Summary:
+    """What a batch run did: counts, and ``failures`` as (path, reason) pairs."""
+
+    images: int = 0
+    faces: int = 0
+    without_faces: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        ok = self.images - len(self.failures)
+        return (f"{ok}/{self.images} images reconstructed, {self.faces} faces, "
+                f"{len(self.without_faces)} without faces, {len(self.failures)} failed")
+
+    def to_json(self) -> dict:
+        return {"images": self.images, "faces": self.faces, "without_faces": self.without_faces,
+                "failures": [{"image": p, "error": r} for p, r in self.failures]}
+
+
+def image_record(path: Path, image: np.ndarray, faces: Sequence[Face]) -> dict:
+    """The per-image JSON of DESIGN.md §3."""
+    h, w = image.shape[:2]
+    return {"image": str(path), "width": int(w), "height": int(h), "faces": [f.to_json() for f in faces]}
+
+
+def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[Face], outputs: Sequence[str],
+                  mm) -> list[Path]:
+    """Write the pictures (``overlay``, ``depth``, ``pncc``) and meshes (``obj``, ``ply``) asked for."""
+    from . import visualize
+    from .io.mesh import sample_vertex_colors, write_obj, write_ply
+
+    written = []
+    tri = mm.triangles if mm.is_dense else None
+    if "overlay" in outputs:
+        written.append(out_dir / f"{stem}_overlay.png")
+        cv2.imwrite(str(written[-1]), visualize.overlay(image, faces, tri))
+    if tri is None:
+        return written
+    if "depth" in outputs:
+        written.append(out_dir / f"{stem}_depth.png")
+        cv2.imwrite(str(written[-1]), visualize.depth_image(image, faces, tri))
+    if "pncc" in outputs:
+        written.append(out_dir / f"{stem}_pncc.png")
+        cv2.imwrite(str(written[-1]), visualize.pncc_image(image, faces, tri, mm.ncc()))
+    for i, face in enumerate(faces):
+        if "obj" in outputs or "ply" in outputs:
+            v = face.vertices()
+            colors = sample_vertex_colors(image, v)
+            if "obj" in outputs:
+                written.append(write_obj(out_dir / f"{stem}_{i}.obj", v, tri, colors))
+            if "ply" in outputs:
+                written.append(write_ply(out_dir / f"{stem}_{i}.ply", v, tri, colors))
+    return written
+
+
+def make_reconstructor(model, detector: str = "auto", assets_dir=None, detector_options: dict | None = None,
+                       refine: bool = True) -> Reconstructor:
+    """A :class:`Reconstructor` from a model (directory or loaded) and a detector name."""
+    from .detect import DetectorError, make_detector
+
+    if isinstance(model, (str, Path)):
+        from . import load_model
+
+        model = load_model(model)
+    opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
+    try:
+        det = make_detector(detector, assets_dir, **opts)
+    except DetectorError as exc:
+        raise UserError(str(exc)) from None
+    return Reconstructor(model, det, refine=refine)
+
+
+def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detector: str = "auto",
+                      assets_dir=None, detector_options: dict | None = None, use_pts: bool = False,
+                      refine: bool = True, progress: bool = True) -> Summary:
+    """Reconstruct every image of ``inputs`` (files or folders) into ``out_dir``; see :class:`Summary`."""
+    from .io.pts import PtsError, read_pts
+
+    try:
+        paths = iter_image_paths(inputs)
+    except ImageError as exc:
+        raise UserError(str(exc)) from None
+    rec = make_reconstructor(model, detector, assets_dir, detector_options, refine)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = Summary(images=len(paths))
+    stems: dict[str, int] = {}
+    for path in tqdm(paths, desc="reconstruct", unit="img", disable=not progress or len(paths) < 2):
+        stem = path.stem if path.stem not in stems else f"{path.stem}_{stems[path.stem]}"
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+        try:
+            image = read_image(path)
+            pts_path = path.with_suffix(".pts")
+            if use_pts and pts_path.is_file():
+                faces = rec(image, landmarks=read_pts(pts_path)[None])
+            else:
+                faces = rec(image)
+        except (ImageError, PtsError) as exc:
+            summary.failures.append((str(path), str(exc)))
+            continue
+        summary.faces += len(faces)
+        if not faces:
+            summary.without_faces.append(str(path))
+        (out / f"{stem}.json").write_text(json.dumps(image_record(path, image, faces)) + "\n")
+        write_outputs(out, stem, image, faces, outputs, rec.model.mm)
+    return summary

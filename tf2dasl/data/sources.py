@@ -1,0 +1,223 @@
+"""Listing training samples from the published dataset layouts (no TensorFlow here).
+
+* 300-W style folders: images with a 68-point ``.pts`` beside them (``afw/``, ``helen_train/``, ...)
+  → :class:`FaceSample` with **0-based** image-pixel landmarks ``(68, 2)``.
+* 300W-LP ``.mat`` folders: ``pt2d`` ``(2, 68)`` beside each ``.jpg`` → :class:`FaceSample` (2D labels only;
+  300W-LP's ``Shape_Para``/``Exp_Para`` are full-BFM coefficients, not 3DDFA's 62 parameters).
+* 3DDFA's training layout: a list file of 120x120 crop names (relative to a root folder) and an
+  ``(N, 62)`` parameter array (``.npy`` or ``.pkl``) → :class:`ParamSample` with **raw** parameters.
+  3DDFA v1's ``param_all_norm.pkl`` holds *whitened* parameters (``(p - mean) / std`` with
+  ``train.configs/param_whitening.pkl``): pass ``whitened=True`` and the whitening file.
+
+Images are not opened here: unreadable ones are found (and skipped, counted) when a pipeline loads them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from ..io.images import IMAGE_EXTENSIONS
+from ..io.pts import PtsError, read_pts
+
+NUM_LANDMARKS = 68
+NUM_PARAMS = 62
+
+
+class DataSourceError(UserError):
+    """A dataset folder, list, label or parameter file that is missing or malformed (one line naming it)."""
+
+
+@dataclass(eq=False)
+class FaceSample:
+    """An in-the-wild face: ``image_path`` and its ``landmarks (68, 2)`` float32, 0-based image pixels (x, y)."""
+
+    image_path: str
+    landmarks: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return Path(self.image_path).name
+
+
+@dataclass(eq=False)
+class ParamSample:
+    """A 3D-labelled crop: ``image_path`` (an ``S x S`` face crop), raw 3DDFA ``params (62,)`` float32 and
+    optional ``landmarks (68, 2)`` crop pixels (``None`` in 3DDFA's layout)."""
+
+    image_path: str
+    params: np.ndarray
+    landmarks: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.image_path).name
+
+
+def _folders(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    if isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    out = [Path(f) for f in folders]
+    if not out:
+        raise DataSourceError("no dataset folder given")
+    return out
+
+
+def _need_dir(d: Path, what: str) -> None:
+    if not d.exists():
+        raise DataSourceError(f"{d}: folder not found (expected {what})")
+    if not d.is_dir():
+        raise DataSourceError(f"{d}: not a folder (expected {what})")
+
+
+def list_pts_faces(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> list[FaceSample]:
+    """300-W style folders (images + 68-point ``.pts`` with the same stem) → faces, sorted by name per folder.
+
+    Not recursive (``afw/full/`` is not read from ``afw/``). An image without a ``.pts`` is ignored;
+    a ``.pts`` with another point count or malformed → :class:`DataSourceError` naming it; a missing folder
+    or one with no labelled image → :class:`DataSourceError`.
+    """
+    out: list[FaceSample] = []
+    for d in _folders(folders):
+        _need_dir(d, "300-W style images with 68-point .pts files")
+        found = 0
+        for img in sorted((p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                          key=lambda p: p.name):
+            pts = img.with_suffix(".pts")
+            if not pts.is_file():
+                continue
+            try:
+                lm = read_pts(pts, NUM_LANDMARKS)
+            except PtsError as exc:
+                raise DataSourceError(str(exc)) from None
+            out.append(FaceSample(str(img), lm))
+            found += 1
+        if not found:
+            raise DataSourceError(f"{d}: no image with a .pts file found (expected 300-W style image/.pts pairs)")
+    return out
+
+
+def list_300wlp(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> list[FaceSample]:
+    """300W-LP folders (``NAME.jpg`` + ``NAME.mat`` holding ``pt2d (2, 68)``) → faces with ``pt2d`` as landmarks.
+
+    ``pt2d`` is taken as 0-based image pixels as published. A ``.mat`` without its ``.jpg`` is ignored;
+    a ``.mat`` that is unreadable or lacks a ``(2, 68)`` ``pt2d`` → :class:`DataSourceError` naming it.
+    """
+    import scipy.io as sio
+
+    out: list[FaceSample] = []
+    for d in _folders(folders):
+        _need_dir(d, "300W-LP .jpg/.mat pairs")
+        found = 0
+        for mat in sorted(d.glob("*.mat"), key=lambda p: p.name):
+            img = mat.with_suffix(".jpg")
+            if not img.is_file():
+                continue
+            try:
+                m = sio.loadmat(str(mat), variable_names=["pt2d"])
+            except Exception as exc:  # scipy raises several types on corrupt files
+                raise DataSourceError(f"{mat}: cannot read .mat file ({type(exc).__name__}: {exc})") from None
+            pt2d = m.get("pt2d")
+            if pt2d is None or np.shape(pt2d) != (2, NUM_LANDMARKS):
+                got = "no pt2d" if pt2d is None else f"pt2d of shape {np.shape(pt2d)}"
+                raise DataSourceError(f"{mat}: expected pt2d of shape (2, 68) (300W-LP layout), found {got}")
+            lm = np.asarray(pt2d, np.float32).T.copy()
+            if not np.all(np.isfinite(lm)):
+                raise DataSourceError(f"{mat}: non-finite pt2d coordinates")
+            out.append(FaceSample(str(img), lm))
+            found += 1
+        if not found:
+            raise DataSourceError(f"{d}: no .jpg/.mat pair found (expected the 300W-LP layout)")
+    return out
+
+
+def split_holdout(samples: Sequence, every: int = 10, offset: int = 0) -> tuple[list, list]:
+    """Deterministic split: sorted by image file name (then path), every ``every``-th from ``offset`` is held out.
+
+    Returns ``(train, holdout)``, each in the input order. ``every <= 0`` holds nothing out.
+    """
+    if every <= 0:
+        return list(samples), []
+    if not 0 <= offset < every:
+        raise ValueError(f"holdout offset must be in [0, {every}), got {offset}")
+    order = sorted(range(len(samples)), key=lambda i: (Path(samples[i].image_path).name, samples[i].image_path))
+    held = {i for rank, i in enumerate(order) if rank % every == offset}
+    return ([s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held])
+
+
+def _load_array(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataSourceError(f"{path}: parameter file not found")
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DataSourceError(f"{path}: cannot read .npy ({exc})") from None
+    if path.suffix.lower() == ".pkl":
+        from ..geometry.morphable_model import _load_pickle  # restricted unpickler: numpy arrays only
+
+        try:
+            value = _load_pickle(path)
+        except UserError as exc:
+            raise DataSourceError(str(exc)) from None
+        return np.asarray(value)
+    raise DataSourceError(f"{path}: expected a .npy or .pkl parameter file")
+
+
+def load_whitening(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean (62,), std (62,))`` from 3DDFA v1's ``param_whitening.pkl`` (``param_mean``/``param_std``) or
+    3DDFA_V2's ``param_mean_std_62d_120x120.pkl`` (``mean``/``std``)."""
+    from ..geometry.morphable_model import _load_pickle
+
+    p = Path(path)
+    try:
+        w = _load_pickle(p)
+    except UserError as exc:
+        raise DataSourceError(str(exc)) from None
+    if not isinstance(w, dict):
+        raise DataSourceError(f"{p}: expected a dict with param_mean/param_std (or mean/std)")
+    mean, std = (w.get("param_mean"), w.get("param_std")) if "param_mean" in w else (w.get("mean"), w.get("std"))
+    if mean is None or std is None:
+        raise DataSourceError(f"{p}: expected keys param_mean/param_std or mean/std")
+    mean, std = np.asarray(mean, np.float32).reshape(-1), np.asarray(std, np.float32).reshape(-1)
+    if mean.shape != (NUM_PARAMS,) or std.shape != (NUM_PARAMS,):
+        raise DataSourceError(f"{p}: whitening must hold 62 means and stds, found {mean.size} and {std.size}")
+    return mean, std
+
+
+def list_3ddfa_params(root: str | os.PathLike, list_file: str | os.PathLike, params_file: str | os.PathLike,
+                      whitened: bool = False, whitening: str | os.PathLike | None = None) -> list[ParamSample]:
+    """3DDFA's training layout → :class:`ParamSample` with **raw** parameters ``(62,)``.
+
+    ``list_file``: one crop file name per line, relative to ``root`` (3DDFA: ``train_aug_120x120.list.train``).
+    ``params_file``: ``(N, 62)`` in the list's order, ``.npy`` or ``.pkl`` (3DDFA: ``param_all_norm.pkl``).
+    ``whitened=True``: the file holds ``(p - mean) / std`` (3DDFA v1's ``param_all_norm.pkl`` does);
+    ``whitening`` names the ``.pkl`` holding that mean/std (3DDFA v1: ``train.configs/param_whitening.pkl``)
+    and the parameters are un-whitened here.
+    """
+    root, list_file = Path(root), Path(list_file)
+    _need_dir(root, "the folder of 3DDFA's 120x120 training crops")
+    if not list_file.is_file():
+        raise DataSourceError(f"{list_file}: list file not found (one crop file name per line)")
+    names = [ln.strip() for ln in list_file.read_text().splitlines() if ln.strip()]
+    if not names:
+        raise DataSourceError(f"{list_file}: empty list file")
+    params = _load_array(Path(params_file))
+    if params.ndim != 2 or params.shape[1] != NUM_PARAMS:
+        raise DataSourceError(f"{params_file}: expected an (N, 62) parameter array, found shape {params.shape}")
+    if len(params) != len(names):
+        raise DataSourceError(f"{params_file}: holds {len(params)} parameter rows but {list_file} lists {len(names)} crops")
+    params = params.astype(np.float32)
+    if whitened:
+        if whitening is None:
+            raise DataSourceError(f"{params_file}: whitened parameters need the whitening file "
+                                  "(3DDFA v1: train.configs/param_whitening.pkl)")
+        mean, std = load_whitening(whitening)
+        params = params * std + mean
+    if not np.all(np.isfinite(params)):
+        raise DataSourceError(f"{params_file}: non-finite parameters")
+    return [ParamSample(str(root / n), params[i]) for i, n in enumerate(names)]

@@ -1,0 +1,473 @@
+"""Export a model directory for deployment: SavedModel (TF Serving), TFLite (mobile, GPU delegate) and ONNX.
+
+Layout of ``EXPORT_DIR`` (``NAME`` = the model spec's name, ``V`` = ``--version``, default 1)::
+
+    EXPORT_DIR/
+      export.json                      what every artifact is: files, inputs/outputs, normalisation, spec
+      saved_model/NAME/V/              TF Serving's tree (mount EXPORT_DIR/saved_model as /models)
+        saved_model.pb, variables/
+        assets/model.json              the model directory's model.json
+        assets.extra/tf_serving_warmup_requests
+      NAME_float32.tflite              float32 normalised crops [1, S, S, 3] → params, landmarks
+      NAME_float16.tflite              float16 weights (the GPU delegate recipe)
+      NAME_int8.tflite                 dynamic-range int8 weights (CPU)
+      NAME.onnx                        float32 normalised crops [N, S, S, 3] → params, landmarks (opset 17)
+
+SavedModel signatures (all outputs float32):
+
+* ``serving_default``: ``crops`` uint8 ``[N, S, S, 3]`` in the model's colour order (BGR for 3DDFA_V2
+  weights) → ``params_whitened`` ``(N, 62)``, ``params`` ``(N, 62)`` raw, ``landmarks_2d`` ``(N, 68, 2)``
+  and ``landmarks_3d`` ``(N, 68, 3)`` in crop pixels, ``pose`` ``(N, 3)`` yaw/pitch/roll degrees
+  (+ ``vertices`` ``(N, 38365, 3)`` crop pixels with ``dense=True``).
+* ``predict_image``: ``images`` string ``[N]`` encoded JPEG/PNG/BMP/GIF bytes, ``roi_boxes`` float32
+  ``[N, 4]`` ``(x0, y0, x1, y1)`` image pixels → the same outputs plus ``landmarks_2d_image`` ``(N, 68, 2)``,
+  ``landmarks_3d_image`` ``(N, 68, 3)`` in image pixels (and ``vertices_image`` with ``dense=True``).
+  Decoding (RGB → BGR), cropping and resizing happen in the graph and reproduce
+  :func:`tf2dasl.geometry.roi.crop_image` (rounded roi, zero padding, half-pixel bilinear resize, rounded
+  to uint8 levels) up to the JPEG decoder and OpenCV's fixed-point interpolation.
+
+Normalisation ``(x - norm_mean) * norm_scale`` (from the spec) is inside the SavedModel; the TFLite and
+ONNX graphs take *normalised* float32 NHWC crops (the app normalises: 3DDFA_V2 weights want BGR,
+``(x - 127.5) / 128``). A 4-channel (2DASL) model runs its two passes inside every graph: the first with
+an empty landmark map, the second with the map of the first pass's landmarks (``tf_landmark_map``); its
+artifacts still take 3-channel crops.
+
+The TFLite and ONNX graphs are converted from a SavedModel (TFLite: ``from_saved_model``, builtin ops only)
+or a frozen ``tf.function`` (ONNX, tf2onnx, opset :data:`ONNX_OPSET`): the morphable model's arrays are
+non-trainable *weights* of :class:`~tf2dasl.models.morphable.MorphableLayer` — ``tf.constant`` attributes
+break tf2onnx's freezing silently, and TFLite conversion from concrete functions keeps resource ops.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from . import __version__
+from .errors import UserError
+from .geometry import tf_ops
+from .geometry.landmark_map import BACKGROUND, tf_landmark_map
+from .model import FaceModel
+from .models.morphable import MorphableLayer
+
+EXPORT_FORMAT = "tf2dasl-export"
+EXPORT_FORMAT_VERSION = 1
+EXPORT_JSON = "export.json"
+FORMATS = ("savedmodel", "tflite", "onnx")
+TFLITE_VARIANTS = ("float32", "float16", "int8")
+ONNX_OPSET = 17
+WARMUP_BATCH_SIZES = (1, 8)
+SERVING_SIGNATURES = ("serving_default", "predict_image")
+#: TFLite ops that mean the weights were not frozen (the model would read uninitialised variables).
+RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+
+
+class ExportError(UserError):
+    """An export cannot be written (bad arguments, an output path in the way, an unsupported model)."""
+
+
+# ============================================================================ the graphs
+class ServingModule(tf.Module):
+    """The SavedModel for TF Serving: a regressor and a :class:`MorphableLayer`, pre- and post-processing inside.
+
+    ``serving_default(crops uint8 [N, S, S, 3])`` and ``predict_image(images string [N], roi_boxes float32
+    [N, 4])``: see the module docstring for their outputs.
+    """
+
+    def __init__(self, model: FaceModel, dense: bool = False):
+        super().__init__(name="tf2dasl_serving")
+        spec = model.spec
+        if dense and not model.mm.is_dense:
+            raise ExportError(f"model {spec.name!r} has only 68-point bases (3DDFA v1 layout); --dense needs a "
+                              "dense morphable model (3DDFA_V2 layout)")
+        self.spec = spec
+        self.size = int(spec.input_size)
+        self.dense = bool(dense)
+        self.regressor = model.regressor
+        self.morph = MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=self.dense,
+                                    name="morphable")
+        self.tf_variables = tf_variables_of(self.regressor, self.morph)
+        s = self.size
+        self.serving_default = tf.function(
+            self._serve_crops, input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8, name="crops")])
+        self.predict_image = tf.function(
+            self._serve_images, input_signature=[tf.TensorSpec([None], tf.string, name="images"),
+                                                 tf.TensorSpec([None, 4], tf.float32, name="roi_boxes")])
+
+    # ------------------------------------------------------------ shared pieces
+    def normalize(self, crops):
+        """uint8/float crops ``(N, S, S, 3)`` (0..255) → ``(N, S, S, 3)`` float32 normalised."""
+        return (tf.cast(crops, tf.float32) - self.spec.norm_mean) * self.spec.norm_scale
+
+    def regress(self, x):
+        """Normalised crops ``(N, S, S, 3)`` → whitened params ``(N, 62)``; 4-channel models do two passes."""
+        return regress_two_pass(self.regressor, self.morph, x, self.spec.channels, self.size)
+
+    def heads(self, params_w) -> dict:
+        params = self.morph.unwhiten(params_w)
+        lm3 = self.morph.landmarks_crop(params)
+        out = {"params_whitened": tf.identity(params_w), "params": params, "landmarks_2d": lm3[..., :2],
+               "landmarks_3d": lm3, "pose": self.morph.pose(params)}
+        if self.dense:
+            out["vertices"] = self.morph.vertices_crop(params)
+        return out
+
+    # ------------------------------------------------------------ signatures
+    def _serve_crops(self, crops):
+        return self.heads(self.regress(self.normalize(crops)))
+
+    def _serve_images(self, images, roi_boxes):
+        crops = tf.map_fn(lambda a: decode_and_crop(a[0], a[1], self.size), (images, roi_boxes),
+                          fn_output_signature=tf.TensorSpec([self.size, self.size, 3], tf.float32))
+        out = self.heads(self.regress(self.normalize(crops)))
+        lm_img = tf_ops.crop_to_image(out["landmarks_3d"], roi_boxes, self.size)
+        out["landmarks_3d_image"] = lm_img
+        out["landmarks_2d_image"] = lm_img[..., :2]
+        if self.dense:
+            out["vertices_image"] = tf_ops.crop_to_image(out["vertices"], roi_boxes, self.size)
+        return out
+
+
+class MobileModule(tf.Module):
+    """The TFLite / ONNX graph: normalised float32 crops ``(N, S, S, 3)`` NHWC → ``params`` ``(N, 62)`` raw and
+    ``landmarks`` ``(N, 68, 3)`` crop pixels. ``batch`` fixes the batch dimension (1 for mobile)."""
+
+    def __init__(self, model: FaceModel, batch: int | None = 1):
+        super().__init__(name="tf2dasl_mobile")
+        self.spec, self.size = model.spec, int(model.spec.input_size)
+        self.regressor = model.regressor
+        self.morph = MorphableLayer(model.mm, model.spec.input_size, model.spec.crop_convention, dense=False,
+                                    name="morphable")
+        self.tf_variables = tf_variables_of(self.regressor, self.morph)
+        self.serving_default = tf.function(
+            self._call, input_signature=[tf.TensorSpec([batch, self.size, self.size, 3], tf.float32, name="crops")])
+
+    def _call(self, crops):
+        params = self.morph.unwhiten(regress_two_pass(self.regressor, self.morph, crops, self.spec.channels, self.size))
+        return {"params": params, "landmarks": landmarks_crop_flat(self.morph, params)}
+
+
+def tf_variables_of(*layers) -> list:
+    """The ``tf.Variable``s behind Keras layers' weights, for a ``tf.Module`` to track.
+
+    A SavedModel that reaches Keras 3 weights only through the Keras objects records them as generic
+    trackables; TFLite's converter then cannot freeze them and keeps ``VAR_HANDLE``/``READ_VARIABLE`` ops (an
+    empty, unusable model). Tracking the underlying ``tf.Variable``s (as Keras' own ``ExportArchive`` does)
+    makes them ordinary SavedModel variables that every converter freezes.
+    """
+    return [w.value for layer in layers for w in layer.weights]
+
+
+def regress_two_pass(regressor, morph: MorphableLayer, x, channels: int, size: int):
+    """Normalised crops ``(N, S, S, 3)`` → whitened params ``(N, 62)``. A 4-channel regressor runs twice:
+    an empty map (all -1) first, then the map of the first pass's landmarks."""
+    if channels == 3:
+        return regressor(x, training=False)
+    empty = tf.fill(tf.concat([tf.shape(x)[:3], [1]], 0), tf.constant(BACKGROUND, x.dtype))
+    first = regressor(tf.concat([x, empty], -1), training=False)
+    lm = morph.landmarks_crop(morph.unwhiten(first))
+    return regressor(tf.concat([x, tf_landmark_map(lm, size)[..., None]], -1), training=False)
+
+
+def landmarks_crop_flat(morph: MorphableLayer, params):
+    """Raw params ``(N, 62)`` → 68 landmarks in crop pixels ``(N, 68, 3)``, written with a fully-connected
+    layer and element-wise ops only (no batched matmul), so that TFLite's GPU delegate takes all of it."""
+    coeffs = params[:, 12:62]
+    basis = tf.concat([morph.w_shp_base, morph.w_exp_base], axis=1)  # (204, 50)
+    flat = morph.u_base[None, :] + tf.matmul(coeffs, basis, transpose_b=True)  # (N, 204): x,y,z interleaved
+    shape = tf.reshape(flat, (-1, 68, 3))
+    P = tf.reshape(params[:, :12], (-1, 1, 12))
+    xs, ys, zs = shape[..., 0:1], shape[..., 1:2], shape[..., 2:3]
+    rows = [xs * P[..., 4 * r:4 * r + 1] + ys * P[..., 4 * r + 1:4 * r + 2] + zs * P[..., 4 * r + 2:4 * r + 3]
+            + P[..., 4 * r + 3:4 * r + 4] for r in range(3)]
+    return tf_ops.model_to_crop(tf.concat(rows, axis=-1), morph.input_size, morph.convention)
+
+
+def decode_and_crop(encoded, roi_box, size: int):
+    """One encoded image (scalar string) and its roi box ``(4,)`` → ``(size, size, 3)`` float32 BGR crop on
+    uint8 levels, as :func:`tf2dasl.geometry.roi.crop_image` makes it.
+
+    ``crop_image`` rounds the roi, zero-pads outside the image and resizes with OpenCV's half-pixel bilinear
+    sampling; here the image gets a 1-pixel zero border (so samples between the last row and the padding
+    blend with zero, as in OpenCV) and ``crop_and_resize`` samples the same half-pixel positions.
+    """
+    img = tf.io.decode_image(encoded, channels=3, expand_animations=False)  # (H, W, 3) uint8 RGB
+    img = tf.reverse(img, axis=[-1])  # → BGR
+    hw = tf.cast(tf.shape(img)[:2], tf.float32)
+    padded = tf.pad(img, [[1, 1], [1, 1], [0, 0]])
+    r = tf.round(tf.cast(roi_box, tf.float32))
+    sx, sy, ex, ey = r[0], r[1], r[2], r[3]
+    step_x, step_y = (ex - sx) / size, (ey - sy) / size
+    # half-pixel source positions in padded pixels: first (i = 0) and last (i = size - 1) sample
+    y0 = sy + 0.5 * step_y - 0.5 + 1.0
+    y1 = sy + (size - 0.5) * step_y - 0.5 + 1.0
+    x0 = sx + 0.5 * step_x - 0.5 + 1.0
+    x1 = sx + (size - 0.5) * step_x - 0.5 + 1.0
+    box = tf.stack([y0 / (hw[0] + 1.0), x0 / (hw[1] + 1.0), y1 / (hw[0] + 1.0), x1 / (hw[1] + 1.0)])[None]
+    crop = tf.image.crop_and_resize(padded[None], box, tf.zeros([1], tf.int32), [size, size],
+                                    method="bilinear", extrapolation_value=0.0)[0]
+    return tf.clip_by_value(tf.round(crop), 0.0, 255.0)
+
+
+# ============================================================================ writing
+def _check_formats(formats) -> tuple[str, ...]:
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ExportError(f"unknown export format(s) {bad or formats}; use a comma-separated subset of {','.join(FORMATS)}")
+    return tuple(dict.fromkeys(formats))
+
+
+def _tensor_desc(shape, dtype, layout=None, **extra) -> dict:
+    d = {"shape": list(shape), "dtype": dtype}
+    if layout:
+        d["layout"] = layout
+    d.update(extra)
+    return d
+
+
+def serving_io(spec, dense: bool) -> dict:
+    """The documented inputs/outputs of both SavedModel signatures (shapes use -1 for any batch)."""
+    s = spec.input_size
+    outs = {"params_whitened": _tensor_desc([-1, spec.num_params], "float32"),
+            "params": _tensor_desc([-1, spec.num_params], "float32", note="raw 3DDFA parameters"),
+            "landmarks_2d": _tensor_desc([-1, 68, 2], "float32", note="crop pixels, 0-based, y down"),
+            "landmarks_3d": _tensor_desc([-1, 68, 3], "float32", note="crop pixels, 0-based, y down"),
+            "pose": _tensor_desc([-1, 3], "float32", note="yaw, pitch, roll in degrees")}
+    if dense:
+        outs["vertices"] = _tensor_desc([-1, -1, 3], "float32", note="dense mesh, crop pixels")
+    img_outs = dict(outs, landmarks_2d_image=_tensor_desc([-1, 68, 2], "float32", note="image pixels"),
+                    landmarks_3d_image=_tensor_desc([-1, 68, 3], "float32", note="image pixels"))
+    if dense:
+        img_outs["vertices_image"] = _tensor_desc([-1, -1, 3], "float32", note="dense mesh, image pixels")
+    return {
+        "serving_default": {
+            "inputs": {"crops": _tensor_desc([-1, s, s, 3], "uint8", "NHWC",
+                                             note=f"{spec.color_order} crops, 0..255; normalised in the graph")},
+            "outputs": outs},
+        "predict_image": {
+            "inputs": {"images": _tensor_desc([-1], "string", note="encoded JPEG/PNG/BMP/GIF bytes"),
+                       "roi_boxes": _tensor_desc([-1, 4], "float32", note="x0, y0, x1, y1 in image pixels")},
+            "outputs": img_outs}}
+
+
+def mobile_io(spec, batch) -> dict:
+    s = spec.input_size
+    b = -1 if batch is None else batch
+    return {"inputs": {"crops": _tensor_desc([b, s, s, 3], "float32", "NHWC",
+                                             note=f"{spec.color_order} crops normalised as (x - {spec.norm_mean}) "
+                                                  f"* {spec.norm_scale}")},
+            "outputs": {"params": _tensor_desc([b, spec.num_params], "float32", note="raw 3DDFA parameters"),
+                        "landmarks": _tensor_desc([b, 68, 3], "float32", note="crop pixels, 0-based, y down")}}
+
+
+def write_warmup(path: Path, model_name: str, size: int, batch_sizes=WARMUP_BATCH_SIZES) -> None:
+    """``assets.extra/tf_serving_warmup_requests``: a TFRecord of ``PredictionLog``s on ``serving_default``."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for b in batch_sizes:
+            req = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+            req.inputs["crops"].CopyFrom(tf.make_tensor_proto(rng.integers(0, 256, (b, size, size, 3), np.uint8)))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
+            w.write(log.SerializeToString())
+
+
+def export_saved_model(model: FaceModel, model_json: Path | None, out_dir: Path, dense: bool = False) -> dict:
+    """Write the TF Serving SavedModel to ``out_dir`` (a version folder); returns its export.json entry."""
+    module = ServingModule(model, dense=dense)
+    if model_json is not None and Path(model_json).is_file():
+        module.model_json = tf.saved_model.Asset(str(model_json))
+    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serving_default,
+                                                          "predict_image": module.predict_image})
+    write_warmup(out_dir / "assets.extra" / "tf_serving_warmup_requests", model.spec.name, model.spec.input_size)
+    return {"signatures": serving_io(model.spec, dense), "dense": bool(dense),
+            "warmup": f"assets.extra/tf_serving_warmup_requests ({len(WARMUP_BATCH_SIZES)} PredictRequests on "
+                      f"serving_default, batch sizes {list(WARMUP_BATCH_SIZES)})"}
+
+
+def _save_mobile(model: FaceModel, out_dir: Path, batch) -> MobileModule:
+    module = MobileModule(model, batch=batch)
+    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serving_default})
+    return module
+
+
+def tflite_ops(content: bytes) -> list[str]:
+    """Op names used by a TFLite flatbuffer (``FLEX_*`` / custom names reveal non-builtin ops)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = set()
+    for oc in m.operatorCodes:
+        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+        if code == schema.BuiltinOperator.CUSTOM:
+            cc = oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode)
+            ops.add(f"CUSTOM:{cc}")
+        else:
+            ops.add(names.get(code, str(code)))
+    return sorted(ops)
+
+
+def gpu_analysis(content: bytes) -> tuple[bool, str]:
+    """Run TFLite's analyzer with ``gpu_compatibility=True``; ``(compatible, printed report)``."""
+    import os
+
+    # The analyzer prints from C++ on fd 1: capture at the file-descriptor level.
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        import sys
+
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(tmp.fileno(), 1)
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                tf.lite.experimental.Analyzer.analyze(model_content=content, gpu_compatibility=True)
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        tmp.seek(0)
+        text = buf.getvalue() + tmp.read().decode(errors="replace")
+    ok = "looks compatible with GPU delegate" in text and "GPU COMPATIBILITY WARNING" not in text.upper()
+    return ok, text
+
+
+def export_tflite(src_saved_model: Path, out_dir: Path, name: str, variants=TFLITE_VARIANTS) -> dict:
+    """Convert the mobile SavedModel into ``NAME_<variant>.tflite`` files; returns their export.json entries."""
+    entries = {}
+    for variant in variants:
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(src_saved_model), signature_keys=["serving_default"])
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if variant == "float16":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        elif variant == "int8":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
+        try:
+            content = conv.convert()
+        except Exception as exc:  # conversion errors are long: keep the first line
+            raise ExportError(f"TFLite conversion ({variant}) failed: {str(exc).strip().splitlines()[0]}") from None
+        ops = tflite_ops(content)
+        bad = [o for o in ops if o.startswith(("CUSTOM", "FLEX")) or o in RESOURCE_OPS]
+        if bad:
+            raise ExportError(f"TFLite conversion ({variant}) produced non-builtin or resource-variable ops {bad}")
+        gpu_ok, _ = gpu_analysis(content)
+        path = out_dir / f"{name}_{variant}.tflite"
+        path.write_bytes(content)
+        entries[variant] = {"file": path.name, "bytes": len(content), "ops": ops, "gpu_compatible": gpu_ok,
+                            "quantization": {"float32": "none", "float16": "float16 weights (GPU delegate recipe)",
+                                             "int8": "dynamic-range int8 weights, float activations"}[variant]}
+    return entries
+
+
+def export_onnx(model: FaceModel, out_dir: Path, name: str, opset: int = ONNX_OPSET) -> dict:
+    """Convert the mobile graph (dynamic batch) to ``NAME.onnx`` with tf2onnx; returns its export.json entry."""
+    import logging
+
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    module = MobileModule(model, batch=None)
+    fn = module.serving_default
+    s = model.spec.input_size
+    path = out_dir / f"{name}.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):
+        tf2onnx.convert.from_function(fn, input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32, name="crops")],
+                                      opset=opset, output_path=str(path))
+    _rename_onnx_io(path)
+    return {"file": path.name, "bytes": path.stat().st_size, "opset": opset, "converter": f"tf2onnx {tf2onnx.__version__}"}
+
+
+def _rename_onnx_io(path: Path) -> None:
+    """tf2onnx names graph outputs after TF tensors (``Identity:0``): name them ``params`` and ``landmarks``."""
+    import onnx
+
+    m = onnx.load(str(path))
+    g = m.graph
+    rename = {}
+    for o in g.output:
+        shape = [d.dim_value for d in o.type.tensor_type.shape.dim]
+        rename[o.name] = "landmarks" if len(shape) == 3 else "params"
+    for i in g.input:
+        if i.name != "crops":
+            rename[i.name] = "crops"
+    for coll in (g.input, g.output):
+        for v in coll:
+            v.name = rename.get(v.name, v.name)
+    for node in g.node:
+        node.input[:] = [rename.get(n, n) for n in node.input]
+        node.output[:] = [rename.get(n, n) for n in node.output]
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+
+
+def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, formats=FORMATS,
+                 dense: bool = False, log=print) -> dict:
+    """Export a model directory to ``out_dir`` (see the module docstring); returns (and writes) export.json."""
+    from .io.model_dir import SPEC_FILE, load_model_dir, read_model_meta
+
+    formats = _check_formats(formats)
+    if int(version) < 1:
+        raise ExportError(f"--version must be a positive integer (TF Serving's version folders), got {version}")
+    model_dir = Path(model_dir)
+    meta = read_model_meta(model_dir)
+    model = load_model_dir(model_dir)
+    spec = model.spec
+    name = spec.name
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    old = out / EXPORT_JSON
+    manifest = json.loads(old.read_text()) if old.is_file() else {}
+    if manifest.get("model_name") not in (None, name):
+        manifest = {}  # another model's export: start a fresh description (its files stay)
+    manifest.update({"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "tf2dasl_version": __version__,
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model_name": name,
+                     "model_dir": str(model_dir), "spec": spec.to_dict(),
+                     "morphable_model": meta.get("morphable_model", {}),
+                     "normalization": {"formula": "(x - mean) * scale", "mean": spec.norm_mean,
+                                       "scale": spec.norm_scale, "color_order": spec.color_order,
+                                       "channels_in": 3, "model_channels": spec.channels,
+                                       "two_pass_landmark_map": spec.channels == 4},
+                     "artifacts": manifest.get("artifacts", {})})
+    arts = manifest["artifacts"]
+    t0 = time.time()
+    if "savedmodel" in formats:
+        vdir = out / "saved_model" / name / str(int(version))
+        if vdir.exists():
+            shutil.rmtree(vdir)
+        entry = export_saved_model(model, model_dir / SPEC_FILE, vdir, dense=dense)
+        arts["savedmodel"] = {"path": str(vdir.relative_to(out)), "base_path": str((out / "saved_model" / name).relative_to(out)),
+                              "version": int(version), "normalized_in_graph": True, **entry}
+        log(f"savedmodel: {vdir} ({time.time() - t0:.1f} s)")
+    if "tflite" in formats or "onnx" in formats:
+        with tempfile.TemporaryDirectory(prefix="tf2dasl_mobile_") as tmp:
+            if "tflite" in formats:
+                t1 = time.time()
+                _save_mobile(model, Path(tmp) / "mobile", batch=1)
+                variants = export_tflite(Path(tmp) / "mobile", out, name)
+                arts["tflite"] = {"normalized_in_graph": False, **mobile_io(spec, 1), "variants": variants,
+                                  "delegates": "XNNPACK (LiteRT's default CPU delegate); the GPU delegate for "
+                                               "float32/float16 where gpu_compatible"}
+                log(f"tflite: {', '.join(v['file'] for v in variants.values())} ({time.time() - t1:.1f} s)")
+            if "onnx" in formats:
+                t1 = time.time()
+                entry = export_onnx(model, out, name)
+                arts["onnx"] = {"normalized_in_graph": False, **mobile_io(spec, None), **entry}
+                log(f"onnx: {out / entry['file']} (opset {entry['opset']}, {time.time() - t1:.1f} s)")
+    (out / EXPORT_JSON).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

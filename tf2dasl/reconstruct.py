@@ -1,0 +1,137 @@
+"""The inference pipeline: photo → faces → roi boxes → crops → parameters → landmarks, mesh and pose.
+
+``Reconstructor`` is the one object users need (like 3DDFA_V2's ``TDDFA`` + ``FaceBoxes``)::
+
+    rec = Reconstructor(tf2dasl.load_model("models/mb05"))
+    faces = rec(read_image("photo.jpg"))          # list[Face]
+    faces[0].landmarks_2d, faces[0].pose, faces[0].vertices()
+
+Steps per image, batched over its faces: detector box → roi (3DDFA_V2's ``parse_roi_box_from_bbox``) →
+crop → regress → roi refined from the first landmarks (``parse_roi_box_from_landmark``) → crop → regress
+again. 4-channel models run their landmark-map passes inside ``predict_params`` for every crop.
+Given 68-point landmarks (``.pts``) replace detection and the first regression.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .geometry.camera import crop_to_image, model_to_crop
+from .geometry.landmark_map import landmark_map
+from .geometry.morphable_model import MorphableModel
+from .geometry.pose import params_to_pose
+from .geometry.roi import crop_images, roi_from_bbox, roi_from_landmarks
+from .model import ModelSpec
+
+
+class Backend(Protocol):
+    """What the pipeline needs from a model: a local :class:`tf2dasl.model.FaceModel` or a served one."""
+
+    spec: ModelSpec
+    mm: MorphableModel
+
+    def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None) -> np.ndarray: ...
+
+
+@dataclass
+class Face:
+    """One reconstructed face, all coordinates 0-based pixels of the original image.
+
+    bbox ``(4,)`` detector box (or the landmark box); roi_box ``(4,)`` the final crop's box; params ``(62,)``
+    raw 3DMM parameters; landmarks_2d ``(68, 2)``; landmarks_3d ``(68, 3)`` (z scaled like x/y, larger is
+    nearer, origin arbitrary); pose ``(3,)`` yaw, pitch, roll degrees.
+    """
+
+    bbox: np.ndarray
+    score: float
+    roi_box: np.ndarray
+    params: np.ndarray
+    landmarks_3d: np.ndarray
+    pose: np.ndarray
+    _mm: MorphableModel = field(repr=False, default=None)
+    _size: int = field(repr=False, default=120)
+    _convention: object = field(repr=False, default=None)
+
+    @property
+    def landmarks_2d(self) -> np.ndarray:
+        return self.landmarks_3d[:, :2]
+
+    def vertices(self) -> np.ndarray:
+        """Dense mesh ``(N, 3)`` in image pixels (computed on demand)."""
+        v = model_to_crop(self._mm.vertices(self.params[None], dense=True), self._size, self._convention)
+        return crop_to_image(v, self.roi_box[None], self._size)[0]
+
+    def to_json(self) -> dict:
+        r = lambda a: np.round(np.asarray(a, np.float64), 3).tolist()  # noqa: E731
+        yaw, pitch, roll = (float(v) for v in self.pose)
+        return {"bbox": r(self.bbox), "score": round(float(self.score), 4), "roi_box": r(self.roi_box),
+                "landmarks_2d": r(self.landmarks_2d), "landmarks_3d": r(self.landmarks_3d),
+                "pose": {"yaw": round(yaw, 3), "pitch": round(pitch, 3), "roll": round(roll, 3)},
+                "params": np.asarray(self.params, np.float64).tolist()}
+
+
+class Reconstructor:
+    """Photos in, :class:`Face` lists out. ``detector`` is a :class:`tf2dasl.detect.FaceDetector` (or None to
+    require boxes/landmarks); ``refine`` runs the second, landmark-based crop."""
+
+    def __init__(self, model: Backend, detector=None, refine: bool = True):
+        self.model, self.detector, self.refine = model, detector, refine
+        self.size = model.spec.input_size
+        from .geometry.conventions import get_convention
+
+        self.convention = get_convention(model.spec.crop_convention)
+
+    # ------------------------------------------------------------------ steps
+    def _regress(self, image: np.ndarray, rois: np.ndarray, maps: np.ndarray | None = None):
+        crops = crop_images(image, rois, self.size)
+        params = self.model.predict_params(crops, maps)
+        lm_crop = model_to_crop(self.model.mm.landmarks(params), self.size, self.convention)
+        return params, crop_to_image(lm_crop, rois, self.size)
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``(F, 4)`` (FaceBoxes-like, ready for the roi rule) and scores ``(F,)``."""
+        if self.detector is None:
+            raise ValueError("no detector: pass boxes or landmarks")
+        dets = self.detector.detect(image)
+        if not dets:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        boxes = np.stack([d.box for d in dets])
+        return boxes, np.array([d.score for d in dets], np.float32)
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None,
+                 landmarks: np.ndarray | None = None, scores: np.ndarray | None = None) -> list[Face]:
+        """Reconstruct the faces of ``image (H, W, 3)`` uint8 BGR.
+
+        boxes ``(F, 4)`` skip detection; landmarks ``(F, 68, 2)`` image pixels skip detection and the first
+        regression (and give 4-channel models their landmark maps).
+        """
+        if landmarks is not None:
+            landmarks = np.asarray(landmarks, np.float32).reshape(-1, 68, 2)
+            det_boxes = np.concatenate([landmarks.min(1), landmarks.max(1)], axis=1)
+            scores = np.ones(len(landmarks), np.float32) if scores is None else scores
+            rois = roi_from_landmarks(landmarks)
+            maps = None
+            if self.model.spec.channels == 4:
+                from .geometry.camera import image_to_crop
+
+                maps = landmark_map(image_to_crop(landmarks, rois, self.size), self.size)
+            params, lm = self._regress(image, rois, maps)
+        else:
+            if boxes is None:
+                det_boxes, scores = self.detect(image)
+                fb_boxes = self.detector.box_to_faceboxes(det_boxes) if len(det_boxes) else det_boxes
+            else:
+                det_boxes = fb_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+                scores = np.ones(len(det_boxes), np.float32) if scores is None else scores
+            if len(det_boxes) == 0:
+                return []
+            rois = roi_from_bbox(fb_boxes)
+            params, lm = self._regress(image, rois)
+            if self.refine:
+                rois = roi_from_landmarks(lm)
+                params, lm = self._regress(image, rois)
+        poses = params_to_pose(params)
+        return [Face(det_boxes[i], float(scores[i]), rois[i], params[i], lm[i], poses[i], self.model.mm, self.size,
+                     self.convention) for i in range(len(params))]
