@@ -47,6 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -108,7 +109,8 @@ class ServingModule(tf.Module):
 
     def regress(self, x):
         """Normalised crops ``(N, S, S, 3)`` → whitened params ``(N, 62)``; 4-channel models do two passes."""
-        return regress_two_pass(self.regressor, self.morph, x, self.spec.channels, self.size)
+        return regress_two_pass(self.regressor, lambda pw: self.morph.landmarks_crop(self.morph.unwhiten(pw)), x,
+                                self.spec.channels, self.size)
 
     def heads(self, params_w) -> dict:
         params = self.morph.unwhiten(params_w)
@@ -135,23 +137,76 @@ class ServingModule(tf.Module):
         return out
 
 
-class MobileModule(tf.Module):
-    """The TFLite / ONNX graph: normalised float32 crops ``(N, S, S, 3)`` NHWC → ``params`` ``(N, 62)`` raw and
-    ``landmarks`` ``(N, 68, 3)`` crop pixels. ``batch`` fixes the batch dimension (1 for mobile)."""
+class LandmarkHead(keras.layers.Layer):
+    """Whitened params ``(N, 62)`` → 68 landmarks in crop pixels ``(N, 68, 3)``, safe in float16.
 
-    def __init__(self, model: FaceModel, batch: int | None = 1):
+    The morphable model's numbers span 1e-7 … 6e5 (shape coefficients and the mean shape are ~1e5 in model
+    units, the scaled rotation ~1e-4), beyond float16's range (6.5e4, TFLite's float16 weights and the GPU
+    delegate's half-precision arithmetic). The whitening is folded into the bases and the model frame is
+    shrunk by ``k``: ``shape' = k (u + W mean_c) + (k W std_c) pw_c`` and ``R' = (pw_R std_R + mean_R) / k`` —
+    every weight and intermediate stays within ~1e-4 … 1e3. A fully-connected layer and element-wise ops only
+    (no batched matmul), so TFLite's GPU delegate takes all of it. Weights, not constants (see the module doc).
+    """
+
+    SHRINK = 1e-3
+
+    def __init__(self, mm, input_size: int, convention: str, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        from .geometry.conventions import get_convention
+
+        self.input_size, self.convention = int(input_size), get_convention(convention)
+        k = self.SHRINK
+        mean, std = np.asarray(mm.param_mean, np.float64), np.asarray(mm.param_std, np.float64)
+        W = np.concatenate([mm.w_shp_base, mm.w_exp_base], axis=1).astype(np.float64)  # (204, 50)
+        u = k * (np.asarray(mm.u_base, np.float64) + W @ mean[12:])
+        basis = k * W * std[None, 12:]
+        is_rot = np.ones(12)
+        is_rot[[3, 7, 11]] = 0.0  # translation column of the 3x4 matrix keeps its pixel units
+        kvec = np.where(is_rot > 0, 1.0 / k, 1.0)
+
+        def const(name, value):
+            value = np.asarray(value, np.float32)
+            return self.add_weight(name=name, shape=value.shape, initializer=keras.initializers.Constant(value),
+                                   trainable=False, dtype="float32")
+
+        self.pose_scale, self.pose_shift = const("pose_scale", std[:12] * kvec), const("pose_shift", mean[:12] * kvec)
+        self.u, self.basis = const("u", u), const("basis", basis)
+
+    def call(self, params_w):
+        pose = tf.reshape(params_w[:, :12] * self.pose_scale + self.pose_shift, (-1, 1, 12))
+        flat = self.u[None, :] + tf.matmul(params_w[:, 12:62], self.basis, transpose_b=True)  # (N, 204) x,y,z
+        shape = tf.reshape(flat, (-1, 68, 3))
+        xs, ys, zs = shape[..., 0:1], shape[..., 1:2], shape[..., 2:3]
+        rows = [xs * pose[..., 4 * r:4 * r + 1] + ys * pose[..., 4 * r + 1:4 * r + 2]
+                + zs * pose[..., 4 * r + 2:4 * r + 3] + pose[..., 4 * r + 3:4 * r + 4] for r in range(3)]
+        return tf_ops.model_to_crop(tf.concat(rows, axis=-1), self.input_size, self.convention)
+
+
+class MobileModule(tf.Module):
+    """The TFLite / ONNX graph: normalised float32 crops ``(N, S, S, 3)`` NHWC → ``landmarks`` ``(N, 68, 3)``
+    crop pixels and ``params_whitened`` ``(N, 62)`` (``raw_params=False``, TFLite: raw parameters reach 6e5,
+    beyond float16) or ``params`` ``(N, 62)`` raw (``raw_params=True``, ONNX). ``batch`` fixes the batch
+    dimension (1 for mobile, None for any)."""
+
+    def __init__(self, model: FaceModel, batch: int | None = 1, raw_params: bool = False):
         super().__init__(name="tf2dasl_mobile")
-        self.spec, self.size = model.spec, int(model.spec.input_size)
+        self.spec, self.size, self.raw_params = model.spec, int(model.spec.input_size), bool(raw_params)
         self.regressor = model.regressor
         self.morph = MorphableLayer(model.mm, model.spec.input_size, model.spec.crop_convention, dense=False,
                                     name="morphable")
-        self.tf_variables = tf_variables_of(self.regressor, self.morph)
+        self.head = LandmarkHead(model.mm, model.spec.input_size, model.spec.crop_convention, name="landmark_head")
+        self.tf_variables = tf_variables_of(self.regressor, self.morph, self.head)
         self.serving_default = tf.function(
             self._call, input_signature=[tf.TensorSpec([batch, self.size, self.size, 3], tf.float32, name="crops")])
 
     def _call(self, crops):
-        params = self.morph.unwhiten(regress_two_pass(self.regressor, self.morph, crops, self.spec.channels, self.size))
-        return {"params": params, "landmarks": landmarks_crop_flat(self.morph, params)}
+        params_w = regress_two_pass(self.regressor, self.head, crops, self.spec.channels, self.size)
+        out = {"landmarks": self.head(params_w)}
+        if self.raw_params:
+            out["params"] = self.morph.unwhiten(params_w)
+        else:
+            out["params_whitened"] = tf.identity(params_w)
+        return out
 
 
 def tf_variables_of(*layers) -> list:
@@ -165,14 +220,15 @@ def tf_variables_of(*layers) -> list:
     return [w.value for layer in layers for w in layer.weights]
 
 
-def regress_two_pass(regressor, morph: MorphableLayer, x, channels: int, size: int):
+def regress_two_pass(regressor, landmarks_fn, x, channels: int, size: int):
     """Normalised crops ``(N, S, S, 3)`` → whitened params ``(N, 62)``. A 4-channel regressor runs twice:
-    an empty map (all -1) first, then the map of the first pass's landmarks."""
+    an empty map (all -1) first, then the map of the first pass's landmarks (``landmarks_fn``: whitened params
+    → crop-pixel landmarks ``(N, 68, 3)``)."""
     if channels == 3:
         return regressor(x, training=False)
     empty = tf.fill(tf.concat([tf.shape(x)[:3], [1]], 0), tf.constant(BACKGROUND, x.dtype))
     first = regressor(tf.concat([x, empty], -1), training=False)
-    lm = morph.landmarks_crop(morph.unwhiten(first))
+    lm = landmarks_fn(first)
     return regressor(tf.concat([x, tf_landmark_map(lm, size)[..., None]], -1), training=False)
 
 

@@ -1,0 +1,292 @@
+"""Face crops with augmentation, in TensorFlow: one affine warp + one colour matrix per face, all batched.
+
+Every random number comes from :func:`random_numbers` — ``tf.random.stateless_uniform`` over a whole
+epoch, row ``i`` for sample ``i`` — so an augmented face is a pure function of (seed, epoch, sample
+index): a resumed run reproduces an uninterrupted one bit for bit.
+
+Geometry (one warp, ``tf.raw_ops.ImageProjectiveTransformV3``, bilinear, zero fill). From the landmarks
+``(68, 2)`` the roi is 3DDFA_V2's ``parse_roi_box_from_landmark`` (square on the longer side of the
+landmark box, times ``roi_scale`` = sqrt(2), i.e. its diagonal; :func:`tf2dasl.geometry.roi.roi_from_landmarks`).
+The crop window is that roi scaled by ``s``, shifted by ``(dx, dy) * side`` and rotated by ``theta``
+about its centre, optionally mirrored. Two coordinate rules, both those of the inference path:
+
+* pixels are sampled like ``crop_image`` (``cv2.resize``'s half-pixel rule): crop pixel ``j`` reads the
+  source at ``A(j + 0.5) - 0.5``, where ``A`` maps crop coordinates to image coordinates
+  (``A(u) = c + k R (u - S/2)``, ``k`` = image pixels per crop pixel);
+* landmark labels follow :func:`tf2dasl.geometry.camera.image_to_crop` (``x_c = (x - x0) * S / side``,
+  which :func:`~tf2dasl.geometry.camera.crop_to_image` inverts at test time). That rule sits
+  ``0.5 - 0.5/k`` crop pixels from the sampled content; the labels of rotated/mirrored crops are placed
+  at their content plus the same offset, so mirroring does not bias them (``x' = S - 1/k - x`` for a
+  plain mirror).
+
+With augmentation off the crop equals ``crop_image(image, roi_from_landmarks(lm))`` up to its integer
+rounding of the roi box, and the labels equal ``image_to_crop(lm, roi)`` exactly (float32).
+
+Colour (BGR, values 0..255): brightness (add), contrast (blend with the mean grey), saturation (blend
+with each pixel's grey), hue (rotation about the grey axis, SVG ``feHueRotate``'s matrix) — all linear,
+composed into one ``3 x 3`` matrix and offset per face, applied after the warp and rounded once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The 68-point mirror permutation: after a horizontal flip, point ``i`` takes the position of point
+#: ``FLIP_PERMUTATION_68[i]`` (an involution: jaw 0..16 reversed, brows 17..21 <-> 26..22, nose bridge
+#: fixed, nostrils 31..35 reversed, eyes 36..41 <-> 45..42,47,46, mouth mirrored about 51/57/62/66).
+FLIP_PERMUTATION_68 = np.array(
+    list(range(16, -1, -1))                                   # jaw 0..16
+    + list(range(26, 21, -1)) + list(range(21, 16, -1))       # brows 17..21 <-> 26..22
+    + [27, 28, 29, 30]                                        # nose bridge
+    + [35, 34, 33, 32, 31]                                    # nostrils
+    + [45, 44, 43, 42, 47, 46]                                # left eye 36..41 <- right eye
+    + [39, 38, 37, 36, 41, 40]                                # right eye 42..47 <- left eye
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]        # outer mouth 48..59
+    + [64, 63, 62, 61, 60, 67, 66, 65],                       # inner mouth 60..67
+    np.int32)
+
+#: Columns of the per-face random numbers (uniform in [0, 1)).
+RANDOM_KEYS = ("scale", "shift_x", "shift_y", "rotation", "flip", "brightness", "contrast", "saturation", "hue")
+NUM_RANDOM = len(RANDOM_KEYS)
+
+#: Grey of a BGR pixel (ITU-R 601, as ``cv2.cvtColor(BGR2GRAY)``).
+GREY_BGR = np.array([0.114, 0.587, 0.299], np.float32)
+
+
+@dataclass
+class AugmentConfig:
+    """Crop and augmentation options (the training config nests this).
+
+    size: crop side ``S`` in pixels. roi_scale: roi side / longer side of the landmark box (3DDFA_V2's
+    ``parse_roi_box_from_landmark``: sqrt(2)). scale: range of the crop window's side relative to the roi
+    (> 1 zooms out). shift: largest centre shift per axis, fraction of the roi side. rotation: largest
+    in-plane rotation, degrees. brightness: largest added value, fraction of 255. contrast, saturation:
+    ranges of the blend factors (1 = unchanged). hue: largest hue rotation, fraction of the colour circle.
+    flip: probability of a horizontal mirror (landmarks permuted by :data:`FLIP_PERMUTATION_68`).
+    """
+
+    size: int = 120
+    roi_scale: float = math.sqrt(2.0)
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.05
+    rotation: float = 15.0
+    brightness: float = 0.15
+    contrast: tuple[float, float] = (0.75, 1.25)
+    saturation: tuple[float, float] = (0.75, 1.25)
+    hue: float = 0.03
+    flip: float = 0.5
+
+    def validate(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"size must be at least 8, got {self.size}")
+        if self.roi_scale <= 0:
+            raise ValueError(f"roi_scale must be positive, got {self.roi_scale}")
+        for name in ("scale", "contrast", "saturation"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must be a range 0 < low <= high, got {[lo, hi]}")
+        if not 0 <= self.shift <= 0.5:
+            raise ValueError(f"shift must be in [0, 0.5], got {self.shift}")
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"rotation must be in [0, 180] degrees, got {self.rotation}")
+        if not 0 <= self.brightness <= 1:
+            raise ValueError(f"brightness must be in [0, 1], got {self.brightness}")
+        if not 0 <= self.hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
+        if not 0 <= self.flip <= 1:
+            raise ValueError(f"flip must be a probability, got {self.flip}")
+
+    def __post_init__(self):
+        self.scale, self.contrast, self.saturation = tuple(self.scale), tuple(self.contrast), tuple(self.saturation)
+        self.validate()
+
+    def window_extent(self) -> float:
+        """Largest half-extent (per axis) of a crop window around the roi centre, in roi sides."""
+        t = math.radians(min(self.rotation, 45.0))
+        return self.scale[1] * (math.cos(t) + math.sin(t)) / 2 + self.shift
+
+
+# ---------------------------------------------------------------------------- numpy helpers
+def affine_for_roi(roi_box, size: int = 120) -> np.ndarray:
+    """``(2, 3)`` crop → image map ``A`` of roi box ``[x0, y0, x1, y1]`` (image = ``A @ [u, v, 1]``, labels'
+    rule; pixels are sampled at ``A(j + 0.5) - 0.5``)."""
+    x0, y0, x1, y1 = [float(v) for v in roi_box]
+    return np.array([[(x1 - x0) / size, 0, x0], [0, (y1 - y0) / size, y0]], np.float64)
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``(2, 3)`` affine applied to points ``(..., 2)``."""
+    m = np.asarray(matrix, np.float64)
+    p = np.asarray(points, np.float64)
+    return p @ m[:, :2].T + m[:, 2]
+
+
+# ---------------------------------------------------------------------------- TF: randomness
+def random_numbers(seed, n: int, tag: int = 0):
+    """``(n, NUM_RANDOM)`` float32 uniforms in [0, 1), row ``i`` for sample ``i``; ``seed``: ``(2,)`` int
+    (e.g. ``[run_seed, epoch]``), ``tag`` separates streams sharing a seed."""
+    import tensorflow as tf
+
+    key = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), tf.cast(1000 + tag, tf.int64))
+    return tf.random.stateless_uniform((n, NUM_RANDOM), seed=key, dtype=tf.float32)
+
+
+def _lerp(lo, hi, u):
+    return lo + (hi - lo) * u
+
+
+# ---------------------------------------------------------------------------- TF: geometry
+def roi_from_landmarks_tf(landmarks, roi_scale: float = math.sqrt(2.0)):
+    """``(B, 68, 2)`` → roi centres ``(B, 2)`` and sides ``(B,)`` (3DDFA_V2's rule, as ``roi_from_landmarks``)."""
+    import tensorflow as tf
+
+    lo, hi = tf.reduce_min(landmarks, axis=1), tf.reduce_max(landmarks, axis=1)
+    return (lo + hi) / 2, roi_scale * tf.reduce_max(hi - lo, axis=1)
+
+
+def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
+    """Per-face crop windows: the warp transforms and the crop's landmark labels.
+
+    landmarks: ``(B, 68, 2)`` float32 source pixels (0-based pixel centres of the image the warp reads).
+    rand: ``(B, NUM_RANDOM)`` uniforms (:func:`random_numbers`). pixel_scale: ``(B,)`` original-image
+    pixels per source pixel (1 when the source is the original image; see ``pipeline``'s face cache),
+    used only for the labels' half-pixel rule. Returns ``transforms (B, 8)`` for
+    ``ImageProjectiveTransformV3`` (crop pixel → source pixel) and ``labels (B, 68, 2)`` crop pixels.
+    """
+    import tensorflow as tf
+
+    lm = tf.convert_to_tensor(landmarks, tf.float32)
+    rand = tf.convert_to_tensor(rand, tf.float32)
+    b = tf.shape(lm)[0]
+    ps = tf.ones([b], tf.float32) if pixel_scale is None else tf.reshape(tf.cast(pixel_scale, tf.float32), [-1])
+    size = float(cfg.size)
+    # labels' rule works on "area" coordinates; the landmarks (pixel centres) sit 0.5 - 0.5/ps from them
+    ell = lm + (0.5 - 0.5 / ps)[:, None, None]
+    centre, side = roi_from_landmarks_tf(ell, cfg.roi_scale)
+    if augment:
+        s = _lerp(cfg.scale[0], cfg.scale[1], rand[:, 0])
+        shift = (2.0 * rand[:, 1:3] - 1.0) * cfg.shift * side[:, None]
+        theta = (2.0 * rand[:, 3] - 1.0) * math.radians(cfg.rotation)
+        f = tf.where(rand[:, 4] < cfg.flip, -1.0, 1.0)
+    else:
+        s, shift, theta, f = tf.ones([b]), tf.zeros([b, 2]), tf.zeros([b]), tf.ones([b])
+    c = centre + shift
+    k = side * s / size                                               # source px per crop px
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    # sampling: source = k R F (j + 0.5 - S/2) + c - 0.5, F = diag(f, 1) mirrors the crop's x
+    l00, l01, l10, l11 = k * f * cos, -k * sin, k * f * sin, k * cos
+    d0, d1 = f * (0.5 - size / 2), tf.fill([b], 0.5 - size / 2)
+    t0 = k * (cos * d0 - sin * d1) + c[:, 0] - 0.5
+    t1 = k * (sin * d0 + cos * d1) + c[:, 1] - 0.5
+    zeros = tf.zeros([b])
+    transforms = tf.stack([l00, l01, t0, l10, l11, t1, zeros, zeros], axis=1)
+    # content position in the crop: inverse of the sampling map, (1/k) F R^T (lm - t)
+    rx, ry = lm[..., 0] - t0[:, None], lm[..., 1] - t1[:, None]
+    px = f[:, None] * (cos[:, None] * rx + sin[:, None] * ry) / k[:, None]
+    py = (-sin[:, None] * rx + cos[:, None] * ry) / k[:, None]
+    off = (0.5 - 0.5 / (k * ps))[:, None]
+    labels = tf.stack([px + off, py + off], axis=-1)
+    if augment and cfg.flip > 0:
+        mirrored = tf.gather(labels, FLIP_PERMUTATION_68, axis=1)
+        labels = tf.where((f < 0)[:, None, None], mirrored, labels)
+    return transforms, labels
+
+
+def warp_images(images, transforms, size: int, exact: bool = False):
+    """Warp ``images (B, H, W, 3)`` uint8 by ``transforms (B, 8)`` to ``(B, size, size, 3)`` float32.
+
+    ``exact=False`` warps the uint8 pixels directly (fast; the kernel truncates, so the result is
+    ``floor(v)`` of the bilinear value ``v``: add 0.5 for an unbiased value, as :func:`colour_jitter`
+    does); ``exact=True`` warps float32 (the bilinear value itself).
+    """
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images)
+    if exact:
+        images = tf.cast(images, tf.float32)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=tf.cast(transforms, tf.float32), output_shape=tf.constant([size, size], tf.int32),
+        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode="CONSTANT")
+    return tf.cast(out, tf.float32)
+
+
+def to_uint8(images):
+    """float32 pixel values → uint8, rounded (half up) and clipped to [0, 255]."""
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(images + 0.5, 0.0, 255.0), tf.uint8)
+
+
+# ---------------------------------------------------------------------------- TF: colour
+def _hue_matrix_bgr(theta):
+    """``(B, 3, 3)`` hue rotation (SVG ``feHueRotate``) for BGR pixels; rows sum to 1 (grey is fixed)."""
+    import tensorflow as tf
+
+    c, s = tf.cos(theta), tf.sin(theta)
+    rgb = [[0.213 + 0.787 * c - 0.213 * s, 0.715 - 0.715 * c - 0.715 * s, 0.072 - 0.072 * c + 0.928 * s],
+           [0.213 - 0.213 * c + 0.143 * s, 0.715 + 0.285 * c + 0.140 * s, 0.072 - 0.072 * c - 0.283 * s],
+           [0.213 - 0.213 * c - 0.787 * s, 0.715 - 0.715 * c + 0.715 * s, 0.072 + 0.928 * c + 0.072 * s]]
+    bgr = [[rgb[2 - i][2 - j] for j in range(3)] for i in range(3)]  # reverse rows and columns
+    return tf.stack([tf.stack(row, axis=-1) for row in bgr], axis=-2)
+
+
+def colour_jitter(crops, rand, cfg: AugmentConfig, truncated: bool = True):
+    """Colour-jitter ``crops (B, S, S, 3)`` float32 BGR (0..255) → uint8, one matrix per face.
+
+    ``rand``: ``(B, NUM_RANDOM)`` (columns brightness, contrast, saturation, hue). ``truncated``: the crops
+    are :func:`warp_images`'s ``exact=False`` output (integers ``floor(v)``), compensated by +0.5; the
+    mean grey then comes from exact integer sums, so the result does not depend on reduction order.
+    """
+    import tensorflow as tf
+
+    crops = tf.convert_to_tensor(crops, tf.float32)
+    rand = tf.convert_to_tensor(rand, tf.float32)
+    b = tf.shape(crops)[0]
+    half = 0.5 if truncated else 0.0
+    if truncated:
+        sums = tf.cast(tf.reduce_sum(tf.cast(crops, tf.int32), axis=[1, 2]), tf.float32)  # exact (< 2^31)
+    else:
+        sums = tf.reduce_sum(crops, axis=[1, 2])
+    n = tf.cast(tf.shape(crops)[1] * tf.shape(crops)[2], tf.float32)
+    mean_grey = tf.reduce_sum((sums / n + half) * GREY_BGR, axis=1)                       # (B,)
+    beta = (2.0 * rand[:, 5] - 1.0) * cfg.brightness * 255.0
+    contrast = _lerp(cfg.contrast[0], cfg.contrast[1], rand[:, 6])
+    sat = _lerp(cfg.saturation[0], cfg.saturation[1], rand[:, 7])
+    theta = (2.0 * rand[:, 8] - 1.0) * cfg.hue * 2.0 * math.pi
+    eye = tf.eye(3, batch_shape=[b])
+    sat_m = sat[:, None, None] * eye + (1.0 - sat)[:, None, None] * tf.ones([b, 3, 1]) * GREY_BGR[None, None, :]
+    m = contrast[:, None, None] * tf.linalg.matmul(_hue_matrix_bgr(theta), sat_m)        # (B, 3, 3)
+    # out = M (x + half) + beta + (1 - c) mean_grey, rows of M sum to c; +0.5 rounds at the cast
+    offset = contrast * half + beta + (1.0 - contrast) * mean_grey + 0.5                  # (B,)
+    flat = tf.reshape(crops, [b, -1, 3])
+    out = tf.linalg.matmul(flat, m, transpose_b=True) + offset[:, None, None]
+    out = tf.reshape(out, tf.shape(crops))
+    return tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)
+
+
+# ---------------------------------------------------------------------------- TF: all in one
+def augment_faces(images, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
+    """Crops and labels of a batch of same-size images.
+
+    images: ``(B, H, W, 3)`` uint8 BGR; landmarks: ``(B, 68, 2)`` source pixels; rand: ``(B, NUM_RANDOM)``.
+    Returns ``crops (B, S, S, 3)`` uint8 and ``labels (B, 68, 2)`` float32 crop pixels. With
+    ``augment=False`` no randomness is used: the plain roi crop (float warp, rounded).
+    """
+    transforms, labels = sample_geometry(landmarks, rand, cfg, augment, pixel_scale)
+    if not augment:
+        return to_uint8(warp_images(images, transforms, cfg.size, exact=True)), labels
+    crops = warp_images(images, transforms, cfg.size, exact=False)
+    return colour_jitter(crops, rand, cfg, truncated=True), labels
+
+
+def augment_face(image, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale: float = 1.0):
+    """One face: ``image (H, W, 3)`` uint8 BGR, ``landmarks (68, 2)`` image pixels, ``rand (NUM_RANDOM,)``
+    → ``crop (S, S, 3)`` uint8 and ``labels (68, 2)`` crop pixels (see :func:`augment_faces`)."""
+    import tensorflow as tf
+
+    crops, labels = augment_faces(tf.convert_to_tensor(image)[None], tf.convert_to_tensor(landmarks, tf.float32)[None],
+                                  tf.convert_to_tensor(rand, tf.float32)[None], cfg, augment,
+                                  tf.reshape(tf.cast(pixel_scale, tf.float32), [1]))
+    return crops[0], labels[0]
