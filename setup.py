@@ -26,6 +26,7 @@ setup(
         "onnxruntime>=1.18,<2",
         "ai-edge-litert>=1.2,<3",
         "tensorflow-serving-api>=2.21,<2.22",
+        "tensorboard>=2.20,<3",  # TF 2.21 no longer pulls it in; `train` writes TensorBoard logs
         "PyYAML>=6,<7",
         "tqdm>=4.60,<5",
         "scipy>=1.10,<2",

@@ -287,8 +287,10 @@ def brute_force_depth(v, tri, h, w):
     return depth
 
 
+@pytest.mark.parametrize("win", [2, 3])
 @pytest.mark.parametrize("seed", range(4))
-def test_random_triangles_match_brute_force(seed):
+def test_random_triangles_match_brute_force(seed, win, monkeypatch):
+    monkeypatch.setattr(render, "_WIN", win)  # size of the fixed-window pass
     rng = np.random.default_rng(seed)
     h, w = 37, 53
     # Mix of tiny (~1 px), medium and large triangles, either winding, some off-image.
@@ -302,3 +304,7 @@ def test_random_triangles_match_brute_force(seed):
     np.testing.assert_array_equal(np.isfinite(depth), np.isfinite(ref))
     m = np.isfinite(ref)
     np.testing.assert_allclose(depth[m], ref[m], atol=1e-3)
+    # Chunked processing (many small chunks) gives the same z-buffer.
+    pix, _, _, z = render._raster_compact(v, tri, h, w, chunk=7)
+    np.testing.assert_array_equal(pix, np.flatnonzero(np.isfinite(depth)))
+    np.testing.assert_allclose(z, depth.ravel()[pix], atol=1e-4)

@@ -24,7 +24,8 @@ SavedModel signatures (all outputs float32):
   ``landmarks_3d_image`` ``(N, 68, 3)`` in image pixels (and ``vertices_image`` with ``dense=True``).
   Decoding (RGB → BGR), cropping and resizing happen in the graph and reproduce
   :func:`tf2dasl.geometry.roi.crop_image` (rounded roi, zero padding, half-pixel bilinear resize, rounded
-  to uint8 levels) up to the JPEG decoder and OpenCV's fixed-point interpolation.
+  to uint8 levels; JPEGs decoded with the accurate IDCT, as OpenCV does) up to OpenCV's fixed-point
+  interpolation weights (crops differ by at most a level or two).
 
 Normalisation ``(x - norm_mean) * norm_scale`` (from the spec) is inside the SavedModel; the TFLite and
 ONNX graphs take *normalised* float32 NHWC crops (the app normalises: 3DDFA_V2 weights want BGR,
@@ -232,20 +233,6 @@ def regress_two_pass(regressor, landmarks_fn, x, channels: int, size: int):
     return regressor(tf.concat([x, tf_landmark_map(lm, size)[..., None]], -1), training=False)
 
 
-def landmarks_crop_flat(morph: MorphableLayer, params):
-    """Raw params ``(N, 62)`` → 68 landmarks in crop pixels ``(N, 68, 3)``, written with a fully-connected
-    layer and element-wise ops only (no batched matmul), so that TFLite's GPU delegate takes all of it."""
-    coeffs = params[:, 12:62]
-    basis = tf.concat([morph.w_shp_base, morph.w_exp_base], axis=1)  # (204, 50)
-    flat = morph.u_base[None, :] + tf.matmul(coeffs, basis, transpose_b=True)  # (N, 204): x,y,z interleaved
-    shape = tf.reshape(flat, (-1, 68, 3))
-    P = tf.reshape(params[:, :12], (-1, 1, 12))
-    xs, ys, zs = shape[..., 0:1], shape[..., 1:2], shape[..., 2:3]
-    rows = [xs * P[..., 4 * r:4 * r + 1] + ys * P[..., 4 * r + 1:4 * r + 2] + zs * P[..., 4 * r + 2:4 * r + 3]
-            + P[..., 4 * r + 3:4 * r + 4] for r in range(3)]
-    return tf_ops.model_to_crop(tf.concat(rows, axis=-1), morph.input_size, morph.convention)
-
-
 def decode_and_crop(encoded, roi_box, size: int):
     """One encoded image (scalar string) and its roi box ``(4,)`` → ``(size, size, 3)`` float32 BGR crop on
     uint8 levels, as :func:`tf2dasl.geometry.roi.crop_image` makes it.
@@ -254,7 +241,11 @@ def decode_and_crop(encoded, roi_box, size: int):
     sampling; here the image gets a 1-pixel zero border (so samples between the last row and the padding
     blend with zero, as in OpenCV) and ``crop_and_resize`` samples the same half-pixel positions.
     """
-    img = tf.io.decode_image(encoded, channels=3, expand_animations=False)  # (H, W, 3) uint8 RGB
+    # JPEG with the accurate integer IDCT (libjpeg's JDCT_ISLOW, what OpenCV's imread uses: identical pixels);
+    # TF's default (fast) IDCT differs by up to 5 levels. PNG/BMP/GIF: tf.io.decode_image.
+    img = tf.cond(tf.io.is_jpeg(encoded),
+                  lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+                  lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))  # (H, W, 3) uint8 RGB
     img = tf.reverse(img, axis=[-1])  # → BGR
     hw = tf.cast(tf.shape(img)[:2], tf.float32)
     padded = tf.pad(img, [[1, 1], [1, 1], [0, 0]])
@@ -315,14 +306,20 @@ def serving_io(spec, dense: bool) -> dict:
             "outputs": img_outs}}
 
 
-def mobile_io(spec, batch) -> dict:
+def mobile_io(spec, batch, raw_params: bool) -> dict:
     s = spec.input_size
     b = -1 if batch is None else batch
+    outs = {"landmarks": _tensor_desc([b, 68, 3], "float32", note="crop pixels, 0-based, y down")}
+    if raw_params:
+        outs["params"] = _tensor_desc([b, spec.num_params], "float32", note="raw 3DDFA parameters")
+    else:
+        outs["params_whitened"] = _tensor_desc([b, spec.num_params], "float32",
+                                               note="raw params = params_whitened * whitening.std + whitening.mean "
+                                                    "(in float32: raw values reach 6e5, beyond float16)")
     return {"inputs": {"crops": _tensor_desc([b, s, s, 3], "float32", "NHWC",
                                              note=f"{spec.color_order} crops normalised as (x - {spec.norm_mean}) "
                                                   f"* {spec.norm_scale}")},
-            "outputs": {"params": _tensor_desc([b, spec.num_params], "float32", note="raw 3DDFA parameters"),
-                        "landmarks": _tensor_desc([b, 68, 3], "float32", note="crop pixels, 0-based, y down")}}
+            "outputs": outs}
 
 
 def write_warmup(path: Path, model_name: str, size: int, batch_sizes=WARMUP_BATCH_SIZES) -> None:
@@ -354,7 +351,7 @@ def export_saved_model(model: FaceModel, model_json: Path | None, out_dir: Path,
 
 
 def _save_mobile(model: FaceModel, out_dir: Path, batch) -> MobileModule:
-    module = MobileModule(model, batch=batch)
+    module = MobileModule(model, batch=batch, raw_params=False)
     tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serving_default})
     return module
 
@@ -436,7 +433,7 @@ def export_onnx(model: FaceModel, out_dir: Path, name: str, opset: int = ONNX_OP
     import tf2onnx
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    module = MobileModule(model, batch=None)
+    module = MobileModule(model, batch=None, raw_params=True)
     fn = module.serving_default
     s = model.spec.input_size
     path = out_dir / f"{name}.onnx"
@@ -499,6 +496,9 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
                                        "scale": spec.norm_scale, "color_order": spec.color_order,
                                        "channels_in": 3, "model_channels": spec.channels,
                                        "two_pass_landmark_map": spec.channels == 4},
+                     "whitening": {"formula": "params = params_whitened * std + mean",
+                                   "mean": [float(v) for v in model.mm.param_mean],
+                                   "std": [float(v) for v in model.mm.param_std]},
                      "artifacts": manifest.get("artifacts", {})})
     arts = manifest["artifacts"]
     t0 = time.time()
@@ -516,14 +516,14 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
                 t1 = time.time()
                 _save_mobile(model, Path(tmp) / "mobile", batch=1)
                 variants = export_tflite(Path(tmp) / "mobile", out, name)
-                arts["tflite"] = {"normalized_in_graph": False, **mobile_io(spec, 1), "variants": variants,
+                arts["tflite"] = {"normalized_in_graph": False, **mobile_io(spec, 1, raw_params=False), "variants": variants,
                                   "delegates": "XNNPACK (LiteRT's default CPU delegate); the GPU delegate for "
                                                "float32/float16 where gpu_compatible"}
                 log(f"tflite: {', '.join(v['file'] for v in variants.values())} ({time.time() - t1:.1f} s)")
             if "onnx" in formats:
                 t1 = time.time()
                 entry = export_onnx(model, out, name)
-                arts["onnx"] = {"normalized_in_graph": False, **mobile_io(spec, None), **entry}
+                arts["onnx"] = {"normalized_in_graph": False, **mobile_io(spec, None, raw_params=True), **entry}
                 log(f"onnx: {out / entry['file']} (opset {entry['opset']}, {time.time() - t1:.1f} s)")
     (out / EXPORT_JSON).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

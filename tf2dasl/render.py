@@ -45,24 +45,26 @@ __all__ = [
 
 # Inside test tolerance on barycentric coordinates (pixel centres exactly on an edge are inside).
 _BARY_EPS = 1e-7
-# Triangles per chunk: keeps temporaries ~100-200 kB (cache-resident, recycled by the allocator).
-_CHUNK = 8192
+# Triangles per chunk: temporaries stay ~100-250 kB (cache-resident, recycled by the allocator).
+_CHUNK = 16384
 
 
-def _window(offsets):
-    """Candidate window for a bounding-box shape: float offsets ``dx``, ``dy`` as ``(m, 1)``
-    columns (broadcast against per-triangle rows) and the integer ``(dy, dx)`` columns."""
-    off = np.array(offsets, np.float64)
-    return off[:, :1], off[:, 1:], (off[:, 1:].astype(np.int64), off[:, :1].astype(np.int64))
+# Bounding boxes of up to _WIN x _WIN pixel centres are rasterised with fixed windows (pass 1);
+# 2 is fastest for a 300 px face (3 helps slightly for meshes with 2-3 px triangles).
+_WIN = 2
 
 
-# Windows for bounding boxes of 1x1, 2x1, 1x2 and 2x2 pixel centres (w x h), by code w-1 + 2(h-1).
-_WINDOWS = [
-    _window([(0, 0)]),
-    _window([(0, 0), (1, 0)]),
-    _window([(0, 0), (0, 1)]),
-    _window([(0, 0), (1, 0), (0, 1), (1, 1)]),
-]
+def _windows(k: int, rw: int):
+    """Per box shape code ``(w - 1) + k (h - 1)``: float offsets ``dx``, ``dy`` as ``(m, 1)`` columns
+    (``None`` when the box is one pixel wide/tall) and the flat offsets ``dy * rw + dx``."""
+    out = []
+    for code in range(k * k):
+        bw, bh = code % k + 1, code // k + 1
+        dy, dx = np.divmod(np.arange(bw * bh), bw)
+        out.append((dx[:, None].astype(np.float64) if bw > 1 else None,
+                    dy[:, None].astype(np.float64) if bh > 1 else None,
+                    (dy * rw + dx)[:, None].astype(np.int64)))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -92,6 +94,7 @@ def _raster_chunks(vx, vy, vz, tt, rw, rh, zbuf, cull_backfaces, chunk):
     centre) pair: region-flat pixel index, triangle index, barycentrics of vertices 1 and 2, depth.
     """
     xhi, yhi = float(rw - 1), float(rh - 1)
+    windows = _windows(_WIN, rw)
     parts = []
     for s in range(0, tt.shape[1], chunk):
         i0, i1, i2 = tt[0, s:s + chunk], tt[1, s:s + chunk], tt[2, s:s + chunk]
@@ -135,29 +138,29 @@ def _raster_chunks(vx, vy, vz, tt, rw, rh, zbuf, cull_backfaces, chunk):
         bw = xmax[ids] - bx0  # box width - 1
         bh = ymax[ids] - by0
         pix0 = (by0 * rw + bx0).astype(np.int64)
-        small = (bw <= 1.0) & (bh <= 1.0)
-        # Box shape code for boxes of at most 2x2 pixel centres, -1 for larger ones.
-        gcode = np.where(small, bw + 2.0 * bh, -1.0).astype(np.int8)
+        small = (bw < _WIN) & (bh < _WIN)
+        # Box shape code (w - 1) + _WIN (h - 1) for boxes of up to _WIN x _WIN pixel centres, else -1.
+        gcode = np.where(small, bw + _WIN * bh, -1.0).astype(np.int8)
 
-        # Pass 1: boxes up to 2x2 pixels (nearly all triangles of a dense mesh), grouped by box
-        # shape so that each group has a fixed window of m pixels. Arrays are laid out (m, n):
-        # the inner loops run over contiguous triangles, and no per-candidate gathers are needed.
-        for code, (wx, wy, woff) in enumerate(_WINDOWS):
+        # Pass 1: small boxes (nearly all triangles of a dense mesh), grouped by box shape so that
+        # each group has a fixed window of m = w * h pixels. Arrays are laid out (m, n): the inner
+        # loops run over contiguous triangles, and no per-candidate gathers are needed.
+        for code, (wx, wy, woff) in enumerate(windows):
             q = np.flatnonzero(gcode == code)
             if q.size == 0:
                 continue
             L1, L2, Z = c1[q], c2[q], cz[q]
             P = pix0[q]
-            if code & 1:  # box two pixels wide
+            if wx is not None:  # box more than one pixel wide
                 L1 = L1 + a1[q] * wx
                 L2 = L2 + a2[q] * wx
                 Z = Z + az[q] * wx
-            if code & 2:  # box two pixels tall
+            if wy is not None:  # box more than one pixel tall
                 L1 = L1 + b1[q] * wy
                 L2 = L2 + b2[q] * wy
                 Z = Z + bz[q] * wy
             if code:
-                P = P + (woff[0] * rw + woff[1])
+                P = P + woff
             inside = (L1 >= -_BARY_EPS) & (L2 >= -_BARY_EPS) & (L1 + L2 <= 1.0 + _BARY_EPS)
             fi = np.flatnonzero(inside)  # flat (window pixel, triangle) indices
             if fi.size == 0:
@@ -311,6 +314,16 @@ def _as_list(vertices_list) -> list[np.ndarray]:
     return [np.asarray(v) for v in vertices_list]
 
 
+def _concat_faces(verts: list[np.ndarray], triangles) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh from several faces sharing ``triangles``: face ``f``'s triangles are
+    ``f * T ... (f + 1) * T - 1`` of the result."""
+    tri = np.asarray(triangles)
+    if len(verts) == 1:
+        return verts[0], tri
+    offsets = np.cumsum([0] + [len(v) for v in verts[:-1]])
+    return np.concatenate(verts, axis=0), np.concatenate([tri + o for o in offsets], axis=0)
+
+
 def _raster_faces(verts: list[np.ndarray], triangles, height: int, width: int,
                   attrs_list: list[list[np.ndarray]], cull_backfaces: bool = False):
     """Rasterise several meshes sharing ``triangles`` into one z-buffer and interpolate attributes.
@@ -319,16 +332,9 @@ def _raster_faces(verts: list[np.ndarray], triangles, height: int, width: int,
     ``(pix, [values_c (M,) float64 ...])``: the covered flat pixel indices ``row * width + col`` and
     each channel interpolated with the barycentrics of the visible triangle.
     """
-    tri = np.asarray(triangles)
-    n_ch = len(attrs_list[0])
-    if len(verts) == 1:
-        all_v, all_t = verts[0], tri
-        chans = [np.asarray(a, np.float64) for a in attrs_list[0]]
-    else:
-        offsets = np.cumsum([0] + [len(v) for v in verts[:-1]])
-        all_v = np.concatenate(verts, axis=0)
-        all_t = np.concatenate([tri + o for o in offsets], axis=0)
-        chans = [np.concatenate([np.asarray(a[c], np.float64) for a in attrs_list]) for c in range(n_ch)]
+    all_v, all_t = _concat_faces(verts, triangles)
+    chans = [np.concatenate([np.asarray(a[c], np.float64) for a in attrs_list])
+             for c in range(len(attrs_list[0]))]
     pix, t_idx, (l0, l1, l2), _ = _raster_compact(all_v, all_t, height, width, cull_backfaces)
     tt = np.asarray(all_t).T
     c0, c1, c2 = tt[0][t_idx], tt[1][t_idx], tt[2][t_idx]
@@ -361,12 +367,17 @@ def render_depth(image_or_shape, vertices_list: Sequence[np.ndarray], triangles,
     verts = _as_list(vertices_list)
     out = np.zeros(h * w, np.uint8)
     if verts:
-        attrs = []
-        for v in verts:
-            z = np.asarray(v, np.float64)[:, 2]
-            zmin, zmax = float(z.min()), float(z.max())
-            attrs.append([(z - zmin) * (255.0 / max(zmax - zmin, 1e-12))])
-        pix, (val,) = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
+        all_v, all_t = _concat_faces(verts, triangles)
+        pix, t_idx, _, z = _raster_compact(all_v, all_t, h, w, cull_backfaces)
+        # Depth is affine over each triangle, so the z-buffer's z is the interpolated depth.
+        zs = [np.asarray(v, np.float64)[:, 2] for v in verts]
+        zmin = np.array([np.nanmin(zi) for zi in zs])
+        scale = 255.0 / np.maximum(np.array([np.nanmax(zi) for zi in zs]) - zmin, 1e-12)
+        if len(verts) == 1:
+            val = (z - zmin[0]) * scale[0]
+        else:
+            face = t_idx // len(np.asarray(triangles))
+            val = (z - zmin[face]) * scale[face]
         out[pix] = _to_u8(val)
     return out.reshape(h, w)
 
@@ -404,13 +415,8 @@ def render_pncc(image_or_shape, vertices_list: Sequence[np.ndarray], triangles, 
     return out.reshape(h, w, 3)
 
 
-def vertex_normals(vertices, triangles) -> np.ndarray:
-    """Unit per-vertex normals ``(N, 3)`` float32: area-weighted sum of adjacent face normals.
-
-    Face normal = ``cross(v1 - v0, v2 - v0)`` computed in the coordinates given. For 3DDFA's BFM
-    mesh in image pixels (y down, larger z closer) this points **towards the camera** (+z) on the
-    visible face. Vertices used by no non-degenerate triangle get ``(0, 0, 0)``.
-    """
+def _normal_sums(vertices, triangles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-vertex sums of adjacent face normals ``cross(v1 - v0, v2 - v0)`` as three ``(N,)``."""
     v, t = _check_mesh(vertices, triangles)
     n = len(v)
     vx, vy, vz = np.array(v, np.float64).T.copy()
@@ -422,13 +428,20 @@ def vertex_normals(vertices, triangles) -> np.ndarray:
     # Face normals (area-weighted): cross(e1, e2), component by component on contiguous arrays.
     fn = (e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x)
     idx = tt.reshape(-1)  # corners 0, 1, 2 of every triangle
-    out = np.empty((n, 3), np.float64)
-    for c in range(3):
-        out[:, c] = np.bincount(idx, weights=np.concatenate((fn[c], fn[c], fn[c])), minlength=n)
-    norm = np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
-    np.divide(out, norm, out=out, where=norm > 0)
-    out[norm[:, 0] == 0] = 0.0
-    return out.astype(np.float32)
+    return tuple(np.bincount(idx, weights=np.concatenate((f, f, f)), minlength=n) for f in fn)
+
+
+def vertex_normals(vertices, triangles) -> np.ndarray:
+    """Unit per-vertex normals ``(N, 3)`` float32: area-weighted sum of adjacent face normals.
+
+    Face normal = ``cross(v1 - v0, v2 - v0)`` computed in the coordinates given. For 3DDFA's BFM
+    mesh in image pixels (y down, larger z closer) this points **towards the camera** (+z) on the
+    visible face. Vertices used by no non-degenerate triangle get ``(0, 0, 0)``.
+    """
+    sx, sy, sz = _normal_sums(vertices, triangles)
+    norm = np.sqrt(sx * sx + sy * sy + sz * sz)
+    inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
+    return np.stack([sx * inv, sy * inv, sz * inv], axis=1).astype(np.float32)
 
 
 def render_shaded(image, vertices_list: Sequence[np.ndarray], triangles, alpha: float = 0.6,
@@ -465,7 +478,9 @@ def render_shaded(image, vertices_list: Sequence[np.ndarray], triangles, alpha: 
         return out
     attrs = []
     for v in verts:
-        nz = np.abs(vertex_normals(v, triangles)[:, 2].astype(np.float64))
+        sx, sy, sz = _normal_sums(v, triangles)
+        norm = np.sqrt(sx * sx + sy * sy + sz * sz)
+        nz = np.divide(np.abs(sz), norm, out=np.zeros_like(norm), where=norm > 0)  # |n . (0,0,1)|
         attrs.append([ambient + diffuse * nz])
     pix, (inten,) = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
     flat = out.reshape(h * w, 3)

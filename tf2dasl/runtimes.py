@@ -162,11 +162,13 @@ class TFLiteRuntime(Runtime):
             raise RuntimeLoadError(f"{self.path}: cannot load the TFLite model ({exc})") from None
         sig = self.interpreter._get_full_signature_list()["serving_default"]
         self.input_index = sig["inputs"]["crops"]
-        self.params_index, self.landmarks_index = sig["outputs"]["params"], sig["outputs"]["landmarks"]
+        self.params_index, self.landmarks_index = sig["outputs"]["params_whitened"], sig["outputs"]["landmarks"]
         self.variant = variant
+        self.param_mean = np.asarray(meta["whitening"]["mean"], np.float32)
+        self.param_std = np.asarray(meta["whitening"]["std"], np.float32)
 
     def run_one(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One normalised crop ``(1, S, S, 3)`` float32 → params ``(1, 62)``, landmarks ``(1, 68, 3)``."""
+        """One normalised crop ``(1, S, S, 3)`` float32 → whitened params ``(1, 62)``, landmarks ``(1, 68, 3)``."""
         it = self.interpreter
         it.set_tensor(self.input_index, x)
         it.invoke()
@@ -174,7 +176,8 @@ class TFLiteRuntime(Runtime):
 
     def _run(self, x):
         outs = [self.run_one(np.ascontiguousarray(x[i:i + 1])) for i in range(len(x))]
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+        params_w = np.concatenate([o[0] for o in outs])
+        return params_w * self.param_std + self.param_mean, np.concatenate([o[1] for o in outs])
 
 
 class OnnxRuntime(Runtime):

@@ -98,9 +98,8 @@ class AugmentConfig:
         if not 0 <= self.flip <= 1:
             raise ValueError(f"flip must be a probability, got {self.flip}")
 
-    def __post_init__(self):
+    def __post_init__(self):  # validated by the config loader and by the pipeline builders
         self.scale, self.contrast, self.saturation = tuple(self.scale), tuple(self.contrast), tuple(self.saturation)
-        self.validate()
 
     def window_extent(self) -> float:
         """Largest half-extent (per axis) of a crop window around the roi centre, in roi sides."""
@@ -194,22 +193,44 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     return transforms, labels
 
 
-def warp_images(images, transforms, size: int, exact: bool = False):
-    """Warp ``images (B, H, W, 3)`` uint8 by ``transforms (B, 8)`` to ``(B, size, size, 3)`` float32.
-
-    ``exact=False`` warps the uint8 pixels directly (fast; the kernel truncates, so the result is
-    ``floor(v)`` of the bilinear value ``v``: add 0.5 for an unbiased value, as :func:`colour_jitter`
-    does); ``exact=True`` warps float32 (the bilinear value itself).
-    """
+def warp_images(images, transforms, size: int):
+    """Warp ``images (B, H, W, 3)`` (any dtype) by ``transforms (B, 8)`` → ``(B, size, size, 3)`` float32
+    bilinear values, zero fill (``ImageProjectiveTransformV3`` on float32: exact, any image size)."""
     import tensorflow as tf
 
-    images = tf.convert_to_tensor(images)
-    if exact:
-        images = tf.cast(images, tf.float32)
     out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=tf.cast(transforms, tf.float32), output_shape=tf.constant([size, size], tf.int32),
-        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode="CONSTANT")
-    return tf.cast(out, tf.float32)
+        images=tf.cast(images, tf.float32), transforms=tf.cast(transforms, tf.float32),
+        output_shape=tf.constant([size, size], tf.int32), fill_value=tf.constant(0.0),
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+    return out
+
+
+def gather_warp(stack, idx, transforms, size: int):
+    """Warp faces ``stack[idx]`` of a uint8 stack ``(N, H, W, 3)`` by ``transforms (B, 8)`` (affine part) →
+    ``(B, size, size, 3)`` float32: the same bilinear, zero-fill sampling as :func:`warp_images`, written
+    as four gathers so that XLA fuses it (2-3x faster than ``ImageProjectiveTransformV3`` on CPU, and the
+    faces are never copied out of the stack)."""
+    import tensorflow as tf
+
+    stack = tf.convert_to_tensor(stack)
+    h, w = tf.shape(stack)[1], tf.shape(stack)[2]
+    flat = tf.reshape(stack, [-1, 3])
+    t = tf.cast(transforms, tf.float32)[:, :, None, None]                       # (B, 8, 1, 1)
+    j = tf.range(size, dtype=tf.float32)
+    gx, gy = j[None, None, :], j[None, :, None]
+    x = t[:, 0] * gx + t[:, 1] * gy + t[:, 2]                                   # (B, S, S)
+    y = t[:, 3] * gx + t[:, 4] * gy + t[:, 5]
+    x0f, y0f = tf.floor(x), tf.floor(y)
+    fx, fy = x - x0f, y - y0f
+    x0, y0 = tf.cast(x0f, tf.int32), tf.cast(y0f, tf.int32)
+    base = (tf.cast(idx, tf.int32) * h * w)[:, None, None]
+    out = tf.zeros(tf.concat([tf.shape(x), [3]], 0), tf.float32)
+    for dx, dy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = x0 + dx, y0 + dy
+        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        v = tf.cast(tf.gather(flat, tf.where(ok, base + yi * w + xi, 0)), tf.float32)
+        out += v * tf.where(ok, wt, 0.0)[..., None]
+    return out
 
 
 def to_uint8(images):
@@ -232,25 +253,15 @@ def _hue_matrix_bgr(theta):
     return tf.stack([tf.stack(row, axis=-1) for row in bgr], axis=-2)
 
 
-def colour_jitter(crops, rand, cfg: AugmentConfig, truncated: bool = True):
-    """Colour-jitter ``crops (B, S, S, 3)`` float32 BGR (0..255) → uint8, one matrix per face.
-
-    ``rand``: ``(B, NUM_RANDOM)`` (columns brightness, contrast, saturation, hue). ``truncated``: the crops
-    are :func:`warp_images`'s ``exact=False`` output (integers ``floor(v)``), compensated by +0.5; the
-    mean grey then comes from exact integer sums, so the result does not depend on reduction order.
-    """
+def colour_jitter(crops, rand, cfg: AugmentConfig):
+    """Colour-jitter ``crops (B, S, S, 3)`` BGR pixel values (uint8, or float32 0..255) → uint8, one
+    matrix per face. ``rand``: ``(B, NUM_RANDOM)`` (columns brightness, contrast, saturation, hue)."""
     import tensorflow as tf
 
-    crops = tf.convert_to_tensor(crops, tf.float32)
+    crops = tf.cast(crops, tf.float32)
     rand = tf.convert_to_tensor(rand, tf.float32)
     b = tf.shape(crops)[0]
-    half = 0.5 if truncated else 0.0
-    if truncated:
-        sums = tf.cast(tf.reduce_sum(tf.cast(crops, tf.int32), axis=[1, 2]), tf.float32)  # exact (< 2^31)
-    else:
-        sums = tf.reduce_sum(crops, axis=[1, 2])
-    n = tf.cast(tf.shape(crops)[1] * tf.shape(crops)[2], tf.float32)
-    mean_grey = tf.reduce_sum((sums / n + half) * GREY_BGR, axis=1)                       # (B,)
+    mean_grey = tf.reduce_sum(tf.reduce_mean(crops, axis=[1, 2]) * GREY_BGR, axis=1)   # (B,)
     beta = (2.0 * rand[:, 5] - 1.0) * cfg.brightness * 255.0
     contrast = _lerp(cfg.contrast[0], cfg.contrast[1], rand[:, 6])
     sat = _lerp(cfg.saturation[0], cfg.saturation[1], rand[:, 7])
@@ -258,8 +269,8 @@ def colour_jitter(crops, rand, cfg: AugmentConfig, truncated: bool = True):
     eye = tf.eye(3, batch_shape=[b])
     sat_m = sat[:, None, None] * eye + (1.0 - sat)[:, None, None] * tf.ones([b, 3, 1]) * GREY_BGR[None, None, :]
     m = contrast[:, None, None] * tf.linalg.matmul(_hue_matrix_bgr(theta), sat_m)        # (B, 3, 3)
-    # out = M (x + half) + beta + (1 - c) mean_grey, rows of M sum to c; +0.5 rounds at the cast
-    offset = contrast * half + beta + (1.0 - contrast) * mean_grey + 0.5                  # (B,)
+    # out = M x + beta + (1 - c) mean_grey (rows of M sum to c); +0.5 rounds at the cast
+    offset = beta + (1.0 - contrast) * mean_grey + 0.5                                    # (B,)
     flat = tf.reshape(crops, [b, -1, 3])
     out = tf.linalg.matmul(flat, m, transpose_b=True) + offset[:, None, None]
     out = tf.reshape(out, tf.shape(crops))
@@ -267,26 +278,32 @@ def colour_jitter(crops, rand, cfg: AugmentConfig, truncated: bool = True):
 
 
 # ---------------------------------------------------------------------------- TF: all in one
-def augment_faces(images, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
-    """Crops and labels of a batch of same-size images.
-
-    images: ``(B, H, W, 3)`` uint8 BGR; landmarks: ``(B, 68, 2)`` source pixels; rand: ``(B, NUM_RANDOM)``.
-    Returns ``crops (B, S, S, 3)`` uint8 and ``labels (B, 68, 2)`` float32 crop pixels. With
-    ``augment=False`` no randomness is used: the plain roi crop (float warp, rounded).
-    """
+def augment_stack(stack, idx, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
+    """Crops and labels of faces ``stack[idx]``: ``stack (N, H, W, 3)`` uint8 BGR, ``idx (B,)``, their
+    ``landmarks (B, 68, 2)`` source pixels, ``rand (B, NUM_RANDOM)``, ``pixel_scale (B,)`` (see
+    :func:`sample_geometry`). Returns ``crops (B, S, S, 3)`` uint8 and ``labels (B, 68, 2)`` crop pixels.
+    With ``augment=False`` no randomness is used: the plain roi crop. XLA-compilable."""
     transforms, labels = sample_geometry(landmarks, rand, cfg, augment, pixel_scale)
-    if not augment:
-        return to_uint8(warp_images(images, transforms, cfg.size, exact=True)), labels
-    crops = warp_images(images, transforms, cfg.size, exact=False)
-    return colour_jitter(crops, rand, cfg, truncated=True), labels
+    crops = gather_warp(stack, idx, transforms, cfg.size)
+    return (colour_jitter(crops, rand, cfg) if augment else to_uint8(crops)), labels
+
+
+def augment_faces(images, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
+    """:func:`augment_stack` of a batch of same-size ``images (B, H, W, 3)`` uint8 BGR."""
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images)
+    return augment_stack(images, tf.range(tf.shape(images)[0]), landmarks, rand, cfg, augment, pixel_scale)
 
 
 def augment_face(image, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale: float = 1.0):
     """One face: ``image (H, W, 3)`` uint8 BGR, ``landmarks (68, 2)`` image pixels, ``rand (NUM_RANDOM,)``
-    → ``crop (S, S, 3)`` uint8 and ``labels (68, 2)`` crop pixels (see :func:`augment_faces`)."""
+    → ``crop (S, S, 3)`` uint8 and ``labels (68, 2)`` crop pixels, through one affine warp
+    (``ImageProjectiveTransformV3``, bilinear, zero fill) and one colour matrix."""
     import tensorflow as tf
 
-    crops, labels = augment_faces(tf.convert_to_tensor(image)[None], tf.convert_to_tensor(landmarks, tf.float32)[None],
-                                  tf.convert_to_tensor(rand, tf.float32)[None], cfg, augment,
-                                  tf.reshape(tf.cast(pixel_scale, tf.float32), [1]))
-    return crops[0], labels[0]
+    rand = tf.convert_to_tensor(rand, tf.float32)[None]
+    transforms, labels = sample_geometry(tf.convert_to_tensor(landmarks, tf.float32)[None], rand, cfg, augment,
+                                         tf.reshape(tf.cast(pixel_scale, tf.float32), [1]))
+    crop = warp_images(tf.convert_to_tensor(image)[None], transforms, cfg.size)
+    return (colour_jitter(crop, rand, cfg) if augment else to_uint8(crop))[0], labels[0]

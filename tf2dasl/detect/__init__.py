@@ -7,11 +7,15 @@ Detectors (names for :func:`make_detector`):
   * ``"blazeface-full"``: MediaPipe BlazeFace full range sparse (192x192, ``face_detection_full_range_sparse.tflite``);
   * ``"blazeface-short"``: MediaPipe BlazeFace short range (128x128, ``face_detection_short_range.tflite``),
     made for large (selfie-distance) faces;
-  * ``"blazeface"``: full range if its model file is there, else short range;
+  * ``"blazeface"``: :class:`BlazeFaceCombined` (full range, plus the short-range faces full range
+    missed) when both model files are there, else whichever one is;
   * ``"haar"``: OpenCV's Haar cascade (no model file needed; frontal faces only);
-  * ``"auto"`` (default): full range, else short range, else Haar, by which files ``assets_dir`` holds.
-    Full range is first: on the 1,207 300-W crops it detects as many faces as short range and it also
-    finds the small faces of group photos, which short range misses (benchmarks/detection_rate.py).
+  * ``"auto"`` (default): ``"blazeface"`` if a BlazeFace model file is there, else Haar.
+
+Why full range first: short range (a selfie model) misses the small faces of group photos (none of the
+6 in ``group_t1.jpg``; full range finds 5) while full range misses 2.4% of the 300-W crops (large
+faces) which short range finds; the combination finds 100% of the 1,207 crops and the labelled face in
+all 12 ``afw/full`` photos (benchmarks/detection_rate.py).
 
 ``assets_dir`` is searched for the model files directly and in its ``detectors/`` subfolder; when None,
 ``$TF2DASL_ASSETS`` is used if set.
@@ -25,7 +29,9 @@ import numpy as np
 
 from ..io.pts import PtsError, read_pts  # noqa: F401  (re-exported for convenience)
 from .base import Detection, DetectorError, FaceDetector, box_iou, scale_shift_box  # noqa: F401
-from .blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector, BlazeFaceSpec, generate_anchors  # noqa: F401
+from .blazeface import (  # noqa: F401
+    FULL_RANGE, SHORT_RANGE, BlazeFaceCombined, BlazeFaceDetector, BlazeFaceSpec, generate_anchors,
+)
 from .haar import HaarDetector  # noqa: F401
 
 DETECTOR_NAMES = ("auto", "blazeface", "blazeface-short", "blazeface-full", "haar")
@@ -73,27 +79,33 @@ def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = Non
     if unknown:
         raise DetectorError(f"unknown detector option(s): {', '.join(sorted(unknown))}")
 
-    def blaze(spec: BlazeFaceSpec, path: Path) -> BlazeFaceDetector:
-        return BlazeFaceDetector(path, spec, **{k: v for k, v in opts.items() if k in blaze_keys})
+    blaze_opts = {k: v for k, v in opts.items() if k in blaze_keys}
 
     def haar() -> HaarDetector:
         return HaarDetector(**{k: v for k, v in opts.items() if k in haar_keys})
 
     if key == "haar":
         return haar()
-    candidates = {
-        "blazeface-full": [FULL_RANGE],
-        "blazeface-short": [SHORT_RANGE],
-        "blazeface": [FULL_RANGE, SHORT_RANGE],
-        "auto": [FULL_RANGE, SHORT_RANGE],
-    }[key]
-    for spec in candidates:
-        path = find_model_file(spec.model_file, assets_dir)
-        if path is not None:
-            return blaze(spec, path)
+    full = find_model_file(FULL_RANGE.model_file, assets_dir)
+    short = find_model_file(SHORT_RANGE.model_file, assets_dir)
+    if key == "blazeface-full":
+        if full is None:
+            raise _missing(key, FULL_RANGE.model_file, assets_dir)
+        return BlazeFaceDetector(full, FULL_RANGE, **blaze_opts)
+    if key == "blazeface-short":
+        if short is None:
+            raise _missing(key, SHORT_RANGE.model_file, assets_dir)
+        return BlazeFaceDetector(short, SHORT_RANGE, **blaze_opts)
+    # "blazeface" / "auto"
+    if full is not None and short is not None:
+        return BlazeFaceCombined(full, short, **blaze_opts)
+    if full is not None:
+        return BlazeFaceDetector(full, FULL_RANGE, **blaze_opts)
+    if short is not None:
+        return BlazeFaceDetector(short, SHORT_RANGE, **blaze_opts)
     if key == "auto":
         return haar()
-    raise _missing(key, candidates[0].model_file, assets_dir)
+    raise _missing("blazeface", FULL_RANGE.model_file, assets_dir)
 
 
 def boxes_from_pts(pts: np.ndarray) -> np.ndarray:
@@ -105,7 +117,7 @@ def boxes_from_pts(pts: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "Detection", "DetectorError", "FaceDetector", "BlazeFaceDetector", "HaarDetector", "BlazeFaceSpec",
+    "Detection", "DetectorError", "FaceDetector", "BlazeFaceDetector", "BlazeFaceCombined", "HaarDetector", "BlazeFaceSpec",
     "SHORT_RANGE", "FULL_RANGE", "DETECTOR_NAMES", "make_detector", "find_model_file", "boxes_from_pts",
     "box_iou", "scale_shift_box", "generate_anchors", "read_pts", "PtsError",
 ]

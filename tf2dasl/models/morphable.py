@@ -20,12 +20,17 @@ class MorphableLayer(keras.layers.Layer):
     ``dense=False`` keeps only the 68-point bases (a small layer for training and serving).
     """
 
-    def __init__(self, mm: MorphableModel, input_size: int = 120, convention: str = "3ddfa_v2",
-                 dense: bool = True, **kwargs):
+    def __init__(self, mm: MorphableModel | None = None, input_size: int = 120, convention: str = "3ddfa_v2",
+                 dense: bool = True, num_vertices: int | None = None, **kwargs):
+        kwargs.pop("trainable", None)
         super().__init__(trainable=False, **kwargs)
         self.input_size = int(input_size)
+        self.convention_name = convention
         self.convention: CropConvention = get_convention(convention)
+        if mm is None:  # from get_config: zero arrays of the right shapes, values come with load_weights
+            mm = _placeholder_model(num_vertices if dense else None)
         self.dense = bool(dense and mm.is_dense)
+        self.num_vertices = mm.num_vertices if self.dense else None
 
         def const(name, value):
             value = np.asarray(value, np.float32)
@@ -68,6 +73,18 @@ class MorphableLayer(keras.layers.Layer):
         """Raw params → ``(B, 3)`` yaw, pitch, roll in degrees."""
         return tf_ops.params_to_pose(params)
 
+    def get_config(self):
+        return {"input_size": self.input_size, "convention": self.convention_name, "dense": self.dense,
+                "num_vertices": self.num_vertices, "name": self.name}
+
     def call(self, params_w):
         params = self.unwhiten(params_w)
         return {"params": params, "landmarks": self.landmarks_crop(params), "pose": self.pose(params)}
+
+
+def _placeholder_model(num_vertices: int | None) -> MorphableModel:
+    z = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
+    dense = {} if not num_vertices else {"u": z(3 * num_vertices), "w_shp": z(3 * num_vertices, 40),
+                                         "w_exp": z(3 * num_vertices, 10)}
+    return MorphableModel(u_base=z(204), w_shp_base=z(204, 40), w_exp_base=z(204, 10), param_mean=z(62),
+                          param_std=np.ones(62, np.float32), **dense)

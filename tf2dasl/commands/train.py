@@ -1,0 +1,26 @@
+"""``tf2dasl train --config CONFIG [--init MODEL_DIR] --out RUN_DIR [--resume]``."""
+from __future__ import annotations
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="train a 2DASL model (keras fit; resumable)",
+                       description="2DASL training: supervised + four self-supervision losses and a self-critic. "
+                                   "The model directory ends up in RUN_DIR/model.")
+    p.add_argument("--config", required=True, help="YAML config (see configs/)")
+    p.add_argument("--init", help="model directory to start from (e.g. the imported mb05); also the teacher")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
+    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..config import load_config
+    from ..training.config import TrainConfig
+    from ..training.trainer import train
+
+    cfg = load_config(args.config, TrainConfig)
+    if args.epochs:
+        cfg.epochs = args.epochs
+    train(cfg, args.out, init=args.init, resume=args.resume)
+    return 0

@@ -1,0 +1,104 @@
+"""2DASL's losses in TF: WPDC, VDC, face-size-normalised landmark losses, consistency, cycle, self-critic.
+
+All take batches and return a scalar mean over the batch (the caller scales for distribution).
+Landmarks are crop pixels ``(B, 68, 2|3)``; params ``(B, 62)`` (whitened where named ``*_w``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from .geometry.landmark_map import MAP_POINT_PAIRS, MAP_POINT_WEIGHTS
+
+#: 3DDFA's WPDC shape/expression scale (``magic_number`` in its ``WPDCLoss``).
+WPDC_SHAPE_SCALE = 0.00057339936
+WPDC_EPS = 1e-6
+#: Pose parameters of ``P = [sR | t]`` (row-major 3x4) that multiply the x, y and z of the shape.
+_POSE_AXIS = np.array([0, 1, 2, -1, 0, 1, 2, -1, 0, 1, 2, -1])
+
+
+def point_weights(landmark_set: str) -> np.ndarray:
+    """Per-point weights ``(68,)``: ``all68`` (all 1) or ``map18`` (2DASL's 18 map points, 2.0/1.0/0.5)."""
+    if landmark_set == "all68":
+        return np.ones(68, np.float32)
+    if landmark_set == "map18":
+        w = np.zeros(68, np.float32)
+        for (a, b), wt in zip(MAP_POINT_PAIRS, MAP_POINT_WEIGHTS):
+            w[a] += wt / (1 if a == b else 2)
+            if a != b:
+                w[b] += wt / 2
+        return w
+    raise ValueError(f"unknown landmark set {landmark_set!r} (all68 or map18)")
+
+
+def face_size(landmarks):
+    """``(B, 68, >=2)`` → ``(B,)`` sqrt(w * h) of the 2D landmark box (the NME normaliser)."""
+    lm = landmarks[..., :2]
+    wh = tf.reduce_max(lm, axis=1) - tf.reduce_min(lm, axis=1)
+    return tf.sqrt(tf.maximum(wh[:, 0] * wh[:, 1], 1e-6))
+
+
+def landmark_loss(pred, target, weights=None, normaliser=None):
+    """Weighted mean point distance ``(B, 68, D)`` over the face size of ``normaliser`` (default ``target``).
+
+    ``weights (68,)`` per point (normalised to sum to 1). Zero when ``pred == target``.
+    """
+    d = pred.shape[-1]
+    dist = tf.sqrt(tf.reduce_sum(tf.square(pred - target[..., :d]), axis=-1) + 1e-12)  # (B, 68)
+    if weights is None:
+        per_face = tf.reduce_mean(dist, axis=1)
+    else:
+        w = tf.constant(weights / np.sum(weights), dist.dtype)
+        per_face = tf.reduce_sum(dist * w, axis=1)
+    norm = face_size(target if normaliser is None else normaliser)
+    return tf.reduce_mean(per_face / norm)
+
+
+def wpdc_weights(pred, target, u_base, w_shp_base, w_exp_base, zero_z: bool = True):
+    """3DDFA's WPDC weights ``(B, 62)`` (no gradient) for RAW params ``pred``/``target``.
+
+    Pose weights: |Δp| times the norm of the target shape's x, y or z coordinates over the 68 points
+    (translations x, y: times sqrt(68)); shape/expression: ``WPDC_SHAPE_SCALE`` |Δα| times the basis column
+    norms; each row normalised by its max; the z translation's weight is 0 (``zero_z``, as 2DASL did).
+    """
+    pred, target = tf.stop_gradient(pred), tf.stop_gradient(target)
+    n = tf.shape(pred)[0]
+    coeffs = target[:, 12:]
+    basis = tf.concat([w_shp_base, w_exp_base], axis=1)  # (204, 50)
+    shape = tf.reshape(u_base[None, :] + tf.matmul(coeffs, basis, transpose_b=True), (n, -1, 3))  # (B, 68, 3)
+    axis_norm = tf.sqrt(tf.reduce_sum(tf.square(shape), axis=1))  # (B, 3)
+    k = tf.cast(tf.shape(shape)[1], pred.dtype)
+    per_pose = tf.concat([axis_norm, tf.sqrt(k)[None, None] * tf.ones((n, 1), pred.dtype)], axis=1)  # (B, 4)
+    pose_scale = tf.gather(per_pose, np.where(_POSE_AXIS < 0, 3, _POSE_AXIS), axis=1)  # (B, 12)
+    w_pose = tf.abs(pred[:, :12] - target[:, :12]) * pose_scale + WPDC_EPS
+    col_norm = tf.sqrt(tf.reduce_sum(tf.square(basis), axis=0))  # (50,)
+    w_se = WPDC_SHAPE_SCALE * tf.abs(pred[:, 12:] - target[:, 12:]) * col_norm + WPDC_EPS
+    w = tf.concat([w_pose, w_se], axis=1)
+    w = w / tf.reduce_max(w, axis=1, keepdims=True)
+    if zero_z:
+        w = w * tf.constant(np.r_[np.ones(11), 0.0, np.ones(50)].astype(np.float32), w.dtype)
+    return tf.stop_gradient(w)
+
+
+def wpdc_loss(pred_w, target_w, mean, std, u_base, w_shp_base, w_exp_base, zero_z: bool = True):
+    """WPDC on whitened params ``(B, 62)``: ``mean(w * (pred_w - target_w)^2)`` with :func:`wpdc_weights`."""
+    w = wpdc_weights(pred_w * std + mean, target_w * std + mean, u_base, w_shp_base, w_exp_base, zero_z)
+    return tf.reduce_mean(w * tf.square(pred_w - target_w))
+
+
+def vdc_loss(pred_points, target_points):
+    """Vertex distance: mean L2 distance of ``(B, N, 3)`` points over the target's face size."""
+    return landmark_loss(pred_points, target_points)
+
+
+def critic_loss(real_logits, fake_logits):
+    """The critic's BCE: real pairs → 1, predicted pairs → 0."""
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    return (tf.reduce_mean(bce(labels=tf.ones_like(real_logits), logits=real_logits))
+            + tf.reduce_mean(bce(labels=tf.zeros_like(fake_logits), logits=fake_logits)))
+
+
+def adversarial_loss(fake_logits):
+    """The regressor's loss against the critic: its predicted pairs should be judged real."""
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(fake_logits),
+                                                                   logits=fake_logits))

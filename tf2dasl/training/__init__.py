@@ -1,0 +1,1 @@
+"""2DASL training: config, callbacks and the `keras fit` driver."""

@@ -1,0 +1,210 @@
+"""``train(config, out_dir, init, resume)``: 2DASL training with ``keras fit`` — data, models, strategy, callbacks.
+
+RUN_DIR layout: ``config.yaml`` (the resolved config), ``checkpoints/ckpt-NNNN.npz`` (full state after each
+epoch), ``history.csv``, ``logs/`` (TensorBoard), ``holdout.txt`` (held-out faces), ``best/`` and finally
+``model/`` — a model directory loadable by ``evaluate``, ``reconstruct`` and ``export``.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..config import dump_config, to_dict
+from ..errors import UserError
+from ..geometry.morphable_model import load_morphable_model
+from ..model import FaceModel, ModelSpec
+from ..models.critic import SelfCritic
+from ..models.dasl import DASLModel, expand_to_four_channels
+from ..models.morphable import MorphableLayer
+from .callbacks import EpochCheckpoint, StopOnNaN, Validation, latest_checkpoint, load_state
+from .config import TrainConfig, expand_path
+
+
+class TrainingError(UserError):
+    """Training cannot start or went wrong in a way the user can fix (config, data, divergence)."""
+
+
+def _strategy(name: str):
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _optimizers(cfg: TrainConfig, total_steps: int):
+    o = cfg.optim
+    lr = o.lr
+    if o.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(o.lr, max(total_steps - o.warmup_steps, 1), alpha=0.01,
+                                                    warmup_target=o.lr if o.warmup_steps else None,
+                                                    warmup_steps=o.warmup_steps)
+    kw = {"global_clipnorm": o.clip_norm} if o.clip_norm else {}
+    if o.optimizer == "sgd":
+        reg = keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay or None,
+                                   **kw)
+    else:
+        reg = keras.optimizers.AdamW(lr, weight_decay=o.weight_decay, **kw)
+    critic = keras.optimizers.Adam(o.critic_lr, beta_1=o.critic_beta_1, beta_2=o.critic_beta_2)
+    if cfg.mixed_precision:
+        reg = keras.optimizers.LossScaleOptimizer(reg)
+    return reg, critic
+
+
+def _initial_models(cfg: TrainConfig, init: str | None):
+    """→ (spec, regressor to train, teacher or None, morphable model)."""
+    m = cfg.model
+    if init:
+        from .. import load_model
+
+        base = load_model(init)
+        mm, spec = base.mm, base.spec
+        if spec.input_size != m.input_size:
+            raise TrainingError(f"--init model has input size {spec.input_size}, config asks for {m.input_size}")
+        reg = base.regressor
+        if m.channels == 4 and spec.channels == 3:
+            reg = expand_to_four_channels(base.regressor)
+        elif m.channels != spec.channels:
+            raise TrainingError(f"--init model has {spec.channels} channels, config asks for {m.channels}")
+        teacher = base.regressor if cfg.teacher else None
+        if teacher is reg:  # same channels: the teacher must be a frozen copy
+            teacher = spec.build_regressor()
+            teacher.set_weights(reg.get_weights())
+        spec = ModelSpec(**{**spec.to_dict(), "channels": m.channels, "name": cfg.name,
+                            "provenance": {"init": str(init), "init_provenance": spec.provenance}})
+        return spec, reg, teacher, mm
+    if not m.morphable_model:
+        raise TrainingError("without --init MODEL_DIR the config needs model.morphable_model (a 3DDFA_V2 checkout)")
+    mm = load_morphable_model(expand_path(m.morphable_model))
+    if cfg.teacher and cfg.data.labelled is None:
+        raise TrainingError("teacher: true needs --init MODEL_DIR (the teacher is the initial model)")
+    spec = ModelSpec(name=cfg.name, backbone=m.backbone, width=m.width, input_size=m.input_size, channels=m.channels,
+                     provenance={"init": None})
+    return spec, spec.build_regressor(), None, mm
+
+
+def _datasets(cfg: TrainConfig, seed: int, start_epoch: int, out: Path):
+    from ..data.pipeline import labelled_dataset, load_labelled, load_wild, mixed_dataset, wild_dataset
+
+    d = cfg.data
+    wild_cfg = d.wild
+    wild_cfg.pts_folders = [expand_path(p) for p in wild_cfg.pts_folders]
+    wild_cfg.lp_folders = [expand_path(p) for p in wild_cfg.lp_folders]
+    train_faces, held = load_wild(wild_cfg)
+    print(train_faces.stats.summary("in-the-wild faces (train)"))
+    (out / "holdout.txt").write_text("".join(f"{s.image_path}\n" for s in (held.samples if held else [])))
+    wild = wild_dataset(train_faces, wild_cfg.augment, wild_cfg.batch_size, seed, start_epoch)
+    steps = max(len(train_faces) // wild_cfg.batch_size, 1)
+    if d.labelled is not None:
+        lab_cfg = d.labelled
+        for k in ("root", "list_file", "params_file", "whitening_file"):
+            setattr(lab_cfg, k, expand_path(getattr(lab_cfg, k)) or "")
+        crops = load_labelled(lab_cfg)
+        return mixed_dataset(labelled_dataset(crops, lab_cfg.augment, lab_cfg.batch_size, seed, start_epoch),
+                             wild), steps
+    return wild.map(lambda w: {"wild": w}), steps
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume: bool = False,
+          verbose: int | str = "auto") -> Path:
+    """Run (or resume) training; returns the final model directory ``out_dir/model``."""
+    from ..io.model_dir import save_model_dir
+
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    last = latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
+    if last is not None and not resume:
+        raise TrainingError(f"{out} already holds a run (checkpoint {last.name}); pass --resume to continue it "
+                            "or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        dump_config(cfg, out / "config.yaml")
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    spec, reg, teacher, mm = _initial_models(cfg, init)
+    start_epoch = 0
+    if last is not None:
+        import json
+
+        with np.load(last) as z:
+            start_epoch = int(json.loads(bytes(z["__meta__"]).decode())["epoch"])
+        if start_epoch >= cfg.epochs:
+            print(f"{out}: all {cfg.epochs} epochs already done")
+    ds, steps = _datasets(cfg, cfg.seed, start_epoch, out)
+    steps = cfg.steps_per_epoch or steps
+
+    strategy = _strategy(cfg.distribute)
+    with strategy.scope():
+        model = DASLModel(
+            reg, SelfCritic(cfg.model.critic_hidden, cfg.model.critic_param_slice),
+            MorphableLayer(mm, spec.input_size, spec.crop_convention, dense=False), cfg.loss, teacher,
+            freeze_bn=cfg.freeze_bn, norm_mean=spec.norm_mean, norm_scale=spec.norm_scale)
+        reg_opt, critic_opt = _optimizers(cfg, steps * cfg.epochs)
+        model.compile(reg_opt, critic_opt, jit_compile=cfg.jit_compile)
+        model.build()
+        model.build_optimizers()
+    if last is not None:
+        load_state(model, last)
+        print(f"resuming {out} after epoch {start_epoch} ({last.name})")
+
+    def face_model():
+        return FaceModel(spec, model.regressor, mm)
+
+    best_dir = out / "best"
+    callbacks = [StopOnNaN()]
+    validation = None
+    if cfg.data.validation:
+        from ..evaluate import load_aflw2000
+
+        validation = Validation(load_aflw2000(expand_path(cfg.data.validation), spec.input_size), face_model,
+                                on_best=lambda epoch, nme: _save_best(face_model(), best_dir, epoch, nme))
+        if resume and best_dir.is_dir():
+            validation.best = _best_nme(best_dir)
+        callbacks.append(validation)
+    callbacks += [EpochCheckpoint(ckpt_dir), keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+                  keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, update_freq="epoch")]
+    t0 = time.time()
+    if start_epoch < cfg.epochs:
+        model.fit(ds, epochs=cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
+                  verbose=verbose)
+    nan = callbacks[0].where
+    if nan is not None:
+        epoch, step, logs = nan
+        bad = ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
+        raise TrainingError(f"training diverged: non-finite loss at epoch {epoch} step {step} ({bad}); lower "
+                            "optim.lr, set optim.clip_norm, or check the data; --resume continues from the last "
+                            "good epoch")
+    final = out / "model"
+    if final.exists():
+        shutil.rmtree(final)
+    if cfg.keep_best and best_dir.is_dir():
+        shutil.copytree(best_dir, final)
+    else:
+        fm = face_model()
+        fm.spec.provenance.update({"epochs": cfg.epochs})
+        save_model_dir(fm, final)
+    print(f"training took {time.time() - t0:.0f} s; model directory: {final}")
+    return final
+
+
+def _save_best(fm: FaceModel, best_dir: Path, epoch: int, nme: float) -> None:
+    from ..io.model_dir import save_model_dir
+
+    fm.spec.provenance.update({"epoch": epoch, "val_nme_aflw2000": nme})
+    save_model_dir(fm, best_dir)
+
+
+def _best_nme(best_dir: Path) -> float:
+    import json
+
+    meta = json.loads((best_dir / "model.json").read_text())
+    return float(meta["spec"]["provenance"].get("val_nme_aflw2000", np.inf))
+
+
+__all__ = ["train", "TrainingError", "to_dict"]
