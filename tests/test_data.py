@@ -1,7 +1,6 @@
 """Training data: sample listings, augmentation geometry/colour, tf.data pipelines (shapes, determinism, skips)."""
 from __future__ import annotations
 
-import math
 import pickle
 
 import cv2
@@ -13,8 +12,9 @@ from tf2dasl.config import ConfigError, from_dict
 from tf2dasl.data import (FLIP_PERMUTATION_68, AugmentConfig, LabelledDataConfig, WildDataConfig, labelled_dataset,
                           list_300wlp, list_3ddfa_params, list_pts_faces, load_labelled_crops, load_wild_faces,
                           mixed_dataset, split_holdout, steps_per_epoch, wild_dataset)
-from tf2dasl.data.augment import (NUM_RANDOM, augment_face, augment_faces, gather_warp, sample_geometry,
-                                  warp_images)
+from tf2dasl.data.augment import (NUM_RANDOM, affine_for_roi, apply_affine, augment_face, augment_faces, gather_warp,
+                                  sample_geometry, warp_images)
+from tf2dasl.data import pipeline
 from tf2dasl.data.pipeline import landmark_map_batch
 from tf2dasl.errors import UserError
 from tf2dasl.geometry.camera import image_to_crop
@@ -73,6 +73,12 @@ def face_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def wild_faces(face_folder):
     return load_wild_faces(list_pts_faces(face_folder), cache="memory")
+
+
+@pytest.fixture
+def no_jit(monkeypatch):
+    """Plain TF ops instead of XLA: no compile per shape (the XLA path is checked against it below)."""
+    monkeypatch.setattr(pipeline, "JIT", False)
 
 
 def take(ds, n):
@@ -135,6 +141,19 @@ def test_list_3ddfa_params_raw_and_whitened(tmp_path):
         list_3ddfa_params(root, tmp_path / "list.txt", tmp_path / "norm.pkl", whitened=True)
 
 
+def test_list_300wlp_errors(tmp_path):
+    import scipy.io as sio
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
+    sio.savemat(str(tmp_path / "a.mat"), {"pt2d": np.zeros((2, 60))})
+    with pytest.raises(UserError, match=r"a\.mat.*\(2, 68\)"):
+        list_300wlp(tmp_path)
+    sio.savemat(str(tmp_path / "a.mat"), {"pt2d": np.ones((2, 68))})
+    assert list_300wlp(tmp_path)[0].landmarks.shape == (68, 2)
+    with pytest.raises(UserError, match="folder not found"):
+        list_300wlp(tmp_path / "missing")
+
+
 def test_list_300wlp(shared_dir):
     faces = list_300wlp(shared_dir / "data/300w_lp_sample")
     assert len(faces) == 1 and faces[0].landmarks.shape == (68, 2)
@@ -170,6 +189,7 @@ def test_plain_crop_matches_crop_image_and_labels_map_exactly():
     # (cv2.resize replicates the border of the cut-out roi; the warp reads the image's real neighbours)
     assert np.abs(crop.numpy()[1:-1, 1:-1].astype(float) - ref[1:-1, 1:-1]).max() <= 1.0
     np.testing.assert_allclose(labels.numpy(), image_to_crop(lm[None], roi[None], S)[0], atol=1e-3)
+    np.testing.assert_allclose(apply_affine(affine_for_roi(roi, S), labels.numpy()), lm, atol=1e-3)
     # default roi rule (sqrt 2, fractional box): close to crop_image, labels exact
     cfg = AugmentConfig()
     crop, labels = augment_face(img, grid_landmarks(), np.zeros(NUM_RANDOM, np.float32), cfg, augment=False)
@@ -207,6 +227,21 @@ def test_augmented_landmarks_stay_on_their_dots():
     assert checked > 0.9 * labels.shape[0] * 68
 
 
+def test_mirror_is_the_mirrored_crop_with_unbiased_labels():
+    img, lm = smooth_image(200, 220), grid_landmarks()
+    cfg = AugmentConfig(rotation=0.0, flip=0.5, **NO_COLOUR)
+    rand = np.full((2, NUM_RANDOM), 0.7, np.float32)
+    rand[0, 4], rand[1, 4] = 0.9, 0.1  # same window, second one mirrored
+    crops, labels = augment_faces(np.repeat(img[None], 2, 0), np.repeat(lm[None], 2, 0), rand, cfg)
+    crops, labels = crops.numpy().astype(int), labels.numpy()
+    assert np.abs(crops[1] - crops[0][:, ::-1]).max() <= 1
+    lo, hi = lm.min(0), lm.max(0)
+    k = cfg.roi_scale * (hi - lo).max() * (0.9 + 0.2 * 0.7) / S  # image px per crop px
+    mirrored = labels[1][FLIP_PERMUTATION_68]
+    np.testing.assert_allclose(mirrored[:, 0], S - 1 / k - labels[0][:, 0], atol=1e-3)
+    np.testing.assert_allclose(mirrored[:, 1], labels[0][:, 1], atol=1e-3)
+
+
 def test_colour_jitter_keeps_dots_bright():
     lm = grid_landmarks()
     img = dot_image(lm, colours=False)
@@ -229,7 +264,7 @@ def test_config_nests_and_validates():
 
 
 # ---------------------------------------------------------------------------- pipelines
-def test_wild_batches_shapes_labels_and_maps(wild_faces):
+def test_wild_batches_shapes_labels_and_maps(wild_faces, monkeypatch):
     assert len(wild_faces) == 10 and wild_faces.stats.skipped == []
     (b,) = take(wild_dataset(wild_faces, AugmentConfig(), 4, seed=1), 1)
     assert b["image"].shape == (4, S, S, 3) and b["image"].dtype == np.uint8
@@ -242,6 +277,7 @@ def test_wild_batches_shapes_labels_and_maps(wild_faces):
         assert (m[pts[:, 1], pts[:, 0]] == 1.0).all()
         assert (m == 1.0).sum() == len({tuple(p) for p in pts}) and set(np.unique(m)) == {-1.0, 1.0}
     # the cached path keeps landmarks on the dots too (no colour jitter)
+    monkeypatch.setattr(pipeline, "JIT", False)
     cfg = AugmentConfig(rotation=20.0, **NO_COLOUR)
     (b,) = take(wild_dataset(wild_faces, cfg, 4, seed=2), 1)
     for crop, lab in zip(b["image"], b["landmarks"]):
@@ -277,7 +313,16 @@ def test_determinism_and_resume(wild_faces):
     assert not np.array_equal(run[0]["image"], run[2]["image"])  # epochs differ
 
 
-def test_corrupt_image_is_skipped_and_counted(face_folder, tmp_path, caplog):
+def test_xla_path_equals_plain_tf(wild_faces, monkeypatch):
+    a = take(wild_dataset(wild_faces, AugmentConfig(), 4, seed=7), 1)[0]
+    monkeypatch.setattr(pipeline, "JIT", False)
+    b = take(wild_dataset(wild_faces, AugmentConfig(), 4, seed=7), 1)[0]
+    np.testing.assert_allclose(a["landmarks"], b["landmarks"], atol=1e-3)
+    np.testing.assert_array_equal(a["map"], b["map"])
+    assert np.abs(a["image"].astype(int) - b["image"]).max() <= 1
+
+
+def test_corrupt_image_is_skipped_and_counted(face_folder, tmp_path, caplog, no_jit):
     d = tmp_path / "mixed"
     d.mkdir()
     for i in range(3):
@@ -302,7 +347,7 @@ def test_corrupt_image_is_skipped_and_counted(face_folder, tmp_path, caplog):
     assert b["image"].shape == (3, S, S, 3) and b["map"].shape == (3, S, S)
 
 
-def test_streaming_matches_cached_without_augmentation(wild_faces):
+def test_streaming_matches_cached_without_augmentation(wild_faces, no_jit):
     streamed = load_wild_faces(wild_faces.samples, cache="none")
     kw = dict(shuffle=False, augment=False, epochs=1, drop_remainder=False)
     a = take(wild_dataset(wild_faces, AugmentConfig(), 4, **kw), 3)
@@ -346,7 +391,7 @@ def take_nested(ds, n):
 
 
 # ---------------------------------------------------------------------------- real faces
-def test_real_faces_crop_and_stay_inside(shared_dir):
+def test_real_faces_crop_and_stay_inside(shared_dir, no_jit):
     samples = list_pts_faces(shared_dir / "data/300w/afw")[:12]
     faces = load_wild_faces(samples, cache="memory")
     plain = take(wild_dataset(faces, AugmentConfig(), 12, shuffle=False, augment=False, epochs=1), 1)[0]

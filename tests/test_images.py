@@ -100,7 +100,8 @@ def test_rgba_alpha_dropped_on_black(tmp_path):
     assert (out[:, :2] == (200, 100, 50)).all()
     assert (out[:, 2:] == 0).all()
     # gray + alpha (Pillow "LA")
-    Image.fromarray(np.dstack([np.full((3, 3), 90, np.uint8), np.full((3, 3), 255, np.uint8)]), "LA").save(tmp_path / "la.png")
+    gray_alpha = np.dstack([np.full((3, 3), 90, np.uint8), np.full((3, 3), 255, np.uint8)])
+    Image.fromarray(gray_alpha).save(tmp_path / "la.png")  # mode LA
     assert (read_image(tmp_path / "la.png") == 90).all()
 
 

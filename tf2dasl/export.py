@@ -92,9 +92,8 @@ class ServingModule(tf.Module):
         self.spec = spec
         self.size = int(spec.input_size)
         self.dense = bool(dense)
-        self.regressor = model.regressor
-        self.morph = MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=self.dense,
-                                    name="morphable")
+        hold(self, regressor=model.regressor,
+             morph=MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=self.dense, name="morphable"))
         self.tf_variables = tf_variables_of(self.regressor, self.morph)
         s = self.size
         self.serving_default = tf.function(
@@ -115,11 +114,11 @@ class ServingModule(tf.Module):
 
     def heads(self, params_w) -> dict:
         params = self.morph.unwhiten(params_w)
-        lm3 = self.morph.landmarks_crop(params)
+        lm3 = tf.reshape(self.morph.landmarks_crop(params), (-1, 68, 3))  # static shape for the SignatureDef
         out = {"params_whitened": tf.identity(params_w), "params": params, "landmarks_2d": lm3[..., :2],
                "landmarks_3d": lm3, "pose": self.morph.pose(params)}
         if self.dense:
-            out["vertices"] = self.morph.vertices_crop(params)
+            out["vertices"] = tf.reshape(self.morph.vertices_crop(params), (-1, self.morph.num_vertices, 3))
         return out
 
     # ------------------------------------------------------------ signatures
@@ -174,12 +173,16 @@ class LandmarkHead(keras.layers.Layer):
         self.u, self.basis = const("u", u), const("basis", basis)
 
     def call(self, params_w):
-        pose = tf.reshape(params_w[:, :12] * self.pose_scale + self.pose_shift, (-1, 1, 12))
-        flat = self.u[None, :] + tf.matmul(params_w[:, 12:62], self.basis, transpose_b=True)  # (N, 204) x,y,z
-        shape = tf.reshape(flat, (-1, 68, 3))
-        xs, ys, zs = shape[..., 0:1], shape[..., 1:2], shape[..., 2:3]
-        rows = [xs * pose[..., 4 * r:4 * r + 1] + ys * pose[..., 4 * r + 1:4 * r + 2]
-                + zs * pose[..., 4 * r + 2:4 * r + 3] + pose[..., 4 * r + 3:4 * r + 4] for r in range(3)]
+        # TFLite's GPU delegate slices 3D/4D tensors only: work on (N, 1, 62), never slice a 2D tensor
+        pw = tf.reshape(params_w, (-1, 1, 62))
+        pose = pw[:, :, :12] * self.pose_scale + self.pose_shift  # (N, 1, 12): [R' | t] row-major
+        coeffs = tf.reshape(pw[:, :, 12:62], (-1, 50))
+        flat = self.u[None, :] + tf.matmul(coeffs, self.basis, transpose_b=True)  # FULLY_CONNECTED, (N, 204)
+        shape = tf.reshape(flat, (-1, 68, 3))  # x, y, z interleaved
+        xs, ys, zs = shape[:, :, 0:1], shape[:, :, 1:2], shape[:, :, 2:3]
+        # (N, 68, 1) * (N, 1, 1) products only: broadcasting the GPU delegate supports
+        rows = [xs * pose[:, :, 4 * r:4 * r + 1] + ys * pose[:, :, 4 * r + 1:4 * r + 2]
+                + zs * pose[:, :, 4 * r + 2:4 * r + 3] + pose[:, :, 4 * r + 3:4 * r + 4] for r in range(3)]
         return tf_ops.model_to_crop(tf.concat(rows, axis=-1), self.input_size, self.convention)
 
 
@@ -192,10 +195,10 @@ class MobileModule(tf.Module):
     def __init__(self, model: FaceModel, batch: int | None = 1, raw_params: bool = False):
         super().__init__(name="tf2dasl_mobile")
         self.spec, self.size, self.raw_params = model.spec, int(model.spec.input_size), bool(raw_params)
-        self.regressor = model.regressor
-        self.morph = MorphableLayer(model.mm, model.spec.input_size, model.spec.crop_convention, dense=False,
-                                    name="morphable")
-        self.head = LandmarkHead(model.mm, model.spec.input_size, model.spec.crop_convention, name="landmark_head")
+        hold(self, regressor=model.regressor,
+             morph=MorphableLayer(model.mm, model.spec.input_size, model.spec.crop_convention, dense=False,
+                                  name="morphable"),
+             head=LandmarkHead(model.mm, model.spec.input_size, model.spec.crop_convention, name="landmark_head"))
         self.tf_variables = tf_variables_of(self.regressor, self.morph, self.head)
         self.serving_default = tf.function(
             self._call, input_signature=[tf.TensorSpec([batch, self.size, self.size, 3], tf.float32, name="crops")])
@@ -208,6 +211,17 @@ class MobileModule(tf.Module):
         else:
             out["params_whitened"] = tf.identity(params_w)
         return out
+
+
+def hold(module: tf.Module, **layers) -> None:
+    """Give ``module`` Keras layers as plain attributes that a SavedModel does not record as objects.
+
+    The SavedModel keeps the signatures' graphs and the variables (:func:`tf_variables_of`); recording the
+    Keras objects themselves adds ~1000 object-graph nodes that ``tf.saved_model.load`` revives one by one
+    (5 s per load instead of ~1 s) and that no consumer (TF Serving, converters, ``load``) needs.
+    """
+    for name, layer in layers.items():
+        module.__dict__[name] = layer  # bypasses AutoTrackable.__setattr__: not a SavedModel dependency
 
 
 def tf_variables_of(*layers) -> list:
@@ -373,14 +387,91 @@ def tflite_ops(content: bytes) -> list[str]:
     return sorted(ops)
 
 
+#: Builtin ops TFLite's GPU delegate takes (``CheckGpuDelegateCompatibility`` in TF's
+#: ``lite/tools/versioning/gpu_compatibility.cc``), with the per-op rules of :func:`gpu_op_issues`.
+GPU_OPS = frozenset("""
+ABS ADD ADD_N ATAN2 AVERAGE_POOL_2D BATCH_MATMUL CAST CEIL CONCATENATION CONV_2D COS CUMSUM DENSIFY DEPTH_TO_SPACE
+DEPTHWISE_CONV_2D DEQUANTIZE DIV DYNAMIC_UPDATE_SLICE ELU EMBEDDING_LOOKUP EQUAL EXP FLOOR FLOOR_DIV FLOOR_MOD
+FULLY_CONNECTED GATHER GELU GREATER GREATER_EQUAL HARD_SWISH LEAKY_RELU LESS LESS_EQUAL LOG LOGICAL_AND LOGISTIC
+LSTM MAXIMUM MAX_POOL_2D MEAN MINIMUM MIRROR_PAD MUL NEG NOT_EQUAL ONE_HOT PACK PAD PADV2 POW PRELU QUANTIZE
+REDUCE_MAX REDUCE_MIN REDUCE_PROD RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR RSQRT
+SELECT SELECT_V2 SIGN SIN SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE
+STRIDED_SLICE SUB SUM TANH TILE TRANSPOSE TRANSPOSE_CONV
+""".split())
+
+
+def gpu_op_issues(content: bytes) -> list[str]:
+    """Offline check of a TFLite flatbuffer against the GPU delegate's op rules; one line per problem.
+
+    TF 2.21's pip build of the model analyzer prints "looks compatible with GPU delegate" for any model
+    (checked: UNIQUE, WHERE, TOPK_V2 pass), so this re-implements the part of TF's
+    ``CheckGpuDelegateCompatibility`` that matters for our graphs: the supported op set, STRIDED_SLICE/SLICE
+    on 3D/4D tensors only without ellipsis/new-axis/shrink masks, GATHER with 1D int32 indices on a
+    non-int32 input, FULLY_CONNECTED with a runtime input, CAST between float32/int32/bool only, MUL of two
+    same-rank tensors where one is not smaller in every dimension, and float32/float16/int32/bool tensors.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    ok_types = {"FLOAT32", "FLOAT16", "INT32", "BOOL", "INT8", "UINT8"}
+    issues = []
+    for sgi, sg in enumerate(m.subgraphs):
+        const = {i for i, t in enumerate(sg.tensors) if m.buffers[t.buffer].data is not None and
+                 len(m.buffers[t.buffer].data)}
+
+        def shape(i):
+            return [int(d) for d in sg.tensors[i].shape] if sg.tensors[i].shape is not None else []
+
+        def ttype(i):
+            return types.get(sg.tensors[i].type, str(sg.tensors[i].type))
+
+        for oi, op in enumerate(sg.operators):
+            oc = m.operatorCodes[op.opcodeIndex]
+            name = names.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?")
+            where = f"subgraph {sgi} op {oi} {name}"
+            ins = [int(i) for i in op.inputs if i >= 0]
+            opts = op.builtinOptions
+            if name not in GPU_OPS:
+                issues.append(f"{where}: not supported by the GPU delegate")
+                continue
+            bad_types = sorted({ttype(i) for i in ins + [int(o) for o in op.outputs]} - ok_types)
+            if bad_types:
+                issues.append(f"{where}: tensor types {bad_types}")
+            if name in ("STRIDED_SLICE", "SLICE") and len(shape(ins[0])) not in (3, 4):
+                issues.append(f"{where}: slices a {len(shape(ins[0]))}D tensor (GPU: 3D or 4D only)")
+            if name == "STRIDED_SLICE" and opts is not None and (opts.ellipsisMask or opts.newAxisMask or
+                                                                  opts.shrinkAxisMask):
+                issues.append(f"{where}: ellipsis/new-axis/shrink mask")
+            if name == "GATHER" and (ttype(ins[0]) == "INT32" or len(shape(ins[1])) != 1 or ttype(ins[1]) != "INT32"):
+                issues.append(f"{where}: needs a non-int32 input and 1D int32 indices")
+            if name == "FULLY_CONNECTED" and ins[0] in const:
+                issues.append(f"{where}: constant input")
+            if name == "CAST":
+                pair = (ttype(ins[0]), ttype(int(op.outputs[0])))
+                allowed = {("BOOL", "FLOAT32"), ("BOOL", "FLOAT16"), ("FLOAT32", "BOOL"), ("FLOAT16", "BOOL"),
+                           ("FLOAT32", "INT32"), ("INT32", "FLOAT32"), ("FLOAT32", "FLOAT32"), ("INT32", "INT32")}
+                if pair not in allowed:
+                    issues.append(f"{where}: cast {pair[0]} -> {pair[1]}")
+            if name == "MUL" and len(ins) == 2:
+                a, b = shape(ins[0]), shape(ins[1])
+                if len(a) == len(b) and any(x < y for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b)):
+                    issues.append(f"{where}: broadcasts both inputs {a} x {b}")
+    return issues
+
+
 def gpu_analysis(content: bytes) -> tuple[bool, str]:
-    """Run TFLite's analyzer with ``gpu_compatibility=True``; ``(compatible, printed report)``."""
+    """GPU-delegate compatibility of a TFLite flatbuffer: ``(compatible, report)``.
+
+    The report is TFLite's analyzer output (``Analyzer.analyze(gpu_compatibility=True)``, captured at the file
+    descriptor level since it prints from C++) followed by :func:`gpu_op_issues`' findings; compatible means
+    the analyzer reports no incompatibility *and* the offline op check finds none.
+    """
     import os
+    import sys
 
-    # The analyzer prints from C++ on fd 1: capture at the file-descriptor level.
     with tempfile.TemporaryFile(mode="w+b") as tmp:
-        import sys
-
         sys.stdout.flush()
         saved = os.dup(1)
         os.dup2(tmp.fileno(), 1)
@@ -394,16 +485,20 @@ def gpu_analysis(content: bytes) -> tuple[bool, str]:
             os.close(saved)
         tmp.seek(0)
         text = buf.getvalue() + tmp.read().decode(errors="replace")
-    ok = "looks compatible with GPU delegate" in text and "GPU COMPATIBILITY WARNING" not in text.upper()
-    return ok, text
+    analyzer_ok = "looks compatible with GPU delegate" in text and "GPU COMPATIBILITY WARNING" not in text.upper()
+    issues = gpu_op_issues(content)
+    text += "\n=== tf2dasl GPU op check ===\n" + ("\n".join(issues) if issues else "no GPU-incompatible ops") + "\n"
+    return analyzer_ok and not issues, text
 
 
 def export_tflite(src_saved_model: Path, out_dir: Path, name: str, variants=TFLITE_VARIANTS) -> dict:
     """Convert the mobile SavedModel into ``NAME_<variant>.tflite`` files; returns their export.json entries."""
     entries = {}
+    # one converter for all variants: the SavedModel is imported once, each convert() re-runs the passes
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(src_saved_model), signature_keys=["serving_default"])
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     for variant in variants:
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(src_saved_model), signature_keys=["serving_default"])
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        conv.optimizations, conv.target_spec.supported_types = [], []
         if variant == "float16":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
@@ -418,9 +513,11 @@ def export_tflite(src_saved_model: Path, out_dir: Path, name: str, variants=TFLI
         if bad:
             raise ExportError(f"TFLite conversion ({variant}) produced non-builtin or resource-variable ops {bad}")
         gpu_ok, _ = gpu_analysis(content)
+        gpu_issues = gpu_op_issues(content)
         path = out_dir / f"{name}_{variant}.tflite"
         path.write_bytes(content)
         entries[variant] = {"file": path.name, "bytes": len(content), "ops": ops, "gpu_compatible": gpu_ok,
+                            "gpu_issues": gpu_issues[:20],
                             "quantization": {"float32": "none", "float16": "float16 weights (GPU delegate recipe)",
                                              "int8": "dynamic-range int8 weights, float activations"}[variant]}
     return entries
@@ -468,8 +565,12 @@ def _rename_onnx_io(path: Path) -> None:
 
 
 def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, formats=FORMATS,
-                 dense: bool = False, log=print) -> dict:
-    """Export a model directory to ``out_dir`` (see the module docstring); returns (and writes) export.json."""
+                 dense: bool = False, log=print, tflite_variants=TFLITE_VARIANTS) -> dict:
+    """Export a model directory to ``out_dir`` (see the module docstring); returns (and writes) export.json.
+
+    ``formats``: a subset of :data:`FORMATS` (list or comma-separated string); ``version``: TF Serving's
+    version folder; ``dense``: the SavedModel also outputs the dense mesh; ``tflite_variants``: which of
+    :data:`TFLITE_VARIANTS` to convert."""
     from .io.model_dir import SPEC_FILE, load_model_dir, read_model_meta
 
     formats = _check_formats(formats)
@@ -515,7 +616,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
             if "tflite" in formats:
                 t1 = time.time()
                 _save_mobile(model, Path(tmp) / "mobile", batch=1)
-                variants = export_tflite(Path(tmp) / "mobile", out, name)
+                variants = export_tflite(Path(tmp) / "mobile", out, name, tflite_variants)
                 arts["tflite"] = {"normalized_in_graph": False, **mobile_io(spec, 1, raw_params=False), "variants": variants,
                                   "delegates": "XNNPACK (LiteRT's default CPU delegate); the GPU delegate for "
                                                "float32/float16 where gpu_compatible"}

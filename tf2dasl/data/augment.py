@@ -4,7 +4,9 @@ Every random number comes from :func:`random_numbers` — ``tf.random.stateless_
 epoch, row ``i`` for sample ``i`` — so an augmented face is a pure function of (seed, epoch, sample
 index): a resumed run reproduces an uninterrupted one bit for bit.
 
-Geometry (one warp, ``tf.raw_ops.ImageProjectiveTransformV3``, bilinear, zero fill). From the landmarks
+Geometry: one affine warp, bilinear with zero fill — ``tf.raw_ops.ImageProjectiveTransformV3`` for single
+images of any size (:func:`warp_images`), or the same sampling as four gathers from a stack of cached faces
+(:func:`gather_warp`, which XLA fuses: 2-3x faster on CPU). From the landmarks
 ``(68, 2)`` the roi is 3DDFA_V2's ``parse_roi_box_from_landmark`` (square on the longer side of the
 landmark box, times ``roi_scale`` = sqrt(2), i.e. its diagonal; :func:`tf2dasl.geometry.roi.roi_from_landmarks`).
 The crop window is that roi scaled by ``s``, shifted by ``(dx, dy) * side`` and rotated by ``theta``
@@ -271,10 +273,10 @@ def colour_jitter(crops, rand, cfg: AugmentConfig):
     m = contrast[:, None, None] * tf.linalg.matmul(_hue_matrix_bgr(theta), sat_m)        # (B, 3, 3)
     # out = M x + beta + (1 - c) mean_grey (rows of M sum to c); +0.5 rounds at the cast
     offset = beta + (1.0 - contrast) * mean_grey + 0.5                                    # (B,)
-    flat = tf.reshape(crops, [b, -1, 3])
-    out = tf.linalg.matmul(flat, m, transpose_b=True) + offset[:, None, None]
-    out = tf.reshape(out, tf.shape(crops))
-    return tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)
+    m = m[:, None, None]                                                                  # (B, 1, 1, 3, 3)
+    ch = [crops[..., i] for i in range(3)]
+    out = tf.stack([m[..., d, 0] * ch[0] + m[..., d, 1] * ch[1] + m[..., d, 2] * ch[2] for d in range(3)], axis=-1)
+    return tf.cast(tf.clip_by_value(out + offset[:, None, None, None], 0.0, 255.0), tf.uint8)
 
 
 # ---------------------------------------------------------------------------- TF: all in one

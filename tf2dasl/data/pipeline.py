@@ -14,13 +14,17 @@ and sample ``i`` gets row ``i`` of ``stateless_uniform((N, K), seed=f(seed, e))`
 every batch is a pure function of (seed, epoch, sample indices). Each epoch holds ``steps_per_epoch``
 whole batches (the remainder of the permutation is dropped), so ``start_epoch=k`` / ``start_step=g``
 yield exactly what an uninterrupted iterator yields from epoch ``k`` / batch ``g`` on (``--resume``).
-Parallel maps run with ``deterministic=True``; colour statistics are exact integer sums.
+Parallel maps run with ``deterministic=True`` and every op is deterministic on CPU, so a resumed run
+matches bit for bit on the same machine and TensorFlow build.
 
 Loading: images are decoded once up front (``tf.io.decode_image``, parallel), which also finds unreadable
 files: they are **skipped and counted** (:class:`LoadStats`, one warning line naming them). With
 ``cache="memory"`` each in-the-wild face is kept as a ``cache_size``-pixel square around its roi
-(``cache_margin`` roi sides) and augmentation warps from that small array; ``cache="none"`` decodes the
-file at every visit (data sets larger than memory); ``"auto"`` picks memory under ``cache_limit_mb``.
+(``cache_margin`` roi sides) and each batch is cut from that stack in one XLA-compiled function
+(:func:`~tf2dasl.data.augment.augment_stack`: gather-based bilinear warp, colour matrix, landmark map);
+``cache="none"`` decodes the file at every visit (data sets larger than memory; per-face
+``ImageProjectiveTransformV3`` warp); ``"auto"`` picks memory under ``cache_limit_mb``. Set
+``pipeline.JIT = False`` to run the same maths as plain TF ops.
 
 AFLW2000-3D validation needs no dataset: the lead's callback calls
 ``tf2dasl.evaluate.evaluate_aflw2000(load_aflw2000(DIR), landmarks_fn)`` (protocol crops are already an
@@ -28,6 +32,8 @@ AFLW2000-3D validation needs no dataset: the lead's callback calls
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -78,6 +84,8 @@ class WildDataConfig:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.cache_size < 16 or self.cache_margin <= 0:
             raise ValueError("cache_size must be >= 16 and cache_margin positive")
+        if self.holdout_every > 0 and not 0 <= self.holdout_offset < self.holdout_every:
+            raise ValueError(f"holdout_offset must be in [0, {self.holdout_every})")
 
 
 @dataclass
@@ -100,6 +108,8 @@ class LabelledDataConfig:
         _check_cache(self.cache)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.params_whitened and not self.whitening_file:
+            raise ValueError("params_whitened needs whitening_file (3DDFA v1: train.configs/param_whitening.pkl)")
 
 
 def _validate(cfg: AugmentConfig) -> None:
@@ -126,7 +136,8 @@ class LoadStats:
     def summary(self, what: str = "images") -> str:
         line = f"{what}: {self.total} listed, {self.used} used, {len(self.skipped)} skipped"
         if self.skipped:
-            shown = ", ".join(self.skipped[:10]) + (f" (+{len(self.skipped) - 10} more)" if len(self.skipped) > 10 else "")
+            more = len(self.skipped) - 10
+            shown = ", ".join(self.skipped[:10]) + (f" (+{more} more)" if more > 0 else "")
             line += f" (unreadable: {shown})"
         return line
 
@@ -174,6 +185,13 @@ def decode_bgr(path):
     return tf.reverse(image, axis=[-1])
 
 
+def _plain(fn):
+    """Skip AutoGraph for a tf.data function (no tensor-dependent Python control flow here; faster tracing)."""
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def _options():
     import tensorflow as tf
 
@@ -196,7 +214,7 @@ def _decode_all(paths: list[str], fn, out_shape, dtype):
 
     n = len(paths)
     ds = tf.data.Dataset.from_tensor_slices((tf.range(n, dtype=tf.int32), tf.constant(paths, tf.string)))
-    ds = ds.map(lambda i, p: (i, fn(i, p)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_plain(lambda i, p: (i, fn(i, p))), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors().batch(64).prefetch(2).with_options(_options())
     out = np.empty((n,) + tuple(out_shape), dtype) if out_shape is not None else None
     ok = []
@@ -231,13 +249,18 @@ def load_wild_faces(samples: Sequence[FaceSample], cache: str = "auto", cache_si
     mode = _resolve_cache(cache, len(samples) * cache_size * cache_size * 3, cache_limit_mb)
     paths = [s.image_path for s in samples]
     lms = np.stack([np.asarray(s.landmarks, np.float32).reshape(68, 2) for s in samples])
+    lo, hi = lms.min(axis=1), lms.max(axis=1)  # roi of the original landmarks (pixel_scale 1)
+    extent = (hi - lo).max(axis=1)
+    bad = np.flatnonzero(~(np.isfinite(extent) & (extent >= 2.0)))
+    if len(bad):
+        raise DataError(f"{paths[bad[0]]}: degenerate landmarks (box of {extent[bad[0]]:.1f} px); "
+                        f"{len(bad)} such face(s) in all")
     if mode == "memory":
-        lo, hi = lms.min(axis=1), lms.max(axis=1)  # roi of the original landmarks (pixel_scale 1)
         centre = (lo + hi) / 2
-        side = roi_scale * (hi - lo).max(axis=1)
+        side = roi_scale * extent
         kb = (cache_margin * side / cache_size).astype(np.float32)              # original px per cached px
         q0 = (centre - cache_margin * side[:, None] / 2).astype(np.float32)
-        t = q0 + 0.5 * kb[:, None] - 0.5                                        # cached px j → original q0 + kb (j + .5) - .5
+        t = q0 + 0.5 * kb[:, None] - 0.5      # cached pixel j samples the original at q0 + kb (j + 0.5) - 0.5
         transforms = np.zeros((len(samples), 8), np.float32)
         transforms[:, 0], transforms[:, 2], transforms[:, 4], transforms[:, 5] = kb, t[:, 0], kb, t[:, 1]
         tr_t = tf.constant(transforms)
@@ -316,6 +339,32 @@ def landmark_map_batch(landmarks, size: int = 120):
     return tf.reshape(tf.where(hit > 0, FOREGROUND, BACKGROUND), (b, size, size))
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled_cached(kind: str, cfg_fields: tuple, augment: bool, jit: bool):
+    import tensorflow as tf
+
+    cfg = AugmentConfig(*cfg_fields)
+
+    def finish(crops, labels):
+        return {"image": crops, "landmarks": labels, "map": landmark_map_batch(labels, cfg.size)}
+
+    if kind == "wild_stack":      # (stack, idx, landmarks, pixel_scale, rand) → wild batch
+        def fn(stack, idx, lm, ps, rand):
+            return finish(*augment_stack(stack, idx, lm, rand, cfg, augment, ps))
+    elif kind == "wild_crops":    # (float crops, labels, rand) → wild batch
+        def fn(crops, labels, rand):
+            return finish(colour_jitter(crops, rand, cfg) if augment else to_uint8(crops), labels)
+    else:                         # (uint8 images, rand) → jittered uint8 images
+        def fn(images, rand):
+            return colour_jitter(images, rand, cfg)
+    return tf.function(fn, jit_compile=jit, autograph=False)
+
+
+def _compiled(kind: str, cfg: AugmentConfig, augment: bool):
+    """The batched augmentation, XLA-compiled once per (kind, config, augment) and input shapes."""
+    return _compiled_cached(kind, dataclasses.astuple(cfg), augment, bool(JIT))
+
+
 def _index_stream(n: int, batch_size: int, seed: int, tag: int, start_epoch: int, start_step: int,
                   shuffle: bool, epochs: int | None, drop_remainder: bool):
     """Elements ``(index int32, rand (K,) float32)``, epoch after epoch, each epoch a whole number of batches."""
@@ -339,8 +388,8 @@ def _index_stream(n: int, batch_size: int, seed: int, tag: int, start_epoch: int
     def epoch_slices(e):
         key = tf.stack([tf.constant(seed, tf.int64), e])
         if shuffle:
-            perm = tf.random.experimental.stateless_shuffle(
-                tf.range(n, dtype=tf.int32), seed=tf.random.experimental.stateless_fold_in(key, tf.constant(tag, tf.int64)))
+            shuffle_key = tf.random.experimental.stateless_fold_in(key, tf.constant(tag, tf.int64))
+            perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=shuffle_key)
         else:
             perm = tf.range(n, dtype=tf.int32)
         perm = perm[:usable]
@@ -348,7 +397,7 @@ def _index_stream(n: int, batch_size: int, seed: int, tag: int, start_epoch: int
 
     counter = (tf.data.Dataset.counter(first) if epochs is None
                else tf.data.Dataset.range(first, start_epoch + epochs))
-    return counter.flat_map(epoch_slices).skip(skip)
+    return counter.flat_map(_plain(epoch_slices)).skip(skip)
 
 
 def wild_dataset(faces: WildFaces | Sequence[FaceSample], cfg: AugmentConfig | None = None, batch_size: int = 8,
@@ -378,22 +427,15 @@ def wild_dataset(faces: WildFaces | Sequence[FaceSample], cfg: AugmentConfig | N
     stream = _index_stream(len(faces), batch_size, seed, WILD_TAG, start_epoch, start_step, shuffle, epochs,
                            drop_remainder)
 
-    def finish(crops, labels):
-        return {"image": crops, "landmarks": labels, "map": landmark_map_batch(labels, size)}
-
     if faces.mode == "memory":
         store = faces.images
-
-        @tf.function(jit_compile=JIT)
-        def compiled(stack, idx, lm, ps, rand):
-            crops, labels = augment_stack(stack, idx, lm, rand, cfg, augment, ps)
-            return finish(crops, labels)
+        compiled = _compiled("wild_stack", cfg, augment)
 
         def batch_fn(idx, rand):
             return compiled(store, idx, tf.gather(lm_t, idx), tf.gather(ps_t, idx), rand)
 
         ds = stream.batch(batch_size, drop_remainder=drop_remainder)
-        ds = ds.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(_plain(batch_fn), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
         paths_t = tf.constant([s.image_path for s in faces.samples], tf.string)
 
@@ -403,14 +445,11 @@ def wild_dataset(faces: WildFaces | Sequence[FaceSample], cfg: AugmentConfig | N
             crop = warp_images(img[None], transforms, size)[0]
             return crop, labels[0], rand
 
-        @tf.function(jit_compile=JIT)
-        def batch_fn(crops, labels, rand):
-            crops = colour_jitter(crops, rand, cfg) if augment else to_uint8(crops)
-            return finish(crops, labels)
+        batch_fn = _compiled("wild_crops", cfg, augment)
 
-        ds = stream.map(elem_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = stream.map(_plain(elem_fn), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        ds = ds.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(_plain(batch_fn), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
@@ -435,9 +474,7 @@ def labelled_dataset(crops: LabelledCrops | Sequence[ParamSample], cfg: AugmentC
     stream = _index_stream(len(crops), batch_size, seed, LABELLED_TAG, start_epoch, start_step, shuffle, epochs,
                            drop_remainder)
 
-    @tf.function(jit_compile=JIT)
-    def colour(images, rand):
-        return colour_jitter(images, rand, cfg)
+    colour = _compiled("colour", cfg, True)
 
     def finish(images, idx, rand):
         images = colour(images, rand) if augment else images
@@ -446,15 +483,15 @@ def labelled_dataset(crops: LabelledCrops | Sequence[ParamSample], cfg: AugmentC
     if crops.mode == "memory":
         store = crops.images
         ds = stream.batch(batch_size, drop_remainder=drop_remainder)
-        ds = ds.map(lambda idx, rand: finish(tf.gather(store, idx), idx, rand),
+        ds = ds.map(_plain(lambda idx, rand: finish(tf.gather(store, idx), idx, rand)),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
         paths_t = tf.constant([s.image_path for s in crops.samples], tf.string)
         size = cfg.size
-        ds = stream.map(lambda idx, rand: (_decode_crop(paths_t[idx], size), idx, rand),
+        ds = stream.map(_plain(lambda idx, rand: (_decode_crop(paths_t[idx], size), idx, rand)),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(_plain(finish), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
@@ -463,7 +500,7 @@ def mixed_dataset(labelled, wild):
     two streams' batch sizes (2DASL: 8 + 8). Both streams should be infinite (or the shorter one ends it)."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.zip(labelled, wild).map(lambda lab, w: {"labelled": lab, "wild": w})
+    ds = tf.data.Dataset.zip(labelled, wild).map(_plain(lambda lab, w: {"labelled": lab, "wild": w}))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 

@@ -210,7 +210,8 @@ def list_3ddfa_params(root: str | os.PathLike, list_file: str | os.PathLike, par
     if params.ndim != 2 or params.shape[1] != NUM_PARAMS:
         raise DataSourceError(f"{params_file}: expected an (N, 62) parameter array, found shape {params.shape}")
     if len(params) != len(names):
-        raise DataSourceError(f"{params_file}: holds {len(params)} parameter rows but {list_file} lists {len(names)} crops")
+        raise DataSourceError(f"{params_file}: holds {len(params)} parameter rows but {list_file} lists "
+                              f"{len(names)} crops")
     params = params.astype(np.float32)
     if whitened:
         if whitening is None:

@@ -13,9 +13,10 @@ Detectors (names for :func:`make_detector`):
   * ``"auto"`` (default): ``"blazeface"`` if a BlazeFace model file is there, else Haar.
 
 Why full range first: short range (a selfie model) misses the small faces of group photos (none of the
-6 in ``group_t1.jpg``; full range finds 5) while full range misses 2.4% of the 300-W crops (large
-faces) which short range finds; the combination finds 100% of the 1,207 crops and the labelled face in
-all 12 ``afw/full`` photos (benchmarks/detection_rate.py).
+6 in ``group_t1.jpg``; full range finds 5) while full range at MediaPipe's 0.5 threshold misses 2.4% of
+the 300-W crops (faces filling half the frame), all of which short range finds; the combination finds
+100% of the 1,207 crops and the labelled face in all 12 ``afw/full`` photos, where each model alone
+misses one (benchmarks/detection_rate.py).
 
 ``assets_dir`` is searched for the model files directly and in its ``detectors/`` subfolder; when None,
 ``$TF2DASL_ASSETS`` is used if set.
@@ -65,7 +66,8 @@ def _missing(name: str, filename: str, assets_dir) -> DetectorError:
 def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = None, **opts) -> FaceDetector:
     """Build a face detector by name (see the module docstring for the names).
 
-    ``opts`` go to the detector's constructor: ``score_threshold``, ``min_size``, ``max_faces`` for all;
+    ``opts`` go to the detector's constructor: ``score_threshold`` (for the combined BlazeFace: both
+    models; default 0.4 full range / 0.5 short range), ``min_size``, ``max_faces`` for all;
     ``num_threads`` and ``iou_threshold`` for BlazeFace (ignored by Haar); ``scale_factor``,
     ``min_neighbors``, ``max_side`` for Haar (ignored by BlazeFace).
     Raises :class:`DetectorError` for an unknown name or a missing model file of an explicitly named detector.
@@ -74,7 +76,9 @@ def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = Non
     if key not in DETECTOR_NAMES:
         raise DetectorError(f"unknown detector {name!r}; use one of {', '.join(DETECTOR_NAMES)}")
     blaze_keys = {"score_threshold", "min_size", "max_faces", "num_threads", "iou_threshold"}
-    haar_keys = {"score_threshold", "min_size", "max_faces", "scale_factor", "min_neighbors", "max_side", "cascade_path"}
+    haar_keys = {
+        "score_threshold", "min_size", "max_faces", "scale_factor", "min_neighbors", "max_side", "cascade_path",
+    }
     unknown = set(opts) - blaze_keys - haar_keys
     if unknown:
         raise DetectorError(f"unknown detector option(s): {', '.join(sorted(unknown))}")
@@ -117,7 +121,8 @@ def boxes_from_pts(pts: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "Detection", "DetectorError", "FaceDetector", "BlazeFaceDetector", "BlazeFaceCombined", "HaarDetector", "BlazeFaceSpec",
+    "Detection", "DetectorError", "FaceDetector", "BlazeFaceDetector", "BlazeFaceCombined", "HaarDetector",
+    "BlazeFaceSpec",
     "SHORT_RANGE", "FULL_RANGE", "DETECTOR_NAMES", "make_detector", "find_model_file", "boxes_from_pts",
     "box_iou", "scale_shift_box", "generate_anchors", "read_pts", "PtsError",
 ]

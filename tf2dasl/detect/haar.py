@@ -83,7 +83,8 @@ class HaarDetector(FaceDetector):
         ratio = 1.0
         if self.max_side is not None and max(h, w) > self.max_side:
             ratio = self.max_side / max(h, w)
-            image_bgr = cv2.resize(image_bgr, (max(1, round(w * ratio)), max(1, round(h * ratio))), interpolation=cv2.INTER_AREA)
+            size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+            image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
         gray = cv2.equalizeHist(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY))
         min_px = max(20, int(round(self.min_size * ratio)))
         rects, _levels, weights = self._cascade.detectMultiScale3(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -32,8 +33,10 @@ def _exif_orientation(data: bytes) -> int:
     try:
         from PIL import Image
 
-        with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
-            value = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+        with warnings.catch_warnings():  # e.g. DecompressionBombWarning: we only read the header
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
+                value = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
         value = int(value)
     except Exception:  # no Pillow plugin for the format, broken EXIF block, ...: keep the pixels as stored
         return 1

@@ -96,7 +96,14 @@ class DASLModel(keras.Model):
         return list(self.trackers.values())
 
     def call(self, inputs, training=None):
-        """Normalised input ``(B, S, S, C)`` → whitened params ``(B, 62)`` (inference of the regressor)."""
+        """Normalised input ``(B, S, S, C)`` → whitened params ``(B, 62)`` (inference of the regressor).
+
+        A training batch (dict) is accepted too (Keras may call the model on one to build it): its first
+        part's images go through the first-pass input (empty map)."""
+        if isinstance(inputs, dict):
+            part = inputs.get("labelled") or inputs["wild"]
+            x = self._normalise(part["image"])
+            inputs = self._with_map(x, self._empty_map(x))
         return self.regressor(inputs, training=training)
 
     # ------------------------------------------------------------------ helpers

@@ -88,30 +88,60 @@ def _initial_models(cfg: TrainConfig, init: str | None):
 
 
 def _datasets(cfg: TrainConfig, seed: int, start_epoch: int, out: Path):
-    from ..data.pipeline import labelled_dataset, load_labelled, load_wild, mixed_dataset, wild_dataset
+    """→ (dataset positioned at the first step of training epoch ``start_epoch``, steps per training epoch).
+
+    A training epoch is ``steps_per_epoch`` steps (default: one pass over the wild faces); the data streams
+    count their own passes, so a resumed run starts them at global step ``start_epoch * steps``."""
+    from ..data.pipeline import (labelled_dataset, load_labelled, load_wild, mixed_dataset, steps_per_epoch,
+                                 wild_dataset)
 
     d = cfg.data
     wild_cfg = d.wild
     wild_cfg.pts_folders = [expand_path(p) for p in wild_cfg.pts_folders]
     wild_cfg.lp_folders = [expand_path(p) for p in wild_cfg.lp_folders]
-    train_faces, held = load_wild(wild_cfg)
+    if d.holdout_from:
+        train_faces, held = _load_with_holdout(d, wild_cfg)
+    else:
+        train_faces, held = load_wild(wild_cfg)
     print(train_faces.stats.summary("in-the-wild faces (train)"))
     (out / "holdout.txt").write_text("".join(f"{s.image_path}\n" for s in (held.samples if held else [])))
-    wild = wild_dataset(train_faces, wild_cfg.augment, wild_cfg.batch_size, seed, start_epoch)
-    steps = max(len(train_faces) // wild_cfg.batch_size, 1)
+    steps = cfg.steps_per_epoch or steps_per_epoch(len(train_faces), wild_cfg.batch_size)
+    wild = wild_dataset(train_faces, wild_cfg.augment, wild_cfg.batch_size, seed, start_step=start_epoch * steps)
     if d.labelled is not None:
         lab_cfg = d.labelled
         for k in ("root", "list_file", "params_file", "whitening_file"):
             setattr(lab_cfg, k, expand_path(getattr(lab_cfg, k)) or "")
         crops = load_labelled(lab_cfg)
-        return mixed_dataset(labelled_dataset(crops, lab_cfg.augment, lab_cfg.batch_size, seed, start_epoch),
-                             wild), steps
+        labelled = labelled_dataset(crops, lab_cfg.augment, lab_cfg.batch_size, seed, start_step=start_epoch * steps)
+        return mixed_dataset(labelled, wild), steps
     return wild.map(lambda w: {"wild": w}), steps
 
 
+def _load_with_holdout(d, wild_cfg):
+    """Hold out every ``holdout_every``-th face of the ``holdout_from`` folders only."""
+    from ..data.pipeline import load_wild_faces
+    from ..data.sources import list_pts_faces, split_holdout
+
+    holdout_dirs = {str(Path(expand_path(p)).resolve()) for p in d.holdout_from}
+    train_s, held_s = [], []
+    for folder in wild_cfg.pts_folders:
+        samples = list_pts_faces([folder])
+        if str(Path(folder).resolve()) in holdout_dirs:
+            a, b = split_holdout(samples, d.holdout_every)
+            train_s, held_s = train_s + a, held_s + b
+        else:
+            train_s += samples
+    kw = dict(cache=wild_cfg.cache, cache_size=wild_cfg.cache_size, cache_margin=wild_cfg.cache_margin,
+              roi_scale=wild_cfg.augment.roi_scale, cache_limit_mb=wild_cfg.cache_limit_mb)
+    held = load_wild_faces(held_s, **kw) if held_s else None
+    return load_wild_faces(train_s, **kw), held
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume: bool = False,
-          verbose: int | str = "auto") -> Path:
-    """Run (or resume) training; returns the final model directory ``out_dir/model``."""
+          verbose: int | str = "auto", extra_callbacks: list | None = None) -> Path:
+    """Run (or resume) training; returns the final model directory ``out_dir/model``.
+
+    ``extra_callbacks`` run after the built-in ones (validation, checkpoint, CSV, TensorBoard)."""
     from ..io.model_dir import save_model_dir
 
     out = Path(out_dir)
@@ -137,7 +167,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         if start_epoch >= cfg.epochs:
             print(f"{out}: all {cfg.epochs} epochs already done")
     ds, steps = _datasets(cfg, cfg.seed, start_epoch, out)
-    steps = cfg.steps_per_epoch or steps
 
     strategy = _strategy(cfg.distribute)
     with strategy.scope():
@@ -169,6 +198,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         callbacks.append(validation)
     callbacks += [EpochCheckpoint(ckpt_dir), keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
                   keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, update_freq="epoch")]
+    callbacks += list(extra_callbacks or [])
     t0 = time.time()
     if start_epoch < cfg.epochs:
         model.fit(ds, epochs=cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,

@@ -1,0 +1,393 @@
+"""``tf2dasl export`` and ``tf2dasl.runtimes``: artifacts, parity with Keras on AFLW2000-3D, TFLite op sets,
+the SavedModel seen from a fresh process and ``saved_model_cli``, ``predict_image`` against the crop path.
+
+The mb05 export is made once per session (``export_dir_mb05`` in conftest.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf2dasl.export import (ExportError, LandmarkHead, RESOURCE_OPS, ServingModule, export_model, gpu_analysis,
+                            tflite_ops)
+from tf2dasl.runtimes import RuntimeLoadError, load_runtime
+
+NAME = "mb05_120x120"
+RUNTIMES = [("savedmodel", "float32", 0.01), ("tflite", "float32", 0.01), ("tflite", "float16", 0.03),
+            ("tflite", "int8", None), ("onnx", "float32", 0.01)]
+
+
+def _sm_path(export_dir: Path) -> Path:
+    return export_dir / "saved_model" / NAME / "1"
+
+
+@pytest.fixture(scope="module")
+def aflw(shared_dir):
+    from tf2dasl.evaluate import load_aflw2000
+
+    d = shared_dir / "data" / "aflw2000_3d_dev"
+    if not (d / "AFLW2000-3D_crop.list").is_file():
+        pytest.skip(f"AFLW2000-3D dev slice not found at {d}")
+    return load_aflw2000(d)
+
+
+@pytest.fixture(scope="module")
+def saved_model(export_dir_mb05):
+    return tf.saved_model.load(str(_sm_path(export_dir_mb05)))
+
+
+@pytest.fixture(scope="module")
+def keras_model(export_src_model_dir):
+    from tf2dasl import load_model
+
+    return load_model(export_src_model_dir)
+
+
+@pytest.fixture(scope="module")
+def keras_result(aflw, keras_model):
+    from tf2dasl.evaluate import evaluate_aflw2000
+
+    m = keras_model
+    return evaluate_aflw2000(aflw, lambda c: m.landmarks_crop(m.predict_params(c)))
+
+
+# ---------------------------------------------------------------------------- layout
+def test_export_layout_and_manifest(export_dir_mb05, export_src_model_dir):
+    d = export_dir_mb05
+    for f in ["export.json", f"{NAME}_float32.tflite", f"{NAME}_float16.tflite", f"{NAME}_int8.tflite", f"{NAME}.onnx",
+              f"saved_model/{NAME}/1/saved_model.pb", f"saved_model/{NAME}/1/assets/model.json",
+              f"saved_model/{NAME}/1/assets.extra/tf_serving_warmup_requests"]:
+        assert (d / f).is_file(), f
+    meta = json.loads((d / "export.json").read_text())
+    assert meta["format"] == "tf2dasl-export" and meta["model_name"] == NAME
+    assert meta["spec"]["input_size"] == 120 and meta["normalization"]["mean"] == 127.5
+    assert len(meta["whitening"]["mean"]) == 62 and len(meta["whitening"]["std"]) == 62
+    arts = meta["artifacts"]
+    assert arts["savedmodel"]["path"] == f"saved_model/{NAME}/1"
+    sig = arts["savedmodel"]["signatures"]
+    assert sig["serving_default"]["inputs"]["crops"] == {"shape": [-1, 120, 120, 3], "dtype": "uint8",
+                                                         "layout": "NHWC", "note": sig["serving_default"]["inputs"]["crops"]["note"]}
+    assert set(sig["predict_image"]["outputs"]) >= {"landmarks_2d_image", "landmarks_3d_image", "params", "pose"}
+    assert arts["tflite"]["inputs"]["crops"]["shape"] == [1, 120, 120, 3]
+    assert set(arts["tflite"]["outputs"]) == {"params_whitened", "landmarks"}
+    assert set(arts["tflite"]["variants"]) == {"float32", "float16", "int8"}
+    assert arts["onnx"]["opset"] == 17 and set(arts["onnx"]["outputs"]) == {"params", "landmarks"}
+    # the model directory's model.json travels as a SavedModel asset
+    assert (_sm_path(d) / "assets" / "model.json").read_text() == (export_src_model_dir / "model.json").read_text()
+
+
+def test_warmup_requests_are_valid_predict_requests(export_dir_mb05):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from tf2dasl.serving_local import LocalModels, load_served_models
+
+    path = _sm_path(export_dir_mb05) / "assets.extra" / "tf_serving_warmup_requests"
+    models = LocalModels(load_served_models(export_dir_mb05))
+    n = 0
+    for rec in tf.data.TFRecordDataset(str(path)):
+        log = prediction_log_pb2.PredictionLog.FromString(rec.numpy())
+        req = log.predict_log.request
+        assert req.model_spec.name == NAME and req.model_spec.signature_name == "serving_default"
+        crops = tf.make_ndarray(req.inputs["crops"])
+        assert crops.dtype == np.uint8 and crops.shape[1:] == (120, 120, 3)
+        _, out = models.predict(NAME, None, "serving_default", {"crops": crops})
+        assert out["params"].shape == (len(crops), 62)
+        n += 1
+    assert n >= 1
+
+
+# ---------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("kind,variant,tol", RUNTIMES, ids=[f"{k}-{v}" for k, v, _ in RUNTIMES])
+def test_runtime_parity_aflw2000(export_dir_mb05, aflw, keras_result, kind, variant, tol):
+    from tf2dasl.evaluate import evaluate_aflw2000
+
+    rt = load_runtime(kind, export_dir_mb05, variant=variant)
+    res = evaluate_aflw2000(aflw, rt.landmarks_crop)
+    for gt in ("original", "reannotated"):
+        ours, ref = res["nme_2d_68"][gt]["mean"], keras_result["nme_2d_68"][gt]["mean"]
+        print(f"{rt.name}: NME {gt} {ours:.4f} (keras {ref:.4f}, diff {ours - ref:+.4f})")
+        if tol is not None:
+            assert abs(ours - ref) <= tol, (rt.name, gt, ours, ref)
+        else:  # int8 (dynamic range): reported; only a sanity bound
+            assert np.isfinite(ours) and abs(ours - ref) < 1.0
+    params = rt.predict_params(aflw.crops[:4])
+    assert params.shape == (4, 62) and params.dtype == np.float32
+
+
+def test_float16_landmark_head_stays_in_range(keras_model, aflw):
+    """The TFLite head in float16 arithmetic (TFLite GPU delegate precision): finite and within 0.25 px."""
+    m = keras_model
+    head = LandmarkHead(m.mm, 120, m.spec.crop_convention)
+    pw = m.predict_whitened(aflw.crops[:64])
+    ref = m.landmarks_crop(m.mm.unwhiten(pw))
+    h = np.float16
+    w = {v.path.split("/")[-1]: np.asarray(v.numpy(), h) for v in head.weights}
+    assert all(np.isfinite(a).all() for a in w.values()), "a head weight overflows float16"
+    x = pw.astype(h)
+    pose = (x[:, :12] * w["pose_scale"] + w["pose_shift"]).reshape(-1, 1, 12)
+    shape = (w["u"][None] + x[:, 12:] @ w["basis"].T).reshape(-1, 68, 3)
+    rows = [shape[..., 0:1] * pose[..., 4 * r:4 * r + 1] + shape[..., 1:2] * pose[..., 4 * r + 1:4 * r + 2]
+            + shape[..., 2:3] * pose[..., 4 * r + 2:4 * r + 3] + pose[..., 4 * r + 3:4 * r + 4] for r in range(3)]
+    lm = np.concatenate(rows, -1).astype(np.float32)
+    lm[..., 0] -= 1.0
+    lm[..., 1] = 120.0 - lm[..., 1]
+    lm[..., 2] -= 1.0
+    assert np.isfinite(lm).all()
+    err = np.abs(lm[..., :2] - ref[..., :2]).max()
+    print(f"float16 head: max landmark error {err:.3f} crop px")
+    assert err < 0.25
+
+
+# ---------------------------------------------------------------------------- TFLite op sets
+@pytest.mark.parametrize("variant", ["float32", "float16", "int8"])
+def test_tflite_builtin_ops_only_and_gpu_analyzer(export_dir_mb05, variant):
+    content = (export_dir_mb05 / f"{NAME}_{variant}.tflite").read_bytes()
+    ops = tflite_ops(content)
+    print(variant, ops)
+    assert not [o for o in ops if o.startswith(("FLEX", "CUSTOM"))], ops
+    assert not set(ops) & set(RESOURCE_OPS), ops  # weights frozen
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(ops)
+    ok, report = gpu_analysis(content)
+    assert "TFLite ModelAnalyzer" in report
+    if variant in ("float32", "float16"):
+        assert ok, report[-2000:]
+        assert "GPU COMPATIBILITY WARNING" not in report.upper()
+
+
+# ---------------------------------------------------------------------------- the SavedModel, from outside
+FRESH_PROCESS_CODE = (
+    "import json, sys, numpy as np, tensorflow as tf\n"
+    "m = tf.saved_model.load(sys.argv[1])\n"
+    "out = m.signatures['serving_default'](crops=tf.zeros([2, 120, 120, 3], tf.uint8))\n"
+    "img = tf.io.encode_jpeg(tf.fill([200, 160, 3], tf.constant(128, tf.uint8)))\n"
+    "out2 = m.signatures['predict_image'](images=tf.stack([img]), roi_boxes=tf.constant([[10., 20., 150., 160.]]))\n"
+    "print(json.dumps({'sigs': sorted(m.signatures), 'a': {k: v.shape.as_list() for k, v in out.items()},\n"
+    "                  'b': {k: v.shape.as_list() for k, v in out2.items()}}))\n")
+
+
+@pytest.fixture(scope="module")
+def outside_views(export_dir_mb05):
+    """Run, side by side, a fresh Python that loads the SavedModel and ``saved_model_cli show --all``."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    path = str(_sm_path(export_dir_mb05))
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    procs = {"fresh": subprocess.Popen([sys.executable, "-c", FRESH_PROCESS_CODE, path], stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True, env=env)}
+    if cli.exists():
+        procs["cli"] = subprocess.Popen([str(cli), "show", "--all", "--dir", path], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=env)
+    out = {}
+    for k, p in procs.items():
+        so, se = p.communicate(timeout=300)
+        out[k] = (p.returncode, so, se)
+    return out
+
+
+def test_savedmodel_loads_in_a_fresh_process(outside_views):
+    rc, stdout, stderr = outside_views["fresh"]
+    assert rc == 0, stderr[-3000:]
+    got = json.loads(stdout.strip().splitlines()[-1])
+    assert got["sigs"] == ["predict_image", "serving_default"]
+    assert got["a"] == {"params_whitened": [2, 62], "params": [2, 62], "landmarks_2d": [2, 68, 2],
+                        "landmarks_3d": [2, 68, 3], "pose": [2, 3]}
+    assert got["b"]["landmarks_2d_image"] == [1, 68, 2] and got["b"]["landmarks_3d_image"] == [1, 68, 3]
+
+
+def test_saved_model_cli_lists_the_signatures(outside_views):
+    if "cli" not in outside_views:
+        pytest.skip(f"saved_model_cli not found next to {sys.executable}")
+    rc, text, stderr = outside_views["cli"]
+    assert rc == 0, stderr[-3000:]
+    blocks = {}
+    for part in text.split("signature_def['")[1:]:
+        blocks[part.split("']", 1)[0]] = part
+    assert {"serving_default", "predict_image"} <= set(blocks)
+    sd, pi = blocks["serving_default"], blocks["predict_image"]
+    assert "inputs['crops']" in sd and "DT_UINT8" in sd and "(-1, 120, 120, 3)" in sd
+    for out, shape in [("params", "(-1, 62)"), ("params_whitened", "(-1, 62)"), ("landmarks_2d", "(-1, 68, 2)"),
+                       ("landmarks_3d", "(-1, 68, 3)"), ("pose", "(-1, 3)")]:
+        seg = sd.split(f"outputs['{out}']", 1)
+        assert len(seg) == 2 and shape in seg[1].split("name:", 1)[0], (out, shape)
+    assert "inputs['images']" in pi and "DT_STRING" in pi and "inputs['roi_boxes']" in pi and "(-1, 4)" in pi
+    assert "outputs['landmarks_2d_image']" in pi and "outputs['landmarks_3d_image']" in pi
+
+
+# ---------------------------------------------------------------------------- predict_image
+def _crop_path(sm, image_bgr, roi, size=120):
+    from tf2dasl.geometry.camera import crop_to_image
+    from tf2dasl.geometry.roi import crop_image
+
+    crop = crop_image(image_bgr, roi, size)[None]
+    lm = sm.signatures["serving_default"](crops=tf.constant(crop))["landmarks_3d"].numpy()
+    return crop_to_image(lm, np.asarray(roi, np.float32)[None], size)
+
+
+def test_predict_image_matches_crop_path_on_a_photo(saved_model, shared_dir):
+    from tf2dasl.geometry.roi import roi_from_landmarks
+    from tf2dasl.io.pts import read_pts
+
+    img_path = shared_dir / "data" / "images" / "einstein.jpg"
+    if not img_path.is_file():
+        pytest.skip(f"{img_path} not found")
+    sm = saved_model
+    image = cv2.imread(str(img_path))
+    roi = roi_from_landmarks(read_pts(img_path.with_suffix(".pts"))[None])[0]
+    ref = _crop_path(sm, image, roi)
+    pi = sm.signatures["predict_image"]
+    for encoded in (img_path.read_bytes(), cv2.imencode(".png", image)[1].tobytes()):
+        out = pi(images=tf.constant([encoded]), roi_boxes=tf.constant(roi[None]))
+        got = out["landmarks_3d_image"].numpy()
+        err = np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1)
+        scale = (roi[2] - roi[0]) / 120
+        print(f"predict_image vs crop path: mean {err.mean() / scale:.4f}, max {err.max() / scale:.4f} crop px")
+        assert err.mean() / scale < 0.1 and err.max() / scale < 1.0
+        np.testing.assert_allclose(out["landmarks_2d_image"].numpy(), got[..., :2])
+
+
+def test_predict_image_on_aflw2000_images_matches_crop_path(saved_model, aflw, shared_dir):
+    """AFLW2000 photos + protocol roi boxes through predict_image vs ``crop_image`` crops through serving_default
+    (and vs the protocol's own JPEG crops, reported)."""
+    from tf2dasl.evaluate import evaluate_aflw2000
+    from tf2dasl.geometry.roi import crop_image
+
+    img_dir = shared_dir / "data" / "aflw2000_3d_dev" / "AFLW2000"
+    paths = [img_dir / n for n in aflw.names]
+    if not all(p.is_file() for p in paths):
+        pytest.skip("AFLW2000 images not found")
+    sd, pi = saved_model.signatures["serving_default"], saved_model.signatures["predict_image"]
+    outs = []
+    for i in range(0, len(paths), 50):
+        outs.append(pi(images=tf.constant([p.read_bytes() for p in paths[i:i + 50]]),
+                       roi_boxes=tf.constant(aflw.roi_boxes[i:i + 50]))["landmarks_3d"].numpy())
+    lm_image = np.concatenate(outs)
+    crops = np.stack([crop_image(cv2.imread(str(p)), r) for p, r in zip(paths, aflw.roi_boxes)])
+    lm_crop = sd(crops=tf.constant(crops))["landmarks_3d"].numpy()
+    lm_proto = sd(crops=tf.constant(aflw.crops))["landmarks_3d"].numpy()
+    d = np.linalg.norm(lm_image[..., :2] - lm_crop[..., :2], axis=-1)
+    d_proto = np.linalg.norm(lm_image[..., :2] - lm_proto[..., :2], axis=-1)
+    nme = {k: evaluate_aflw2000(aflw, lambda c, v=v: v)["nme_2d_68"]["original"]["mean"]
+           for k, v in [("predict_image", lm_image), ("crop_image", lm_crop), ("protocol crops", lm_proto)]}
+    print(f"predict_image vs crop_image crops: mean {d.mean():.4f} p99 {np.percentile(d, 99):.4f} max {d.max():.4f} "
+          f"crop px; vs protocol crops: mean {d_proto.mean():.4f} max {d_proto.max():.3f}; NME original {nme}")
+    assert d.mean() < 0.1 and d.max() < 1.0
+    assert abs(nme["predict_image"] - nme["crop_image"]) < 0.01
+
+
+# ---------------------------------------------------------------------------- more exports
+def test_dense_export_adds_vertices(export_src_model_dir, keras_model, aflw, tmp_path):
+    out = tmp_path / "dense"
+    meta = export_model(export_src_model_dir, out, version=3, formats="savedmodel", dense=True, log=lambda *a: None)
+    assert meta["artifacts"]["savedmodel"]["version"] == 3 and "vertices" in \
+        meta["artifacts"]["savedmodel"]["signatures"]["serving_default"]["outputs"]
+    rt = load_runtime("savedmodel", out)
+    res = rt.run_signature(aflw.crops[:2])
+    nv = keras_model.mm.num_vertices
+    assert res["vertices"].shape == (2, nv, 3)
+    ref = keras_model.vertices_crop(keras_model.predict_params(aflw.crops[:2]))
+    np.testing.assert_allclose(res["vertices"], ref, atol=0.05)
+    # a SavedModel-only export has no TFLite/ONNX: clear errors
+    with pytest.raises(RuntimeLoadError, match=r"no mb05_120x120_float16\.tflite; run `tf2dasl export"):
+        load_runtime("tflite", out, variant="float16")
+    with pytest.raises(RuntimeLoadError, match=r"no mb05_120x120\.onnx"):
+        load_runtime("onnx", out)
+
+
+def _four_channel_model(model, rng):
+    """mb05 made 4-channel: a small random kernel slice for the landmark map, everything else copied."""
+    from dataclasses import replace
+
+    from tf2dasl.model import FaceModel
+
+    spec = replace(model.spec, channels=4, name="mb05_4ch")
+    reg = spec.build_regressor()
+    for new, old in zip(reg.backbone.layers, model.regressor.backbone.layers):
+        ws = old.get_weights()
+        if new.name == "conv1":
+            k = ws[0]
+            extra = rng.normal(0, 0.5 * k.std(), k.shape[:2] + (1,) + k.shape[3:]).astype(np.float32)
+            ws = [np.concatenate([k, extra], axis=2)]
+        if ws:
+            new.set_weights(ws)
+    reg.head.set_weights(model.regressor.head.get_weights())
+    return FaceModel(spec, reg, model.mm)
+
+
+def test_four_channel_model_two_passes_in_every_artifact(keras_model, aflw, tmp_path):
+    from tf2dasl.io.model_dir import save_model_dir
+
+    m4 = _four_channel_model(keras_model, np.random.default_rng(0))
+    crops = aflw.crops[:24]
+    ref = m4.landmarks_crop(m4.predict_params(crops))  # numpy two-pass
+    one_pass = m4.landmarks_crop(m4.mm.unwhiten(m4.predict_whitened(crops)))
+    assert np.abs(ref - one_pass).max() > 0.05  # the map matters, so the test can tell
+    mdir = save_model_dir(m4, tmp_path / "m4")
+    out = tmp_path / "e4"
+    # the SavedModel's graph is ServingModule's (called here without saving: the mb05 export covers saving)
+    serving = ServingModule(m4).serving_default(crops=tf.constant(crops))["landmarks_3d"].numpy()
+    meta = export_model(mdir, out, formats="tflite,onnx", log=lambda *a: None, tflite_variants=("float32",))
+    assert meta["normalization"]["two_pass_landmark_map"] is True
+    print("4-channel float32 TFLite GPU-compatible (analyzer):", meta["artifacts"]["tflite"]["variants"]["float32"]["gpu_compatible"],
+          meta["artifacts"]["tflite"]["variants"]["float32"]["ops"])
+    for kind in ("savedmodel", "tflite", "onnx"):
+        got = serving if kind == "savedmodel" else load_runtime(kind, out).landmarks_crop(crops)
+        err = np.abs(got - ref).max(axis=(1, 2))
+        # a landmark on a pixel boundary may round differently in the map: allow one odd face
+        assert np.median(err) < 0.01 and (err < 0.05).mean() >= 0.9, (kind, err)
+
+
+def test_export_argument_errors(export_src_model_dir, tmp_path):
+    from tf2dasl.cli import main
+
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model(export_src_model_dir, tmp_path / "x", formats="savedmodel,pb")
+    with pytest.raises(ExportError, match="positive"):
+        export_model(export_src_model_dir, tmp_path / "x", version=0)
+    assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["export", str(export_src_model_dir), "--out", str(tmp_path / "o"), "--formats", "tf"]) == 2
+
+
+def test_runtime_load_errors(tmp_path, export_dir_mb05):
+    with pytest.raises(RuntimeLoadError, match="export directory not found"):
+        load_runtime("onnx", tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeLoadError, match=r"no export\.json\); run `tf2dasl export"):
+        load_runtime("tflite", tmp_path / "empty")
+    with pytest.raises(RuntimeLoadError, match="unknown runtime"):
+        load_runtime("torch", export_dir_mb05)
+    with pytest.raises(RuntimeLoadError, match="unknown TFLite variant"):
+        load_runtime("tflite", export_dir_mb05, variant="int4")
+    with pytest.raises(RuntimeLoadError, match="applies to --runtime tflite only"):
+        load_runtime("onnx", export_dir_mb05, variant="float16")
+
+
+def test_evaluate_cli_with_runtime(export_dir_mb05, aflw, keras_result, tmp_path, capsys):
+    from tf2dasl.cli import main
+
+    out = tmp_path / "eval.json"
+    rc = main(["evaluate", "aflw2000", "--data", aflw.source["dir"], "--runtime", "tflite", "--variant", "float16",
+               "--export-dir", str(export_dir_mb05), "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["runtime"] == "tflite" and "float16" in res["model"]
+    assert abs(res["nme_2d_68"]["original"]["mean"] - keras_result["nme_2d_68"]["original"]["mean"]) < 0.03
+    assert "NME" in capsys.readouterr().out
+    assert main(["evaluate", "aflw2000", "--data", aflw.source["dir"], "--runtime", "onnx",
+                 "--export-dir", str(tmp_path / "none")]) == 2
+
+
+def test_serving_module_rejects_dense_for_sparse_model(keras_model):
+    from dataclasses import replace
+
+    from tf2dasl.model import FaceModel
+
+    sparse = replace(keras_model.mm, u=None, w_shp=None, w_exp=None)
+    with pytest.raises(ExportError, match="--dense"):
+        ServingModule(FaceModel(keras_model.spec, keras_model.regressor, sparse), dense=True)

@@ -1,0 +1,293 @@
+"""2DASL training: losses on hand-made cases, gradient routing, alternating updates, MirroredStrategy, resume,
+config errors. Uses a small synthetic morphable model and synthetic faces (no ../shared needed)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf2dasl import losses as L
+from tf2dasl.cli import main
+from tf2dasl.config import ConfigError, load_config
+from tf2dasl.geometry.landmark_map import landmark_map
+from tf2dasl.models.critic import SelfCritic
+from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
+from tf2dasl.models.morphable import MorphableLayer
+from tf2dasl.models.regressor import Regressor
+from tf2dasl.training.config import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import random_morphable_model, write_fake_checkout, write_wild_faces  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+WIDTH = 0.25  # a small MobileNetV1 keeps these tests fast
+
+
+@pytest.fixture(scope="module")
+def mm():
+    return random_morphable_model()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory, mm):
+    root = tmp_path_factory.mktemp("synth")
+    return {"checkout": write_fake_checkout(root / "checkout", mm), "wild": write_wild_faces(root / "wild", mm, 16)}
+
+
+def make_dasl(mm, weights=None, teacher=True, channels=4):
+    reg3 = Regressor("mobilenet_v1", WIDTH, 120, 3, name="regressor")
+    reg3.build()
+    reg = expand_to_four_channels(reg3) if channels == 4 else reg3
+    model = DASLModel(reg, SelfCritic((64, 32)), MorphableLayer(mm, dense=False), weights or LossWeights(),
+                      teacher=reg3 if teacher else None)
+    model.compile(keras.optimizers.SGD(1e-3, momentum=0.9), keras.optimizers.Adam(1e-4, 0.5, 0.999))
+    model.build()
+    model.build_optimizers()
+    return model
+
+
+def wild_batch(mm, model, n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 255, (n, 120, 120, 3)).astype(np.uint8)
+    x = model._normalise(images)
+    p = model._teacher_params(x)
+    lm = model.morphable.landmarks_crop(p).numpy()[..., :2]
+    return {"wild": {"image": tf.constant(images), "landmarks": tf.constant(lm, tf.float32),
+                     "map": tf.constant(landmark_map(lm))}}
+
+
+# ---------------------------------------------------------------------------- losses
+def test_losses_zero_when_prediction_equals_target(mm):
+    layer = MorphableLayer(mm, dense=False)
+    rng = np.random.default_rng(0)
+    p_w = tf.constant(rng.normal(0, 1, (3, 62)), tf.float32)
+    assert float(L.wpdc_loss(p_w, p_w, layer.param_mean, layer.param_std, layer.u_base, layer.w_shp_base,
+                             layer.w_exp_base)) == 0.0
+    lm = tf.constant(rng.uniform(0, 120, (3, 68, 3)), tf.float32)
+    assert float(L.landmark_loss(lm, lm)) < 1e-7
+    assert float(L.landmark_loss(lm[..., :2], lm, L.point_weights("map18"))) < 1e-7
+    assert float(L.vdc_loss(lm, lm)) < 1e-7
+
+
+def test_landmark_loss_hand_made():
+    target = np.zeros((1, 68, 2), np.float32)
+    target[0, :, 0] = np.linspace(0, 100, 68)
+    target[0, :, 1] = np.linspace(0, 25, 68)  # face size sqrt(100 * 25) = 50
+    pred = target + np.array([3.0, 4.0], np.float32)  # 5 px everywhere
+    assert float(L.landmark_loss(tf.constant(pred), tf.constant(target))) == pytest.approx(0.1, rel=1e-5)
+    w = L.point_weights("map18")
+    assert w.sum() == pytest.approx(14.0) and w[30] == 2.0 and w[0] == 0.0  # jaw not used by map18
+    pred2 = target.copy()
+    pred2[0, 0] += [30.0, 40.0]  # a jaw point moves: map18 does not see it
+    assert float(L.landmark_loss(tf.constant(pred2), tf.constant(target), w)) < 1e-6
+
+
+def test_wpdc_weights_follow_3ddfa(mm):
+    layer = MorphableLayer(mm, dense=False)
+    rng = np.random.default_rng(1)
+    target = rng.normal(0, 1, (2, 62)).astype(np.float32)
+    pred = target + rng.normal(0, 0.1, (2, 62)).astype(np.float32)
+    w = L.wpdc_weights(tf.constant(pred), tf.constant(target), layer.u_base, layer.w_shp_base,
+                       layer.w_exp_base).numpy()
+    assert np.allclose(w.max(axis=1), 1.0) and np.all(w[:, 11] == 0) and np.all(w[:, [0, 1, 2, 12, 61]] > 0)
+    # pose weight of p[0] (multiplies x): |Δp0| * ||x of the target shape over the 68 points||
+    shape = (mm.u_base + target[:, 12:52] @ mm.w_shp_base.T + target[:, 52:] @ mm.w_exp_base.T).reshape(2, -1, 3)
+    raw = np.abs(pred[:, 0] - target[:, 0]) * np.linalg.norm(shape[:, :, 0], axis=1) + 1e-6
+    full = L.wpdc_weights(tf.constant(pred), tf.constant(target), layer.u_base, layer.w_shp_base,
+                          layer.w_exp_base, zero_z=False).numpy()
+    ratio = raw / full[:, 0]
+    assert np.allclose(w[:, 0] * ratio, raw, rtol=1e-4)
+
+
+def test_critic_losses_hand_made():
+    big = tf.constant([[20.0]])
+    assert float(L.critic_loss(big, -big)) < 1e-6          # perfect critic
+    assert float(L.adversarial_loss(big)) < 1e-6           # regressor fooling it
+    zero = tf.zeros((4, 1))
+    assert float(L.critic_loss(zero, zero)) == pytest.approx(2 * np.log(2), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- the model
+def test_terms_zero_at_start_with_teacher(mm):
+    model = make_dasl(mm)
+    terms, real, fake = model.compute_terms(wild_batch(mm, model))
+    for name in ("wpdc", "landmark", "self_2d", "self_3d", "cycle"):
+        assert float(terms[name]) < 1e-5, (name, float(terms[name]))
+    assert real is not None and fake is not None and "adversarial" in terms
+
+
+def test_gradients_reach_the_right_sub_model(mm):
+    model = make_dasl(mm)
+    batch = wild_batch(mm, model)
+    with tf.GradientTape(persistent=True) as tape:
+        terms, real, fake = model.compute_terms(batch)
+        total = model._total(terms)
+        c_loss = L.critic_loss(model.critic(tuple(tf.stop_gradient(t) for t in real)),
+                               model.critic(tuple(tf.stop_gradient(t) for t in fake)))
+    reg_grads = tape.gradient(total, model.regressor.trainable_variables)
+    assert all(g is not None for g in reg_grads)
+    assert all(g is None for g in tape.gradient(total, model.teacher.trainable_variables))
+    assert not model.morphable.trainable_variables
+    assert all(g is None for g in tape.gradient(c_loss, model.regressor.trainable_variables))
+    assert all(g is not None for g in tape.gradient(c_loss, model.critic.trainable_variables))
+    # the adversarial term alone reaches the regressor through the predicted parameters
+    adv = tape.gradient(terms["adversarial"], model.regressor.trainable_variables)
+    assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in adv)
+
+
+def test_critic_and_regressor_updates_alternate(mm):
+    model = make_dasl(mm)
+    batch = wild_batch(mm, model)
+    teacher_before = [w.copy() for w in model.teacher.get_weights()]
+    for step in range(1, 4):
+        reg_before = [w.copy() for w in model.regressor.get_weights()]
+        critic_before = [w.copy() for w in model.critic.get_weights()]
+        logs = model.train_step(batch)
+        assert int(model.reg_optimizer.iterations) == step and int(model.critic_optimizer.iterations) == step
+        assert any(not np.array_equal(a, b) for a, b in zip(reg_before, model.regressor.get_weights()))
+        assert any(not np.array_equal(a, b) for a, b in zip(critic_before, model.critic.get_weights()))
+        assert "critic" in logs and "adversarial" in logs
+    assert all(np.array_equal(a, b) for a, b in zip(teacher_before, model.teacher.get_weights()))
+
+
+def test_switching_terms_off(mm):
+    model = make_dasl(mm, LossWeights(self_3d=0.0, cycle=0.0, adversarial=0.0))
+    terms, _, _ = model.compute_terms(wild_batch(mm, model))
+    assert set(terms) == {"wpdc", "landmark", "self_2d"}
+    logs = model.train_step(wild_batch(mm, model))
+    assert "critic" not in logs and int(model.critic_optimizer.iterations) == 0
+
+
+def test_get_config_round_trip(mm, tmp_path):
+    model = make_dasl(mm)
+    clone = DASLModel.from_config(model.get_config())
+    clone.build()
+    path = tmp_path / "dasl.weights.h5"
+    model.save_weights(str(path))
+    clone.load_weights(str(path))
+    x = tf.random.uniform((2, 120, 120, 4))
+    np.testing.assert_allclose(clone(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert clone.loss_weights == model.loss_weights and clone.teacher is not None
+
+
+# ---------------------------------------------------------------------------- fit, distribution, resume
+def test_two_step_fit_under_mirrored_strategy(synth, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf, keras
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        sys.path.insert(0, {str(REPO / 'tests')!r})
+        from synthetic import random_morphable_model
+        from tf2dasl.geometry.landmark_map import landmark_map
+        from tf2dasl.models.critic import SelfCritic
+        from tf2dasl.models.dasl import DASLModel, expand_to_four_channels
+        from tf2dasl.models.morphable import MorphableLayer
+        from tf2dasl.models.regressor import Regressor
+        mm = random_morphable_model()
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        with strategy.scope():
+            reg3 = Regressor("mobilenet_v1", {WIDTH}, 120, 3); reg3.build()
+            model = DASLModel(expand_to_four_channels(reg3), SelfCritic((64, 32)), MorphableLayer(mm, dense=False),
+                              teacher=reg3)
+            model.compile(keras.optimizers.SGD(1e-3, momentum=0.9), keras.optimizers.Adam(1e-4, 0.5, 0.999))
+            model.build(); model.build_optimizers()
+        rng = np.random.default_rng(0)
+        lm = rng.uniform(30, 90, (8, 68, 2)).astype(np.float32)
+        data = {{"wild": {{"image": rng.integers(0, 255, (8, 120, 120, 3)).astype(np.uint8), "landmarks": lm,
+                         "map": landmark_map(lm)}}}}
+        ds = tf.data.Dataset.from_tensor_slices(data).batch(4, drop_remainder=True).repeat()
+        hist = model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0)
+        assert int(model.reg_optimizer.iterations.numpy()) == 2 and int(model.critic_optimizer.iterations.numpy()) == 2
+        assert all(np.isfinite(v[-1]) for v in hist.history.values()), hist.history
+        print("MIRRORED_OK", sorted(hist.history))
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert "MIRRORED_OK" in res.stdout, res.stdout[-2000:] + res.stderr[-4000:]
+
+
+def _config(synth, tmp_path, epochs=2, **extra) -> Path:
+    text = textwrap.dedent(f"""
+        name: synth
+        seed: 3
+        epochs: {epochs}
+        steps_per_epoch: 2
+        teacher: false
+        model: {{width: {WIDTH}, channels: 4, morphable_model: "{synth['checkout']}", critic_hidden: [32, 16]}}
+        loss: {{wpdc: 0.0, landmark: 0.0, self_2d: 1.0, self_3d: 0.5, cycle: 1.0, adversarial: 0.0}}
+        optim: {{optimizer: sgd, lr: 0.001, lr_schedule: cosine}}
+        data:
+          wild: {{pts_folders: ["{synth['wild']}"], batch_size: 4}}
+    """)
+    for k, v in extra.items():
+        text += f"{k}: {v}\n"
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Simulates a kill right after the checkpoint of epoch ``n``."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.n:
+            self.model.stop_training = True
+
+
+def test_resume_reproduces_an_uninterrupted_run(synth, tmp_path):
+    from tf2dasl import load_model
+    from tf2dasl.training.trainer import train
+
+    cfg = load_config(_config(synth, tmp_path, epochs=3), TrainConfig)
+    full = train(cfg, tmp_path / "full", verbose=0)
+    cfg = load_config(_config(synth, tmp_path, epochs=3), TrainConfig)
+    train(cfg, tmp_path / "cut", verbose=0, extra_callbacks=[_StopAfter(1)])
+    assert (tmp_path / "cut/checkpoints/ckpt-0001.npz").is_file()
+    cfg = load_config(_config(synth, tmp_path, epochs=3), TrainConfig)
+    resumed = train(cfg, tmp_path / "cut", resume=True, verbose=0)
+    a, b = load_model(full).regressor.get_weights(), load_model(resumed).regressor.get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # bit for bit
+    assert (tmp_path / "full/history.csv").read_text().count("\n") == 4  # header + 3 epochs
+
+
+def _cli_error(capsys, argv, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in err, err
+
+
+def test_train_bad_input(synth, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    cfg = _config(synth, tmp_path)
+    cfg.write_text(cfg.read_text() + "learning_rate: 0.1\n")
+    _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "unknown key", "learning_rate")
+    cfg = _config(synth, tmp_path)
+    cfg.write_text(cfg.read_text().replace("epochs: 2", "epochs: two"))
+    _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "epochs", "integer")
+    cfg = _config(synth, tmp_path)
+    cfg.write_text(cfg.read_text().replace(str(synth["wild"]), str(tmp_path / "missing")))
+    _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "missing")
+    bad = tmp_path / "badpts"
+    bad.mkdir()
+    (bad / "a.png").write_bytes((synth["wild"] / "face_000.png").read_bytes())
+    (bad / "a.pts").write_text("version: 1\nn_points: 5\n{\n1 2\n3 4\n5 6\n7 8\n9 10\n}\n")
+    cfg = _config(synth, tmp_path)
+    cfg.write_text(cfg.read_text().replace(str(synth["wild"]), str(bad)))
+    _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "a.pts")
+    _cli_error(capsys, ["train", "--config", str(tmp_path / "nope.yaml"), "--out", out], "not found")
+    with pytest.raises(ConfigError, match="cycle must be >= 0"):
+        cfg = _config(synth, tmp_path)
+        cfg.write_text(cfg.read_text().replace("cycle: 1.0", "cycle: -1.0"))
+        load_config(cfg, TrainConfig)
