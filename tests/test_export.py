@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from tf2dasl.export import (ExportError, LandmarkHead, RESOURCE_OPS, ServingModule, export_model, gpu_analysis,
-                            tflite_ops)
+                            gpu_op_issues, tflite_ops)
 from tf2dasl.runtimes import RuntimeLoadError, load_runtime
 
 NAME = "mb05_120x120"
@@ -156,10 +156,26 @@ def test_tflite_builtin_ops_only_and_gpu_analyzer(export_dir_mb05, variant):
     assert not set(ops) & set(RESOURCE_OPS), ops  # weights frozen
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(ops)
     ok, report = gpu_analysis(content)
-    assert "TFLite ModelAnalyzer" in report
+    assert "TFLite ModelAnalyzer" in report and "looks compatible with GPU delegate" in report
+    issues = gpu_op_issues(content)
+    print(f"{variant}: GPU delegate compatible {ok}; offline op check: {issues[:3]}{' ...' if len(issues) > 3 else ''}")
     if variant in ("float32", "float16"):
-        assert ok, report[-2000:]
+        assert ok and not issues, report[-2000:]
         assert "GPU COMPATIBILITY WARNING" not in report.upper()
+    else:  # dynamic-range int8 runs hybrid kernels: a CPU (XNNPACK) model
+        assert any("hybrid" in i for i in issues)
+
+
+def test_gpu_op_check_catches_unsupported_ops():
+    """TF 2.21's analyzer passes anything; the offline check must not."""
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def bad(x):
+        return tf.unique(tf.reshape(x, [-1]))[0], x[:, 2:5]  # UNIQUE; a 2D strided slice
+
+    content = tf.lite.TFLiteConverter.from_concrete_functions([bad.get_concrete_function()]).convert()
+    issues = gpu_op_issues(content)
+    assert any("UNIQUE" in i for i in issues) and any("2D" in i for i in issues), issues
+    assert gpu_analysis(content)[0] is False
 
 
 # ---------------------------------------------------------------------------- the SavedModel, from outside
@@ -334,8 +350,8 @@ def test_four_channel_model_two_passes_in_every_artifact(keras_model, aflw, tmp_
     serving = ServingModule(m4).serving_default(crops=tf.constant(crops))["landmarks_3d"].numpy()
     meta = export_model(mdir, out, formats="tflite,onnx", log=lambda *a: None, tflite_variants=("float32",))
     assert meta["normalization"]["two_pass_landmark_map"] is True
-    print("4-channel float32 TFLite GPU-compatible (analyzer):", meta["artifacts"]["tflite"]["variants"]["float32"]["gpu_compatible"],
-          meta["artifacts"]["tflite"]["variants"]["float32"]["ops"])
+    v = meta["artifacts"]["tflite"]["variants"]["float32"]
+    print("4-channel float32 TFLite: GPU-compatible", v["gpu_compatible"], v["ops"], v["gpu_issues"][:4])
     for kind in ("savedmodel", "tflite", "onnx"):
         got = serving if kind == "savedmodel" else load_runtime(kind, out).landmarks_crop(crops)
         err = np.abs(got - ref).max(axis=(1, 2))

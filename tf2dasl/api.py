@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .errors import UserError
 from .io.images import ImageError, iter_image_paths, read_image
 from .reconstruct import Face, Reconstructor
 
@@ -79,18 +78,14 @@ def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[F
 def make_reconstructor(model, detector: str = "auto", assets_dir=None, detector_options: dict | None = None,
                        refine: bool = True) -> Reconstructor:
     """A :class:`Reconstructor` from a model (directory or loaded) and a detector name."""
-    from .detect import DetectorError, make_detector
+    from .detect import make_detector
 
     if isinstance(model, (str, Path)):
         from . import load_model
 
         model = load_model(model)
     opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
-    try:
-        det = make_detector(detector, assets_dir, **opts)
-    except DetectorError as exc:
-        raise UserError(str(exc)) from None
-    return Reconstructor(model, det, refine=refine)
+    return Reconstructor(model, make_detector(detector, assets_dir, **opts), refine=refine)
 
 
 def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detector: str = "auto",
@@ -99,10 +94,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
     """Reconstruct every image of ``inputs`` (files or folders) into ``out_dir``; see :class:`Summary`."""
     from .io.pts import PtsError, read_pts
 
-    try:
-        paths = iter_image_paths(inputs)
-    except ImageError as exc:
-        raise UserError(str(exc)) from None
+    paths = iter_image_paths(inputs)
     rec = make_reconstructor(model, detector, assets_dir, detector_options, refine)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

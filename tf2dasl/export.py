@@ -407,7 +407,8 @@ def gpu_op_issues(content: bytes) -> list[str]:
     (checked: UNIQUE, WHERE, TOPK_V2 pass), so this re-implements the part of TF's
     ``CheckGpuDelegateCompatibility`` that matters for our graphs: the supported op set, STRIDED_SLICE/SLICE
     on 3D/4D tensors only without ellipsis/new-axis/shrink masks, GATHER with 1D int32 indices on a
-    non-int32 input, FULLY_CONNECTED with a runtime input, CAST between float32/int32/bool only, MUL of two
+    non-int32 input, FULLY_CONNECTED with a runtime input, no hybrid (int8-weight, float-input) convolutions
+    or fully-connected layers, CAST between float32/int32/bool only, MUL of two
     same-rank tensors where one is not smaller in every dimension, and float32/float16/int32/bool tensors.
     """
     from tensorflow.lite.python import schema_py_generated as schema
@@ -448,6 +449,9 @@ def gpu_op_issues(content: bytes) -> list[str]:
                 issues.append(f"{where}: needs a non-int32 input and 1D int32 indices")
             if name == "FULLY_CONNECTED" and ins[0] in const:
                 issues.append(f"{where}: constant input")
+            if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(ins) > 1 and \
+                    ttype(ins[0]) in ("FLOAT32", "FLOAT16") and ttype(ins[1]) == "INT8":
+                issues.append(f"{where}: hybrid kernel (int8 weights, float input)")
             if name == "CAST":
                 pair = (ttype(ins[0]), ttype(int(op.outputs[0])))
                 allowed = {("BOOL", "FLOAT32"), ("BOOL", "FLOAT16"), ("FLOAT32", "BOOL"), ("FLOAT16", "BOOL"),

@@ -11,9 +11,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
+from ..errors import UserError
 
 
-class DetectorError(RuntimeError):
+class DetectorError(UserError):
     """A detector that cannot be built or run (missing model file, unknown name, bad input)."""
 
 

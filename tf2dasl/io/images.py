@@ -18,13 +18,14 @@ from typing import Iterable
 
 import cv2
 import numpy as np
+from ..errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 
 _EXIF_ORIENTATION_TAG = 0x0112
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image that cannot be used; the message is one line naming the file and what is wrong."""
 
 

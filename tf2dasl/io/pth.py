@@ -36,6 +36,7 @@ import struct
 import zipfile
 
 import numpy as np
+from ..errors import UserError
 
 __all__ = ["CheckpointError", "load_state_dict", "read_checkpoint"]
 
@@ -58,7 +59,7 @@ _STORAGES = {
 _ALLOWED = "only tensors and OrderedDict are allowed"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint could not be read; the message is one line naming the file and the problem."""
 
 

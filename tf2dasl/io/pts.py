@@ -18,9 +18,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from ..errors import UserError
 
 
-class PtsError(ValueError):
+class PtsError(UserError):
     """A ``.pts`` file that is missing or malformed; the message names the file and the problem."""
 
 
