@@ -68,3 +68,26 @@ def write_wild_faces(folder: Path, mm: MorphableModel, n: int = 12, size: int = 
             f.writelines(f"{x + 1:.3f} {y + 1:.3f}\n" for x, y in lm)
             f.write("}\n")
     return folder
+
+
+def write_labelled_crops(folder: Path, mm: MorphableModel, n: int = 8, seed: int = 1) -> dict:
+    """3DDFA's training layout: ``folder/crops/*.png`` (120x120), ``folder/list.txt`` and ``folder/params.npy``
+    (N, 62) raw parameters; returns the paths."""
+    rng = np.random.default_rng(seed)
+    crops = folder / "crops"
+    crops.mkdir(parents=True, exist_ok=True)
+    names, params = [], []
+    for i in range(n):
+        angles = rng.uniform([-60, -20, -20], [60, 20, 20], (1, 3))
+        p = np.zeros(62, np.float32)
+        p[:12] = sRt_to_params(np.array([0.35]), angles_to_matrix(angles), np.array([[60.0, 60.0, 0.0]]))[0]
+        p[52:] = rng.normal(0, 1, 10)
+        img = np.full((120, 120, 3), 30, np.uint8)
+        for x, y in model_to_crop(mm.landmarks(p[None]), 120)[0, :, :2]:
+            cv2.circle(img, (int(round(x)), int(round(y))), 1, (255, 255, 255), -1)
+        names.append(f"crop_{i:03d}.png")
+        cv2.imwrite(str(crops / names[-1]), img)
+        params.append(p)
+    (folder / "list.txt").write_text("\n".join(names) + "\n")
+    np.save(folder / "params.npy", np.stack(params))
+    return {"root": crops, "list": folder / "list.txt", "params": folder / "params.npy"}

@@ -291,3 +291,40 @@ def test_train_bad_input(synth, tmp_path, capsys):
         cfg = _config(synth, tmp_path)
         cfg.write_text(cfg.read_text().replace("cycle: 1.0", "cycle: -1.0"))
         load_config(cfg, TrainConfig)
+
+
+def test_resnet50_300wlp_config_smoke(synth, mm, tmp_path):
+    """configs/dasl_resnet50_300wlp.yaml, pointed at tiny synthetic data: one short epoch of the full setting."""
+    import yaml
+    from synthetic import write_labelled_crops
+
+    from tf2dasl import load_model
+    from tf2dasl.config import from_dict
+    from tf2dasl.training.trainer import train
+
+    lab = write_labelled_crops(tmp_path / "lab", mm, n=4)
+    raw = yaml.safe_load((REPO / "configs/dasl_resnet50_300wlp.yaml").read_text())
+    raw.update(epochs=1, steps_per_epoch=1, mixed_precision=False)
+    raw["model"]["morphable_model"] = str(synth["checkout"])
+    raw["data"]["labelled"].update(root=str(lab["root"]), list_file=str(lab["list"]), params_file=str(lab["params"]),
+                                   params_whitened=False, whitening_file="", batch_size=2)
+    raw["data"]["wild"].update(pts_folders=[str(synth["wild"])], batch_size=2)
+    raw["data"]["validation"] = None
+    cfg = from_dict(TrainConfig, raw)
+    model_dir = train(cfg, tmp_path / "run", verbose=0)
+    model = load_model(model_dir)
+    assert model.spec.backbone == "resnet50" and model.spec.channels == 4
+    history = (tmp_path / "run/history.csv").read_text()
+    for term in ("wpdc", "self_2d", "self_3d", "cycle", "adversarial", "critic"):
+        assert term in history.splitlines()[0], history
+
+
+def test_map_lr_multiplier_scales_only_the_map_slice(mm):
+    model = make_dasl(mm)
+    model.map_lr_multiplier = 10.0
+    variables = model.regressor.trainable_variables
+    grads = [tf.ones(v.shape) for v in variables]
+    scaled = model._scale_map_gradient(grads, variables)
+    first = next(i for i, v in enumerate(variables) if len(v.shape) == 4 and v.shape[2] == 4)
+    assert np.all(scaled[first].numpy()[:, :, 3] == 10.0) and np.all(scaled[first].numpy()[:, :, :3] == 1.0)
+    assert all(np.all(g.numpy() == 1.0) for i, g in enumerate(scaled) if i != first)

@@ -212,3 +212,212 @@ def format_table(result: dict) -> str:
             label = f"{metric[4:6]} 68 pts, {gt_name}"
             rows.append(f"{label:<26}" + "".join(f"{t[n]:>17.3f}" for n in BIN_NAMES) + f"{t['mean']:>9.3f}")
     return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------- 300-W through the full pipeline
+#: Detector mode: a detection finds the labelled face when its box has IoU >= MATCH_IOU with the bounding
+#: box of the 68 ground-truth landmarks, or contains that box's centre; among such detections the one with
+#: the highest IoU is taken (benchmarks/detection_rate.py uses the same rule).
+MATCH_IOU = 0.3
+#: 300-W's failure threshold on the inter-ocular NME (fraction), also the upper limit of the CED's AUC.
+FAILURE_NME = 0.08
+BOX_MODES = ("detector", "oracle")
+
+
+def match_labelled_face(boxes: np.ndarray, landmarks: np.ndarray) -> int | None:
+    """Index of the box ``(F, 4)`` ``[x0, y0, x1, y1]`` that finds the face labelled ``landmarks (68, 2)``
+    by the :data:`MATCH_IOU` rule, or None."""
+    from .detect.base import box_iou
+
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return None
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    gt = np.concatenate([lm.min(0), lm.max(0)])
+    iou = box_iou(boxes, gt[None])[:, 0]
+    cx, cy = (gt[0] + gt[2]) / 2, (gt[1] + gt[3]) / 2
+    inside = (boxes[:, 0] <= cx) & (cx <= boxes[:, 2]) & (boxes[:, 1] <= cy) & (cy <= boxes[:, 3])
+    ok = (iou >= MATCH_IOU) | inside
+    if not ok.any():
+        return None
+    return int(np.argmax(np.where(ok, iou, -1.0)))
+
+
+def load_300w_faces(data_dirs, list_file: str | Path | None = None) -> list:
+    """The labelled faces (:class:`tf2dasl.data.sources.FaceSample`, 0-based landmarks) of 300-W style folders
+    (images + 68-point ``.pts``, not recursive), restricted to the image paths listed in ``list_file`` (one per
+    line, e.g. a training run's ``RUN_DIR/holdout.txt``) when given. A listed path matches a face when both
+    resolve to the same file, or else when their last two components (``folder/name``) agree, so a list
+    written from another working directory still works. Missing folders, folders without ``.pts`` and listed
+    images not found in the folders raise :class:`DatasetError` / :class:`UserError` (one line)."""
+    from .data.sources import list_pts_faces
+
+    faces = list_pts_faces(data_dirs)
+    if list_file is None:
+        return faces
+    lf = Path(list_file)
+    if not lf.is_file():
+        raise DatasetError(f"{lf}: list file not found (expected one image path per line, like RUN_DIR/holdout.txt)")
+    listed = [ln.strip() for ln in lf.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not listed:
+        raise DatasetError(f"{lf}: the list is empty")
+    by_path = {str(Path(f.image_path).resolve()): f for f in faces}
+    by_tail: dict[tuple[str, str], list] = {}
+    for f in faces:
+        p = Path(f.image_path)
+        by_tail.setdefault((p.parent.name, p.name), []).append(f)
+    out, missing, seen = [], [], set()
+    for item in listed:
+        p = Path(item)
+        face = by_path.get(str(p.resolve()))
+        if face is None:
+            cands = by_tail.get((p.parent.name, p.name), [])
+            face = cands[0] if len(cands) == 1 else None
+        if face is None:
+            missing.append(item)
+        elif id(face) not in seen:
+            seen.add(id(face))
+            out.append(face)
+    if missing:
+        raise DatasetError(f"{lf}: {len(missing)} of {len(listed)} listed images are not labelled faces of the "
+                           f"--data folders (first: {missing[0]}); pass the folders the list was made from")
+    return out
+
+
+def ced_auc(nme: np.ndarray, limit: float = FAILURE_NME, steps: int = 1000) -> float:
+    """Area under the cumulative error distribution of per-face NMEs ``(N,)`` (fractions; inf for a miss)
+    from 0 to ``limit``, divided by ``limit`` (1.0: every face error-free)."""
+    e = np.sort(np.asarray(nme, np.float64))
+    if e.size == 0:
+        return float("nan")
+    x = np.linspace(0.0, limit, steps + 1)
+    y = np.searchsorted(e, x, side="right") / e.size
+    return float(np.trapezoid(y, x) / limit) if hasattr(np, "trapezoid") else float(np.trapz(y, x) / limit)
+
+
+def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str = "auto", assets_dir=None,
+                  list_file: str | Path | None = None, detector_options: dict | None = None,
+                  progress: bool = False) -> dict:
+    """68-point NME with 300-W's outer inter-ocular normalisation (:func:`nme_interocular`) through the full
+    :class:`tf2dasl.reconstruct.Reconstructor` on folders of images + ``.pts`` (see :func:`load_300w_faces`).
+
+    ``boxes="detector"``: each image goes through the whole pipeline (detect → roi → regress → refined roi →
+    regress); the face matching the labelled one (:func:`match_labelled_face`) is scored, and an image where
+    none matches is a miss (detection rate). ``boxes="oracle"``: the crop is 3DDFA_V2's
+    ``parse_roi_box_from_landmark`` of the ground-truth landmarks and the model regresses once (no detector,
+    no refinement; a 4-channel model still makes its own landmark maps: the ground truth is never fed to it).
+
+    ``model`` is a model directory or a loaded :class:`tf2dasl.model.FaceModel`. Returns a JSON-ready dict:
+    counts, ``detection_rate`` (%), ``nme_68_interocular`` ``{"mean", "median"}`` (%, over found faces),
+    ``failure_rate_8`` (% of all labelled faces with NME > 8% or missed) and ``failure_rate_8_found`` (% of
+    found faces), ``auc_8`` (CED area to 8%, misses count as failures), per-folder means, the missed images
+    and every face's NME.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from .io.images import ImageError, read_image
+    from .reconstruct import Reconstructor
+
+    if boxes not in BOX_MODES:
+        raise UserError(f"--boxes {boxes!r}: use one of {', '.join(BOX_MODES)}")
+    faces = load_300w_faces(data_dirs, list_file)
+    if isinstance(model, (str, Path)):
+        from . import load_model
+
+        model = load_model(model)
+    if boxes == "detector":
+        from .api import make_reconstructor
+
+        rec = make_reconstructor(model, detector, assets_dir, detector_options)
+        det_name = rec.detector.name if hasattr(rec.detector, "name") else str(detector)
+    else:
+        rec, det_name = Reconstructor(model, None), None
+    per_face, missed = [], []
+    t0 = time.perf_counter()
+    for face in tqdm(faces, desc=f"300-W ({boxes})", unit="face", disable=not progress):
+        try:
+            image = read_image(face.image_path)
+        except ImageError as exc:
+            raise DatasetError(f"labelled image cannot be read: {exc}") from None
+        gt = face.landmarks
+        if boxes == "oracle":
+            _, lm = rec._regress(image, roi_from_landmarks(gt[None]))
+            pred = lm[0]
+        else:
+            found = rec(image)
+            k = match_labelled_face(np.stack([f.bbox for f in found]) if found else np.zeros((0, 4)), gt)
+            if k is None:
+                missed.append(face.image_path)
+                per_face.append({"image": face.image_path, "nme": None})
+                continue
+            pred = found[k].landmarks_2d
+        nme = float(nme_interocular(pred[None], gt[None])[0])
+        per_face.append({"image": face.image_path, "nme": round(nme * 100, 4)})
+    seconds = time.perf_counter() - t0
+    n = len(per_face)
+    errs = np.array([f["nme"] / 100 if f["nme"] is not None else np.inf for f in per_face])
+    ok = np.isfinite(errs)
+    folders: dict[str, list] = {}
+    for f, e in zip(per_face, errs):
+        folders.setdefault(str(Path(f["image"]).parent), []).append(e)
+    pct = lambda a: float(a * 100) if np.isfinite(a) else float("nan")  # noqa: E731
+    return _nan_to_none({
+        "benchmark": "300w", "normalisation": "outer inter-ocular (points 36, 45)", "boxes": boxes,
+        "detector": det_name, "model": model.spec.name,
+        "data": [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs)],
+        "list": None if list_file is None else str(list_file),
+        "faces": n, "found": int(ok.sum()), "detection_rate": 100.0 * ok.sum() / max(n, 1),
+        "match_rule": (f"a detection box with IoU >= {MATCH_IOU} with the 68-landmark box or containing its "
+                       "centre (highest IoU)") if boxes == "detector" else None,
+        "nme_68_interocular": {"mean": pct(errs[ok].mean()) if ok.any() else float("nan"),
+                               "median": pct(np.median(errs[ok])) if ok.any() else float("nan")},
+        "failure_rate_8": 100.0 * float((errs > FAILURE_NME).mean()) if n else float("nan"),
+        "failure_rate_8_found": 100.0 * float((errs[ok] > FAILURE_NME).mean()) if ok.any() else float("nan"),
+        "auc_8": ced_auc(errs),
+        "per_folder": {k: {"faces": len(v), "found": int(np.isfinite(v).sum()),
+                           "nme_mean": pct(np.mean([x for x in v if np.isfinite(x)])) if np.isfinite(v).any()
+                           else float("nan")} for k, v in folders.items()},
+        "seconds": round(seconds, 2), "ms_per_face": round(1000 * seconds / max(n, 1), 2),
+        "missed": missed, "per_face": per_face,
+    })
+
+
+def _none_to_nan(obj):
+    if isinstance(obj, dict):
+        return {k: (float("nan") if v is None and k not in ("list", "detector", "match_rule") else _none_to_nan(v))
+                for k, v in obj.items() if k != "per_face"}
+    return obj
+
+
+def _nan_to_none(obj):
+    """NaN (e.g. the NME of an empty set) → None, so the JSON is strict."""
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def format_300w(result: dict) -> str:
+    """Printable lines of an :func:`evaluate_300w` result."""
+    r = _none_to_nan(result)
+    how = f"detector {r['detector']}" if r["boxes"] == "detector" else "oracle crops from the ground-truth landmarks"
+    lines = [f"300-W ({r['faces']} faces{', listed in ' + r['list'] if r['list'] else ''}), model {r['model']}, {how}",
+             f"  NME 68 pts, outer inter-ocular (%): mean {r['nme_68_interocular']['mean']:.3f}, "
+             f"median {r['nme_68_interocular']['median']:.3f} (over {r['found']} faces)"]
+    if r["boxes"] == "detector":
+        lines += [f"  detection rate: {r['found']}/{r['faces']} = {r['detection_rate']:.2f}%",
+                  f"  failure rate at 8%: {r['failure_rate_8']:.2f}% (misses count as failures; "
+                  f"{r['failure_rate_8_found']:.2f}% of found faces); AUC@8%: {r['auc_8']:.4f}"]
+    else:
+        lines.append(f"  failure rate at 8%: {r['failure_rate_8']:.2f}%; AUC@8%: {r['auc_8']:.4f}")
+    for k, v in r["per_folder"].items():
+        lines.append(f"  {k}: {v['found']}/{v['faces']} found, NME mean {v['nme_mean']:.3f}%")
+    if r["missed"]:
+        lines.append(f"  missed: {' '.join(Path(m).name for m in r['missed'][:20])}"
+                     f"{' ...' if len(r['missed']) > 20 else ''}")
+    return "\n".join(lines)

@@ -59,11 +59,9 @@ from .geometry.landmark_map import BACKGROUND, tf_landmark_map
 from .model import FaceModel
 from .models.morphable import MorphableLayer
 
-EXPORT_FORMAT = "tf2dasl-export"
-EXPORT_FORMAT_VERSION = 1
-EXPORT_JSON = "export.json"
+from .runtimes import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_JSON, TFLITE_VARIANTS  # noqa: F401 (re-exported)
+
 FORMATS = ("savedmodel", "tflite", "onnx")
-TFLITE_VARIANTS = ("float32", "float16", "int8")
 ONNX_OPSET = 17
 WARMUP_BATCH_SIZES = (1, 8)
 SERVING_SIGNATURES = ("serving_default", "predict_image")

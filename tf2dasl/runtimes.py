@@ -22,6 +22,11 @@ import numpy as np
 from .errors import UserError
 
 KINDS = ("savedmodel", "tflite", "onnx")
+# the export format (written by tf2dasl.export; kept here so that runtimes load without TensorFlow)
+EXPORT_FORMAT = "tf2dasl-export"
+EXPORT_FORMAT_VERSION = 1
+EXPORT_JSON = "export.json"
+TFLITE_VARIANTS = ("float32", "float16", "int8")
 EXPORT_HINT = "run `tf2dasl export MODEL_DIR --out {dir}`"
 
 
@@ -31,8 +36,6 @@ class RuntimeLoadError(UserError):
 
 def read_export(export_dir: str | Path) -> dict:
     """``export.json`` of an export directory, checked."""
-    from .export import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_JSON
-
     d = Path(export_dir)
     hint = EXPORT_HINT.format(dir=d)
     if not d.is_dir():
@@ -142,8 +145,6 @@ class TFLiteRuntime(Runtime):
 
     def __init__(self, meta: dict, export_dir: Path, variant: str = "float32", num_threads: int | None = None,
                  use_xnnpack: bool = True):
-        from .export import TFLITE_VARIANTS
-
         if variant not in TFLITE_VARIANTS:
             raise RuntimeLoadError(f"unknown TFLite variant {variant!r}; use one of {', '.join(TFLITE_VARIANTS)}")
         name = f"{meta['model_name']}_{variant}.tflite"

@@ -25,6 +25,6 @@ def run(args) -> int:
     tfl = arts.get("tflite", {}).get("variants", {})
     gpu = [v for v, e in tfl.items() if e.get("gpu_compatible")]
     if tfl:
-        print(f"tflite GPU-delegate compatible (analyzer): {', '.join(gpu) or 'none'}")
+        print(f"tflite GPU-delegate compatible (analyzer + op check): {', '.join(gpu) or 'none'}")
     print(f"exported {manifest['model_name']} -> {args.out} (export.json describes every artifact)")
     return 0

@@ -58,13 +58,15 @@ class DASLModel(keras.Model):
 
     def __init__(self, regressor: Regressor, critic: SelfCritic, morphable: MorphableLayer,
                  loss_weights: LossWeights | dict | None = None, teacher: Regressor | None = None,
-                 freeze_bn: bool = True, norm_mean: float = 127.5, norm_scale: float = 1.0 / 128.0, **kwargs):
+                 freeze_bn: bool = True, norm_mean: float = 127.5, norm_scale: float = 1.0 / 128.0,
+                 map_lr_multiplier: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.regressor, self.critic, self.morphable, self.teacher = regressor, critic, morphable, teacher
         lw = loss_weights or LossWeights()
         self.loss_weights = lw if isinstance(lw, LossWeights) else LossWeights(**lw)
         self.loss_weights.validate()
         self.freeze_bn, self.norm_mean, self.norm_scale = bool(freeze_bn), float(norm_mean), float(norm_scale)
+        self.map_lr_multiplier = float(map_lr_multiplier)
         self.size = regressor.input_size
         self.point_weights = L.point_weights(self.loss_weights.landmark_set)
         if teacher is not None:
@@ -186,6 +188,8 @@ class DASLModel(keras.Model):
             if isinstance(self.reg_optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled = self.reg_optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, reg_vars)
+        if self.map_lr_multiplier != 1.0 and self.regressor.channels == 4:
+            grads = self._scale_map_gradient(grads, reg_vars)
         self.reg_optimizer.apply(grads, reg_vars)
         if real is not None and fake is not None and self.loss_weights.adversarial:
             real = tuple(tf.stop_gradient(t) for t in real)
@@ -197,6 +201,18 @@ class DASLModel(keras.Model):
             self.critic_optimizer.apply(tape.gradient(c_scaled, crit_vars), crit_vars)
             self.trackers["critic"].update_state(c_loss)
         return self._update_metrics(total, terms)
+
+    def _scale_map_gradient(self, grads, variables):
+        """Multiply the gradient of the first kernel's landmark-map slice (input channel 4) by
+        ``map_lr_multiplier``: a zero-initialised map slice otherwise learns far slower than the rest."""
+        out = list(grads)
+        for i, v in enumerate(variables):
+            if len(v.shape) == 4 and v.shape[2] == 4:  # (kh, kw, 4, out): the only kernel that sees the map
+                scale = np.ones(tuple(v.shape), np.float32)
+                scale[:, :, 3] = self.map_lr_multiplier
+                out[i] = out[i] * tf.constant(scale, out[i].dtype)
+                break
+        return out
 
     def test_step(self, data):
         terms, _, _ = self.compute_terms(data)
@@ -215,7 +231,7 @@ class DASLModel(keras.Model):
                 "morphable": self.morphable.get_config(), "loss_weights": asdict(self.loss_weights),
                 "teacher": None if self.teacher is None else self.teacher.get_config(),
                 "freeze_bn": self.freeze_bn, "norm_mean": self.norm_mean, "norm_scale": self.norm_scale,
-                "name": self.name}
+                "map_lr_multiplier": self.map_lr_multiplier, "name": self.name}
 
     @classmethod
     def from_config(cls, config):

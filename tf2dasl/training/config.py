@@ -41,6 +41,9 @@ class OptimConfig:
     lr_schedule: str = "cosine"
     warmup_steps: int = 0
     clip_norm: float | None = 5.0
+    #: learning-rate multiplier of the first kernel's landmark-map slice (zero-initialised when a 3-channel
+    #: model is expanded to 4 channels; at 1.0 it hardly moves in a short fine-tune)
+    map_lr_multiplier: float = 1.0
     critic_lr: float = 1e-5
     critic_beta_1: float = 0.5
     critic_beta_2: float = 0.999

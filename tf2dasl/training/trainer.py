@@ -173,7 +173,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         model = DASLModel(
             reg, SelfCritic(cfg.model.critic_hidden, cfg.model.critic_param_slice),
             MorphableLayer(mm, spec.input_size, spec.crop_convention, dense=False), cfg.loss, teacher,
-            freeze_bn=cfg.freeze_bn, norm_mean=spec.norm_mean, norm_scale=spec.norm_scale)
+            freeze_bn=cfg.freeze_bn, norm_mean=spec.norm_mean, norm_scale=spec.norm_scale,
+            map_lr_multiplier=cfg.optim.map_lr_multiplier)
         reg_opt, critic_opt = _optimizers(cfg, steps * cfg.epochs)
         model.compile(reg_opt, critic_opt, jit_compile=cfg.jit_compile)
         model.build()

@@ -1,0 +1,287 @@
+"""Regressor speed across runtimes, side by side: batch-1 latency (1 and 2 threads) and batch-32 throughput.
+
+Usage (from the repo root)::
+
+    python benchmarks/runtimes.py --model models/mb05 --export-dir export/mb05 [--threads 1,2] [--iters 300]
+                                  [--only onnx,tflite-float32] [--json OUT]
+
+``--export-dir`` is made with ``tf2dasl export --model ...`` first when it holds no export.json. Every
+(runtime, threads) pair runs in its own subprocess (TensorFlow's thread pools are fixed at start-up), one
+after the other; the table is markdown. Rows:
+
+* ``keras``: the regressor as a compiled ``tf.function`` (normalised float32 crops → 62 whitened params);
+  ``keras-xla`` the same with ``jit_compile=True``;
+* ``savedmodel``: the export's ``serving_default`` (uint8 crops; normalisation, parameters, landmarks, pose);
+* ``tflite-float32/float16/int8``: LiteRT's interpreter with XNNPACK (its default CPU delegate), batch 1 as
+  exported, batch 32 through ``resize_tensor_input``; normalised crops → params + landmarks;
+* ``onnx``: ONNX Runtime, CPU provider, ``ORT_ENABLE_ALL``, the export's NHWC graph; ``onnx-nchw`` the same
+  graph converted with ``inputs_as_nchw`` (no input transpose), to measure what the layout costs;
+* ``predict_image``: the SavedModel's ``predict_image`` on a real JPEG (decode, crop, resize in the graph),
+  compared with ``savedmodel`` on ready crops: the overhead of serving images instead of crops.
+
+Latency is the median of ``--iters`` calls after a warm-up (p10 in the JSON); the machine's load average is
+printed before and after, since timings on a shared machine move with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ROWS = ("keras", "keras-xla", "savedmodel", "tflite-float32", "tflite-float16", "tflite-int8", "onnx", "onnx-nchw",
+        "predict_image")
+DESCRIPTION = {
+    "keras": "Keras regressor, tf.function",
+    "keras-xla": "Keras regressor, tf.function(jit_compile=True)",
+    "savedmodel": "SavedModel serving_default (uint8 in, all heads)",
+    "tflite-float32": "TFLite float32 + XNNPACK",
+    "tflite-float16": "TFLite float16 weights + XNNPACK",
+    "tflite-int8": "TFLite int8 dynamic-range + XNNPACK",
+    "onnx": "ONNX Runtime, NHWC input (as exported)",
+    "onnx-nchw": "ONNX Runtime, NCHW input (inputs_as_nchw)",
+    "predict_image": "SavedModel predict_image (JPEG bytes + roi in)",
+}
+
+
+def timed(fn, iters: int, warmup: int = 20) -> dict:
+    for _ in range(warmup):
+        fn()
+    ts = np.empty(iters)
+    for i in range(iters):
+        t = time.perf_counter()
+        fn()
+        ts[i] = time.perf_counter() - t
+    return {"median_ms": float(np.median(ts) * 1e3), "p10_ms": float(np.percentile(ts, 10) * 1e3),
+            "min_ms": float(ts.min() * 1e3)}
+
+
+# ============================================================================ workers (one per subprocess)
+def worker(row: str, threads: int, args) -> dict:
+    rng = np.random.default_rng(0)
+    export_dir = Path(args.export_dir)
+    meta = json.loads((export_dir / "export.json").read_text())
+    s = meta["spec"]["input_size"]
+    mean, scale = meta["normalization"]["mean"], meta["normalization"]["scale"]
+    crops = rng.integers(0, 256, (args.batch, s, s, 3), dtype=np.uint8)
+    x = ((crops.astype(np.float32) - mean) * scale).astype(np.float32)
+    x1 = np.ascontiguousarray(x[:1])
+    big_iters = max(5, args.iters // 15)
+
+    if row in ("keras", "keras-xla", "savedmodel", "predict_image", "onnx-nchw"):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    if row in ("keras", "keras-xla"):
+        from tf2dasl import load_model
+
+        model = load_model(args.model)
+        fn = tf.function(lambda t: model.regressor(t, training=False), jit_compile=(row == "keras-xla"),
+                         input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32)])
+        t1, tb = tf.constant(x1), tf.constant(x)
+        one = timed(lambda: fn(t1).numpy(), args.iters)
+        batch = timed(lambda: fn(tb).numpy(), big_iters, warmup=3)
+    elif row in ("savedmodel", "predict_image"):
+        from tf2dasl.runtimes import load_runtime
+
+        rt = load_runtime("savedmodel", export_dir)
+        if row == "savedmodel":
+            c1, cb = tf.constant(crops[:1]), tf.constant(crops)
+            one = timed(lambda: rt.fn(crops=c1)["params"].numpy(), args.iters)
+            batch = timed(lambda: rt.fn(crops=cb)["params"].numpy(), big_iters, warmup=3)
+        else:
+            jpg, roi = _photo(args)
+            fn = rt.loaded.signatures["predict_image"]
+            i1, r1 = tf.constant([jpg]), tf.constant(roi[None])
+            ib, rb = tf.constant([jpg] * args.batch), tf.constant(np.repeat(roi[None], args.batch, 0))
+            one = timed(lambda: fn(images=i1, roi_boxes=r1)["params"].numpy(), args.iters)
+            batch = timed(lambda: fn(images=ib, roi_boxes=rb)["params"].numpy(), big_iters, warmup=3)
+    elif row.startswith("tflite-"):
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = export_dir / meta["artifacts"]["tflite"]["variants"][row.split("-", 1)[1]]["file"]
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
+        sig = it._get_full_signature_list()["serving_default"]
+        i_in, i_out = sig["inputs"]["crops"], sig["outputs"]["landmarks"]
+
+        def run1():
+            it.set_tensor(i_in, x1)
+            it.invoke()
+            return it.get_tensor(i_out)
+
+        itb = Interpreter(model_path=str(path), num_threads=threads)
+        itb.resize_tensor_input(i_in, list(x.shape))
+        itb.allocate_tensors()
+
+        def runb():
+            itb.set_tensor(i_in, x)
+            itb.invoke()
+            return itb.get_tensor(i_out)
+
+        one = timed(run1, args.iters)
+        batch = timed(runb, big_iters, warmup=3)
+    elif row in ("onnx", "onnx-nchw"):
+        import onnxruntime as ort
+
+        path = export_dir / meta["artifacts"]["onnx"]["file"]
+        if row == "onnx-nchw":
+            path = _nchw_onnx(args)
+            x1, x = np.ascontiguousarray(x1.transpose(0, 3, 1, 2)), np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        one = timed(lambda: sess.run(["landmarks"], {name: x1}), args.iters)
+        batch = timed(lambda: sess.run(["landmarks"], {name: x}), big_iters, warmup=3)
+    else:
+        raise SystemExit(f"unknown row {row}")
+    return {"row": row, "threads": threads, "batch1": one, "batchN": batch, "batch": args.batch}
+
+
+def _photo(args):
+    """A real JPEG and a face roi in it (AFLW2000 dev image + its protocol roi box, or a grey image)."""
+    shared = Path(args.shared)
+    d = shared / "data" / "aflw2000_3d_dev"
+    try:
+        names = (d / "AFLW2000-3D_crop.list").read_text().split()
+        roi = np.load(d / "AFLW2000-3D_crop.roi_box.npy")[0].astype(np.float32)
+        return (d / "AFLW2000" / names[0]).read_bytes(), roi
+    except OSError:
+        import cv2
+
+        ok, buf = cv2.imencode(".jpg", np.full((450, 450, 3), 128, np.uint8))
+        return buf.tobytes(), np.array([100, 100, 350, 350], np.float32)
+
+
+def _nchw_onnx(args) -> Path:
+    """The export's ONNX graph again, with ``inputs_as_nchw`` (cached next to the export)."""
+    out = Path(args.export_dir) / "bench_nchw.onnx"
+    if out.is_file():
+        return out
+    import contextlib
+    import io
+
+    import tensorflow as tf
+    import tf2onnx
+
+    from tf2dasl import load_model
+    from tf2dasl.export import MobileModule, ONNX_OPSET, _rename_onnx_io
+
+    model = load_model(args.model)
+    s = model.spec.input_size
+    module = MobileModule(model, batch=None, raw_params=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        tf2onnx.convert.from_function(module.serving_default,
+                                      input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32, name="crops")],
+                                      opset=ONNX_OPSET, inputs_as_nchw=["crops"], output_path=str(out))
+    _rename_onnx_io(out)
+    return out
+
+
+# ============================================================================ driver
+def run_worker(row: str, threads: int, args) -> dict | None:
+    cmd = [sys.executable, __file__, "--worker", row, "--threads", str(threads), "--model", args.model,
+           "--export-dir", args.export_dir, "--iters", str(args.iters), "--batch", str(args.batch),
+           "--shared", args.shared]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=str(threads))
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        print(f"  {row} x{threads}: failed\n{r.stderr[-1500:]}", file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(REPO / "models" / "mb05"), help="model directory (Keras rows)")
+    p.add_argument("--export-dir", default=str(REPO / "export" / "mb05"), help="export of that model")
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts for batch-1 latency")
+    p.add_argument("--iters", type=int, default=300, help="timed batch-1 calls per row")
+    p.add_argument("--batch", type=int, default=32, help="batch size for throughput")
+    p.add_argument("--only", help="comma-separated subset of rows: " + ",".join(ROWS))
+    p.add_argument("--shared", default=str(REPO.parent / "shared"), help="shared/ (a real JPEG for predict_image)")
+    p.add_argument("--json", help="write all measurements here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    threads = [int(t) for t in args.threads.split(",")]
+    if args.worker:
+        print(json.dumps(worker(args.worker, threads[0], args)))
+        return 0
+
+    if not (Path(args.export_dir) / "export.json").is_file():
+        print(f"exporting {args.model} -> {args.export_dir}")
+        subprocess.run([sys.executable, "-m", "tf2dasl.cli", "export", args.model, "--out", args.export_dir], check=True)
+    rows = [r.strip() for r in args.only.split(",")] if args.only else list(ROWS)
+    bad = [r for r in rows if r not in ROWS]
+    if bad:
+        p.error(f"unknown rows {bad}; choose from {', '.join(ROWS)}")
+    tmax = max(threads)
+    load0 = os.getloadavg()
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+    results = {}
+    for row in rows:
+        for t in threads:
+            res = run_worker(row, t, args)
+            if res is not None:
+                results[(row, t)] = res
+                print(f"  {row:16s} x{t}: batch-1 {res['batch1']['median_ms']:.3f} ms (p10 {res['batch1']['p10_ms']:.3f}), "
+                      f"batch-{args.batch} {res['batchN']['median_ms'] / args.batch:.3f} ms/face", flush=True)
+    load1 = os.getloadavg()
+    head = ["runtime", "what runs"] + [f"batch 1, {t} thread{'s' if t > 1 else ''} (ms)" for t in threads] + \
+           [f"batch {args.batch}, {tmax} threads (ms/face)", "faces/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row, DESCRIPTION[row]]
+        for t in threads:
+            r = results.get((row, t))
+            cells.append(f"{r['batch1']['median_ms']:.3f}" if r else "—")
+        r = results.get((row, tmax))
+        cells += [f"{r['batchN']['median_ms'] / args.batch:.3f}" if r else "—",
+                  f"{args.batch / r['batchN']['median_ms'] * 1e3:.0f}" if r else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    print()
+    print("\n".join(lines))
+    fast = [(r["batch1"]["median_ms"], k) for k, r in results.items() if k[0] not in ("predict_image",)]
+    if fast:
+        best, (row, t) = min(fast)
+        print(f"\nfastest batch-1: {row} with {t} thread(s), {best:.3f} ms per face (median)")
+    sm, pi = results.get(("savedmodel", tmax)), results.get(("predict_image", tmax))
+    if sm and pi:
+        print(f"predict_image overhead over ready crops (SavedModel, {tmax} threads): batch 1 "
+              f"{pi['batch1']['median_ms'] - sm['batch1']['median_ms']:+.3f} ms, batch {args.batch} "
+              f"{(pi['batchN']['median_ms'] - sm['batchN']['median_ms']) / args.batch:+.3f} ms/face")
+    print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} (1 min)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "load_before": load0,
+                                               "load_after": load1,
+                                               "results": [v for v in results.values()]}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,333 @@
+"""Serving: the in-process gRPC ``PredictionService`` and REST ``:predict`` (``tf2dasl.serving_local``) backed by
+the exported SavedModel, called through ``tf2dasl.serving.GrpcClient`` / ``RestClient``: single, batched and
+concurrent requests, images, metadata, and every error a user can meet (malformed request, unknown model or
+signature, oversized message, dead server, timeout)."""
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf2dasl.serving import GrpcClient, RestClient, ServingError
+from tf2dasl.serving_local import LocalModels, load_served_models, main as serving_main, serve
+
+NAME = "mb05_120x120"
+MAX_MB = 4  # the test server's message limit
+
+
+@pytest.fixture(scope="module")
+def served(export_dir_mb05):
+    return LocalModels(load_served_models(export_dir_mb05))
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    srv = serve(port=0, rest_port=0, models=served, max_message_mb=MAX_MB)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def crops(shared_dir):
+    from tf2dasl.evaluate import load_aflw2000
+
+    d = shared_dir / "data" / "aflw2000_3d_dev"
+    if not (d / "AFLW2000-3D_crop.list").is_file():
+        pytest.skip(f"AFLW2000-3D dev slice not found at {d}")
+    return load_aflw2000(d).crops[:32]
+
+
+@pytest.fixture(scope="module")
+def direct(served, crops):
+    """serving_default outputs computed without any transport."""
+    return served.predict(NAME, None, "serving_default", {"crops": crops})[1]
+
+
+@pytest.fixture(scope="module")
+def photo(shared_dir):
+    from tf2dasl.geometry.roi import roi_from_landmarks
+    from tf2dasl.io.pts import read_pts
+
+    path = shared_dir / "data" / "images" / "einstein.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    roi = roi_from_landmarks(read_pts(path.with_suffix(".pts"))[None])[0]
+    return path.read_bytes(), roi, cv2.imread(str(path))
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _crop_path_image_landmarks(served, image, roi):
+    from tf2dasl.geometry.camera import crop_to_image
+    from tf2dasl.geometry.roi import crop_image
+
+    lm = served.predict(NAME, None, "serving_default", {"crops": crop_image(image, roi)[None]})[1]["landmarks_3d"]
+    return crop_to_image(lm, roi[None], 120)
+
+
+# ---------------------------------------------------------------------------- gRPC
+def test_grpc_single_and_batched(server, crops, direct):
+    with GrpcClient(server.target, NAME) as c:
+        one = c.predict_crops(crops[0])  # a single (S, S, 3) crop is a batch of 1
+        assert set(one) == {"params_whitened", "params", "landmarks_2d", "landmarks_3d", "pose"}
+        assert one["landmarks_3d"].shape == (1, 68, 3) and one["pose"].shape == (1, 3)
+        np.testing.assert_allclose(one["landmarks_3d"][0], direct["landmarks_3d"][0], atol=1e-3)
+        many = c.predict_crops(crops)
+        for k, v in direct.items():
+            np.testing.assert_allclose(many[k], v, rtol=1e-5, atol=1e-3)
+
+
+def test_grpc_predict_params_stands_in_for_a_local_model(server, crops, export_src_model_dir):
+    from tf2dasl import load_model
+
+    m = load_model(export_src_model_dir)
+    with GrpcClient(server.target, NAME) as c:
+        p = c.predict_params(crops[:8])
+        assert p.shape == (8, 62) and p.dtype == np.float32
+        lm = c.landmarks_crop(crops[:8])
+    ref = m.predict_params(crops[:8])
+    np.testing.assert_allclose(m.landmarks_crop(p), m.landmarks_crop(ref), atol=1e-2)
+    np.testing.assert_allclose(lm, m.landmarks_crop(ref), atol=1e-2)
+
+
+def test_grpc_concurrent_requests(server, crops, direct):
+    def work(i):
+        with GrpcClient(server.target, NAME) as c:
+            idx = [(i + k) % len(crops) for k in range(1 + i % 4)]
+            out = c.predict_crops(crops[idx])
+            return np.abs(out["landmarks_3d"] - direct["landmarks_3d"][idx]).max()
+
+    with ThreadPoolExecutor(8) as pool:
+        errs = list(pool.map(work, range(24)))
+    assert max(errs) < 1e-3
+
+
+def test_grpc_predict_images(server, served, photo):
+    encoded, roi, image = photo
+    ref = _crop_path_image_landmarks(served, image, roi)
+    with GrpcClient(server.target, NAME) as c:
+        out = c.predict_images([encoded, encoded], [roi, roi])
+    assert out["landmarks_2d_image"].shape == (2, 68, 2) and out["landmarks_3d_image"].shape == (2, 68, 3)
+    err = np.linalg.norm(out["landmarks_2d_image"][0] - ref[0, :, :2], axis=-1)
+    assert err.mean() < 0.1 * (roi[2] - roi[0]) / 120, err.mean()
+
+
+def test_grpc_metadata(server):
+    with GrpcClient(server.target, NAME) as c:
+        meta = c.metadata()
+    assert set(meta) == {"serving_default", "predict_image"}
+    assert meta["serving_default"]["inputs"] == {"crops": ("uint8", [-1, 120, 120, 3])}
+    assert meta["predict_image"]["inputs"] == {"images": ("string", [-1]), "roi_boxes": ("float32", [-1, 4])}
+    assert meta["serving_default"]["outputs"]["landmarks_3d"] == ("float32", [-1, 68, 3])
+
+
+@pytest.mark.parametrize("inputs,match", [
+    ({"crops": np.zeros((1, 120, 120, 3), np.float32)}, "INVALID_ARGUMENT.*must be uint8"),
+    ({"crops": np.zeros((1, 60, 120, 3), np.uint8)}, "INVALID_ARGUMENT.*shape"),
+    ({"crops": np.zeros((1, 120, 120, 3), np.uint8), "extra": np.zeros(1)}, "INVALID_ARGUMENT.*unexpected \\['extra'\\]"),
+    ({}, "INVALID_ARGUMENT.*missing \\['crops'\\]"),
+], ids=["dtype", "shape", "extra-input", "no-input"])
+def test_grpc_malformed_request(server, inputs, match):
+    with GrpcClient(server.target, NAME) as c:
+        with pytest.raises(ServingError, match=match):
+            c.predict(inputs, "serving_default")
+
+
+def test_grpc_bad_image_and_mismatched_batch(server, photo):
+    encoded, roi, _ = photo
+    with GrpcClient(server.target, NAME) as c:
+        with pytest.raises(ServingError, match="INVALID_ARGUMENT.*Unknown image file format"):
+            c.predict_images([b"not an image"], [roi])
+        with pytest.raises(ServingError, match="INVALID_ARGUMENT.*batch sizes"):
+            c.predict({"images": np.array([encoded], object), "roi_boxes": np.zeros((2, 4), np.float32)},
+                      "predict_image")
+    with pytest.raises(ServingError, match="2 images but 1 roi boxes"):
+        GrpcClient(server.target, NAME).predict_images([encoded, encoded], [roi])
+
+
+def test_grpc_status_codes(server, crops):
+    """The servicer answers with TF Serving's codes (seen raw, without the client's translation)."""
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(server.target) as ch:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+        cases = [("nope", "serving_default", crops[:1], grpc.StatusCode.NOT_FOUND),
+                 (NAME, "nope", crops[:1], grpc.StatusCode.NOT_FOUND),
+                 (NAME, "serving_default", crops[:1].astype(np.int32), grpc.StatusCode.INVALID_ARGUMENT)]
+        for name, sig, x, code in cases:
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name, req.model_spec.signature_name = name, sig
+            req.inputs["crops"].CopyFrom(tf.make_tensor_proto(x))
+            with pytest.raises(grpc.RpcError) as exc:
+                stub.Predict(req, timeout=10)
+            assert exc.value.code() == code, (name, sig, exc.value.details())
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = NAME
+        req.model_spec.version.value = 7
+        req.inputs["crops"].CopyFrom(tf.make_tensor_proto(crops[:1]))
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Predict(req, timeout=10)
+        assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+        # output_filter and the default signature
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = NAME
+        req.inputs["crops"].CopyFrom(tf.make_tensor_proto(crops[:2]))
+        req.output_filter.append("pose")
+        resp = stub.Predict(req, timeout=10)
+        assert list(resp.outputs) == ["pose"] and resp.model_spec.version.value == 1
+
+
+def test_grpc_unknown_model_and_signature(server, crops):
+    with pytest.raises(ServingError, match="model 'nope' not found on the server"):
+        GrpcClient(server.target, "nope").predict_crops(crops[:1])
+    with pytest.raises(ServingError, match="model 'mb05_120x120' version 9 not found"):
+        GrpcClient(server.target, NAME, version=9).predict_crops(crops[:1])
+    with pytest.raises(ServingError, match="signature 'nosig' not found for model"):
+        GrpcClient(server.target, NAME).predict({"crops": crops[:1]}, "nosig")
+
+
+def test_grpc_oversized_request(server, photo):
+    _, roi, _ = photo
+    big = np.random.default_rng(0).bytes(int(1.5 * MAX_MB * 2**20))
+    # caught by the client before sending
+    with GrpcClient(server.target, NAME, max_message_mb=1) as c:
+        t = time.monotonic()
+        with pytest.raises(ServingError, match=r"request too large: .* MB > the 1 MB limit"):
+            c.predict_images([big], [roi])
+        assert time.monotonic() - t < 1.0
+    # refused by the server (its limit is MAX_MB): RESOURCE_EXHAUSTED, not retried
+    with GrpcClient(server.target, NAME, max_message_mb=64) as c:
+        with pytest.raises(ServingError, match="request too large: the server .* refused it"):
+            c.predict_images([big], [roi])
+
+
+def test_grpc_dead_server_fails_fast_with_bounded_retries(crops):
+    port = _free_port()
+    t = time.monotonic()
+    with pytest.raises(ServingError, match=rf"cannot reach TF Serving at 127\.0\.0\.1:{port} \(UNAVAILABLE\) "
+                                           r"after 3 tries; is the server running\?"):
+        GrpcClient(f"127.0.0.1:{port}", NAME, retries=2, backoff=0.05, timeout=2).predict_crops(crops[:1])
+    assert time.monotonic() - t < 3.0
+    with pytest.raises(ServingError, match="after 1 try;"):
+        GrpcClient(f"127.0.0.1:{port}", NAME, retries=0).predict_crops(crops[:1])
+
+
+def test_grpc_deadline_is_retried_then_reported(served, crops):
+    """A server slower than the client's timeout: DEADLINE_EXCEEDED on every try, then one clear error."""
+    import grpc as _grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from tf2dasl.serving_local import make_servicer
+
+    calls = []
+    inner = make_servicer(served)
+
+    class Slow(type(inner)):
+        def Predict(self, request, context):
+            calls.append(1)
+            time.sleep(0.4)
+            return super().Predict(request, context)
+
+    gs = _grpc.server(ThreadPoolExecutor(4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Slow(served), gs)
+    port = gs.add_insecure_port("127.0.0.1:0")
+    gs.start()
+    try:
+        with pytest.raises(ServingError, match=r"did not answer within 0\.1 s \(DEADLINE_EXCEEDED\) after 2 tries"):
+            GrpcClient(f"127.0.0.1:{port}", NAME, timeout=0.1, retries=1, backoff=0.01).predict_crops(crops[:1])
+        time.sleep(0.5)
+        assert len(calls) == 2
+        # with enough time the same server answers
+        assert GrpcClient(f"127.0.0.1:{port}", NAME, timeout=10).predict_params(crops[:1]).shape == (1, 62)
+    finally:
+        gs.stop(0)
+
+
+# ---------------------------------------------------------------------------- REST
+def test_rest_crops_images_and_status(server, served, crops, direct, photo):
+    encoded, roi, image = photo
+    with RestClient(server.url, NAME) as c:
+        out = c.predict_crops(crops[:4])
+        for k in direct:
+            np.testing.assert_allclose(out[k], direct[k][:4], rtol=1e-5, atol=1e-3)
+        assert c.predict_params(crops[:2]).shape == (2, 62)
+        img = c.predict_images([encoded], [roi])
+        ref = _crop_path_image_landmarks(served, image, roi)
+        assert np.abs(img["landmarks_2d_image"][0] - ref[0, :, :2]).max() < 1.0
+        assert c.status()["model_version_status"][0]["state"] == "AVAILABLE"
+        sigs = c.metadata()["metadata"]["signature_def"]["signature_def"]
+        assert {"serving_default", "predict_image"} <= set(sigs)
+    with RestClient(server.url, NAME, version=1) as c:  # /versions/1:predict
+        assert c.predict_crops(crops[:1])["params"].shape == (1, 62)
+
+
+def test_rest_concurrent_requests(server, crops, direct):
+    def work(i):
+        out = RestClient(server.url, NAME).predict_crops(crops[i:i + 2])
+        return np.abs(out["landmarks_3d"] - direct["landmarks_3d"][i:i + 2]).max()
+
+    with ThreadPoolExecutor(6) as pool:
+        assert max(pool.map(work, range(12))) < 1e-3
+
+
+def test_rest_errors(server, crops, photo):
+    _, roi, _ = photo
+    with pytest.raises(ServingError, match="model 'nope' not found on the server"):
+        RestClient(server.url, "nope").predict_crops(crops[:1])
+    with pytest.raises(ServingError, match="signature 'nosig' not found"):
+        RestClient(server.url, NAME).predict({"crops": crops[:1]}, "nosig")
+    with pytest.raises(ServingError, match=r"rejected the serving_default request \(HTTP 400\).*shape"):
+        RestClient(server.url, NAME).predict({"crops": crops[:1, :60]})
+    big = np.random.default_rng(1).bytes(int(0.8 * MAX_MB * 2**20))  # base64 makes it > MAX_MB
+    with pytest.raises(ServingError, match=r"request too large: the server .* refused it \(HTTP 413"):
+        RestClient(server.url, NAME).predict_images([big], [roi])
+    with pytest.raises(ServingError, match=r"request too large: .* > the 1 MB limit"):
+        RestClient(server.url, NAME, max_message_mb=1).predict_images([big], [roi])
+    port = _free_port()
+    t = time.monotonic()
+    with pytest.raises(ServingError, match=rf"cannot reach TF Serving REST API at http://127\.0\.0\.1:{port} .* "
+                                           r"after 3 tries; is the server running\?"):
+        RestClient(f"127.0.0.1:{port}", NAME, backoff=0.05).predict_crops(crops[:1])
+    assert time.monotonic() - t < 3.0
+
+
+def test_rest_raw_json_protocol(server, crops):
+    """The wire format TF Serving documents: columnar "inputs", row "instances", b64 strings, {"error"}."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def post(body, path=f"/v1/models/{NAME}:predict"):
+        req = urllib.request.Request(server.url + path, data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, out = post({"signature_name": "serving_default", "inputs": {"crops": crops[:1].tolist()}})
+    assert status == 200 and np.asarray(out["outputs"]["params"]).shape == (1, 62)
+    status, out = post({"instances": crops[:2].tolist()})
+    assert status == 200 and len(out["predictions"]) == 2 and len(out["predictions"][0]["params"]) == 62
+    status, out = post({"inputs": {"crops": crops[:1].tolist()}}, f"/v1/models/{NAME}/versions/5:predict")
+    assert status == 404 and "error" in out
+    status, out = post({"signature_name": "predict_image", "inputs": {"images": [{"b64": "!!"}],
+                                                                        "roi_boxes": [[0, 0, 10, 10]]}})
+    assert status == 400 and "base64" in out["error"]
+
+
+def test_serving_local_main_reports_a_missing_export(tmp_path, capsys):
+    assert serving_main([str(tmp_path / "nothing"), "--grpc-port", "0", "--rest-port", "0"]) == 2
+    assert "no SavedModel found" in capsys.readouterr().err
