@@ -18,7 +18,7 @@ Each stage is timed in wall-clock ms and in process CPU ms (``time.process_time`
 it is the work done, and moves less than wall time when other processes load the machine).
 photos/s is 1000 / the median of whole-photo times (decode + ``Reconstructor(image)`` + JSON, measured as
 one loop, not the sum of the stage medians), without and with the dense mesh; no renders. ``--threads N``
-caps TensorFlow (intra-op), LiteRT and OpenBLAS threads before anything is imported (0: library defaults).
+caps TensorFlow (intra-op), LiteRT, OpenCV and OpenBLAS threads before anything is imported (0: library defaults).
 The first calls at new batch sizes are reported too: ``FaceModel._forward`` is a ``tf.function`` with
 ``reduce_retracing=True`` and no input signature, so the first photo with 2 faces traces it again.
 """
@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     if args.threads > 0:
+        cv2.setNumThreads(args.threads)
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     sys.path.insert(0, str(REPO))

@@ -3,7 +3,7 @@
     python docs/make_figures.py --model models/mb05 --assets ../shared/assets --out docs/
 
 Writes ``astronaut_overlay.png`` (shaded mesh, 68 landmarks, pose axes), ``astronaut_depth.png`` and
-``astronaut_pncc.png``, each cropped to a square around the face (``--context`` times the final roi box's
+``astronaut_pncc.png`` of the photo enlarged ``--upscale`` times, each cropped to a square around the face (``--context`` times the final roi box's
 side, clipped to the photo) and at most ``--max-side`` pixels, so every PNG stays well under 300 KB.
 The photo (NASA, public domain) ships with scikit-image (``skimage.data.astronaut()``, RGB, converted to BGR);
 no photo from ../shared is used.
@@ -42,6 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "docs"), help="output folder")
     ap.add_argument("--context", type=float, default=1.6, help="crop side / roi box side")
     ap.add_argument("--max-side", type=int, default=360, help="largest side of the written PNGs")
+    ap.add_argument("--upscale", type=float, default=2.0,
+                    help="enlarge the 512x512 photo by this factor (bicubic) before reconstructing, so the renders "
+                         "have more pixels than the face's ~110 px")
     args = ap.parse_args(argv)
 
     import cv2
@@ -52,6 +55,8 @@ def main(argv=None) -> int:
     from tf2dasl.api import make_reconstructor
 
     image = np.ascontiguousarray(data.astronaut()[:, :, ::-1])  # RGB → BGR
+    if args.upscale != 1.0:
+        image = cv2.resize(image, None, fx=args.upscale, fy=args.upscale, interpolation=cv2.INTER_CUBIC)
     rec = make_reconstructor(args.model, args.detector, args.assets)
     faces = rec(image)
     if not faces:
