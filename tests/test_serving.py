@@ -331,3 +331,30 @@ def test_rest_raw_json_protocol(server, crops):
 def test_serving_local_main_reports_a_missing_export(tmp_path, capsys):
     assert serving_main([str(tmp_path / "nothing"), "--grpc-port", "0", "--rest-port", "0"]) == 2
     assert "no SavedModel found" in capsys.readouterr().err
+
+
+def test_serving_deployment_files_agree_with_the_export(export_dir_mb05):
+    """serving/models.config parses as TF Serving's ModelServerConfig and names the exported model;
+    docker-compose.yml passes the flags the README promises."""
+    import json
+    from pathlib import Path
+
+    import yaml
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    root = Path(__file__).resolve().parents[1] / "serving"
+    cfg = text_format.Parse((root / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    name = json.loads((export_dir_mb05 / "export.json").read_text())["model_name"]
+    [model] = cfg.model_config_list.config
+    assert model.name == name and model.base_path == f"/models/{name}" and model.model_platform == "tensorflow"
+    keys = {ln.split()[0] for ln in (root / "batching_parameters.txt").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")}
+    assert keys <= {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+                    "allowed_batch_sizes:", "pad_variable_length_inputs:"}, keys
+    svc = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]["tf2dasl-serving"]
+    assert "tensorflow/serving" in svc["image"] and {"8500:8500", "8501:8501"} <= set(svc["ports"])
+    flags = set(svc["command"])
+    assert {"--enable_batching=true", "--model_config_file=/config/models.config",
+            "--enable_model_warmup=true", "--port=8500", "--rest_api_port=8501"} <= flags
+    assert any(v.endswith(":/models:ro") for v in svc["volumes"])

@@ -80,7 +80,14 @@ def test_landmark_loss_hand_made():
     target[0, :, 0] = np.linspace(0, 100, 68)
     target[0, :, 1] = np.linspace(0, 25, 68)  # face size sqrt(100 * 25) = 50
     pred = target + np.array([3.0, 4.0], np.float32)  # 5 px everywhere
-    assert float(L.landmark_loss(tf.constant(pred), tf.constant(target))) == pytest.approx(0.1, rel=1e-5)
+    assert float(L.landmark_loss(tf.constant(pred), tf.constant(target), eps=0.0)) == pytest.approx(0.1, rel=1e-5)
+    smooth = (np.sqrt(25 + L.LANDMARK_EPS ** 2) - L.LANDMARK_EPS) / 50
+    assert float(L.landmark_loss(tf.constant(pred), tf.constant(target))) == pytest.approx(smooth, rel=1e-5)
+    # smooth at zero: agreeing sides give no gradient
+    x = tf.Variable(target)
+    with tf.GradientTape() as tape:
+        loss = L.landmark_loss(x, tf.constant(target))
+    assert float(tf.reduce_max(tf.abs(tape.gradient(loss, x)))) == 0.0
     w = L.point_weights("map18")
     assert w.sum() == pytest.approx(14.0) and w[30] == 2.0 and w[0] == 0.0  # jaw not used by map18
     pred2 = target.copy()

@@ -13,6 +13,9 @@ from .geometry.landmark_map import MAP_POINT_PAIRS, MAP_POINT_WEIGHTS
 #: 3DDFA's WPDC shape/expression scale (``magic_number`` in its ``WPDCLoss``).
 WPDC_SHAPE_SCALE = 0.00057339936
 WPDC_EPS = 1e-6
+#: Charbonnier epsilon (crop pixels) of landmark distances: ``sqrt(d^2 + eps^2) - eps`` is smooth at 0, so a
+#: consistency term whose two sides already agree gives (almost) no gradient instead of unit-length noise.
+LANDMARK_EPS = 0.5
 #: Pose parameters of ``P = [sR | t]`` (row-major 3x4) that multiply the x, y and z of the shape.
 _POSE_AXIS = np.array([0, 1, 2, -1, 0, 1, 2, -1, 0, 1, 2, -1])
 
@@ -38,13 +41,14 @@ def face_size(landmarks):
     return tf.sqrt(tf.maximum(wh[:, 0] * wh[:, 1], 1e-6))
 
 
-def landmark_loss(pred, target, weights=None, normaliser=None):
+def landmark_loss(pred, target, weights=None, normaliser=None, eps: float = LANDMARK_EPS):
     """Weighted mean point distance ``(B, 68, D)`` over the face size of ``normaliser`` (default ``target``).
 
-    ``weights (68,)`` per point (normalised to sum to 1). Zero when ``pred == target``.
+    Distances are Charbonnier-smoothed (``sqrt(d^2 + eps^2) - eps``, crop pixels); ``weights (68,)`` per point
+    (normalised to sum to 1). Zero when ``pred == target``.
     """
     d = pred.shape[-1]
-    dist = tf.sqrt(tf.reduce_sum(tf.square(pred - target[..., :d]), axis=-1) + 1e-12)  # (B, 68)
+    dist = tf.sqrt(tf.reduce_sum(tf.square(pred - target[..., :d]), axis=-1) + eps * eps) - eps  # (B, 68)
     if weights is None:
         per_face = tf.reduce_mean(dist, axis=1)
     else:
