@@ -51,8 +51,12 @@ def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[F
     from . import visualize
     from .io.mesh import sample_vertex_colors, write_obj, write_ply
 
+    from .reconstruct import dense_vertices
+
     written = []
     tri = mm.triangles if mm.is_dense else None
+    if tri is not None and set(outputs) & {"overlay", "depth", "pncc", "obj", "ply"}:
+        dense_vertices(list(faces))  # once, batched; cached on the faces
     if "overlay" in outputs:
         written.append(out_dir / f"{stem}_overlay.png")
         cv2.imwrite(str(written[-1]), visualize.overlay(image, faces, tri))

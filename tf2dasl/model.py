@@ -62,7 +62,8 @@ class FaceModel:
     def __init__(self, spec: ModelSpec, regressor: Regressor, mm: MorphableModel):
         self.spec, self.regressor, self.mm = spec, regressor, mm
         self.convention = get_convention(spec.crop_convention)
-        self._forward = tf.function(lambda x: self.regressor(x, training=False), reduce_retracing=True)
+        signature = [tf.TensorSpec([None, spec.input_size, spec.input_size, spec.channels], tf.float32)]
+        self._forward = tf.function(lambda x: self.regressor(x, training=False), input_signature=signature)
 
     # -------------------------------------------------------------- input
     def normalize(self, crops: np.ndarray, maps: np.ndarray | None = None) -> np.ndarray:
@@ -83,11 +84,11 @@ class FaceModel:
         out = [self._forward(tf.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
         return np.concatenate(out).astype(np.float32)
 
-    def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None) -> np.ndarray:
+    def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None, passes: int = 2) -> np.ndarray:
         """``(B, S, S, 3)`` uint8 crops → ``(B, 62)`` raw params. A 4-channel model runs its two passes
-        (empty map, then the map of its own landmarks) unless ``maps`` are given."""
+        (empty map, then the map of its own landmarks) unless ``maps`` are given or ``passes == 1``."""
         params = self.mm.unwhiten(self.predict_whitened(crops, maps))
-        if self.spec.channels == 4 and maps is None and len(params):
+        if self.spec.channels == 4 and maps is None and passes > 1 and len(params):
             maps = landmark_map(self.landmarks_crop(params), self.spec.input_size)
             params = self.mm.unwhiten(self.predict_whitened(crops, maps))
         return params

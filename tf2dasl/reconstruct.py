@@ -32,7 +32,7 @@ class Backend(Protocol):
     spec: ModelSpec
     mm: MorphableModel
 
-    def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None) -> np.ndarray: ...
+    def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None, passes: int = 2) -> np.ndarray: ...
 
 
 @dataclass
@@ -53,15 +53,18 @@ class Face:
     _mm: MorphableModel = field(repr=False, default=None)
     _size: int = field(repr=False, default=120)
     _convention: object = field(repr=False, default=None)
+    _vertices: np.ndarray | None = field(repr=False, default=None)
 
     @property
     def landmarks_2d(self) -> np.ndarray:
         return self.landmarks_3d[:, :2]
 
     def vertices(self) -> np.ndarray:
-        """Dense mesh ``(N, 3)`` in image pixels (computed on demand)."""
-        v = model_to_crop(self._mm.vertices(self.params[None], dense=True), self._size, self._convention)
-        return crop_to_image(v, self.roi_box[None], self._size)[0]
+        """Dense mesh ``(N, 3)`` in image pixels (computed once, on demand; see :func:`dense_vertices`)."""
+        if self._vertices is None:
+            dense_vertices([self])
+        return self._vertices
+
 
     def to_json(self) -> dict:
         r = lambda a: np.round(np.asarray(a, np.float64), 3).tolist()  # noqa: E731
@@ -70,6 +73,20 @@ class Face:
                 "landmarks_2d": r(self.landmarks_2d), "landmarks_3d": r(self.landmarks_3d),
                 "pose": {"yaw": round(yaw, 3), "pitch": round(pitch, 3), "roll": round(roll, 3)},
                 "params": np.asarray(self.params, np.float64).tolist()}
+
+
+def dense_vertices(faces: list[Face]) -> list[np.ndarray]:
+    """Dense meshes ``(N, 3)`` of several faces in one batched reconstruction (the bases are read once);
+    cached on the faces."""
+    todo = [f for f in faces if f._vertices is None]
+    if todo:
+        f0 = todo[0]
+        params = np.stack([f.params for f in todo])
+        v = model_to_crop(f0._mm.vertices(params, dense=True), f0._size, f0._convention)
+        v = crop_to_image(v, np.stack([f.roi_box for f in todo]), f0._size)
+        for f, vi in zip(todo, v):
+            f._vertices = vi
+    return [f._vertices for f in faces]
 
 
 class Reconstructor:
@@ -84,9 +101,9 @@ class Reconstructor:
         self.convention = get_convention(model.spec.crop_convention)
 
     # ------------------------------------------------------------------ steps
-    def _regress(self, image: np.ndarray, rois: np.ndarray, maps: np.ndarray | None = None):
+    def _regress(self, image: np.ndarray, rois: np.ndarray, maps: np.ndarray | None = None, passes: int = 2):
         crops = crop_images(image, rois, self.size)
-        params = self.model.predict_params(crops, maps)
+        params = self.model.predict_params(crops, maps, passes=passes)
         lm_crop = model_to_crop(self.model.mm.landmarks(params), self.size, self.convention)
         return params, crop_to_image(lm_crop, rois, self.size)
 
@@ -128,7 +145,8 @@ class Reconstructor:
             if len(det_boxes) == 0:
                 return []
             rois = roi_from_bbox(fb_boxes)
-            params, lm = self._regress(image, rois)
+            # the box crop only places the refined crop: one pass is enough there
+            params, lm = self._regress(image, rois, passes=1 if self.refine else 2)
             if self.refine:
                 rois = roi_from_landmarks(lm)
                 params, lm = self._regress(image, rois)
