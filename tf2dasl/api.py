@@ -79,15 +79,36 @@ def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[F
     return written
 
 
+def make_backend(model_dir, runtime: str = "keras", export_dir=None, server: str | None = None,
+                 server_model: str | None = None, num_threads: int | None = None):
+    """The model a :class:`Reconstructor` calls: the model directory itself (Keras), one of its exported
+    runtimes (``savedmodel``, ``tflite``, ``onnx`` from ``export_dir``) or a TF Serving server (``HOST:PORT``,
+    gRPC). The model directory always supplies the morphable model and the spec."""
+    from . import load_model
+    from .errors import UserError
+    from .reconstruct import PredictorBackend
+
+    model = load_model(model_dir)
+    if server:
+        from .serving import GrpcClient
+
+        return PredictorBackend(GrpcClient(server, server_model or model.spec.name), model.spec, model.mm)
+    if runtime == "keras":
+        return model
+    if not export_dir:
+        raise UserError(f"--export-dir EXPORT_DIR is required with --runtime {runtime} (make one with `tf2dasl export`)")
+    from .runtimes import load_runtime
+
+    return PredictorBackend(load_runtime(runtime, export_dir, num_threads=num_threads), model.spec, model.mm)
+
+
 def make_reconstructor(model, detector: str = "auto", assets_dir=None, detector_options: dict | None = None,
                        refine: bool = True) -> Reconstructor:
-    """A :class:`Reconstructor` from a model (directory or loaded) and a detector name."""
+    """A :class:`Reconstructor` from a model (directory, loaded model or backend) and a detector name."""
     from .detect import make_detector
 
     if isinstance(model, (str, Path)):
-        from . import load_model
-
-        model = load_model(model)
+        model = make_backend(model)
     opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
     return Reconstructor(model, make_detector(detector, assets_dir, **opts), refine=refine)
 

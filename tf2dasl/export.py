@@ -8,9 +8,9 @@ Layout of ``EXPORT_DIR`` (``NAME`` = the model spec's name, ``V`` = ``--version`
         saved_model.pb, variables/
         assets/model.json              the model directory's model.json
         assets.extra/tf_serving_warmup_requests
-      NAME_float32.tflite              float32 normalised crops [1, S, S, 3] → params, landmarks
+      NAME_float32.tflite              float32 normalised crops [1, S, S, 3] → params_whitened, landmarks
       NAME_float16.tflite              float16 weights (the GPU delegate recipe)
-      NAME_int8.tflite                 dynamic-range int8 weights (CPU)
+      NAME_int8.tflite                 dynamic-range int8 weights (CPU only: hybrid kernels)
       NAME.onnx                        float32 normalised crops [N, S, S, 3] → params, landmarks (opset 17)
 
 SavedModel signatures (all outputs float32):
@@ -32,6 +32,14 @@ ONNX graphs take *normalised* float32 NHWC crops (the app normalises: 3DDFA_V2 w
 ``(x - 127.5) / 128``). A 4-channel (2DASL) model runs its two passes inside every graph: the first with
 an empty landmark map, the second with the map of the first pass's landmarks (``tf_landmark_map``); its
 artifacts still take 3-channel crops.
+
+TFLite outputs ``params_whitened`` ``(1, 62)`` and ``landmarks`` ``(1, 68, 3)`` crop pixels; raw parameters
+are ``params_whitened * std + mean`` with the 62 + 62 numbers in export.json's ``whitening`` (raw values
+reach 6e5, beyond float16: the GPU delegate computes in half precision). The landmark head is
+:class:`LandmarkHead`, the morphable model rescaled so that every weight and intermediate fits float16,
+written with GPU-delegate ops only (checked offline by :func:`gpu_op_issues`). ONNX outputs raw ``params``
+``(N, 62)`` and ``landmarks`` ``(N, 68, 3)`` (float32 only; NHWC input: with ``inputs_as_nchw`` ONNX Runtime
+measured the same speed, the one Transpose tf2onnx inserts costs nothing measurable).
 
 The TFLite and ONNX graphs are converted from a SavedModel (TFLite: ``from_saved_model``, builtin ops only)
 or a frozen ``tf.function`` (ONNX, tf2onnx, opset :data:`ONNX_OPSET`): the morphable model's arrays are

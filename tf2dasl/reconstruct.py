@@ -35,6 +35,20 @@ class Backend(Protocol):
     def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None, passes: int = 2) -> np.ndarray: ...
 
 
+class PredictorBackend:
+    """A :class:`Backend` around a predictor that maps crops to raw params on its own — an exported runtime
+    (:mod:`tf2dasl.runtimes`) or a TF Serving client (:mod:`tf2dasl.serving`) — with the spec and morphable
+    model of the model directory it was exported from. Exported graphs run their landmark-map passes inside."""
+
+    def __init__(self, predictor, spec: ModelSpec, mm: MorphableModel):
+        self.predictor, self.spec, self.mm = predictor, spec, mm
+
+    def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None, passes: int = 2) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.spec.num_params), np.float32)
+        return np.asarray(self.predictor.predict_params(crops), np.float32)
+
+
 @dataclass
 class Face:
     """One reconstructed face, all coordinates 0-based pixels of the original image.

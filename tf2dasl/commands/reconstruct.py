@@ -25,6 +25,13 @@ def add_parser(sub, name):
     p.add_argument("--pts", action="store_true",
                    help="use the 68-point <stem>.pts next to an image instead of detection when present")
     p.add_argument("--no-refine", action="store_true", help="skip the second, landmark-based crop")
+    p.add_argument("--runtime", choices=("keras", "savedmodel", "tflite", "onnx"), default="keras",
+                   help="run the regressor through an exported artifact of --export-dir")
+    p.add_argument("--export-dir", help="export directory (tf2dasl export) for --runtime savedmodel|tflite|onnx")
+    p.add_argument("--server", metavar="HOST:PORT",
+                   help="call the model on a TF Serving server over gRPC (the model directory still supplies the "
+                        "morphable model)")
+    p.add_argument("--server-model", help="model name on the server (default: the model directory's name)")
     for o in OUTPUTS:
         p.add_argument(f"--{o}", action="store_true", help=f"write <stem>_{o}.{'png' if o in OUTPUTS[:3] else o}")
     p.add_argument("--all", action="store_true", help="write every picture and mesh")
@@ -32,13 +39,14 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..api import reconstruct_paths
+    from ..api import make_backend, reconstruct_paths
 
     outputs = [o for o in OUTPUTS if args.all or getattr(args, o)]
     det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
     if args.score_threshold is not None:
         det_opts["score_threshold"] = args.score_threshold
-    summary = reconstruct_paths(args.inputs, args.model, args.out, outputs=outputs, detector=args.detector,
+    backend = make_backend(args.model, args.runtime, args.export_dir, args.server, args.server_model)
+    summary = reconstruct_paths(args.inputs, backend, args.out, outputs=outputs, detector=args.detector,
                                 assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
                                 refine=not args.no_refine)
     print(summary.describe())
