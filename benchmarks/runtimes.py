@@ -5,9 +5,10 @@ Usage (from the repo root)::
     python benchmarks/runtimes.py --model models/mb05 --export-dir export/mb05 [--threads 1,2] [--iters 300]
                                   [--only onnx,tflite-float32] [--json OUT]
 
-``--export-dir`` is made with ``tf2dasl export --model ...`` first when it holds no export.json. Every
-(runtime, threads) pair runs in its own subprocess (TensorFlow's thread pools are fixed at start-up), one
-after the other; the table is markdown. Rows:
+``--export-dir`` is made with ``tf2dasl export MODEL --out EXPORT_DIR`` first when it holds no export.json.
+Each thread count runs in its own subprocess (TensorFlow's thread pools are fixed at start-up); inside it
+every runtime is loaded and warmed up, then all are timed in 10 interleaved rounds, so that the machine's
+load (shared machines move) hits every row alike. The table is markdown. Rows:
 
 * ``keras``: the regressor as a compiled ``tf.function`` (normalised float32 crops → 62 whitened params);
   ``keras-xla`` the same with ``jit_compile=True``;
@@ -19,8 +20,8 @@ after the other; the table is markdown. Rows:
 * ``predict_image``: the SavedModel's ``predict_image`` on a real JPEG (decode, crop, resize in the graph),
   compared with ``savedmodel`` on ready crops: the overhead of serving images instead of crops.
 
-Latency is the median of ``--iters`` calls after a warm-up (p10 in the JSON); the machine's load average is
-printed before and after, since timings on a shared machine move with it.
+Latency is the median of ``--iters`` batch-1 calls (p10 and min in the JSON), throughput the median of 10
+batch calls; the machine's load average is printed before and after.
 """
 from __future__ import annotations
 
@@ -53,37 +54,14 @@ DESCRIPTION = {
 }
 
 
-def timed(fn, iters: int, warmup: int = 20) -> dict:
-    for _ in range(warmup):
-        fn()
-    ts = np.empty(iters)
-    for i in range(iters):
-        t = time.perf_counter()
-        fn()
-        ts[i] = time.perf_counter() - t
-    return {"median_ms": float(np.median(ts) * 1e3), "p10_ms": float(np.percentile(ts, 10) * 1e3),
-            "min_ms": float(ts.min() * 1e3)}
-
-
-# ============================================================================ workers (one per subprocess)
-def worker(row: str, threads: int, args) -> dict:
-    rng = np.random.default_rng(0)
+# ============================================================================ worker (one subprocess per thread count)
+def make_runners(row: str, threads: int, args, meta: dict, crops: np.ndarray, x: np.ndarray):
+    """``(run_batch1, run_batchN)`` callables for one row."""
     export_dir = Path(args.export_dir)
-    meta = json.loads((export_dir / "export.json").read_text())
     s = meta["spec"]["input_size"]
-    mean, scale = meta["normalization"]["mean"], meta["normalization"]["scale"]
-    crops = rng.integers(0, 256, (args.batch, s, s, 3), dtype=np.uint8)
-    x = ((crops.astype(np.float32) - mean) * scale).astype(np.float32)
     x1 = np.ascontiguousarray(x[:1])
-    big_iters = max(5, args.iters // 15)
-
     if row in ("keras", "keras-xla", "savedmodel", "predict_image", "onnx-nchw"):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-
     if row in ("keras", "keras-xla"):
         from tf2dasl import load_model
 
@@ -91,24 +69,21 @@ def worker(row: str, threads: int, args) -> dict:
         fn = tf.function(lambda t: model.regressor(t, training=False), jit_compile=(row == "keras-xla"),
                          input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32)])
         t1, tb = tf.constant(x1), tf.constant(x)
-        one = timed(lambda: fn(t1).numpy(), args.iters)
-        batch = timed(lambda: fn(tb).numpy(), big_iters, warmup=3)
-    elif row in ("savedmodel", "predict_image"):
+        return (lambda: fn(t1).numpy()), (lambda: fn(tb).numpy())
+    if row in ("savedmodel", "predict_image"):
         from tf2dasl.runtimes import load_runtime
 
         rt = load_runtime("savedmodel", export_dir)
         if row == "savedmodel":
             c1, cb = tf.constant(crops[:1]), tf.constant(crops)
-            one = timed(lambda: rt.fn(crops=c1)["params"].numpy(), args.iters)
-            batch = timed(lambda: rt.fn(crops=cb)["params"].numpy(), big_iters, warmup=3)
-        else:
-            jpg, roi = _photo(args)
-            fn = rt.loaded.signatures["predict_image"]
-            i1, r1 = tf.constant([jpg]), tf.constant(roi[None])
-            ib, rb = tf.constant([jpg] * args.batch), tf.constant(np.repeat(roi[None], args.batch, 0))
-            one = timed(lambda: fn(images=i1, roi_boxes=r1)["params"].numpy(), args.iters)
-            batch = timed(lambda: fn(images=ib, roi_boxes=rb)["params"].numpy(), big_iters, warmup=3)
-    elif row.startswith("tflite-"):
+            return (lambda: rt.fn(crops=c1)["params"].numpy()), (lambda: rt.fn(crops=cb)["params"].numpy())
+        jpg, roi = _photo(args)
+        fn = rt.loaded.signatures["predict_image"]
+        i1, r1 = tf.constant([jpg]), tf.constant(roi[None])
+        ib, rb = tf.constant([jpg] * len(x)), tf.constant(np.repeat(roi[None], len(x), 0))
+        return (lambda: fn(images=i1, roi_boxes=r1)["params"].numpy()), \
+            (lambda: fn(images=ib, roi_boxes=rb)["params"].numpy())
+    if row.startswith("tflite-"):
         from ai_edge_litert.interpreter import Interpreter
 
         path = export_dir / meta["artifacts"]["tflite"]["variants"][row.split("-", 1)[1]]["file"]
@@ -116,24 +91,17 @@ def worker(row: str, threads: int, args) -> dict:
         it.allocate_tensors()
         sig = it._get_full_signature_list()["serving_default"]
         i_in, i_out = sig["inputs"]["crops"], sig["outputs"]["landmarks"]
-
-        def run1():
-            it.set_tensor(i_in, x1)
-            it.invoke()
-            return it.get_tensor(i_out)
-
         itb = Interpreter(model_path=str(path), num_threads=threads)
         itb.resize_tensor_input(i_in, list(x.shape))
         itb.allocate_tensors()
 
-        def runb():
-            itb.set_tensor(i_in, x)
-            itb.invoke()
-            return itb.get_tensor(i_out)
+        def run(interp, data):
+            interp.set_tensor(i_in, data)
+            interp.invoke()
+            return interp.get_tensor(i_out)
 
-        one = timed(run1, args.iters)
-        batch = timed(runb, big_iters, warmup=3)
-    elif row in ("onnx", "onnx-nchw"):
+        return (lambda: run(it, x1)), (lambda: run(itb, x))
+    if row in ("onnx", "onnx-nchw"):
         import onnxruntime as ort
 
         path = export_dir / meta["artifacts"]["onnx"]["file"]
@@ -146,11 +114,53 @@ def worker(row: str, threads: int, args) -> dict:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
-        one = timed(lambda: sess.run(["landmarks"], {name: x1}), args.iters)
-        batch = timed(lambda: sess.run(["landmarks"], {name: x}), big_iters, warmup=3)
-    else:
-        raise SystemExit(f"unknown row {row}")
-    return {"row": row, "threads": threads, "batch1": one, "batchN": batch, "batch": args.batch}
+        return (lambda: sess.run(["landmarks"], {name: x1})), (lambda: sess.run(["landmarks"], {name: x}))
+    raise SystemExit(f"unknown row {row}")
+
+
+def worker(rows: list[str], threads: int, args) -> list[dict]:
+    """All rows in one process, measured in interleaved rounds so that a change in the machine's load
+    hits every row alike (the comparison is side by side, not one row after the other)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if any(r in ("keras", "keras-xla", "savedmodel", "predict_image", "onnx-nchw") for r in rows):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    meta = json.loads((Path(args.export_dir) / "export.json").read_text())
+    s = meta["spec"]["input_size"]
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (args.batch, s, s, 3), dtype=np.uint8)
+    x = ((crops.astype(np.float32) - meta["normalization"]["mean"]) * meta["normalization"]["scale"]).astype(np.float32)
+    runners = {r: make_runners(r, threads, args, meta, crops, x) for r in rows}
+    for one, big in runners.values():  # warm-up (XLA compiles, kernels are packed, pools spin up)
+        for _ in range(20):
+            one()
+        for _ in range(2):
+            big()
+    rounds = 10
+    per_round = max(1, args.iters // rounds)
+    t1 = {r: [] for r in rows}
+    tn = {r: [] for r in rows}
+    for _ in range(rounds):
+        for r, (one, big) in runners.items():
+            for _ in range(3):
+                one()
+            for _ in range(per_round):
+                t = time.perf_counter()
+                one()
+                t1[r].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            big()
+            tn[r].append(time.perf_counter() - t)
+
+    def stats(ts):
+        ts = np.asarray(ts) * 1e3
+        return {"median_ms": float(np.median(ts)), "p10_ms": float(np.percentile(ts, 10)), "min_ms": float(ts.min()),
+                "n": int(len(ts))}
+
+    return [{"row": r, "threads": threads, "batch1": stats(t1[r]), "batchN": stats(tn[r]), "batch": args.batch}
+            for r in rows]
 
 
 def _photo(args):
@@ -194,15 +204,15 @@ def _nchw_onnx(args) -> Path:
 
 
 # ============================================================================ driver
-def run_worker(row: str, threads: int, args) -> dict | None:
-    cmd = [sys.executable, __file__, "--worker", row, "--threads", str(threads), "--model", args.model,
+def run_worker(rows: list[str], threads: int, args) -> list[dict]:
+    cmd = [sys.executable, __file__, "--worker", ",".join(rows), "--threads", str(threads), "--model", args.model,
            "--export-dir", args.export_dir, "--iters", str(args.iters), "--batch", str(args.batch),
            "--shared", args.shared]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=str(threads))
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
-        print(f"  {row} x{threads}: failed\n{r.stderr[-1500:]}", file=sys.stderr)
-        return None
+        print(f"  {threads} thread(s): worker failed\n{r.stderr[-3000:]}", file=sys.stderr)
+        return []
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -230,7 +240,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     if args.worker:
-        print(json.dumps(worker(args.worker, threads[0], args)))
+        print(json.dumps(worker(args.worker.split(","), threads[0], args)))
         return 0
 
     if not (Path(args.export_dir) / "export.json").is_file():
@@ -244,22 +254,24 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
     results = {}
-    for row in rows:
-        for t in threads:
-            res = run_worker(row, t, args)
-            if res is not None:
-                results[(row, t)] = res
-                print(f"  {row:16s} x{t}: batch-1 {res['batch1']['median_ms']:.3f} ms (p10 {res['batch1']['p10_ms']:.3f}), "
-                      f"batch-{args.batch} {res['batchN']['median_ms'] / args.batch:.3f} ms/face", flush=True)
+    for t in threads:
+        for res in run_worker(rows, t, args):
+            row = res["row"]
+            results[(row, t)] = res
+            print(f"  {row:16s} x{t}: batch-1 {res['batch1']['median_ms']:.3f} ms (p10 {res['batch1']['p10_ms']:.3f}), "
+                  f"batch-{args.batch} {res['batchN']['median_ms'] / args.batch:.3f} ms/face", flush=True)
     load1 = os.getloadavg()
     head = ["runtime", "what runs"] + [f"batch 1, {t} thread{'s' if t > 1 else ''} (ms)" for t in threads] + \
-           [f"batch {args.batch}, {tmax} threads (ms/face)", "faces/s"]
+           [f"batch 1, {min(threads)} thread{'s' if min(threads) > 1 else ''}, p10 (ms)",
+            f"batch {args.batch}, {tmax} threads (ms/face)", "faces/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row, DESCRIPTION[row]]
         for t in threads:
             r = results.get((row, t))
             cells.append(f"{r['batch1']['median_ms']:.3f}" if r else "—")
+        r0 = results.get((row, min(threads)))
+        cells.append(f"{r0['batch1']['p10_ms']:.3f}" if r0 else "—")
         r = results.get((row, tmax))
         cells += [f"{r['batchN']['median_ms'] / args.batch:.3f}" if r else "—",
                   f"{args.batch / r['batchN']['median_ms'] * 1e3:.0f}" if r else "—"]
