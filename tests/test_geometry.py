@@ -174,7 +174,7 @@ def test_landmark_map_numpy_and_tf():
     lm = rng.uniform(-5, 125, (3, 68, 2)).astype(np.float32)
     m = landmark_map(lm)
     assert m.shape == (3, 120, 120) and set(np.unique(m)) <= {-1.0, 1.0}
-    pts = np.rint(map_points(lm)).astype(int)
+    pts = np.floor(map_points(lm) + 0.5).astype(int)
     inside = ((pts >= 0) & (pts < 120)).all(-1)
     for b in range(3):
         assert (m[b] == 1).sum() == len({tuple(q) for q in pts[b][inside[b]]})

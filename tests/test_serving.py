@@ -358,3 +358,31 @@ def test_serving_deployment_files_agree_with_the_export(export_dir_mb05):
     assert {"--enable_batching=true", "--model_config_file=/config/models.config",
             "--enable_model_warmup=true", "--port=8500", "--rest_api_port=8501"} <= flags
     assert any(v.endswith(":/models:ro") for v in svc["volumes"])
+
+
+def test_reconstruct_through_runtimes_and_server(export_src_model_dir, export_dir_mb05, shared_dir, tmp_path):
+    """`tf2dasl reconstruct --runtime onnx|tflite` and `--server HOST:PORT` give the Keras path's landmarks."""
+    import json
+
+    from tf2dasl.cli import main
+    from tf2dasl.serving_local import serve
+
+    photo = str(shared_dir / "data/images/trump_hillary.jpg")
+    common = [photo, "--model", str(export_src_model_dir), "--assets", str(shared_dir / "assets")]
+
+    def landmarks(out):
+        faces = json.loads((out / "trump_hillary.json").read_text())["faces"]
+        return np.array([f["landmarks_2d"] for f in sorted(faces, key=lambda f: f["bbox"][0])])
+
+    assert main(["reconstruct", *common, "--out", str(tmp_path / "keras")]) == 0
+    ref = landmarks(tmp_path / "keras")
+    assert ref.shape == (2, 68, 2)
+    for runtime in ("onnx", "tflite"):
+        out = tmp_path / runtime
+        assert main(["reconstruct", *common, "--runtime", runtime, "--export-dir", str(export_dir_mb05),
+                     "--out", str(out)]) == 0
+        assert np.abs(landmarks(out) - ref).max() < 0.5, runtime
+    with serve(export_dir_mb05, port=0) as server:
+        out = tmp_path / "served"
+        assert main(["reconstruct", *common, "--server", server.target, "--out", str(out)]) == 0
+        assert np.abs(landmarks(out) - ref).max() < 0.5

@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UserError
-from ..geometry.landmark_map import BACKGROUND, FOREGROUND, tf_map_points
+from ..geometry.landmark_map import BACKGROUND, FOREGROUND, tf_map_pixels
 from .augment import (AugmentConfig, augment_stack, colour_jitter, random_numbers, sample_geometry, to_uint8,
                       warp_images)
 from .sources import (FaceSample, ParamSample, list_300wlp, list_3ddfa_params, list_pts_faces, split_holdout)
@@ -329,7 +329,7 @@ def landmark_map_batch(landmarks, size: int = 120):
     same values as :func:`~tf2dasl.geometry.landmark_map.tf_landmark_map`, without its one-hot)."""
     import tensorflow as tf
 
-    pts = tf.cast(tf.round(tf_map_points(landmarks)), tf.int32)                  # (B, 18, 2)
+    pts = tf_map_pixels(landmarks)                                               # (B, 18, 2)
     b = tf.shape(pts)[0]
     x, y = pts[..., 0], pts[..., 1]
     ok = (x >= 0) & (x < size) & (y >= 0) & (y < size)
