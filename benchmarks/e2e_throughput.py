@@ -43,6 +43,9 @@ def _parse(argv=None):
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="threads per library (0: library defaults)")
+    ap.add_argument("--runtime", default="keras", choices=("keras", "tflite", "onnx", "savedmodel"),
+                    help="regressor backend (non-keras ones need --export-dir, as `reconstruct --runtime`)")
+    ap.add_argument("--export-dir", default=str(REPO / "export" / "mb05"))
     return ap.parse_args(argv)
 
 
@@ -102,7 +105,12 @@ def main(argv=None) -> int:
     model = load_model(args.model)
     load_s = time.perf_counter() - t
     opts = {"num_threads": args.threads} if args.threads > 0 else {}
-    rec = make_reconstructor(model, args.detector, assets, opts)
+    backend = model
+    if args.runtime != "keras":
+        from tf2dasl.api import make_backend
+
+        backend = make_backend(args.model, args.runtime, args.export_dir, num_threads=args.threads or None)
+    rec = make_reconstructor(backend, args.detector, assets, opts)
     size = rec.size
 
     # first calls at new batch sizes (tf.function tracing), before anything else touches the model
@@ -110,9 +118,9 @@ def main(argv=None) -> int:
     for b in (1, 1, 2, 3, 2):
         crops = np.zeros((b, size, size, 3), np.uint8)
         t = time.perf_counter()
-        model.predict_whitened(crops)
+        backend.predict_params(crops)
         trace_ms.append((b, (time.perf_counter() - t) * 1e3))
-    traces = model._forward.experimental_get_tracing_count()
+    traces = model._forward.experimental_get_tracing_count() if backend is model else 0
 
     image = read_image(path)
     state = {}
@@ -181,7 +189,7 @@ def main(argv=None) -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     print(f"tf {tf.__version__}, {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}), "
-          f"threads per library: {args.threads or 'default'}; model {model.spec.name} ({model.spec.channels}-channel), "
+          f"threads per library: {args.threads or 'default'}; model {model.spec.name} ({model.spec.channels}-channel, runtime {args.runtime}), "
           f"detector {rec.detector.name}; loaded in {load_s:.1f} s")
     print(f"photo: {'astronaut (skimage)' if not args.photo else args.photo} at 1280x720, JPEG {len(jpg) / 1024:.0f} KB, "
           f"{n_faces} face(s) detected; median of {args.runs} runs\n")

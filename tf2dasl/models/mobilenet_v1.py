@@ -1,7 +1,8 @@
 """MobileNetV1 backbone, layer for layer 3DDFA_V2's ``models/mobilenet_v1.py`` (so its weights import exactly).
 
-PyTorch's symmetric ``padding=1`` is reproduced with explicit ``ZeroPadding2D(1)`` + ``valid``
-convolutions (Keras ``same`` pads stride-2 layers asymmetrically); BatchNorm epsilon is PyTorch's 1e-5.
+PyTorch's symmetric ``padding=1`` is Keras ``same`` for stride-1 layers; stride-2 layers get an explicit
+``ZeroPadding2D(1)`` + ``valid`` convolution (Keras ``same`` would pad them asymmetrically). Only 5 explicit
+pads remain, which ONNX Runtime and TFLite run as separate ops. BatchNorm epsilon is PyTorch's 1e-5.
 Layer names follow the PyTorch module names with ``.`` → ``_`` (``dw2_1_conv_dw``, ``bn1``, …).
 """
 from __future__ import annotations
@@ -33,8 +34,10 @@ def build_mobilenet_v1(width: float = 1.0, input_size: int = 120, channels: int 
     x = _bn("bn1")(x)
     x = layers.ReLU(name="relu1")(x)
     for block, cin, cout, stride in BLOCKS:
-        x = layers.ZeroPadding2D(1, name=f"{block}_pad")(x)
-        x = layers.DepthwiseConv2D(3, strides=stride, use_bias=False, name=f"{block}_conv_dw")(x)
+        if stride == 2:
+            x = layers.ZeroPadding2D(1, name=f"{block}_pad")(x)
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False,
+                                   name=f"{block}_conv_dw")(x)
         x = _bn(f"{block}_bn_dw")(x)
         x = layers.ReLU(name=f"{block}_relu_dw")(x)
         x = layers.Conv2D(int(cout * width), 1, use_bias=False, name=f"{block}_conv_sep")(x)
