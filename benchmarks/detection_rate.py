@@ -34,9 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from tf2dasl.detect import DETECTOR_NAMES, box_iou, boxes_from_pts, make_detector, scale_shift_box  # noqa: E402
 from tf2dasl.io.images import read_image  # noqa: E402
+from tf2dasl.evaluate import MATCH_IOU, match_box  # noqa: E402
 from tf2dasl.io.pts import read_pts  # noqa: E402
 
-IOU_RULE = 0.3
+IOU_RULE = MATCH_IOU
 V2_ROI_SHIFT = 0.14  # parse_roi_box_from_bbox: centre moved down by 0.14 * mean side
 V2_ROI_SCALE = 1.58  # ... and side 1.58 * mean side
 FB_SIDE = 1.100  # FaceBoxes' mean side / longer side of the 68-landmark box (median, see faceboxes_target)
@@ -69,17 +70,11 @@ def faceboxes_target(pts: np.ndarray) -> np.ndarray:
 
 
 def match(dets, gt_box: np.ndarray):
-    """The detection that finds the GT face by the rule (best IoU first), or None."""
+    """The detection that finds the GT face by the rule (tf2dasl.evaluate.match_box), or None."""
     if not dets:
         return None
-    boxes = np.stack([d.box for d in dets])
-    iou = box_iou(boxes, gt_box[None])[:, 0]
-    cx, cy = (gt_box[0] + gt_box[2]) / 2, (gt_box[1] + gt_box[3]) / 2
-    inside = (boxes[:, 0] <= cx) & (cx <= boxes[:, 2]) & (boxes[:, 1] <= cy) & (cy <= boxes[:, 3])
-    ok = (iou >= IOU_RULE) | inside
-    if not ok.any():
-        return None
-    return dets[int(np.argmax(np.where(ok, iou, -1.0)))]
+    i = match_box(np.stack([d.box for d in dets]), gt_box)
+    return None if i is None else dets[i]
 
 
 def load_set(shared: Path, name: str):

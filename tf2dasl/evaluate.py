@@ -227,13 +227,19 @@ BOX_MODES = ("detector", "oracle")
 def match_labelled_face(boxes: np.ndarray, landmarks: np.ndarray) -> int | None:
     """Index of the box ``(F, 4)`` ``[x0, y0, x1, y1]`` that finds the face labelled ``landmarks (68, 2)``
     by the :data:`MATCH_IOU` rule, or None."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    return match_box(boxes, np.concatenate([lm.min(0), lm.max(0)]))
+
+
+def match_box(boxes: np.ndarray, gt: np.ndarray) -> int | None:
+    """Index of the box ``(F, 4)`` that finds the ground-truth box ``gt (4,)``: IoU >= :data:`MATCH_IOU` or
+    containing its centre, the highest IoU first; None when no box does."""
     from .detect.base import box_iou
 
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     if len(boxes) == 0:
         return None
-    lm = np.asarray(landmarks, np.float64)[:, :2]
-    gt = np.concatenate([lm.min(0), lm.max(0)])
+    gt = np.asarray(gt, np.float64)
     iou = box_iou(boxes, gt[None])[:, 0]
     cx, cy = (gt[0] + gt[2]) / 2, (gt[1] + gt[3]) / 2
     inside = (boxes[:, 0] <= cx) & (cx <= boxes[:, 2]) & (boxes[:, 1] <= cy) & (cy <= boxes[:, 3])
