@@ -18,7 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .geometry.camera import crop_to_image, model_to_crop
+from .geometry.camera import crop_to_image, image_to_crop, model_to_crop
+from .geometry.conventions import get_convention
 from .geometry.landmark_map import landmark_map
 from .geometry.morphable_model import MorphableModel
 from .geometry.pose import params_to_pose
@@ -110,8 +111,6 @@ class Reconstructor:
     def __init__(self, model: Backend, detector=None, refine: bool = True):
         self.model, self.detector, self.refine = model, detector, refine
         self.size = model.spec.input_size
-        from .geometry.conventions import get_convention
-
         self.convention = get_convention(model.spec.crop_convention)
 
     # ------------------------------------------------------------------ steps
@@ -145,8 +144,6 @@ class Reconstructor:
             rois = roi_from_landmarks(landmarks)
             maps = None
             if self.model.spec.channels == 4:
-                from .geometry.camera import image_to_crop
-
                 maps = landmark_map(image_to_crop(landmarks, rois, self.size), self.size)
             params, lm = self._regress(image, rois, maps)
         else:

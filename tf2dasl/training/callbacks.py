@@ -27,6 +27,12 @@ def save_state(model, path: Path, epoch: int, extra: dict | None = None) -> None
     tmp.replace(path)
 
 
+def checkpoint_meta(path: Path) -> dict:
+    """The metadata of a checkpoint (``epoch``: finished epochs, ``paths``, ``logs``) without loading it."""
+    with np.load(path) as z:
+        return json.loads(bytes(z["__meta__"]).decode())
+
+
 def load_state(model, path: Path) -> dict:
     """Assign a checkpoint written by :func:`save_state`; returns its metadata (``epoch`` finished epochs)."""
     from ..errors import UserError

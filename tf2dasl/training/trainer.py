@@ -14,14 +14,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..config import dump_config, to_dict
+from ..config import dump_config
 from ..errors import UserError
 from ..geometry.morphable_model import load_morphable_model
 from ..model import FaceModel, ModelSpec
 from ..models.critic import SelfCritic
 from ..models.dasl import DASLModel, expand_to_four_channels
 from ..models.morphable import MorphableLayer
-from .callbacks import EpochCheckpoint, StopOnNaN, Validation, latest_checkpoint, load_state
+from .callbacks import EpochCheckpoint, StopOnNaN, Validation, checkpoint_meta, latest_checkpoint, load_state
 from .config import TrainConfig, expand_path
 
 
@@ -160,10 +160,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     spec, reg, teacher, mm = _initial_models(cfg, init)
     start_epoch = 0
     if last is not None:
-        import json
-
-        with np.load(last) as z:
-            start_epoch = int(json.loads(bytes(z["__meta__"]).decode())["epoch"])
+        start_epoch = int(checkpoint_meta(last)["epoch"])
         if start_epoch >= cfg.epochs:
             print(f"{out}: all {cfg.epochs} epochs already done")
     ds, steps = _datasets(cfg, cfg.seed, start_epoch, out)
@@ -232,10 +229,9 @@ def _save_best(fm: FaceModel, best_dir: Path, epoch: int, nme: float) -> None:
 
 
 def _best_nme(best_dir: Path) -> float:
-    import json
+    from ..io.model_dir import read_model_meta
 
-    meta = json.loads((best_dir / "model.json").read_text())
-    return float(meta["spec"]["provenance"].get("val_nme_aflw2000", np.inf))
+    return float(read_model_meta(best_dir)["spec"]["provenance"].get("val_nme_aflw2000", np.inf))
 
 
-__all__ = ["train", "TrainingError", "to_dict"]
+__all__ = ["train", "TrainingError"]
