@@ -294,6 +294,8 @@ def test_train_bad_input(synth, tmp_path, capsys):
     cfg.write_text(cfg.read_text().replace(str(synth["wild"]), str(bad)))
     _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "a.pts")
     _cli_error(capsys, ["train", "--config", str(tmp_path / "nope.yaml"), "--out", out], "not found")
+    _cli_error(capsys, ["train", "--config", str(_config(synth, tmp_path)), "--out", out, "--resume"],
+               "nothing to resume")
     with pytest.raises(ConfigError, match="cycle must be >= 0"):
         cfg = _config(synth, tmp_path)
         cfg.write_text(cfg.read_text().replace("cycle: 1.0", "cycle: -1.0"))

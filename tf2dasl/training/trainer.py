@@ -147,6 +147,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     last = latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
+    if resume and last is None:
+        raise TrainingError(f"{out}: nothing to resume (no checkpoints/ckpt-*.npz); drop --resume to start a run there")
     if last is not None and not resume:
         raise TrainingError(f"{out} already holds a run (checkpoint {last.name}); pass --resume to continue it "
                             "or choose another --out")
@@ -200,7 +202,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     t0 = time.time()
     if start_epoch < cfg.epochs:
         model.fit(ds, epochs=cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
-                  verbose=verbose)
+                  verbose=verbose, shuffle=False)  # the dataset shuffles itself, statelessly
     nan = callbacks[0].where
     if nan is not None:
         epoch, step, logs = nan
