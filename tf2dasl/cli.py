@@ -17,24 +17,13 @@ COMMANDS = {"import-3ddfa": "import_3ddfa", "evaluate": "evaluate", "reconstruct
 
 def _quiet_tensorflow_import() -> None:
     """Import TensorFlow with its C++ start-up chatter (CUDA probing on CPU machines) hidden; replayed on failure."""
-    import tempfile
+    from .quiet import native_stderr_hidden
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            import tensorflow as tf
+    with native_stderr_hidden():
+        import tensorflow as tf
 
-            tf.config.list_physical_devices()  # device probing prints its own chatter: hide it too
-        except BaseException:
-            os.dup2(saved, 2)
-            tmp.seek(0)
-            sys.stderr.write(tmp.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        tf.config.list_physical_devices()  # device probing prints its own chatter: hide it too
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -154,11 +154,14 @@ class TFLiteRuntime(Runtime):
         super().__init__(meta, f"tflite {variant}")
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        from .quiet import native_stderr_hidden
+
         resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads,
-                                           experimental_op_resolver_type=resolver)
-            self.interpreter.allocate_tensors()
+            with native_stderr_hidden():  # LiteRT announces its XNNPACK delegate on stderr
+                self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads,
+                                               experimental_op_resolver_type=resolver)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise RuntimeLoadError(f"{self.path}: cannot load the TFLite model ({exc})") from None
         sig = self.interpreter._get_full_signature_list()["serving_default"]

@@ -255,9 +255,12 @@ class BlazeFaceDetector(FaceDetector):
 
         from ai_edge_litert.interpreter import Interpreter
 
+        from ..quiet import native_stderr_hidden
+
         try:
-            self._interp = Interpreter(model_path=str(model_path), num_threads=self.num_threads)
-            self._interp.allocate_tensors()
+            with native_stderr_hidden():  # LiteRT announces its XNNPACK delegate on stderr
+                self._interp = Interpreter(model_path=str(model_path), num_threads=self.num_threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise DetectorError(f"{spec.name}: cannot load {model_path}: {exc}") from None
         (inp,) = self._interp.get_input_details()
