@@ -265,3 +265,24 @@ def test_missing_model_dir_is_one_line_exit_2(face_crop, tmp_path, capsys):
     rc = main(["reconstruct", str(face_crop), "--model", str(tmp_path / "no_model"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no_model" in err[0] and "Traceback" not in err[0]
+
+
+def test_reconstruct_with_given_boxes(shared_dir, model_dir, tmp_path, capsys):
+    """`--boxes FILE` replaces detection for the images it lists; a malformed file is one clear line."""
+    from tf2dasl.cli import main
+
+    photo = shared_dir / "data/images/trump_hillary.jpg"
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({photo.name: [[150.0, 100.0, 470.0, 420.0]]}))
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photo), "--model", str(model_dir), "--out", str(out), "--boxes", str(boxes),
+                 "--detector", "haar"]) == 0
+    faces = json.loads((out / "trump_hillary.json").read_text())["faces"]
+    assert len(faces) == 1 and faces[0]["bbox"] == [150.0, 100.0, 470.0, 420.0]
+    lm = np.array(faces[0]["landmarks_2d"])
+    assert 150 < lm[:, 0].mean() < 470 and 100 < lm[:, 1].mean() < 420
+    boxes.write_text('{"x.jpg": [[1, 2, 3]]}')
+    assert main(["reconstruct", str(photo), "--model", str(model_dir), "--out", str(out), "--boxes", str(boxes)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "expected" in err
+

@@ -113,10 +113,31 @@ def make_reconstructor(model, detector: str = "auto", assets_dir=None, detector_
     return Reconstructor(model, make_detector(detector, assets_dir, **opts), refine=refine)
 
 
+def read_boxes_file(path) -> dict:
+    """``{"image.jpg": [[x0, y0, x1, y1], ...], ...}`` from a JSON file; one clear line when it is malformed."""
+    from .errors import UserError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: boxes file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    ok = isinstance(data, dict) and all(
+        isinstance(v, list) and all(isinstance(b, list) and len(b) == 4 and all(isinstance(c, (int, float)) for c in b)
+                                    for b in v) for v in data.values())
+    if not ok:
+        raise UserError(f'{path}: expected {{"image.jpg": [[x0, y0, x1, y1], ...], ...}}')
+    return data
+
+
 def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detector: str = "auto",
                       assets_dir=None, detector_options: dict | None = None, use_pts: bool = False,
-                      refine: bool = True, progress: bool = True) -> Summary:
-    """Reconstruct every image of ``inputs`` (files or folders) into ``out_dir``; see :class:`Summary`."""
+                      refine: bool = True, progress: bool = True, boxes: dict | None = None) -> Summary:
+    """Reconstruct every image of ``inputs`` (files or folders) into ``out_dir``; see :class:`Summary`.
+
+    ``boxes`` maps an image's file name (or path as given) to its face boxes ``[[x0, y0, x1, y1], ...]``
+    (FaceBoxes-like, 0-based pixels): those images skip detection."""
     from .io.pts import PtsError, read_pts
 
     paths = iter_image_paths(inputs)
@@ -131,8 +152,11 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
         try:
             image = read_image(path)
             pts_path = path.with_suffix(".pts")
+            given = (boxes or {}).get(str(path), (boxes or {}).get(path.name))
             if use_pts and pts_path.is_file():
                 faces = rec(image, landmarks=read_pts(pts_path)[None])
+            elif given is not None:
+                faces = rec(image, boxes=np.asarray(given, np.float32).reshape(-1, 4))
             else:
                 faces = rec(image)
         except (ImageError, PtsError) as exc:

@@ -24,6 +24,9 @@ def add_parser(sub, name):
     p.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per image")
     p.add_argument("--pts", action="store_true",
                    help="use the 68-point <stem>.pts next to an image instead of detection when present")
+    p.add_argument("--boxes", metavar="JSON",
+                   help='face boxes instead of detection: {"image.jpg": [[x0, y0, x1, y1], ...]} (0-based pixels, '
+                        "FaceBoxes-like; images not listed are detected)")
     p.add_argument("--no-refine", action="store_true", help="skip the second, landmark-based crop")
     p.add_argument("--runtime", choices=("keras", "savedmodel", "tflite", "onnx"), default="keras",
                    help="run the regressor through an exported artifact of --export-dir")
@@ -39,7 +42,7 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..api import make_backend, reconstruct_paths
+    from ..api import make_backend, read_boxes_file, reconstruct_paths
 
     outputs = [o for o in OUTPUTS if args.all or getattr(args, o)]
     det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
@@ -48,7 +51,8 @@ def run(args) -> int:
     backend = make_backend(args.model, args.runtime, args.export_dir, args.server, args.server_model)
     summary = reconstruct_paths(args.inputs, backend, args.out, outputs=outputs, detector=args.detector,
                                 assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
-                                refine=not args.no_refine)
+                                refine=not args.no_refine,
+                                boxes=read_boxes_file(args.boxes) if args.boxes else None)
     print(summary.describe())
     for path, reason in summary.failures:
         print(f"  failed: {path}: {reason}", file=sys.stderr)
