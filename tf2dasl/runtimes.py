@@ -14,12 +14,12 @@ the caller's business (``tf2dasl.load_model``).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
+from .io.descriptor import read_descriptor
 
 KINDS = ("savedmodel", "tflite", "onnx")
 # the export format (written by tf2dasl.export; kept here so that runtimes load without TensorFlow)
@@ -36,23 +36,8 @@ class RuntimeLoadError(UserError):
 
 def read_export(export_dir: str | Path) -> dict:
     """``export.json`` of an export directory, checked."""
-    d = Path(export_dir)
-    hint = EXPORT_HINT.format(dir=d)
-    if not d.is_dir():
-        raise RuntimeLoadError(f"{d}: export directory not found; {hint}")
-    path = d / EXPORT_JSON
-    if not path.is_file():
-        raise RuntimeLoadError(f"{d}: not an export directory (no {EXPORT_JSON}); {hint}")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RuntimeLoadError(f"{path}: not valid JSON ({exc}); {hint}") from None
-    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
-        raise RuntimeLoadError(f"{path}: not a tf2dasl export description (format != {EXPORT_FORMAT!r}); {hint}")
-    if not isinstance(meta.get("format_version"), int) or meta["format_version"] > EXPORT_FORMAT_VERSION:
-        raise RuntimeLoadError(f"{path}: export format version {meta.get('format_version')} is newer than this "
-                               "tf2dasl supports; upgrade tf2dasl")
-    return meta
+    return read_descriptor(export_dir, EXPORT_JSON, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, RuntimeLoadError,
+                           "export directory", EXPORT_HINT.format(dir=export_dir))
 
 
 class Runtime:

@@ -17,6 +17,9 @@ def add_parser(sub, name):
     a.add_argument("--runtime", choices=RUNTIMES, default="keras", help="which artifact runs the regressor")
     a.add_argument("--export-dir", help="export directory (from `tf2dasl export`) for non-keras runtimes")
     a.add_argument("--variant", default="float32", help="TFLite variant: float32, float16 or int8")
+    a.add_argument("--passes", type=int, choices=(1, 2), default=2,
+                   help="4-channel (2DASL) models, keras runtime: 1 = empty landmark map only, 2 = then the map of "
+                        "the first pass's landmarks (default)")
     a.add_argument("--from-mat", action="store_true",
                    help="build crops from the .mat ground truth instead of 3DDFA's protocol files")
     a.add_argument("--json", help="write the results as JSON here")
@@ -53,7 +56,7 @@ def landmark_fn_for(args):
         from .. import load_model
 
         model = load_model(args.model)
-        return model.spec.name, lambda crops: model.landmarks_crop(model.predict_params(crops))
+        return model.spec.name, lambda crops: model.landmarks_crop(model.predict_params(crops, passes=args.passes))
     if not args.export_dir:
         raise UserError(f"--export-dir EXPORT_DIR is required with --runtime {args.runtime} (make one with `tf2dasl export`)")
     from ..runtimes import load_runtime

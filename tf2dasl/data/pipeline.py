@@ -37,6 +37,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -71,6 +72,8 @@ class WildDataConfig:
     lp_folders: list[str] = field(default_factory=list)
     holdout_every: int = 0
     holdout_offset: int = 0
+    #: folders (of ``pts_folders``) the hold-out is taken from; empty: from all faces together
+    holdout_from: list[str] = field(default_factory=list)
     batch_size: int = 8
     cache: str = "auto"
     cache_size: int = 256
@@ -79,9 +82,7 @@ class WildDataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
-        _check_cache(self.cache)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        _check_common(self.cache, self.batch_size)
         if self.cache_size < 16 or self.cache_margin <= 0:
             raise ValueError("cache_size must be >= 16 and cache_margin positive")
         if self.holdout_every > 0 and not 0 <= self.holdout_offset < self.holdout_every:
@@ -105,9 +106,7 @@ class LabelledDataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
-        _check_cache(self.cache)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        _check_common(self.cache, self.batch_size)
         if self.params_whitened and not self.whitening_file:
             raise ValueError("params_whitened needs whitening_file (3DDFA v1: train.configs/param_whitening.pkl)")
 
@@ -117,6 +116,13 @@ def _validate(cfg: AugmentConfig) -> None:
         cfg.validate()
     except ValueError as exc:
         raise DataError(f"augmentation config: {exc}") from None
+
+
+def _check_common(cache: str, batch_size: int) -> None:
+    """What both data configs check: the cache mode and a positive batch size."""
+    _check_cache(cache)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
 
 
 def _check_cache(mode: str) -> None:
@@ -508,13 +514,27 @@ def mixed_dataset(labelled, wild):
 def load_wild(cfg: WildDataConfig) -> tuple[WildFaces, WildFaces | None]:
     """List, split and load the in-the-wild faces of ``cfg`` → ``(train, holdout or None)``."""
     samples: list[FaceSample] = []
-    if cfg.pts_folders:
-        samples += list_pts_faces(cfg.pts_folders)
-    if cfg.lp_folders:
-        samples += list_300wlp(cfg.lp_folders)
+    if cfg.holdout_from:  # split only these folders, use the others whole
+        from_dirs = {Path(p).resolve() for p in cfg.holdout_from}
+        train, held = [], []
+        for folder in cfg.pts_folders:
+            faces = list_pts_faces([folder])
+            if Path(folder).resolve() in from_dirs:
+                a, b = split_holdout(faces, cfg.holdout_every, cfg.holdout_offset)
+                train, held = train + a, held + b
+            else:
+                train += faces
+        if cfg.lp_folders:
+            train += list_300wlp(cfg.lp_folders)
+        samples = train + held
+    else:
+        if cfg.pts_folders:
+            samples += list_pts_faces(cfg.pts_folders)
+        if cfg.lp_folders:
+            samples += list_300wlp(cfg.lp_folders)
+        train, held = split_holdout(samples, cfg.holdout_every, cfg.holdout_offset)
     if not samples:
         raise DataError("no in-the-wild data: set pts_folders and/or lp_folders")
-    train, held = split_holdout(samples, cfg.holdout_every, cfg.holdout_offset)
     kw = dict(cache=cfg.cache, cache_size=cfg.cache_size, cache_margin=cfg.cache_margin,
               roi_scale=cfg.augment.roi_scale, cache_limit_mb=cfg.cache_limit_mb)
     return load_wild_faces(train, **kw), (load_wild_faces(held, **kw) if held else None)

@@ -49,6 +49,7 @@ class MorphableModel:
     landmark_vertices: np.ndarray | None = None
     triangles: np.ndarray | None = None
     source: dict = field(default_factory=dict)
+    _ncc: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -103,10 +104,12 @@ class MorphableModel:
 
     def ncc(self) -> np.ndarray:
         """The normalized coordinate code ``(N, 3)`` in [0, 1]: the mean shape scaled per axis (3DDFA's PNCC colours)."""
-        self.require_dense()
-        u = self.u.reshape(-1, 3)
-        lo, hi = u.min(axis=0), u.max(axis=0)
-        return ((u - lo) / (hi - lo)).astype(np.float32)
+        if self._ncc is None:  # computed once per model, not per rendered image
+            self.require_dense()
+            u = self.u.reshape(-1, 3)
+            lo, hi = u.min(axis=0), u.max(axis=0)
+            self._ncc = ((u - lo) / (hi - lo)).astype(np.float32)
+        return self._ncc
 
     def slice_keypoints(self, flat_keypoints: np.ndarray) -> "MorphableModel":
         """A copy whose sparse bases are the given x,y,z-interleaved rows ``(3K,)`` of the dense ones."""

@@ -18,6 +18,7 @@ import numpy as np
 from .. import __version__
 from ..geometry.morphable_model import MorphableModel
 from ..model import FaceModel, ModelSpec
+from .descriptor import read_descriptor
 from ..errors import UserError
 
 FORMAT = "tf2dasl-model"
@@ -46,24 +47,8 @@ def save_model_dir(model: FaceModel, out_dir: str | Path) -> Path:
 
 def read_model_meta(model_dir: str | Path) -> dict:
     """``model.json`` of a model directory, checked for format and version."""
-    d = Path(model_dir)
-    if not d.is_dir():
-        raise ModelDirError(f"{d}: model directory not found (make one with `tf2dasl import-3ddfa` or `tf2dasl train`)")
-    meta_path = d / SPEC_FILE
-    if not meta_path.is_file():
-        raise ModelDirError(f"{d}: not a tf2dasl model directory (no {SPEC_FILE}); "
-                            "make one with `tf2dasl import-3ddfa` or `tf2dasl train`")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelDirError(f"{meta_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelDirError(f"{meta_path}: not a tf2dasl model description (format != {FORMAT!r})")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelDirError(f"{d}: model format version {version} is newer than this tf2dasl supports "
-                            f"({FORMAT_VERSION}); upgrade tf2dasl (pip install -U tf2dasl)")
-    return meta
+    return read_descriptor(model_dir, SPEC_FILE, FORMAT, FORMAT_VERSION, ModelDirError, "model directory",
+                           "make one with `tf2dasl import-3ddfa` or `tf2dasl train`")
 
 
 def load_model_dir(model_dir: str | Path) -> FaceModel:

@@ -60,10 +60,6 @@ class DataConfig:
     """In-the-wild faces (``wild``), optional 3D-labelled crops (``labelled``) and the validation set."""
 
     wild: WildDataConfig = field(default_factory=WildDataConfig)
-    #: folders of ``wild.pts_folders`` from which every ``holdout_every``-th face (sorted by name) is held out
-    #: for validation (listed in RUN_DIR/holdout.txt); the other folders are used whole
-    holdout_from: list[str] = field(default_factory=list)
-    holdout_every: int = 10
     labelled: LabelledDataConfig | None = None
     #: AFLW2000-3D folder for the per-epoch validation NME (none: no validation)
     validation: str | None = None

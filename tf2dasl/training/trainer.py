@@ -99,10 +99,8 @@ def _datasets(cfg: TrainConfig, seed: int, start_epoch: int, out: Path):
     wild_cfg = d.wild
     wild_cfg.pts_folders = [expand_path(p) for p in wild_cfg.pts_folders]
     wild_cfg.lp_folders = [expand_path(p) for p in wild_cfg.lp_folders]
-    if d.holdout_from:
-        train_faces, held = _load_with_holdout(d, wild_cfg)
-    else:
-        train_faces, held = load_wild(wild_cfg)
+    wild_cfg.holdout_from = [expand_path(p) for p in wild_cfg.holdout_from]
+    train_faces, held = load_wild(wild_cfg)
     print(train_faces.stats.summary("in-the-wild faces (train)"))
     (out / "holdout.txt").write_text("".join(f"{s.image_path}\n" for s in (held.samples if held else [])))
     steps = cfg.steps_per_epoch or steps_per_epoch(len(train_faces), wild_cfg.batch_size)
@@ -115,26 +113,6 @@ def _datasets(cfg: TrainConfig, seed: int, start_epoch: int, out: Path):
         labelled = labelled_dataset(crops, lab_cfg.augment, lab_cfg.batch_size, seed, start_step=start_epoch * steps)
         return mixed_dataset(labelled, wild), steps
     return wild.map(lambda w: {"wild": w}), steps
-
-
-def _load_with_holdout(d, wild_cfg):
-    """Hold out every ``holdout_every``-th face of the ``holdout_from`` folders only."""
-    from ..data.pipeline import load_wild_faces
-    from ..data.sources import list_pts_faces, split_holdout
-
-    holdout_dirs = {str(Path(expand_path(p)).resolve()) for p in d.holdout_from}
-    train_s, held_s = [], []
-    for folder in wild_cfg.pts_folders:
-        samples = list_pts_faces([folder])
-        if str(Path(folder).resolve()) in holdout_dirs:
-            a, b = split_holdout(samples, d.holdout_every)
-            train_s, held_s = train_s + a, held_s + b
-        else:
-            train_s += samples
-    kw = dict(cache=wild_cfg.cache, cache_size=wild_cfg.cache_size, cache_margin=wild_cfg.cache_margin,
-              roi_scale=wild_cfg.augment.roi_scale, cache_limit_mb=wild_cfg.cache_limit_mb)
-    held = load_wild_faces(held_s, **kw) if held_s else None
-    return load_wild_faces(train_s, **kw), held
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume: bool = False,
