@@ -337,3 +337,24 @@ def test_map_lr_multiplier_scales_only_the_map_slice(mm):
     first = next(i for i, v in enumerate(variables) if len(v.shape) == 4 and v.shape[2] == 4)
     assert np.all(scaled[first].numpy()[:, :, 3] == 10.0) and np.all(scaled[first].numpy()[:, :, :3] == 1.0)
     assert all(np.all(g.numpy() == 1.0) for i, g in enumerate(scaled) if i != first)
+
+
+def test_set_overrides_reach_the_dataclass_with_types_and_strict_keys(synth, tmp_path, capsys):
+    path = _config(synth, tmp_path)
+    cfg = load_config(path, TrainConfig, overrides=["optim.lr=0.05", "loss.cycle=0", "optim.map_lr_multiplier=100",
+                                                    "model.critic_hidden=[8, 4]", "mixed_precision=true"])
+    assert cfg.optim.lr == 0.05 and cfg.loss.cycle == 0.0 and cfg.optim.map_lr_multiplier == 100.0
+    assert list(cfg.model.critic_hidden) == [8, 4] and cfg.mixed_precision is True
+    assert cfg.loss.self_2d == 1.0  # untouched keys keep the file's value
+    plain = load_config(path, TrainConfig)
+    assert plain.optim.lr == 0.001 and plain.loss.cycle == 1.0  # the file itself is not changed
+    with pytest.raises(ConfigError, match=r"optim: unknown key\(s\) lrr"):
+        load_config(path, TrainConfig, overrides=["optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(path, TrainConfig, overrides=["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(path, TrainConfig, overrides=["optim.lr"])
+    with pytest.raises(ConfigError, match="seed is not a section"):
+        load_config(path, TrainConfig, overrides=["seed.x=1"])
+    _cli_error(capsys, ["train", "--config", str(path), "--out", str(tmp_path / "run"), "--set", "loss.cycle=-1"],
+               "cycle must be >= 0")

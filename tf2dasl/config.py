@@ -105,8 +105,36 @@ def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
 
 
-def load_config(path: str | Path, cls: type[T]) -> T:
-    """Read YAML ``path`` into dataclass ``cls``."""
+def apply_overrides(data: dict, overrides, where: str = "--set") -> dict:
+    """Apply ``KEY.PATH=VALUE`` strings to a config mapping (a copy; values parsed as YAML, so ``0.5``, ``true``,
+    ``[1, 2]`` and ``null`` have their types). The dataclass checks the result, so a misspelt key or a wrong type
+    is the same one-line :class:`ConfigError` as in the file; a path through a non-mapping is one too."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides or ():
+        key, sep, raw = str(item).partition("=")
+        if not sep or not key.strip() or any(not k for k in key.strip().split(".")):
+            raise ConfigError(f"{where} {item!r}: expected KEY=VALUE, e.g. optim.lr=0.001")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node, parts = out, key.strip().split(".")
+        for i, k in enumerate(parts[:-1]):
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{where} {item!r}: {'.'.join(parts[:i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path, cls: type[T], overrides=None) -> T:
+    """Read YAML ``path`` into dataclass ``cls``; ``overrides``: ``KEY.PATH=VALUE`` strings
+    (:func:`apply_overrides`) applied on top of the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -116,7 +144,7 @@ def load_config(path: str | Path, cls: type[T]) -> T:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return from_dict(cls, data, where=path.name)
+    return from_dict(cls, apply_overrides(data, overrides), where=path.name)
 
 
 def dump_config(obj, path: str | Path) -> None:

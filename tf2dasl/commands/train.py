@@ -1,4 +1,4 @@
-"""``tf2dasl train --config CONFIG [--init MODEL_DIR] --out RUN_DIR [--resume]``."""
+"""``tf2dasl train --config CONFIG [--set KEY=VALUE ...] [--init MODEL_DIR] --out RUN_DIR [--resume]``."""
 from __future__ import annotations
 
 
@@ -11,6 +11,9 @@ def add_parser(sub, name):
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one config value (repeatable), e.g. --set optim.lr=0.001 --set loss.cycle=0; "
+                        "the run's config.yaml records the result")
     p.set_defaults(run=run)
 
 
@@ -19,7 +22,7 @@ def run(args) -> int:
     from ..training.config import TrainConfig
     from ..training.trainer import train
 
-    cfg = load_config(args.config, TrainConfig)
+    cfg = load_config(args.config, TrainConfig, overrides=args.overrides)
     if args.epochs:
         cfg.epochs = args.epochs
     train(cfg, args.out, init=args.init, resume=args.resume)
