@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"tf2dasl {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"tf2dasl {args.command}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # a path the user gave: missing, not writable, a file where a folder is needed, disk full
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tf2dasl {args.command}: error: {where}{exc.strerror or exc} (check the path and its permissions)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tf2dasl {args.command}: interrupted", file=sys.stderr)

@@ -63,6 +63,7 @@ import tensorflow as tf
 from . import __version__
 from .errors import UserError
 from .geometry import tf_ops
+from .geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS, NUM_POSE
 from .geometry.landmark_map import BACKGROUND, tf_landmark_map
 from .model import FaceModel
 from .models.morphable import MorphableLayer
@@ -164,10 +165,10 @@ class LandmarkHead(keras.layers.Layer):
         k = self.SHRINK
         mean, std = np.asarray(mm.param_mean, np.float64), np.asarray(mm.param_std, np.float64)
         W = np.concatenate([mm.w_shp_base, mm.w_exp_base], axis=1).astype(np.float64)  # (204, 50)
-        u = k * (np.asarray(mm.u_base, np.float64) + W @ mean[12:])
-        basis = k * W * std[None, 12:]
-        is_rot = np.ones(12)
-        is_rot[[3, 7, 11]] = 0.0  # translation column of the 3x4 matrix keeps its pixel units
+        u = k * (np.asarray(mm.u_base, np.float64) + W @ mean[NUM_POSE:])
+        basis = k * W * std[None, NUM_POSE:]
+        is_rot = np.ones(NUM_POSE)
+        is_rot[3::4] = 0.0  # translation column of the row-major 3x4 matrix keeps its pixel units
         kvec = np.where(is_rot > 0, 1.0 / k, 1.0)
 
         def const(name, value):
@@ -175,16 +176,16 @@ class LandmarkHead(keras.layers.Layer):
             return self.add_weight(name=name, shape=value.shape, initializer=keras.initializers.Constant(value),
                                    trainable=False, dtype="float32")
 
-        self.pose_scale, self.pose_shift = const("pose_scale", std[:12] * kvec), const("pose_shift", mean[:12] * kvec)
+        self.pose_scale, self.pose_shift = const("pose_scale", std[:NUM_POSE] * kvec), const("pose_shift", mean[:NUM_POSE] * kvec)
         self.u, self.basis = const("u", u), const("basis", basis)
 
     def call(self, params_w):
         # TFLite's GPU delegate slices 3D/4D tensors only: work on (N, 1, 62), never slice a 2D tensor
-        pw = tf.reshape(params_w, (-1, 1, 62))
-        pose = pw[:, :, :12] * self.pose_scale + self.pose_shift  # (N, 1, 12): [R' | t] row-major
-        coeffs = tf.reshape(pw[:, :, 12:62], (-1, 50))
+        pw = tf.reshape(params_w, (-1, 1, NUM_PARAMS))
+        pose = pw[:, :, :NUM_POSE] * self.pose_scale + self.pose_shift  # (N, 1, 12): [R' | t] row-major
+        coeffs = tf.reshape(pw[:, :, NUM_POSE:NUM_PARAMS], (-1, NUM_PARAMS - NUM_POSE))
         flat = self.u[None, :] + tf.matmul(coeffs, self.basis, transpose_b=True)  # FULLY_CONNECTED, (N, 204)
-        shape = tf.reshape(flat, (-1, 68, 3))  # x, y, z interleaved
+        shape = tf.reshape(flat, (-1, NUM_LANDMARKS, 3))  # x, y, z interleaved
         xs, ys, zs = shape[:, :, 0:1], shape[:, :, 1:2], shape[:, :, 2:3]
         # (N, 68, 1) * (N, 1, 1) products only: broadcasting the GPU delegate supports
         rows = [xs * pose[:, :, 4 * r:4 * r + 1] + ys * pose[:, :, 4 * r + 1:4 * r + 2]

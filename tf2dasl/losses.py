@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .geometry.landmark_map import MAP_POINT_PAIRS, MAP_POINT_WEIGHTS
+from .geometry.morphable_model import NUM_PARAMS
 
 #: 3DDFA's WPDC shape/expression scale (``magic_number`` in its ``WPDCLoss``).
 WPDC_SHAPE_SCALE = 0.00057339936
@@ -18,6 +19,8 @@ WPDC_EPS = 1e-6
 LANDMARK_EPS = 0.5
 #: Pose parameters of ``P = [sR | t]`` (row-major 3x4) that multiply the x, y and z of the shape.
 _POSE_AXIS = np.array([0, 1, 2, -1, 0, 1, 2, -1, 0, 1, 2, -1])
+#: index of the z translation in the row-major 3x4 pose ``params[:12]`` (no meaning under weak perspective)
+T_Z_INDEX = 11
 
 
 def point_weights(landmark_set: str) -> np.ndarray:
@@ -80,7 +83,7 @@ def wpdc_weights(pred, target, u_base, w_shp_base, w_exp_base, zero_z: bool = Tr
     w = tf.concat([w_pose, w_se], axis=1)
     w = w / tf.reduce_max(w, axis=1, keepdims=True)
     if zero_z:
-        w = w * tf.constant(np.r_[np.ones(11), 0.0, np.ones(50)].astype(np.float32), w.dtype)
+        w = w * tf.constant((np.arange(NUM_PARAMS) != T_Z_INDEX).astype(np.float32), w.dtype)
     return tf.stop_gradient(w)
 
 

@@ -11,6 +11,7 @@ import math
 import tensorflow as tf
 
 from .conventions import CROP_OFFSET_V2, CropConvention
+from .morphable_model import NUM_PARAMS, NUM_POSE
 from .pose import GIMBAL_LOCK
 
 
@@ -26,8 +27,8 @@ def whiten(params, mean, std):
 
 def vertices(params, u, w_shp, w_exp):
     """Raw params ``(B, 62)`` and bases ``u (3N,)``, ``w_shp (3N, 40)``, ``w_exp (3N, 10)`` → ``(B, N, 3)`` model frame."""
-    pose = tf.reshape(params[:, :12], (-1, 3, 4))
-    coeffs = tf.concat([params[:, 12:52], params[:, 52:62]], axis=1)
+    pose = tf.reshape(params[:, :NUM_POSE], (-1, 3, 4))
+    coeffs = params[:, NUM_POSE:NUM_PARAMS]  # shape then expression coefficients, (B, 50)
     basis = tf.concat([w_shp, w_exp], axis=1)
     flat = u[None, :] + tf.matmul(coeffs, basis, transpose_b=True)
     shape = tf.reshape(flat, (tf.shape(params)[0], -1, 3))

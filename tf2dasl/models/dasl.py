@@ -6,7 +6,7 @@ A batch is ``{"wild": {...}, "labelled": {...}}`` (either part may be missing):
   ``landmarks (B, 68, 2)`` crop pixels, ``map (B, S, S)`` the landmark map of those landmarks;
 * ``labelled``: 3D-labelled faces — ``image`` and raw target ``params (B, 62)`` (optionally ``landmarks``).
 
-``train_step`` reads as the algorithm (DESIGN.md §1): with ``f`` the regressor and ``L`` the projected 68
+``train_step`` reads as the algorithm (README, Training): with ``f`` the regressor and ``L`` the projected 68
 landmarks, on wild faces ``X``: ``X̂ = L(f(I, map(X)))`` must match ``X`` (2D self-prediction),
 ``f(I, map(X̂))`` must give the 3D landmarks of the first pass (3D self-prediction) and its 2D landmarks
 ``X̃`` must match ``X`` (cycle); the critic ``D(z, p)`` learns real (labelled) from predicted (wild) pairs
@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from .. import losses as L
 from ..geometry.landmark_map import BACKGROUND, tf_landmark_map
+from ..geometry.morphable_model import NUM_PARAMS
 from .critic import SelfCritic
 from .morphable import MorphableLayer
 from .regressor import Regressor
@@ -88,7 +89,7 @@ class DASLModel(keras.Model):
             return
         self.regressor.build()
         z = keras.ops.zeros((1, self.regressor.feature_dim))
-        self.critic((z, keras.ops.zeros((1, 62))))
+        self.critic((z, keras.ops.zeros((1, NUM_PARAMS))))
         if self.teacher is not None:
             self.teacher.build()
         super().build(input_shape)
