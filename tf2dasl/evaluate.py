@@ -15,9 +15,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .data.sources import NUM_LANDMARKS
+from .errors import UserError
 from .geometry.camera import crop_to_image
 from .geometry.roi import crop_image, roi_from_landmarks
-from .errors import UserError
 
 YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 BIN_NAMES = ("yaw_0_30", "yaw_30_60", "yaw_60_90")
@@ -25,6 +26,12 @@ PROTOCOL_FILES = {"list": "AFLW2000-3D_crop.list", "roi": "AFLW2000-3D_crop.roi_
                   "original": "AFLW2000-3D.pts68.npy", "reannotated": "AFLW2000-3D-Reannotated.pts68.npy",
                   "yaw": "AFLW2000-3D.pose.npy"}
 CROP_FOLDER, IMAGE_FOLDER = "AFLW2000-3D_crop", "AFLW2000"
+#: The .mat ground truth: ``pt3d_68`` (3, 68) landmarks and ``Pose_Para`` [pitch, yaw, roll, tx, ty, tz, scale]
+#: (radians), of which the yaw is item ``POSE_YAW_INDEX``.
+MAT_LANDMARKS, MAT_POSE, POSE_YAW_INDEX = "pt3d_68", "Pose_Para", 1
+#: Why one unusable AFLW2000-3D file stops the run instead of being skipped.
+FIXED_LIST = ("; AFLW2000-3D is scored on its whole face list, so the evaluation stops rather than report NMEs "
+              "not comparable with other runs: restore the file from the dataset")
 
 #: Predictions are 3D landmarks in crop pixels ``(B, 68, 3)`` from uint8 crops ``(B, S, S, 3)``.
 LandmarkFn = Callable[[np.ndarray], np.ndarray]
@@ -63,15 +70,38 @@ def _read_crop(path: Path, size: int) -> np.ndarray:
     return img
 
 
-def _read_pt3d(image_dir: Path, names: list[str]) -> np.ndarray | None:
-    import scipy.io as sio
+def read_aflw_mat(path: Path, pose: bool = False) -> tuple[np.ndarray, float | None]:
+    """``pt3d_68`` of an AFLW2000-3D ``.mat`` as ``(68, 3)`` float32 image pixels, and its yaw in degrees from
+    ``Pose_Para`` when ``pose``. An unreadable file, a missing key or a wrongly shaped array → one-line
+    :class:`DatasetError` naming the file and the key (with :data:`FIXED_LIST`: the protocol stops)."""
+    from .data.sources import load_mat
 
+    keys = [MAT_LANDMARKS] + ([MAT_POSE] if pose else [])
+    m = load_mat(path, keys, error=DatasetError, note=FIXED_LIST)
+    for k in keys:
+        if k not in m:
+            raise DatasetError(f"{path}: no {k} in the .mat file (expected AFLW2000-3D's ground truth){FIXED_LIST}")
+    pts = np.asarray(m[MAT_LANDMARKS])
+    if pts.shape != (3, NUM_LANDMARKS) or not np.issubdtype(pts.dtype, np.number):
+        raise DatasetError(f"{path}: expected {MAT_LANDMARKS} of shape (3, {NUM_LANDMARKS}), found "
+                           f"{pts.dtype} {pts.shape}{FIXED_LIST}")
+    yaw = None
+    if pose:
+        pose_para = np.asarray(m[MAT_POSE]).reshape(-1)
+        if pose_para.size <= POSE_YAW_INDEX or not np.issubdtype(pose_para.dtype, np.number):
+            raise DatasetError(f"{path}: {MAT_POSE} holds no yaw (expected [pitch, yaw, roll, tx, ty, tz, scale])"
+                               f"{FIXED_LIST}")
+        yaw = float(np.degrees(float(pose_para[POSE_YAW_INDEX])))
+    return pts.astype(np.float32).T, yaw
+
+
+def _read_pt3d(image_dir: Path, names: list[str]) -> np.ndarray | None:
     out = []
     for n in names:
         mat = image_dir / (Path(n).stem + ".mat")
         if not mat.is_file():
             return None
-        out.append(np.asarray(sio.loadmat(str(mat))["pt3d_68"], np.float32).T)
+        out.append(read_aflw_mat(mat)[0])
     return np.stack(out)
 
 
@@ -108,8 +138,6 @@ def load_aflw2000(data_dir: str | Path, size: int = 120, from_mat: bool = False)
 
 
 def _load_from_mat(d: Path, size: int) -> Aflw2000:
-    import scipy.io as sio
-
     image_dir = _need(d / IMAGE_FOLDER, "image folder", "expected AFLW2000/*.jpg with their .mat files")
     mats = sorted(image_dir.glob("*.mat"))
     if not mats:
@@ -119,14 +147,13 @@ def _load_from_mat(d: Path, size: int) -> Aflw2000:
         jpg = mat.with_suffix(".jpg")
         img = cv2.imread(str(jpg), cv2.IMREAD_COLOR)
         if img is None:
-            raise DatasetError(f"{jpg}: cannot read the image of {mat.name}")
-        m = sio.loadmat(str(mat))
-        pts = np.asarray(m["pt3d_68"], np.float32).T
+            raise DatasetError(f"{jpg}: cannot read the image of {mat.name} (missing or corrupt){FIXED_LIST}")
+        pts, yaw = read_aflw_mat(mat, pose=True)
         roi = roi_from_landmarks(pts[None])[0]
         names.append(jpg.name)
         crops.append(crop_image(img, roi, size))
         rois.append(roi)
-        yaws.append(np.degrees(float(np.asarray(m["Pose_Para"]).reshape(-1)[1])))
+        yaws.append(yaw)
         pt3d.append(pts)
     pt3d_arr = np.stack(pt3d)
     gt = {"original": pt3d_arr[..., :2]}
@@ -134,12 +161,66 @@ def _load_from_mat(d: Path, size: int) -> Aflw2000:
     list_path = d / PROTOCOL_FILES["list"]
     if re_path.is_file() and list_path.is_file():
         listed = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
-        re = np.load(re_path).astype(np.float32)[:, :2].transpose(0, 2, 1)
+        try:
+            re = np.load(re_path).astype(np.float32)[:, :2].transpose(0, 2, 1)
+        except (ValueError, OSError, IndexError) as exc:
+            raise DatasetError(f"{re_path}: cannot read the re-annotated ground truth ({exc}); restore it, or "
+                               "move it away to score against the original ground truth only") from None
         if sorted(listed) == sorted(names) and len(re) == len(listed):
             order = {n: i for i, n in enumerate(listed)}
             gt["reannotated"] = re[[order[n] for n in names]]
     return Aflw2000(names, np.stack(crops), np.stack(rois), np.array(yaws, np.float32), gt, pt3d_arr,
                     {"dir": str(d), "crops": "from_mat"})
+
+
+# ---------------------------------------------------------------------------- the model under test
+#: ``passes`` of a 4-channel (2DASL) Keras model: 1 = empty landmark map only, 2 = then the map of the first
+#: pass's landmarks (:meth:`tf2dasl.model.FaceModel.predict_params`; exported graphs always run both).
+PASSES = (1, 2)
+#: input channels of a 2DASL model: the colour crop and its landmark map (the only models with passes)
+MAP_MODEL_CHANNELS = 4
+
+
+def landmarks_fn(runtime: str = "keras", model=None, export_dir=None, variant: str | None = None,
+                 passes: int | None = None) -> tuple[str, LandmarkFn]:
+    """``(name, fn)``: the model under test as a :data:`LandmarkFn` for :func:`evaluate_aflw2000`.
+
+    ``runtime="keras"`` runs ``model`` (a model directory or a loaded :class:`tf2dasl.model.FaceModel`), with
+    ``passes`` (:data:`PASSES`, 4-channel models only; None: the model's default). ``savedmodel``, ``tflite``
+    and ``onnx`` run the export in ``export_dir`` (``variant``: TFLite only). A setting the chosen runtime
+    would ignore is refused (:class:`UserError`, one line) rather than silently dropped."""
+    from .runtimes import DEFAULT_VARIANT, RUNTIMES, load_runtime, require_export_dir
+
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if variant is not None and runtime != "tflite":
+        raise UserError(f"--variant applies to --runtime tflite; --runtime {runtime} has no variants (drop --variant)")
+    if passes is not None and passes not in PASSES:
+        raise UserError(f"--passes {passes}: use one of {', '.join(map(str, PASSES))}")
+    if runtime == "keras":
+        if export_dir:
+            raise UserError("--export-dir applies to --runtime savedmodel|tflite|onnx; --runtime keras runs the "
+                            "model directory given by --model (drop --export-dir, or name the export's runtime)")
+        if model is None or model == "":
+            raise UserError("--model MODEL_DIR is required with --runtime keras")
+        if isinstance(model, (str, Path)):
+            from . import load_model
+
+            model = load_model(model)
+        if passes is not None and model.spec.channels != MAP_MODEL_CHANNELS:
+            raise UserError(f"--passes applies to {MAP_MODEL_CHANNELS}-channel (2DASL) models; {model.spec.name} takes "
+                            f"{model.spec.channels}-channel crops and always runs one pass (drop --passes)")
+        kw = {} if passes is None else {"passes": passes}
+        return model.spec.name, lambda crops: model.landmarks_crop(model.predict_params(crops, **kw))
+    if model is not None and model != "":
+        raise UserError(f"--model applies to --runtime keras; --runtime {runtime} runs the export in --export-dir "
+                        "alone (drop --model)")
+    if passes is not None:
+        raise UserError("--passes applies to --runtime keras; exported artifacts always run the model's own passes "
+                        "(drop --passes)")
+    rt = load_runtime(runtime, require_export_dir(runtime, export_dir),
+                      variant=DEFAULT_VARIANT if variant is None else variant)
+    return rt.name, rt.landmarks_crop
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -249,17 +330,45 @@ def match_box(boxes: np.ndarray, gt: np.ndarray) -> int | None:
     return int(np.argmax(np.where(ok, iou, -1.0)))
 
 
-def load_300w_faces(data_dirs, list_file: str | Path | None = None) -> list:
+def _list_300w(data_dirs, failures: list | None) -> list:
+    """:func:`tf2dasl.data.sources.list_pts_faces`, except that with a ``failures`` list a malformed ``.pts``
+    is recorded there as ``(image_path, reason)`` and the rest are still listed."""
+    from .data.sources import DataSourceError, FaceSample, _folders, _need_dir, list_pts_faces
+    from .io.images import IMAGE_EXTENSIONS
+    from .io.pts import PtsError, read_pts
+
+    if failures is None:
+        return list_pts_faces(data_dirs)
+    out = []
+    for d in _folders(data_dirs):
+        _need_dir(d, "300-W style images with 68-point .pts files")
+        labelled = [p for p in sorted(d.iterdir(), key=lambda p: p.name)
+                    if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and p.with_suffix(".pts").is_file()]
+        if not labelled:
+            raise DataSourceError(f"{d}: no image with a .pts file found (expected 300-W style image/.pts pairs)")
+        for img in labelled:
+            try:
+                out.append(FaceSample(str(img), read_pts(img.with_suffix(".pts"), NUM_LANDMARKS)))
+            except PtsError as exc:
+                failures.append((str(img), str(exc)))
+    return out
+
+
+def load_300w_faces(data_dirs, list_file: str | Path | None = None, failures: list | None = None) -> list:
     """The labelled faces (:class:`tf2dasl.data.sources.FaceSample`, 0-based landmarks) of 300-W style folders
     (images + 68-point ``.pts``, not recursive), restricted to the image paths listed in ``list_file`` (one per
     line, e.g. a training run's ``RUN_DIR/holdout.txt``) when given. A listed path matches a face when both
     resolve to the same file, or else when their last two components (``folder/name``) agree, so a list
     written from another working directory still works. Missing folders, folders without ``.pts`` and listed
-    images not found in the folders raise :class:`DatasetError` / :class:`UserError` (one line)."""
-    from .data.sources import list_pts_faces
+    images not found in the folders raise :class:`DatasetError` / :class:`UserError` (one line).
 
-    faces = list_pts_faces(data_dirs)
+    A malformed ``.pts`` raises too, unless ``failures`` is a list: then ``(image_path, reason)`` is appended
+    to it (for the selected images only) and that face is left out."""
+    found: list = []
+    faces = _list_300w(data_dirs, found if failures is not None else None)
     if list_file is None:
+        if failures is not None:
+            failures.extend(found)
         return faces
     lf = Path(list_file)
     if not lf.is_file():
@@ -267,23 +376,28 @@ def load_300w_faces(data_dirs, list_file: str | Path | None = None) -> list:
     listed = [ln.strip() for ln in lf.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not listed:
         raise DatasetError(f"{lf}: the list is empty")
-    by_path = {str(Path(f.image_path).resolve()): f for f in faces}
+    # labelled images: a FaceSample, or the (image_path, reason) of a .pts that could not be read
+    items = [(f.image_path, f) for f in faces] + [(fail[0], fail) for fail in found]
+    by_path = {str(Path(path).resolve()): item for path, item in items}
     by_tail: dict[tuple[str, str], list] = {}
-    for f in faces:
-        p = Path(f.image_path)
-        by_tail.setdefault((p.parent.name, p.name), []).append(f)
+    for path, item in items:
+        p = Path(path)
+        by_tail.setdefault((p.parent.name, p.name), []).append(item)
     out, missing, seen = [], [], set()
-    for item in listed:
-        p = Path(item)
-        face = by_path.get(str(p.resolve()))
-        if face is None:
+    for entry in listed:
+        p = Path(entry)
+        item = by_path.get(str(p.resolve()))
+        if item is None:
             cands = by_tail.get((p.parent.name, p.name), [])
-            face = cands[0] if len(cands) == 1 else None
-        if face is None:
-            missing.append(item)
-        elif id(face) not in seen:
-            seen.add(id(face))
-            out.append(face)
+            item = cands[0] if len(cands) == 1 else None
+        if item is None:
+            missing.append(entry)
+        elif id(item) not in seen:
+            seen.add(id(item))
+            if isinstance(item, tuple):
+                failures.append(item)
+            else:
+                out.append(item)
     if missing:
         raise DatasetError(f"{lf}: {len(missing)} of {len(listed)} listed images are not labelled faces of the "
                            f"--data folders (first: {missing[0]}); pass the folders the list was made from")
@@ -301,7 +415,7 @@ def ced_auc(nme: np.ndarray, limit: float = FAILURE_NME, steps: int = 1000) -> f
     return float(np.trapezoid(y, x) / limit) if hasattr(np, "trapezoid") else float(np.trapz(y, x) / limit)
 
 
-def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str = "auto", assets_dir=None,
+def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str | None = None, assets_dir=None,
                   list_file: str | Path | None = None, detector_options: dict | None = None,
                   progress: bool = False) -> dict:
     """68-point NME with 300-W's outer inter-ocular normalisation (:func:`nme_interocular`) through the full
@@ -318,6 +432,11 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str = "au
     ``failure_rate_8`` (% of all labelled faces with NME > 8% or missed) and ``failure_rate_8_found`` (% of
     found faces), ``auc_8`` (CED area to 8%, misses count as failures), per-folder means, the missed images
     and every face's NME.
+
+    A labelled image that cannot be scored (unreadable image, malformed ``.pts``) does not stop the run: it is
+    left out of every figure and listed in ``errors`` as ``{"image", "error"}`` (the reason names the file).
+    ``detector`` (None: ``auto``), ``assets_dir`` and ``detector_options`` apply to ``boxes="detector"`` only;
+    given with ``boxes="oracle"`` they are refused (:class:`UserError`) rather than ignored.
     """
     import time
 
@@ -328,7 +447,16 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str = "au
 
     if boxes not in BOX_MODES:
         raise UserError(f"--boxes {boxes!r}: use one of {', '.join(BOX_MODES)}")
-    faces = load_300w_faces(data_dirs, list_file)
+    if boxes == "oracle":
+        given = [flag for flag, value in (("--detector", detector), ("--assets", assets_dir),
+                                          ("detector options", detector_options)) if value]
+        if given:
+            one = len(given) == 1
+            raise UserError(f"{' and '.join(given)} {'applies' if one else 'apply'} to --boxes detector; --boxes "
+                            "oracle crops from the ground-truth landmarks with no detector "
+                            f"(drop {'it' if one else 'them'})")
+    errors: list[tuple[str, str]] = []
+    faces = load_300w_faces(data_dirs, list_file, failures=errors)
     if isinstance(model, (str, Path)):
         from . import load_model
 
@@ -346,7 +474,8 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str = "au
         try:
             image = read_image(face.image_path)
         except ImageError as exc:
-            raise DatasetError(f"labelled image cannot be read: {exc}") from None
+            errors.append((face.image_path, str(exc)))
+            continue
         gt = face.landmarks
         if boxes == "oracle":
             _, lm = rec._regress(image, roi_from_landmarks(gt[None]))
@@ -386,7 +515,8 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str = "au
                            "nme_mean": pct(np.mean([x for x in v if np.isfinite(x)])) if np.isfinite(v).any()
                            else float("nan")} for k, v in folders.items()},
         "seconds": round(seconds, 2), "ms_per_face": round(1000 * seconds / max(n, 1), 2),
-        "missed": missed, "per_face": per_face,
+        "missed": missed, "errors": [{"image": path, "error": reason} for path, reason in errors],
+        "per_face": per_face,
     })
 
 
@@ -412,7 +542,8 @@ def format_300w(result: dict) -> str:
     """Printable lines of an :func:`evaluate_300w` result."""
     r = _none_to_nan(result)
     how = f"detector {r['detector']}" if r["boxes"] == "detector" else "oracle crops from the ground-truth landmarks"
-    lines = [f"300-W ({r['faces']} faces{', listed in ' + r['list'] if r['list'] else ''}), model {r['model']}, {how}",
+    lines = [f"300-W ({r['faces']} faces{', listed in ' + r['list'] if r['list'] else ''}"
+             f"{', ' + str(len(r['errors'])) + ' not scored' if r.get('errors') else ''}), model {r['model']}, {how}",
              f"  NME 68 pts, outer inter-ocular (%): mean {r['nme_68_interocular']['mean']:.3f}, "
              f"median {r['nme_68_interocular']['median']:.3f} (over {r['found']} faces)"]
     if r["boxes"] == "detector":
@@ -427,3 +558,11 @@ def format_300w(result: dict) -> str:
         lines.append(f"  missed: {' '.join(Path(m).name for m in r['missed'][:20])}"
                      f"{' ...' if len(r['missed']) > 20 else ''}")
     return "\n".join(lines)
+
+
+def format_errors(result: dict) -> list[str]:
+    """One line per labelled image an :func:`evaluate_300w` run could not score (the reason names the file)."""
+    errors = result.get("errors") or []
+    if not errors:
+        return []
+    return [f"{len(errors)} labelled image(s) not scored:"] + [f"  error: {e['error']}" for e in errors]

@@ -5,17 +5,74 @@ no file I/O here.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
 from .geometry.camera import model_to_crop
-from .geometry.conventions import get_convention
+from .geometry.conventions import CONVENTIONS, get_convention
 from .geometry.landmark_map import landmark_map
-from .geometry.morphable_model import MorphableModel
+from .geometry.morphable_model import NUM_PARAMS, MorphableModel
 from .geometry.pose import params_to_pose
+from .models.backbones import BACKBONES
+from .models.mobilenet_v1 import STEM_CHANNELS
 from .models.regressor import Regressor
+
+#: input channels a regressor takes: the crop (3) or the crop and the landmark map (4)
+CHANNEL_CHOICES = (3, 4)
+#: crop colour orders the pipeline produces (images are read with OpenCV, so BGR only)
+COLOR_ORDERS = ("BGR",)
+#: the smallest crop side the backbones accept (Keras' MobileNetV2 and ResNet50 refuse smaller inputs)
+MIN_INPUT_SIZE = 32
+#: the narrowest width that leaves MobileNetV1's stem at least one channel
+MIN_WIDTH = 1.0 / STEM_CHANNELS
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def regressor_problems(backbone, width, input_size, channels, num_params=NUM_PARAMS) -> list[tuple[str, object, str]]:
+    """What stops a regressor from being built: ``(field, value, what is allowed)`` per bad value, in field order
+    (empty: all fine). Shared by :class:`ModelSpec`, the training config and the 3DDFA_V2 importer, which each
+    name the fields as their own file does."""
+    problems = []
+    if backbone not in BACKBONES:
+        problems.append(("backbone", backbone, f"one of {', '.join(BACKBONES)}"))
+    if not _is_number(width) or width < MIN_WIDTH:
+        problems.append(("width", width, f"a number >= {MIN_WIDTH:g}"))
+    if not _is_int(input_size) or input_size < MIN_INPUT_SIZE:
+        problems.append(("input_size", input_size, f"an integer >= {MIN_INPUT_SIZE}"))
+    if not _is_int(channels) or channels not in CHANNEL_CHOICES:
+        problems.append(("channels", channels, " or ".join(map(str, CHANNEL_CHOICES))))
+    if not _is_int(num_params) or num_params != NUM_PARAMS:
+        problems.append(("num_params", num_params, f"{NUM_PARAMS} (3DDFA's pose, shape and expression parameters)"))
+    return problems
+
+
+def spec_problems(spec: "ModelSpec") -> list[tuple[str, object, str]]:
+    """``(field, value, what is allowed)`` for each bad value of ``spec`` (empty: all fine)."""
+    problems = []
+    if not isinstance(spec.name, str):
+        problems.append(("name", spec.name, "a string"))
+    problems += regressor_problems(spec.backbone, spec.width, spec.input_size, spec.channels, spec.num_params)
+    if spec.color_order not in COLOR_ORDERS:
+        problems.append(("color_order", spec.color_order, " or ".join(COLOR_ORDERS)))
+    if not _is_number(spec.norm_mean):
+        problems.append(("norm_mean", spec.norm_mean, "a finite number"))
+    if not _is_number(spec.norm_scale) or spec.norm_scale <= 0:
+        problems.append(("norm_scale", spec.norm_scale, "a positive number"))
+    if not isinstance(spec.crop_convention, str) or spec.crop_convention not in CONVENTIONS:
+        problems.append(("crop_convention", spec.crop_convention, f"one of {', '.join(sorted(CONVENTIONS))}"))
+    if not isinstance(spec.provenance, dict):
+        problems.append(("provenance", spec.provenance, "a mapping"))
+    return problems
 
 
 @dataclass
@@ -39,13 +96,24 @@ class ModelSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def validate(self) -> "ModelSpec":
+        """``self``, or ValueError naming the first bad field, its value and what is allowed."""
+        problems = spec_problems(self)
+        if problems:
+            key, value, allowed = problems[0]
+            raise ValueError(f"{key} must be {allowed}, got {value!r}")
+        return self
+
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
+        """A checked spec from a mapping (``model.json``'s ``spec``); ValueError names an unknown or bad key."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a mapping, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown model spec key(s) {unknown}")
-        return cls(**d)
+            raise ValueError(f"unknown model spec key(s) {unknown} (known: {', '.join(cls.__dataclass_fields__)})")
+        return cls(**d).validate()
 
     def build_regressor(self) -> Regressor:
         reg = Regressor(self.backbone, self.width, self.input_size, self.channels, self.num_params, name="regressor")

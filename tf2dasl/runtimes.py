@@ -27,6 +27,10 @@ EXPORT_FORMAT = "tf2dasl-export"
 EXPORT_FORMAT_VERSION = 1
 EXPORT_JSON = "export.json"
 TFLITE_VARIANTS = ("float32", "float16", "int8")
+DEFAULT_VARIANT = TFLITE_VARIANTS[0]
+#: every runtime a command offers: keras runs the model directory itself (``tf2dasl.load_model``), the others
+#: an export directory (:data:`KINDS`)
+RUNTIMES = ("keras",) + KINDS
 EXPORT_HINT = "run `tf2dasl export MODEL_DIR --out {dir}`"
 
 
@@ -38,6 +42,14 @@ def read_export(export_dir: str | Path) -> dict:
     """``export.json`` of an export directory, checked."""
     return read_descriptor(export_dir, EXPORT_JSON, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, RuntimeLoadError,
                            "export directory", EXPORT_HINT.format(dir=export_dir))
+
+
+def require_export_dir(kind: str, export_dir: str | Path | None) -> Path:
+    """The export directory a non-Keras runtime ``kind`` needs; one line naming the flag and the fix when absent."""
+    if not export_dir:
+        raise RuntimeLoadError(f"--export-dir EXPORT_DIR is required with --runtime {kind} "
+                               "(make one with `tf2dasl export`)")
+    return Path(export_dir)
 
 
 class Runtime:
@@ -204,14 +216,14 @@ class OnnxRuntime(Runtime):
         return params, lm
 
 
-def load_runtime(kind: str, export_dir: str | Path, variant: str = "float32", num_threads: int | None = None,
+def load_runtime(kind: str, export_dir: str | Path, variant: str = DEFAULT_VARIANT, num_threads: int | None = None,
                  **kwargs) -> Runtime:
     """A runtime over an export directory. ``kind``: savedmodel | tflite | onnx; ``variant`` (TFLite only):
     float32 | float16 | int8; ``num_threads``: TFLite and ONNX Runtime intra-op threads (None: their default)."""
     if kind not in KINDS:
         extra = " (keras runs the model directory: tf2dasl.load_model)" if kind == "keras" else ""
         raise RuntimeLoadError(f"unknown runtime {kind!r}; use one of {', '.join(KINDS)}{extra}")
-    if kind != "tflite" and variant not in (None, "float32"):
+    if kind != "tflite" and variant not in (None, DEFAULT_VARIANT):
         raise RuntimeLoadError(f"variant {variant!r} applies to --runtime tflite only ({kind} runs float32)")
     d = Path(export_dir)
     meta = read_export(d)

@@ -1,25 +1,31 @@
-"""``tf2dasl evaluate aflw2000 --data DIR --model MODEL_DIR [--runtime ...] [--json OUT]`` and
-``tf2dasl evaluate 300w --data DIR... --model MODEL_DIR [--boxes detector|oracle] [--list FILE] [--json OUT]``."""
+"""``tf2dasl evaluate aflw2000 --data DIR (--model MODEL_DIR | --runtime R --export-dir DIR) [--json OUT]`` and
+``tf2dasl evaluate 300w --data DIR... --model MODEL_DIR [--boxes detector|oracle] [--list FILE] [--json OUT]``.
+
+Thin over :mod:`tf2dasl.evaluate`; a flag the chosen mode would ignore is an error there, not dropped."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-RUNTIMES = ("keras", "savedmodel", "tflite", "onnx")
+from ..runtimes import RUNTIMES, TFLITE_VARIANTS
 
 
 def add_parser(sub, name):
+    from ..evaluate import PASSES
+
     p = sub.add_parser(name, help="measure accuracy with a standard protocol")
     bench = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     a = bench.add_parser("aflw2000", help="AFLW2000-3D, 3DDFA's protocol (68-point NME per yaw bin)")
     a.add_argument("--data", required=True, help="AFLW2000-3D folder laid out as ../shared/data/aflw2000_3d_dev")
-    a.add_argument("--model", help="model directory (for --runtime keras, and the morphable model)")
-    a.add_argument("--runtime", choices=RUNTIMES, default="keras", help="which artifact runs the regressor")
-    a.add_argument("--export-dir", help="export directory (from `tf2dasl export`) for non-keras runtimes")
-    a.add_argument("--variant", default="float32", help="TFLite variant: float32, float16 or int8")
-    a.add_argument("--passes", type=int, choices=(1, 2), default=2,
-                   help="4-channel (2DASL) models, keras runtime: 1 = empty landmark map only, 2 = then the map of "
-                        "the first pass's landmarks (default)")
+    a.add_argument("--model", help="model directory (--runtime keras only)")
+    a.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0], help="which artifact runs the regressor")
+    a.add_argument("--export-dir", help="export directory (from `tf2dasl export`) for --runtime savedmodel|tflite|onnx")
+    a.add_argument("--variant", choices=TFLITE_VARIANTS,
+                   help=f"--runtime tflite only: which TFLite model (default {TFLITE_VARIANTS[0]})")
+    a.add_argument("--passes", type=int, choices=PASSES,
+                   help="--runtime keras with a 4-channel (2DASL) model only: 1 = empty landmark map only, 2 = then "
+                        "the map of the first pass's landmarks (default; exported graphs always run both)")
     a.add_argument("--from-mat", action="store_true",
                    help="build crops from the .mat ground truth instead of 3DDFA's protocol files")
     a.add_argument("--json", help="write the results as JSON here")
@@ -36,33 +42,15 @@ def add_parser(sub, name):
     w.add_argument("--model", required=True, help="model directory")
     w.add_argument("--boxes", choices=("detector", "oracle"), default="detector",
                    help="where crops come from: the face detector (default) or the ground-truth landmarks")
-    w.add_argument("--detector", default="auto",
-                   help="auto (BlazeFace if its model is in --assets, else Haar), blazeface, blazeface-full, "
-                        "blazeface-short or haar")
-    w.add_argument("--assets", help="folder holding the BlazeFace .tflite files (default: $TF2DASL_ASSETS)")
+    w.add_argument("--detector",
+                   help="--boxes detector only: auto (default; BlazeFace if its model is in --assets, else Haar), "
+                        "blazeface, blazeface-full, blazeface-short or haar")
+    w.add_argument("--assets", help="--boxes detector only: folder holding the BlazeFace .tflite files "
+                                    "(default: $TF2DASL_ASSETS)")
     w.add_argument("--list", help="only the images listed in this file, one path per line (e.g. RUN_DIR/holdout.txt)")
     w.add_argument("--json", help="write the results (with every face's NME) as JSON here")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-
-
-def landmark_fn_for(args):
-    """crops → crop-pixel landmarks ``(B, 68, 3)`` for the chosen runtime."""
-    from ..errors import UserError
-
-    if args.runtime == "keras":
-        if not args.model:
-            raise UserError("--model MODEL_DIR is required with --runtime keras")
-        from .. import load_model
-
-        model = load_model(args.model)
-        return model.spec.name, lambda crops: model.landmarks_crop(model.predict_params(crops, passes=args.passes))
-    if not args.export_dir:
-        raise UserError(f"--export-dir EXPORT_DIR is required with --runtime {args.runtime} (make one with `tf2dasl export`)")
-    from ..runtimes import load_runtime
-
-    runtime = load_runtime(args.runtime, args.export_dir, variant=args.variant)
-    return runtime.name, runtime.landmarks_crop
 
 
 def _write_json(path, result) -> None:
@@ -72,24 +60,27 @@ def _write_json(path, result) -> None:
 
 
 def run_300w(args) -> int:
-    from ..evaluate import evaluate_300w, format_300w, load_300w_faces
+    from ..evaluate import evaluate_300w, format_300w, format_errors
 
-    load_300w_faces(args.data, args.list)  # data errors first, before the model loads
+    # data errors (folders, --list) come first inside, before the model loads; unreadable faces are listed
     result = evaluate_300w(args.data, args.model, boxes=args.boxes, detector=args.detector, assets_dir=args.assets,
                            list_file=args.list, progress=not args.no_progress)
     print(format_300w(result))
     if args.json:
         _write_json(args.json, result)
-    return 0
+    for line in format_errors(result):
+        print(line, file=sys.stderr)
+    return 1 if result["errors"] else 0
 
 
 def run(args) -> int:
     if args.benchmark == "300w":
         return run_300w(args)
-    from ..evaluate import evaluate_aflw2000, format_table, load_aflw2000
+    from ..evaluate import evaluate_aflw2000, format_table, landmarks_fn, load_aflw2000
 
     data = load_aflw2000(args.data, from_mat=args.from_mat)
-    name, fn = landmark_fn_for(args)
+    name, fn = landmarks_fn(args.runtime, model=args.model, export_dir=args.export_dir, variant=args.variant,
+                            passes=args.passes)
     result = evaluate_aflw2000(data, fn)
     result.update({"model": name, "runtime": args.runtime, "data": str(args.data), "crops": data.source["crops"]})
     print(f"AFLW2000-3D ({result['faces']} faces, {data.source['crops']} crops), model {name}, runtime {args.runtime}")

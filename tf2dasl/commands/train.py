@@ -10,7 +10,8 @@ def add_parser(sub, name):
     p.add_argument("--init", help="model directory to start from (e.g. the imported mb05); also the teacher")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
-    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--epochs", type=int, help="override the config's epochs (>= 1; with --resume a larger "
+                                                  "number continues the run longer)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one config value (repeatable), e.g. --set optim.lr=0.001 --set loss.cycle=0; "
                         "the run's config.yaml records the result")
@@ -18,12 +19,14 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..config import load_config
+    from ..config import ConfigError, load_config
     from ..training.config import TrainConfig
     from ..training.trainer import train
 
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1 (the number of epochs to train in all), got {args.epochs}")
     cfg = load_config(args.config, TrainConfig, overrides=args.overrides)
-    if args.epochs:
+    if args.epochs is not None:
         cfg.epochs = args.epochs
     train(cfg, args.out, init=args.init, resume=args.resume)
     return 0

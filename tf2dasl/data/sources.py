@@ -101,14 +101,27 @@ def list_pts_faces(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> 
     return out
 
 
+def load_mat(path: str | os.PathLike, variable_names: Sequence[str], error: type[UserError] = DataSourceError,
+             note: str = "") -> dict:
+    """The variables ``variable_names`` of a MATLAB ``.mat`` file (those present; the caller checks its keys).
+
+    A missing, truncated or corrupt file (scipy raises several exception types) → ``error`` in one line
+    naming the file, followed by ``note`` (e.g. why the run stops)."""
+    import scipy.io as sio
+
+    try:
+        return sio.loadmat(str(path), variable_names=list(variable_names))
+    except Exception as exc:  # scipy raises several types on corrupt files
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise error(f"{path}: cannot read .mat file ({type(exc).__name__}: {reason}){note}") from None
+
+
 def list_300wlp(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> list[FaceSample]:
     """300W-LP folders (``NAME.jpg`` + ``NAME.mat`` holding ``pt2d (2, 68)``) → faces with ``pt2d`` as landmarks.
 
     ``pt2d`` is taken as 0-based image pixels as published. A ``.mat`` without its ``.jpg`` is ignored;
     a ``.mat`` that is unreadable or lacks a ``(2, 68)`` ``pt2d`` → :class:`DataSourceError` naming it.
     """
-    import scipy.io as sio
-
     out: list[FaceSample] = []
     for d in _folders(folders):
         _need_dir(d, "300W-LP .jpg/.mat pairs")
@@ -117,10 +130,7 @@ def list_300wlp(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
             img = mat.with_suffix(".jpg")
             if not img.is_file():
                 continue
-            try:
-                m = sio.loadmat(str(mat), variable_names=["pt2d"])
-            except Exception as exc:  # scipy raises several types on corrupt files
-                raise DataSourceError(f"{mat}: cannot read .mat file ({type(exc).__name__}: {exc})") from None
+            m = load_mat(mat, ["pt2d"])
             pt2d = m.get("pt2d")
             if pt2d is None or np.shape(pt2d) != (2, NUM_LANDMARKS):
                 got = "no pt2d" if pt2d is None else f"pt2d of shape {np.shape(pt2d)}"

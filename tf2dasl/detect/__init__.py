@@ -10,7 +10,11 @@ Detectors (names for :func:`make_detector`):
   * ``"blazeface"``: :class:`BlazeFaceCombined` (full range, plus the short-range faces full range
     missed) when both model files are there, else whichever one is;
   * ``"haar"``: OpenCV's Haar cascade (no model file needed; frontal faces only);
-  * ``"auto"`` (default): ``"blazeface"`` if a BlazeFace model file is there, else Haar.
+  * ``"auto"`` (default): ``"blazeface"`` if a BlazeFace model file is there, else Haar. Haar is taken
+    silently only when no assets location was given at all (neither ``assets_dir`` nor ``$TF2DASL_ASSETS``)
+    or the given folder exists and ``require_assets`` is False; a given folder that does not exist (or, with
+    ``require_assets=True`` as ``tf2dasl reconstruct --assets`` uses, one without a BlazeFace model) is a
+    :class:`DetectorError` naming the folder.
 
 Why full range first: short range (a selfie model) misses the small faces of group photos (none of the
 6 in ``group_t1.jpg``; full range finds 5) while full range at MediaPipe's 0.5 threshold misses 2.4% of
@@ -56,6 +60,22 @@ def find_model_file(filename: str, assets_dir: str | os.PathLike | None) -> Path
     return None
 
 
+def _assets_source(assets_dir) -> str:
+    """How the user named the assets location, for messages: ``"--assets DIR"`` or ``"$TF2DASL_ASSETS=DIR"``."""
+    if assets_dir is not None:
+        return f"--assets {assets_dir}"
+    return f"$TF2DASL_ASSETS={os.environ.get('TF2DASL_ASSETS')}"
+
+
+def _no_blazeface(assets_dir) -> DetectorError:
+    root = Path(assets_dir if assets_dir is not None else os.environ["TF2DASL_ASSETS"])
+    what = "folder not found" if not root.is_dir() else "no BlazeFace model in it or its detectors/ subfolder"
+    return DetectorError(
+        f"{_assets_source(assets_dir)}: {what}; it should hold {FULL_RANGE.model_file} and/or "
+        f"{SHORT_RANGE.model_file} (directly or in detectors/), or use --detector haar"
+    )
+
+
 def _missing(name: str, filename: str, assets_dir) -> DetectorError:
     where = assets_dir if assets_dir is not None else os.environ.get("TF2DASL_ASSETS") or "<no assets dir given>"
     return DetectorError(
@@ -63,14 +83,19 @@ def _missing(name: str, filename: str, assets_dir) -> DetectorError:
     )
 
 
-def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = None, **opts) -> FaceDetector:
+def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = None, *, require_assets: bool = False,
+                  **opts) -> FaceDetector:
     """Build a face detector by name (see the module docstring for the names).
 
     ``opts`` go to the detector's constructor: ``score_threshold`` (for the combined BlazeFace: both
     models; default 0.4 full range / 0.5 short range), ``min_size``, ``max_faces`` for all;
     ``num_threads`` and ``iou_threshold`` for BlazeFace (ignored by Haar); ``scale_factor``,
     ``min_neighbors``, ``max_side`` for Haar (ignored by BlazeFace).
-    Raises :class:`DetectorError` for an unknown name or a missing model file of an explicitly named detector.
+    ``require_assets``: for ``"auto"``, an assets location that was given (``assets_dir`` or
+    ``$TF2DASL_ASSETS``) must hold a BlazeFace model (no silent Haar fallback); a given folder that does not
+    exist is an error either way.
+    Raises :class:`DetectorError` for an unknown name, a missing model file of an explicitly named detector,
+    or (``"auto"``) a given assets folder that does not exist / holds no BlazeFace model (see above).
     """
     key = (name or "auto").strip().lower()
     if key not in DETECTOR_NAMES:
@@ -108,6 +133,9 @@ def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = Non
     if short is not None:
         return BlazeFaceDetector(short, SHORT_RANGE, **blaze_opts)
     if key == "auto":
+        given = _search_dirs(assets_dir)  # [] when no assets location was given at all
+        if given and (require_assets or not given[0].is_dir()):
+            raise _no_blazeface(assets_dir)
         return haar()
     raise _missing("blazeface", FULL_RANGE.model_file, assets_dir)
 

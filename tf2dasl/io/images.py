@@ -129,18 +129,28 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return apply_exif_orientation(image, _exif_orientation(data))
 
 
-def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike) -> list[Path]:
+def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike,
+                     problems: list[tuple[str, str]] | None = None) -> list[Path]:
     """Expand files and folders into a list of image paths.
 
     A folder contributes its files whose extension (any case) is in :data:`IMAGE_EXTENSIONS`, sorted by
     name, without recursing; a file is taken as given (whatever its extension; :func:`read_image` will
-    complain if it is not an image). Duplicates are dropped, order is kept. A missing input raises
-    :class:`ImageError` (``"<path>: file not found"``).
+    complain if it is not an image). Duplicates are dropped, order is kept.
+
+    A missing input (``"<path>: file not found"``) or a folder without image files is an
+    :class:`ImageError`; when ``problems`` is a list, each is appended to it as ``(input, one-line reason)``
+    instead and the other inputs are still expanded (what a batch command wants).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     out: list[Path] = []
     seen: set[Path] = set()
+
+    def problem(item, reason: str) -> None:
+        if problems is None:
+            raise ImageError(reason)
+        problems.append((str(item), reason))
+
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -148,10 +158,15 @@ def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike) ->
                 (c for c in p.iterdir() if c.suffix.lower() in IMAGE_EXTENSIONS and c.is_file()),
                 key=lambda c: c.name,
             )
+            if not found:
+                problem(item, f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}; "
+                              "subfolders are not searched): give image files or a folder of them")
+                continue
         elif p.exists():
             found = [p]
         else:
-            raise ImageError(f"{item}: file not found")
+            problem(item, f"{item}: file not found")
+            continue
         for f in found:
             key = f.resolve()
             if key not in seen:

@@ -10,14 +10,20 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..geometry.morphable_model import MorphableModelError, load_3ddfa_v2
-from ..model import FaceModel, ModelSpec
+from ..geometry.morphable_model import NUM_PARAMS, MorphableModelError, load_3ddfa_v2
+from ..model import FaceModel, ModelSpec, regressor_problems
 from ..models.mobilenet_v1 import BLOCKS
 from .pth import CheckpointError, load_state_dict
 from ..errors import UserError
 
 SUPPORTED_ARCHS = {"mobilenet": "mobilenet_v1", "mobilenet_v1": "mobilenet_v1"}
 REQUIRED_FILES = ("configs/bfm_noneck_v3.pkl", "configs/param_mean_std_62d_120x120.pkl")
+#: 3DDFA_V2's defaults for the optional keys of configs/NAME.yml
+YML_DEFAULTS = {"widen_factor": 1.0, "size": 120, "num_params": NUM_PARAMS}
+#: 3DDFA_V2 regressors see the BGR crop alone (no landmark map)
+IMPORTED_CHANNELS = 3
+#: ModelSpec field → the configs/NAME.yml key it comes from
+YML_KEYS = {"width": "widen_factor", "input_size": "size", "num_params": "num_params"}
 
 
 class ImportError3DDFA(UserError):
@@ -41,10 +47,20 @@ def read_config(checkout: Path, name: str) -> dict:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ImportError3DDFA(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise ImportError3DDFA(f"{path}: expected a mapping of keys (arch, widen_factor, size, ...), "
+                               f"got {type(cfg).__name__}")
     arch = cfg.get("arch")
-    if arch not in SUPPORTED_ARCHS:
+    if not isinstance(arch, str) or arch not in SUPPORTED_ARCHS:
         raise ImportError3DDFA(f"{path}: architecture {arch!r} is not supported by the importer "
                                f"(supported: {sorted(SUPPORTED_ARCHS)})")
+    values = {k: cfg.get(k, default) for k, default in YML_DEFAULTS.items()}
+    problems = regressor_problems(SUPPORTED_ARCHS[arch], values["widen_factor"], values["size"], IMPORTED_CHANNELS,
+                                  values["num_params"])
+    if problems:
+        field_name, value, allowed = problems[0]
+        raise ImportError3DDFA(f"{path}: {YML_KEYS.get(field_name, field_name)} must be {allowed}, got {value!r}; "
+                               "fix the value (3DDFA_V2's own configs hold widen_factor 0.5 or 1.0, size 120)")
     return cfg
 
 
@@ -81,15 +97,16 @@ def import_3ddfa_v2(checkout: str | Path, weights: str = "mb05_120x120") -> Face
     pth = checkout / "weights" / f"{weights}.pth"
     if not pth.is_file():
         raise ImportError3DDFA(f"{pth}: weights file not found (3DDFA_V2 ships them in weights/; "
-                               "copy or download {weights}.pth there)")
+                               f"copy or download {weights}.pth there)")
     try:
         mm = load_3ddfa_v2(checkout / "configs")
         sd = load_state_dict(pth)
     except (MorphableModelError, CheckpointError) as exc:
         raise ImportError3DDFA(str(exc)) from None
-    width = float(cfg.get("widen_factor", 1.0))
+    width = float(cfg.get("widen_factor", YML_DEFAULTS["widen_factor"]))  # all three checked by read_config
     spec = ModelSpec(name=weights, backbone=SUPPORTED_ARCHS[cfg["arch"]], width=width,
-                     input_size=int(cfg.get("size", 120)), channels=3, num_params=int(cfg.get("num_params", 62)),
+                     input_size=int(cfg.get("size", YML_DEFAULTS["size"])), channels=IMPORTED_CHANNELS,
+                     num_params=int(cfg.get("num_params", YML_DEFAULTS["num_params"])),
                      provenance={"source": "3DDFA_V2", "checkout": str(checkout.resolve()), "weights": pth.name,
                                  "config": cfg})
     regressor = spec.build_regressor()

@@ -4,11 +4,29 @@ Paths may use ``${TF2DASL_SHARED}`` (default ``../shared``) and other environmen
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 from ..data.pipeline import LabelledDataConfig, WildDataConfig
+from ..geometry.morphable_model import NUM_PARAMS
+from ..model import regressor_problems
 from ..models.dasl import LossWeights
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
+DISTRIBUTE_MODES = ("auto", "default", "mirrored")
+#: seeds numpy (and so ``keras.utils.set_random_seed``) accepts: 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def _in_unit_interval(value: float) -> bool:
+    """In [0, 1): momentum and Adam's betas."""
+    return 0.0 <= value < 1.0
 
 
 @dataclass
@@ -22,11 +40,20 @@ class ModelConfig:
     #: folder with a morphable model (3DDFA_V2 checkout or 3DDFA v1 train.configs) when not using --init
     morphable_model: str | None = None
     critic_hidden: list[int] = field(default_factory=lambda: [512, 256])
-    critic_param_slice: list[int] = field(default_factory=lambda: [0, 62])
+    critic_param_slice: list[int] = field(default_factory=lambda: [0, NUM_PARAMS])
 
     def validate(self):
-        if self.channels not in (3, 4):
-            raise ValueError("model.channels must be 3 or 4")
+        problems = regressor_problems(self.backbone, self.width, self.input_size, self.channels)
+        if problems:
+            key, value, allowed = problems[0]
+            raise ValueError(f"{key} must be {allowed}, got {value!r}")
+        if not self.critic_hidden or any(h < 1 for h in self.critic_hidden):
+            raise ValueError(f"critic_hidden must be a non-empty list of positive layer sizes, "
+                             f"got {self.critic_hidden}")
+        sl = list(self.critic_param_slice)
+        if len(sl) != 2 or not 0 <= sl[0] < sl[1] <= NUM_PARAMS:
+            raise ValueError(f"critic_param_slice must be [start, stop] with 0 <= start < stop <= {NUM_PARAMS} "
+                             f"(e.g. [52, 62]: the expression parameters), got {sl}")
 
 
 @dataclass
@@ -49,10 +76,26 @@ class OptimConfig:
     critic_beta_2: float = 0.999
 
     def validate(self):
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError("optim.optimizer must be sgd or adam")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError("optim.lr_schedule must be constant or cosine")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be {' or '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        for key in ("lr", "critic_lr"):
+            value = getattr(self, key)
+            if not (_finite(value) and value > 0):
+                raise ValueError(f"{key} must be a positive number, got {value}")
+        for key in ("momentum", "critic_beta_1", "critic_beta_2"):
+            value = getattr(self, key)
+            if not _in_unit_interval(value):
+                raise ValueError(f"{key} must be in [0, 1), got {value}")
+        for key in ("weight_decay", "map_lr_multiplier"):
+            value = getattr(self, key)
+            if not (_finite(value) and value >= 0):
+                raise ValueError(f"{key} must be a number >= 0, got {value}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.clip_norm is not None and not (_finite(self.clip_norm) and self.clip_norm > 0):
+            raise ValueError(f"clip_norm must be a positive number or null (no clipping), got {self.clip_norm}")
 
 
 @dataclass
@@ -70,7 +113,7 @@ class TrainConfig:
     name: str = "dasl"
     seed: int = 0
     epochs: int = 10
-    #: steps per epoch (default: one pass over the wild faces)
+    #: steps per epoch, >= 1 (null: one pass over the wild faces)
     steps_per_epoch: int | None = None
     #: a frozen copy of the initial model labels the wild faces when no labelled data is given
     teacher: bool = True
@@ -87,10 +130,17 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def validate(self):
+        if not self.name:
+            raise ValueError("name must be a non-empty string (it names the trained model)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
         if self.epochs < 1:
-            raise ValueError("epochs must be >= 1")
-        if self.distribute not in ("auto", "default", "mirrored"):
-            raise ValueError("distribute must be auto, default or mirrored")
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, or null for one pass over the wild faces, "
+                             f"got {self.steps_per_epoch}")
+        if self.distribute not in DISTRIBUTE_MODES:
+            raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
 
 
 def expand_path(path: str | None) -> str | None:

@@ -13,8 +13,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 
-from ..config import dump_config
+from ..config import dump_config, to_dict
 from ..errors import UserError
 from ..geometry.morphable_model import load_morphable_model
 from ..model import FaceModel, ModelSpec
@@ -27,6 +28,72 @@ from .config import TrainConfig, expand_path
 
 class TrainingError(UserError):
     """Training cannot start or went wrong in a way the user can fix (config, data, divergence)."""
+
+
+CONFIG_FILE = "config.yaml"
+#: the one config key a resumed run may change (only upwards: train longer)
+RESUMABLE_KEY = "epochs"
+_ABSENT = object()  # a key missing from one side of a config comparison
+
+
+def _plain(cfg: TrainConfig) -> dict:
+    """``cfg`` as its config.yaml reads back (tuples → lists, floats as YAML writes them)."""
+    return yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _lookup(tree, key: str):
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _ABSENT
+        tree = tree[part]
+    return tree
+
+
+def _config_diff(saved, now, key: str = "") -> list[tuple[str, object, object]]:
+    """``(dotted key, saved value, current value)`` for every leaf that differs, in file order."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for k in list(saved) + [k for k in now if k not in saved]:
+            out += _config_diff(saved.get(k, _ABSENT), now.get(k, _ABSENT), f"{key}.{k}" if key else str(k))
+        return out
+    return [] if saved == now else [(key, saved, now)]
+
+
+def _show(value) -> str:
+    if value is _ABSENT:
+        return "(not set)"
+    return "null" if value is None else str(value)
+
+
+def _check_resumed_config(cfg: TrainConfig, path: Path) -> bool:
+    """Compare the config given now with the run's ``config.yaml``: anything but a larger ``epochs`` differing is a
+    :class:`TrainingError` (a resumed run must be the same run). True when ``config.yaml`` is to be rewritten."""
+    if not path.is_file():
+        print(f"{path} is missing: recording the config given now (its match with the run cannot be checked)")
+        return True
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TrainingError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); restore it or choose another "
+                            "--out") from None
+    if not isinstance(saved, dict):
+        raise TrainingError(f"{path}: expected the run's config (a mapping); restore it or choose another --out")
+    defaults = _plain(TrainConfig())
+    diff = [(k, old, new) for k, old, new in _config_diff(saved, _plain(cfg))
+            if not (old is _ABSENT and new == _lookup(defaults, k))]  # a key added to tf2dasl since, at its default
+    changed = [d for d in diff if d[0] != RESUMABLE_KEY]
+    if changed:
+        what = "; ".join(f"{k}: {_show(old)} in {path}, {_show(new)} now" for k, old, new in changed)
+        raise TrainingError(f"--resume with a different config ({what}); resume with the run's config "
+                            f"(only a larger {RESUMABLE_KEY} is allowed) or choose another --out")
+    if not diff:
+        return False
+    old = saved.get(RESUMABLE_KEY)
+    if not isinstance(old, int) or cfg.epochs < old:
+        raise TrainingError(f"--resume with {RESUMABLE_KEY}: {_show(old)} in {path}, {cfg.epochs} now; a run can only "
+                            f"be made longer: pass --epochs {_show(old)} or more")
+    print(f"{path}: {RESUMABLE_KEY} {old} -> {cfg.epochs} (continuing the run longer; config.yaml updated)")
+    return True
 
 
 def _strategy(name: str):
@@ -130,9 +197,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     if last is not None and not resume:
         raise TrainingError(f"{out} already holds a run (checkpoint {last.name}); pass --resume to continue it "
                             "or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        dump_config(cfg, out / "config.yaml")
+    if not resume or _check_resumed_config(cfg, out / CONFIG_FILE):
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, out / CONFIG_FILE)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
