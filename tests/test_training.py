@@ -358,3 +358,31 @@ def test_set_overrides_reach_the_dataclass_with_types_and_strict_keys(synth, tmp
         load_config(path, TrainConfig, overrides=["seed.x=1"])
     _cli_error(capsys, ["train", "--config", str(path), "--out", str(tmp_path / "run"), "--set", "loss.cycle=-1"],
                "cycle must be >= 0")
+
+
+def test_deterministic_runs_are_identical_bit_for_bit(synth, tmp_path):
+    """Two fresh processes with ``deterministic: true`` end with the same weights and metrics, bit for bit."""
+    cfg = _config(synth, tmp_path, epochs=1, deterministic="true")
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        # batches of 16 at width 0.25 are big enough for TF's CPU kernels to split work across threads
+        proc = subprocess.run([sys.executable, "-m", "tf2dasl.cli", "train", "--config", str(cfg), "--out", str(out),
+                               "--set", "data.wild.batch_size=16", "--set", "steps_per_epoch=3"],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append(out)
+    a, b = (np.load(sorted((r / "checkpoints").glob("ckpt-*.npz"))[-1]) for r in runs)
+    assert sorted(a.files) == sorted(b.files) and len(a.files) > 10
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert (runs[0] / "history.csv").read_text() == (runs[1] / "history.csv").read_text()
+
+
+def test_deterministic_needs_a_fresh_process():
+    from tf2dasl.training.trainer import TrainingError, make_deterministic
+
+    tf.constant(1.0) + 1.0  # the thread pools exist now
+    if tf.config.threading.get_intra_op_parallelism_threads() == 1:
+        pytest.skip("this process already runs TensorFlow single-threaded")
+    with pytest.raises(TrainingError, match="fresh process"):
+        make_deterministic()

@@ -124,6 +124,9 @@ class TrainConfig:
     distribute: str = "auto"
     #: keep the epoch with the best validation NME as RUN_DIR/model (else the last epoch)
     keep_best: bool = True
+    #: identical runs: TF's op determinism and, on CPU, one thread per op (multi-threaded CPU kernels sum in a
+    #: varying order, so two default runs drift apart from ~1e-7 after the first steps); slower
+    deterministic: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -96,6 +96,22 @@ def _check_resumed_config(cfg: TrainConfig, path: Path) -> bool:
     return True
 
 
+def make_deterministic() -> None:
+    """Identical results run after run: TF's op determinism (deterministic GPU kernels, or an error naming an op
+    that has none) and one thread per op and between ops (multi-threaded CPU kernels add partial sums in an
+    order that depends on scheduling). Must run before TensorFlow executes its first op in this process."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        if (tf.config.threading.get_intra_op_parallelism_threads(),
+                tf.config.threading.get_inter_op_parallelism_threads()) != (1, 1):
+            raise TrainingError("deterministic: true needs TensorFlow's thread pools set before its first op; start "
+                                "training in a fresh process (tf2dasl train does) or call "
+                                "tf2dasl.training.trainer.make_deterministic() first") from None
+    tf.config.experimental.enable_op_determinism()
+
+
 def _strategy(name: str):
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
@@ -197,6 +213,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     if last is not None and not resume:
         raise TrainingError(f"{out} already holds a run (checkpoint {last.name}); pass --resume to continue it "
                             "or choose another --out")
+    if cfg.deterministic:
+        make_deterministic()
     if not resume or _check_resumed_config(cfg, out / CONFIG_FILE):
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / CONFIG_FILE)
