@@ -88,11 +88,20 @@ def test_landmark_loss_hand_made():
     with tf.GradientTape() as tape:
         loss = L.landmark_loss(x, tf.constant(target))
     assert float(tf.reduce_max(tf.abs(tape.gradient(loss, x)))) == 0.0
-    w = L.point_weights("map18")
-    assert w.sum() == pytest.approx(14.0) and w[30] == 2.0 and w[0] == 0.0  # jaw not used by map18
+    points = L.point_weights("map18")
+    a, w = points
+    assert a.shape == (18, 68) and w.sum() == pytest.approx(14.0) and np.allclose(a.sum(axis=1), 1.0)
+    assert w[13] == 2.0 and not a[:, :17].any()  # the nose tip (30) counts double; the jaw is not used
     pred2 = target.copy()
     pred2[0, 0] += [30.0, 40.0]  # a jaw point moves: map18 does not see it
-    assert float(L.landmark_loss(tf.constant(pred2), tf.constant(target), w)) < 1e-6
+    assert float(L.landmark_loss(tf.constant(pred2), tf.constant(target), points)) < 1e-6
+    pred3 = target.copy()
+    pred3[0, 62, 1] -= 6.0  # the mouth opens symmetrically: the inner-lip centre (mean of 62 and 66) stays
+    pred3[0, 66, 1] += 6.0
+    assert float(L.landmark_loss(tf.constant(pred3), tf.constant(target), points)) < 1e-6
+    pred3[0, 66, 1] += 6.0  # now the centre moves by 3 px: one map point of weight 2 out of 14
+    expect = (np.sqrt(9 + L.LANDMARK_EPS ** 2) - L.LANDMARK_EPS) * 2 / 14 / 50
+    assert float(L.landmark_loss(tf.constant(pred3), tf.constant(target), points)) == pytest.approx(expect, rel=1e-4)
 
 
 def test_wpdc_weights_follow_3ddfa(mm):
@@ -110,6 +119,12 @@ def test_wpdc_weights_follow_3ddfa(mm):
                           layer.w_exp_base, zero_z=False).numpy()
     ratio = raw / full[:, 0]
     assert np.allclose(w[:, 0] * ratio, raw, rtol=1e-4)
+    # 3DDFA zeroes the z translation before normalising: a far-off tz changes no weight at all
+    pred_tz = pred.copy()
+    pred_tz[:, 11] += 1e3
+    w_tz = L.wpdc_weights(tf.constant(pred_tz), tf.constant(target), layer.u_base, layer.w_shp_base,
+                          layer.w_exp_base).numpy()
+    np.testing.assert_allclose(w_tz, w, rtol=1e-6)
 
 
 def test_critic_losses_hand_made():
@@ -386,3 +401,62 @@ def test_deterministic_needs_a_fresh_process():
         pytest.skip("this process already runs TensorFlow single-threaded")
     with pytest.raises(TrainingError, match="fresh process"):
         make_deterministic()
+
+
+@pytest.fixture(scope="module")
+def init_model_dir(mm, tmp_path_factory):
+    """A tiny 3-channel model directory to start (and teach) from."""
+    from tf2dasl.io.model_dir import save_model_dir
+    from tf2dasl.model import FaceModel, ModelSpec
+
+    spec = ModelSpec(name="tiny", width=WIDTH)
+    return save_model_dir(FaceModel(spec, spec.build_regressor(), mm), tmp_path_factory.mktemp("init") / "tiny")
+
+
+TEACHER_CRITIC = ["--set", "teacher=true", "--set", "loss.wpdc=1.0", "--set", "loss.adversarial=0.01"]
+
+
+def test_train_command_under_mirrored_strategy_with_teacher_and_critic(synth, init_model_dir, tmp_path):
+    """``distribute: mirrored`` through the real trainer (models, teacher, critic, optimizers all created in the
+    strategy's scope) on 2 logical CPUs."""
+    cfg = _config(synth, tmp_path, epochs=1)
+    script = textwrap.dedent(f"""
+        import sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tf2dasl.training import trainer
+        assert trainer._strategy("mirrored").num_replicas_in_sync == 2
+        from tf2dasl.cli import main
+        rc = main(["train", "--config", {str(cfg)!r}, "--init", {str(init_model_dir)!r}, "--out",
+                   {str(tmp_path / "run")!r}, "--set", "distribute=mirrored"] + {TEACHER_CRITIC!r})
+        print("RC", rc)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert "RC 0" in res.stdout, res.stdout[-2000:] + res.stderr[-4000:]
+    hist = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert "adversarial" in hist[0] and "critic" in hist[0] and len(hist) == 2
+    assert (tmp_path / "run" / "model" / "model.json").is_file()
+
+
+def test_train_command_with_mixed_precision_teacher_and_critic(synth, init_model_dir, tmp_path):
+    """``mixed_precision: true``: float16 regressor, float32 losses and critic (a fresh process: the policy is global)."""
+    cfg = _config(synth, tmp_path, epochs=1)
+    res = subprocess.run([sys.executable, "-m", "tf2dasl.cli", "train", "--config", str(cfg), "--init",
+                          str(init_model_dir), "--out", str(tmp_path / "run"), "--set", "mixed_precision=true"]
+                         + TEACHER_CRITIC, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    header, row = (tmp_path / "run" / "history.csv").read_text().splitlines()[:2]
+    values = dict(zip(header.split(","), row.split(",")))
+    assert all(np.isfinite(float(values[k])) for k in ("loss", "adversarial", "critic", "wpdc"))
+
+
+def test_cosine_warmup_ramps_from_zero():
+    from tf2dasl.training.config import OptimConfig
+    from tf2dasl.training.trainer import _optimizers
+
+    cfg = TrainConfig(optim=OptimConfig(lr=0.004, lr_schedule="cosine", warmup_steps=10))
+    reg, _ = _optimizers(cfg, total_steps=50)
+    lr = [float(reg.learning_rate if not callable(reg._learning_rate) else reg._learning_rate(s)) for s in (0, 5, 10, 49)]
+    assert lr[0] == pytest.approx(0.0, abs=1e-9) and lr[1] == pytest.approx(0.002, rel=1e-4)
+    assert lr[2] == pytest.approx(0.004, rel=1e-4) and lr[3] < 0.001

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .geometry.landmark_map import MAP_POINT_PAIRS, MAP_POINT_WEIGHTS
-from .geometry.morphable_model import NUM_PARAMS
+from .geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS
 
 #: 3DDFA's WPDC shape/expression scale (``magic_number`` in its ``WPDCLoss``).
 WPDC_SHAPE_SCALE = 0.00057339936
@@ -23,17 +23,21 @@ _POSE_AXIS = np.array([0, 1, 2, -1, 0, 1, 2, -1, 0, 1, 2, -1])
 T_Z_INDEX = 11
 
 
-def point_weights(landmark_set: str) -> np.ndarray:
-    """Per-point weights ``(68,)``: ``all68`` (all 1) or ``map18`` (2DASL's 18 map points, 2.0/1.0/0.5)."""
+def point_weights(landmark_set: str) -> tuple[np.ndarray, np.ndarray]:
+    """The points a landmark loss compares: ``(A (K, 68), w (K,))`` with ``points_K = A @ points_68``.
+
+    ``all68``: the 68 points, weight 1 each. ``map18``: 2DASL's 18 map points (single landmarks or the midpoints
+    of two: eye centres from the eyelids, the inner-lip centre) with their 2.0/1.0/0.5 weights — so the loss sees
+    the midpoint, not each eyelid or lip point on its own.
+    """
     if landmark_set == "all68":
-        return np.ones(68, np.float32)
+        return np.eye(NUM_LANDMARKS, dtype=np.float32), np.ones(NUM_LANDMARKS, np.float32)
     if landmark_set == "map18":
-        w = np.zeros(68, np.float32)
-        for (a, b), wt in zip(MAP_POINT_PAIRS, MAP_POINT_WEIGHTS):
-            w[a] += wt / (1 if a == b else 2)
-            if a != b:
-                w[b] += wt / 2
-        return w
+        a = np.zeros((len(MAP_POINT_PAIRS), NUM_LANDMARKS), np.float32)
+        for k, (i, j) in enumerate(MAP_POINT_PAIRS):
+            a[k, i] += 0.5
+            a[k, j] += 0.5
+        return a, np.asarray(MAP_POINT_WEIGHTS, np.float32)
     raise ValueError(f"unknown landmark set {landmark_set!r} (all68 or map18)")
 
 
@@ -44,19 +48,24 @@ def face_size(landmarks):
     return tf.sqrt(tf.maximum(wh[:, 0] * wh[:, 1], 1e-6))
 
 
-def landmark_loss(pred, target, weights=None, normaliser=None, eps: float = LANDMARK_EPS):
-    """Weighted mean point distance ``(B, 68, D)`` over the face size of ``normaliser`` (default ``target``).
+def landmark_loss(pred, target, points=None, normaliser=None, eps: float = LANDMARK_EPS):
+    """Weighted mean point distance of ``(B, 68, D)`` landmarks over the face size of ``normaliser`` (default
+    ``target``).
 
-    Distances are Charbonnier-smoothed (``sqrt(d^2 + eps^2) - eps``, crop pixels); ``weights (68,)`` per point
-    (normalised to sum to 1). Zero when ``pred == target``.
+    ``points``: :func:`point_weights`'s ``(A (K, 68), w (K,))`` — the loss compares ``A @ pred`` with
+    ``A @ target`` with weights ``w`` (normalised to sum to 1); ``None``: the 68 points, equal weights.
+    Distances are Charbonnier-smoothed (``sqrt(d^2 + eps^2) - eps``, crop pixels). Zero when ``pred == target``.
     """
     d = pred.shape[-1]
-    dist = tf.sqrt(tf.reduce_sum(tf.square(pred - target[..., :d]), axis=-1) + eps * eps) - eps  # (B, 68)
-    if weights is None:
-        per_face = tf.reduce_mean(dist, axis=1)
+    tgt = target[..., :d]
+    if points is None:
+        w = tf.fill([tf.shape(pred)[1]], tf.constant(1.0, pred.dtype))
     else:
-        w = tf.constant(weights / np.sum(weights), dist.dtype)
-        per_face = tf.reduce_sum(dist * w, axis=1)
+        a = tf.constant(points[0], pred.dtype)
+        pred, tgt = tf.einsum("kn,bnd->bkd", a, pred), tf.einsum("kn,bnd->bkd", a, tgt)
+        w = tf.constant(points[1], pred.dtype)
+    dist = tf.sqrt(tf.reduce_sum(tf.square(pred - tgt), axis=-1) + eps * eps) - eps  # (B, K)
+    per_face = tf.reduce_sum(dist * (w / tf.reduce_sum(w)), axis=1)
     norm = face_size(target if normaliser is None else normaliser)
     return tf.reduce_mean(per_face / norm)
 
@@ -81,9 +90,9 @@ def wpdc_weights(pred, target, u_base, w_shp_base, w_exp_base, zero_z: bool = Tr
     col_norm = tf.sqrt(tf.reduce_sum(tf.square(basis), axis=0))  # (50,)
     w_se = WPDC_SHAPE_SCALE * tf.abs(pred[:, 12:] - target[:, 12:]) * col_norm + WPDC_EPS
     w = tf.concat([w_pose, w_se], axis=1)
-    w = w / tf.reduce_max(w, axis=1, keepdims=True)
-    if zero_z:
+    if zero_z:  # before normalising, as 3DDFA does: the z translation never sets the row's maximum
         w = w * tf.constant((np.arange(NUM_PARAMS) != T_Z_INDEX).astype(np.float32), w.dtype)
+    w = w / tf.reduce_max(w, axis=1, keepdims=True)
     return tf.stop_gradient(w)
 
 

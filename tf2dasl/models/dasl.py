@@ -156,7 +156,7 @@ class DASLModel(keras.Model):
             if w.landmark and "landmarks" in lab:
                 terms["landmark"] = L.landmark_loss(lm0[..., :2], tf.cast(lab["landmarks"], tf.float32),
                                                     self.point_weights)
-            real = (z0, t_w)
+            real_x, real_tw = x, t_w
         if wild is not None and any(getattr(w, n) for n in ("self_2d", "self_3d", "cycle", "adversarial")):
             x = self._normalise(wild["image"])
             X = tf.cast(wild["landmarks"], tf.float32)
@@ -171,7 +171,16 @@ class DASLModel(keras.Model):
                 if w.cycle:
                     terms["cycle"] = L.landmark_loss(lm2[..., :2], X, self.point_weights)
             fake = (z1, p1_w)
-            if w.adversarial and real is not None:
+            if lab is not None and w.adversarial:
+                # the critic must judge parameters, not inputs: both pairs' features come from an image plus the
+                # landmark map of its 2D landmarks (the fake pair's map(X) pass); in teacher mode that is the
+                # same pass, otherwise the labelled faces' own landmarks give their map (no gradient needed)
+                if lab.get("teacher"):
+                    real = (z1, real_tw)
+                else:
+                    real_lm = self.morphable.landmarks_crop(self.morphable.unwhiten(real_tw))
+                    real_map = tf_landmark_map(real_lm, self.size)
+                    real = (tf.stop_gradient(self._regress(real_x, real_map)[3]), real_tw)
                 terms["adversarial"] = L.adversarial_loss(self.critic(fake, training=True))
         return terms, real, fake
 

@@ -68,8 +68,10 @@ class OptimConfig:
     lr_schedule: str = "cosine"
     warmup_steps: int = 0
     clip_norm: float | None = 5.0
-    #: learning-rate multiplier of the first kernel's landmark-map slice (zero-initialised when a 3-channel
-    #: model is expanded to 4 channels; at 1.0 it hardly moves in a short fine-tune)
+    #: gradient multiplier of the first kernel's landmark-map slice (zero-initialised when a 3-channel model is
+    #: expanded to 4 channels; at 1.0 it hardly moves in a short fine-tune). SGD only: Adam's update ignores a
+    #: gradient's scale. The scaled gradient enters ``clip_norm``'s global norm, so with clipping active the
+    #: rest of the network's steps shrink too
     map_lr_multiplier: float = 1.0
     critic_lr: float = 1e-5
     critic_beta_1: float = 0.5
@@ -92,6 +94,9 @@ class OptimConfig:
             value = getattr(self, key)
             if not (_finite(value) and value >= 0):
                 raise ValueError(f"{key} must be a number >= 0, got {value}")
+        if self.map_lr_multiplier != 1.0 and self.optimizer != "sgd":
+            raise ValueError(f"map_lr_multiplier acts through the gradient's scale, which {self.optimizer}'s update "
+                             "ignores: use optimizer: sgd or map_lr_multiplier: 1.0")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.clip_norm is not None and not (_finite(self.clip_norm) and self.clip_norm > 0):

@@ -113,9 +113,12 @@ def make_deterministic() -> None:
 
 
 def _strategy(name: str):
+    """``auto``: MirroredStrategy over the GPUs when there are several, else the default strategy;
+    ``mirrored``: MirroredStrategy over the GPUs, or over the logical CPUs when there is no GPU (tests)."""
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        return tf.distribute.MirroredStrategy()
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     return tf.distribute.get_strategy()
 
 
@@ -123,7 +126,9 @@ def _optimizers(cfg: TrainConfig, total_steps: int):
     o = cfg.optim
     lr = o.lr
     if o.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(o.lr, max(total_steps - o.warmup_steps, 1), alpha=0.01,
+        # Keras warms up linearly from initial_learning_rate to warmup_target, then decays from warmup_target
+        lr = keras.optimizers.schedules.CosineDecay(0.0 if o.warmup_steps else o.lr,
+                                                    max(total_steps - o.warmup_steps, 1), alpha=0.01,
                                                     warmup_target=o.lr if o.warmup_steps else None,
                                                     warmup_steps=o.warmup_steps)
     kw = {"global_clipnorm": o.clip_norm} if o.clip_norm else {}
@@ -222,7 +227,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    spec, reg, teacher, mm = _initial_models(cfg, init)
+    strategy = _strategy(cfg.distribute)
+    with strategy.scope():  # every variable (regressor, teacher, critic, optimizers) is created mirrored
+        spec, reg, teacher, mm = _initial_models(cfg, init)
     start_epoch = 0
     if last is not None:
         start_epoch = int(checkpoint_meta(last)["epoch"])
@@ -230,7 +237,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
             print(f"{out}: all {cfg.epochs} epochs already done")
     ds, steps = _datasets(cfg, cfg.seed, start_epoch, out)
 
-    strategy = _strategy(cfg.distribute)
     with strategy.scope():
         model = DASLModel(
             reg, SelfCritic(cfg.model.critic_hidden, cfg.model.critic_param_slice),
