@@ -351,7 +351,8 @@ def test_serving_deployment_files_agree_with_the_export(export_dir_mb05):
     keys = {ln.split()[0] for ln in (root / "batching_parameters.txt").read_text().splitlines()
             if ln.strip() and not ln.startswith("#")}
     assert keys <= {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
-                    "allowed_batch_sizes:", "pad_variable_length_inputs:"}, keys
+                    "allowed_batch_sizes:", "pad_variable_length_inputs:", "enable_large_batch_splitting",
+                    "max_execution_batch_size"}, keys
     svc = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]["tf2dasl-serving"]
     assert "tensorflow/serving" in svc["image"] and {"8500:8500", "8501:8501"} <= set(svc["ports"])
     flags = set(svc["command"])

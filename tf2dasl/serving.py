@@ -10,6 +10,12 @@ Both clients speak the export's two signatures and return numpy dicts:
 * ``predict_params(crops)`` → raw params ``(B, 62)`` and ``landmarks_crop(crops)`` → ``(B, 68, 3)``: a served
   model stands in for a local one (``FaceModel.predict_params``, ``tf2dasl.runtimes.Runtime``).
 
+A call with more than ``max_request_batch`` faces (default :data:`DEFAULT_MAX_REQUEST_BATCH` = 32, the
+execution batch of ``serving/batching_parameters.txt``) is sent as consecutive requests of at most that many,
+and their outputs are concatenated in order: a TF Serving server whose ``max_batch_size`` is smaller than a
+call (without ``enable_large_batch_splitting``) would otherwise refuse it ("Task size N is larger than
+maximum input batch size"). ``max_request_batch=None`` sends every call as one request.
+
 Transient failures (gRPC ``UNAVAILABLE`` / ``DEADLINE_EXCEEDED``; REST connection errors, timeouts, HTTP
 503/504) are retried ``retries`` times with exponential backoff; everything else fails at once with a
 :class:`ServingError` (a :class:`~tf2dasl.errors.UserError`) of one line.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import json
+import numbers
 import socket
 import time
 import urllib.error
@@ -38,6 +45,10 @@ DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RETRIES = 2
 DEFAULT_BACKOFF_S = 0.1
 DEFAULT_MAX_MESSAGE_MB = 64.0
+# The most faces one request carries; a call with more is split into consecutive requests. Equal to
+# max_execution_batch_size (and the last allowed_batch_sizes entry) in serving/batching_parameters.txt, and
+# never above a server's max_batch_size, so it also works against a server without large-batch splitting.
+DEFAULT_MAX_REQUEST_BATCH = 32
 
 
 class ServingError(UserError):
@@ -63,16 +74,59 @@ def _as_images(encoded, roi_boxes) -> tuple[np.ndarray, np.ndarray]:
     return images, rois
 
 
+def _batch_size(inputs: dict) -> int | None:
+    """The common leading dimension of all inputs, or None (no inputs, a scalar, or sizes that differ: such
+    a request is sent whole and the server reports what is wrong with it)."""
+    sizes = set()
+    for v in inputs.values():
+        shape = np.shape(v)
+        if not shape:
+            return None
+        sizes.add(shape[0])
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 class _ClientBase:
     def __init__(self, model_name: str, signature: str, timeout: float, retries: int, backoff: float,
-                 max_message_mb: float, version: int | None):
+                 max_message_mb: float, version: int | None,
+                 max_request_batch: int | None = DEFAULT_MAX_REQUEST_BATCH):
         self.model_name, self.signature = model_name, signature
         self.timeout, self.retries, self.backoff = float(timeout), max(0, int(retries)), float(backoff)
         self.max_message_mb, self.version = float(max_message_mb), version
+        if max_request_batch is not None:
+            if isinstance(max_request_batch, bool) or not isinstance(max_request_batch, numbers.Integral) \
+                    or max_request_batch < 1:
+                raise ServingError(f"max_request_batch must be a positive integer or None, got {max_request_batch!r}")
+            max_request_batch = int(max_request_batch)
+        self.max_request_batch = max_request_batch
 
-    # -- what subclasses implement
-    def predict(self, inputs: dict, signature: str | None = None) -> dict:  # pragma: no cover - abstract
+    # -- what subclasses implement: one request, one response
+    def _predict_one(self, inputs: dict, signature: str) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def predict(self, inputs: dict, signature: str | None = None) -> dict:
+        """Raw predict: ``{input name: numpy}`` → ``{output name: numpy}`` on ``signature`` (default: the
+        client's). Inputs whose common batch is larger than ``max_request_batch`` go out as consecutive
+        requests of at most that many rows; every output is concatenated along axis 0, in order."""
+        signature = signature or self.signature
+        n, step = _batch_size(inputs), self.max_request_batch
+        if step is None or n is None or n <= step:
+            return self._predict_one(inputs, signature)
+        parts = []
+        for start in range(0, n, step):
+            chunk = {k: v[start:start + step] for k, v in inputs.items()}
+            out = self._predict_one(chunk, signature)
+            rows = min(step, n - start)
+            for k, v in out.items():
+                if np.ndim(v) == 0 or np.shape(v)[0] != rows:
+                    raise ServingError(f"cannot split a {signature} call of {n} into requests of "
+                                       f"{step}: output '{k}' has shape {np.shape(v)}, not {rows} rows; "
+                                       "pass max_request_batch=None to send it whole")
+            if parts and set(out) != set(parts[0]):
+                raise ServingError(f"the {signature} requests of one call answered with different outputs: "
+                                   f"{sorted(parts[0])} then {sorted(out)}")
+            parts.append(out)
+        return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
 
     # -- the shared API
     def predict_crops(self, crops) -> dict:
@@ -115,7 +169,8 @@ class GrpcClient(_ClientBase):
 
     ``target`` ``host:port``; ``timeout`` seconds per try; ``retries`` extra tries on UNAVAILABLE /
     DEADLINE_EXCEEDED with backoff ``backoff * 2**k``; ``max_message_mb`` caps requests (checked before
-    sending) and responses; ``version`` pins a model version (default: the server's latest).
+    sending) and responses; ``version`` pins a model version (default: the server's latest);
+    ``max_request_batch`` faces at most per request (larger calls are split, outputs concatenated).
     """
 
     RETRY_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
@@ -123,8 +178,10 @@ class GrpcClient(_ClientBase):
     def __init__(self, target: str = "127.0.0.1:8500", model_name: str = "mb05_120x120",
                  signature: str = "serving_default", timeout: float = DEFAULT_TIMEOUT_S,
                  retries: int = DEFAULT_RETRIES, max_message_mb: float = DEFAULT_MAX_MESSAGE_MB,
-                 backoff: float = DEFAULT_BACKOFF_S, version: int | None = None):
-        super().__init__(model_name, signature, timeout, retries, backoff, max_message_mb, version)
+                 backoff: float = DEFAULT_BACKOFF_S, version: int | None = None,
+                 max_request_batch: int | None = DEFAULT_MAX_REQUEST_BATCH):
+        super().__init__(model_name, signature, timeout, retries, backoff, max_message_mb, version,
+                         max_request_batch)
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -180,13 +237,11 @@ class GrpcClient(_ClientBase):
             return ServingError(f"the server at {self.target} rejected the {what} request (INVALID_ARGUMENT): {details}")
         return ServingError(f"TF Serving at {self.target} failed ({code.name}): {details}")
 
-    def predict(self, inputs: dict, signature: str | None = None) -> dict:
-        """Raw ``Predict``: ``{input name: numpy}`` → ``{output name: numpy}`` on ``signature`` (default:
-        the client's)."""
+    def _predict_one(self, inputs: dict, signature: str) -> dict:
+        """One ``Predict`` request."""
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
-        signature = signature or self.signature
         req = predict_pb2.PredictRequest()
         self._spec(req, signature)
         for k, v in inputs.items():
@@ -223,15 +278,18 @@ class GrpcClient(_ClientBase):
 
 class RestClient(_ClientBase):
     """TF Serving's REST API (port 8501): ``POST /v1/models/NAME[/versions/V]:predict`` with
-    ``{"signature_name", "inputs"}`` (columnar JSON; uint8 crops as nested lists, images as ``{"b64": ...}``)."""
+    ``{"signature_name", "inputs"}`` (columnar JSON; uint8 crops as nested lists, images as ``{"b64": ...}``).
+    Calls of more than ``max_request_batch`` faces are split into consecutive requests (outputs concatenated)."""
 
     RETRY_HTTP = (502, 503, 504)
 
     def __init__(self, url: str = "http://127.0.0.1:8501", model_name: str = "mb05_120x120",
                  signature: str = "serving_default", timeout: float = DEFAULT_TIMEOUT_S,
                  retries: int = DEFAULT_RETRIES, max_message_mb: float = DEFAULT_MAX_MESSAGE_MB,
-                 backoff: float = DEFAULT_BACKOFF_S, version: int | None = None):
-        super().__init__(model_name, signature, timeout, retries, backoff, max_message_mb, version)
+                 backoff: float = DEFAULT_BACKOFF_S, version: int | None = None,
+                 max_request_batch: int | None = DEFAULT_MAX_REQUEST_BATCH):
+        super().__init__(model_name, signature, timeout, retries, backoff, max_message_mb, version,
+                         max_request_batch)
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             self.url = "http://" + self.url
@@ -299,9 +357,8 @@ class RestClient(_ClientBase):
         return ServingError(f"TF Serving REST API at {self.url} failed (HTTP {status}) after {tries} "
                             f"{'try' if tries == 1 else 'tries'}: {msg}")
 
-    def predict(self, inputs: dict, signature: str | None = None) -> dict:
-        """Raw ``:predict`` (columnar): ``{input: numpy}`` → ``{output: numpy float32}``."""
-        signature = signature or self.signature
+    def _predict_one(self, inputs: dict, signature: str) -> dict:
+        """One ``:predict`` request (columnar): ``{input: numpy}`` → ``{output: numpy float32}``."""
         body = json.dumps({"signature_name": signature,
                            "inputs": {k: self._to_json(np.asarray(v)) for k, v in inputs.items()}}).encode()
         if len(body) > self.max_message_mb * 1024 * 1024:
