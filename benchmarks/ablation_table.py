@@ -16,7 +16,7 @@ ROWS = [("imported mb05_120x120 (3DDFA_V2)", "imported_aflw2000.json"),
         ("  without self-critic", "dasl_mb05_300w_no_adversarial/aflw2000.json"),
         ("  supervised terms only (teacher WPDC + 2D landmarks)", "dasl_mb05_300w_supervised_only/aflw2000.json"),
         ("2DASL fine-tuned (all terms), one-pass inference (empty map)", "dasl_mb05_300w_full/aflw2000_1pass.json"),
-        ("all terms, map-slice learning rate x100", "dasl_mb05_300w_map_lr100/aflw2000.json"),
+        ("all terms, map-slice gradient x100 (`--set optim.map_lr_multiplier=100`)", "dasl_mb05_300w_map_lr100/aflw2000.json"),
         ("  the same, one-pass inference (empty map)", "dasl_mb05_300w_map_lr100/aflw2000_1pass.json")]
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")
 
