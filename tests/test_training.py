@@ -460,3 +460,59 @@ def test_cosine_warmup_ramps_from_zero():
     lr = [float(reg.learning_rate if not callable(reg._learning_rate) else reg._learning_rate(s)) for s in (0, 5, 10, 49)]
     assert lr[0] == pytest.approx(0.0, abs=1e-9) and lr[1] == pytest.approx(0.002, rel=1e-4)
     assert lr[2] == pytest.approx(0.004, rel=1e-4) and lr[3] < 0.001
+
+
+def test_mirrored_clipping_is_global_and_matches_one_device():
+    """Under MirroredStrategy the clip applies to the all-reduced gradient: one clipped SGD step on 2 replicas
+    (4 faces each) moves the weights as the same step on one device with the whole batch of 8."""
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras
+        sys.path.insert(0, {str(REPO / 'tests')!r})
+        from synthetic import random_morphable_model
+        from tf2dasl.geometry.landmark_map import landmark_map
+        from tf2dasl.models.critic import SelfCritic
+        from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
+        from tf2dasl.models.morphable import MorphableLayer
+        from tf2dasl.models.regressor import Regressor
+        mm = random_morphable_model()
+        rng = np.random.default_rng(0)
+        lm = rng.uniform(30, 90, (8, 68, 2)).astype(np.float32)
+        data = {{"wild": {{"image": rng.integers(0, 255, (8, 120, 120, 3)).astype(np.uint8), "landmarks": lm,
+                         "map": landmark_map(lm)}}}}
+        weights = LossWeights(wpdc=0, landmark=0, self_2d=1.0, self_3d=0, cycle=0, adversarial=0)
+        CLIP = 1e-3
+        init = None
+
+        def one_step(strategy, mirrored):
+            global init
+            with strategy.scope():
+                reg3 = Regressor("mobilenet_v1", {WIDTH}, 120, 3); reg3.build()
+                model = DASLModel(expand_to_four_channels(reg3), SelfCritic((16, 8)), MorphableLayer(mm, dense=False),
+                                  weights, replica_clip_norm=CLIP if mirrored else None)
+                opt = keras.optimizers.SGD(0.1) if mirrored else keras.optimizers.SGD(0.1, global_clipnorm=CLIP)
+                model.compile(opt, keras.optimizers.Adam(1e-4))
+                model.build(); model.build_optimizers()
+                if init is None:
+                    init = [w.copy() for w in model.regressor.get_weights()]
+                model.regressor.set_weights(init)
+            ds = tf.data.Dataset.from_tensor_slices(data).batch(8)
+            model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+            return model.regressor.get_weights()
+
+        one = one_step(tf.distribute.get_strategy(), False)
+        two = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), True)
+        step = max(float(np.abs(a - b).max()) for a, b in zip(one, init))
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(one, two))
+        norm = float(np.sqrt(sum(float(np.sum(np.square(a - b))) for a, b in zip(one, init)))) / 0.1
+        print("STEP", step, "DIFF", diff, "NORM", norm)
+        assert step > 0 and abs(norm - CLIP) < 1e-2 * CLIP, (step, norm)  # the clip was active: |update| = lr * CLIP
+        assert diff < 1e-3 * step, (diff, step)
+        print("CLIP_OK")
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert "CLIP_OK" in res.stdout, res.stdout[-2000:] + res.stderr[-4000:]

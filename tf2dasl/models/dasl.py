@@ -60,7 +60,7 @@ class DASLModel(keras.Model):
     def __init__(self, regressor: Regressor, critic: SelfCritic, morphable: MorphableLayer,
                  loss_weights: LossWeights | dict | None = None, teacher: Regressor | None = None,
                  freeze_bn: bool = True, norm_mean: float = 127.5, norm_scale: float = 1.0 / 128.0,
-                 map_lr_multiplier: float = 1.0, **kwargs):
+                 map_lr_multiplier: float = 1.0, replica_clip_norm: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.regressor, self.critic, self.morphable, self.teacher = regressor, critic, morphable, teacher
         lw = loss_weights or LossWeights()
@@ -68,6 +68,9 @@ class DASLModel(keras.Model):
         self.loss_weights.validate()
         self.freeze_bn, self.norm_mean, self.norm_scale = bool(freeze_bn), float(norm_mean), float(norm_scale)
         self.map_lr_multiplier = float(map_lr_multiplier)
+        #: global-norm clipping done here, after the all-reduce, when several replicas train (give the regressor's
+        #: optimizer no ``global_clipnorm`` then: Keras 3 clips each replica's share before its all-reduce)
+        self.replica_clip_norm = None if replica_clip_norm is None else float(replica_clip_norm)
         self.size = regressor.input_size
         self.point_weights = L.point_weights(self.loss_weights.landmark_set)
         if teacher is not None:
@@ -200,6 +203,8 @@ class DASLModel(keras.Model):
         grads = tape.gradient(scaled, reg_vars)
         if self.map_lr_multiplier != 1.0 and self.regressor.channels == 4:
             grads = self._scale_map_gradient(grads, reg_vars)
+        if replicas > 1 and self.replica_clip_norm:
+            grads = self._clip_across_replicas(grads, replicas)
         self.reg_optimizer.apply(grads, reg_vars)
         if real is not None and fake is not None and self.loss_weights.adversarial:
             real = tuple(tf.stop_gradient(t) for t in real)
@@ -211,6 +216,21 @@ class DASLModel(keras.Model):
             self.critic_optimizer.apply(tape.gradient(c_scaled, crit_vars), crit_vars)
             self.trackers["critic"].update_state(c_loss)
         return self._update_metrics(total, terms)
+
+    def _clip_across_replicas(self, grads, replicas: int):
+        """Clip the replicas' summed gradient by its global norm, in every replica alike.
+
+        The gradients are summed across replicas here, clipped to ``replica_clip_norm`` (loss-scaled gradients
+        against the scaled threshold: the same clip), then divided by ``replicas`` because the optimizer's own
+        all-reduce sums them once more. Every replica then also sees the same (non-)finite values, so a loss
+        scaler's finiteness check agrees across replicas."""
+        ctx = tf.distribute.get_replica_context()
+        summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(grads))
+        limit = tf.constant(self.replica_clip_norm, tf.float32)
+        if isinstance(self.reg_optimizer, keras.optimizers.LossScaleOptimizer):
+            limit = limit * tf.cast(self.reg_optimizer.dynamic_scale, tf.float32)
+        clipped, _ = tf.clip_by_global_norm([tf.cast(g, tf.float32) for g in summed], limit)
+        return [tf.cast(c / replicas, g.dtype) for c, g in zip(clipped, grads)]
 
     def _scale_map_gradient(self, grads, variables):
         """Multiply the gradient of the first kernel's landmark-map slice (input channel 4) by
@@ -241,7 +261,8 @@ class DASLModel(keras.Model):
                 "morphable": self.morphable.get_config(), "loss_weights": asdict(self.loss_weights),
                 "teacher": None if self.teacher is None else self.teacher.get_config(),
                 "freeze_bn": self.freeze_bn, "norm_mean": self.norm_mean, "norm_scale": self.norm_scale,
-                "map_lr_multiplier": self.map_lr_multiplier, "name": self.name}
+                "map_lr_multiplier": self.map_lr_multiplier, "replica_clip_norm": self.replica_clip_norm,
+                "name": self.name}
 
     @classmethod
     def from_config(cls, config):

@@ -122,7 +122,9 @@ def _strategy(name: str):
     return tf.distribute.get_strategy()
 
 
-def _optimizers(cfg: TrainConfig, total_steps: int):
+def _optimizers(cfg: TrainConfig, total_steps: int, replicas: int = 1):
+    """The regressor's and the critic's optimizers. With several replicas the regressor's optimizer gets no
+    ``global_clipnorm``: :class:`DASLModel` clips the all-reduced gradient itself (``replica_clip_norm``)."""
     o = cfg.optim
     lr = o.lr
     if o.lr_schedule == "cosine":
@@ -131,7 +133,7 @@ def _optimizers(cfg: TrainConfig, total_steps: int):
                                                     max(total_steps - o.warmup_steps, 1), alpha=0.01,
                                                     warmup_target=o.lr if o.warmup_steps else None,
                                                     warmup_steps=o.warmup_steps)
-    kw = {"global_clipnorm": o.clip_norm} if o.clip_norm else {}
+    kw = {"global_clipnorm": o.clip_norm} if o.clip_norm and replicas == 1 else {}
     if o.optimizer == "sgd":
         reg = keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay or None,
                                    **kw)
@@ -242,8 +244,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
             reg, SelfCritic(cfg.model.critic_hidden, cfg.model.critic_param_slice),
             MorphableLayer(mm, spec.input_size, spec.crop_convention, dense=False), cfg.loss, teacher,
             freeze_bn=cfg.freeze_bn, norm_mean=spec.norm_mean, norm_scale=spec.norm_scale,
-            map_lr_multiplier=cfg.optim.map_lr_multiplier)
-        reg_opt, critic_opt = _optimizers(cfg, steps * cfg.epochs)
+            map_lr_multiplier=cfg.optim.map_lr_multiplier,
+            replica_clip_norm=cfg.optim.clip_norm if strategy.num_replicas_in_sync > 1 else None)
+        reg_opt, critic_opt = _optimizers(cfg, steps * cfg.epochs, strategy.num_replicas_in_sync)
         model.compile(reg_opt, critic_opt, jit_compile=cfg.jit_compile)
         model.build()
         model.build_optimizers()
