@@ -12,15 +12,15 @@ runs them, each the median over ``--runs`` (after warm-up):
   pass 1       roi from the box, 120x120 crop, regression, 68 landmarks to image pixels
   pass 2       roi refined from those landmarks, crop, regression, landmarks, pose, ``Face`` objects
   dense mesh   ``Face.vertices()`` (38,365 vertices in image pixels; only renders and meshes need it)
-  JSON         ``json.dumps`` of the per-image record of DESIGN.md §3
+  JSON         ``json.dumps`` of the per-image record (docs/output_format.md)
 
 Each stage is timed in wall-clock ms and in process CPU ms (``time.process_time``: with one thread per library
 it is the work done, and moves less than wall time when other processes load the machine).
 photos/s is 1000 / the median of whole-photo times (decode + ``Reconstructor(image)`` + JSON, measured as
 one loop, not the sum of the stage medians), without and with the dense mesh; no renders. ``--threads N``
 caps TensorFlow (intra-op), LiteRT, OpenCV and OpenBLAS threads before anything is imported (0: library defaults).
-The first calls at new batch sizes are reported too: ``FaceModel._forward`` is a ``tf.function`` with
-``reduce_retracing=True`` and no input signature, so the first photo with 2 faces traces it again.
+The first calls at new batch sizes are reported too: ``FaceModel._forward`` is a ``tf.function`` with an input
+signature (any batch size), so a photo with more faces costs no new trace.
 """
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def _parse(argv=None):
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="threads per library (0: library defaults)")
-    ap.add_argument("--runtime", default="keras", choices=("keras", "tflite", "onnx", "savedmodel"),
+    # tf2dasl.runtimes.RUNTIMES, spelt out: nothing that imports numpy may load before --threads is applied
+    ap.add_argument("--runtime", default="keras", choices=("keras", "savedmodel", "tflite", "onnx"),
                     help="regressor backend (non-keras ones need --export-dir, as `reconstruct --runtime`)")
     ap.add_argument("--export-dir", default=str(REPO / "export" / "mb05"))
     return ap.parse_args(argv)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .io.images import iter_image_paths, read_image
-from .reconstruct import Face, Reconstructor
+from .reconstruct import Face, PredictorBackend, Reconstructor, dense_vertices
 
 #: ``summary.json`` lives in the output folder too: no image's JSON may take its name.
 SUMMARY_STEM = "summary"
@@ -110,11 +110,9 @@ def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[F
     from . import visualize
     from .io.mesh import sample_vertex_colors, write_obj, write_ply
 
-    from .reconstruct import dense_vertices
-
     written = []
     tri = mm.triangles if mm.is_dense else None
-    if tri is not None and set(outputs) & {"overlay", "depth", "pncc", "obj", "ply"}:
+    if tri is not None and outputs:
         dense_vertices(list(faces))  # once, batched; cached on the faces
     if "overlay" in outputs:
         written.append(out_dir / f"{stem}_overlay.png")
@@ -144,7 +142,6 @@ def make_backend(model_dir, runtime: str = "keras", export_dir=None, server: str
     runtimes (``savedmodel``, ``tflite``, ``onnx`` from ``export_dir``) or a TF Serving server (``HOST:PORT``,
     gRPC). The model directory always supplies the morphable model and the spec."""
     from . import load_model
-    from .reconstruct import PredictorBackend
 
     local = [f"--runtime {runtime}"] * (runtime != "keras") + [f"--export-dir {export_dir}"] * bool(export_dir)
     if server and local:

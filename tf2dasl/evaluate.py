@@ -15,7 +15,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .data.sources import NUM_LANDMARKS
+from .data.sources import NUM_LANDMARKS, list_pts_faces
 from .errors import UserError
 from .geometry.camera import crop_to_image
 from .geometry.roi import crop_image, roi_from_landmarks
@@ -330,30 +330,6 @@ def match_box(boxes: np.ndarray, gt: np.ndarray) -> int | None:
     return int(np.argmax(np.where(ok, iou, -1.0)))
 
 
-def _list_300w(data_dirs, failures: list | None) -> list:
-    """:func:`tf2dasl.data.sources.list_pts_faces`, except that with a ``failures`` list a malformed ``.pts``
-    is recorded there as ``(image_path, reason)`` and the rest are still listed."""
-    from .data.sources import DataSourceError, FaceSample, _folders, _need_dir, list_pts_faces
-    from .io.images import IMAGE_EXTENSIONS
-    from .io.pts import PtsError, read_pts
-
-    if failures is None:
-        return list_pts_faces(data_dirs)
-    out = []
-    for d in _folders(data_dirs):
-        _need_dir(d, "300-W style images with 68-point .pts files")
-        labelled = [p for p in sorted(d.iterdir(), key=lambda p: p.name)
-                    if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and p.with_suffix(".pts").is_file()]
-        if not labelled:
-            raise DataSourceError(f"{d}: no image with a .pts file found (expected 300-W style image/.pts pairs)")
-        for img in labelled:
-            try:
-                out.append(FaceSample(str(img), read_pts(img.with_suffix(".pts"), NUM_LANDMARKS)))
-            except PtsError as exc:
-                failures.append((str(img), str(exc)))
-    return out
-
-
 def load_300w_faces(data_dirs, list_file: str | Path | None = None, failures: list | None = None) -> list:
     """The labelled faces (:class:`tf2dasl.data.sources.FaceSample`, 0-based landmarks) of 300-W style folders
     (images + 68-point ``.pts``, not recursive), restricted to the image paths listed in ``list_file`` (one per
@@ -365,7 +341,7 @@ def load_300w_faces(data_dirs, list_file: str | Path | None = None, failures: li
     A malformed ``.pts`` raises too, unless ``failures`` is a list: then ``(image_path, reason)`` is appended
     to it (for the selected images only) and that face is left out."""
     found: list = []
-    faces = _list_300w(data_dirs, found if failures is not None else None)
+    faces = list_pts_faces(data_dirs, found if failures is not None else None)
     if list_file is None:
         if failures is not None:
             failures.extend(found)

@@ -56,6 +56,15 @@ def regressor_problems(backbone, width, input_size, channels, num_params=NUM_PAR
     return problems
 
 
+def first_problem(problems: list[tuple[str, object, str]], names: dict | None = None) -> str | None:
+    """``"KEY must be ALLOWED, got VALUE"`` for the first of :func:`regressor_problems` / :func:`spec_problems`
+    (``names`` renames keys, e.g. to a 3DDFA_V2 yml's), or None when there is none."""
+    if not problems:
+        return None
+    key, value, allowed = problems[0]
+    return f"{(names or {}).get(key, key)} must be {allowed}, got {value!r}"
+
+
 def spec_problems(spec: "ModelSpec") -> list[tuple[str, object, str]]:
     """``(field, value, what is allowed)`` for each bad value of ``spec`` (empty: all fine)."""
     problems = []
@@ -98,10 +107,9 @@ class ModelSpec:
 
     def validate(self) -> "ModelSpec":
         """``self``, or ValueError naming the first bad field, its value and what is allowed."""
-        problems = spec_problems(self)
-        if problems:
-            key, value, allowed = problems[0]
-            raise ValueError(f"{key} must be {allowed}, got {value!r}")
+        problem = first_problem(spec_problems(self))
+        if problem:
+            raise ValueError(problem)
         return self
 
     @classmethod

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..runtimes import RUNTIMES
+
 PICTURES = ("overlay", "depth", "pncc")
 MESHES = ("obj", "ply")
 OUTPUTS = PICTURES + MESHES
@@ -51,7 +53,7 @@ def add_parser(sub, name):
                         "FaceBoxes-like, finite, x0 < x1 and y0 < y1; images not listed are detected; a box "
                         "outside its image fails that image)")
     p.add_argument("--no-refine", action="store_true", help="skip the second, landmark-based crop")
-    p.add_argument("--runtime", choices=("keras", "savedmodel", "tflite", "onnx"), default="keras",
+    p.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0],
                    help="run the regressor through an exported artifact of --export-dir")
     p.add_argument("--export-dir", help="export directory (tf2dasl export) for --runtime savedmodel|tflite|onnx")
     p.add_argument("--server", metavar="HOST:PORT",

@@ -74,11 +74,13 @@ def _need_dir(d: Path, what: str) -> None:
         raise DataSourceError(f"{d}: not a folder (expected {what})")
 
 
-def list_pts_faces(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> list[FaceSample]:
+def list_pts_faces(folders: str | os.PathLike | Iterable[str | os.PathLike],
+                   failures: list | None = None) -> list[FaceSample]:
     """300-W style folders (images + 68-point ``.pts`` with the same stem) → faces, sorted by name per folder.
 
     Not recursive (``afw/full/`` is not read from ``afw/``). An image without a ``.pts`` is ignored;
-    a ``.pts`` with another point count or malformed → :class:`DataSourceError` naming it; a missing folder
+    a ``.pts`` with another point count or malformed → :class:`DataSourceError` naming it, or, when
+    ``failures`` is a list, ``(image_path, reason)`` appended to it and the rest listed; a missing folder
     or one with no labelled image → :class:`DataSourceError`.
     """
     out: list[FaceSample] = []
@@ -90,12 +92,15 @@ def list_pts_faces(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> 
             pts = img.with_suffix(".pts")
             if not pts.is_file():
                 continue
+            found += 1
             try:
                 lm = read_pts(pts, NUM_LANDMARKS)
             except PtsError as exc:
-                raise DataSourceError(str(exc)) from None
+                if failures is None:
+                    raise DataSourceError(str(exc)) from None
+                failures.append((str(img), str(exc)))
+                continue
             out.append(FaceSample(str(img), lm))
-            found += 1
         if not found:
             raise DataSourceError(f"{d}: no image with a .pts file found (expected 300-W style image/.pts pairs)")
     return out

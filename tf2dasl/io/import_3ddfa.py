@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from ..geometry.morphable_model import NUM_PARAMS, MorphableModelError, load_3ddfa_v2
-from ..model import FaceModel, ModelSpec, regressor_problems
+from ..model import FaceModel, ModelSpec, first_problem, regressor_problems
 from ..models.mobilenet_v1 import BLOCKS
 from .pth import CheckpointError, load_state_dict
 from ..errors import UserError
@@ -55,13 +55,12 @@ def read_config(checkout: Path, name: str) -> dict:
         raise ImportError3DDFA(f"{path}: architecture {arch!r} is not supported by the importer "
                                f"(supported: {sorted(SUPPORTED_ARCHS)})")
     values = {k: cfg.get(k, default) for k, default in YML_DEFAULTS.items()}
-    problems = regressor_problems(SUPPORTED_ARCHS[arch], values["widen_factor"], values["size"], IMPORTED_CHANNELS,
-                                  values["num_params"])
-    if problems:
-        field_name, value, allowed = problems[0]
-        raise ImportError3DDFA(f"{path}: {YML_KEYS.get(field_name, field_name)} must be {allowed}, got {value!r}; "
-                               "fix the value (3DDFA_V2's own configs hold widen_factor 0.5 or 1.0, size 120)")
-    return cfg
+    problem = first_problem(regressor_problems(SUPPORTED_ARCHS[arch], values["widen_factor"], values["size"],
+                                               IMPORTED_CHANNELS, values["num_params"]), YML_KEYS)
+    if problem:
+        raise ImportError3DDFA(f"{path}: {problem}; fix the value (3DDFA_V2's own configs hold widen_factor "
+                               "0.5 or 1.0, size 120)")
+    return {**cfg, **values}  # defaults filled in
 
 
 def keras_weights_from_state_dict(sd: dict, width: float) -> dict[str, list[np.ndarray]]:
@@ -103,10 +102,9 @@ def import_3ddfa_v2(checkout: str | Path, weights: str = "mb05_120x120") -> Face
         sd = load_state_dict(pth)
     except (MorphableModelError, CheckpointError) as exc:
         raise ImportError3DDFA(str(exc)) from None
-    width = float(cfg.get("widen_factor", YML_DEFAULTS["widen_factor"]))  # all three checked by read_config
+    width = float(cfg["widen_factor"])  # read_config filled in and checked all three
     spec = ModelSpec(name=weights, backbone=SUPPORTED_ARCHS[cfg["arch"]], width=width,
-                     input_size=int(cfg.get("size", YML_DEFAULTS["size"])), channels=IMPORTED_CHANNELS,
-                     num_params=int(cfg.get("num_params", YML_DEFAULTS["num_params"])),
+                     input_size=int(cfg["size"]), channels=IMPORTED_CHANNELS, num_params=int(cfg["num_params"]),
                      provenance={"source": "3DDFA_V2", "checkout": str(checkout.resolve()), "weights": pth.name,
                                  "config": cfg})
     regressor = spec.build_regressor()

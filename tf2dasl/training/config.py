@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..data.pipeline import LabelledDataConfig, WildDataConfig
 from ..geometry.morphable_model import NUM_PARAMS
-from ..model import regressor_problems
+from ..model import first_problem, regressor_problems
 from ..models.dasl import LossWeights
 
 OPTIMIZERS = ("sgd", "adam")
@@ -18,10 +18,6 @@ LR_SCHEDULES = ("constant", "cosine")
 DISTRIBUTE_MODES = ("auto", "default", "mirrored")
 #: seeds numpy (and so ``keras.utils.set_random_seed``) accepts: 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
-
-
-def _finite(value: float) -> bool:
-    return math.isfinite(value)
 
 
 def _in_unit_interval(value: float) -> bool:
@@ -43,10 +39,9 @@ class ModelConfig:
     critic_param_slice: list[int] = field(default_factory=lambda: [0, NUM_PARAMS])
 
     def validate(self):
-        problems = regressor_problems(self.backbone, self.width, self.input_size, self.channels)
-        if problems:
-            key, value, allowed = problems[0]
-            raise ValueError(f"{key} must be {allowed}, got {value!r}")
+        problem = first_problem(regressor_problems(self.backbone, self.width, self.input_size, self.channels))
+        if problem:
+            raise ValueError(problem)
         if not self.critic_hidden or any(h < 1 for h in self.critic_hidden):
             raise ValueError(f"critic_hidden must be a non-empty list of positive layer sizes, "
                              f"got {self.critic_hidden}")
@@ -84,7 +79,7 @@ class OptimConfig:
             raise ValueError(f"lr_schedule must be {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         for key in ("lr", "critic_lr"):
             value = getattr(self, key)
-            if not (_finite(value) and value > 0):
+            if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{key} must be a positive number, got {value}")
         for key in ("momentum", "critic_beta_1", "critic_beta_2"):
             value = getattr(self, key)
@@ -92,14 +87,14 @@ class OptimConfig:
                 raise ValueError(f"{key} must be in [0, 1), got {value}")
         for key in ("weight_decay", "map_lr_multiplier"):
             value = getattr(self, key)
-            if not (_finite(value) and value >= 0):
+            if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{key} must be a number >= 0, got {value}")
         if self.map_lr_multiplier != 1.0 and self.optimizer != "sgd":
             raise ValueError(f"map_lr_multiplier acts through the gradient's scale, which {self.optimizer}'s update "
                              "ignores: use optimizer: sgd or map_lr_multiplier: 1.0")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.clip_norm is not None and not (_finite(self.clip_norm) and self.clip_norm > 0):
+        if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
             raise ValueError(f"clip_norm must be a positive number or null (no clipping), got {self.clip_norm}")
 
 
