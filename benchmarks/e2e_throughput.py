@@ -136,11 +136,11 @@ def main(argv=None) -> int:
 
     def pass1():
         state["rois"] = roi_from_bbox(state["fb"])
-        state["params"], state["lm"] = rec._regress(state["image"], state["rois"])
+        state["params"], state["lm"] = rec.regress(state["image"], state["rois"])
 
     def pass2():
         rois = roi_from_landmarks(state["lm"])
-        params, lm = rec._regress(state["image"], rois)
+        params, lm = rec.regress(state["image"], rois)
         poses = params_to_pose(params)
         state["faces"] = [Face(state["boxes"][i], float(state["scores"][i]), rois[i], params[i], lm[i], poses[i],
                                model.mm, size, rec.convention) for i in range(len(params))]

@@ -25,7 +25,9 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import REPO, shared_dir  # noqa: E402
+
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,7 +38,7 @@ MAX_NME_RATIO = 1.10
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "mb05"), help="model directory")
-    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("TF2DASL_SHARED", REPO.parent / "shared")))
+    ap.add_argument("--shared", type=Path, default=shared_dir())
     ap.add_argument("--assets", default=None, help="BlazeFace .tflite folder (default: SHARED/assets)")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--folders", nargs="+", default=["afw", "helen_train"], help="folders of SHARED/data/300w")

@@ -454,7 +454,7 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str | Non
             continue
         gt = face.landmarks
         if boxes == "oracle":
-            _, lm = rec._regress(image, roi_from_landmarks(gt[None]))
+            _, lm = rec.regress(image, roi_from_landmarks(gt[None]))
             pred = lm[0]
         else:
             found = rec(image)

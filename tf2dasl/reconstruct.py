@@ -114,7 +114,9 @@ class Reconstructor:
         self.convention = get_convention(model.spec.crop_convention)
 
     # ------------------------------------------------------------------ steps
-    def _regress(self, image: np.ndarray, rois: np.ndarray, maps: np.ndarray | None = None, passes: int = 2):
+    def regress(self, image: np.ndarray, rois: np.ndarray, maps: np.ndarray | None = None, passes: int = 2):
+        """Roi boxes ``(F, 4)`` of ``image`` → raw params ``(F, 62)`` and image-pixel landmarks ``(F, 68, 3)``
+        (crop, regression, no detection, no refinement)."""
         crops = crop_images(image, rois, self.size)
         params = self.model.predict_params(crops, maps, passes=passes)
         lm_crop = model_to_crop(self.model.mm.landmarks(params), self.size, self.convention)
@@ -145,7 +147,7 @@ class Reconstructor:
             maps = None
             if self.model.spec.channels == 4:
                 maps = landmark_map(image_to_crop(landmarks, rois, self.size), self.size)
-            params, lm = self._regress(image, rois, maps)
+            params, lm = self.regress(image, rois, maps)
         else:
             if boxes is None:
                 det_boxes, scores = self.detect(image)
@@ -157,10 +159,10 @@ class Reconstructor:
                 return []
             rois = roi_from_bbox(fb_boxes)
             # the box crop only places the refined crop: one pass is enough there
-            params, lm = self._regress(image, rois, passes=1 if self.refine else 2)
+            params, lm = self.regress(image, rois, passes=1 if self.refine else 2)
             if self.refine:
                 rois = roi_from_landmarks(lm)
-                params, lm = self._regress(image, rois)
+                params, lm = self.regress(image, rois)
         poses = params_to_pose(params)
         return [Face(det_boxes[i], float(scores[i]), rois[i], params[i], lm[i], poses[i], self.model.mm, self.size,
                      self.convention) for i in range(len(params))]
