@@ -8,8 +8,8 @@ import tensorflow as tf
 from tf2dasl.geometry import camera, pose, roi, tf_ops
 from tf2dasl.geometry.conventions import CROP_OFFSET_V1, CROP_OFFSET_V2
 from tf2dasl.geometry.landmark_map import landmark_map, map_points, tf_landmark_map
-from tf2dasl.geometry.morphable_model import (MorphableModel, MorphableModelError, load_3ddfa_v1, load_3ddfa_v2,
-                                              load_morphable_model)
+from tf2dasl.geometry.morphable_model import MorphableModel, MorphableModelError
+from tf2dasl.io.morphable_files import load_3ddfa_v1, load_3ddfa_v2, load_morphable_model
 from tf2dasl.models.morphable import MorphableLayer
 
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry.roi import ROI_LANDMARK_SCALE
+
 #: The 68-point mirror permutation: after a horizontal flip, point ``i`` takes the position of point
 #: ``FLIP_PERMUTATION_68[i]`` (an involution: jaw 0..16 reversed, brows 17..21 <-> 26..22, nose bridge
 #: fixed, nostrils 31..35 reversed, eyes 36..41 <-> 45..42,47,46, mouth mirrored about 51/57/62/66).
@@ -70,7 +72,7 @@ class AugmentConfig:
     """
 
     size: int = 120
-    roi_scale: float = math.sqrt(2.0)
+    roi_scale: float = ROI_LANDMARK_SCALE
     scale: tuple[float, float] = (0.9, 1.1)
     shift: float = 0.05
     rotation: float = 15.0
@@ -139,14 +141,6 @@ def _lerp(lo, hi, u):
 
 
 # ---------------------------------------------------------------------------- TF: geometry
-def roi_from_landmarks_tf(landmarks, roi_scale: float = math.sqrt(2.0)):
-    """``(B, 68, 2)`` → roi centres ``(B, 2)`` and sides ``(B,)`` (3DDFA_V2's rule, as ``roi_from_landmarks``)."""
-    import tensorflow as tf
-
-    lo, hi = tf.reduce_min(landmarks, axis=1), tf.reduce_max(landmarks, axis=1)
-    return (lo + hi) / 2, roi_scale * tf.reduce_max(hi - lo, axis=1)
-
-
 def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
     """Per-face crop windows: the warp transforms and the crop's landmark labels.
 
@@ -158,6 +152,8 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     """
     import tensorflow as tf
 
+    from ..geometry.tf_ops import roi_center_side
+
     lm = tf.convert_to_tensor(landmarks, tf.float32)
     rand = tf.convert_to_tensor(rand, tf.float32)
     b = tf.shape(lm)[0]
@@ -165,7 +161,7 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     size = float(cfg.size)
     # labels' rule works on "area" coordinates; the landmarks (pixel centres) sit 0.5 - 0.5/ps from them
     ell = lm + (0.5 - 0.5 / ps)[:, None, None]
-    centre, side = roi_from_landmarks_tf(ell, cfg.roi_scale)
+    centre, side = roi_center_side(ell, cfg.roi_scale)
     if augment:
         s = _lerp(cfg.scale[0], cfg.scale[1], rand[:, 0])
         shift = (2.0 * rand[:, 1:3] - 1.0) * cfg.shift * side[:, None]

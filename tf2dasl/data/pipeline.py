@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -44,6 +43,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..geometry.landmark_map import BACKGROUND, FOREGROUND, tf_map_pixels
+from ..geometry.roi import ROI_LANDMARK_SCALE, roi_center_side
 from .augment import (AugmentConfig, augment_stack, colour_jitter, random_numbers, sample_geometry, to_uint8,
                       warp_images)
 from .sources import (FaceSample, ParamSample, list_300wlp, list_3ddfa_params, list_pts_faces, split_holdout)
@@ -239,7 +239,7 @@ def _report(stats: LoadStats, what: str) -> None:
 
 
 def load_wild_faces(samples: Sequence[FaceSample], cache: str = "auto", cache_size: int = 256,
-                    cache_margin: float = 2.0, roi_scale: float = math.sqrt(2.0),
+                    cache_margin: float = 2.0, roi_scale: float = ROI_LANDMARK_SCALE,
                     cache_limit_mb: int = 2048) -> WildFaces:
     """Decode every face once (parallel), skipping unreadable images, and cache them per ``cache``.
 
@@ -255,14 +255,12 @@ def load_wild_faces(samples: Sequence[FaceSample], cache: str = "auto", cache_si
     mode = _resolve_cache(cache, len(samples) * cache_size * cache_size * 3, cache_limit_mb)
     paths = [s.image_path for s in samples]
     lms = np.stack([np.asarray(s.landmarks, np.float32).reshape(68, 2) for s in samples])
-    lo, hi = lms.min(axis=1), lms.max(axis=1)  # roi of the original landmarks (pixel_scale 1)
-    extent = (hi - lo).max(axis=1)
+    centre, extent = roi_center_side(lms, 1.0)  # the landmarks' square box (pixel_scale 1); the roi is roi_scale x
     bad = np.flatnonzero(~(np.isfinite(extent) & (extent >= 2.0)))
     if len(bad):
         raise DataError(f"{paths[bad[0]]}: degenerate landmarks (box of {extent[bad[0]]:.1f} px); "
                         f"{len(bad)} such face(s) in all")
     if mode == "memory":
-        centre = (lo + hi) / 2
         side = roi_scale * extent
         kb = (cache_margin * side / cache_size).astype(np.float32)              # original px per cached px
         q0 = (centre - cache_margin * side[:, None] / 2).astype(np.float32)

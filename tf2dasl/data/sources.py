@@ -173,35 +173,17 @@ def _load_array(path: Path) -> np.ndarray:
         except (ValueError, OSError) as exc:
             raise DataSourceError(f"{path}: cannot read .npy ({exc})") from None
     if path.suffix.lower() == ".pkl":
-        from ..geometry.morphable_model import _load_pickle  # restricted unpickler: numpy arrays only
+        from ..io.morphable_files import load_pickle  # the restricted unpickler: numpy arrays only
 
-        try:
-            value = _load_pickle(path)
-        except UserError as exc:
-            raise DataSourceError(str(exc)) from None
-        return np.asarray(value)
+        return np.asarray(load_pickle(path, DataSourceError))
     raise DataSourceError(f"{path}: expected a .npy or .pkl parameter file")
 
 
 def load_whitening(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean (62,), std (62,))`` from 3DDFA v1's ``param_whitening.pkl`` (``param_mean``/``param_std``) or
-    3DDFA_V2's ``param_mean_std_62d_120x120.pkl`` (``mean``/``std``)."""
-    from ..geometry.morphable_model import _load_pickle
+    """``(mean (62,), std (62,))`` of a whitening file (:func:`tf2dasl.io.morphable_files.read_whitening`)."""
+    from ..io.morphable_files import read_whitening
 
-    p = Path(path)
-    try:
-        w = _load_pickle(p)
-    except UserError as exc:
-        raise DataSourceError(str(exc)) from None
-    if not isinstance(w, dict):
-        raise DataSourceError(f"{p}: expected a dict with param_mean/param_std (or mean/std)")
-    mean, std = (w.get("param_mean"), w.get("param_std")) if "param_mean" in w else (w.get("mean"), w.get("std"))
-    if mean is None or std is None:
-        raise DataSourceError(f"{p}: expected keys param_mean/param_std or mean/std")
-    mean, std = np.asarray(mean, np.float32).reshape(-1), np.asarray(std, np.float32).reshape(-1)
-    if mean.shape != (NUM_PARAMS,) or std.shape != (NUM_PARAMS,):
-        raise DataSourceError(f"{p}: whitening must hold 62 means and stds, found {mean.size} and {std.size}")
-    return mean, std
+    return read_whitening(path, DataSourceError)
 
 
 def list_3ddfa_params(root: str | os.PathLike, list_file: str | os.PathLike, params_file: str | os.PathLike,

@@ -1,4 +1,5 @@
-"""Pure geometry of the 3D morphable model: numpy (and TF) maths, no Keras, no file I/O beyond loaders.
+"""Pure geometry of the 3D morphable model: numpy (and TF) maths, no Keras, no file I/O (loaders live in
+:mod:`tf2dasl.io`).
 
 Coordinate conventions — named here once and used everywhere in tf2dasl
 ----------------------------------------------------------------------
@@ -18,4 +19,4 @@ Coordinate conventions — named here once and used everywhere in tf2dasl
 * **pose** angles in degrees, ``(yaw, pitch, roll)`` as 3DDFA_V2's ``calc_pose`` reports them.
 """
 from .conventions import CropConvention, CROP_OFFSET_V1, CROP_OFFSET_V2  # noqa: F401
-from .morphable_model import MorphableModel, load_morphable_model  # noqa: F401
+from .morphable_model import MorphableModel  # noqa: F401

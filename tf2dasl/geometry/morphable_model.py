@@ -1,6 +1,7 @@
 """The 3DDFA morphable model (numpy): bases, whitening, dense vertices and the 68 landmarks.
 
-Two published layouts load into one :class:`MorphableModel`:
+Two published layouts load into one :class:`MorphableModel` (the file loaders are
+:mod:`tf2dasl.io.morphable_files`; geometry reads no files):
 
 * **3DDFA_V2** (``configs/bfm_noneck_v3.pkl``, ``configs/tri.pkl``,
   ``configs/param_mean_std_62d_120x120.pkl``): dense no-neck bases of 38,365 vertices.
@@ -11,9 +12,7 @@ Two published layouts load into one :class:`MorphableModel`:
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 from ..errors import UserError
@@ -127,111 +126,3 @@ class MorphableModel:
     def from_arrays(cls, arrays: dict[str, np.ndarray], source: dict | None = None) -> "MorphableModel":
         kw = {k: np.asarray(v) for k, v in arrays.items()}
         return cls(**kw, source=dict(source or {}))
-
-
-# ---------------------------------------------------------------------------- loaders
-def _load_pickle(path: Path):
-    if not path.is_file():
-        raise MorphableModelError(f"{path}: file not found")
-    try:
-        with open(path, "rb") as f:
-            return _NumpyUnpickler(f).load()
-    except MorphableModelError:
-        raise
-    except Exception as exc:  # corrupt pickle
-        raise MorphableModelError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-
-
-class _NumpyUnpickler(pickle.Unpickler):
-    """Pickles of the morphable model hold only dicts of numpy arrays: allow nothing else."""
-
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar"), ("collections", "OrderedDict")}
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise MorphableModelError(f"refused to unpickle {module}.{name}: only numpy arrays are expected")
-
-
-def _require(d: dict, keys, path: Path):
-    missing = [k for k in keys if k not in d]
-    if missing:
-        raise MorphableModelError(f"{path}: missing key(s) {missing}")
-
-
-def _f32(a) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
-
-
-def _landmark_vertices(flat_keypoints: np.ndarray) -> np.ndarray:
-    kp = np.asarray(flat_keypoints).reshape(-1, 3)
-    if not (np.all(kp[:, 0] % 3 == 0) and np.all(kp[:, 1] == kp[:, 0] + 1) and np.all(kp[:, 2] == kp[:, 0] + 2)):
-        raise MorphableModelError("keypoints are not x,y,z triples of vertices")
-    return (kp[:, 0] // 3).astype(np.int32)
-
-
-def load_3ddfa_v2(configs_dir: str | Path, whitening: str | Path | None = None) -> MorphableModel:
-    """Load 3DDFA_V2's ``configs/`` (bfm_noneck_v3.pkl, tri.pkl, param_mean_std_62d_120x120.pkl)."""
-    configs_dir = Path(configs_dir)
-    bfm_path = configs_dir / "bfm_noneck_v3.pkl"
-    bfm = _load_pickle(bfm_path)
-    _require(bfm, ("u", "w_shp", "w_exp", "keypoints"), bfm_path)
-    tri_path = configs_dir / "tri.pkl"
-    tri = _load_pickle(tri_path) if tri_path.is_file() else bfm.get("tri")
-    if tri is None:
-        raise MorphableModelError(f"{tri_path}: file not found (and bfm_noneck_v3.pkl holds no 'tri')")
-    tri = np.asarray(tri)
-    if tri.shape[0] == 3 and tri.shape[1] != 3:
-        tri = tri.T
-    wpath = Path(whitening) if whitening else configs_dir / "param_mean_std_62d_120x120.pkl"
-    w = _load_pickle(wpath)
-    mean, std = (w.get("mean"), w.get("std")) if "mean" in w else (w.get("param_mean"), w.get("param_std"))
-    if mean is None or std is None:
-        raise MorphableModelError(f"{wpath}: expected keys mean/std or param_mean/param_std")
-    u, w_shp, w_exp = _f32(bfm["u"]).reshape(-1), _f32(bfm["w_shp"]), _f32(bfm["w_exp"])
-    kp = np.asarray(bfm["keypoints"]).reshape(-1).astype(np.int64)
-    return MorphableModel(
-        u_base=u[kp], w_shp_base=w_shp[kp], w_exp_base=w_exp[kp],
-        param_mean=_f32(mean).reshape(-1), param_std=_f32(std).reshape(-1),
-        u=u, w_shp=w_shp, w_exp=w_exp, landmark_vertices=_landmark_vertices(kp),
-        triangles=np.ascontiguousarray(tri.astype(np.int32)),
-        source={"layout": "3ddfa_v2", "bfm": str(bfm_path), "whitening": str(wpath)})
-
-
-def load_3ddfa_v1(train_configs_dir: str | Path) -> MorphableModel:
-    """Load 3DDFA v1 / 2DASL's ``train.configs/`` (sparse 68-point bases, 2DASL's whitening)."""
-    d = Path(train_configs_dir)
-    names = ("u_base.txt", "w_shp_base.txt", "w_exp_base.txt", "param_whitening.pkl")
-    for n in names:
-        if not (d / n).is_file():
-            raise MorphableModelError(f"{d / n}: file not found (expected a 3DDFA v1 train.configs folder)")
-    try:
-        u_base = _f32(np.loadtxt(d / "u_base.txt")).reshape(-1)
-        w_shp_base = _f32(np.loadtxt(d / "w_shp_base.txt")).reshape(-1, NUM_SHAPE)
-        w_exp_base = _f32(np.loadtxt(d / "w_exp_base.txt")).reshape(-1, NUM_EXP)
-    except ValueError as exc:
-        raise MorphableModelError(f"{d}: malformed sparse basis text file ({exc})") from None
-    w = _load_pickle(d / "param_whitening.pkl")
-    _require(w, ("param_mean", "param_std"), d / "param_whitening.pkl")
-    u = None
-    if (d / "u_shp.npy").is_file() and (d / "u_exp.npy").is_file():
-        u = (_f32(np.load(d / "u_shp.npy")) + _f32(np.load(d / "u_exp.npy"))).reshape(-1)
-    return MorphableModel(u_base=u_base, w_shp_base=w_shp_base, w_exp_base=w_exp_base,
-                          param_mean=_f32(w["param_mean"]).reshape(-1), param_std=_f32(w["param_std"]).reshape(-1),
-                          u=u, source={"layout": "3ddfa_v1", "dir": str(d)})
-
-
-def load_morphable_model(path: str | Path) -> MorphableModel:
-    """Load either layout from a folder: a 3DDFA_V2 checkout (or its ``configs/``) or ``train.configs/``."""
-    path = Path(path)
-    for cand in (path, path / "configs"):
-        if (cand / "bfm_noneck_v3.pkl").is_file():
-            return load_3ddfa_v2(cand)
-    for cand in (path, path / "train.configs"):
-        if (cand / "param_whitening.pkl").is_file():
-            return load_3ddfa_v1(cand)
-    raise MorphableModelError(
-        f"{path}: no morphable model found (expected configs/bfm_noneck_v3.pkl of a 3DDFA_V2 checkout "
-        "or train.configs/param_whitening.pkl of 3DDFA v1)")

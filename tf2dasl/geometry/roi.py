@@ -10,6 +10,8 @@ import numpy as np
 #: 3DDFA_V2's ``parse_roi_box_from_bbox``: the roi is 1.58x the box's mean side, shifted down by 0.14 of it.
 BBOX_ROI_SCALE = 1.58
 BBOX_ROI_SHIFT_Y = 0.14
+#: 3DDFA_V2's ``parse_roi_box_from_landmark``: the roi side is the diagonal of the landmarks' square box.
+ROI_LANDMARK_SCALE = float(np.sqrt(2.0))
 
 
 def roi_from_bbox(boxes: np.ndarray) -> np.ndarray:
@@ -23,16 +25,19 @@ def roi_from_bbox(boxes: np.ndarray) -> np.ndarray:
     return np.stack([x0, y0, x0 + side, y0 + side], 1).astype(np.float32)
 
 
-def roi_from_landmarks(points: np.ndarray) -> np.ndarray:
-    """Landmarks ``(B, K, >=2)`` in image pixels → roi boxes ``(B, 4)`` (3DDFA_V2's ``parse_roi_box_from_landmark``).
-
-    The landmarks' bounding box is made square on its longer side, then enlarged to its diagonal.
-    """
+def roi_center_side(points: np.ndarray, roi_scale: float = ROI_LANDMARK_SCALE) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks ``(B, K, >=2)`` → roi centres ``(B, 2)`` and sides ``(B,)``: the landmark box made square on its
+    longer side, times ``roi_scale`` (3DDFA_V2's ``parse_roi_box_from_landmark``: sqrt(2), the square's diagonal).
+    TF twin: :func:`tf2dasl.geometry.tf_ops.roi_center_side`."""
     p = np.asarray(points, np.float64)
     lo, hi = p[..., :2].min(axis=1), p[..., :2].max(axis=1)
-    c = (lo + hi) / 2
-    radius = (hi - lo).max(axis=1) / 2
-    side = np.sqrt(2.0) * 2 * radius
+    return (lo + hi) / 2, roi_scale * (hi - lo).max(axis=1)
+
+
+def roi_from_landmarks(points: np.ndarray, roi_scale: float = ROI_LANDMARK_SCALE) -> np.ndarray:
+    """Landmarks ``(B, K, >=2)`` in image pixels → roi boxes ``(B, 4)`` (3DDFA_V2's ``parse_roi_box_from_landmark``,
+    :func:`roi_center_side`)."""
+    c, side = roi_center_side(points, roi_scale)
     x0, y0 = c[:, 0] - side / 2, c[:, 1] - side / 2
     return np.stack([x0, y0, x0 + side, y0 + side], 1).astype(np.float32)
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from .conventions import CROP_OFFSET_V2, CropConvention
 from .morphable_model import NUM_PARAMS, NUM_POSE
 from .pose import GIMBAL_LOCK
+from .roi import ROI_LANDMARK_SCALE
 
 
 def unwhiten(params_w, mean, std):
@@ -50,6 +51,13 @@ def crop_to_image(points, roi_boxes, size: int):
     scale = tf.stack([sx, sy, (sx + sy) / 2], axis=1)[:, None, :]
     shift = tf.stack([roi[:, 0], roi[:, 1], tf.zeros_like(sx)], axis=1)[:, None, :]
     return points * scale + shift
+
+
+def roi_center_side(landmarks, roi_scale: float = ROI_LANDMARK_SCALE):
+    """TF twin of :func:`tf2dasl.geometry.roi.roi_center_side`: ``(B, K, >=2)`` → centres ``(B, 2)``, sides ``(B,)``."""
+    lm = landmarks[:, :, 0:2]
+    lo, hi = tf.reduce_min(lm, axis=1), tf.reduce_max(lm, axis=1)
+    return (lo + hi) / 2, roi_scale * tf.reduce_max(hi - lo, axis=1)
 
 
 def params_to_sRt(params):

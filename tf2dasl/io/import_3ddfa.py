@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..geometry.morphable_model import NUM_PARAMS, MorphableModelError, load_3ddfa_v2
+from ..geometry.morphable_model import NUM_PARAMS, MorphableModelError
+from .morphable_files import load_3ddfa_v2
 from ..model import FaceModel, ModelSpec, first_problem, regressor_problems
 from ..models.mobilenet_v1 import BLOCKS
 from .pth import CheckpointError, load_state_dict

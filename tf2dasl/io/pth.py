@@ -28,7 +28,6 @@ here (torch is never imported).  Every other global (``os.system``, ``builtins.e
 """
 from __future__ import annotations
 
-import _compat_pickle  # python-2 names in protocol-2 pickles, for messages
 import collections
 import os
 import pickle
@@ -37,6 +36,7 @@ import zipfile
 
 import numpy as np
 from ..errors import UserError
+from .pickles import RestrictedUnpickler
 
 __all__ = ["CheckpointError", "load_state_dict", "read_checkpoint"]
 
@@ -183,39 +183,36 @@ _GLOBALS = {
 }
 
 
-class _Unpickler(pickle.Unpickler):
-    """Restricted unpickler; ``storage_fn(pid_tuple) -> _Storage`` serves persistent ids."""
-
-    def __init__(self, file, name, storage_fn=None):
-        super().__init__(file, encoding="utf-8")
-        self.name, self.storage_fn = name, storage_fn
-
-    def find_class(self, module, qualname):
+def _resolver(name):
+    """Allowed globals of a checkpoint: OrderedDict and dtype stand-ins as they are, tensor functions bound to
+    the file ``name`` (for their messages)."""
+    def resolve(module, qualname):
         obj = _GLOBALS.get((module, qualname))
-        if obj is None:
-            module, qualname = _compat_pickle.NAME_MAPPING.get((module, qualname),
-                                                               (module, qualname))
-            module = _compat_pickle.IMPORT_MAPPING.get(module, module)  # __builtin__ -> builtins
-            what = f"{module}.{qualname}"[:80].encode("ascii", "backslashreplace").decode()
-            raise CheckpointError(f"{self.name}: refused to load: the pickle asks for {what}, "
-                                  f"which a checkpoint never needs ({_ALLOWED})")
-        if obj is collections.OrderedDict or isinstance(obj, _DType):
+        if obj is None or obj is collections.OrderedDict or isinstance(obj, _DType):
             return obj
-        return _Func(obj, self.name)
+        return _Func(obj, name)
+    return resolve
 
-    def persistent_load(self, pid):
-        if (self.storage_fn is None or not isinstance(pid, tuple) or len(pid) < 5
+
+def _storage_server(name, storage_fn):
+    """The persistent-id hook: only ``('storage', <Storage class>, ...)`` tuples reach ``storage_fn``."""
+    def serve(pid):
+        if (storage_fn is None or not isinstance(pid, tuple) or len(pid) < 5
                 or pid[0] != "storage" or not isinstance(pid[1], _DType)
                 or pid[1].torch_name not in _STORAGES):
-            raise CheckpointError(f"{self.name}: refused to load: persistent id {pid!r:.60} is "
+            raise CheckpointError(f"{name}: refused to load: persistent id {pid!r:.60} is "
                                   f"not a tensor storage ({_ALLOWED})")
-        _ints(pid[4], "storage element count", self.name)
-        return self.storage_fn(pid)
+        _ints(pid[4], "storage element count", name)
+        return storage_fn(pid)
+    return serve
 
 
 def _unpickle(f, name, storage_fn=None, what="pickle"):
     try:
-        return _Unpickler(f, name, storage_fn).load()
+        refuse = lambda what: CheckpointError(  # noqa: E731
+            f"{name}: refused to load: the pickle asks for {what}, which a checkpoint never needs ({_ALLOWED})")
+        return RestrictedUnpickler(f, _resolver(name), refuse, _storage_server(name, storage_fn),
+                                   encoding="utf-8").load()
     except CheckpointError:
         raise
     except (EOFError, pickle.UnpicklingError) as e:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from ..geometry import tf_ops
 from ..geometry.conventions import CropConvention, get_convention

@@ -17,7 +17,7 @@ import yaml
 
 from ..config import dump_config, to_dict
 from ..errors import UserError
-from ..geometry.morphable_model import load_morphable_model
+from ..io.morphable_files import load_morphable_model
 from ..model import FaceModel, ModelSpec
 from ..models.critic import SelfCritic
 from ..models.dasl import DASLModel, expand_to_four_channels
