@@ -201,3 +201,15 @@ def test_tf_geometry_compiles_with_xla_and_in_graph():
             assert_rel(a.numpy(), b.numpy(), rtol=1e-4)
         # maps from rounded landmarks: equal except where a landmark sits on a pixel boundary
         assert np.mean(got[3].numpy() != eager[3].numpy()) < 1e-3
+
+
+def test_roi_center_side_numpy_and_tf_twins_agree():
+    rng = np.random.default_rng(3)
+    lm = rng.uniform(0, 400, (5, 68, 2)).astype(np.float32)
+    c_np, s_np = roi.roi_center_side(lm)
+    c_tf, s_tf = tf_ops.roi_center_side(tf.constant(lm))
+    np.testing.assert_allclose(c_tf.numpy(), c_np, rtol=1e-6)
+    np.testing.assert_allclose(s_tf.numpy(), s_np, rtol=1e-6)
+    box = roi.roi_from_landmarks(lm)
+    np.testing.assert_allclose((box[:, 2] - box[:, 0]), s_np, rtol=1e-5)
+    np.testing.assert_allclose((box[:, :2] + box[:, 2:]) / 2, c_np, rtol=1e-5)
