@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from .errors import UserError
 from .io.images import iter_image_paths, read_image
+from .io.outputs import write_image, write_json
 from .reconstruct import Face, PredictorBackend, Reconstructor, dense_vertices
 
 #: ``summary.json`` lives in the output folder too: no image's JSON may take its name.
@@ -115,16 +115,13 @@ def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[F
     if tri is not None and outputs:
         dense_vertices(list(faces))  # once, batched; cached on the faces
     if "overlay" in outputs:
-        written.append(out_dir / f"{stem}_overlay.png")
-        cv2.imwrite(str(written[-1]), visualize.overlay(image, faces, tri))
+        written.append(write_image(out_dir / f"{stem}_overlay.png", visualize.overlay(image, faces, tri)))
     if tri is None:
         return written
     if "depth" in outputs:
-        written.append(out_dir / f"{stem}_depth.png")
-        cv2.imwrite(str(written[-1]), visualize.depth_image(image, faces, tri))
+        written.append(write_image(out_dir / f"{stem}_depth.png", visualize.depth_image(image, faces, tri)))
     if "pncc" in outputs:
-        written.append(out_dir / f"{stem}_pncc.png")
-        cv2.imwrite(str(written[-1]), visualize.pncc_image(image, faces, tri, mm.ncc()))
+        written.append(write_image(out_dir / f"{stem}_pncc.png", visualize.pncc_image(image, faces, tri, mm.ncc())))
     for i, face in enumerate(faces):
         if "obj" in outputs or "ply" in outputs:
             v = face.vertices()
@@ -269,7 +266,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
         summary.faces += len(faces)
         if not faces:
             summary.without_faces.append(str(path))
-        (out / f"{stem}.json").write_text(json.dumps(image_record(path, image, faces)) + "\n")
+        write_json(out / f"{stem}.json", image_record(path, image, faces))
         if stem != path.stem:
             summary.renamed.append((str(path), stem))
         write_outputs(out, stem, image, faces, outputs, rec.model.mm)

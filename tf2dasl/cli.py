@@ -6,6 +6,7 @@ batch commands report failures at the end and exit 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -24,6 +25,19 @@ def _quiet_tensorflow_import() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device probing prints its own chatter: hide it too
+
+
+#: OS errors about a path the user gave, where "check the path" is the fix; others (disk full, I/O error) are
+#: reported in the system's words alone.
+_PATH_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
+                errno.ELOOP)
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error: the file, the system's reason and, for path problems, what to check."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = " (check the path and its permissions)" if exc.errno in _PATH_ERRNOS else ""
+    return f"{where}{exc.strerror or exc}{hint}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tf2dasl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path the user gave: missing, not writable, a file where a folder is needed, disk full
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"tf2dasl {args.command}: error: {where}{exc.strerror or exc} (check the path and its permissions)",
-              file=sys.stderr)
+        print(f"tf2dasl {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tf2dasl {args.command}: interrupted", file=sys.stderr)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -69,6 +68,7 @@ def add_parser(sub, name):
 
 def run(args) -> int:
     from ..api import make_backend, read_boxes_file, reconstruct_paths
+    from ..io.outputs import write_json
 
     outputs = [o for o in OUTPUTS if args.all or getattr(args, o)]
     det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
@@ -82,5 +82,5 @@ def run(args) -> int:
     print(summary.describe())
     for line in summary.report_lines():
         print(f"  {line}", file=sys.stderr)
-    Path(args.out, "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    write_json(Path(args.out, "summary.json"), summary.to_json(), indent=2)
     return EXIT_FAILURES if summary.failures else 0

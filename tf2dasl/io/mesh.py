@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .outputs import atomic_file
+
 __all__ = ["write_obj", "write_ply", "sample_vertex_colors"]
 
 
@@ -60,7 +62,8 @@ def _colors_uint8(colors, n: int) -> np.ndarray:
     return np.clip(np.rint(c.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, flip_y: bool = True) -> Path:
+def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, flip_y: bool = True,
+              overwrite: bool = True) -> Path:
     """Write a Wavefront OBJ: ``v x y z [r g b]`` lines then ``f i j k`` (1-based) lines.
 
     Args:
@@ -72,9 +75,11 @@ def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, flip_y:
             (the vertex-colour extension read by MeshLab, Blender and trimesh).
         flip_y: write ``(x, -y, z)`` and faces as ``(v0, v2, v1)`` so the mesh opens upright with
             unchanged outward normals (see module docstring); ``False`` writes the input as is.
+        overwrite: ``False`` refuses an existing ``path``
+            (:class:`~tf2dasl.io.outputs.OutputExistsError`).
 
     Returns:
-        The path written.
+        The path written (atomically, :mod:`tf2dasl.io.outputs`; a failure is an ``OutputError``).
     """
     path = Path(path)
     v, t = _prepare(vertices, triangles, flip_y)
@@ -83,17 +88,18 @@ def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, flip_y:
         vdata, vfmt = v, "v %.6f %.6f %.6f\n"
     else:
         vdata, vfmt = np.concatenate([v, _colors_float(colors, n)], axis=1), "v %.6f %.6f %.6f %.6f %.6f %.6f\n"
-    with open(path, "w", encoding="ascii", newline="\n") as f:
+    with atomic_file(path, overwrite=overwrite) as f:
         f.write(f"# tf2dasl mesh: {n} vertices, {len(t)} faces; "
-                f"{'x, -y, z (y up)' if flip_y else 'x, y, z as given'}\n")
+                f"{'x, -y, z (y up)' if flip_y else 'x, y, z as given'}\n".encode("ascii"))
         if n:
-            f.write((vfmt * n) % tuple(vdata.ravel().tolist()))
+            f.write(((vfmt * n) % tuple(vdata.ravel().tolist())).encode("ascii"))
         if len(t):
-            f.write(("f %d %d %d\n" * len(t)) % tuple((t + 1).ravel().tolist()))
+            f.write((("f %d %d %d\n" * len(t)) % tuple((t + 1).ravel().tolist())).encode("ascii"))
     return path
 
 
-def write_ply(path: str | os.PathLike, vertices, triangles, colors=None, flip_y: bool = True) -> Path:
+def write_ply(path: str | os.PathLike, vertices, triangles, colors=None, flip_y: bool = True,
+              overwrite: bool = True) -> Path:
     """Write a binary little-endian PLY (``format binary_little_endian 1.0``).
 
     Layout: ``element vertex N`` with ``float x, y, z`` (float32) and, with colours,
@@ -107,9 +113,10 @@ def write_ply(path: str | os.PathLike, vertices, triangles, colors=None, flip_y:
         colors: ``(N, 3)`` **RGB**, uint8 (written as is) or float in ``[0, 1]``
             (``round(255 * c)``, clipped), or ``None``.
         flip_y: as :func:`write_obj` (``(x, -y, z)`` and faces ``(v0, v2, v1)``).
+        overwrite: as :func:`write_obj`.
 
     Returns:
-        The path written.
+        The path written (atomically).
     """
     path = Path(path)
     v, t = _prepare(vertices, triangles, flip_y)
@@ -132,7 +139,7 @@ def write_ply(path: str | os.PathLike, vertices, triangles, colors=None, flip_y:
     if colors is not None:
         header += ["property uchar red", "property uchar green", "property uchar blue"]
     header += [f"element face {len(t)}", "property list uchar int vertex_indices", "end_header"]
-    with open(path, "wb") as f:
+    with atomic_file(path, overwrite=overwrite) as f:
         f.write(("\n".join(header) + "\n").encode("ascii"))
         f.write(vrec.tobytes())
         f.write(frec.tobytes())

@@ -19,6 +19,7 @@ from .. import __version__
 from ..geometry.morphable_model import MorphableModel
 from ..model import FaceModel, ModelSpec
 from .descriptor import read_descriptor
+from .outputs import OutputError, atomic_dir, write_json
 from ..errors import UserError
 
 FORMAT = "tf2dasl-model"
@@ -31,18 +32,37 @@ class ModelDirError(UserError):
 
 
 def save_model_dir(model: FaceModel, out_dir: str | Path) -> Path:
-    """Write ``model`` to ``out_dir`` (created; existing files replaced)."""
+    """Write ``model`` to ``out_dir``, built under a temporary name and renamed when complete
+    (:func:`tf2dasl.io.outputs.atomic_dir`): a crash or a full disk never leaves a half-written model directory.
+
+    An existing ``out_dir`` is replaced only when it is empty or a tf2dasl model directory; any other folder or
+    file there is an :class:`~tf2dasl.io.outputs.OutputError` and is left untouched."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / MM_FILE, **model.mm.arrays())
-    model.regressor.save_weights(str(out / WEIGHTS_FILE))
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tf2dasl_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "spec": model.spec.to_dict(),
             "morphable_model": {"vertices": model.mm.num_vertices, "dense": model.mm.is_dense,
                                 "source": model.mm.source},
             "files": {"weights": WEIGHTS_FILE, "morphable_model": MM_FILE}}
-    (out / SPEC_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    with atomic_dir(out, replace=_replaceable(out)) as tmp:
+        np.savez(tmp / MM_FILE, **model.mm.arrays())
+        model.regressor.save_weights(str(tmp / WEIGHTS_FILE))
+        write_json(tmp / SPEC_FILE, meta, indent=2, fsync=False)  # atomic_dir syncs the whole folder
     return out
+
+
+def _replaceable(out: Path) -> bool:
+    """Whether :func:`save_model_dir` may replace ``out``: absent, an empty folder or a model directory."""
+    if not out.exists() and not out.is_symlink():
+        return False
+    if out.is_dir() and not out.is_symlink():
+        if not any(out.iterdir()):
+            return True
+        try:
+            if json.loads((out / SPEC_FILE).read_text()).get("format") == FORMAT:
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass
+    raise OutputError(out, "it exists and is not a tf2dasl model directory; choose another folder or remove it")
 
 
 def read_model_meta(model_dir: str | Path) -> dict:

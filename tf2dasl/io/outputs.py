@@ -1,0 +1,367 @@
+"""Writing output files so that a fault never leaves a wrong one: the one module that opens output files.
+
+* **Atomic files** (:func:`write_bytes`, :func:`write_text`, :func:`write_json`, :func:`write_image`,
+  :func:`atomic_file`): the content goes to a temporary file in the destination's folder
+  (``.<name>.<random>.tf2dasl-tmp``), is flushed and ``fsync``-ed, then renamed over the destination and the
+  folder is ``fsync``-ed. A reader sees the old file or the complete new one, never a part; a failed write
+  removes its temporary file.
+* **No clobbering on request**: ``overwrite=False`` puts the file in place with ``link()`` (which refuses an
+  existing name) instead of ``rename()``, so a file that appeared meanwhile is never replaced
+  (:class:`OutputExistsError`).
+* **Checked writers**: images are encoded in memory (``cv2.imencode``) and the result is checked: no silent
+  ``cv2.imwrite`` failure.
+* **JSON lines** (:class:`JsonLines`): one complete line per record, appended and flushed; a failed append is
+  cut back, and a line cut by a crash is dropped when the file is opened again.
+* **Folders** (:func:`atomic_dir`): a model directory or an export is built under a temporary name and renamed
+  into place when complete.
+
+Every failure raises :class:`OutputError` (a :class:`~tf2dasl.errors.UserError`): one line naming the file and
+the operating system's reason (``No space left on device`` is not a permissions problem).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import UserError
+
+__all__ = ["OutputError", "OutputExistsError", "write_bytes", "write_text", "write_json", "write_image",
+           "atomic_file", "atomic_dir", "JsonLines", "is_temporary", "remove_stale_temporaries", "FOLDER_ERRNOS"]
+
+#: Suffix of the temporary files and folders this module makes (and may remove: :func:`remove_stale_temporaries`).
+TMP_SUFFIX = ".tf2dasl-tmp"
+#: Errors that concern the whole destination folder (full, over quota, read-only), not one file: a batch run
+#: stops at them instead of failing every later file the same way.
+FOLDER_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+#: What to do about an error, by errno (the message always gives the system's own words first).
+_HINTS = {
+    errno.ENOSPC: "free some space or write to another folder",
+    errno.EDQUOT: "free some space or write to another folder",
+    errno.EROFS: "write to another folder",
+    errno.EACCES: "check the folder's permissions",
+    errno.EPERM: "check the folder's permissions",
+    errno.ENOENT: "check that the folder exists",
+    errno.ENOTDIR: "a file stands where a folder is needed",
+    errno.EISDIR: "a folder stands where the file should go",
+    errno.EEXIST: "it was not replaced",
+}
+
+
+class OutputError(UserError):
+    """A file or folder that could not be written: ``path``, the ``errno`` (None when not an OS error) and
+    ``reason`` (the system's words); ``str()`` is one line naming both."""
+
+    def __init__(self, path, reason: str, errno_: int | None = None):
+        self.path, self.reason, self.errno = str(path), reason, errno_
+        hint = _HINTS.get(errno_) if errno_ is not None else None
+        super().__init__(f"{path}: cannot write ({reason}{'; ' + hint if hint else ''})")
+
+    @classmethod
+    def from_os(cls, path, exc: OSError) -> "OutputError":
+        """The error for ``exc`` raised while writing ``path`` (the system's reason, not Python's repr)."""
+        reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc)) or type(exc).__name__
+        return cls(path, reason, exc.errno)
+
+    @property
+    def folder_problem(self) -> bool:
+        """True when the whole destination folder is unusable (disk full, quota, read-only): see FOLDER_ERRNOS."""
+        return self.errno in FOLDER_ERRNOS
+
+
+class OutputExistsError(OutputError):
+    """``overwrite=False`` and something already has the destination's name (it was left untouched)."""
+
+    def __init__(self, path):
+        super().__init__(path, "it already exists", errno.EEXIST)
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def is_temporary(name: str) -> bool:
+    """True for the name of a temporary file/folder of this module (left behind only by a killed process)."""
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Remove the temporary files and folders a killed run left in ``folder`` (only names :func:`is_temporary`
+    matches); returns them. Do not call while another process writes to the same folder."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(folder):
+            if is_temporary(entry.name):
+                p = Path(entry.path)
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(p)
+                    else:
+                        p.unlink()
+                    removed.append(p)
+    return removed
+
+
+def fsync_dir(folder) -> None:
+    """``fsync`` a folder so that renames and new names in it are on disk (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):  # filesystems without directory fsync
+            raise
+    finally:
+        os.close(fd)
+
+
+def _place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Give the complete file ``tmp`` the name ``path`` (atomically); ``overwrite=False`` never replaces."""
+    if overwrite:
+        if path.is_dir():  # rename() would say "Is a directory" or replace an empty folder: refuse plainly
+            raise OutputError(path, "a folder has this name", errno.EISDIR)
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # fails with EEXIST instead of replacing: no window between a check and the rename
+    except FileExistsError:
+        raise OutputExistsError(path) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(path):  # a filesystem without hard links: check, then rename
+            raise OutputExistsError(path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(path, overwrite: bool = True, fsync: bool = True) -> Iterator:
+    """``with atomic_file(path) as f: f.write(b"...")``: a binary file object on a temporary file in the
+    destination's folder, put in place as ``path`` only when the block ends without an exception.
+
+    ``overwrite=False`` refuses an existing ``path`` (:class:`OutputExistsError`, nothing replaced). Any OS
+    error (also from ``f.write``) becomes :class:`OutputError` naming ``path``; the temporary file is removed."""
+    path = Path(path)
+    tmp = _tmp_name(path)
+    try:
+        f = open(tmp, "xb")
+    except OSError as exc:
+        raise OutputError.from_os(path, exc) from None
+    placed = False
+    try:
+        try:
+            with f:
+                yield f
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+            _place(tmp, path, overwrite)
+            placed = True
+            if fsync:
+                fsync_dir(path.parent)
+        except OSError as exc:
+            raise OutputError.from_os(path, exc) from None
+    finally:
+        if not placed:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def write_bytes(path, data: bytes, overwrite: bool = True, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`); returns ``path`` as a Path."""
+    with atomic_file(path, overwrite=overwrite, fsync=fsync) as f:
+        f.write(data)
+    return Path(path)
+
+
+def write_text(path, text: str, overwrite: bool = True, fsync: bool = True) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"), overwrite=overwrite, fsync=fsync)
+
+
+def write_json(path, obj, indent: int | None = None, overwrite: bool = True, fsync: bool = True) -> Path:
+    """Write ``obj`` as JSON (one trailing newline) to ``path`` atomically."""
+    return write_text(path, json.dumps(obj, indent=indent) + "\n", overwrite=overwrite, fsync=fsync)
+
+
+def encode_image(path, image_bgr, params: tuple = ()) -> bytes:
+    """``image_bgr`` encoded in the format of ``path``'s extension (``.png``, ``.jpg``, ...) by
+    ``cv2.imencode``; :class:`OutputError` when OpenCV cannot (unknown extension, unsupported image)."""
+    import cv2
+    import numpy as np
+
+    ext = Path(path).suffix.lower()
+    if not ext:
+        raise OutputError(path, "no file extension to choose the image format from")
+    try:
+        ok, buf = cv2.imencode(ext, np.asarray(image_bgr), list(params))
+    except cv2.error as exc:
+        msg = str(exc).strip().splitlines()
+        raise OutputError(path, f"OpenCV cannot encode it as {ext}: {msg[-1] if msg else exc}") from None
+    if not ok:
+        raise OutputError(path, f"OpenCV cannot encode it as {ext}")
+    return buf.tobytes()
+
+
+def write_image(path, image_bgr, params: tuple = (), overwrite: bool = True, fsync: bool = True) -> Path:
+    """Encode ``image_bgr`` (``(H, W, 3)`` uint8 BGR, or grey) by ``path``'s extension and write it atomically."""
+    return write_bytes(path, encode_image(path, image_bgr, params), overwrite=overwrite, fsync=fsync)
+
+
+@contextlib.contextmanager
+def atomic_dir(path, replace: bool = False, fsync: bool = True) -> Iterator[Path]:
+    """``with atomic_dir(out) as tmp: ...write into tmp...``: a folder built under a temporary name next to
+    ``path`` and renamed to ``path`` when the block ends without an exception (removed otherwise).
+
+    An existing ``path`` is an :class:`OutputExistsError` unless ``replace``: then the old folder is moved
+    aside, the new one renamed in, and the old one deleted (a crash between the two renames leaves the old one
+    under a temporary name, never a half-written folder under ``path``). With ``fsync`` every file and folder
+    written is ``fsync``-ed before the rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(path) and not replace:
+            raise OutputExistsError(path)
+        tmp = _tmp_name(path)
+        tmp.mkdir()
+    except OSError as exc:
+        raise OutputError.from_os(path, exc) from None
+    done = False
+    try:
+        try:
+            yield tmp
+        except OSError as exc:  # a writer inside the block: name the folder being made
+            raise OutputError.from_os(path, exc) from None
+        try:
+            if fsync:
+                _fsync_tree(tmp)
+            old = None
+            if os.path.lexists(path):
+                if not replace:
+                    raise OutputExistsError(path)
+                old = _tmp_name(path)
+                os.rename(path, old)
+            os.rename(tmp, path)
+            done = True
+            if fsync:
+                fsync_dir(path.parent)
+            if old is not None:
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink()
+        except OSError as exc:
+            raise OutputError.from_os(path, exc) from None
+    finally:
+        if not done:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(folder)
+
+
+class JsonLines:
+    """An append-only JSON-lines file: ``log = JsonLines(path); log.append({...})``.
+
+    Each :meth:`append` writes one complete line with a single ``write`` on a file opened for appending and
+    flushes it (``fsync=True`` also syncs it to disk). A write that fails part-way is cut back to the previous
+    end, so the file never holds a partial line; a line cut by a crash (no final newline) is dropped when the
+    file is next opened. :meth:`read` returns the records of every complete line (lines that are not JSON
+    objects are skipped)."""
+
+    def __init__(self, path, fsync: bool = False):
+        self.path, self.fsync = Path(path), fsync
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+            except OSError as exc:
+                raise OutputError.from_os(self.path, exc) from None
+            try:
+                _drop_partial_line(fd)
+            except OSError as exc:
+                os.close(fd)
+                raise OutputError.from_os(self.path, exc) from None
+            self._fd = fd
+        return self._fd
+
+    def append(self, record: dict) -> None:
+        """Append ``record`` as one line; :class:`OutputError` (and the file as before) when it cannot."""
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        fd = self._open()
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            n = os.write(fd, data)
+            if n != len(data):  # a short write: what did not fit is usually "no space"
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            if self.fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            raise OutputError.from_os(self.path, exc) from None
+
+    def read(self) -> list[dict]:
+        """The records of the file's complete lines, in order ([] when there is no file)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        records = []
+        for line in data.split(b"\n")[:-1]:  # the last piece is empty or a partial line
+            try:
+                rec = json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+        return records
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "JsonLines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _drop_partial_line(fd: int) -> None:
+    """Cut a file that does not end with a newline back to its last newline (a line cut by a crash)."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    if size == 0:
+        return
+    if os.pread(fd, 1, size - 1) == b"\n":
+        return
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        chunk = os.pread(fd, pos - start, start)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            os.ftruncate(fd, start + nl + 1)
+            return
+        pos = start
+    os.ftruncate(fd, 0)
