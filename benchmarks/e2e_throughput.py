@@ -11,7 +11,7 @@ runs them, each the median over ``--runs`` (after warm-up):
   detect       the detector (default: BlazeFace full range + short range) and ``box_to_faceboxes``
   pass 1       roi from the box, 120x120 crop, regression, 68 landmarks to image pixels
   pass 2       roi refined from those landmarks, crop, regression, landmarks, pose, ``Face`` objects
-  dense mesh   ``Face.vertices()`` (38,365 vertices in image pixels; only renders and meshes need it)
+  dense mesh   ``Reconstructor.add_vertices`` (38,365 vertices in image pixels; only renders and meshes need it)
   JSON         ``json.dumps`` of the per-image record (docs/output_format.md)
 
 Each stage is timed in wall-clock ms and in process CPU ms (``time.process_time``: with one thread per library
@@ -90,10 +90,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     from tf2dasl import load_model
     from tf2dasl.api import image_record, make_reconstructor
-    from tf2dasl.geometry.pose import params_to_pose
     from tf2dasl.geometry.roi import roi_from_bbox, roi_from_landmarks
     from tf2dasl.io.images import read_image
-    from tf2dasl.reconstruct import Face
 
     assets = args.assets or os.environ.get("TF2DASL_ASSETS") or str(REPO.parent / "shared" / "assets")
     photo = make_photo(args.photo)
@@ -141,12 +139,10 @@ def main(argv=None) -> int:
     def pass2():
         rois = roi_from_landmarks(state["lm"])
         params, lm = rec.regress(state["image"], rois)
-        poses = params_to_pose(params)
-        state["faces"] = [Face(state["boxes"][i], float(state["scores"][i]), rois[i], params[i], lm[i], poses[i],
-                               model.mm, size, rec.convention) for i in range(len(params))]
+        state["faces"] = rec.make_faces(state["boxes"], state["scores"], rois, params, lm)
 
     def dense():
-        state["vertices"] = [f.vertices() for f in state["faces"]]
+        state["vertices"] = rec.add_vertices(state["faces"])
 
     def to_json():
         state["json"] = json.dumps(image_record(path, state["image"], state["faces"]))
@@ -164,7 +160,7 @@ def main(argv=None) -> int:
 
     def photo_mesh():
         faces = rec(read_image(path))
-        [f.vertices() for f in faces]
+        rec.add_vertices(faces)
         return json.dumps(image_record(path, image, faces))
 
     for _ in range(args.warmup):

@@ -39,6 +39,8 @@ import numpy as np  # noqa: E402
 
 from _common import REPO, print_table, shared_dir, timeit  # noqa: E402
 
+from tf2dasl.preprocessing import normalize_crops  # noqa: E402  (numpy only)
+
 GEMM_SIZE = 2048
 CALIBRATION_FACES = 200
 ROUNDS = 10
@@ -164,7 +166,7 @@ def calibration_inputs(model, shared: Path) -> np.ndarray:
     pick = np.random.default_rng(0).choice(len(faces), min(CALIBRATION_FACES, len(faces)), replace=False)
     crops = [crop_image(read_image(faces[i].image_path), roi_from_landmarks(faces[i].landmarks[None])[0],
                         model.spec.input_size) for i in pick]
-    return model.normalize(np.stack(crops))
+    return normalize_crops(np.stack(crops), model.spec.norm_mean, model.spec.norm_scale)
 
 
 def onnx_int8(fp32_proto, calib_nchw: np.ndarray, tmp: Path) -> Path:
@@ -304,7 +306,7 @@ def main() -> None:
             if aflw is not None:
                 from tf2dasl.evaluate import evaluate_aflw2000
 
-                xs = model.normalize(aflw.crops)
+                xs = normalize_crops(aflw.crops, model.spec.norm_mean, model.spec.norm_scale)
                 pw = np.concatenate([run(xs[i:i + 1]) for i in range(len(xs))])
                 res = evaluate_aflw2000(aflw, lambda crops: model.landmarks_crop(model.mm.unwhiten(pw)), size)
                 rows[name].append(res["nme_2d_68"]["original"]["mean"])

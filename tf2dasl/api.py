@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .errors import UserError
 from .io.images import iter_image_paths, read_image
 from .io.outputs import write_image, write_json
-from .reconstruct import Face, PredictorBackend, Reconstructor, dense_vertices
+from .reconstruct import Face, PredictorBackend, Reconstructor
 
 #: ``summary.json`` lives in the output folder too: no image's JSON may take its name.
 SUMMARY_STEM = "summary"
@@ -106,14 +106,13 @@ def image_record(path: Path, image: np.ndarray, faces: Sequence[Face]) -> dict:
 
 def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[Face], outputs: Sequence[str],
                   mm) -> list[Path]:
-    """Write the pictures (``overlay``, ``depth``, ``pncc``) and meshes (``obj``, ``ply``) asked for."""
+    """Write the pictures (``overlay``, ``depth``, ``pncc``) and meshes (``obj``, ``ply``) asked for; with a dense
+    morphable model the faces carry their ``vertices`` (:meth:`Reconstructor.add_vertices`)."""
     from . import visualize
     from .io.mesh import sample_vertex_colors, write_obj, write_ply
 
     written = []
     tri = mm.triangles if mm.is_dense else None
-    if tri is not None and outputs:
-        dense_vertices(list(faces))  # once, batched; cached on the faces
     if "overlay" in outputs:
         written.append(write_image(out_dir / f"{stem}_overlay.png", visualize.overlay(image, faces, tri)))
     if tri is None:
@@ -124,7 +123,7 @@ def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[F
         written.append(write_image(out_dir / f"{stem}_pncc.png", visualize.pncc_image(image, faces, tri, mm.ncc())))
     for i, face in enumerate(faces):
         if "obj" in outputs or "ply" in outputs:
-            v = face.vertices()
+            v = face.vertices
             colors = sample_vertex_colors(image, v)
             if "obj" in outputs:
                 written.append(write_obj(out_dir / f"{stem}_{i}.obj", v, tri, colors))
@@ -260,6 +259,8 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                 faces = rec(image, boxes=_given_boxes(path, image, given))
             else:
                 faces = rec(image)
+            if outputs and rec.model.mm.is_dense:
+                rec.add_vertices(faces)  # once, batched, for every picture and mesh
         except UserError as exc:  # this image's problem (ImageError, PtsError, BoxesError, DetectorError)
             summary.failures.append((str(path), str(exc)))
             continue

@@ -64,9 +64,10 @@ from . import __version__
 from .errors import UserError
 from .geometry import tf_ops
 from .geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS, NUM_POSE
-from .geometry.landmark_map import BACKGROUND, tf_landmark_map
 from .model import FaceModel
 from .models.morphable import MorphableLayer
+from .models.preprocessor import CropPreprocessor
+from .models.task import FaceTask
 
 from .runtimes import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_JSON, TFLITE_VARIANTS  # noqa: F401 (re-exported)
 
@@ -99,9 +100,10 @@ class ServingModule(tf.Module):
         self.spec = spec
         self.size = int(spec.input_size)
         self.dense = bool(dense)
-        hold(self, regressor=model.regressor,
-             morph=MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=self.dense, name="morphable"))
-        self.tf_variables = tf_variables_of(self.regressor, self.morph)
+        hold(self, task=FaceTask(CropPreprocessor.from_spec(spec), model.regressor,
+                                 MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=self.dense,
+                                                name="morphable")))
+        self.tf_variables = tf_variables_of(self.task)
         s = self.size
         self.serving_default = tf.function(
             self._serve_crops, input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8, name="crops")])
@@ -109,33 +111,24 @@ class ServingModule(tf.Module):
             self._serve_images, input_signature=[tf.TensorSpec([None], tf.string, name="images"),
                                                  tf.TensorSpec([None, 4], tf.float32, name="roi_boxes")])
 
-    # ------------------------------------------------------------ shared pieces
-    def normalize(self, crops):
-        """uint8/float crops ``(N, S, S, 3)`` (0..255) → ``(N, S, S, 3)`` float32 normalised."""
-        return (tf.cast(crops, tf.float32) - self.spec.norm_mean) * self.spec.norm_scale
-
-    def regress(self, x):
-        """Normalised crops ``(N, S, S, 3)`` → whitened params ``(N, 62)``; 4-channel models do two passes."""
-        return regress_two_pass(self.regressor, lambda pw: self.morph.landmarks_crop(self.morph.unwhiten(pw)), x,
-                                self.spec.channels, self.size)
-
     def heads(self, params_w) -> dict:
-        params = self.morph.unwhiten(params_w)
-        lm3 = tf.reshape(self.morph.landmarks_crop(params), (-1, 68, 3))  # static shape for the SignatureDef
-        out = {"params_whitened": tf.identity(params_w), "params": params, "landmarks_2d": lm3[..., :2],
-               "landmarks_3d": lm3, "pose": self.morph.pose(params)}
+        """Whitened params → every output of the signatures (static shapes for the SignatureDef)."""
+        out = self.task.decode(params_w)
+        lm3 = tf.reshape(out.pop("landmarks"), (-1, NUM_LANDMARKS, 3))
+        out.update({"params_whitened": tf.identity(params_w), "landmarks_2d": lm3[..., :2], "landmarks_3d": lm3})
         if self.dense:
-            out["vertices"] = tf.reshape(self.morph.vertices_crop(params), (-1, self.morph.num_vertices, 3))
+            morph = self.task.morphable
+            out["vertices"] = tf.reshape(morph.vertices_crop(out["params"]), (-1, morph.num_vertices, 3))
         return out
 
     # ------------------------------------------------------------ signatures
     def _serve_crops(self, crops):
-        return self.heads(self.regress(self.normalize(crops)))
+        return self.heads(self.task.infer(self.task.preprocessor.normalize(crops)))
 
     def _serve_images(self, images, roi_boxes):
         crops = tf.map_fn(lambda a: decode_and_crop(a[0], a[1], self.size), (images, roi_boxes),
                           fn_output_signature=tf.TensorSpec([self.size, self.size, 3], tf.float32))
-        out = self.heads(self.regress(self.normalize(crops)))
+        out = self.heads(self.task.infer(self.task.preprocessor.normalize(crops)))
         lm_img = tf_ops.crop_to_image(out["landmarks_3d"], roi_boxes, self.size)
         out["landmarks_3d_image"] = lm_img
         out["landmarks_2d_image"] = lm_img[..., :2]
@@ -201,20 +194,21 @@ class MobileModule(tf.Module):
 
     def __init__(self, model: FaceModel, batch: int | None = 1, raw_params: bool = False):
         super().__init__(name="tf2dasl_mobile")
-        self.spec, self.size, self.raw_params = model.spec, int(model.spec.input_size), bool(raw_params)
-        hold(self, regressor=model.regressor,
-             morph=MorphableLayer(model.mm, model.spec.input_size, model.spec.crop_convention, dense=False,
-                                  name="morphable"),
-             head=LandmarkHead(model.mm, model.spec.input_size, model.spec.crop_convention, name="landmark_head"))
-        self.tf_variables = tf_variables_of(self.regressor, self.morph, self.head)
+        spec = model.spec
+        self.spec, self.size, self.raw_params = spec, int(spec.input_size), bool(raw_params)
+        hold(self, task=FaceTask(
+            CropPreprocessor.from_spec(spec), model.regressor,
+            MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=False, name="morphable"),
+            landmark_head=LandmarkHead(model.mm, spec.input_size, spec.crop_convention, name="landmark_head")))
+        self.tf_variables = tf_variables_of(self.task)
         self.serving_default = tf.function(
             self._call, input_signature=[tf.TensorSpec([batch, self.size, self.size, 3], tf.float32, name="crops")])
 
     def _call(self, crops):
-        params_w = regress_two_pass(self.regressor, self.head, crops, self.spec.channels, self.size)
-        out = {"landmarks": self.head(params_w)}
+        params_w = self.task.infer(crops)  # crops arrive normalised: the app normalises (export.json)
+        out = {"landmarks": self.task.landmarks(params_w)}
         if self.raw_params:
-            out["params"] = self.morph.unwhiten(params_w)
+            out["params"] = self.task.morphable.unwhiten(params_w)
         else:
             out["params_whitened"] = tf.identity(params_w)
         return out
@@ -240,18 +234,6 @@ def tf_variables_of(*layers) -> list:
     makes them ordinary SavedModel variables that every converter freezes.
     """
     return [w.value for layer in layers for w in layer.weights]
-
-
-def regress_two_pass(regressor, landmarks_fn, x, channels: int, size: int):
-    """Normalised crops ``(N, S, S, 3)`` → whitened params ``(N, 62)``. A 4-channel regressor runs twice:
-    an empty map (all -1) first, then the map of the first pass's landmarks (``landmarks_fn``: whitened params
-    → crop-pixel landmarks ``(N, 68, 3)``)."""
-    if channels == 3:
-        return regressor(x, training=False)
-    empty = tf.fill(tf.concat([tf.shape(x)[:3], [1]], 0), tf.constant(BACKGROUND, x.dtype))
-    first = regressor(tf.concat([x, empty], -1), training=False)
-    lm = landmarks_fn(first)
-    return regressor(tf.concat([x, tf_landmark_map(lm, size)[..., None]], -1), training=False)
 
 
 def decode_and_crop(encoded, roi_box, size: int):

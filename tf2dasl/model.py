@@ -18,7 +18,10 @@ from .geometry.morphable_model import NUM_PARAMS, MorphableModel
 from .geometry.pose import params_to_pose
 from .models.backbones import BACKBONES
 from .models.mobilenet_v1 import STEM_CHANNELS
+from .models.morphable import MorphableLayer
+from .models.preprocessor import CropPreprocessor
 from .models.regressor import Regressor
+from .models.task import FaceTask
 
 #: input channels a regressor takes: the crop (3) or the crop and the landmark map (4)
 CHANNEL_CHOICES = (3, 4)
@@ -130,44 +133,44 @@ class ModelSpec:
 
 
 class FaceModel:
-    """A regressor with its spec and morphable model; turns crops into parameters and landmarks.
-
-    ``predict_*`` methods take crops ``(B, S, S, 3)`` uint8 in the model's colour order.
+    """A model ready to use: its spec, morphable model and :class:`~tf2dasl.models.task.FaceTask` (``.task``), with a
+    numpy API. ``predict_*`` methods take crops ``(B, S, S, 3)`` uint8 in the model's colour order.
     """
 
     def __init__(self, spec: ModelSpec, regressor: Regressor, mm: MorphableModel):
         self.spec, self.regressor, self.mm = spec, regressor, mm
         self.convention = get_convention(spec.crop_convention)
-        signature = [tf.TensorSpec([None, spec.input_size, spec.input_size, spec.channels], tf.float32)]
-        self._forward = tf.function(lambda x: self.regressor(x, training=False), input_signature=signature)
-
-    # -------------------------------------------------------------- input
-    def normalize(self, crops: np.ndarray, maps: np.ndarray | None = None) -> np.ndarray:
-        """uint8 crops ``(B, S, S, 3)`` (+ maps ``(B, S, S)``) → network input ``(B, S, S, C)`` float32."""
-        x = (np.asarray(crops, np.float32) - self.spec.norm_mean) * self.spec.norm_scale
-        if self.spec.channels == 4:
-            if maps is None:
-                maps = landmark_map(None, self.spec.input_size, batch=x.shape[0])
-            x = np.concatenate([x, np.asarray(maps, np.float32)[..., None]], axis=-1)
-        return x
+        self.task = FaceTask(CropPreprocessor.from_spec(spec), regressor,
+                             MorphableLayer(mm, spec.input_size, spec.crop_convention, dense=False))
+        s = spec.input_size
+        crops = tf.TensorSpec([None, s, s, 3], tf.uint8)
+        self._one_pass = tf.function(lambda c, m: self.task.regress(self.task.preprocessor.normalize(c), m)[0],
+                                     input_signature=[crops, tf.TensorSpec([None, s, s], tf.float32)])
+        self._infer = tf.function(lambda c: self.task.infer(self.task.preprocessor.normalize(c)),
+                                  input_signature=[crops])
 
     # -------------------------------------------------------------- inference
-    def predict_whitened(self, crops: np.ndarray, maps: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
-        """``(B, S, S, 3)`` uint8 crops → ``(B, 62)`` whitened params (one forward pass)."""
-        x = self.normalize(crops, maps)
-        if len(x) == 0:
+    def _batched(self, fn, crops: np.ndarray, *extra, batch_size: int = 256) -> np.ndarray:
+        crops = np.asarray(crops, np.uint8)
+        if len(crops) == 0:
             return np.zeros((0, self.spec.num_params), np.float32)
-        out = [self._forward(tf.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        out = [fn(tf.constant(crops[i:i + batch_size]), *(tf.constant(e[i:i + batch_size]) for e in extra)).numpy()
+               for i in range(0, len(crops), batch_size)]
         return np.concatenate(out).astype(np.float32)
+
+    def predict_whitened(self, crops: np.ndarray, maps: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+        """``(B, S, S, 3)`` uint8 crops (+ landmark maps ``(B, S, S)``; None: empty) → ``(B, 62)`` whitened params
+        (one forward pass)."""
+        if maps is None:
+            maps = landmark_map(None, self.spec.input_size, batch=len(crops))
+        return self._batched(self._one_pass, crops, np.asarray(maps, np.float32), batch_size=batch_size)
 
     def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None, passes: int = 2) -> np.ndarray:
         """``(B, S, S, 3)`` uint8 crops → ``(B, 62)`` raw params. A 4-channel model runs its two passes
-        (empty map, then the map of its own landmarks) unless ``maps`` are given or ``passes == 1``."""
-        params = self.mm.unwhiten(self.predict_whitened(crops, maps))
-        if self.spec.channels == 4 and maps is None and passes > 1 and len(params):
-            maps = landmark_map(self.landmarks_crop(params), self.spec.input_size)
-            params = self.mm.unwhiten(self.predict_whitened(crops, maps))
-        return params
+        (:meth:`FaceTask.infer`) unless ``maps`` are given or ``passes == 1``."""
+        if self.spec.channels == 4 and maps is None and passes > 1:
+            return self.mm.unwhiten(self._batched(self._infer, crops))
+        return self.mm.unwhiten(self.predict_whitened(crops, maps))
 
     def landmarks_crop(self, params: np.ndarray) -> np.ndarray:
         """Raw params ``(B, 62)`` → 68 landmarks in crop pixels ``(B, 68, 3)``."""

@@ -3,8 +3,8 @@
 ``Reconstructor`` is the one object users need (like 3DDFA_V2's ``TDDFA`` + ``FaceBoxes``)::
 
     rec = Reconstructor(tf2dasl.load_model("models/mb05"))
-    faces = rec(read_image("photo.jpg"))          # list[Face]
-    faces[0].landmarks_2d, faces[0].pose, faces[0].vertices()
+    faces = rec(read_image("photo.jpg"), dense=True)   # list[Face]
+    faces[0].landmarks_2d, faces[0].pose, faces[0].vertices
 
 Steps per image, batched over its faces: detector box → roi (3DDFA_V2's ``parse_roi_box_from_bbox``) →
 crop → regress → roi refined from the first landmarks (``parse_roi_box_from_landmark``) → crop → regress
@@ -52,11 +52,12 @@ class PredictorBackend:
 
 @dataclass
 class Face:
-    """One reconstructed face, all coordinates 0-based pixels of the original image.
+    """One reconstructed face, a plain record; all coordinates 0-based pixels of the original image.
 
     bbox ``(4,)`` detector box (or the landmark box); roi_box ``(4,)`` the final crop's box; params ``(62,)``
-    raw 3DMM parameters; landmarks_2d ``(68, 2)``; landmarks_3d ``(68, 3)`` (z scaled like x/y, larger is
-    nearer, origin arbitrary); pose ``(3,)`` yaw, pitch, roll degrees.
+    raw 3DMM parameters; landmarks_3d ``(68, 3)`` (z scaled like x/y, larger is nearer, origin arbitrary);
+    pose ``(3,)`` yaw, pitch, roll degrees; vertices ``(N, 3)`` the dense mesh, filled by
+    :meth:`Reconstructor.add_vertices` (``None`` until then).
     """
 
     bbox: np.ndarray
@@ -65,21 +66,11 @@ class Face:
     params: np.ndarray
     landmarks_3d: np.ndarray
     pose: np.ndarray
-    _mm: MorphableModel = field(repr=False, default=None)
-    _size: int = field(repr=False, default=120)
-    _convention: object = field(repr=False, default=None)
-    _vertices: np.ndarray | None = field(repr=False, default=None)
+    vertices: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def landmarks_2d(self) -> np.ndarray:
         return self.landmarks_3d[:, :2]
-
-    def vertices(self) -> np.ndarray:
-        """Dense mesh ``(N, 3)`` in image pixels (computed once, on demand; see :func:`dense_vertices`)."""
-        if self._vertices is None:
-            dense_vertices([self])
-        return self._vertices
-
 
     def to_json(self) -> dict:
         r = lambda a: np.round(np.asarray(a, np.float64), 3).tolist()  # noqa: E731
@@ -88,20 +79,6 @@ class Face:
                 "landmarks_2d": r(self.landmarks_2d), "landmarks_3d": r(self.landmarks_3d),
                 "pose": {"yaw": round(yaw, 3), "pitch": round(pitch, 3), "roll": round(roll, 3)},
                 "params": np.asarray(self.params, np.float64).tolist()}
-
-
-def dense_vertices(faces: list[Face]) -> list[np.ndarray]:
-    """Dense meshes ``(N, 3)`` of several faces in one batched reconstruction (the bases are read once);
-    cached on the faces."""
-    todo = [f for f in faces if f._vertices is None]
-    if todo:
-        f0 = todo[0]
-        params = np.stack([f.params for f in todo])
-        v = model_to_crop(f0._mm.vertices(params, dense=True), f0._size, f0._convention)
-        v = crop_to_image(v, np.stack([f.roi_box for f in todo]), f0._size)
-        for f, vi in zip(todo, v):
-            f._vertices = vi
-    return [f._vertices for f in faces]
 
 
 class Reconstructor:
@@ -133,11 +110,13 @@ class Reconstructor:
         return boxes, np.array([d.score for d in dets], np.float32)
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None,
-                 landmarks: np.ndarray | None = None, scores: np.ndarray | None = None) -> list[Face]:
+                 landmarks: np.ndarray | None = None, scores: np.ndarray | None = None,
+                 dense: bool = False) -> list[Face]:
         """Reconstruct the faces of ``image (H, W, 3)`` uint8 BGR.
 
         boxes ``(F, 4)`` skip detection; landmarks ``(F, 68, 2)`` image pixels skip detection and the first
-        regression (and give 4-channel models their landmark maps).
+        regression (and give 4-channel models their landmark maps); ``dense`` also fills each face's
+        ``vertices`` (:meth:`add_vertices`).
         """
         if landmarks is not None:
             landmarks = np.asarray(landmarks, np.float32).reshape(-1, 68, 2)
@@ -163,6 +142,29 @@ class Reconstructor:
             if self.refine:
                 rois = roi_from_landmarks(lm)
                 params, lm = self.regress(image, rois)
-        poses = params_to_pose(params)
-        return [Face(det_boxes[i], float(scores[i]), rois[i], params[i], lm[i], poses[i], self.model.mm, self.size,
-                     self.convention) for i in range(len(params))]
+        faces = self.make_faces(det_boxes, scores, rois, params, lm)
+        if dense:
+            self.add_vertices(faces)
+        return faces
+
+    # ------------------------------------------------------------------ results
+    @staticmethod
+    def make_faces(boxes: np.ndarray, scores: np.ndarray, rois: np.ndarray, params: np.ndarray,
+                   landmarks: np.ndarray) -> list[Face]:
+        """:class:`Face` records from per-face arrays: boxes ``(F, 4)``, scores ``(F,)``, roi boxes ``(F, 4)``, raw
+        params ``(F, 62)`` and image-pixel landmarks ``(F, 68, 3)`` (the pose is computed here)."""
+        poses = params_to_pose(params) if len(params) else np.zeros((0, 3), np.float32)
+        return [Face(np.asarray(boxes[i], np.float32), float(scores[i]), np.asarray(rois[i], np.float32), params[i],
+                     landmarks[i], poses[i]) for i in range(len(params))]
+
+    def add_vertices(self, faces: list[Face]) -> list[np.ndarray]:
+        """Dense meshes ``(N, 3)`` image pixels of ``faces``, in one batched reconstruction; stored on each face
+        (``face.vertices``; faces that already have theirs are not recomputed)."""
+        todo = [f for f in faces if f.vertices is None]
+        if todo:
+            params = np.stack([f.params for f in todo])
+            v = model_to_crop(self.model.mm.vertices(params, dense=True), self.size, self.convention)
+            v = crop_to_image(v, np.stack([f.roi_box for f in todo]), self.size)
+            for f, vi in zip(todo, v):
+                f.vertices = vi
+        return [f.vertices for f in faces]

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import UserError
 from .io.descriptor import read_descriptor
+from .preprocessing import normalize_crops
 
 KINDS = ("savedmodel", "tflite", "onnx")
 # the export format (written by tf2dasl.export; kept here so that runtimes load without TensorFlow)
@@ -67,8 +68,8 @@ class Runtime:
         self.name = f"{self.model_name} ({label})"
 
     def normalize(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 crops ``(B, S, S, 3)`` → float32 ``(x - mean) * scale``."""
-        return (np.asarray(crops, np.float32) - self.norm_mean) * self.norm_scale
+        """uint8 crops ``(B, S, S, 3)`` → float32 ``(x - mean) * scale`` (:func:`tf2dasl.preprocessing.normalize_crops`)."""
+        return normalize_crops(crops, self.norm_mean, self.norm_scale)
 
     def _check(self, crops) -> np.ndarray:
         crops = np.asarray(crops)

@@ -58,7 +58,7 @@ def overlay(image: np.ndarray, faces: Sequence, triangles: np.ndarray | None = N
     """The shaded dense mesh (if ``triangles``), 68 landmarks and pose axes of every face over the photo."""
     out = image
     if mesh and triangles is not None and faces:
-        out = render_shaded(out, [f.vertices() for f in faces], triangles)
+        out = render_shaded(out, [f.vertices for f in faces], triangles)
     for f in faces:
         out = draw_landmarks(out, f.landmarks_2d)
         out = draw_pose_axes(out, f)
@@ -66,8 +66,8 @@ def overlay(image: np.ndarray, faces: Sequence, triangles: np.ndarray | None = N
 
 
 def depth_image(image: np.ndarray, faces: Sequence, triangles: np.ndarray) -> np.ndarray:
-    return render_depth(image, [f.vertices() for f in faces], triangles)
+    return render_depth(image, [f.vertices for f in faces], triangles)
 
 
 def pncc_image(image: np.ndarray, faces: Sequence, triangles: np.ndarray, ncc: np.ndarray) -> np.ndarray:
-    return render_pncc(image, [f.vertices() for f in faces], triangles, ncc)
+    return render_pncc(image, [f.vertices for f in faces], triangles, ncc)
