@@ -1,5 +1,9 @@
-"""Pure geometry of the 3D morphable model: numpy (and TF) maths, no Keras, no file I/O (loaders live in
-:mod:`tf2dasl.io`).
+"""Pure geometry of the 3D morphable model: numpy maths and their TensorFlow twins (:mod:`.tf_ops`).
+
+Owns the morphable model's arrays and maths (:mod:`.morphable_model`), the crop conventions and projections
+(:mod:`.conventions`, :mod:`.camera`), pose (:mod:`.pose`), roi boxes and crops (:mod:`.roi`) and 2DASL's landmark
+map (:mod:`.landmark_map`). Must not import Keras, any other tf2dasl package but :mod:`tf2dasl.errors`, or do
+file I/O (the loaders live in :mod:`tf2dasl.io`); only :mod:`.tf_ops` and the ``tf_*`` twins import TensorFlow.
 
 Coordinate conventions — named here once and used everywhere in tf2dasl
 ----------------------------------------------------------------------

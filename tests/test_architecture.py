@@ -1,0 +1,105 @@
+"""The layout's promises, checked on the source: which package may import which (each package's docstring says
+what it must not import), geometry and models without file I/O, TensorFlow only where a twin needs it."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "tf2dasl"
+
+
+def _modules():
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+
+
+def _imports(name: str, path: Path):
+    """``(imported module, line, at module level)`` for every import statement of a module."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    top = {id(n) for n in tree.body}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            out.append((mod, node.lineno, id(node) in top))
+    return tree, out
+
+
+def _under(mod: str, prefix: str) -> bool:
+    return mod == prefix or mod.startswith(prefix + ".")
+
+
+#: package → packages it must not import (at any level of the module)
+FORBIDDEN = {
+    "tf2dasl.geometry": ["keras", "tf2dasl.io", "tf2dasl.models", "tf2dasl.data", "tf2dasl.training",
+                         "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.commands", "tf2dasl.api",
+                         "tf2dasl.reconstruct", "tf2dasl.model"],
+    "tf2dasl.models": ["tf2dasl.io", "tf2dasl.data", "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.export",
+                       "tf2dasl.commands", "tf2dasl.api", "tf2dasl.reconstruct"],
+    "tf2dasl.io": ["tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate"],
+    "tf2dasl.evaluate": ["tf2dasl.commands", "tf2dasl.training"],
+}
+#: file-reading and -writing calls that geometry and models must not make
+FILE_CALLS = {"open", "imread", "imwrite", "loadmat", "savemat", "read_text", "write_text", "read_bytes",
+              "write_bytes", "load_weights", "save_weights", "savez", "savez_compressed", "loadtxt"}
+
+
+def test_packages_import_only_what_their_docstrings_allow():
+    problems = []
+    for name, path in _modules():
+        _, imports = _imports(name, path)
+        for pkg, banned in FORBIDDEN.items():
+            if not _under(name, pkg):
+                continue
+            for mod, line, _ in imports:
+                if any(_under(mod, b) for b in banned):
+                    problems.append(f"{path.relative_to(PKG.parent)}:{line} imports {mod}")
+        for mod, line, _ in imports:
+            if _under(mod, "tf2dasl.commands") and not (_under(name, "tf2dasl.commands") or name == "tf2dasl.cli"):
+                problems.append(f"{path.relative_to(PKG.parent)}:{line} imports {mod} (only the CLI may)")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("pkg", ["tf2dasl.geometry", "tf2dasl.models"])
+def test_no_file_io(pkg):
+    problems = []
+    for name, path in _modules():
+        if not _under(name, pkg):
+            continue
+        tree, _ = _imports(name, path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                f = node.func
+                called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+                if called in FILE_CALLS:
+                    problems.append(f"{path.relative_to(PKG.parent)}:{node.lineno} calls {called}()")
+    assert not problems, "\n".join(problems)
+
+
+def test_geometry_imports_tensorflow_only_in_its_twins():
+    """Module-level TensorFlow imports in geometry only in tf_ops; the ``tf_*`` twins elsewhere import it inside."""
+    problems = [f"{path.relative_to(PKG.parent)}:{line}" for name, path in _modules()
+                if _under(name, "tf2dasl.geometry") and name != "tf2dasl.geometry.tf_ops"
+                for mod, line, top in _imports(name, path)[1] if _under(mod, "tensorflow") and top]
+    assert not problems, "module-level TensorFlow import in geometry: " + ", ".join(problems)
+
+
+def test_every_package_says_what_it_owns():
+    for init in sorted(PKG.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert len(doc.split()) >= 12, f"{init.relative_to(PKG.parent)}: a one-paragraph docstring naming what the " \
+                                       "package owns and what it must not import"
