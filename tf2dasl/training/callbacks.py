@@ -77,19 +77,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
 # ---------------------------------------------------------------------------- validation
 class Validation(keras.callbacks.Callback):
     """After every epoch: 68-point NME (%) of the current regressor on AFLW2000-3D (3DDFA's protocol, original
-    ground truth, balanced mean) logged as ``val_nme``; ``on_best(epoch, nme)`` is called on improvements."""
+    ground truth, balanced mean) logged as ``val_nme``; ``on_best(epoch, nme)`` is called on improvements.
+    ``dense``: also the dense 2D NME (all vertices against the ``.mat`` fits, balanced mean) as ``val_dense_2d``."""
 
-    def __init__(self, data, face_model_fn, on_best=None, every: int = 1):
+    def __init__(self, data, face_model_fn, on_best=None, every: int = 1, dense: bool = False):
         super().__init__()
         self.data, self.face_model_fn, self.on_best, self.every = data, face_model_fn, on_best, every
+        self.dense = dense
         self.best = math.inf
         self.best_epoch = None
 
     def measure(self) -> dict:
-        from ..evaluate import evaluate_aflw2000
+        from ..evaluate import evaluate_aflw2000, make_predictor
 
         fm = self.face_model_fn()
-        return evaluate_aflw2000(self.data, lambda c: fm.landmarks_crop(fm.predict_params(c)))
+        return evaluate_aflw2000(self.data, make_predictor("keras", fm, dense=self.dense), fm.spec.input_size,
+                                 dense=("dense_2d",) if self.dense else ())
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or (epoch + 1) % self.every:
@@ -98,8 +101,12 @@ class Validation(keras.callbacks.Callback):
         nme = result["nme_2d_68"]["original"]["mean"]
         logs["val_nme"] = nme
         logs["val_nme_reannotated"] = result["nme_2d_68"].get("reannotated", {}).get("mean", float("nan"))
+        dense = ""
+        if "dense_2d" in result:
+            logs["val_dense_2d"] = result["dense_2d"]["mean"]
+            dense = f", dense 2D {logs['val_dense_2d']:.3f}"
         print(f"\nepoch {epoch + 1}: AFLW2000-3D NME {nme:.3f} (original) "
-              f"{logs['val_nme_reannotated']:.3f} (re-annotated)")
+              f"{logs['val_nme_reannotated']:.3f} (re-annotated){dense}")
         if nme < self.best:
             self.best, self.best_epoch = nme, epoch + 1
             if self.on_best is not None:
