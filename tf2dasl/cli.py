@@ -13,7 +13,7 @@ import sys
 
 #: sub-command name → module in tf2dasl.commands exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {"import-3ddfa": "import_3ddfa", "evaluate": "evaluate", "reconstruct": "reconstruct",
-            "train": "train", "export": "export"}
+            "train": "train", "export": "export", "plot": "plot"}
 
 
 def _quiet_tensorflow_import() -> None:
