@@ -12,7 +12,7 @@ face: it is the floor of every dense figure measured against this ground truth, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +71,20 @@ class DenseTruth:
     fits: np.ndarray
     norm: np.ndarray
     floor: np.ndarray
+    _bases: dict = field(default_factory=dict, repr=False)
 
-    def _posed(self, u, w_shp, w_exp, idx) -> np.ndarray:
+    def _float64(self, *names) -> list[np.ndarray]:
+        """The model's arrays as float64, bases transposed to ``(K, 3N)`` (converted once, then reused)."""
+        for n in names:
+            if n not in self._bases:
+                a = np.asarray(getattr(self.mm, n), np.float64)
+                self._bases[n] = np.ascontiguousarray(a.T if a.ndim == 2 else a)
+        return [self._bases[n] for n in names]
+
+    def _posed(self, names, idx) -> np.ndarray:
+        u, w_shp_t, w_exp_t = self._float64(*names)
         f = self.fits[idx]
-        flat = u[None].astype(np.float64) + f[:, :NUM_SHAPE] @ w_shp.T.astype(np.float64) \
-            + f[:, NUM_SHAPE:NUM_SHAPE + NUM_EXP] @ w_exp.T.astype(np.float64)
+        flat = u[None] + f[:, :NUM_SHAPE] @ w_shp_t + f[:, NUM_SHAPE:NUM_SHAPE + NUM_EXP] @ w_exp_t
         pose = f[:, NUM_SHAPE + NUM_EXP:]
         R = rotation_300wlp(pose[:, :3]) * pose[:, 6, None, None]
         v = flat.reshape(len(f), -1, 3) @ np.transpose(R, (0, 2, 1)) + pose[:, None, 3:6]
@@ -84,11 +93,11 @@ class DenseTruth:
 
     def vertices(self, idx) -> np.ndarray:
         """Ground-truth meshes ``(B, V, 3)`` float64 image pixels of the faces ``idx``."""
-        return self._posed(self.mm.u, self.mm.w_shp, self.mm.w_exp, idx)
+        return self._posed(("u", "w_shp", "w_exp"), idx)
 
     def keypoints(self, idx) -> np.ndarray:
         """The meshes' 68 landmark vertices ``(B, 68, 3)`` (from the model's keypoint bases: no dense product)."""
-        return self._posed(self.mm.u_base, self.mm.w_shp_base, self.mm.w_exp_base, idx)
+        return self._posed(("u_base", "w_shp_base", "w_exp_base"), idx)
 
 
 def load_dense_truth(data: Aflw2000, mm) -> DenseTruth:
