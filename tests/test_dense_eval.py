@@ -148,6 +148,25 @@ def test_a_morphable_model_that_does_not_decode_an_export_is_refused():
     assert "\n" not in str(info.value)
 
 
+def test_metric_modules_import_numpy_and_scipy_only():
+    """The metric modules are plain numpy/scipy maths (no TensorFlow, Keras, matplotlib or file readers)."""
+    import ast
+
+    import tf2dasl.evaluate as ev
+
+    allowed = {"__future__", "numpy", "scipy.spatial", "metrics", "icp"}
+    for name in ("metrics", "dense", "icp"):
+        path = Path(ev.__file__).parent / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module]
+            else:
+                continue
+            assert set(mods) <= allowed, (path.name, node.lineno, mods)
+
+
 # ---------------------------------------------------------------------------- the dev slice
 @pytest.fixture(scope="module")
 def data_dir(shared_dir) -> Path:
