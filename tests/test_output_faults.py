@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import cv2
@@ -292,3 +293,20 @@ def test_output_stems_with_blocked_names_and_earlier_stems():
     stems = api.output_stems(paths, taken={"summary", "c"}, blocked=blocked, previous=[None, None, "a", None])
     assert stems == ["a_png", "b_png_2", "a", "c_jpg"]  # y/a.png keeps its earlier stem; x/a.png moves
     assert api.output_stems(paths) == ["a", "b", "a_png", "c"]
+
+
+# ------------------------------------------------------------------------------------- a real full disk (slow)
+@pytest.mark.slow
+def test_real_full_disk_64k_tmpfs(export_src_model_dir, shared_dir):
+    """benchmarks/full_disk.py's check on a real 64 KB tmpfs (needs root to mount it: skipped otherwise)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from full_disk import PHOTOS, check_run, run, tmpfs
+
+    photos = [shared_dir / "data" / "images" / n for n in PHOTOS]
+    try:
+        with tmpfs("64k") as out:
+            rc, report = run(export_src_model_dir, photos, out)
+            assert check_run(out, [p.stem for p in photos], rc, report) == []
+            assert rc == 1 and "No space left on device" in report and "permission" not in report
+    except RuntimeError as exc:
+        pytest.skip(f"{exc} (needs root)")

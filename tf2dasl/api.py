@@ -16,6 +16,7 @@ written even when the run stops early (a full disk, Ctrl-C), listing what is inc
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -29,13 +30,16 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import UserError
-from .io.images import iter_image_paths, read_image
+from .io.images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, iter_image_paths
 from .io.outputs import OutputError, encode_image, write_bytes
 from .io.run_folder import RunFolder, fingerprint, input_key, source_state
 from .reconstruct import Face, PredictorBackend, Reconstructor
 
 #: ``summary.json`` lives in the output folder too: no image's JSON may take its name.
 SUMMARY_STEM = "summary"
+#: Pictures (overlay, depth, PNCC) of larger images are drawn at this many pixels (aspect kept): a huge photo
+#: does not make a huge PNG (nor the z-buffers and copies behind it).
+PICTURE_MAX_PIXELS = 16_000_000
 #: The picture outputs (``<stem>_<name>.png``) and mesh outputs (``<stem>_<face>.<ext>``) of a run.
 PICTURES = ("overlay", "depth", "pncc")
 MESHES = ("obj", "ply")
@@ -182,26 +186,78 @@ def output_stems(paths: Sequence[Path], taken: Sequence[str] = (SUMMARY_STEM,),
     return stems
 
 
-def image_record(path: Path, image: np.ndarray, faces: Sequence[Face]) -> dict:
-    """The per-image JSON record (docs/output_format.md): ``{"image", "width", "height", "faces": [...]}``."""
+def image_record(path: Path, image: np.ndarray, faces: Sequence[Face], size: tuple[int, int] | None = None,
+                 reduction: int = 1) -> dict:
+    """The per-image JSON record (docs/output_format.md): ``{"image", "width", "height", "faces": [...]}``;
+    ``size`` ``(width, height)`` of the full image when ``image`` was decoded at ``1 / reduction`` of it (then
+    ``"decode_reduction": reduction`` is added; the faces are in full-image pixels either way)."""
     h, w = image.shape[:2]
-    return {"image": str(path), "width": int(w), "height": int(h), "faces": [f.to_json() for f in faces]}
+    w, h = size or (w, h)
+    record = {"image": str(path), "width": int(w), "height": int(h), "faces": [f.to_json() for f in faces]}
+    if reduction != 1:
+        record["decode_reduction"] = int(reduction)
+    return record
 
 
-def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: Sequence[str],
-                 mm) -> Iterator[tuple[str, Callable[[], bytes]]]:
+def scale_points(points: np.ndarray, s: float) -> np.ndarray:
+    """Points ``(..., 2|3)`` of one pixel grid in the grid resized by ``s`` (pixel centres stay centres:
+    ``x' = s * x + (s - 1) / 2``; z, when present, is scaled by ``s``). ``s = reduction`` maps a reduced
+    decode back to the full image, ``s = 1 / reduction`` the other way."""
+    p = np.array(points, np.float32, copy=True)
+    p[..., :2] = p[..., :2] * s + (s - 1.0) / 2.0
+    if p.shape[-1] == 3:
+        p[..., 2] *= s
+    return p
+
+
+def scale_faces(faces: Sequence[Face], s: float) -> list[Face]:
+    """Copies of ``faces`` in the pixel grid resized by ``s`` (:func:`scale_points`: boxes, landmarks and the
+    vertices if any; ``params`` are in the crop's frame and ``pose`` is unchanged)."""
+    if s == 1.0:
+        return list(faces)
+    box = lambda b: scale_points(np.asarray(b, np.float32).reshape(2, 2), s).reshape(4)  # noqa: E731
+    return [dataclasses.replace(f, bbox=box(f.bbox), roi_box=box(f.roi_box),
+                                landmarks_3d=scale_points(f.landmarks_3d, s),
+                                vertices=None if f.vertices is None else scale_points(f.vertices, s))
+            for f in faces]
+
+
+def picture_view(image: np.ndarray, faces: Sequence[Face], image_scale: float = 1.0,
+                 max_pixels: int | None = None) -> tuple[np.ndarray, list[Face]]:
+    """The image and faces to draw pictures from: ``image`` (whose pixels are the faces' pixels times
+    ``image_scale``, e.g. ``1 / reduction``) resized to at most ``max_pixels`` (default
+    :data:`PICTURE_MAX_PIXELS`; INTER_AREA), and the faces in its pixel grid."""
+    import cv2
+
+    max_pixels = PICTURE_MAX_PIXELS if max_pixels is None else max_pixels
+    h, w = image.shape[:2]
+    shrink = min(1.0, math.sqrt(max_pixels / float(h * w)))
+    if shrink < 1.0:
+        size = (max(1, int(w * shrink)), max(1, int(h * shrink)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        shrink = size[0] / w
+    return image, scale_faces(faces, image_scale * shrink)
+
+
+def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: Sequence[str], mm,
+                 image_scale: float = 1.0) -> Iterator[tuple[str, Callable[[], bytes]]]:
     """``(file name, make its bytes)`` for the pictures (``overlay``, ``depth``, ``pncc``: ``<stem>_<name>.png``)
     and meshes (``obj``, ``ply``: ``<stem>_<face>.<ext>``) asked for, in order; each file is encoded only when
     its maker is called, so one failed write does not stop the others and only one file is in memory. With a
-    dense morphable model the faces carry their ``vertices`` (:meth:`Reconstructor.add_vertices`)."""
+    dense morphable model the faces carry their ``vertices`` (:meth:`Reconstructor.add_vertices`).
+
+    ``image_scale``: ``image``'s pixel grid is the faces' one resized by it (``1 / reduction`` for an image
+    decoded at a reduced size). Pictures are drawn at most :data:`PICTURE_MAX_PIXELS` (:func:`picture_view`);
+    meshes keep the faces' coordinates and take their colours from ``image``."""
     from . import visualize
     from .io.mesh import encode_obj, encode_ply, sample_vertex_colors
 
     tri = mm.triangles if mm.is_dense else None
-    pictures = {"overlay": lambda: visualize.overlay(image, faces, tri)}
+    view = functools.lru_cache(maxsize=1)(lambda: picture_view(image, faces, image_scale))
+    pictures = {"overlay": lambda: visualize.overlay(*view(), tri)}
     if tri is not None:
-        pictures["depth"] = lambda: visualize.depth_image(image, faces, tri)
-        pictures["pncc"] = lambda: visualize.pncc_image(image, faces, tri, mm.ncc())
+        pictures["depth"] = lambda: visualize.depth_image(*view(), tri)
+        pictures["pncc"] = lambda: visualize.pncc_image(*view(), tri, mm.ncc())
     for name in PICTURES:
         if name in outputs and name in pictures:
             png = f"{stem}_{name}.png"
@@ -218,7 +274,7 @@ def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: S
         def colored(face=face, cache={}):  # noqa: B006 (one cache per face: colours sampled once for OBJ and PLY)
             if not cache:
                 cache["v"] = face.vertices
-                cache["rgb"] = sample_vertex_colors(image, cache["v"])
+                cache["rgb"] = sample_vertex_colors(image, scale_points(face.vertices, image_scale))
             return cache["v"], cache["rgb"]
 
         for ext in MESHES:
@@ -311,14 +367,15 @@ def _box_problem(box) -> str | None:
     return None
 
 
-def _given_boxes(path: Path, image: np.ndarray, boxes) -> np.ndarray:
-    """The boxes given for ``image (H, W, 3)`` as ``(F, 4)`` float32; :class:`BoxesError` naming ``path`` when
-    one is malformed, unusable or lies entirely outside the image (a black crop would still give a "face")."""
+def _given_boxes(path: Path, size: tuple[int, int], boxes) -> np.ndarray:
+    """The boxes given for an image of ``size`` ``(width, height)`` as ``(F, 4)`` float32; :class:`BoxesError`
+    naming ``path`` when one is malformed, unusable or lies entirely outside the image (a black crop would
+    still give a "face")."""
     try:
         arr = np.asarray(boxes, np.float32).reshape(-1, 4)
     except (TypeError, ValueError):
         raise BoxesError(f"{path}: given boxes {boxes!r} are not a list of [x0, y0, x1, y1]") from None
-    h, w = image.shape[:2]
+    w, h = size
     for box in arr.tolist():
         why = _box_problem(box)
         x0, y0, x1, y1 = box
@@ -380,7 +437,7 @@ def _rename_reason(path: Path, blocked, other_stems: set[str], folder: RunFolder
 def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detector: str = "auto",
                       assets_dir=None, detector_options: dict | None = None, use_pts: bool = False,
                       refine: bool = True, progress: bool = True, boxes: dict | None = None, force: bool = False,
-                      settings: dict | None = None) -> Summary:
+                      settings: dict | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Summary:
     """Reconstruct every image of ``inputs`` (files or folders) into ``out_dir``; see :class:`Summary`.
 
     Each image gets ``out_dir/<stem>.json`` (+ the ``outputs`` asked for), ``<stem>`` made unique by
@@ -395,15 +452,18 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
     image (``summary.write_failures``) and the image is ``incomplete``; when not even an image's first file
     fits (disk full, read-only), the run stops and the rest are ``not_processed``. Inputs completed by an
     earlier run with the same settings (model, detector, outputs, ``settings``) are skipped unless ``force``.
-    ``summary.json`` is written in every case; Ctrl-C raises :class:`RunInterrupted` after writing it."""
-    from .io.pts import read_pts
+    ``summary.json`` is written in every case; Ctrl-C raises :class:`RunInterrupted` after writing it.
+
+    Images above ``max_pixels`` (None: no limit) are decoded at a reduced size when they are JPEGs and refused
+    otherwise (:func:`tf2dasl.io.images.decode_image`); their JSON stays in full-image pixels. Pictures are
+    drawn at most :data:`PICTURE_MAX_PIXELS`."""
 
     input_problems: list[tuple[str, str]] = []
     paths = iter_image_paths(inputs, problems=input_problems)
     rec = make_reconstructor(model, detector, assets_dir, detector_options, refine)
     run_settings = {"model": model_identity(model), "detector": str(getattr(rec.detector, "name", detector)),
                     "detector_options": detector_options or {}, "refine": refine, "use_pts": use_pts,
-                    **(settings or {})}
+                    "max_pixels": max_pixels, **(settings or {})}
     folder = RunFolder(out_dir, run_settings)
     summary = Summary(images=len(paths) + len(input_problems), failures=list(input_problems),
                       detector=run_settings["detector"], out_dir=str(folder.path))
@@ -441,13 +501,8 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                            _rename_reason(path, blocked, other_stems, folder))
                     summary.renamed.append((str(path), stem, why))
                 try:
-                    image = read_image(path)
-                    if use_pts and pts_path.is_file():
-                        faces = rec(image, landmarks=read_pts(pts_path)[None])
-                    elif given is not None:
-                        faces = rec(image, boxes=_given_boxes(path, image, given))
-                    else:
-                        faces = rec(image)
+                    decoded = decode_image(path, max_pixels)
+                    faces = _reconstruct_image(rec, path, decoded, given, pts_path if use_pts else None)
                     if outputs and rec.model.mm.is_dense:
                         rec.add_vertices(faces)  # once, batched, for every picture and mesh
                 except UserError as exc:  # this image's problem (ImageError, PtsError, BoxesError, DetectorError)
@@ -457,7 +512,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                 if not faces:
                     summary.without_faces.append(str(path))
                 written = []
-                _write_image_outputs(folder, summary, path, key, stem, image, faces, outputs, rec.model.mm, fp,
+                _write_image_outputs(folder, summary, path, key, stem, decoded, faces, outputs, rec.model.mm, fp,
                                      source, written)
             else:
                 n = len(todo)
@@ -480,8 +535,31 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
     return summary
 
 
-def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: str, stem: str, image, faces,
-                         outputs, mm, fp: str, source, written: list[str]) -> None:
+def _reconstruct_image(rec: Reconstructor, path: Path, decoded: DecodedImage, given, pts_path: Path | None
+                       ) -> list[Face]:
+    """The faces of one decoded image, in full-image pixels: from the ``.pts`` landmarks at ``pts_path`` when
+    that file exists, else from the ``given`` boxes, else detected. Given boxes and landmarks are in full-image
+    pixels and are mapped to a reduced decode's grid (and the faces back)."""
+    from .io.pts import read_pts
+
+    r = decoded.reduction
+    if pts_path is not None and pts_path.is_file():
+        faces = rec(decoded.image, landmarks=scale_points(read_pts(pts_path), 1.0 / r)[None])
+    elif given is not None:
+        arr = _given_boxes(path, (decoded.width, decoded.height), given)
+        arr = scale_points(arr.reshape(-1, 2, 2), 1.0 / r).reshape(-1, 4)
+        small = arr[(arr[:, 2] - arr[:, 0] < MIN_BOX_SIDE) | (arr[:, 3] - arr[:, 1] < MIN_BOX_SIDE)]
+        if len(small):
+            raise BoxesError(f"{path}: a given box is under {MIN_BOX_SIDE:g} pixels once the image is decoded at "
+                             f"1/{r} of its size (above --max-pixels); raise --max-pixels or give a larger box")
+        faces = rec(decoded.image, boxes=arr)
+    else:
+        faces = rec(decoded.image)
+    return scale_faces(faces, float(r))
+
+
+def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: str, stem: str,
+                         decoded: DecodedImage, faces, outputs, mm, fp: str, source, written: list[str]) -> None:
     """One image's JSON, pictures and meshes through ``folder`` (their names appended to ``written`` as they
     are): each failure is recorded, the others go on; the input is marked complete in the manifest only when
     every file was written."""
@@ -490,8 +568,9 @@ def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: s
         folder.begin_input(key, stem)
     except OutputError:
         pass  # the manifest could not take the line: the file writes below report the problem
-    files = [(f"{stem}.json", lambda: (json.dumps(image_record(path, image, faces)) + "\n").encode("utf-8"))]
-    files += output_files(stem, image, faces, outputs, mm)
+    record = image_record(path, decoded.image, faces, (decoded.width, decoded.height), decoded.reduction)
+    files = [(f"{stem}.json", lambda: (json.dumps(record) + "\n").encode("utf-8"))]
+    files += output_files(stem, decoded.image, faces, outputs, mm, image_scale=1.0 / decoded.reduction)
     for name, make in files:
         try:
             folder.write(name, make())

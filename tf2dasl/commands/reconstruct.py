@@ -78,14 +78,26 @@ def add_parser(sub, name):
         p.add_argument(f"--{o}", action="store_true",
                        help=f"write <stem>_{o}.png" if o in PICTURES else f"write <stem>_<face>.{o} per face (dense mesh)")
     p.add_argument("--all", action="store_true", help="write every picture and mesh")
+    p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
+                   help="images with more pixels are decoded at 1/2, 1/4 or 1/8 of their size when they are JPEGs, "
+                        "refused otherwise (one line each), so memory stays bounded; coordinates stay in full-image "
+                        "pixels (default: 24000000; 0: no limit)")
     p.add_argument("--force", action="store_true",
                    help="redo the inputs an earlier run into --out completed (files that tf2dasl did not write are "
                         "still never overwritten)")
     p.set_defaults(run=run)
 
 
+def _max_pixels(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of pixels, got {text}")
+    return value
+
+
 def run(args) -> int:
     from ..api import RunInterrupted, make_backend, model_identity, read_boxes_file, reconstruct_paths
+    from ..io.images import DEFAULT_MAX_PIXELS
 
     outputs = [o for o in OUTPUTS if args.all or getattr(args, o)]
     det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
@@ -99,7 +111,8 @@ def run(args) -> int:
     try:
         summary = reconstruct_paths(args.inputs, backend, args.out, outputs=outputs, detector=args.detector,
                                     assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
-                                    refine=not args.no_refine, boxes=boxes, force=args.force, settings=settings)
+                                    refine=not args.no_refine, boxes=boxes, force=args.force, settings=settings,
+                                    max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None)
     except RunInterrupted as stop:
         _report(stop.summary)
         return EXIT_INTERRUPTED
