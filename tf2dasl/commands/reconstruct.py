@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..runtimes import RUNTIMES
+from . import reconstruct_video
 
 PICTURES = ("overlay", "depth", "pncc")
 MESHES = ("obj", "ply")
@@ -48,7 +49,7 @@ def add_parser(sub, name):
                        description="Photos in, faces out: one OUT_DIR/<stem>.json per image (docs/output_format.md), "
                                    "plus the pictures and meshes asked for.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders of images, or video files")
     p.add_argument("--model", required=True, help="model directory (tf2dasl import-3ddfa / train)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--detector", default="auto",
@@ -85,6 +86,8 @@ def add_parser(sub, name):
     p.add_argument("--force", action="store_true",
                    help="redo the inputs an earlier run into --out completed (files that tf2dasl did not write are "
                         "still never overwritten)")
+    reconstruct_video.add_arguments(p)
+    p.epilog += "\n" + reconstruct_video.EPILOG
     p.set_defaults(run=run)
 
 
@@ -104,10 +107,17 @@ def run(args) -> int:
     if args.score_threshold is not None:
         det_opts["score_threshold"] = args.score_threshold
     boxes = read_boxes_file(args.boxes) if args.boxes else None  # a malformed file fails before the model loads
+    photos, videos = reconstruct_video.split_inputs(args)
+    if videos:
+        reconstruct_video.video_config(args)  # a bad --video-config fails before the model loads
     backend = make_backend(args.model, args.runtime, args.export_dir, args.server, args.server_model)
     settings = {"model": model_identity(args.model), "runtime": args.runtime,
                 "export_dir": str(Path(args.export_dir).resolve()) if args.export_dir else None,
                 "server": args.server, "server_model": args.server_model}
+    video_rc = reconstruct_video.run_videos(args, videos, backend, settings, outputs) if videos else 0
+    if not photos or video_rc == EXIT_INTERRUPTED:
+        return video_rc
+    args.inputs = photos
     try:
         summary = reconstruct_paths(args.inputs, backend, args.out, outputs=outputs, detector=args.detector,
                                     assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
@@ -117,7 +127,7 @@ def run(args) -> int:
         _report(stop.summary)
         return EXIT_INTERRUPTED
     _report(summary)
-    return 0 if summary.complete else EXIT_FAILURES
+    return max(video_rc, 0 if summary.complete else EXIT_FAILURES)
 
 
 def _report(summary) -> None:

@@ -16,6 +16,7 @@ The manifest says what a folder holds; it is not a lock: two runs into one folde
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from .outputs import JsonLines, OutputError, remove_stale_temporaries, write_bytes
+from .outputs import JsonLines, OutputError, _place, _tmp_name, remove_stale_temporaries, write_bytes
 
 MANIFEST_NAME = "tf2dasl-manifest.jsonl"
 MANIFEST_FORMAT = "tf2dasl-run-manifest"
@@ -146,6 +147,43 @@ class RunFolder:
         self._owned_cache.pop(name, None)
         self.written.append(name)
         return target
+
+    def temporary(self, name: str) -> Path:
+        """A temporary path next to ``OUT/name`` for a file made by a writer that needs a path (a video encoder):
+        put it in place with :meth:`place`; a killed run's leftover is removed by the next run."""
+        return _tmp_name(self.path / name)
+
+    def place(self, name: str, tmp: Path) -> Path:
+        """Record the finished file ``tmp`` (from :meth:`temporary`) as ``name`` and rename it into place, on the
+        same terms as :meth:`write`; the temporary file is removed when that fails."""
+        target = self.path / name
+        try:
+            size, digest = tmp.stat().st_size, _sha256_file(tmp)
+            self._log.append({"type": "file", "run": self.run, "name": name, "bytes": size, "sha256": digest})
+            self._hashes.setdefault(name, set()).add((size, digest))
+            _place(tmp, target, overwrite=self.owns(name))
+        except OSError as exc:
+            raise OutputError.from_os(target, exc) from None
+        finally:
+            with contextlib.suppress(OSError):
+                if tmp.exists():
+                    tmp.unlink()
+        self._owned_cache.pop(name, None)
+        self.written.append(name)
+        return target
+
+    def adopt(self, name: str) -> None:
+        """Record ``OUT/name``, a file this run wrote in place line by line (a JSON-lines stream that must be
+        readable while it grows), as tf2dasl's: its size and hash now."""
+        p = self.path / name
+        try:
+            size, digest = p.stat().st_size, _sha256_file(p)
+        except OSError as exc:
+            raise OutputError.from_os(p, exc) from None
+        self._log.append({"type": "file", "run": self.run, "name": name, "bytes": size, "sha256": digest})
+        self._hashes.setdefault(name, set()).add((size, digest))
+        self._owned_cache.pop(name, None)
+        self.written.append(name)
 
     # --------------------------------------------------------------------------------------------- inputs
     def previous(self, key: str) -> dict | None:
