@@ -76,10 +76,10 @@ def load_decoder_source(path, convention: str | CropConvention, size: int = 120)
                         "../shared/assets/3ddfa_v2)")
     conv = convention if isinstance(convention, CropConvention) else get_convention(convention)
     if (p / "model.json").is_file():
-        from .. import load_model
+        from ..io.model_dir import read_spec_and_morphable
 
-        model = load_model(p)
-        return MeshDecoder(model.mm, conv, int(model.spec.input_size))
+        spec, mm = read_spec_and_morphable(p)
+        return MeshDecoder(mm, conv, int(spec.input_size))
     from ..io.morphable_files import load_morphable_model
 
     return MeshDecoder(load_morphable_model(p), conv, size)
