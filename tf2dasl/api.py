@@ -97,10 +97,15 @@ class Summary:
         return not (self.failures or self.write_failures or self.incomplete or self.not_processed or self.stopped)
 
     def describe(self) -> str:
-        failed = len({p for p, _ in self.failures} | {p for p, _, _ in self.write_failures}
-                     | {p for p, _, _ in self.incomplete} | set(self.not_processed))
-        text = (f"{self.images - failed}/{self.images} images reconstructed, {self.faces} faces, "
-                f"{len(self.without_faces)} without faces, {failed} failed")
+        failed = {p for p, _ in self.failures} | {p for p, _, _ in self.write_failures}
+        incomplete = {p for p, _, _ in self.incomplete} - failed
+        done = self.images - len(failed) - len(incomplete) - len(self.not_processed)
+        text = (f"{done}/{self.images} images reconstructed, {self.faces} faces, "
+                f"{len(self.without_faces)} without faces, {len(failed)} failed")
+        if incomplete:
+            text += f", {len(incomplete)} incomplete"
+        if self.not_processed:
+            text += f", {len(self.not_processed)} not processed"
         if self.skipped:
             text += f" ({len(self.skipped)} complete from an earlier run, skipped)"
         return text

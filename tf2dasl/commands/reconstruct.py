@@ -11,8 +11,6 @@ from . import reconstruct_video
 PICTURES = ("overlay", "depth", "pncc")
 MESHES = ("obj", "ply")
 OUTPUTS = PICTURES + MESHES
-#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
 
 #: Exit status of a run where some input failed (usage errors exit 2, from tf2dasl.cli).
 EXIT_FAILURES = 1
@@ -100,6 +98,7 @@ def _max_pixels(text: str) -> int:
 
 def run(args) -> int:
     from ..api import RunInterrupted, make_backend, model_identity, read_boxes_file, reconstruct_paths
+    from ..cli import EXIT_INTERRUPTED
     from ..io.images import DEFAULT_MAX_PIXELS
 
     outputs = [o for o in OUTPUTS if args.all or getattr(args, o)]

@@ -96,9 +96,13 @@ class ServingModule(tf.Module):
 
     # ------------------------------------------------------------ signatures
     def _serve_crops(self, crops):
+        with tf.control_dependencies([tf.debugging.Assert(tf.shape(crops)[0] > 0, [
+                "crops is empty: send at least one (S, S, 3) uint8 crop"])]):
+            crops = tf.identity(crops)
         return self.heads(self.task.infer(self.task.preprocessor.normalize(crops)))
 
     def _serve_images(self, images, roi_boxes):
+        images, roi_boxes = check_image_inputs(images, roi_boxes)
         crops = tf.map_fn(lambda a: decode_and_crop(a[0], a[1], self.size), (images, roi_boxes),
                           fn_output_signature=tf.TensorSpec([self.size, self.size, 3], tf.float32))
         out = self.heads(self.task.infer(self.task.preprocessor.normalize(crops)))
@@ -108,6 +112,26 @@ class ServingModule(tf.Module):
         if self.dense:
             out["vertices_image"] = tf_ops.crop_to_image(out["vertices"], roi_boxes, self.size)
         return out
+
+
+def check_image_inputs(images, roi_boxes):
+    """``predict_image``'s inputs checked in the graph, so that a bad request is an INVALID_ARGUMENT naming the
+    input (never meaningless landmarks or a shape error from deep inside): at least one image, one roi box per
+    image, every coordinate finite, and each box at least one pixel wide and high once rounded to whole pixels
+    (as the crop rounds it). Whether a box overlaps its image is checked by :func:`decode_and_crop`."""
+    n, m = tf.shape(images)[0], tf.shape(roi_boxes)[0]
+    r = tf.round(roi_boxes)
+    checks = [
+        tf.debugging.Assert(n > 0, ["images is empty: send at least one encoded image"]),
+        tf.debugging.Assert(tf.equal(n, m), ["images and roi_boxes need one roi box per image; images:", n,
+                                             "roi_boxes:", m]),
+        tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(roi_boxes)), [
+            "roi_boxes must be finite (x0, y0, x1, y1 in image pixels); got", roi_boxes], summarize=16),
+        tf.debugging.Assert(tf.reduce_all((r[:, 2] - r[:, 0] >= 1.0) & (r[:, 3] - r[:, 1] >= 1.0)), [
+            "roi_boxes need x0 < x1 and y0 < y1, at least one whole pixel apart; got", roi_boxes], summarize=16),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(images), tf.identity(roi_boxes)
 
 
 def decode_and_crop(encoded, roi_box, size: int):
@@ -125,8 +149,13 @@ def decode_and_crop(encoded, roi_box, size: int):
                   lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))  # (H, W, 3) uint8 RGB
     img = tf.reverse(img, axis=[-1])  # → BGR
     hw = tf.cast(tf.shape(img)[:2], tf.float32)
-    padded = tf.pad(img, [[1, 1], [1, 1], [0, 0]])
     r = tf.round(tf.cast(roi_box, tf.float32))
+    overlaps = (r[2] > 0.0) & (r[3] > 0.0) & (r[0] < hw[1]) & (r[1] < hw[0])
+    with tf.control_dependencies([tf.debugging.Assert(overlaps, [
+            "roi_boxes: a box lies outside its image (a crop of padding only); box (x0, y0, x1, y1):", roi_box,
+            "image height, width:", hw])]):
+        img = tf.identity(img)
+    padded = tf.pad(img, [[1, 1], [1, 1], [0, 0]])
     sx, sy, ex, ey = r[0], r[1], r[2], r[3]
     step_x, step_y = (ex - sx) / size, (ey - sy) / size
     # half-pixel source positions in padded pixels: first (i = 0) and last (i = size - 1) sample
