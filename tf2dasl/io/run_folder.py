@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from .outputs import JsonLines, OutputError, _place, _tmp_name, remove_stale_temporaries, write_bytes
+from .outputs import JsonLines, OutputError, place_file, remove_stale_temporaries, temporary_path, write_bytes
 
 MANIFEST_NAME = "tf2dasl-manifest.jsonl"
 MANIFEST_FORMAT = "tf2dasl-run-manifest"
@@ -151,23 +151,28 @@ class RunFolder:
     def temporary(self, name: str) -> Path:
         """A temporary path next to ``OUT/name`` for a file made by a writer that needs a path (a video encoder):
         put it in place with :meth:`place`; a killed run's leftover is removed by the next run."""
-        return _tmp_name(self.path / name)
+        return temporary_path(self.path / name)
 
     def place(self, name: str, tmp: Path) -> Path:
-        """Record the finished file ``tmp`` (from :meth:`temporary`) as ``name`` and rename it into place, on the
-        same terms as :meth:`write`; the temporary file is removed when that fails."""
+        """Record the finished file ``tmp`` (from :meth:`temporary`) as ``name`` and put it in place
+        (:func:`~tf2dasl.io.outputs.place_file`: fsync, rename, folder fsync) on the same terms as :meth:`write`:
+        only a file that is tf2dasl's is replaced. The temporary file is gone afterwards, also on failure."""
         target = self.path / name
+        overwrite = self.owns(name)
         try:
             size, digest = tmp.stat().st_size, _sha256_file(tmp)
-            self._log.append({"type": "file", "run": self.run, "name": name, "bytes": size, "sha256": digest})
-            self._hashes.setdefault(name, set()).add((size, digest))
-            _place(tmp, target, overwrite=self.owns(name))
         except OSError as exc:
-            raise OutputError.from_os(target, exc) from None
-        finally:
             with contextlib.suppress(OSError):
-                if tmp.exists():
-                    tmp.unlink()
+                tmp.unlink()
+            raise OutputError.from_os(target, exc) from None
+        try:
+            self._log.append({"type": "file", "run": self.run, "name": name, "bytes": size, "sha256": digest})
+        except OutputError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise OutputError(target, f"{exc.reason} (writing the manifest)", exc.errno) from None
+        self._hashes.setdefault(name, set()).add((size, digest))
+        place_file(tmp, target, overwrite=overwrite)
         self._owned_cache.pop(name, None)
         self.written.append(name)
         return target
