@@ -22,9 +22,10 @@ def save_state(model, path: Path, epoch: int, extra: dict | None = None) -> None
     variables = _state_variables(model)
     arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
     meta = {"epoch": epoch, "paths": [v.path for v in variables], **(extra or {})}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-    tmp.replace(path)
+    from ..io.outputs import atomic_file
+
+    with atomic_file(path) as f:  # temporary file, fsync, rename: a crash or full disk keeps the last checkpoint
+        np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
 
 
 def checkpoint_meta(path: Path) -> dict:
