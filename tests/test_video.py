@@ -355,6 +355,7 @@ def test_one_moving_face_keeps_its_id_with_detection_every_n_frames():
     assert [fr.index for fr in frames if fr.detected] == [0, 10, 20] and rec.detector.calls == 3
     last = frames[-1].faces[0].face
     np.testing.assert_allclose(last.landmarks_2d, TEMPLATE * 40 + (20 + 58, 30 + 29), atol=1e-3)
+    np.testing.assert_allclose(last.bbox, [78, 59, 118, 99], atol=1e-3)  # the landmarks' box in every frame
     assert isinstance(frames[-1].faces[0], TrackedFace) and frames[-1].faces[0].to_json()["track_id"] == 1
 
 
@@ -524,6 +525,7 @@ def test_smooth_frames_rebuilds_faces_from_smoothed_params(mm):
     for f in out:
         face = f.faces[0].face
         np.testing.assert_allclose(face.landmarks_3d, rec.landmarks(face.params[None], roi)[0], atol=1e-4)
+        np.testing.assert_allclose(face.bbox, np.r_[face.landmarks_2d.min(0), face.landmarks_2d.max(0)], atol=1e-4)
     assert not np.allclose(out[5].faces[0].face.params, frames[5].faces[0].face.params)
 
 

@@ -31,7 +31,7 @@ from ..io.outputs import OutputError
 from .config import VideoConfig
 from .reader import VideoReader, open_camera, open_video
 from .smoothing import make_smoother
-from .tracker import FaceTracker, TrackedFace, TrackedFrame
+from .tracker import FaceTracker, TrackedFace, TrackedFrame, landmark_boxes
 from .writer import VideoOutputs
 
 
@@ -61,14 +61,14 @@ class VideoReconstructor:
 
 def smoothed_frame(rec, smoothed) -> TrackedFrame:
     """The frame of a smoother's :class:`~tf2dasl.video.smoothing.Smoothed` with its faces rebuilt from the
-    smoothed parameters (landmarks and pose follow them; box, score, roi and ids stay)."""
+    smoothed parameters (landmarks, their box and the pose follow them; score, roi and ids stay)."""
     frame, params = smoothed.frame, smoothed.params
     if not frame.faces or all(np.array_equal(f.face.params, p) for f, p in zip(frame.faces, params)):
         return frame
     rois = np.stack([f.face.roi_box for f in frame.faces])
-    faces = rec.make_faces(np.stack([f.face.bbox for f in frame.faces]),
-                           np.array([f.face.score for f in frame.faces], np.float32), rois, params,
-                           rec.landmarks(params, rois))
+    landmarks = rec.landmarks(params, rois)
+    faces = rec.make_faces(landmark_boxes(landmarks), np.array([f.face.score for f in frame.faces], np.float32),
+                           rois, params, landmarks)
     return dataclasses.replace(frame, faces=[TrackedFace(f.track_id, g, f.detected)
                                              for f, g in zip(frame.faces, faces)])
 

@@ -41,8 +41,9 @@ CUT_BINS = (16, 16)
 
 @dataclass
 class TrackedFace:
-    """A face in one frame: its ``track_id``, the :class:`tf2dasl.reconstruct.Face` (image pixels), and whether
-    a detection found it in this frame (``detected``; otherwise it was tracked from the previous frame)."""
+    """A face in one frame: its ``track_id``, the :class:`tf2dasl.reconstruct.Face` (image pixels; its ``bbox`` is
+    the box of its landmarks, its ``score`` that of the detection that last confirmed the track), and whether a
+    detection found it in this frame (``detected``; otherwise it was tracked from the previous frame)."""
 
     track_id: int
     face: object
@@ -85,7 +86,6 @@ class _Track:
     roi: np.ndarray          # the crop the current landmarks came from
     landmarks: np.ndarray    # (68, 3) image pixels of the last frame
     params: np.ndarray
-    bbox: np.ndarray
     score: float
     first: int
     missed: int = 0
@@ -97,6 +97,13 @@ class _Lost:
     id: int
     roi: np.ndarray
     frame: int
+
+
+def landmark_boxes(landmarks: np.ndarray) -> np.ndarray:
+    """The boxes ``(F, 4)`` of landmarks ``(F, 68, >=2)``: a tracked face's ``bbox`` (the same definition in
+    every frame, whether or not the detector ran)."""
+    lm = np.asarray(landmarks)[..., :2]
+    return np.concatenate([lm.min(1), lm.max(1)], axis=1).astype(np.float32)
 
 
 class ShotCutDetector:
@@ -223,7 +230,6 @@ class FaceTracker:
                     any_lost = True
                     continue
                 t.roi, t.params, t.landmarks, t.detected = roi, p, l, False
-                t.bbox = np.concatenate([l[:, :2].min(0), l[:, :2].max(0)]).astype(np.float32)
                 alive.append(t)
             self.tracks = alive
 
@@ -234,7 +240,7 @@ class FaceTracker:
         self._drop_duplicates(index)
         self.tracks.sort(key=lambda t: t.id)
         faces = self.rec.make_faces(
-            np.stack([t.bbox for t in self.tracks]) if self.tracks else np.zeros((0, 4), np.float32),
+            landmark_boxes(np.stack([t.landmarks for t in self.tracks])) if self.tracks else np.zeros((0, 4)),
             np.array([t.score for t in self.tracks], np.float32),
             np.stack([t.roi for t in self.tracks]) if self.tracks else np.zeros((0, 4), np.float32),
             np.stack([t.params for t in self.tracks]) if self.tracks else np.zeros((0, 62), np.float32),
@@ -256,7 +262,7 @@ class FaceTracker:
             for r, c in zip(rows, cols):
                 if iou[r, c] >= cfg.match_iou:
                     t = self.tracks[r]
-                    t.missed, t.detected, t.bbox, t.score = 0, True, boxes[c].astype(np.float32), float(scores[c])
+                    t.missed, t.detected, t.score = 0, True, float(scores[c])
                     matched_dets.add(int(c))
         kept = []
         for t in self.tracks:
@@ -282,8 +288,7 @@ class FaceTracker:
         rois, params, lm = self._regress(image, det_rois[new], 2)
         for i, roi, p, l in zip(new, rois, params, lm):
             tid = self._new_id(roi, index)
-            self.tracks.append(_Track(tid, roi, l, p, boxes[i].astype(np.float32), float(scores[i]), index,
-                                      detected=True))
+            self.tracks.append(_Track(tid, roi, l, p, float(scores[i]), index, detected=True))
 
     def _drop_duplicates(self, index: int) -> None:
         if len(self.tracks) < 2:
