@@ -518,7 +518,8 @@ def test_smooth_frames_rebuilds_faces_from_smoothed_params(mm):
     roi = np.array([[0, 0, 120, 120]], np.float32)
     for i in range(10):
         p = _params([5 * i, 0, 0], 0.5, [60 + rng.normal(0, 2), 60, 0], rng)[None]
-        face = rec.make_faces(np.zeros((1, 4)), np.ones(1), roi, p, rec.landmarks(p, roi))[0]
+        lm = rec.landmarks(p, roi)
+        face = rec.make_faces(np.r_[lm[0, :, :2].min(0), lm[0, :, :2].max(0)][None], np.ones(1), roi, p, lm)[0]
         frames.append(TrackedFrame(i, i / 30, None, [TrackedFace(1, face, i == 0)]))
     out = smooth_frames(rec, frames, SmoothingConfig(mode="causal"))
     assert [f.index for f in out] == list(range(10))
