@@ -73,7 +73,7 @@ class RunFolder:
         manifest = self.path / MANIFEST_NAME
         if os.path.lexists(manifest) and not manifest.is_file():
             raise OutputError(manifest, "a folder has the manifest's name; choose another output folder")
-        self._log = JsonLines(manifest)
+        self._log = JsonLines(manifest, fsync=True)  # a record is on disk before the file it names
         records = self._log.read()
         if manifest.is_file() and manifest.stat().st_size and (
                 not records or records[0].get("format") != MANIFEST_FORMAT):
