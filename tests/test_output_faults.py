@@ -199,7 +199,7 @@ def test_a_full_disk_stops_the_run_and_names_everything(export_src_model_dir, tm
     assert rc == 1
     assert f"incomplete: {photos[1]} (not written: curie.json, curie_0.obj" in stderr
     assert f"stopped: {out / 'curie.json'}: cannot write ({ENOSPC_WORDS}" in stderr
-    assert f"not processed: 1 inputs (listed in summary.json), from {photos[2]}" in stderr
+    assert f"not processed: {photos[2]}\n" in stderr and "not processed: 1 inputs; a rerun" in stderr
     # summary.json could not be written either: said so, and everything was printed
     assert f"summary not written: {out / 'summary.json'}: cannot write ({ENOSPC_WORDS}" in stderr
     assert sorted(p.name for p in out.iterdir()) == ["einstein.json", "einstein_0.obj", MANIFEST_NAME]
@@ -310,3 +310,15 @@ def test_real_full_disk_64k_tmpfs(export_src_model_dir, shared_dir):
             assert rc == 1 and "No space left on device" in report and "permission" not in report
     except RuntimeError as exc:
         pytest.skip(f"{exc} (needs root)")
+
+
+def test_report_names_unprocessed_inputs():
+    many = [f"/p/{i}.jpg" for i in range(25)]
+    s = api.Summary(images=25, not_processed=many, stopped="interrupted (Ctrl-C); ...")
+    lines = s.report_lines()
+    assert [ln for ln in lines if ln.startswith("not processed: /p/")] == [f"not processed: {p}" for p in many[:10]]
+    assert "not processed: 25 inputs (15 more listed in summary.json); a rerun of the same command does them" in lines
+    assert s.describe() == "0/25 images reconstructed, 0 faces, 0 without faces, 0 failed, 25 not processed"
+    s.summary_error = "out/summary.json: cannot write (No space left on device)"  # then every one is printed
+    assert sum(ln.startswith("not processed: /p/") for ln in s.report_lines()) == 25
+    assert s.to_json()["complete"] is False and s.to_json()["not_processed"] == many

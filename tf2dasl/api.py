@@ -46,6 +46,8 @@ MESHES = ("obj", "ply")
 #: A given box narrower or shorter than this (pixels) makes an empty 3DDFA roi crop (the roi side is
 #: ``floor(1.58 * mean side)`` and its corners are rounded): such boxes are rejected when the file is read.
 MIN_BOX_SIDE = 2.0
+#: The report names at most this many unprocessed inputs one by one (summary.json lists them all).
+NOT_PROCESSED_SHOWN = 10
 #: What to try when the detector found no face, by detector name (``Summary.no_face_hint``).
 NO_FACE_HINTS = {
     "haar": "try the default detector (drop --detector haar), or give --boxes",
@@ -128,9 +130,13 @@ class Summary:
         for p, written, missing in self.incomplete:
             what = f"not written: {', '.join(missing)}" if missing else "stopped before all its outputs were written"
             lines.append(f"incomplete: {p} ({what}; a rerun redoes it)")
-        if self.not_processed:
-            lines.append(f"not processed: {len(self.not_processed)} inputs (listed in summary.json), from "
-                         f"{self.not_processed[0]}; a rerun of the same command does them")
+        if self.not_processed:  # each by name (all of them when summary.json could not be written)
+            shown = self.not_processed if self.summary_error else self.not_processed[:NOT_PROCESSED_SHOWN]
+            lines += [f"not processed: {p}" for p in shown]
+            more = len(self.not_processed) - len(shown)
+            lines.append(f"not processed: {len(self.not_processed)} inputs"
+                         + (f" ({more} more listed in summary.json)" if more else "")
+                         + "; a rerun of the same command does them")
         if self.stopped:
             lines.append(f"stopped: {self.stopped}")
         if self.summary_error:
