@@ -1,5 +1,6 @@
 """Training throughput (faces/s) of DASLModel.train_step for the imported mb05 at batch 64, side by side:
-supervised only (teacher WPDC + landmarks), + the 2D self-prediction pass, and all four self-supervision terms.
+supervised only (teacher WPDC + landmarks, from cached teacher labels), + the 2D self-prediction pass, and all four
+self-supervision terms.
 
     python benchmarks/train_throughput.py [--shared ../shared] [--batch 64] [--steps 5]
 
@@ -20,13 +21,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from _common import imported_model, print_table, shared_dir  # noqa: E402
-from tf2dasl.geometry.landmark_map import landmark_map  # noqa: E402
+from tf2dasl.geometry.landmark_map import landmark_map, map_points  # noqa: E402
 from tf2dasl.models.critic import SelfCritic  # noqa: E402
 from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels  # noqa: E402
 from tf2dasl.models.morphable import MorphableLayer  # noqa: E402
+from tf2dasl.models.preprocessor import CropPreprocessor  # noqa: E402
+from tf2dasl.models.task import FaceTask  # noqa: E402
 
 VARIANTS = {
-    "supervised only (WPDC + 2D landmarks)": LossWeights(self_2d=0, self_3d=0, cycle=0, adversarial=0),
+    "supervised only (teacher WPDC + 2D landmarks)": LossWeights(self_2d=0, self_3d=0, cycle=0, adversarial=0),
     "+ 2D self-prediction": LossWeights(self_3d=0, cycle=0, adversarial=0),
     "+ 3D consistency, cycle, self-critic (full 2DASL)": LossWeights(),
 }
@@ -41,12 +44,16 @@ def main() -> None:
     base = imported_model(shared_dir(args.shared))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (args.batch, 120, 120, 3)).astype(np.uint8)
-    lm = base.landmarks_crop(base.predict_params(images))[..., :2].astype(np.float32)
-    batch = {"wild": {"image": tf.constant(images), "landmarks": tf.constant(lm), "map": tf.constant(landmark_map(lm))}}
+    params = base.predict_params(images)
+    lm = base.landmarks_crop(params)[..., :2].astype(np.float32)
+    batch = {"wild": {"image": tf.constant(images), "landmarks": tf.constant(lm), "map": tf.constant(landmark_map(lm)),
+                      "map_points": tf.constant(map_points(lm)), "teacher": tf.constant(params)}}
     rows = []
     for name, weights in VARIANTS.items():
-        model = DASLModel(expand_to_four_channels(base.regressor), SelfCritic(), MorphableLayer(base.mm, dense=False),
-                          weights, teacher=base.regressor)
+        spec = base.spec
+        task = FaceTask(CropPreprocessor(spec.input_size, 4, spec.norm_mean, spec.norm_scale),
+                        expand_to_four_channels(base.regressor), MorphableLayer(base.mm, dense=False))
+        model = DASLModel(task, SelfCritic(), weights)
         model.compile(keras.optimizers.SGD(1e-5, momentum=0.9), keras.optimizers.Adam(1e-5))
         model.build()
         model.build_optimizers()

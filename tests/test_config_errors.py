@@ -201,10 +201,11 @@ def one_epoch_run(synth, tmp_path_factory):
     cfg.write_text(cfg.read_text().replace("steps_per_epoch: 2", "steps_per_epoch: 1"))
     out = root / "run"
     assert main(["train", "--config", str(cfg), "--out", str(out)]) == 0
-    assert (out / "checkpoints/ckpt-0001.npz").is_file()
+    assert (out / "checkpoints/ckpt-1.index").is_file()
     return {"config": cfg, "out": out}
 
 
+@pytest.mark.slow  # trains
 def test_resume_with_another_config_names_the_keys(one_epoch_run, capsys):
     cfg, out = str(one_epoch_run["config"]), one_epoch_run["out"]
     before = (out / "config.yaml").read_text()
@@ -217,6 +218,7 @@ def test_resume_with_another_config_names_the_keys(one_epoch_run, capsys):
     assert (out / "config.yaml").read_text() == before  # a refused resume leaves the record alone
 
 
+@pytest.mark.slow  # trains
 def test_resume_with_fewer_epochs_is_refused(one_epoch_run, tmp_path, capsys):
     run = shutil.copytree(one_epoch_run["out"], tmp_path / "run")
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -226,6 +228,7 @@ def test_resume_with_fewer_epochs_is_refused(one_epoch_run, tmp_path, capsys):
                "epochs: 3 in", "1 now", "--epochs 3")
 
 
+@pytest.mark.slow  # trains
 def test_resume_with_more_epochs_trains_on_and_records_them(one_epoch_run, tmp_path):
     from tf2dasl.cli import main
 
@@ -233,7 +236,7 @@ def test_resume_with_more_epochs_trains_on_and_records_them(one_epoch_run, tmp_p
     assert main(["train", "--config", str(one_epoch_run["config"]), "--out", str(run), "--resume",
                  "--epochs", "2"]) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
-    assert (run / "checkpoints/ckpt-0002.npz").is_file()
+    assert (run / "checkpoints/ckpt-2.index").is_file()
     assert (run / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
     # the same config (now with --epochs 2) resumes the finished run without complaint and leaves the record as is
     before = (run / "config.yaml").read_text()

@@ -409,3 +409,238 @@ def test_real_faces_crop_and_stay_inside(shared_dir, no_jit):
     assert inside.mean() > 0.995 and (labels > -6).all() and (labels < S + 6).all()
     # a mirrored face keeps its left eye on the image's left: label 36 (outer corner) left of 45
     assert (labels[:, 36, 0] < labels[:, 45, 0]).all()
+
+
+# ---------------------------------------------------------------------------- AFLW: partial landmark sets
+from tf2dasl.data import (AFLW_21, LANDMARKS_68, PointLayout, WildSource, list_aflw_wild,  # noqa: E402
+                          wild_sources_dataset)
+from tf2dasl.data.augment import crop_to_crop  # noqa: E402
+from tf2dasl.data.landmark_sets import FLIP_PERMUTATION_21  # noqa: E402
+from tf2dasl.data.sources import DataSourceError  # noqa: E402
+
+
+def write_aflw(root, n=6, seed=0, **override):
+    """An ``aflw_wild``-style folder: 120-px dot crops (a dot per visible point) and ``annotations.npz``."""
+    rng = np.random.default_rng(seed)
+    (root / "crops").mkdir(parents=True, exist_ok=True)
+    pts = rng.uniform(25, 95, (n, 21, 2)).astype(np.float32)
+    pts[:, :, 0] = np.linspace(25, 95, 21)[None] + rng.uniform(-1, 1, (n, 21))  # distinct x: dots do not merge
+    for i in range(n):
+        pts[i, rng.choice(21, 3 + i % 4, replace=False)] = np.nan
+    names = np.array([f"image{i:05d}.jpg" for i in range(n)])
+    for name, p in zip(names, pts):
+        img = np.zeros((120, 120, 3), np.uint8)
+        for k, (x, y) in enumerate(p):
+            if np.isfinite(x):
+                img[int(round(y)) - 1:int(round(y)) + 2, int(round(x)) - 1:int(round(x)) + 2] = colour_of(k)
+        cv2.imwrite(str(root / "crops" / name), img, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    arrays = {"names": names, "pts21_crop": pts, "pts21_image": pts * 2, "roi_box": np.tile([0, 0, 240, 240], (n, 1)),
+              "yaw": rng.uniform(-90, 90, n).astype(np.float32)}
+    arrays.update(override)
+    np.savez(root / "annotations.npz", **arrays)
+    (root / "list.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+def test_aflw_source_reads_the_layout_and_refuses_malformed_annotations(tmp_path):
+    root = write_aflw(tmp_path / "aflw")
+    faces = list_aflw_wild(root)
+    assert len(faces) == 6 and faces[0].landmark_set == "aflw21" and faces[0].landmarks.shape == (21, 2)
+    assert np.isnan(faces[0].landmarks).any() and list(faces[0].roi) == [0, 0, 120, 120]
+    pts = np.load(root / "annotations.npz")["pts21_crop"]
+    cases = {"missing array(s) yaw": dict(yaw=None), "pts21_crop has shape": dict(pts21_crop=pts[:, :20]),
+             "finite (x, y) pairs or NaN": dict(pts21_crop=np.where(np.isnan(pts), np.inf, pts)),
+             "at least 4": dict(pts21_crop=np.where(np.arange(21)[None, :, None] < 18, np.nan, pts))}
+    for needle, override in cases.items():
+        bad = tmp_path / needle.split()[0]
+        write_aflw(bad)
+        arrays = dict(np.load(bad / "annotations.npz"))
+        for k, v in override.items():
+            if v is None:
+                arrays.pop(k)
+            else:
+                arrays[k] = v
+        np.savez(bad / "annotations.npz", **arrays)
+        with pytest.raises(DataSourceError) as err:
+            list_aflw_wild(bad)
+        msg = str(err.value)
+        assert needle in msg and "annotations.npz" in msg and "\n" not in msg, msg
+    (bad / "annotations.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataSourceError, match="cannot read"):
+        list_aflw_wild(bad)
+    (bad / "annotations.npz").unlink()
+    with pytest.raises(DataSourceError, match="not found"):
+        list_aflw_wild(bad)
+    # a face whose visible points lie outside its crop is left out, by name
+    far = np.load(root / "annotations.npz")
+    arrays = dict(far)
+    arrays["pts21_crop"] = arrays["pts21_crop"].copy()
+    arrays["pts21_crop"][2, :, 0] += 200
+    np.savez(root / "annotations.npz", **arrays)
+    dropped = []
+    assert len(list_aflw_wild(root, dropped)) == 5 and dropped == ["image00002.jpg"]
+
+
+def test_aflw_shared_layout(shared_dir):
+    root = shared_dir / "data/aflw_wild"
+    if not (root / "annotations.npz").is_file():
+        pytest.skip(f"{root} not found")
+    dropped = []
+    faces = list_aflw_wild(root, dropped)
+    assert len(faces) + len(dropped) == 19080 and len(dropped) < 100
+    vis = np.isfinite(np.stack([f.landmarks for f in faces])[..., 0])
+    assert vis.sum(1).min() >= 4 and 15 < vis.sum(1).mean() < 16.5
+    train, val = split_holdout(faces, 19)
+    assert 950 < len(val) < 1050 and not {f.name for f in train} & {f.name for f in val}
+
+
+@pytest.fixture(scope="module")
+def aflw_faces(tmp_path_factory):
+    root = write_aflw(tmp_path_factory.mktemp("aflw"), n=8)
+    return load_wild_faces(list_aflw_wild(root), cache="memory", cache_size=S, cache_margin=1.0)
+
+
+def test_plain_aflw_crop_is_the_stored_crop(aflw_faces, no_jit):
+    (b,) = take(wild_dataset(aflw_faces, AugmentConfig(), 8, shuffle=False, augment=False, epochs=1), 1)
+    stored = np.stack([cv2.imread(s.image_path) for s in aflw_faces.samples])
+    np.testing.assert_array_equal(b["image"], stored)
+    np.testing.assert_array_equal(b["landmarks"], np.stack([s.landmarks for s in aflw_faces.samples]))
+    # map points: AFLW's 18 map points (all but ears and chin), NaN where not visible; only those are marked
+    mp = b["map_points"]
+    np.testing.assert_array_equal(mp, b["landmarks"][:, [i for i, _ in AFLW_21.map_pairs]])
+    for m, p in zip(b["map"], mp):
+        vis = np.isfinite(p).all(-1)
+        x, y = np.floor(p[vis] + 0.5).astype(int).T
+        assert (m[y, x] == 1).all() and (m == 1).sum() == len({(a, c) for a, c in zip(x, y)})
+
+
+def test_mixed_sources_in_one_batch(wild_faces, aflw_faces, no_jit):
+    pairs = np.tile(np.arange(21)[:, None], (1, 2))
+    layout = PointLayout((LANDMARKS_68, AFLW_21), {"aflw21": pairs})
+    cfg = AugmentConfig(rotation=10.0, flip=0.0, **NO_COLOUR)  # (mirrored labels: test_teacher_labels_follow_...)
+    sources = [WildSource(wild_faces, 1, cfg), WildSource(aflw_faces, 3, cfg)]
+    batches = take(wild_sources_dataset(sources, layout, seed=4), 3)
+    for b in batches:
+        lm = b["landmarks"]
+        assert lm.shape == (4, 89, 2) and b["map_points"].shape == (4, 18, 2) and b["map"].shape == (4, S, S)
+        assert np.isfinite(lm[0, :68]).all() and np.isnan(lm[0, 68:]).all()          # 300-W face: its 68 slots
+        assert np.isnan(lm[1:, :68]).all() and np.isnan(lm[1:, 68:]).any()           # AFLW faces: 21 slots, some NaN
+        assert np.isfinite(lm[1:, 68:]).sum(-1).sum(-1).min() >= 2 * 4
+        # augmented AFLW labels stay on their dots (colour coded by point)
+        for crop, pts in zip(b["image"][1:], lm[1:, 68:]):
+            for k, (x, y) in enumerate(pts):
+                if np.isfinite(x) and 1 <= x < S - 1 and 1 <= y < S - 1:
+                    assert np.abs(crop[int(round(y)), int(round(x))].astype(int) - colour_of(k)).max() < 60
+    assert split_counts_ok()
+
+
+def split_counts_ok():
+    from tf2dasl.data.config import split_counts
+
+    assert split_counts(32, {"68": 0.25, "aflw21": 0.75}) == {"68": 8, "aflw21": 24}
+    assert split_counts(5, {"68": 0.1, "aflw21": 0.9}) == {"68": 1, "aflw21": 4}
+    with pytest.raises(UserError, match="cannot hold"):
+        split_counts(1, {"68": 1, "aflw21": 1})
+    return True
+
+
+def test_crop_to_crop_maps_plain_labels_onto_augmented_ones():
+    lm = grid_landmarks()
+    rand = tf.random.stateless_uniform((16, NUM_RANDOM), seed=[7, 8])
+    cfg = AugmentConfig(scale=(0.8, 1.2), shift=0.08, rotation=30.0, flip=0.5)
+    lms = np.repeat(lm[None], 16, 0)
+    plain, plain_lab = sample_geometry(lms, rand, cfg, augment=False)
+    aug, aug_lab = sample_geometry(lms, rand, cfg)
+    affine, mirrored = crop_to_crop(plain, aug, S)
+    affine, mirrored, plain_lab, aug_lab = affine.numpy(), mirrored.numpy(), plain_lab.numpy(), aug_lab.numpy()
+    assert 0 < mirrored.sum() < 16
+    for a, m, p, q in zip(affine, mirrored, plain_lab, aug_lab):
+        if m:  # the mirrored plain crop: x -> S - 1 - x, points permuted
+            p = np.stack([S - 1 - p[:, 0], p[:, 1]], -1)[FLIP_PERMUTATION_68]
+        got = p @ a[:, :2].T + a[:, 2]
+        assert np.abs(got - q).max() < 0.6  # labels sit up to 0.5 px from pixel content (the half-pixel rule)
+        assert np.linalg.det(a[:, :2]) > 0  # always a scaled rotation
+    assert list(FLIP_PERMUTATION_21[[0, 6, 12, 14, 17, 20]]) == [5, 11, 16, 14, 19, 20]
+
+
+# ---------------------------------------------------------------------------- teacher labels
+def test_teacher_labels_follow_augmentation_and_mirroring(tmp_path, no_jit):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic import random_morphable_model, write_wild_faces
+
+    from tf2dasl.geometry.camera import model_to_crop
+    from tf2dasl.geometry.conventions import CROP_OFFSET_V2
+    from tf2dasl.data.teacher import transform_params
+
+    mm = random_morphable_model()
+    folder = write_wild_faces(tmp_path / "w", mm, 6, seed=2)
+    faces = load_wild_faces(list_pts_faces(folder), cache="memory")
+    # exact teacher labels: the params whose landmarks are the plain crop's labels (a similarity of the image's)
+    rng = np.random.default_rng(2)
+    params_img = []
+    for i in range(6):  # the generator's params, re-drawn in the same order
+        from tf2dasl.geometry.pose import angles_to_matrix, sRt_to_params
+        angles = rng.uniform([-30, -15, -15], [30, 15, 15], (1, 3))
+        p = np.zeros((1, 62), np.float32)
+        p[0, :12] = sRt_to_params(np.array([0.45]), angles_to_matrix(angles), np.array([[80.0, 80.0, 0]]))[0]
+        params_img.append(p[0])
+    params_img = np.stack(params_img)
+    img_lm = model_to_crop(mm.landmarks(params_img), 160)[..., :2]
+    np.testing.assert_allclose(img_lm, np.stack([s.landmarks for s in faces.samples]), atol=2e-3)
+    cfg = AugmentConfig(**NO_COLOUR)
+    (plain,) = take(wild_dataset(faces, cfg, 6, shuffle=False, augment=False, epochs=1), 1)
+    # image → plain crop: a scale + shift fitted on the labels (exact up to float error)
+    dc = plain["landmarks"] - plain["landmarks"].mean(1, keepdims=True)
+    di = img_lm - img_lm.mean(1, keepdims=True)
+    k = (dc * di).sum((1, 2)) / (di * di).sum((1, 2))
+    off = plain["landmarks"].mean(1) - k[:, None] * img_lm.mean(1)
+    to_crop = np.zeros((6, 2, 3), np.float32)
+    to_crop[:, 0, 0], to_crop[:, 1, 1], to_crop[:, :, 2] = k, k, off
+    p_plain = transform_params(params_img, to_crop, 160, CROP_OFFSET_V2).numpy()  # in the 160-px image's frame,
+    p_plain[:, 7] -= 160 - S                                                           # then the crop's (y_c = S - y)
+    np.testing.assert_allclose(model_to_crop(mm.landmarks(p_plain), S)[..., :2], plain["landmarks"], atol=1e-2)
+    reflect = np.tile(np.array([[[-1, 0, S - 1], [0, 1, 0]]], np.float32), (6, 1, 1))
+    p_mirror = transform_params(p_plain, reflect, S, CROP_OFFSET_V2).numpy()  # its points: x -> S - 1 - x
+    faces.teacher = np.stack([p_plain, p_mirror], 1)
+    aug_cfg = AugmentConfig(scale=(0.85, 1.15), shift=0.06, rotation=25.0, flip=0.5, **NO_COLOUR)
+    batches = take(wild_dataset(faces, aug_cfg, 6, seed=5, convention=CROP_OFFSET_V2), 4)
+    mirrored_seen = 0
+    for b in batches:
+        t_lm = model_to_crop(mm.landmarks(b["teacher"]), S)[..., :2]
+        for got, lab, params in zip(t_lm, b["landmarks"], b["teacher"]):
+            direct = np.abs(got - lab).max()
+            flipped = np.abs(got[FLIP_PERMUTATION_68] - lab).max()
+            assert min(direct, flipped) < 0.6, (direct, flipped)
+            mirrored_seen += flipped < direct
+    assert 0 < mirrored_seen < 24
+
+
+def test_teacher_cache_is_reused_and_invalidated_when_the_teacher_changes(tmp_path):
+    from tf2dasl.data.teacher import TeacherCache, TeacherCacheError, teacher_labels
+
+    crops = np.random.default_rng(0).integers(0, 255, (7, 16, 16, 3), dtype=np.uint8)
+    calls = []
+
+    def teacher(scale):
+        def predict(c):
+            calls.append(len(c))
+            return np.tile(c.reshape(len(c), -1)[:, :62].astype(np.float32) * scale, 1)
+        return predict
+
+    first, n1 = teacher_labels(crops, teacher(1.0), TeacherCache(tmp_path, "teacher-a"), batch_size=4)
+    assert n1 == 7 and sum(calls) == 14  # plain and mirrored crops
+    np.testing.assert_array_equal(first[:, 1], crops[:, :, ::-1].reshape(7, -1)[:, :62])
+    calls.clear()
+    again, n2 = teacher_labels(crops, teacher(1.0), TeacherCache(tmp_path, "teacher-a"))
+    assert n2 == 0 and not calls and np.array_equal(again, first)  # a new process reads the file: reused
+    more = np.concatenate([crops, crops[:2] // 2])
+    _, n3 = teacher_labels(more, teacher(1.0), TeacherCache(tmp_path, "teacher-a"))
+    assert n3 == 2  # only the new crops
+    other, n4 = teacher_labels(crops, teacher(2.0), TeacherCache(tmp_path, "teacher-b"))
+    assert n4 == 7 and np.array_equal(other, 2 * first)  # another teacher: nothing stale is read
+    (tmp_path / "teacher-teacher-a.npz").write_bytes(b"garbage")
+    with pytest.raises(TeacherCacheError, match="teacher-a.npz.*delete it"):
+        TeacherCache(tmp_path, "teacher-a")

@@ -15,11 +15,13 @@ import tensorflow as tf
 from tf2dasl import losses as L
 from tf2dasl.cli import main
 from tf2dasl.config import ConfigError, load_config
-from tf2dasl.geometry.landmark_map import landmark_map
+from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, landmark_map, map_from_points
 from tf2dasl.models.critic import SelfCritic
 from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
 from tf2dasl.models.morphable import MorphableLayer
+from tf2dasl.models.preprocessor import CropPreprocessor
 from tf2dasl.models.regressor import Regressor
+from tf2dasl.models.task import FaceTask
 from tf2dasl.training.config import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -40,26 +42,34 @@ def synth(tmp_path_factory, mm):
     return {"checkout": write_fake_checkout(root / "checkout", mm), "wild": write_wild_faces(root / "wild", mm, 16)}
 
 
-def make_dasl(mm, weights=None, teacher=True, channels=4):
+def make_dasl(mm, weights=None, teacher=True, channels=4, freeze_bn=True):
+    """A small DASLModel starting exactly at a 3-channel model (its zero map slice); ``teacher``: that 3-channel
+    model, to label batches (:func:`wild_batch`)."""
     reg3 = Regressor("mobilenet_v1", WIDTH, 120, 3, name="regressor")
     reg3.build()
     reg = expand_to_four_channels(reg3) if channels == 4 else reg3
-    model = DASLModel(reg, SelfCritic((64, 32)), MorphableLayer(mm, dense=False), weights or LossWeights(),
-                      teacher=reg3 if teacher else None)
+    task = FaceTask(CropPreprocessor(120, channels), reg, MorphableLayer(mm, dense=False))
+    model = DASLModel(task, SelfCritic((64, 32)), weights or LossWeights(), freeze_bn=freeze_bn)
     model.compile(keras.optimizers.SGD(1e-3, momentum=0.9), keras.optimizers.Adam(1e-4, 0.5, 0.999))
     model.build()
     model.build_optimizers()
+    object.__setattr__(model, "teacher_regressor", reg3 if teacher else None)  # not tracked: not trained
     return model
 
 
-def wild_batch(mm, model, n=4, seed=0):
+def wild_batch(mm, model, n=4, seed=0, drop=()):
+    """Wild faces labelled by the model's teacher: their 68 landmarks are the teacher's (``drop``: point indices
+    made invisible, NaN), and ``teacher`` its raw parameters."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 255, (n, 120, 120, 3)).astype(np.uint8)
-    x = model._normalise(images)
-    p = model._teacher_params(x)
+    x = model.task.preprocessor.normalize(images)
+    p = model.morphable.unwhiten(model.teacher_regressor(x, training=False))
     lm = model.morphable.landmarks_crop(p).numpy()[..., :2]
+    lm[:, list(drop)] = np.nan
+    mp = (lm[:, [a for a, _ in MAP_POINT_PAIRS]] + lm[:, [b for _, b in MAP_POINT_PAIRS]]) / 2
     return {"wild": {"image": tf.constant(images), "landmarks": tf.constant(lm, tf.float32),
-                     "map": tf.constant(landmark_map(lm))}}
+                     "map_points": tf.constant(mp, tf.float32), "map": tf.constant(map_from_points(mp)),
+                     "teacher": tf.constant(p)}}
 
 
 # ---------------------------------------------------------------------------- losses
@@ -135,27 +145,81 @@ def test_critic_losses_hand_made():
     assert float(L.critic_loss(zero, zero)) == pytest.approx(2 * np.log(2), rel=1e-6)
 
 
+# ---------------------------------------------------------------------------- masks
+def test_masked_landmark_loss_ignores_invisible_points_and_their_gradient_is_zero():
+    rng = np.random.default_rng(3)
+    target = rng.uniform(20, 100, (2, 21, 2)).astype(np.float32)
+    pred = target + rng.normal(0, 2, target.shape).astype(np.float32)
+    masked = target.copy()
+    masked[0, [3, 12, 20]] = np.nan                              # invisible points of face 0
+    moved = pred.copy()
+    moved[0, [3, 12, 20]] += 500.0                               # anything predicted there counts for nothing
+    ref = L.landmark_loss(tf.constant(np.delete(pred[:1], [3, 12, 20], 1)),
+                          tf.constant(np.delete(target[:1], [3, 12, 20], 1)))
+    one = L.landmark_loss(tf.constant(moved[:1]), tf.constant(masked[:1]))
+    assert float(one) == pytest.approx(float(ref), rel=1e-6)     # as if the points did not exist (not zero coords)
+    x = tf.Variable(pred)
+    with tf.GradientTape() as tape:
+        loss = L.landmark_loss(x, tf.constant(masked))
+    g = tape.gradient(loss, x).numpy()
+    assert np.isfinite(loss.numpy()) and np.isfinite(g).all()
+    assert (g[0, [3, 12, 20]] == 0).all() and np.abs(g[0, 0]).sum() > 0 and np.abs(g[1]).sum() > 0
+    # a compared point made of two (a map midpoint) needs both: one missing drops the row
+    a = np.zeros((2, 21), np.float32)
+    a[0, [3, 4]] = 0.5
+    a[1, [5, 5]] = 1.0
+    with tf.GradientTape() as tape:
+        loss = L.landmark_loss(x, tf.constant(masked), (a, np.ones(2, np.float32)))
+    g = tape.gradient(loss, x).numpy()
+    assert np.isfinite(g).all() and (g[0, [3, 4]] == 0).all() and np.abs(g[0, 5]).sum() > 0
+    # a face with no visible point at all contributes nothing (and no NaN)
+    none = np.full_like(target, np.nan)
+    assert float(L.landmark_loss(tf.constant(pred), tf.constant(none))) == 0.0
+
+
+def test_face_size_uses_visible_points_only():
+    pts = np.array([[[0, 0], [100, 25], [np.nan, np.nan], [50, 10]]], np.float32)
+    assert float(L.face_size(tf.constant(pts))[0]) == pytest.approx(50.0)
+
+
+def test_invisible_points_mark_nothing_on_the_map_and_self_terms_stay_finite(mm):
+    model = make_dasl(mm)
+    drop = [17, 19, 36, 37, 40, 30, 48]  # brow, eye corner, an eye-centre lid point, nose tip, mouth corner
+    batch = wild_batch(mm, model, drop=drop)
+    full = wild_batch(mm, model)
+    vis = np.isfinite(batch["wild"]["map_points"].numpy()).all(-1)
+    assert (~vis).sum(1).tolist() == [6] * 4                  # 17, 19, 36, mid(37, 40), 30, 48
+    assert (batch["wild"]["map"].numpy() == 1).sum() < (full["wild"]["map"].numpy() == 1).sum()
+    second = model._map_of(tf.constant(full["wild"]["landmarks"].numpy()), tf.constant(vis)).numpy()
+    np.testing.assert_array_equal(second, batch["wild"]["map"].numpy())  # pass 2 marks the same points as pass 1
+    with tf.GradientTape() as tape:
+        terms, _ = model.compute_terms(batch)
+        total = model._total(terms)
+    grads = tape.gradient(total, model.regressor.trainable_variables)
+    assert all(np.isfinite(float(v)) for v in terms.values())
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+
+
 # ---------------------------------------------------------------------------- the model
 def test_terms_zero_at_start_with_teacher(mm):
-    model = make_dasl(mm)
-    terms, real, fake = model.compute_terms(wild_batch(mm, model))
-    for name in ("wpdc", "landmark", "self_2d", "self_3d", "cycle"):
+    model = make_dasl(mm, LossWeights(param_l2=1.0, vdc=1.0, anchor68=1.0))
+    terms, pairs = model.compute_terms(wild_batch(mm, model))
+    for name in ("wpdc", "param_l2", "vdc", "anchor68", "landmark", "self_2d", "self_3d", "cycle"):
         assert float(terms[name]) < 1e-5, (name, float(terms[name]))
-    assert real is not None and fake is not None and "adversarial" in terms
+    assert pairs is not None and "adversarial" in terms
 
 
 def test_gradients_reach_the_right_sub_model(mm):
     model = make_dasl(mm)
     batch = wild_batch(mm, model)
     with tf.GradientTape(persistent=True) as tape:
-        terms, real, fake = model.compute_terms(batch)
+        terms, (real, fake) = model.compute_terms(batch)
         total = model._total(terms)
         c_loss = L.critic_loss(model.critic(tuple(tf.stop_gradient(t) for t in real)),
                                model.critic(tuple(tf.stop_gradient(t) for t in fake)))
     reg_grads = tape.gradient(total, model.regressor.trainable_variables)
     assert all(g is not None for g in reg_grads)
-    assert all(g is None for g in tape.gradient(total, model.teacher.trainable_variables))
-    assert not model.morphable.trainable_variables
+    assert not model.morphable.trainable_variables and not model.points.trainable_variables
     assert all(g is None for g in tape.gradient(c_loss, model.regressor.trainable_variables))
     assert all(g is not None for g in tape.gradient(c_loss, model.critic.trainable_variables))
     # the adversarial term alone reaches the regressor through the predicted parameters
@@ -163,10 +227,19 @@ def test_gradients_reach_the_right_sub_model(mm):
     assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in adv)
 
 
+def test_critic_pairs_real_and_fake(mm):
+    model = make_dasl(mm)
+    batch = wild_batch(mm, model)["wild"]
+    given = model._pass(model.task.preprocessor.normalize(batch["image"]), batch["map"], False)
+    real, fake = model.critic_pairs(given, batch["teacher"])
+    np.testing.assert_array_equal(real[0].numpy(), fake[0].numpy())   # the same image feature (the map(X) pass)
+    np.testing.assert_allclose(real[1].numpy(), model.morphable.whiten(batch["teacher"]).numpy(), atol=1e-5)
+    np.testing.assert_array_equal(fake[1].numpy(), given.params_w.numpy())
+
+
 def test_critic_and_regressor_updates_alternate(mm):
     model = make_dasl(mm)
     batch = wild_batch(mm, model)
-    teacher_before = [w.copy() for w in model.teacher.get_weights()]
     for step in range(1, 4):
         reg_before = [w.copy() for w in model.regressor.get_weights()]
         critic_before = [w.copy() for w in model.critic.get_weights()]
@@ -175,15 +248,26 @@ def test_critic_and_regressor_updates_alternate(mm):
         assert any(not np.array_equal(a, b) for a, b in zip(reg_before, model.regressor.get_weights()))
         assert any(not np.array_equal(a, b) for a, b in zip(critic_before, model.critic.get_weights()))
         assert "critic" in logs and "adversarial" in logs
-    assert all(np.array_equal(a, b) for a, b in zip(teacher_before, model.teacher.get_weights()))
 
 
 def test_switching_terms_off(mm):
     model = make_dasl(mm, LossWeights(self_3d=0.0, cycle=0.0, adversarial=0.0))
-    terms, _, _ = model.compute_terms(wild_batch(mm, model))
-    assert set(terms) == {"wpdc", "landmark", "self_2d"}
+    terms, pairs = model.compute_terms(wild_batch(mm, model))
+    assert set(terms) == {"wpdc", "landmark", "self_2d"} and pairs is None
     logs = model.train_step(wild_batch(mm, model))
     assert "critic" not in logs and int(model.critic_optimizer.iterations) == 0
+
+
+def test_test_step_does_not_update_batchnorm_statistics(mm):
+    model = make_dasl(mm, LossWeights(self_3d=0.0, cycle=0.0, adversarial=0.0), freeze_bn=False)
+    stats = [v for v in model.regressor.non_trainable_variables if "moving" in v.path]
+    assert stats
+    before = [v.numpy().copy() for v in stats]
+    batch = wild_batch(mm, model)
+    model.test_step(batch)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, stats))
+    model.train_step(batch)  # freeze_bn off: training updates them
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(before, stats))
 
 
 def test_get_config_round_trip(mm, tmp_path):
@@ -193,12 +277,13 @@ def test_get_config_round_trip(mm, tmp_path):
     path = tmp_path / "dasl.weights.h5"
     model.save_weights(str(path))
     clone.load_weights(str(path))
-    x = tf.random.uniform((2, 120, 120, 4))
+    x = tf.constant(np.random.default_rng(0).integers(0, 255, (2, 120, 120, 3)), tf.uint8)
     np.testing.assert_allclose(clone(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
-    assert clone.loss_weights == model.loss_weights and clone.teacher is not None
+    assert clone.loss_weights == model.loss_weights and clone.points.num_points == 68
 
 
 # ---------------------------------------------------------------------------- fit, distribution, resume
+@pytest.mark.slow
 def test_two_step_fit_under_mirrored_strategy(synth, tmp_path):
     script = textwrap.dedent(f"""
         import sys, numpy as np, tensorflow as tf, keras
@@ -206,24 +291,27 @@ def test_two_step_fit_under_mirrored_strategy(synth, tmp_path):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         sys.path.insert(0, {str(REPO / 'tests')!r})
         from synthetic import random_morphable_model
-        from tf2dasl.geometry.landmark_map import landmark_map
+        from tf2dasl.geometry.landmark_map import landmark_map, map_points
         from tf2dasl.models.critic import SelfCritic
         from tf2dasl.models.dasl import DASLModel, expand_to_four_channels
         from tf2dasl.models.morphable import MorphableLayer
+        from tf2dasl.models.preprocessor import CropPreprocessor
         from tf2dasl.models.regressor import Regressor
+        from tf2dasl.models.task import FaceTask
         mm = random_morphable_model()
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
         with strategy.scope():
             reg3 = Regressor("mobilenet_v1", {WIDTH}, 120, 3); reg3.build()
-            model = DASLModel(expand_to_four_channels(reg3), SelfCritic((64, 32)), MorphableLayer(mm, dense=False),
-                              teacher=reg3)
+            task = FaceTask(CropPreprocessor(120, 4), expand_to_four_channels(reg3), MorphableLayer(mm, dense=False))
+            model = DASLModel(task, SelfCritic((64, 32)))
             model.compile(keras.optimizers.SGD(1e-3, momentum=0.9), keras.optimizers.Adam(1e-4, 0.5, 0.999))
             model.build(); model.build_optimizers()
         rng = np.random.default_rng(0)
         lm = rng.uniform(30, 90, (8, 68, 2)).astype(np.float32)
+        teacher = np.tile(mm.param_mean, (8, 1)).astype(np.float32)
         data = {{"wild": {{"image": rng.integers(0, 255, (8, 120, 120, 3)).astype(np.uint8), "landmarks": lm,
-                         "map": landmark_map(lm)}}}}
+                         "map_points": map_points(lm), "map": landmark_map(lm), "teacher": teacher}}}}
         ds = tf.data.Dataset.from_tensor_slices(data).batch(4, drop_remainder=True).repeat()
         hist = model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0)
         assert int(model.reg_optimizer.iterations.numpy()) == 2 and int(model.critic_optimizer.iterations.numpy()) == 2
@@ -266,6 +354,7 @@ class _StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+@pytest.mark.slow
 def test_resume_reproduces_an_uninterrupted_run(synth, tmp_path):
     from tf2dasl import load_model
     from tf2dasl.training.trainer import train
@@ -274,7 +363,7 @@ def test_resume_reproduces_an_uninterrupted_run(synth, tmp_path):
     full = train(cfg, tmp_path / "full", verbose=0)
     cfg = load_config(_config(synth, tmp_path, epochs=3), TrainConfig)
     train(cfg, tmp_path / "cut", verbose=0, extra_callbacks=[_StopAfter(1)])
-    assert (tmp_path / "cut/checkpoints/ckpt-0001.npz").is_file()
+    assert tf.train.latest_checkpoint(str(tmp_path / "cut/checkpoints")).endswith("ckpt-1")
     cfg = load_config(_config(synth, tmp_path, epochs=3), TrainConfig)
     resumed = train(cfg, tmp_path / "cut", resume=True, verbose=0)
     a, b = load_model(full).regressor.get_weights(), load_model(resumed).regressor.get_weights()
@@ -317,6 +406,7 @@ def test_train_bad_input(synth, tmp_path, capsys):
         load_config(cfg, TrainConfig)
 
 
+@pytest.mark.slow
 def test_resnet50_300wlp_config_smoke(synth, mm, tmp_path):
     """configs/dasl_resnet50_300wlp.yaml, pointed at tiny synthetic data: one short epoch of the full setting."""
     import yaml
@@ -375,6 +465,7 @@ def test_set_overrides_reach_the_dataclass_with_types_and_strict_keys(synth, tmp
                "cycle must be >= 0")
 
 
+@pytest.mark.slow
 def test_deterministic_runs_are_identical_bit_for_bit(synth, tmp_path):
     """Two fresh processes with ``deterministic: true`` end with the same weights and metrics, bit for bit."""
     cfg = _config(synth, tmp_path, epochs=1, deterministic="true")
@@ -387,9 +478,10 @@ def test_deterministic_runs_are_identical_bit_for_bit(synth, tmp_path):
                               capture_output=True, text=True, cwd=REPO, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs.append(out)
-    a, b = (np.load(sorted((r / "checkpoints").glob("ckpt-*.npz"))[-1]) for r in runs)
-    assert sorted(a.files) == sorted(b.files) and len(a.files) > 10
-    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    a, b = (tf.train.load_checkpoint(tf.train.latest_checkpoint(str(r / "checkpoints"))) for r in runs)
+    names = sorted(a.get_variable_to_shape_map())
+    assert names == sorted(b.get_variable_to_shape_map()) and len(names) > 10
+    assert all(np.array_equal(a.get_tensor(k), b.get_tensor(k)) for k in names if k != "_CHECKPOINTABLE_OBJECT_GRAPH")
     assert (runs[0] / "history.csv").read_text() == (runs[1] / "history.csv").read_text()
 
 
@@ -416,6 +508,7 @@ def init_model_dir(mm, tmp_path_factory):
 TEACHER_CRITIC = ["--set", "teacher=true", "--set", "loss.wpdc=1.0", "--set", "loss.adversarial=0.01"]
 
 
+@pytest.mark.slow
 def test_train_command_under_mirrored_strategy_with_teacher_and_critic(synth, init_model_dir, tmp_path):
     """``distribute: mirrored`` through the real trainer (models, teacher, critic, optimizers all created in the
     strategy's scope) on 2 logical CPUs."""
@@ -429,7 +522,8 @@ def test_train_command_under_mirrored_strategy_with_teacher_and_critic(synth, in
         assert trainer._strategy("mirrored").num_replicas_in_sync == 2
         from tf2dasl.cli import main
         rc = main(["train", "--config", {str(cfg)!r}, "--init", {str(init_model_dir)!r}, "--out",
-                   {str(tmp_path / "run")!r}, "--set", "distribute=mirrored"] + {TEACHER_CRITIC!r})
+                   {str(tmp_path / "run")!r}, "--set", "distribute=mirrored",
+                   "--set", "data.teacher_cache={tmp_path / 'cache'}"] + {TEACHER_CRITIC!r})
         print("RC", rc)
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -439,12 +533,14 @@ def test_train_command_under_mirrored_strategy_with_teacher_and_critic(synth, in
     assert (tmp_path / "run" / "model" / "model.json").is_file()
 
 
+@pytest.mark.slow
 def test_train_command_with_mixed_precision_teacher_and_critic(synth, init_model_dir, tmp_path):
     """``mixed_precision: true``: float16 regressor, float32 losses and critic (a fresh process: the policy is global)."""
     cfg = _config(synth, tmp_path, epochs=1)
     res = subprocess.run([sys.executable, "-m", "tf2dasl.cli", "train", "--config", str(cfg), "--init",
-                          str(init_model_dir), "--out", str(tmp_path / "run"), "--set", "mixed_precision=true"]
-                         + TEACHER_CRITIC, capture_output=True, text=True, timeout=600, cwd=REPO)
+                          str(init_model_dir), "--out", str(tmp_path / "run"), "--set", "mixed_precision=true",
+                          "--set", f"data.teacher_cache={tmp_path / 'cache'}"] + TEACHER_CRITIC,
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     header, row = (tmp_path / "run" / "history.csv").read_text().splitlines()[:2]
     values = dict(zip(header.split(","), row.split(",")))
@@ -462,6 +558,7 @@ def test_cosine_warmup_ramps_from_zero():
     assert lr[2] == pytest.approx(0.004, rel=1e-4) and lr[3] < 0.001
 
 
+@pytest.mark.slow
 def test_mirrored_clipping_is_global_and_matches_one_device():
     """Under MirroredStrategy the clip applies to the all-reduced gradient: one clipped SGD step on 2 replicas
     (4 faces each) moves the weights as the same step on one device with the whole batch of 8."""
@@ -474,16 +571,18 @@ def test_mirrored_clipping_is_global_and_matches_one_device():
         import keras
         sys.path.insert(0, {str(REPO / 'tests')!r})
         from synthetic import random_morphable_model
-        from tf2dasl.geometry.landmark_map import landmark_map
+        from tf2dasl.geometry.landmark_map import landmark_map, map_points
         from tf2dasl.models.critic import SelfCritic
         from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
         from tf2dasl.models.morphable import MorphableLayer
+        from tf2dasl.models.preprocessor import CropPreprocessor
         from tf2dasl.models.regressor import Regressor
+        from tf2dasl.models.task import FaceTask
         mm = random_morphable_model()
         rng = np.random.default_rng(0)
         lm = rng.uniform(30, 90, (8, 68, 2)).astype(np.float32)
         data = {{"wild": {{"image": rng.integers(0, 255, (8, 120, 120, 3)).astype(np.uint8), "landmarks": lm,
-                         "map": landmark_map(lm)}}}}
+                         "map_points": map_points(lm), "map": landmark_map(lm)}}}}
         weights = LossWeights(wpdc=0, landmark=0, self_2d=1.0, self_3d=0, cycle=0, adversarial=0)
         CLIP = 1e-3
         init = None
@@ -492,8 +591,9 @@ def test_mirrored_clipping_is_global_and_matches_one_device():
             global init
             with strategy.scope():
                 reg3 = Regressor("mobilenet_v1", {WIDTH}, 120, 3); reg3.build()
-                model = DASLModel(expand_to_four_channels(reg3), SelfCritic((16, 8)), MorphableLayer(mm, dense=False),
-                                  weights, replica_clip_norm=CLIP if mirrored else None)
+                task = FaceTask(CropPreprocessor(120, 4), expand_to_four_channels(reg3),
+                                MorphableLayer(mm, dense=False))
+                model = DASLModel(task, SelfCritic((16, 8)), weights, replica_clip_norm=CLIP if mirrored else None)
                 opt = keras.optimizers.SGD(0.1) if mirrored else keras.optimizers.SGD(0.1, global_clipnorm=CLIP)
                 model.compile(opt, keras.optimizers.Adam(1e-4))
                 model.build(); model.build_optimizers()
@@ -516,3 +616,54 @@ def test_mirrored_clipping_is_global_and_matches_one_device():
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert "CLIP_OK" in res.stdout, res.stdout[-2000:] + res.stderr[-4000:]
+
+
+# ---------------------------------------------------------------------------- run folders, NaN stop
+def test_an_old_run_folder_is_one_clear_line(synth, tmp_path, capsys):
+    out = tmp_path / "old"
+    (out / "checkpoints").mkdir(parents=True)
+    np.savez(out / "checkpoints/ckpt-0002.npz", v00000=np.zeros(3))
+    for extra in ([], ["--resume"]):
+        _cli_error(capsys, ["train", "--config", str(_config(synth, tmp_path)), "--out", str(out)] + extra,
+                   "ckpt-0002.npz", "older tf2dasl", "new --out")
+
+
+def test_nan_stop_is_a_public_result():
+    from tf2dasl.training.callbacks import StopOnNaN
+
+    class Model:
+        stop_training = False
+
+    cb = StopOnNaN()
+    cb.set_model(Model())
+    cb.on_epoch_begin(2)
+    cb.on_batch_end(4, {"loss": 0.5, "cycle": 0.1})
+    assert cb.stopped is None and not cb.model.stop_training
+    cb.on_batch_end(5, {"loss": float("nan"), "cycle": float("inf")})
+    assert cb.stopped is not None and (cb.stopped.epoch, cb.stopped.step) == (3, 6) and cb.model.stop_training
+    msg = cb.stopped.message()
+    assert "epoch 3 step 6" in msg and "cycle=inf" in msg and "\n" not in msg
+
+
+@pytest.mark.slow
+def test_diverging_training_stops_with_one_line_and_keeps_the_last_good_epoch(synth, tmp_path, capsys):
+    cfg = _config(synth, tmp_path, epochs=2)
+    out = tmp_path / "run"
+    _cli_error(capsys, ["train", "--config", str(cfg), "--out", str(out), "--set", "optim.lr=1.0e+30",
+                        "--set", "optim.clip_norm=null", "--set", "steps_per_epoch=1"], "non-finite loss", "--resume")
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")) is None or \
+        tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-1")
+    assert not (out / "model").exists()
+
+
+def test_landmark_points_per_set():
+    from tf2dasl.data.landmark_sets import AFLW_21, LANDMARKS_68, PointLayout
+
+    layout = PointLayout((LANDMARKS_68, AFLW_21), {"aflw21": np.tile(np.arange(21)[:, None], (1, 2))})
+    a, w = layout.loss_points({"68": "map18", "aflw21": "all"})
+    assert a.shape == (18 + 21, 89) and not a[:, :17].any()  # no jaw point of the 68
+    np.testing.assert_array_equal(a[18:, 68:], np.eye(21))
+    assert w[:18].sum() == pytest.approx(14.0) and (w[18:] == 1).all()
+    with pytest.raises(ConfigError, match="landmark_points"):
+        from tf2dasl.config import from_dict
+        from_dict(LossWeights, {"landmark_points": {"68": "jaw"}})

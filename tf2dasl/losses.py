@@ -1,7 +1,9 @@
-"""2DASL's losses in TF: WPDC, VDC, face-size-normalised landmark losses, consistency, cycle, self-critic.
+"""2DASL's losses in TF: WPDC, VDC, parameter distance, face-size-normalised landmark losses with a visibility
+mask (consistency, cycle), self-critic.
 
 All take batches and return a scalar mean over the batch (the caller scales for distribution).
-Landmarks are crop pixels ``(B, 68, 2|3)``; params ``(B, 62)`` (whitened where named ``*_w``).
+Landmarks are crop pixels ``(B, N, 2|3)``, NaN where a point is not visible; params ``(B, 62)`` (whitened where
+named ``*_w``).
 """
 from __future__ import annotations
 
@@ -24,11 +26,12 @@ T_Z_INDEX = 11
 
 
 def point_weights(landmark_set: str) -> tuple[np.ndarray, np.ndarray]:
-    """The points a landmark loss compares: ``(A (K, 68), w (K,))`` with ``points_K = A @ points_68``.
+    """The points a 68-point landmark loss compares: ``(A (K, 68), w (K,))`` with ``points_K = A @ points_68``.
 
     ``all68``: the 68 points, weight 1 each. ``map18``: 2DASL's 18 map points (single landmarks or the midpoints
     of two: eye centres from the eyelids, the inner-lip centre) with their 2.0/1.0/0.5 weights — so the loss sees
-    the midpoint, not each eyelid or lip point on its own.
+    the midpoint, not each eyelid or lip point on its own. (Several landmark sets:
+    :meth:`tf2dasl.data.landmark_sets.PointLayout.loss_points`.)
     """
     if landmark_set == "all68":
         return np.eye(NUM_LANDMARKS, dtype=np.float32), np.ones(NUM_LANDMARKS, np.float32)
@@ -41,33 +44,53 @@ def point_weights(landmark_set: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"unknown landmark set {landmark_set!r} (all68 or map18)")
 
 
+def visible(points):
+    """``(B, N, D)`` points → ``(B, N)`` bool: every coordinate finite (NaN marks a point that is not visible)."""
+    return tf.reduce_all(tf.math.is_finite(points), axis=-1)
+
+
 def face_size(landmarks):
-    """``(B, 68, >=2)`` → ``(B,)`` sqrt(w * h) of the 2D landmark box (the NME normaliser)."""
-    lm = landmarks[..., :2]
-    wh = tf.reduce_max(lm, axis=1) - tf.reduce_min(lm, axis=1)
+    """``(B, N, >=2)`` → ``(B,)`` sqrt(w * h) of the box of the visible 2D points (the NME normaliser; no
+    gradient: it is a scale)."""
+    lm = tf.stop_gradient(landmarks[..., :2])
+    vis = visible(lm)[..., None]
+    big = tf.constant(np.float32(3.0e38), lm.dtype)
+    hi = tf.reduce_max(tf.where(vis, lm, -big), axis=1)
+    lo = tf.reduce_min(tf.where(vis, lm, big), axis=1)
+    wh = tf.maximum(hi - lo, 0.0)
     return tf.sqrt(tf.maximum(wh[:, 0] * wh[:, 1], 1e-6))
 
 
 def landmark_loss(pred, target, points=None, normaliser=None, eps: float = LANDMARK_EPS):
-    """Weighted mean point distance of ``(B, 68, D)`` landmarks over the face size of ``normaliser`` (default
-    ``target``).
+    """Weighted mean point distance of ``(B, N, D)`` landmarks over the face size of ``normaliser`` (default
+    ``target``), with a visibility mask: a target point with NaN coordinates is not visible and contributes
+    nothing — no distance, no gradient (never NaN: NaNs are replaced before any arithmetic).
 
-    ``points``: :func:`point_weights`'s ``(A (K, 68), w (K,))`` — the loss compares ``A @ pred`` with
-    ``A @ target`` with weights ``w`` (normalised to sum to 1); ``None``: the 68 points, equal weights.
-    Distances are Charbonnier-smoothed (``sqrt(d^2 + eps^2) - eps``, crop pixels). Zero when ``pred == target``.
+    ``points``: ``(A (K, N), w (K,))`` (:func:`point_weights`) — the loss compares ``A @ pred`` with
+    ``A @ target`` with weights ``w``; a compared point needs every target point it is made of. ``None``: the
+    ``N`` points, equal weights. Per face the weights of its visible points are normalised to sum to 1; the
+    batch mean is over the faces with at least one visible point. Distances are Charbonnier-smoothed
+    (``sqrt(d^2 + eps^2) - eps``, crop pixels). Zero when ``pred == target``.
     """
     d = pred.shape[-1]
     tgt = target[..., :d]
+    vis = visible(tgt)                                                         # (B, N)
+    tgt = tf.where(vis[..., None], tgt, tf.zeros_like(tgt))
     if points is None:
-        w = tf.fill([tf.shape(pred)[1]], tf.constant(1.0, pred.dtype))
+        w = tf.cast(vis, pred.dtype)
     else:
         a = tf.constant(points[0], pred.dtype)
         pred, tgt = tf.einsum("kn,bnd->bkd", a, pred), tf.einsum("kn,bnd->bkd", a, tgt)
-        w = tf.constant(points[1], pred.dtype)
+        missing = tf.einsum("kn,bn->bk", tf.cast(tf.constant(points[0]) != 0, pred.dtype),
+                            tf.cast(tf.logical_not(vis), pred.dtype))
+        w = tf.constant(points[1], pred.dtype)[None] * tf.cast(missing == 0, pred.dtype)
     dist = tf.sqrt(tf.reduce_sum(tf.square(pred - tgt), axis=-1) + eps * eps) - eps  # (B, K)
-    per_face = tf.reduce_sum(dist * (w / tf.reduce_sum(w)), axis=1)
+    total_w = tf.reduce_sum(w, axis=1)
+    has = total_w > 0
+    per_face = tf.reduce_sum(dist * w, axis=1) / tf.where(has, total_w, 1.0)
     norm = face_size(target if normaliser is None else normaliser)
-    return tf.reduce_mean(per_face / norm)
+    per_face = tf.where(has, per_face / norm, 0.0)
+    return tf.reduce_sum(per_face) / tf.maximum(tf.reduce_sum(tf.cast(has, pred.dtype)), 1.0)
 
 
 def wpdc_weights(pred, target, u_base, w_shp_base, w_exp_base, zero_z: bool = True):
@@ -100,6 +123,11 @@ def wpdc_loss(pred_w, target_w, mean, std, u_base, w_shp_base, w_exp_base, zero_
     """WPDC on whitened params ``(B, 62)``: ``mean(w * (pred_w - target_w)^2)`` with :func:`wpdc_weights`."""
     w = wpdc_weights(pred_w * std + mean, target_w * std + mean, u_base, w_shp_base, w_exp_base, zero_z)
     return tf.reduce_mean(w * tf.square(pred_w - target_w))
+
+
+def param_l2_loss(pred_w, target_w):
+    """Mean squared distance of whitened parameters ``(B, 62)`` (the plain distillation anchor)."""
+    return tf.reduce_mean(tf.square(pred_w - target_w))
 
 
 def vdc_loss(pred_points, target_points):

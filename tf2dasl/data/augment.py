@@ -141,14 +141,27 @@ def _lerp(lo, hi, u):
 
 
 # ---------------------------------------------------------------------------- TF: geometry
-def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
+def landmark_roi(landmarks, pixel_scale, roi_scale: float):
+    """numpy: the roi ``(centre (B, 2), side (B,))`` :func:`sample_geometry` makes from ``landmarks (B, K, 2)``
+    source pixels (no NaN) with ``pixel_scale (B,)`` — the labels' "area" frame, see the module doc."""
+    from ..geometry.roi import roi_center_side
+
+    ell = np.asarray(landmarks, np.float64) + (0.5 - 0.5 / np.asarray(pixel_scale, np.float64))[:, None, None]
+    return roi_center_side(ell, roi_scale)
+
+
+def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None, roi=None,
+                    flip=None):
     """Per-face crop windows: the warp transforms and the crop's landmark labels.
 
-    landmarks: ``(B, 68, 2)`` float32 source pixels (0-based pixel centres of the image the warp reads).
-    rand: ``(B, NUM_RANDOM)`` uniforms (:func:`random_numbers`). pixel_scale: ``(B,)`` original-image
-    pixels per source pixel (1 when the source is the original image; see ``pipeline``'s face cache),
-    used only for the labels' half-pixel rule. Returns ``transforms (B, 8)`` for
-    ``ImageProjectiveTransformV3`` (crop pixel → source pixel) and ``labels (B, 68, 2)`` crop pixels.
+    landmarks: ``(B, K, 2)`` float32 source pixels (0-based pixel centres of the image the warp reads; NaN =
+    not visible, carried through). rand: ``(B, NUM_RANDOM)`` uniforms (:func:`random_numbers`). pixel_scale:
+    ``(B,)`` original-image pixels per source pixel (1 when the source is the original image; see ``pipeline``'s
+    face cache), used only for the labels' half-pixel rule. roi: ``(centre (B, 2), side (B,))`` of the window in
+    the labels' "area" frame (:func:`landmark_roi`); default: made from the landmarks (which then must all be
+    visible). flip: the ``(K,)`` mirror permutation of the landmark set (default :data:`FLIP_PERMUTATION_68`).
+    Returns ``transforms (B, 8)`` for ``ImageProjectiveTransformV3`` (crop pixel → source pixel) and
+    ``labels (B, K, 2)`` crop pixels.
     """
     import tensorflow as tf
 
@@ -159,9 +172,12 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     b = tf.shape(lm)[0]
     ps = tf.ones([b], tf.float32) if pixel_scale is None else tf.reshape(tf.cast(pixel_scale, tf.float32), [-1])
     size = float(cfg.size)
-    # labels' rule works on "area" coordinates; the landmarks (pixel centres) sit 0.5 - 0.5/ps from them
-    ell = lm + (0.5 - 0.5 / ps)[:, None, None]
-    centre, side = roi_center_side(ell, cfg.roi_scale)
+    if roi is None:
+        # labels' rule works on "area" coordinates; the landmarks (pixel centres) sit 0.5 - 0.5/ps from them
+        ell = lm + (0.5 - 0.5 / ps)[:, None, None]
+        centre, side = roi_center_side(ell, cfg.roi_scale)
+    else:
+        centre, side = tf.cast(roi[0], tf.float32), tf.cast(roi[1], tf.float32)
     if augment:
         s = _lerp(cfg.scale[0], cfg.scale[1], rand[:, 0])
         shift = (2.0 * rand[:, 1:3] - 1.0) * cfg.shift * side[:, None]
@@ -186,9 +202,34 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     off = (0.5 - 0.5 / (k * ps))[:, None]
     labels = tf.stack([px + off, py + off], axis=-1)
     if augment and cfg.flip > 0:
-        mirrored = tf.gather(labels, FLIP_PERMUTATION_68, axis=1)
+        mirrored = tf.gather(labels, FLIP_PERMUTATION_68 if flip is None else flip, axis=1)
         labels = tf.where((f < 0)[:, None, None], mirrored, labels)
     return transforms, labels
+
+
+def crop_to_crop(plain, augmented, size: int):
+    """The map from the plain crop's pixels to an augmented crop's: ``plain``, ``augmented`` ``(B, 8)`` transforms
+    of :func:`sample_geometry` (``augment=False`` / ``True``, same faces) → ``(B, 2, 3)`` affine ``M`` with
+    ``u_aug = M @ [u, 1]`` and ``mirrored (B,)`` bool. For a mirrored crop ``u`` are pixels of the *mirrored* plain
+    crop (``crop[:, ::-1]``: ``x -> size - 1 - x``), so ``M`` is always a scaled rotation (no reflection)."""
+    import tensorflow as tf
+
+    def lin(t):
+        return tf.reshape(tf.stack([t[:, 0], t[:, 1], t[:, 3], t[:, 4]], axis=1), (-1, 2, 2))
+
+    la, lp = lin(augmented), lin(plain)
+    ta, tp = tf.stack([augmented[:, 2], augmented[:, 5]], 1), tf.stack([plain[:, 2], plain[:, 5]], 1)
+    det = augmented[:, 0] * augmented[:, 4] - augmented[:, 1] * augmented[:, 3]    # 2x2 by hand: XLA on CPU
+    mirrored = det < 0                                                             # has no MatrixDeterminant
+    f = tf.where(mirrored, -1.0, 1.0)
+    zeros = tf.zeros_like(f)
+    mirror = tf.reshape(tf.stack([f, zeros, zeros, tf.ones_like(f)], 1), (-1, 2, 2))        # diag(f, 1)
+    m_off = tf.stack([tf.where(mirrored, float(size - 1), 0.0), zeros], 1)                  # x -> size - 1 - x
+    la_inv = tf.reshape(tf.stack([augmented[:, 4], -augmented[:, 1], -augmented[:, 3], augmented[:, 0]], 1),
+                        (-1, 2, 2)) / det[:, None, None]
+    a = la_inv @ lp @ mirror
+    b = tf.linalg.matvec(la_inv, tf.linalg.matvec(lp, m_off) + tp - ta)
+    return tf.concat([a, b[:, :, None]], axis=2), mirrored
 
 
 def warp_images(images, transforms, size: int):
@@ -276,14 +317,17 @@ def colour_jitter(crops, rand, cfg: AugmentConfig):
 
 
 # ---------------------------------------------------------------------------- TF: all in one
-def augment_stack(stack, idx, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
+def augment_stack(stack, idx, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None,
+                  roi=None, flip=None, with_transforms: bool = False):
     """Crops and labels of faces ``stack[idx]``: ``stack (N, H, W, 3)`` uint8 BGR, ``idx (B,)``, their
-    ``landmarks (B, 68, 2)`` source pixels, ``rand (B, NUM_RANDOM)``, ``pixel_scale (B,)`` (see
-    :func:`sample_geometry`). Returns ``crops (B, S, S, 3)`` uint8 and ``labels (B, 68, 2)`` crop pixels.
-    With ``augment=False`` no randomness is used: the plain roi crop. XLA-compilable."""
-    transforms, labels = sample_geometry(landmarks, rand, cfg, augment, pixel_scale)
+    ``landmarks (B, K, 2)`` source pixels, ``rand (B, NUM_RANDOM)``, ``pixel_scale (B,)``, ``roi``, ``flip`` (see
+    :func:`sample_geometry`). Returns ``crops (B, S, S, 3)`` uint8 and ``labels (B, K, 2)`` crop pixels (and the
+    warp ``transforms (B, 8)`` with ``with_transforms``). With ``augment=False`` no randomness is used: the plain
+    roi crop. XLA-compilable."""
+    transforms, labels = sample_geometry(landmarks, rand, cfg, augment, pixel_scale, roi, flip)
     crops = gather_warp(stack, idx, transforms, cfg.size)
-    return (colour_jitter(crops, rand, cfg) if augment else to_uint8(crops)), labels
+    crops = colour_jitter(crops, rand, cfg) if augment else to_uint8(crops)
+    return (crops, labels, transforms) if with_transforms else (crops, labels)
 
 
 def augment_faces(images, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):

@@ -4,6 +4,8 @@
   → :class:`FaceSample` with **0-based** image-pixel landmarks ``(68, 2)``.
 * 300W-LP ``.mat`` folders: ``pt2d`` ``(2, 68)`` beside each ``.jpg`` → :class:`FaceSample` (2D labels only;
   300W-LP's ``Shape_Para``/``Exp_Para`` are full-BFM coefficients, not 3DDFA's 62 parameters).
+* AFLW in-the-wild crops (``aflw_wild/``: ``crops/*.jpg`` 120x120, ``annotations.npz`` with 21 points per face,
+  NaN = not visible) → :class:`FaceSample` with the 21 points in crop pixels and the whole crop as the roi.
 * 3DDFA's training layout: a list file of 120x120 crop names (relative to a root folder) and an
   ``(N, 62)`` parameter array (``.npy`` or ``.pkl``) → :class:`ParamSample` with **raw** parameters.
   3DDFA v1's ``param_all_norm.pkl`` holds *whitened* parameters (``(p - mean) / std`` with
@@ -34,10 +36,16 @@ class DataSourceError(UserError):
 
 @dataclass(eq=False)
 class FaceSample:
-    """An in-the-wild face: ``image_path`` and its ``landmarks (68, 2)`` float32, 0-based image pixels (x, y)."""
+    """An in-the-wild face: ``image_path`` and its ``landmarks (K, 2)`` float32, 0-based image pixels (x, y), of
+    the landmark set ``landmark_set`` (``"68"``: 300-W's; ``"aflw21"``: AFLW's, NaN = not visible). ``roi``: the
+    face's crop box ``[x0, y0, x1, y1]`` when it is given (partial sets), else None (made from the landmarks);
+    ``yaw`` in degrees when known."""
 
     image_path: str
     landmarks: np.ndarray
+    landmark_set: str = "68"
+    roi: np.ndarray | None = None
+    yaw: float | None = None
 
     @property
     def name(self) -> str:
@@ -147,6 +155,68 @@ def list_300wlp(folders: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
             found += 1
         if not found:
             raise DataSourceError(f"{d}: no .jpg/.mat pair found (expected the 300W-LP layout)")
+    return out
+
+
+#: arrays ``aflw_wild/annotations.npz`` must hold, with their shapes (N faces, 21 points)
+AFLW_ARRAYS = {"names": ("N",), "pts21_crop": ("N", 21, 2), "roi_box": ("N", 4), "yaw": ("N",)}
+AFLW_POINTS = 21
+#: side of the AFLW crops (3DDFA's AFLW protocol crops); ``pts21_crop`` are pixels of these crops
+AFLW_CROP_SIZE = 120
+#: a visible point further than this (crop pixels) outside its 120-px crop is an annotation the crop does not hold
+AFLW_OUTSIDE_MARGIN = 6.0
+
+
+def list_aflw_wild(root: str | os.PathLike, dropped: list | None = None) -> list[FaceSample]:
+    """AFLW in-the-wild crops (``root/crops/NAME``, ``root/annotations.npz``) → faces with 21 crop-pixel points
+    (NaN = not visible), ``landmark_set="aflw21"``, the whole crop as roi and the yaw, in the file's order.
+
+    A missing or malformed ``annotations.npz`` (a missing array, wrong shapes, fewer than 4 visible points in a
+    face) → :class:`DataSourceError` in one line. Faces whose visible points lie outside their crop (by more
+    than :data:`AFLW_OUTSIDE_MARGIN` px: the crop does not hold the annotated face) are left out and their names
+    appended to ``dropped``. Crop files are not opened here (an unreadable one is skipped when loading)."""
+    root = Path(root)
+    _need_dir(root, "AFLW in-the-wild crops: crops/*.jpg and annotations.npz")
+    path = root / "annotations.npz"
+    if not path.is_file():
+        raise DataSourceError(f"{path}: not found (expected the AFLW annotations: names, pts21_crop, roi_box, yaw)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in AFLW_ARRAYS if k in z.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataSourceError(f"{path}: cannot read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                              "; expected an .npz with names, pts21_crop, roi_box, yaw") from None
+    missing = [k for k in AFLW_ARRAYS if k not in arrays]
+    if missing:
+        raise DataSourceError(f"{path}: missing array(s) {', '.join(missing)} (expected {', '.join(AFLW_ARRAYS)})")
+    n = len(arrays["names"])
+    for key, dims in AFLW_ARRAYS.items():
+        want = tuple(n if d == "N" else d for d in dims)
+        if arrays[key].shape != want:
+            raise DataSourceError(f"{path}: {key} has shape {arrays[key].shape}, expected {want}")
+    if n == 0:
+        raise DataSourceError(f"{path}: holds no faces")
+    pts = arrays["pts21_crop"].astype(np.float32)
+    visible = np.isfinite(pts).all(axis=-1)
+    if np.isinf(pts).any() or (np.isnan(pts).any(axis=-1) != ~visible).any():
+        raise DataSourceError(f"{path}: pts21_crop must hold finite (x, y) pairs or NaN pairs (not visible)")
+    few = np.flatnonzero(visible.sum(axis=1) < 4)
+    if len(few):
+        raise DataSourceError(f"{path}: face {arrays['names'][few[0]]} has {int(visible[few[0]].sum())} visible "
+                              "points; every face needs at least 4")
+    crops = root / "crops"
+    _need_dir(crops, "the 120x120 AFLW crops named in annotations.npz")
+    with np.errstate(invalid="ignore"):
+        outside = ((pts < -AFLW_OUTSIDE_MARGIN) | (pts > AFLW_CROP_SIZE + AFLW_OUTSIDE_MARGIN)).any(axis=-1) & visible
+    crop_roi = np.array([0.0, 0.0, AFLW_CROP_SIZE, AFLW_CROP_SIZE], np.float32)
+    out = []
+    for i in range(n):
+        name = str(arrays["names"][i])
+        if outside[i].any():
+            if dropped is not None:
+                dropped.append(name)
+            continue
+        out.append(FaceSample(str(crops / name), pts[i], "aflw21", crop_roi, float(arrays["yaw"][i])))
     return out
 
 

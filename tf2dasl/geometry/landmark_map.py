@@ -71,3 +71,32 @@ def tf_landmark_map(landmarks, size: int = 120):
     idx = tf.where(ok, y * size + x, -tf.ones_like(x))  # one_hot of -1 is all zeros
     hit = tf.reduce_max(tf.one_hot(idx, size * size, dtype=landmarks.dtype), axis=1)
     return tf.reshape(hit * (FOREGROUND - BACKGROUND) + BACKGROUND, (-1, size, size))
+
+
+def map_from_points(points: np.ndarray, size: int = 120) -> np.ndarray:
+    """The 18 map points ``(B, 18, 2)`` (NaN = not visible: marks nothing) → maps ``(B, size, size)`` float32;
+    ``landmark_map(lm) == map_from_points(map_points(lm))``. For partial landmark sets (AFLW's 21 points)."""
+    pts = np.asarray(points, np.float64)
+    ok = np.isfinite(pts).all(axis=-1)
+    px = np.floor(np.where(ok[..., None], pts, -1.0) + 0.5).astype(np.int64)
+    out = np.full((pts.shape[0], size, size), BACKGROUND, np.float32)
+    x, y = px[..., 0], px[..., 1]
+    ok &= (x >= 0) & (x < size) & (y >= 0) & (y < size)
+    b = np.broadcast_to(np.arange(pts.shape[0])[:, None], ok.shape)
+    out[b[ok], y[ok], x[ok]] = FOREGROUND
+    return out
+
+
+def tf_map_from_points(points, size: int = 120):
+    """TF twin of :func:`map_from_points` (scatter-based: the fast one for training batches)."""
+    import tensorflow as tf
+
+    finite = tf.reduce_all(tf.math.is_finite(points), axis=-1)
+    pts = tf.cast(tf.floor(tf.where(finite[..., None], points, -1.0) + 0.5), tf.int32)
+    b = tf.shape(pts)[0]
+    x, y = pts[..., 0], pts[..., 1]
+    ok = finite & (x >= 0) & (x < size) & (y >= 0) & (y < size)
+    cells = b * size * size
+    flat = tf.where(ok, (tf.range(b)[:, None] * size + y) * size + x, cells)
+    hit = tf.math.unsorted_segment_max(tf.ones_like(flat, tf.float32), flat, cells + 1)[:cells]
+    return tf.reshape(tf.where(hit > 0, FOREGROUND, BACKGROUND), (b, size, size))

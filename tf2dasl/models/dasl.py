@@ -1,83 +1,184 @@
-"""``DASLModel``: the 2DASL training model — one Keras model owning the regressor and the self-critic.
+"""``DASLModel``: 2DASL training — one Keras model owning the task model and the self-critic, both optimizers, and
+a ``train_step`` that reads as the algorithm (the style of keras-io's ``dcgan_overriding_train_step.py``).
 
 A batch is ``{"wild": {...}, "labelled": {...}}`` (either part may be missing):
 
-* ``wild``: in-the-wild faces with (noisy) 2D landmarks only — ``image (B, S, S, 3)`` uint8 BGR,
-  ``landmarks (B, 68, 2)`` crop pixels, ``map (B, S, S)`` the landmark map of those landmarks;
+* ``wild``: in-the-wild faces with 2D points only — ``image (B, S, S, 3)`` uint8, ``landmarks (B, P, 2)`` crop
+  pixels in the run's point layout (the 68-point slots, then e.g. AFLW's 21; NaN = not visible or another set's
+  slot), ``map_points (B, 18, 2)`` 2DASL's map points of those (NaN = not visible), ``map (B, S, S)`` their
+  landmark map, and ``teacher (B, 62)`` the teacher's raw parameters for the crop when there is a teacher;
 * ``labelled``: 3D-labelled faces — ``image`` and raw target ``params (B, 62)`` (optionally ``landmarks``).
 
-``train_step`` reads as the algorithm (README, Training): with ``f`` the regressor and ``L`` the projected 68
-landmarks, on wild faces ``X``: ``X̂ = L(f(I, map(X)))`` must match ``X`` (2D self-prediction),
-``f(I, map(X̂))`` must give the 3D landmarks of the first pass (3D self-prediction) and its 2D landmarks
-``X̃`` must match ``X`` (cycle); the critic ``D(z, p)`` learns real (labelled) from predicted (wild) pairs
-and the regressor learns to fool it. Labelled faces give WPDC / VDC / 2D landmark losses through the
-first-pass input (empty map). Without a labelled stream a frozen *teacher* (the initial model) labels the
-wild faces (the distillation anchor and the critic's real pairs). Each term has a weight; 0 switches it off.
+With ``f`` the regressor (through :class:`~tf2dasl.models.task.FaceTask`) and ``L`` the projected points,
+``train_step`` runs three phases:
+
+1. **supervised** (:meth:`supervised_terms`): the labelled faces with their parameters — or, without a labelled
+   part, the wild faces with their teacher's — through the first-pass input (empty map): WPDC, whitened-parameter
+   L2, VDC, the 68 projected landmarks anchored to the target's (``anchor68``), and the given 2D points
+   (``landmark``, visible points only);
+2. **self-supervised** on the wild faces ``I`` with points ``X``: :meth:`self_prediction_2d`
+   ``X̂ = L(f(I, map(X)))`` ≈ ``X``; :meth:`self_prediction_3d` ``f(I, map(X̂))`` ≈ the first pass in 3D;
+   :meth:`cycle_consistency` ``X̃ = L(f(I, map(X̂)))`` ≈ ``X``; :meth:`self_critic` the regressor's term for
+   fooling the critic. A point that is not visible in ``X`` contributes nothing to any of them and marks nothing
+   on either map;
+3. **critic update**: the critic learns real pairs (feature, target parameters) from predicted pairs (feature,
+   predicted parameters), both built in :meth:`critic_pairs`.
+
+``_apply`` is the one place that turns a loss into an update (replica scaling, loss scaling, the map slice's
+gradient multiplier, all-reduce + global clipping across replicas). Each term has a weight; 0 switches it off.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from .. import losses as L
-from ..geometry.landmark_map import BACKGROUND, tf_landmark_map
-from ..geometry.morphable_model import NUM_PARAMS
+from ..geometry import tf_ops
+from ..geometry.conventions import get_convention
+from ..geometry.landmark_map import tf_map_from_points, tf_map_points
+from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS
 from .critic import SelfCritic
 from .morphable import MorphableLayer
+from .preprocessor import CropPreprocessor
 from .regressor import Regressor
+from .task import FaceTask
 
-LOSS_NAMES = ("wpdc", "vdc", "landmark", "self_2d", "self_3d", "cycle", "adversarial")
+SUPERVISED_TERMS = ("wpdc", "param_l2", "vdc", "anchor68", "landmark")
+SELF_SUPERVISED_TERMS = ("self_2d", "self_3d", "cycle", "adversarial")
+LOSS_NAMES = SUPERVISED_TERMS + SELF_SUPERVISED_TERMS
+#: how landmark terms pick points: every annotated point alike, or 2DASL's 18 map points with its weights (one for
+#: every landmark set, or per set: ``{"68": "map18", "aflw21": "all"}``)
+LANDMARK_POINTS = {"all": "all68", "map18": "map18"}
 
 
 @dataclass
 class LossWeights:
-    """Weight of each term (0 switches it off) and how landmark terms are computed."""
+    """Weight of each term (0 switches it off) and how landmark terms pick their points."""
 
     wpdc: float = 1.0
+    param_l2: float = 0.0
     vdc: float = 0.0
+    anchor68: float = 0.0
     landmark: float = 1.0
     self_2d: float = 1.0
     self_3d: float = 0.5
     cycle: float = 1.0
     adversarial: float = 0.01
-    landmark_set: str = "all68"
+    landmark_points: str | dict = "all"
     wpdc_zero_z: bool = True
 
     def validate(self):
         for n in LOSS_NAMES:
-            if getattr(self, n) < 0:
+            if not getattr(self, n) >= 0:
                 raise ValueError(f"loss weight {n} must be >= 0")
-        L.point_weights(self.landmark_set)
+        picks = [self.landmark_points] if isinstance(self.landmark_points, str) else list(self.landmark_points.values())
+        if not picks or any(p not in LANDMARK_POINTS for p in picks):
+            raise ValueError(f"landmark_points must be {' or '.join(LANDMARK_POINTS)} (or a mapping landmark set -> "
+                             f"one of them), got {self.landmark_points!r}")
+
+    def points_for(self, landmark_set: str) -> str:
+        """The point selection of one landmark set."""
+        lp = self.landmark_points
+        return lp if isinstance(lp, str) else lp.get(landmark_set, "all")
+
+
+class Pass(NamedTuple):
+    """One regressor pass: ``params_w`` whitened and ``params`` raw ``(B, 62)``, ``points (B, P, 3)`` crop pixels
+    (the first 68: the model's landmarks) and the latent ``feature (B, F)``."""
+
+    params_w: tf.Tensor
+    params: tf.Tensor
+    points: tf.Tensor
+    feature: tf.Tensor
+
+    @property
+    def landmarks(self):
+        return self.points[:, :NUM_LANDMARKS]
+
+
+@keras.saving.register_keras_serializable(package="tf2dasl")
+class PointProjector(keras.layers.Layer):
+    """Raw params ``(B, 62)`` → the run's ``P`` points in crop pixels ``(B, P, 3)``: the 68 model landmarks, then
+    further model points (e.g. the mesh vertices fitted to AFLW's 21 points). Bases ``u (3P,)``, ``w_shp (3P, 40)``,
+    ``w_exp (3P, 10)`` x,y,z-interleaved, held as non-trainable weights."""
+
+    def __init__(self, u=None, w_shp=None, w_exp=None, num_points: int = NUM_LANDMARKS, input_size: int = 120,
+                 convention: str = "3ddfa_v2", **kwargs):
+        kwargs.pop("trainable", None)
+        kwargs.setdefault("dtype", "float32")  # geometry stays float32 under a mixed_float16 policy
+        super().__init__(trainable=False, **kwargs)
+        self.num_points, self.input_size, self.convention_name = int(num_points), int(input_size), convention
+        self.convention = get_convention(convention)
+        n = 3 * self.num_points
+
+        def weight(name, value, shape):
+            value = np.zeros(shape, np.float32) if value is None else np.asarray(value, np.float32)
+            return self.add_weight(name=name, shape=shape, initializer=keras.initializers.Constant(value),
+                                   trainable=False, dtype="float32")
+
+        self.u = weight("u", u, (n,))
+        self.w_shp = weight("w_shp", w_shp, (n, 40))
+        self.w_exp = weight("w_exp", w_exp, (n, 10))
+
+    @classmethod
+    def from_morphable(cls, layer: MorphableLayer) -> "PointProjector":
+        """The 68 landmarks of a morphable layer alone."""
+        return cls(layer.u_base.numpy(), layer.w_shp_base.numpy(), layer.w_exp_base.numpy(), NUM_LANDMARKS,
+                   layer.input_size, layer.convention_name)
+
+    def call(self, params):
+        return tf_ops.model_to_crop(tf_ops.vertices(params, self.u, self.w_shp, self.w_exp), self.input_size,
+                                    self.convention)
+
+    def get_config(self):
+        return {"num_points": self.num_points, "input_size": self.input_size, "convention": self.convention_name,
+                "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tf2dasl")
 class DASLModel(keras.Model):
-    """Regressor + self-critic (+ optional frozen teacher) with 2DASL's custom ``train_step``."""
+    """Task model (preprocessor + regressor + morphable decoding) + self-critic with 2DASL's ``train_step``.
 
-    def __init__(self, regressor: Regressor, critic: SelfCritic, morphable: MorphableLayer,
-                 loss_weights: LossWeights | dict | None = None, teacher: Regressor | None = None,
-                 freeze_bn: bool = True, norm_mean: float = 127.5, norm_scale: float = 1.0 / 128.0,
+    ``points``: the run's point layout as a :class:`PointProjector` (default: the 68 landmarks);
+    ``loss_points``: ``(A (K, P), w (K,))`` the points landmark terms compare (default: from
+    ``loss_weights.landmark_points`` over the 68). ``freeze_bn``: BatchNorm runs in inference mode in training
+    too (2DASL froze it); ``test_step`` always does."""
+
+    def __init__(self, task: FaceTask, critic: SelfCritic, loss_weights: LossWeights | dict | None = None,
+                 points: PointProjector | None = None, loss_points=None, freeze_bn: bool = True,
                  map_lr_multiplier: float = 1.0, replica_clip_norm: float | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.regressor, self.critic, self.morphable, self.teacher = regressor, critic, morphable, teacher
+        self.task, self.critic = task, critic
         lw = loss_weights or LossWeights()
         self.loss_weights = lw if isinstance(lw, LossWeights) else LossWeights(**lw)
         self.loss_weights.validate()
-        self.freeze_bn, self.norm_mean, self.norm_scale = bool(freeze_bn), float(norm_mean), float(norm_scale)
+        self.points = points if points is not None else PointProjector.from_morphable(task.morphable)
+        if loss_points is None:
+            loss_points = L.point_weights(LANDMARK_POINTS[self.loss_weights.points_for("68")])
+        self.loss_points = (np.asarray(loss_points[0], np.float32), np.asarray(loss_points[1], np.float32))
+        if self.loss_points[0].shape[1] != self.points.num_points:
+            raise ValueError(f"loss_points compare {self.loss_points[0].shape[1]} points, the layout has "
+                             f"{self.points.num_points}")
+        self.freeze_bn = bool(freeze_bn)
         self.map_lr_multiplier = float(map_lr_multiplier)
         #: global-norm clipping done here, after the all-reduce, when several replicas train (give the regressor's
         #: optimizer no ``global_clipnorm`` then: Keras 3 clips each replica's share before its all-reduce)
         self.replica_clip_norm = None if replica_clip_norm is None else float(replica_clip_norm)
-        self.size = regressor.input_size
-        self.point_weights = L.point_weights(self.loss_weights.landmark_set)
-        if teacher is not None:
-            teacher.trainable = False
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss",) + LOSS_NAMES + ("critic",)}
 
     # ------------------------------------------------------------------ set-up
+    @property
+    def regressor(self) -> Regressor:
+        return self.task.regressor
+
+    @property
+    def morphable(self) -> MorphableLayer:
+        return self.task.morphable
+
     def compile(self, reg_optimizer, critic_optimizer, **kwargs):
         super().compile(**kwargs)
         self.reg_optimizer, self.critic_optimizer = reg_optimizer, critic_optimizer
@@ -90,11 +191,8 @@ class DASLModel(keras.Model):
     def build(self, input_shape=None):
         if self.built:
             return
-        self.regressor.build()
-        z = keras.ops.zeros((1, self.regressor.feature_dim))
-        self.critic((z, keras.ops.zeros((1, NUM_PARAMS))))
-        if self.teacher is not None:
-            self.teacher.build()
+        self.task.build()
+        self.critic((keras.ops.zeros((1, self.regressor.feature_dim)), keras.ops.zeros((1, NUM_PARAMS))))
         super().build(input_shape)
 
     @property
@@ -102,120 +200,159 @@ class DASLModel(keras.Model):
         return list(self.trackers.values())
 
     def call(self, inputs, training=None):
-        """Normalised input ``(B, S, S, C)`` → whitened params ``(B, 62)`` (inference of the regressor).
-
-        A training batch (dict) is accepted too (Keras may call the model on one to build it): its first
-        part's images go through the first-pass input (empty map)."""
+        """uint8 crops ``(B, S, S, 3)`` → whitened params ``(B, 62)`` of the first pass (empty map). A training batch
+        (dict) is accepted too (Keras may call the model on one to build it): its first part's images."""
         if isinstance(inputs, dict):
-            part = inputs.get("labelled") or inputs["wild"]
-            x = self._normalise(part["image"])
-            inputs = self._with_map(x, self._empty_map(x))
-        return self.regressor(inputs, training=training)
+            inputs = (inputs.get("labelled") or inputs["wild"])["image"]
+        return self.task.regress(self.task.preprocessor.normalize(inputs), None, training=training)[0]
 
-    # ------------------------------------------------------------------ helpers
-    def _normalise(self, image):
-        return (tf.cast(image, tf.float32) - self.norm_mean) * self.norm_scale
-
-    def _with_map(self, x, maps):
-        if self.regressor.channels == 3:
-            return x
-        return tf.concat([x, tf.cast(maps, x.dtype)[..., None]], axis=-1)
-
-    def _empty_map(self, x):
-        return tf.fill(tf.shape(x)[:3], tf.constant(BACKGROUND, x.dtype))
-
-    def _regress(self, x, maps):
-        """→ whitened params (float32), raw params, crop landmarks ``(B, 68, 3)``, latent feature."""
-        p_w, z = self.regressor.call_with_features(self._with_map(x, maps), training=not self.freeze_bn)
-        p_w, z = tf.cast(p_w, tf.float32), tf.cast(z, tf.float32)
+    # ------------------------------------------------------------------ passes
+    def _pass(self, x, maps, training) -> Pass:
+        """One regressor pass on normalised crops ``x`` with landmark maps ``maps`` (None: empty)."""
+        p_w, z = self.task.regress(x, maps, training=training)
         p = self.morphable.unwhiten(p_w)
-        return p_w, p, self.morphable.landmarks_crop(p), z
+        return Pass(p_w, p, self.points(p), z)
 
-    def _teacher_params(self, x):
-        t_in = x if self.teacher.channels == 3 else self._with_map(x, self._empty_map(x))
-        return self.morphable.unwhiten(tf.cast(self.teacher(t_in, training=False), tf.float32))
+    def _map_of(self, landmarks, visible):
+        """The landmark map of predicted 68 landmarks, marking only the map points ``visible (B, 18)`` in the given
+        points (so the second pass sees the same points as the first)."""
+        pts = tf_map_points(landmarks)
+        pts = tf.where(visible[..., None], pts, tf.constant(np.nan, pts.dtype))
+        return tf_map_from_points(pts, self.regressor.input_size)
 
-    # ------------------------------------------------------------------ the losses
-    def compute_terms(self, data):
-        """All active loss terms of a batch, plus the critic's (real, fake) pairs."""
-        w = self.loss_weights
-        terms, real, fake = {}, None, None
-        lab = data.get("labelled")
-        wild = data.get("wild")
-        if lab is None and wild is not None and self.teacher is not None:
-            lab = {"image": wild["image"], "landmarks": wild["landmarks"], "teacher": True}
-        if lab is not None:
-            x = self._normalise(lab["image"])
-            target = self._teacher_params(x) if lab.get("teacher") else tf.cast(lab["params"], tf.float32)
-            target = tf.stop_gradient(target)
-            p0_w, p0, lm0, z0 = self._regress(x, self._empty_map(x))
-            t_w = self.morphable.whiten(target)
-            if w.wpdc:
-                terms["wpdc"] = L.wpdc_loss(p0_w, t_w, self.morphable.param_mean, self.morphable.param_std,
-                                            self.morphable.u_base, self.morphable.w_shp_base,
-                                            self.morphable.w_exp_base, w.wpdc_zero_z)
+    # ------------------------------------------------------------------ phase 1: supervised terms
+    def supervised_terms(self, first: Pass, target, points=None) -> dict:
+        """Terms of faces with target raw parameters ``target (B, 62)`` (3D labels or the teacher's), from the
+        first-pass input: WPDC, whitened-parameter L2, VDC (3D landmarks), ``anchor68`` (68 projected landmarks
+        to the target's, 2D) and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only)."""
+        w, mm = self.loss_weights, self.morphable
+        target = tf.stop_gradient(tf.cast(target, tf.float32))
+        t_w = mm.whiten(target)
+        terms = {}
+        if w.wpdc:
+            terms["wpdc"] = L.wpdc_loss(first.params_w, t_w, mm.param_mean, mm.param_std, mm.u_base, mm.w_shp_base,
+                                        mm.w_exp_base, w.wpdc_zero_z)
+        if w.param_l2:
+            terms["param_l2"] = L.param_l2_loss(first.params_w, t_w)
+        if w.vdc or w.anchor68:
+            t_lm = mm.landmarks_crop(target)
             if w.vdc:
-                terms["vdc"] = L.vdc_loss(lm0, self.morphable.landmarks_crop(target))
-            if w.landmark and "landmarks" in lab:
-                terms["landmark"] = L.landmark_loss(lm0[..., :2], tf.cast(lab["landmarks"], tf.float32),
-                                                    self.point_weights)
-            real_x, real_tw = x, t_w
-        if wild is not None and any(getattr(w, n) for n in ("self_2d", "self_3d", "cycle", "adversarial")):
-            x = self._normalise(wild["image"])
-            X = tf.cast(wild["landmarks"], tf.float32)
-            p1_w, _, lm1, z1 = self._regress(x, wild["map"])
+                terms["vdc"] = L.vdc_loss(first.landmarks, t_lm)
+            if w.anchor68:
+                terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], t_lm[..., :2])
+        if w.landmark and points is not None:
+            terms["landmark"] = L.landmark_loss(first.points[..., :2], points, self.loss_points)
+        return terms
+
+    # ------------------------------------------------------------------ phase 2: 2DASL's self-supervision
+    def self_prediction_2d(self, given: Pass, points):
+        """2D self-prediction consistency: ``X̂ = L(f(I, map(X)))`` ≈ ``X`` (visible points)."""
+        return L.landmark_loss(given.points[..., :2], points, self.loss_points)
+
+    def self_prediction_3d(self, given: Pass, again: Pass, points):
+        """3D self-prediction consistency: the 3D landmarks of ``f(I, map(X̂))`` ≈ those of ``f(I, map(X))``
+        (the first pass is the target), over the face size of the given points."""
+        return L.landmark_loss(again.landmarks, tf.stop_gradient(given.landmarks), normaliser=points)
+
+    def cycle_consistency(self, again: Pass, points):
+        """Cycle consistency: ``X → X̂ → X̃ = L(f(I, map(X̂)))`` and ``X̃`` ≈ ``X`` (visible points)."""
+        return L.landmark_loss(again.points[..., :2], points, self.loss_points)
+
+    def self_critic(self, fake):
+        """The regressor's self-critic term: its predicted pairs should be judged real."""
+        return L.adversarial_loss(self.critic(fake, training=True))
+
+    def critic_pairs(self, given: Pass, real_params, labelled=None, training=None):
+        """``(real, fake)`` critic pairs ``(feature, whitened params)``. Fake: the wild faces' pass with the map of
+        their points. Real: the target parameters with a feature from the same kind of input — the wild faces'
+        own (teacher labels), or the labelled faces' with the map of their target landmarks (no gradient)."""
+        real_w = tf.stop_gradient(self.morphable.whiten(tf.cast(real_params, tf.float32)))
+        fake = (given.feature, given.params_w)
+        if labelled is None:
+            return (tf.stop_gradient(given.feature), real_w), fake
+        x = self.task.preprocessor.normalize(labelled["image"])
+        real_map = tf_map_from_points(tf_map_points(self.morphable.landmarks_crop(tf.cast(real_params, tf.float32))),
+                                      self.regressor.input_size)
+        return (tf.stop_gradient(self.task.regress(x, real_map, training=training)[1]), real_w), fake
+
+    # ------------------------------------------------------------------ all terms of a batch
+    def compute_terms(self, data, training=False):
+        """All active loss terms of a batch and the critic's ``(real, fake)`` pairs (None when the critic is off)."""
+        w = self.loss_weights
+        labelled, wild = data.get("labelled"), data.get("wild")
+        terms, pairs = {}, None
+        # phase 1: 3D labels when given, else the teacher's labels of the wild faces
+        if labelled is not None:
+            sup_images, target, sup_points = labelled["image"], labelled["params"], labelled.get("landmarks")
+        elif wild is not None and "teacher" in wild:
+            sup_images, target, sup_points = wild["image"], wild["teacher"], wild["landmarks"]
+        else:
+            sup_images = None
+        if sup_images is not None and any(getattr(w, n) for n in SUPERVISED_TERMS):
+            first = self._pass(self.task.preprocessor.normalize(sup_images), None, training)
+            terms.update(self.supervised_terms(first, target, sup_points))
+        # phase 2: the wild faces through the map of their points, then through the map of the prediction
+        if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS):
+            x = self.task.preprocessor.normalize(wild["image"])
+            points = tf.cast(wild["landmarks"], tf.float32)
+            given = self._pass(x, wild["map"], training)                                       # f(I, map(X))
             if w.self_2d:
-                terms["self_2d"] = L.landmark_loss(lm1[..., :2], X, self.point_weights)
+                terms["self_2d"] = self.self_prediction_2d(given, points)
             if w.self_3d or w.cycle:
-                map_hat = tf_landmark_map(tf.stop_gradient(lm1), self.size)
-                _, _, lm2, _ = self._regress(x, map_hat)
+                visible = L.visible(wild["map_points"])
+                again = self._pass(x, self._map_of(tf.stop_gradient(given.landmarks), visible), training)
                 if w.self_3d:
-                    terms["self_3d"] = L.landmark_loss(lm2, tf.stop_gradient(lm1), normaliser=X)
+                    terms["self_3d"] = self.self_prediction_3d(given, again, points)
                 if w.cycle:
-                    terms["cycle"] = L.landmark_loss(lm2[..., :2], X, self.point_weights)
-            fake = (z1, p1_w)
-            if lab is not None and w.adversarial:
-                # the critic must judge parameters, not inputs: both pairs' features come from an image plus the
-                # landmark map of its 2D landmarks (the fake pair's map(X) pass); in teacher mode that is the
-                # same pass, otherwise the labelled faces' own landmarks give their map (no gradient needed)
-                if lab.get("teacher"):
-                    real = (z1, real_tw)
-                else:
-                    real_lm = self.morphable.landmarks_crop(self.morphable.unwhiten(real_tw))
-                    real_map = tf_landmark_map(real_lm, self.size)
-                    real = (tf.stop_gradient(self._regress(real_x, real_map)[3]), real_tw)
-                terms["adversarial"] = L.adversarial_loss(self.critic(fake, training=True))
-        return terms, real, fake
+                    terms["cycle"] = self.cycle_consistency(again, points)
+            real_params = labelled["params"] if labelled is not None else wild.get("teacher")
+            if w.adversarial and real_params is not None:
+                pairs = self.critic_pairs(given, real_params, labelled, training)
+                terms["adversarial"] = self.self_critic(pairs[1])
+        return terms, pairs
 
     def _total(self, terms):
         return tf.add_n([getattr(self.loss_weights, n) * v for n, v in terms.items()])
 
     # ------------------------------------------------------------------ steps
     def train_step(self, data):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        reg_vars = self.regressor.trainable_variables
+        training = not self.freeze_bn
+        # the regressor: supervised + self-supervised terms
         with tf.GradientTape() as tape:
-            terms, real, fake = self.compute_terms(data)
+            terms, pairs = self.compute_terms(data, training=training)
             total = self._total(terms)
-            scaled = total / replicas
-            if isinstance(self.reg_optimizer, keras.optimizers.LossScaleOptimizer):
-                scaled = self.reg_optimizer.scale_loss(scaled)
-        grads = tape.gradient(scaled, reg_vars)
-        if self.map_lr_multiplier != 1.0 and self.regressor.channels == 4:
-            grads = self._scale_map_gradient(grads, reg_vars)
-        if replicas > 1 and self.replica_clip_norm:
-            grads = self._clip_across_replicas(grads, replicas)
-        self.reg_optimizer.apply(grads, reg_vars)
-        if real is not None and fake is not None and self.loss_weights.adversarial:
-            real = tuple(tf.stop_gradient(t) for t in real)
-            fake = tuple(tf.stop_gradient(t) for t in fake)
-            crit_vars = self.critic.trainable_variables
+        self._apply(self.reg_optimizer, tape, total, self.regressor.trainable_variables)
+        # the critic: real pairs from predicted ones
+        if pairs is not None:
+            real, fake = (tuple(tf.stop_gradient(t) for t in pair) for pair in pairs)
             with tf.GradientTape() as tape:
                 c_loss = L.critic_loss(self.critic(real, training=True), self.critic(fake, training=True))
-                c_scaled = c_loss / replicas
-            self.critic_optimizer.apply(tape.gradient(c_scaled, crit_vars), crit_vars)
+            self._apply(self.critic_optimizer, tape, c_loss, self.critic.trainable_variables)
             self.trackers["critic"].update_state(c_loss)
         return self._update_metrics(total, terms)
+
+    def test_step(self, data):
+        terms, _ = self.compute_terms(data, training=False)
+        return self._update_metrics(self._total(terms), terms)
+
+    def _apply(self, optimizer, tape, loss, variables):
+        """One update of ``variables`` by ``optimizer`` from ``loss`` (recorded on ``tape``).
+
+        The gradient is of ``loss / replicas`` (the optimizer sums the replicas' gradients), times the loss scale
+        of a :class:`keras.optimizers.LossScaleOptimizer`. For the regressor also: the landmark-map slice's
+        gradient multiplier, and with several replicas the all-reduce and global-norm clipping done here (Keras 3
+        would clip each replica's share before its all-reduce)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        scale = tf.constant(1.0 / replicas, tf.float32)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            scale = optimizer.scale_loss(scale)
+        grads = tape.gradient(loss, variables, output_gradients=scale)
+        if optimizer is self.reg_optimizer:
+            if self.map_lr_multiplier != 1.0 and self.regressor.channels == 4:
+                grads = self._scale_map_gradient(grads, variables)
+            if replicas > 1 and self.replica_clip_norm:
+                grads = self._clip_across_replicas(grads, replicas)
+        optimizer.apply(grads, variables)
 
     def _clip_across_replicas(self, grads, replicas: int):
         """Clip the replicas' summed gradient by its global norm, in every replica alike.
@@ -244,10 +381,6 @@ class DASLModel(keras.Model):
                 break
         return out
 
-    def test_step(self, data):
-        terms, _, _ = self.compute_terms(data)
-        return self._update_metrics(self._total(terms), terms)
-
     def _update_metrics(self, total, terms):
         self.trackers["loss"].update_state(total)
         for n, v in terms.items():
@@ -257,21 +390,20 @@ class DASLModel(keras.Model):
 
     # ------------------------------------------------------------------ config
     def get_config(self):
-        return {"regressor": self.regressor.get_config(), "critic": self.critic.get_config(),
-                "morphable": self.morphable.get_config(), "loss_weights": asdict(self.loss_weights),
-                "teacher": None if self.teacher is None else self.teacher.get_config(),
-                "freeze_bn": self.freeze_bn, "norm_mean": self.norm_mean, "norm_scale": self.norm_scale,
-                "map_lr_multiplier": self.map_lr_multiplier, "replica_clip_norm": self.replica_clip_norm,
-                "name": self.name}
+        return {"preprocessor": self.task.preprocessor.get_config(), "regressor": self.regressor.get_config(),
+                "morphable": self.morphable.get_config(), "critic": self.critic.get_config(),
+                "points": self.points.get_config(), "loss_weights": asdict(self.loss_weights),
+                "loss_points": [self.loss_points[0].tolist(), self.loss_points[1].tolist()],
+                "freeze_bn": self.freeze_bn, "map_lr_multiplier": self.map_lr_multiplier,
+                "replica_clip_norm": self.replica_clip_norm, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        teacher = config.pop("teacher")
-        return cls(regressor=Regressor.from_config(config.pop("regressor")),
-                   critic=SelfCritic.from_config(config.pop("critic")),
-                   morphable=MorphableLayer(**config.pop("morphable")),
-                   teacher=None if teacher is None else Regressor.from_config(teacher), **config)
+        task = FaceTask(CropPreprocessor.from_config(config.pop("preprocessor")),
+                        Regressor.from_config(config.pop("regressor")), MorphableLayer(**config.pop("morphable")))
+        return cls(task, SelfCritic.from_config(config.pop("critic")), points=PointProjector(**config.pop("points")),
+                   **config)
 
 
 def expand_to_four_channels(reg3: Regressor) -> Regressor:

@@ -1,132 +1,117 @@
-"""Callbacks of ``tf2dasl train``: per-epoch validation NME, resumable checkpoints, NaN stop."""
+"""Training state and callbacks of ``tf2dasl train``: ``tf.train.Checkpoint`` state after every epoch, a NaN stop with
+a public result, and the per-epoch validation (:mod:`.validation`).
+"""
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-CKPT_PATTERN = "ckpt-{epoch:04d}.npz"
+from ..errors import UserError
 
-
-# ---------------------------------------------------------------------------- checkpoints
-def _state_variables(model):
-    """Every variable whose value a resumed run needs: the model's and both optimizers'."""
-    return list(model.weights) + list(model.reg_optimizer.variables) + list(model.critic_optimizer.variables)
-
-
-def save_state(model, path: Path, epoch: int, extra: dict | None = None) -> None:
-    """Write all state variables and the number of finished epochs to ``path`` (atomically)."""
-    variables = _state_variables(model)
-    arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
-    meta = {"epoch": epoch, "paths": [v.path for v in variables], **(extra or {})}
-    from ..io.outputs import atomic_file
-
-    with atomic_file(path) as f:  # temporary file, fsync, rename: a crash or full disk keeps the last checkpoint
-        np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+#: checkpoint prefix inside ``RUN_DIR/checkpoints`` (``ckpt-N.index`` / ``ckpt-N.data-*``, N = finished epochs)
+CKPT_NAME = "ckpt"
+#: what runs of tf2dasl before tf.train.Checkpoint wrote: positional variable arrays
+LEGACY_PATTERN = "ckpt-*.npz"
 
 
-def checkpoint_meta(path: Path) -> dict:
-    """The metadata of a checkpoint (``epoch``: finished epochs, ``paths``, ``logs``) without loading it."""
-    with np.load(path) as z:
-        return json.loads(bytes(z["__meta__"]).decode())
+class CheckpointError(UserError):
+    """A run folder whose checkpoints this version cannot continue (one line naming it and the fix)."""
 
 
-def load_state(model, path: Path) -> dict:
-    """Assign a checkpoint written by :func:`save_state`; returns its metadata (``epoch`` finished epochs)."""
-    from ..errors import UserError
-
-    variables = _state_variables(model)
-    with np.load(path) as z:
-        meta = json.loads(bytes(z["__meta__"]).decode())
-        if len(meta["paths"]) != len(variables):
-            raise UserError(f"{path}: checkpoint holds {len(meta['paths'])} variables, this model has "
-                            f"{len(variables)} (was the config changed since the run started?)")
-        for i, v in enumerate(variables):
-            value = z[f"v{i:05d}"]
-            if tuple(value.shape) != tuple(v.shape):
-                raise UserError(f"{path}: variable {meta['paths'][i]} has shape {value.shape}, model wants {v.shape}")
-            v.assign(value)
-    return meta
+def legacy_checkpoints(ckpt_dir: Path) -> list[Path]:
+    return sorted(Path(ckpt_dir).glob(LEGACY_PATTERN)) if Path(ckpt_dir).is_dir() else []
 
 
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = sorted(ckpt_dir.glob("ckpt-*.npz"))
-    found = [p for p in found if not p.name.endswith(".tmp.npz")]
-    return found[-1] if found else None
+class TrainingState:
+    """Everything a resumed run needs — the model (regressor, critic, point bases), both optimizers and the number
+    of finished epochs — as one ``tf.train.Checkpoint`` managed by a ``tf.train.CheckpointManager`` (keeps the
+    last ``keep``; the manager writes each checkpoint's files and then its ``checkpoint`` index atomically).
+
+    ``write_dir``: where this process writes (a non-chief worker of a multi-worker run writes to a scratch folder
+    it then deletes; only the chief's checkpoints count)."""
+
+    def __init__(self, model, ckpt_dir: Path, keep: int = 2, write_dir: Path | None = None):
+        self.dir = Path(ckpt_dir)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="finished_epochs")
+        self.checkpoint = tf.train.Checkpoint(model=model, reg_optimizer=model.reg_optimizer,
+                                              critic_optimizer=model.critic_optimizer, epoch=self.epoch)
+        self.scratch = write_dir is not None and Path(write_dir) != self.dir
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(write_dir or self.dir), max_to_keep=keep,
+                                                  checkpoint_name=CKPT_NAME)
+
+    @staticmethod
+    def latest(ckpt_dir: Path) -> str | None:
+        """The newest checkpoint prefix in ``ckpt_dir`` (None when there is none)."""
+        return tf.train.latest_checkpoint(str(ckpt_dir)) if Path(ckpt_dir).is_dir() else None
+
+    @staticmethod
+    def finished_epochs(prefix: str) -> int:
+        """Finished epochs recorded in a checkpoint, read without building a model."""
+        return int(tf.train.load_variable(prefix, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+
+    def restore(self, prefix: str) -> int:
+        """Assign a checkpoint to the model and both optimizers (every saved value must find its variable);
+        returns the finished epochs."""
+        try:
+            self.checkpoint.restore(prefix).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            raise CheckpointError(f"{prefix}: does not fit this model ({str(exc).splitlines()[0]}); was the "
+                                  "config changed since the run started?") from None
+        return int(self.epoch.numpy())
+
+    def save(self, epochs_done: int) -> None:
+        self.epoch.assign(epochs_done)
+        self.manager.save(checkpoint_number=epochs_done)
+        if self.scratch:
+            tf.io.gfile.rmtree(self.manager.directory)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the full training state after every epoch into ``ckpt_dir`` (keeps the last ``keep``)."""
+    """Saves the :class:`TrainingState` after every epoch, unless ``nan_stop`` stopped the epoch."""
 
-    def __init__(self, ckpt_dir: Path, keep: int = 2):
+    def __init__(self, state: TrainingState, nan_stop: "StopOnNaN | None" = None):
         super().__init__()
-        self.ckpt_dir, self.keep = Path(ckpt_dir), keep
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.state, self.nan_stop = state, nan_stop
 
     def on_epoch_end(self, epoch, logs=None):
-        if getattr(self.model, "stop_training", False) and getattr(self.model, "_nan_stop", False):
+        if self.nan_stop is not None and self.nan_stop.stopped is not None:
             return
-        save_state(self.model, self.ckpt_dir / CKPT_PATTERN.format(epoch=epoch + 1), epoch + 1,
-                   {"logs": {k: float(v) for k, v in (logs or {}).items()}})
-        for old in sorted(self.ckpt_dir.glob("ckpt-*.npz"))[:-self.keep]:
-            old.unlink()
+        self.state.save(epoch + 1)
 
 
-# ---------------------------------------------------------------------------- validation
-class Validation(keras.callbacks.Callback):
-    """After every epoch: 68-point NME (%) of the current regressor on AFLW2000-3D (3DDFA's protocol, original
-    ground truth, balanced mean) logged as ``val_nme``; ``on_best(epoch, nme)`` is called on improvements.
-    ``dense``: also the dense 2D NME (all vertices against the ``.mat`` fits, balanced mean) as ``val_dense_2d``."""
+@dataclass
+class NaNStop:
+    """Where training stopped: 1-based ``epoch`` and ``step``, and the ``logs`` of that step."""
 
-    def __init__(self, data, face_model_fn, on_best=None, every: int = 1, dense: bool = False):
-        super().__init__()
-        self.data, self.face_model_fn, self.on_best, self.every = data, face_model_fn, on_best, every
-        self.dense = dense
-        self.best = math.inf
-        self.best_epoch = None
+    epoch: int
+    step: int
+    logs: dict = field(default_factory=dict)
 
-    def measure(self) -> dict:
-        from ..evaluate import evaluate_aflw2000, make_predictor
-
-        fm = self.face_model_fn()
-        return evaluate_aflw2000(self.data, make_predictor("keras", fm, dense=self.dense), fm.spec.input_size,
-                                 dense=("dense_2d",) if self.dense else ())
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None or (epoch + 1) % self.every:
-            return
-        result = self.measure()
-        nme = result["nme_2d_68"]["original"]["mean"]
-        logs["val_nme"] = nme
-        logs["val_nme_reannotated"] = result["nme_2d_68"].get("reannotated", {}).get("mean", float("nan"))
-        dense = ""
-        if "dense_2d" in result:
-            logs["val_dense_2d"] = result["dense_2d"]["mean"]
-            dense = f", dense 2D {logs['val_dense_2d']:.3f}"
-        print(f"\nepoch {epoch + 1}: AFLW2000-3D NME {nme:.3f} (original) "
-              f"{logs['val_nme_reannotated']:.3f} (re-annotated){dense}")
-        if nme < self.best:
-            self.best, self.best_epoch = nme, epoch + 1
-            if self.on_best is not None:
-                self.on_best(epoch + 1, nme)
+    def message(self) -> str:
+        bad = ", ".join(f"{k}={v:.4g}" for k, v in self.logs.items())
+        return (f"training diverged: non-finite loss at epoch {self.epoch} step {self.step} ({bad}); lower optim.lr, "
+                "set optim.clip_norm, or check the data; --resume continues from the last good epoch")
 
 
-class StopOnNaN(keras.callbacks.Callback):
-    """Stops at the first non-finite loss and remembers where, for a clear message."""
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' ``TerminateOnNaN`` that also says where: ``stopped`` is a :class:`NaNStop` after a non-finite loss
+    (None otherwise)."""
 
     def __init__(self):
         super().__init__()
-        self.where = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self.where = (self._epoch + 1, batch + 1, {k: float(v) for k, v in logs.items()})
-            self.model.stop_training = True
-            self.model._nan_stop = True
+        self.stopped: NaNStop | None = None
+        self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(np.asarray(loss))):
+            self.stopped = NaNStop(self._epoch + 1, batch + 1, {k: float(np.asarray(v)) for k, v in logs.items()})
+        super().on_batch_end(batch, logs)

@@ -1,6 +1,7 @@
 """The training config: YAML (``configs/*.yaml``) mapped onto these dataclasses by :mod:`tf2dasl.config`.
 
-Paths may use ``${TF2DASL_SHARED}`` (default ``../shared``) and other environment variables.
+Paths may use ``${TF2DASL_SHARED}`` (default ``../shared``), ``${TF2DASL_CACHE}`` (default ``~/.cache/tf2dasl``)
+and other environment variables.
 """
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from ..data.pipeline import LabelledDataConfig, WildDataConfig
+from ..data.config import LabelledDataConfig, WildDataConfig
 from ..geometry.morphable_model import NUM_PARAMS
 from ..model import first_problem, regressor_problems
 from ..models.dasl import LossWeights
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine")
-DISTRIBUTE_MODES = ("auto", "default", "mirrored")
+DISTRIBUTE_MODES = ("auto", "default", "mirrored", "multi_worker")
 #: seeds numpy (and so ``keras.utils.set_random_seed``) accepts: 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
 
@@ -100,12 +101,15 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    """In-the-wild faces (``wild``), optional 3D-labelled crops (``labelled``) and the validation set."""
+    """In-the-wild faces (``wild``), optional 3D-labelled crops (``labelled``), the AFLW2000-3D monitor and where
+    teacher labels are cached."""
 
     wild: WildDataConfig = field(default_factory=WildDataConfig)
     labelled: LabelledDataConfig | None = None
-    #: AFLW2000-3D folder for the per-epoch validation NME (none: no validation)
+    #: AFLW2000-3D folder whose 68-point NME is logged every epoch — a monitor only, never used to select
     validation: str | None = None
+    #: folder of the teacher-label cache (one file per teacher, keyed by crop; tf2dasl.data.teacher)
+    teacher_cache: str = "${TF2DASL_CACHE}/teacher"
 
 
 @dataclass
@@ -122,8 +126,9 @@ class TrainConfig:
     jit_compile: bool = False
     #: "auto" (MirroredStrategy when several GPUs are visible), "default" or "mirrored"
     distribute: str = "auto"
-    #: keep the epoch with the best validation NME as RUN_DIR/model (else the last epoch)
-    keep_best: bool = True
+    #: keep the epoch with the best NME on the training data's held-out faces (AFLW's validation split, else the
+    #: 300-W hold-out) as RUN_DIR/model (else the last epoch); never selected on AFLW2000-3D
+    keep_best: bool = False
     #: identical runs: TF's op determinism and, on CPU, one thread per op (multi-threaded CPU kernels sum in a
     #: varying order, so two default runs drift apart from ~1e-7 after the first steps); slower
     deterministic: bool = False
@@ -144,6 +149,10 @@ class TrainConfig:
                              f"got {self.steps_per_epoch}")
         if self.distribute not in DISTRIBUTE_MODES:
             raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
+        w = self.data.wild
+        if self.keep_best and not ((w.aflw is not None and w.aflw.val_every > 0) or w.holdout_every > 0):
+            raise ValueError("keep_best selects on held-out training faces: set data.wild.aflw.val_every or "
+                             "data.wild.holdout_every (AFLW2000-3D is a monitor, never selected on)")
 
 
 def expand_path(path: str | None) -> str | None:
@@ -152,6 +161,7 @@ def expand_path(path: str | None) -> str | None:
         return None
     env = dict(os.environ)
     env.setdefault("TF2DASL_SHARED", os.path.join("..", "shared"))
+    env.setdefault("TF2DASL_CACHE", os.path.join("~", ".cache", "tf2dasl"))
     out = path
     for k, v in env.items():
         out = out.replace("${" + k + "}", v)

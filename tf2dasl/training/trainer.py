@@ -1,12 +1,15 @@
-"""``train(config, out_dir, init, resume)``: 2DASL training with ``keras fit`` — data, models, strategy, callbacks.
+"""``train(config, out_dir, init, resume)``: 2DASL training with ``keras fit`` — data, teacher labels, models,
+strategy, callbacks.
 
-RUN_DIR layout: ``config.yaml`` (the resolved config), ``checkpoints/ckpt-NNNN.npz`` (full state after each
-epoch), ``history.csv``, ``logs/`` (TensorBoard), ``holdout.txt`` (held-out faces), ``best/`` and finally
-``model/`` — a model directory loadable by ``evaluate``, ``reconstruct`` and ``export``.
+RUN_DIR layout: ``config.yaml`` (the resolved config), ``checkpoints/`` (``tf.train.Checkpoint`` of the model and
+both optimizers after each epoch), ``history.csv``, ``logs/`` (TensorBoard), ``holdout.txt`` (held-out 300-W
+faces), ``aflw_val.txt`` (AFLW's validation split), ``best/`` (the best epoch on the held-out faces, with
+``keep_best``) and finally ``model/`` — a model directory loadable by ``evaluate``, ``reconstruct`` and ``export``.
 """
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,15 +18,19 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from ..config import dump_config, to_dict
+from ..config import to_dict
 from ..errors import UserError
 from ..io.morphable_files import load_morphable_model
+from ..io.outputs import write_text
 from ..model import FaceModel, ModelSpec
 from ..models.critic import SelfCritic
-from ..models.dasl import DASLModel, expand_to_four_channels
+from ..models.dasl import DASLModel, LANDMARK_POINTS, PointProjector, expand_to_four_channels
 from ..models.morphable import MorphableLayer
-from .callbacks import EpochCheckpoint, StopOnNaN, Validation, checkpoint_meta, latest_checkpoint, load_state
+from ..models.preprocessor import CropPreprocessor
+from ..models.task import FaceTask
+from .callbacks import CheckpointError, EpochCheckpoint, StopOnNaN, TrainingState, legacy_checkpoints
 from .config import TrainConfig, expand_path
+from .validation import HoldoutSet, PointModel, Validation, holdout_sets
 
 
 class TrainingError(UserError):
@@ -31,6 +38,8 @@ class TrainingError(UserError):
 
 
 CONFIG_FILE = "config.yaml"
+#: the held-out faces of each landmark set, listed in the run folder
+HOLDOUT_FILES = {"68": "holdout.txt", "aflw21": "aflw_val.txt"}
 #: the one config key a resumed run may change (only upwards: train longer)
 RESUMABLE_KEY = "epochs"
 _ABSENT = object()  # a key missing from one side of a config comparison
@@ -113,13 +122,48 @@ def make_deterministic() -> None:
 
 
 def _strategy(name: str):
-    """``auto``: MirroredStrategy over the GPUs when there are several, else the default strategy;
-    ``mirrored``: MirroredStrategy over the GPUs, or over the logical CPUs when there is no GPU (tests)."""
+    """``auto``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` names a cluster of several workers, else
+    MirroredStrategy over the GPUs when there are several, else the default strategy; ``mirrored``:
+    MirroredStrategy over the GPUs, or over the logical CPUs when there is no GPU (tests); ``multi_worker``:
+    MultiWorkerMirroredStrategy from ``TF_CONFIG`` (each worker runs ``tf2dasl train`` with the same arguments)."""
+    if name == "multi_worker" or (name == "auto" and _tf_config_workers() > 1):
+        if _tf_config_workers() < 1:
+            raise TrainingError("distribute: multi_worker needs TF_CONFIG naming the cluster and this worker "
+                                '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                                '"task": {"type": "worker", "index": 0}})')
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         devices = gpus or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     return tf.distribute.get_strategy()
+
+
+def _tf_config_workers() -> int:
+    """Workers (incl. a chief) TF_CONFIG names; 0 without TF_CONFIG; a malformed TF_CONFIG is a TrainingError."""
+    import json
+    import os
+
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+        return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    except (ValueError, AttributeError):
+        raise TrainingError("TF_CONFIG is not valid JSON with a cluster (see README: multi-worker training)") from None
+
+
+def _is_chief(strategy) -> bool:
+    """Whether this process writes the run folder: always, except on the non-chief workers of a multi-worker run."""
+    resolver = getattr(getattr(strategy, "extended", None), "_cluster_resolver", None) \
+        or getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def _optimizers(cfg: TrainConfig, total_steps: int, replicas: int = 1):
@@ -146,7 +190,7 @@ def _optimizers(cfg: TrainConfig, total_steps: int, replicas: int = 1):
 
 
 def _initial_models(cfg: TrainConfig, init: str | None):
-    """→ (spec, regressor to train, teacher or None, morphable model)."""
+    """→ (spec, regressor to train, teacher FaceModel or None, morphable model)."""
     m = cfg.model
     if init:
         from .. import load_model
@@ -160,10 +204,11 @@ def _initial_models(cfg: TrainConfig, init: str | None):
             reg = expand_to_four_channels(base.regressor)
         elif m.channels != spec.channels:
             raise TrainingError(f"--init model has {spec.channels} channels, config asks for {m.channels}")
-        teacher = base.regressor if cfg.teacher else None
-        if teacher is reg:  # same channels: the teacher must be a frozen copy
-            teacher = spec.build_regressor()
-            teacher.set_weights(reg.get_weights())
+        teacher = None
+        if cfg.teacher:  # a frozen copy: the trained regressor may be the init model's own
+            t_reg = spec.build_regressor()
+            t_reg.set_weights(base.regressor.get_weights())
+            teacher = FaceModel(spec, t_reg, mm)
         spec = ModelSpec(**{**spec.to_dict(), "channels": m.channels, "name": cfg.name,
                             "provenance": {"init": str(init), "init_provenance": spec.provenance}})
         return spec, reg, teacher, mm
@@ -177,32 +222,82 @@ def _initial_models(cfg: TrainConfig, init: str | None):
     return spec, spec.build_regressor(), None, mm
 
 
-def _datasets(cfg: TrainConfig, seed: int, start_epoch: int, out: Path):
-    """→ (dataset positioned at the first step of training epoch ``start_epoch``, steps per training epoch).
-
-    A training epoch is ``steps_per_epoch`` steps (default: one pass over the wild faces); the data streams
-    count their own passes, so a resumed run starts them at global step ``start_epoch * steps``."""
-    from ..data.pipeline import (labelled_dataset, load_labelled, load_wild, mixed_dataset, steps_per_epoch,
-                                 wild_dataset)
-
-    d = cfg.data
-    wild_cfg = d.wild
-    wild_cfg.pts_folders = [expand_path(p) for p in wild_cfg.pts_folders]
-    wild_cfg.lp_folders = [expand_path(p) for p in wild_cfg.lp_folders]
-    wild_cfg.holdout_from = [expand_path(p) for p in wild_cfg.holdout_from]
-    train_faces, held = load_wild(wild_cfg)
-    print(train_faces.stats.summary("in-the-wild faces (train)"))
-    (out / "holdout.txt").write_text("".join(f"{s.image_path}\n" for s in (held.samples if held else [])))
-    steps = cfg.steps_per_epoch or steps_per_epoch(len(train_faces), wild_cfg.batch_size)
-    wild = wild_dataset(train_faces, wild_cfg.augment, wild_cfg.batch_size, seed, start_step=start_epoch * steps)
-    if d.labelled is not None:
-        lab_cfg = d.labelled
+def _expand_data_paths(cfg: TrainConfig) -> None:
+    w = cfg.data.wild
+    w.pts_folders = [expand_path(p) for p in w.pts_folders]
+    w.lp_folders = [expand_path(p) for p in w.lp_folders]
+    w.holdout_from = [expand_path(p) for p in w.holdout_from]
+    if w.aflw is not None:
+        w.aflw.root, w.aflw.points_file = expand_path(w.aflw.root), expand_path(w.aflw.points_file)
+    if cfg.data.labelled is not None:
+        lab = cfg.data.labelled
         for k in ("root", "list_file", "params_file", "whitening_file"):
-            setattr(lab_cfg, k, expand_path(getattr(lab_cfg, k)) or "")
-        crops = load_labelled(lab_cfg)
-        labelled = labelled_dataset(crops, lab_cfg.augment, lab_cfg.batch_size, seed, start_step=start_epoch * steps)
-        return mixed_dataset(labelled, wild), steps
-    return wild.map(lambda w: {"wild": w}), steps
+            setattr(lab, k, expand_path(getattr(lab, k)) or "")
+
+
+def _teacher_fingerprint(teacher: FaceModel) -> str:
+    from ..data.teacher import fingerprint
+
+    arrays = [np.asarray(w) for w in teacher.regressor.get_weights()] + [teacher.mm.param_mean, teacher.mm.param_std]
+    spec = {k: v for k, v in teacher.spec.to_dict().items() if k not in ("name", "provenance")}
+    return fingerprint(arrays, {"spec": spec, "inference": "predict_params"})
+
+
+def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceModel, log=print) -> None:
+    """The teacher's parameters for every training face's plain and mirrored crop, from the cache or computed once
+    (then cached), attached to each source's faces (``faces.teacher``)."""
+    from ..data.pipeline import plain_crops
+    from ..data.teacher import TeacherCache, teacher_labels
+
+    cache = TeacherCache(expand_path(cfg.data.teacher_cache), _teacher_fingerprint(teacher))
+    for src in wild.sources:
+        t0 = time.time()
+        crops, _ = plain_crops(src.faces, src.augment)
+        labels, computed = teacher_labels(crops, teacher.predict_params, cache)
+        src.faces.teacher = labels
+        log(f"teacher labels ({src.landmark_set}-point source, {len(crops)} faces): {computed} computed, "
+            f"{len(crops) - computed} from {cache.path} ({time.time() - t0:.0f} s)")
+
+
+def _holdouts(wild, is_chief: bool, out: Path) -> list[HoldoutSet]:
+    """The held-out faces as plain crops, listed in ``holdout.txt`` (300-W) and ``aflw_val.txt`` (AFLW)."""
+    if is_chief:
+        for name, file in HOLDOUT_FILES.items():
+            faces = wild.holdout.get(name)
+            write_text(out / file, "".join(f"{s.image_path}\n" for s in (faces.samples if faces else [])))
+    return holdout_sets(wild)
+
+
+def _datasets(cfg: TrainConfig, wild, seed: int, start_epoch: int, steps: int, convention):
+    """→ the training dataset positioned at the first step of training epoch ``start_epoch``: every source (and
+    the labelled stream) counts its own passes, so a resumed run starts them at global step ``start_epoch *
+    steps``."""
+    from ..data.pipeline import labelled_dataset, load_labelled, mixed_dataset, wild_sources_dataset
+
+    ds = wild_sources_dataset(wild.sources, wild.layout, seed, start_step=start_epoch * steps, convention=convention)
+    if cfg.data.labelled is not None:
+        lab_cfg = cfg.data.labelled
+        labelled = labelled_dataset(load_labelled(lab_cfg), lab_cfg.augment, lab_cfg.batch_size, seed,
+                                    start_step=start_epoch * steps)
+        return mixed_dataset(labelled, ds)
+    return ds.map(lambda w: {"wild": w})
+
+
+def _check_run_dir(out: Path, resume: bool) -> str | None:
+    """The checkpoint to resume from (None: a new run); refuses what cannot be done in ``out``."""
+    ckpt_dir = out / "checkpoints"
+    legacy = legacy_checkpoints(ckpt_dir)
+    if legacy:
+        raise CheckpointError(f"{out}: written by an older tf2dasl ({legacy[-1].name}: positional .npz checkpoints "
+                              "this version cannot continue); train into a new --out")
+    last = TrainingState.latest(ckpt_dir)
+    if resume and last is None:
+        raise TrainingError(f"{out}: nothing to resume (no checkpoint in {ckpt_dir}); drop --resume to start a run "
+                            "there")
+    if last is not None and not resume:
+        raise TrainingError(f"{out} already holds a run (checkpoint {Path(last).name}); pass --resume to continue it "
+                            "or choose another --out")
+    return last
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume: bool = False,
@@ -210,102 +305,118 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     """Run (or resume) training; returns the final model directory ``out_dir/model``.
 
     ``extra_callbacks`` run after the built-in ones (validation, checkpoint, CSV, TensorBoard)."""
+    from ..data.pipeline import load_wild_data
     from ..io.model_dir import save_model_dir
 
     out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    last = latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
-    if resume and last is None:
-        raise TrainingError(f"{out}: nothing to resume (no checkpoints/ckpt-*.npz); drop --resume to start a run there")
-    if last is not None and not resume:
-        raise TrainingError(f"{out} already holds a run (checkpoint {last.name}); pass --resume to continue it "
-                            "or choose another --out")
+    last = _check_run_dir(out, resume)
     if cfg.deterministic:
         make_deterministic()
-    if not resume or _check_resumed_config(cfg, out / CONFIG_FILE):
+    strategy = _strategy(cfg.distribute)  # MultiWorkerMirroredStrategy must exist before other TF work
+    chief = _is_chief(strategy)
+    if chief and (not resume or _check_resumed_config(cfg, out / CONFIG_FILE)):
         out.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, out / CONFIG_FILE)
+        write_text(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    strategy = _strategy(cfg.distribute)
-    with strategy.scope():  # every variable (regressor, teacher, critic, optimizers) is created mirrored
+    with strategy.scope():  # every variable (regressor, critic, optimizers) is created mirrored
         spec, reg, teacher, mm = _initial_models(cfg, init)
-    start_epoch = 0
-    if last is not None:
-        start_epoch = int(checkpoint_meta(last)["epoch"])
-        if start_epoch >= cfg.epochs:
-            print(f"{out}: all {cfg.epochs} epochs already done")
-    ds, steps = _datasets(cfg, cfg.seed, start_epoch, out)
+    start_epoch = TrainingState.finished_epochs(last) if last is not None else 0
+    if start_epoch >= cfg.epochs:
+        print(f"{out}: all {cfg.epochs} epochs already done")
+    _expand_data_paths(cfg)
+    wild = load_wild_data(cfg.data.wild)
+    if teacher is not None and cfg.data.labelled is None:
+        _attach_teacher_labels(cfg, wild, teacher)
+    holdouts = _holdouts(wild, chief, out)
+    steps = cfg.steps_per_epoch or wild.steps_per_epoch()
+    ds = _datasets(cfg, wild, cfg.seed, start_epoch, steps, teacher.convention if teacher is not None else None)
 
+    layout = wild.layout
     with strategy.scope():
+        preprocessor = CropPreprocessor.from_spec(spec)
+        morphable = MorphableLayer(mm, spec.input_size, spec.crop_convention, dense=False)
+        u, w_shp, w_exp = layout.bases(mm.u_base, mm.w_shp_base, mm.w_exp_base, mm.u, mm.w_shp, mm.w_exp)
         model = DASLModel(
-            reg, SelfCritic(cfg.model.critic_hidden, cfg.model.critic_param_slice),
-            MorphableLayer(mm, spec.input_size, spec.crop_convention, dense=False), cfg.loss, teacher,
-            freeze_bn=cfg.freeze_bn, norm_mean=spec.norm_mean, norm_scale=spec.norm_scale,
+            FaceTask(preprocessor, reg, morphable), SelfCritic(cfg.model.critic_hidden, cfg.model.critic_param_slice),
+            cfg.loss, PointProjector(u, w_shp, w_exp, layout.size, spec.input_size, spec.crop_convention),
+            layout.loss_points(cfg.loss.landmark_points), freeze_bn=cfg.freeze_bn,
             map_lr_multiplier=cfg.optim.map_lr_multiplier,
             replica_clip_norm=cfg.optim.clip_norm if strategy.num_replicas_in_sync > 1 else None)
         reg_opt, critic_opt = _optimizers(cfg, steps * cfg.epochs, strategy.num_replicas_in_sync)
         model.compile(reg_opt, critic_opt, jit_compile=cfg.jit_compile)
         model.build()
         model.build_optimizers()
+        ckpt_dir = out / "checkpoints"
+        state = TrainingState(model, ckpt_dir, write_dir=None if chief else tempfile.mkdtemp(prefix="tf2dasl-ckpt-"))
     if last is not None:
-        load_state(model, last)
-        print(f"resuming {out} after epoch {start_epoch} ({last.name})")
+        state.restore(last)
+        print(f"resuming {out} after epoch {start_epoch} ({Path(last).name})")
+
+    provenance = {"landmark_sets": layout.to_dict()} if layout.size > 68 else {}
 
     def face_model():
-        return FaceModel(spec, model.regressor, mm)
+        fm = FaceModel(spec, model.regressor, mm)
+        fm.spec.provenance.update(provenance)
+        return fm
 
     best_dir = out / "best"
-    callbacks = [StopOnNaN()]
-    validation = None
+    nan_stop = StopOnNaN()
+    callbacks = [nan_stop]
+    select = next((h.landmark_set for h in holdouts if h.landmark_set == "aflw21"),
+                  holdouts[0].landmark_set if holdouts else None)
+    aflw2000 = None
     if cfg.data.validation:
         from ..evaluate import load_aflw2000
 
-        validation = Validation(load_aflw2000(expand_path(cfg.data.validation), spec.input_size), face_model,
-                                on_best=lambda epoch, nme: _save_best(face_model(), best_dir, epoch, nme))
+        aflw2000 = load_aflw2000(expand_path(cfg.data.validation), spec.input_size)
+    if holdouts or aflw2000 is not None:
+        validation = Validation(face_model, PointModel(layout, mm, spec.input_size, morphable.convention), holdouts,
+                                aflw2000, select if cfg.keep_best else None,
+                                on_best=(lambda epoch, nme: _save_best(face_model(), best_dir, epoch, nme, select))
+                                if chief else None)
         if resume and best_dir.is_dir():
             validation.best = _best_nme(best_dir)
         callbacks.append(validation)
-    callbacks += [EpochCheckpoint(ckpt_dir), keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
-                  keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, update_freq="epoch")]
+    callbacks.append(EpochCheckpoint(state, nan_stop))
+    if chief:
+        callbacks += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+                      keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, update_freq="epoch")]
     callbacks += list(extra_callbacks or [])
     t0 = time.time()
     if start_epoch < cfg.epochs:
         model.fit(ds, epochs=cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
                   verbose=verbose, shuffle=False)  # the dataset shuffles itself, statelessly
-    nan = callbacks[0].where
-    if nan is not None:
-        epoch, step, logs = nan
-        bad = ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
-        raise TrainingError(f"training diverged: non-finite loss at epoch {epoch} step {step} ({bad}); lower "
-                            "optim.lr, set optim.clip_norm, or check the data; --resume continues from the last "
-                            "good epoch")
+    if nan_stop.stopped is not None:
+        raise TrainingError(nan_stop.stopped.message())
     final = out / "model"
-    if final.exists():
-        shutil.rmtree(final)
-    if cfg.keep_best and best_dir.is_dir():
-        shutil.copytree(best_dir, final)
-    else:
-        fm = face_model()
-        fm.spec.provenance.update({"epochs": cfg.epochs})
-        save_model_dir(fm, final)
+    if chief:
+        if cfg.keep_best and best_dir.is_dir():
+            from ..io.outputs import atomic_dir
+
+            with atomic_dir(final, replace=final.exists()) as tmp:
+                shutil.copytree(best_dir, tmp, dirs_exist_ok=True)
+        else:
+            fm = face_model()
+            fm.spec.provenance.update({"epochs": cfg.epochs})
+            save_model_dir(fm, final)
     print(f"training took {time.time() - t0:.0f} s; model directory: {final}")
     return final
 
 
-def _save_best(fm: FaceModel, best_dir: Path, epoch: int, nme: float) -> None:
+def _save_best(fm: FaceModel, best_dir: Path, epoch: int, nme: float, metric: str) -> None:
     from ..io.model_dir import save_model_dir
 
-    fm.spec.provenance.update({"epoch": epoch, "val_nme_aflw2000": nme})
+    fm.spec.provenance.update({"epoch": epoch, "selected_on": f"val_{metric}_nme", "val_nme": nme})
     save_model_dir(fm, best_dir)
 
 
 def _best_nme(best_dir: Path) -> float:
     from ..io.model_dir import read_model_meta
 
-    return float(read_model_meta(best_dir)["spec"]["provenance"].get("val_nme_aflw2000", np.inf))
+    return float(read_model_meta(best_dir)["spec"]["provenance"].get("val_nme", np.inf))
 
 
 __all__ = ["train", "TrainingError"]

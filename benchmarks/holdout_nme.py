@@ -1,0 +1,49 @@
+"""NME of models on a training config's held-out faces: AFLW-wild's validation split (21 points, visible ones, over
+the visible points' box, through the config's fitted model points) and the 300-W hold-out (68 points, plain crops
+from the ground-truth roi), with AFLW's yaw bins.
+
+    python benchmarks/holdout_nme.py --config configs/dasl_mb05_aflw.yaml models/mb05 runs/X/model [...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("models", nargs="+")
+    args = ap.parse_args()
+    from tf2dasl import load_model
+    from tf2dasl.config import load_config
+    from tf2dasl.training.config import TrainConfig
+    from tf2dasl.training.trainer import _expand_data_paths
+    from tf2dasl.training.validation import PointModel, evaluate_holdout, load_holdouts
+
+    cfg = load_config(args.config, TrainConfig)
+    _expand_data_paths(cfg)
+    layout, sets = load_holdouts(cfg)
+    results = {}
+    print("| model | " + " | ".join(f"{h.landmark_set} hold-out ({len(h.names)} faces)" for h in sets)
+          + " | AFLW by yaw: 0-30 / 30-60 / 60+ |")
+    print("|---" * (len(sets) + 2) + "|")
+    for m in args.models:
+        fm = load_model(m)
+        points = PointModel(layout, fm.mm, fm.spec.input_size, fm.convention)
+        r = {h.landmark_set: evaluate_holdout(fm.predict_params, points, h) for h in sets}
+        results[m] = r
+        yaw = r.get("aflw21", {}).get("yaw")
+        yaw_cells = " / ".join(f"{yaw[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60", "yaw_60_90")) if yaw else "-"
+        print(f"| {m} | " + " | ".join(f"{r[h.landmark_set]['nme']:.3f}" for h in sets) + f" | {yaw_cells} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

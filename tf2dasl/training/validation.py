@@ -1,0 +1,154 @@
+"""Per-epoch validation: point NME on the training data's held-out faces (the selection metric) and, as a monitor
+only, AFLW2000-3D's 68-point protocol.
+
+A held-out set (:class:`HoldoutSet`) is plain crops with their annotated points (NaN = not visible) of one
+landmark set: AFLW-wild's validation split (21 points, projected through the run's fitted model points) or the
+300-W hold-out (68 points). Its NME is the mean distance over the visible points divided by ``sqrt(w * h)`` of
+their box, averaged over faces, in percent — the model running its normal inference (two passes for a
+4-channel model, from the empty map).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+
+from ..data.correspondence import visible_face_size
+from ..data.landmark_sets import PointLayout
+from ..evaluate.metrics import yaw_table
+from ..geometry.camera import model_to_crop
+from ..geometry.morphable_model import MorphableModel
+
+
+@dataclass(eq=False)
+class HoldoutSet:
+    """``crops (N, S, S, 3)`` uint8, ``points (N, K, 2)`` crop pixels (NaN = not visible) of landmark set
+    ``landmark_set``, ``yaws (N,)`` degrees when known, ``names``."""
+
+    landmark_set: str
+    crops: np.ndarray
+    points: np.ndarray
+    names: list
+    yaws: np.ndarray | None = None
+
+    @property
+    def metric(self) -> str:
+        """The log key of this set's NME: ``val_aflw21_nme`` / ``val_68_nme``."""
+        return f"val_{self.landmark_set}_nme"
+
+
+def holdout_sets(wild) -> list[HoldoutSet]:
+    """The held-out faces of a :class:`~tf2dasl.data.pipeline.WildData` as plain crops with their points."""
+    from ..data.pipeline import plain_crops
+
+    augment = {s.landmark_set: s.augment for s in wild.sources}
+    sets = []
+    for name, faces in wild.holdout.items():
+        crops, points = plain_crops(faces, augment[name])
+        yaws = [s.yaw for s in faces.samples]
+        sets.append(HoldoutSet(name, crops, points, [s.image_path for s in faces.samples],
+                               None if any(y is None for y in yaws) else np.asarray(yaws, np.float32)))
+    return sets
+
+
+def load_holdouts(cfg) -> tuple[PointLayout, list[HoldoutSet]]:
+    """Only the held-out faces of a training config (``cfg.data.wild``, paths expanded) and its point layout —
+    what :func:`evaluate_holdout` needs to score any model on them."""
+    from ..data.landmark_sets import LANDMARK_SETS, LANDMARKS_68, read_points_file
+    from ..data.loading import load_wild_faces
+    from ..data.pipeline import WildData, WildSource, _list_68, list_aflw
+
+    w = cfg.data.wild
+    sources, holdout, sets, model_points = [], {}, [LANDMARKS_68], {}
+    if w.pts_folders or w.lp_folders:
+        _, held = _list_68(w)
+        if held:
+            faces = load_wild_faces(held, cache="memory", cache_size=w.cache_size, cache_margin=w.cache_margin,
+                                    roi_scale=w.augment.roi_scale)
+            holdout["68"], sources = faces, sources + [WildSource(faces, 1, w.augment)]
+    if w.aflw is not None:
+        model_points["aflw21"] = read_points_file(w.aflw.points_file, "aflw21")
+        sets.append(LANDMARK_SETS["aflw21"])
+        _, val, _ = list_aflw(w.aflw)
+        if val:
+            faces = load_wild_faces(val, cache="memory", cache_size=w.aflw.augment.size, cache_margin=1.0)
+            holdout["aflw21"], sources = faces, sources + [WildSource(faces, 1, w.aflw.augment)]
+    wild = WildData(sources, PointLayout(tuple(sets), model_points), holdout)
+    return wild.layout, holdout_sets(wild)
+
+
+def nme_visible(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Per-face NME ``(N,)`` (fraction): mean distance over the visible points of ``gt (N, K, 2)`` (NaN = not
+    visible) over ``sqrt(w * h)`` of their box."""
+    d = np.linalg.norm(np.asarray(pred, np.float64)[..., :2] - gt, axis=-1)
+    return np.nanmean(d, axis=1) / visible_face_size(gt)
+
+
+class PointModel:
+    """Raw params → the run's points in crop pixels (numpy): the layout's bases as a sparse morphable model."""
+
+    def __init__(self, layout: PointLayout, mm: MorphableModel, input_size: int, convention):
+        u, w_shp, w_exp = layout.bases(mm.u_base, mm.w_shp_base, mm.w_exp_base, mm.u, mm.w_shp, mm.w_exp)
+        self.layout, self.size, self.convention = layout, input_size, convention
+        self.mm = MorphableModel(u_base=u, w_shp_base=w_shp, w_exp_base=w_exp, param_mean=mm.param_mean,
+                                 param_std=mm.param_std)
+
+    def points(self, params: np.ndarray, landmark_set: str) -> np.ndarray:
+        """``(B, 62)`` → the points of ``landmark_set`` ``(B, K, 3)``."""
+        pts = model_to_crop(self.mm.landmarks(params), self.size, self.convention)
+        return pts[:, self.layout.slots(landmark_set)]
+
+
+def evaluate_holdout(predict_params: Callable[[np.ndarray], np.ndarray], points: PointModel,
+                     holdout: HoldoutSet) -> dict:
+    """``{"faces", "nme"}`` (percent, mean over faces) and, with yaws, ``"yaw"`` (3DDFA's bin table)."""
+    pred = points.points(predict_params(holdout.crops), holdout.landmark_set)
+    nme = nme_visible(pred, holdout.points)
+    out = {"faces": int(len(nme)), "nme": float(np.mean(nme) * 100)}
+    if holdout.yaws is not None:
+        out["yaw"] = yaw_table(nme, holdout.yaws)
+    return out
+
+
+class Validation(keras.callbacks.Callback):
+    """After every ``every``-th epoch: the NME of each held-out set, logged as ``val_<set>_nme``, and (monitor
+    only) AFLW2000-3D's 68-point NME as ``val_nme`` / ``val_nme_reannotated``. ``select`` names the held-out set
+    whose NME picks the best epoch: ``on_best(epoch, nme)`` is called when it improves."""
+
+    def __init__(self, face_model_fn, points: PointModel | None, holdouts: list[HoldoutSet], aflw2000=None,
+                 select: str | None = None, on_best=None, every: int = 1):
+        super().__init__()
+        self.face_model_fn, self.points, self.holdouts = face_model_fn, points, list(holdouts)
+        self.aflw2000, self.select, self.on_best, self.every = aflw2000, select, on_best, every
+        self.best, self.best_epoch = math.inf, None
+
+    def measure(self) -> dict:
+        """``{log key: value}`` for the current model."""
+        fm = self.face_model_fn()
+        out = {}
+        for h in self.holdouts:
+            out[h.metric] = evaluate_holdout(fm.predict_params, self.points, h)["nme"]
+        if self.aflw2000 is not None:
+            from ..evaluate import evaluate_aflw2000
+
+            r = evaluate_aflw2000(self.aflw2000, lambda c: fm.landmarks_crop(fm.predict_params(c)))["nme_2d_68"]
+            out["val_nme"] = r["original"]["mean"]
+            out["val_nme_reannotated"] = r.get("reannotated", {}).get("mean", float("nan"))
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or (epoch + 1) % self.every:
+            return
+        values = self.measure()
+        logs.update(values)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+        print(f"\nepoch {epoch + 1}: {shown}" + (" (AFLW2000-3D: monitor only)" if self.aflw2000 is not None else ""))
+        if self.select is not None:
+            nme = values[f"val_{self.select}_nme"]
+            if nme < self.best:
+                self.best, self.best_epoch = nme, epoch + 1
+                if self.on_best is not None:
+                    self.on_best(epoch + 1, nme)
