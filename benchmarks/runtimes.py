@@ -190,7 +190,8 @@ def _nchw_onnx(args) -> Path:
     import tf2onnx
 
     from tf2dasl import load_model
-    from tf2dasl.export import MobileModule, ONNX_OPSET, _rename_onnx_io
+    from tf2dasl.export import MobileModule, ONNX_OPSET
+    from tf2dasl.export.onnx_graph import rename_io
 
     model = load_model(args.model)
     s = model.spec.input_size
@@ -199,7 +200,9 @@ def _nchw_onnx(args) -> Path:
         tf2onnx.convert.from_function(module.serving_default,
                                       input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32, name="crops")],
                                       opset=ONNX_OPSET, inputs_as_nchw=["crops"], output_path=str(out))
-    _rename_onnx_io(out)
+    import onnx
+
+    onnx.save(rename_io(onnx.load(str(out))), str(out))
     return out
 
 

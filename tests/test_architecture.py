@@ -52,6 +52,8 @@ FORBIDDEN = {
                        "tf2dasl.commands", "tf2dasl.api", "tf2dasl.reconstruct"],
     "tf2dasl.io": ["tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate"],
     "tf2dasl.evaluate": ["tf2dasl.commands", "tf2dasl.training"],
+    "tf2dasl.video": ["keras", "tensorflow", "tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate",
+                      "tf2dasl.models", "tf2dasl.data"],
 }
 #: file-reading and -writing calls that geometry and models must not make
 FILE_CALLS = {"open", "imread", "imwrite", "loadmat", "savemat", "read_text", "write_text", "read_bytes",
@@ -74,7 +76,8 @@ def test_packages_import_only_what_their_docstrings_allow():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("pkg", ["tf2dasl.geometry", "tf2dasl.models"])
+@pytest.mark.parametrize("pkg", ["tf2dasl.geometry", "tf2dasl.models", "tf2dasl.video.tracker",
+                                 "tf2dasl.video.filters", "tf2dasl.video.smoothing"])
 def test_no_file_io(pkg):
     problems = []
     for name, path in _modules():

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf2dasl.errors import UserError
 from tf2dasl.export import (ExportError, LandmarkHead, RESOURCE_OPS, ServingModule, export_model, gpu_analysis,
                             gpu_op_issues, tflite_ops)
 from tf2dasl.runtimes import RuntimeLoadError, load_runtime
@@ -82,6 +83,38 @@ def test_export_layout_and_manifest(export_dir_mb05, export_src_model_dir):
     assert arts["onnx"]["opset"] == 17 and set(arts["onnx"]["outputs"]) == {"params", "landmarks"}
     # the model directory's model.json travels as a SavedModel asset
     assert (_sm_path(d) / "assets" / "model.json").read_text() == (export_src_model_dir / "model.json").read_text()
+
+
+def test_manifest_io_is_what_the_artifacts_declare(export_dir_mb05, saved_model):
+    """export.json's inputs/outputs are read from the artifacts: they agree with the loaded SavedModel's
+    signatures, LiteRT's view of the TFLite file and ONNX Runtime's view of the ONNX file."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    meta = json.loads((export_dir_mb05 / "export.json").read_text())
+    arts = meta["artifacts"]
+
+    def dims(shape):
+        return [-1 if d is None or not isinstance(d, int) else d for d in shape]
+
+    for name, desc in arts["savedmodel"]["signatures"].items():
+        fn = saved_model.signatures[name]
+        ins = fn.structured_input_signature[1]
+        assert {k: (v["shape"], v["dtype"]) for k, v in desc["inputs"].items()} == \
+            {k: (dims(s.shape.as_list()), s.dtype.name) for k, s in ins.items()}, name
+        assert {k: (v["shape"], v["dtype"]) for k, v in desc["outputs"].items()} == \
+            {k: (dims(t.shape.as_list()), t.dtype.name) for k, t in fn.structured_outputs.items()}, name
+    runner = Interpreter(model_path=str(export_dir_mb05 / f"{NAME}_float32.tflite")).get_signature_runner()
+    for got, want in ((arts["tflite"]["inputs"], runner.get_input_details()),
+                      (arts["tflite"]["outputs"], runner.get_output_details())):
+        assert {k: v["shape"] for k, v in got.items()} == {k: list(d["shape_signature"]) for k, d in want.items()}
+    sess = ort.InferenceSession(str(export_dir_mb05 / arts["onnx"]["file"]), providers=["CPUExecutionProvider"])
+    for got, want in ((arts["onnx"]["inputs"], sess.get_inputs()), (arts["onnx"]["outputs"], sess.get_outputs())):
+        assert {k: v["shape"] for k, v in got.items()} == {v.name: dims(v.shape) for v in want}
+    # every tensor a user sees carries its meaning, except the self-explaining whitened parameters
+    for sig in arts["savedmodel"]["signatures"].values():
+        for k, v in {**sig["inputs"], **sig["outputs"]}.items():
+            assert k == "params_whitened" or v.get("note"), k
 
 
 def test_warmup_requests_are_valid_predict_requests(export_dir_mb05):
@@ -368,6 +401,41 @@ def test_export_argument_errors(export_src_model_dir, tmp_path):
         export_model(export_src_model_dir, tmp_path / "x", version=0)
     assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert main(["export", str(export_src_model_dir), "--out", str(tmp_path / "o"), "--formats", "tf"]) == 2
+
+
+def test_export_never_overwrites_what_is_not_an_export(export_src_model_dir, tmp_path):
+    """A folder with the user's files, or a foreign export.json, is refused and left as it was."""
+    user = tmp_path / "photos"
+    user.mkdir()
+    (user / "me.jpg").write_bytes(b"mine")
+    with pytest.raises(ExportError, match="holds files but no export.json"):
+        export_model(export_src_model_dir, user, formats="onnx", log=lambda *a: None)
+    assert sorted(p.name for p in user.iterdir()) == ["me.jpg"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "export.json").write_text('{"mine": true}')
+    with pytest.raises(ExportError, match="not overwriting it"):
+        export_model(export_src_model_dir, other, formats="onnx", log=lambda *a: None)
+    assert (other / "export.json").read_text() == '{"mine": true}' and len(list(other.iterdir())) == 1
+
+
+def test_a_failed_savedmodel_export_leaves_the_previous_version(export_src_model_dir, tmp_path, monkeypatch):
+    """The version folder is built under a temporary name: a failure mid-way keeps the old one, leaves no debris."""
+    from tf2dasl.export import saved_model as sm
+
+    out = tmp_path / "e"
+    export_model(export_src_model_dir, out, formats="savedmodel", log=lambda *a: None)
+    vdir = _sm_path(out)
+    before = sorted(p.relative_to(vdir) for p in vdir.rglob("*"))
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sm, "write_warmup", broken)
+    with pytest.raises(UserError, match="No space left on device"):
+        export_model(export_src_model_dir, out, formats="savedmodel", log=lambda *a: None)
+    assert sorted(p.relative_to(vdir) for p in vdir.rglob("*")) == before
+    assert sorted(p.name for p in vdir.parent.iterdir()) == ["1"]
 
 
 def test_runtime_load_errors(tmp_path, export_dir_mb05):

@@ -1,4 +1,5 @@
-"""3DDFA_V2 import reproduces the reference AFLW2000-3D figures; model directories; CLI errors are one line."""
+"""3DDFA_V2 import reproduces the reference AFLW2000-3D figures (68-point, dense 2D, reconstruction); model
+directories; CLI errors are one line."""
 from __future__ import annotations
 
 import json
@@ -13,9 +14,12 @@ from tf2dasl.cli import main
 from tf2dasl.evaluate import evaluate_aflw2000, load_aflw2000, nme_bbox, yaw_table
 from tf2dasl.io.import_3ddfa import import_3ddfa_v2
 from tf2dasl.io.model_dir import FORMAT_VERSION, save_model_dir
+from test_evaluate_errors import _one_line_error  # noqa: E402
 
 # 3DDFA_V2's own mb05_120x120 weights run outside this project on the 200-face dev slice (shared/README.md)
 REFERENCE = {"original": 3.852, "reannotated": 3.085}
+# the same weights' dense 2D alignment and 3D face reconstruction NME there (2DASL's protocols, shared/README.md)
+REFERENCE_DENSE = {"dense_2d": 4.710, "reconstruction": 2.486}
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +43,16 @@ def test_imported_mb05_reproduces_reference_nme(imported, aflw):
     for gt, ref in REFERENCE.items():
         assert abs(result["nme_2d_68"][gt]["mean"] - ref) < 0.01, (gt, result["nme_2d_68"][gt])
     assert 3.0 < result["nme_3d_68"]["original"]["mean"] < 8.0
+
+
+def test_imported_mb05_reproduces_reference_dense_nme(imported, aflw):
+    from tf2dasl.evaluate import make_predictor
+
+    result = evaluate_aflw2000(aflw, make_predictor("keras", imported, dense=True), dense=True)
+    for key, ref in REFERENCE_DENSE.items():
+        assert abs(result[key]["mean"] - ref) < 0.01, (key, result[key])
+    assert abs(result["nme_2d_68"]["original"]["mean"] - REFERENCE["original"]) < 0.01
+    assert abs(result["gt_floor"]["mean"] - 0.90) < 0.01
 
 
 def test_model_dir_round_trip(imported, model_dir, aflw):
@@ -78,16 +92,6 @@ def test_evaluate_from_mat(imported, shared_dir):
     assert data.crops.shape == (200, 120, 120, 3) and "reannotated" in data.ground_truth
     result = evaluate_aflw2000(data, lambda c: imported.landmarks_crop(imported.predict_params(c)))
     assert 3.0 < result["nme_2d_68"]["original"]["mean"] < 4.5
-
-
-def _one_line_error(capsys, argv, *needles):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, err
-    return err
 
 
 def _checkout_copy(v2_checkout, tmp_path) -> Path:

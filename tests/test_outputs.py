@@ -257,3 +257,18 @@ def test_json_lines_drops_a_line_cut_by_a_crash(tmp_path):
     with JsonLines(path) as log:
         log.append({"c": 3})
     assert path.read_bytes() == b'{"a":1}\n{"c":3}\n'
+
+
+def test_place_file_puts_a_finished_file_in_place(tmp_path):
+    from tf2dasl.io.outputs import place_file, temporary_path
+
+    target = tmp_path / "clip_overlay.mp4"
+    tmp = temporary_path(target)
+    assert is_temporary(tmp.name) and tmp.parent == tmp_path
+    tmp.write_bytes(b"frames")
+    assert place_file(tmp, target) == target and target.read_bytes() == b"frames" and not tmp.exists()
+    tmp = temporary_path(target)
+    tmp.write_bytes(b"other")
+    with pytest.raises(OutputExistsError):
+        place_file(tmp, target, overwrite=False)
+    assert target.read_bytes() == b"frames" and _leftovers(tmp_path) == []

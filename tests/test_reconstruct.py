@@ -149,7 +149,7 @@ def test_reconstruct_json_contract(model_dir, assets, shared_dir, tmp_path, caps
     assert len(two["faces"]) == 2
     _check_record(json.loads((out / "JianzhuGuo.json").read_text()), photos[1], 1)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary == {"images": 2, "faces": 3, "without_faces": [], "failures": []}
+    assert summary == {"images": 2, "faces": 3, "without_faces": [], "failures": [], "complete": True}
     assert "2/2 images reconstructed, 3 faces" in capsys.readouterr().out
 
 

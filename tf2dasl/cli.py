@@ -1,7 +1,7 @@
 """``tf2dasl`` command line: sub-commands, each thin over the Python API (``tf2dasl/commands/``).
 
 Errors a user can cause (:class:`tf2dasl.errors.UserError`, missing files) print one line and exit 2;
-batch commands report failures at the end and exit 1.
+batch commands report failures at the end and exit 1; Ctrl-C prints one line and exits 130.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 
 #: sub-command name → module in tf2dasl.commands exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {"import-3ddfa": "import_3ddfa", "evaluate": "evaluate", "reconstruct": "reconstruct",
-            "train": "train", "fit-landmarks": "fit_landmarks", "export": "export"}
+            "train": "train", "fit-landmarks": "fit_landmarks", "export": "export", "plot": "plot"}
 
 
 def _quiet_tensorflow_import() -> None:
@@ -57,23 +57,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .errors import UserError
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _quiet_tensorflow_import()
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command. Ctrl-C at any moment (parsing, importing TensorFlow, loading a model, running)
+    prints one line and exits 130, never a traceback."""
+    command = None
     try:
-        return int(args.run(args) or 0)
-    except UserError as exc:
-        print(f"tf2dasl {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path the user gave: missing, not writable, a file where a folder is needed, disk full
-        print(f"tf2dasl {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"tf2dasl {args.command}: interrupted", file=sys.stderr)
-        return 130
+        from .errors import UserError
+
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
+        _quiet_tensorflow_import()
+        try:
+            return int(args.run(args) or 0)
+        except UserError as exc:
+            print(f"tf2dasl {command}: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # a path the user gave: missing, not writable, a file where a folder is needed
+            print(f"tf2dasl {command}: error: {os_error_line(exc)}", file=sys.stderr)
+            return 2
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        print(f"tf2dasl{' ' + command if command else ''}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """True for Ctrl-C, also when an extension module's initialisation turned it into another error (an
+    ImportError "initialization failed" raised from the KeyboardInterrupt)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

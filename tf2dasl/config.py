@@ -148,4 +148,6 @@ def load_config(path: str | Path, cls: type[T], overrides=None) -> T:
 
 
 def dump_config(obj, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+    from .io.outputs import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))  # atomic (tf2dasl.io.outputs)

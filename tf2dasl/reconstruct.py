@@ -96,8 +96,12 @@ class Reconstructor:
         (crop, regression, no detection, no refinement)."""
         crops = crop_images(image, rois, self.size)
         params = self.model.predict_params(crops, maps, passes=passes)
+        return params, self.landmarks(params, rois)
+
+    def landmarks(self, params: np.ndarray, rois: np.ndarray) -> np.ndarray:
+        """Raw params ``(F, 62)`` of the crops of roi boxes ``(F, 4)`` → image-pixel landmarks ``(F, 68, 3)``."""
         lm_crop = model_to_crop(self.model.mm.landmarks(params), self.size, self.convention)
-        return params, crop_to_image(lm_crop, rois, self.size)
+        return crop_to_image(lm_crop, rois, self.size)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``(F, 4)`` (FaceBoxes-like, ready for the roi rule) and scores ``(F,)``."""

@@ -16,6 +16,11 @@ and their outputs are concatenated in order: a TF Serving server whose ``max_bat
 call (without ``enable_large_batch_splitting``) would otherwise refuse it ("Task size N is larger than
 maximum input batch size"). ``max_request_batch=None`` sends every call as one request.
 
+Inputs are checked before anything is sent (a path instead of encoded bytes, no images, roi boxes that are
+not finite, under one pixel or outside their image when the header tells its size, crops of the wrong dtype
+or shape): one-line :class:`ServingError` errors. The exported model checks the same in its graph and answers
+``INVALID_ARGUMENT`` naming the input (``tf2dasl.export.saved_model.check_image_inputs``).
+
 Transient failures (gRPC ``UNAVAILABLE`` / ``DEADLINE_EXCEEDED``; REST connection errors, timeouts, HTTP
 503/504) are retried ``retries`` times with exponential backoff; everything else fails at once with a
 :class:`ServingError` (a :class:`~tf2dasl.errors.UserError`) of one line.
@@ -32,6 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import numbers
+import os
 import socket
 import time
 import urllib.error
@@ -56,22 +62,80 @@ class ServingError(UserError):
 
 
 def _as_crops(crops) -> np.ndarray:
-    crops = np.asarray(crops)
+    """``crops`` as a uint8 ``(B, S, S, 3)`` array (one ``(S, S, 3)`` crop becomes a batch of one), or a
+    :class:`ServingError` of one line naming what is wrong before anything is sent."""
+    if isinstance(crops, (str, bytes, bytearray, os.PathLike)):
+        raise ServingError(f"crops must be a uint8 array (B, S, S, 3), got a {type(crops).__name__}; read and crop "
+                           "the images first, or send encoded images with predict_images")
+    try:
+        crops = np.asarray(crops)
+    except (TypeError, ValueError) as exc:
+        raise ServingError(f"crops must be a uint8 array (B, S, S, 3): {exc}") from None
     if crops.ndim == 3:
         crops = crops[None]
     if crops.dtype != np.uint8:
         raise ServingError(f"crops must be uint8 (B, S, S, 3), got {crops.dtype}")
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.shape[1] != crops.shape[2]:
+        raise ServingError(f"crops must have shape (B, S, S, 3), got {crops.shape}")
+    if len(crops) == 0:
+        raise ServingError("crops is empty: send at least one crop")
     return crops
 
 
 def _as_images(encoded, roi_boxes) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(encoded, (bytes, bytearray)):
+    """Encoded images and their roi boxes as the ``predict_image`` request's arrays; a :class:`ServingError` of
+    one line (naming the input and the image's index) for anything the server would refuse or answer with
+    meaningless landmarks: a path instead of bytes, no images, a box per image missing, a box that is not
+    finite, under one pixel or (when the image's header gives its size) outside its image."""
+    if isinstance(encoded, (bytes, bytearray, memoryview)):
         encoded = [encoded]
+    elif isinstance(encoded, (str, os.PathLike)):
+        raise ServingError(f"images must be encoded image bytes, not the path {str(encoded)!r}: send "
+                           "open(path, 'rb').read()")
+    try:
+        encoded = list(encoded)
+    except TypeError:
+        raise ServingError(f"images must be a list of encoded image bytes, got {type(encoded).__name__}") from None
+    for i, e in enumerate(encoded):
+        if isinstance(e, (str, os.PathLike)):
+            raise ServingError(f"images[{i}] must be encoded image bytes, not the path {str(e)!r}: send "
+                               "open(path, 'rb').read()")
+        if not isinstance(e, (bytes, bytearray, memoryview)):
+            raise ServingError(f"images[{i}] must be encoded image bytes, got {type(e).__name__}")
+    if not encoded:
+        raise ServingError("images is empty: send at least one encoded image")
     images = np.array([bytes(e) for e in encoded], dtype=object)
-    rois = np.asarray(roi_boxes, np.float32).reshape(-1, 4)
+    try:
+        rois = np.asarray(roi_boxes, np.float32)
+        rois = rois.reshape(-1, 4) if rois.size % 4 == 0 else None
+    except (TypeError, ValueError):
+        rois = None
+    if rois is None:
+        raise ServingError(f"roi_boxes must be (N, 4) numbers [x0, y0, x1, y1], got {roi_boxes!r:.80}")
     if len(rois) != len(images):
         raise ServingError(f"{len(images)} images but {len(rois)} roi boxes (one (x0, y0, x1, y1) box per image)")
+    for i, box in enumerate(rois):
+        why = _roi_problem(box, images[i])
+        if why:
+            raise ServingError(f"roi_boxes[{i}] {box.tolist()} {why}")
     return images, rois
+
+
+def _roi_problem(box: np.ndarray, encoded: bytes) -> str | None:
+    """Why one roi box cannot crop its encoded image (checked as ``predict_image``'s graph checks it), or None."""
+    if not np.all(np.isfinite(box)):
+        return "is not finite"
+    x0, y0, x1, y1 = np.round(box)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return "needs x0 < x1 and y0 < y1, at least one whole pixel apart"
+    from .io.images import read_header
+
+    header = read_header(encoded)
+    if header is not None:
+        w, h = header.width, header.height  # the server decodes the pixels as stored (no EXIF rotation)
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            return f"lies outside its {w}x{h} image"
+    return None
 
 
 def _batch_size(inputs: dict) -> int | None:

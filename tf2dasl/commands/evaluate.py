@@ -1,13 +1,15 @@
-"""``tf2dasl evaluate aflw2000 --data DIR (--model MODEL_DIR | --runtime R --export-dir DIR) [--json OUT]`` and
+"""``tf2dasl evaluate aflw2000 --data DIR (--model MODEL_DIR | --runtime R --export-dir DIR [--bfm MODEL_DIR] |
+--params FILE.npy --convention C --bfm PATH) [--dense] [--json OUT]`` and
 ``tf2dasl evaluate 300w --data DIR... --model MODEL_DIR [--boxes detector|oracle] [--list FILE] [--json OUT]``.
 
 Thin over :mod:`tf2dasl.evaluate`; a flag the chosen mode would ignore is an error there, not dropped."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from ..errors import UserError
+from ..geometry.conventions import CONVENTIONS
 from ..runtimes import RUNTIMES, TFLITE_VARIANTS
 
 
@@ -19,7 +21,7 @@ def add_parser(sub, name):
     a = bench.add_parser("aflw2000", help="AFLW2000-3D, 3DDFA's protocol (68-point NME per yaw bin)")
     a.add_argument("--data", required=True, help="AFLW2000-3D folder laid out as ../shared/data/aflw2000_3d_dev")
     a.add_argument("--model", help="model directory (--runtime keras only)")
-    a.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0], help="which artifact runs the regressor")
+    a.add_argument("--runtime", choices=RUNTIMES, help=f"which artifact runs the regressor (default {RUNTIMES[0]})")
     a.add_argument("--export-dir", help="export directory (from `tf2dasl export`) for --runtime savedmodel|tflite|onnx")
     a.add_argument("--variant", choices=TFLITE_VARIANTS,
                    help=f"--runtime tflite only: which TFLite model (default {TFLITE_VARIANTS[0]})")
@@ -28,7 +30,21 @@ def add_parser(sub, name):
                         "the map of the first pass's landmarks (default; exported graphs always run both)")
     a.add_argument("--from-mat", action="store_true",
                    help="build crops from the .mat ground truth instead of 3DDFA's protocol files")
-    a.add_argument("--json", help="write the results as JSON here")
+    a.add_argument("--dense", action="store_true",
+                   help="also dense 2D, dense 3D and 3D reconstruction NME against the .mat files' fitted meshes "
+                        "(2DASL's protocols; needs DIR/AFLW2000/*.mat)")
+    a.add_argument("--params", metavar="FILE.npy",
+                   help="score these (N, 62) raw 3DDFA parameters (one row per listed face; NaN rows skipped) "
+                        "instead of running a model; needs --convention and --bfm")
+    a.add_argument("--convention", choices=sorted(CONVENTIONS),
+                   help="--params only: the crop convention of the parameters (3DDFA v1 / 2DASL: 3ddfa_v1)")
+    a.add_argument("--bfm", metavar="PATH",
+                   help="the morphable model that decodes --params, or an export's parameters with --dense: a tf2dasl "
+                        "model directory or a 3DDFA_V2 checkout (e.g. ../shared/assets/3ddfa_v2)")
+    a.add_argument("--name", help="the label of these results (JSON 'model', plot legends); default: the model's "
+                                  "name, or the --params file's stem")
+    a.add_argument("--json", help="write the results (with every face's values) as JSON here")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
     w = bench.add_parser("300w", help="300-W style faces (images + 68-point .pts) through the full pipeline "
                                       "(detect, crop, regress, refine); NME over the outer inter-ocular distance",
                          description="68-point NME (%%) normalised by the outer-eye-corner distance (300-W), "
@@ -54,8 +70,11 @@ def add_parser(sub, name):
 
 
 def _write_json(path, result) -> None:
+    from ..evaluate import nan_to_none
+    from ..io.outputs import write_json
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(path, nan_to_none(result), indent=2)
     print(f"wrote {path}")
 
 
@@ -73,17 +92,45 @@ def run_300w(args) -> int:
     return 1 if result["errors"] else 0
 
 
+def _score_params(args, data) -> tuple[dict, str]:
+    """``--params``: someone's predicted parameters, decoded by ``--bfm`` in ``--convention``."""
+    from ..evaluate import load_params_file, params_decoder, params_predictions, score_aflw2000
+
+    given = [flag for flag, value in (("--model", args.model), ("--runtime", args.runtime),
+                                      ("--export-dir", args.export_dir), ("--variant", args.variant),
+                                      ("--passes", args.passes)) if value]
+    if given:
+        raise UserError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to running a model; "
+                        f"--params scores the given parameters (drop {' '.join(given)})")
+    size = int(data.crops.shape[1])
+    params, valid = load_params_file(args.params, len(data.names), f"{args.data}'s face list")
+    decoder = params_decoder(args.bfm, args.convention, size)
+    result = score_aflw2000(data, params_predictions(params, valid, decoder), size, decoder, dense=args.dense,
+                            progress=not args.no_progress)
+    result.update({"params_file": str(args.params), "convention": decoder.convention.name})
+    return result, args.name or Path(args.params).stem
+
+
 def run(args) -> int:
     if args.benchmark == "300w":
         return run_300w(args)
-    from ..evaluate import evaluate_aflw2000, format_table, landmarks_fn, load_aflw2000
+    from ..evaluate import evaluate_aflw2000, format_table, load_aflw2000, make_predictor
 
+    if not args.params and args.convention:
+        raise UserError("--convention applies to --params; a model or an export knows its own (drop --convention)")
     data = load_aflw2000(args.data, from_mat=args.from_mat)
-    name, fn = landmarks_fn(args.runtime, model=args.model, export_dir=args.export_dir, variant=args.variant,
-                            passes=args.passes)
-    result = evaluate_aflw2000(data, fn)
-    result.update({"model": name, "runtime": args.runtime, "data": str(args.data), "crops": data.source["crops"]})
-    print(f"AFLW2000-3D ({result['faces']} faces, {data.source['crops']} crops), model {name}, runtime {args.runtime}")
+    if args.params:
+        result, name = _score_params(args, data)
+        runtime = "params"
+    else:
+        runtime = args.runtime or RUNTIMES[0]
+        predictor = make_predictor(runtime, model=args.model, export_dir=args.export_dir, variant=args.variant,
+                                   passes=args.passes, bfm=args.bfm, dense=args.dense)
+        result = evaluate_aflw2000(data, predictor, int(data.crops.shape[1]), dense=args.dense,
+                                   progress=not args.no_progress)
+        name = args.name or predictor.name
+    result.update({"model": name, "runtime": runtime, "data": str(args.data), "crops": data.source["crops"]})
+    print(f"AFLW2000-3D ({result['faces']} faces, {data.source['crops']} crops), model {name}, runtime {runtime}")
     print(format_table(result))
     if args.json:
         _write_json(args.json, result)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..runtimes import RUNTIMES
+from . import reconstruct_video
 
 PICTURES = ("overlay", "depth", "pncc")
 MESHES = ("obj", "ply")
@@ -15,7 +16,7 @@ OUTPUTS = PICTURES + MESHES
 EXIT_FAILURES = 1
 
 EPILOG = """\
-output names: OUT_DIR/<stem>.json (and <stem>_overlay.png, <stem>_0.obj, ...). Names are unique within a run:
+output names: OUT_DIR/<stem>.json (and <stem>_overlay.png, <stem>_0.obj, ...). Names are unique in the folder:
 when an earlier input (or summary.json) took a stem, the image gets <stem>_<ext> (a.bmp after a.png ->
 a_bmp.json), then <stem>_<ext>_2, ...; such renames are printed and listed under "renamed" in summary.json.
 
@@ -23,9 +24,21 @@ reported at the end (and in OUT_DIR/summary.json): each image without a face ("n
 it still gets its JSON with "faces": []) and each failure ("failed: PATH: reason": missing input, folder
 without images, unreadable image or .pts, a --boxes box outside its image). The other inputs go on.
 
-exit status: 0 when every input was read (images without faces are listed but are not failures, as in
-3DDFA_V2 and MediaPipe); 1 when any input failed; 2 for a usage error (bad argument, missing model,
-malformed --boxes file, --assets without a BlazeFace model), reported as one line before anything runs.
+the output folder (README "Output guarantees"): every file is written whole or not at all (temporary file,
+fsync, rename); OUT_DIR/tf2dasl-manifest.jsonl records what tf2dasl wrote there (sizes, SHA-256) and which
+inputs are complete. A rerun into the same folder skips the inputs already complete with the same model and
+settings (--force redoes them) and redoes incomplete ones. A file in OUT_DIR that no tf2dasl run wrote is
+never overwritten: that image's outputs get another name ("renamed: ... was not written by tf2dasl: kept");
+a user's summary.json makes it summary_2.json. A file that cannot be written (disk full, I/O error) is a
+failure naming the file and the reason ("incomplete: PATH (not written: ...)"); when not even an image's JSON
+can be written the run stops and lists the inputs not processed. summary.json is written in every case
+(also after Ctrl-C), with "complete": false and what is missing.
+
+exit status: 0 when every input was read and every output written;
+images without faces are listed but are not failures (as in 3DDFA_V2 and MediaPipe). 1 when any input failed,
+an output could not be written or the run stopped early; 130 after Ctrl-C (summary.json written); 2 for a
+usage error (bad argument, missing model, malformed --boxes file, --assets without a BlazeFace model),
+reported as one line before anything runs.
 """
 
 
@@ -34,7 +47,7 @@ def add_parser(sub, name):
                        description="Photos in, faces out: one OUT_DIR/<stem>.json per image (docs/output_format.md), "
                                    "plus the pictures and meshes asked for.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders of images, or video files")
     p.add_argument("--model", required=True, help="model directory (tf2dasl import-3ddfa / train)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--detector", default="auto",
@@ -64,24 +77,59 @@ def add_parser(sub, name):
         p.add_argument(f"--{o}", action="store_true",
                        help=f"write <stem>_{o}.png" if o in PICTURES else f"write <stem>_<face>.{o} per face (dense mesh)")
     p.add_argument("--all", action="store_true", help="write every picture and mesh")
+    p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
+                   help="images with more pixels are decoded at 1/2, 1/4 or 1/8 of their size when they are JPEGs, "
+                        "refused otherwise (one line each), so memory stays bounded; coordinates stay in full-image "
+                        "pixels (default: 24000000; 0: no limit)")
+    p.add_argument("--force", action="store_true",
+                   help="redo the inputs an earlier run into --out completed (files that tf2dasl did not write are "
+                        "still never overwritten)")
+    reconstruct_video.add_arguments(p)
+    p.epilog += "\n" + reconstruct_video.EPILOG
     p.set_defaults(run=run)
 
 
+def _max_pixels(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of pixels, got {text}")
+    return value
+
+
 def run(args) -> int:
-    from ..api import make_backend, read_boxes_file, reconstruct_paths
-    from ..io.outputs import write_json
+    from ..api import RunInterrupted, make_backend, model_identity, read_boxes_file, reconstruct_paths
+    from ..cli import EXIT_INTERRUPTED
+    from ..io.images import DEFAULT_MAX_PIXELS
 
     outputs = [o for o in OUTPUTS if args.all or getattr(args, o)]
     det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
     if args.score_threshold is not None:
         det_opts["score_threshold"] = args.score_threshold
     boxes = read_boxes_file(args.boxes) if args.boxes else None  # a malformed file fails before the model loads
+    photos, videos = reconstruct_video.split_inputs(args)
+    if videos:
+        reconstruct_video.video_config(args)  # a bad --video-config fails before the model loads
     backend = make_backend(args.model, args.runtime, args.export_dir, args.server, args.server_model)
-    summary = reconstruct_paths(args.inputs, backend, args.out, outputs=outputs, detector=args.detector,
-                                assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
-                                refine=not args.no_refine, boxes=boxes)
+    settings = {"model": model_identity(args.model), "runtime": args.runtime,
+                "export_dir": str(Path(args.export_dir).resolve()) if args.export_dir else None,
+                "server": args.server, "server_model": args.server_model}
+    video_rc = reconstruct_video.run_videos(args, videos, backend, settings, outputs) if videos else 0
+    if not photos or video_rc == EXIT_INTERRUPTED:
+        return video_rc
+    args.inputs = photos
+    try:
+        summary = reconstruct_paths(args.inputs, backend, args.out, outputs=outputs, detector=args.detector,
+                                    assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
+                                    refine=not args.no_refine, boxes=boxes, force=args.force, settings=settings,
+                                    max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None)
+    except RunInterrupted as stop:
+        _report(stop.summary)
+        return EXIT_INTERRUPTED
+    _report(summary)
+    return max(video_rc, 0 if summary.complete else EXIT_FAILURES)
+
+
+def _report(summary) -> None:
     print(summary.describe())
     for line in summary.report_lines():
         print(f"  {line}", file=sys.stderr)
-    write_json(Path(args.out, "summary.json"), summary.to_json(), indent=2)
-    return EXIT_FAILURES if summary.failures else 0

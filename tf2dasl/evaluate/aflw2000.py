@@ -1,184 +1,167 @@
-"""AFLW2000-3D as 3DDFA benchmarks it: the data (protocol crops, roi boxes, yaws, ground truths) and the protocol.
+"""AFLW2000-3D as 3DDFA and 2DASL benchmark it: predictions on the protocol crops → 68-point, dense alignment and
+3D face reconstruction errors, per |yaw| bin and their balanced mean.
 
 3DDFA's ``benchmark_aflw2000.py``: predict on the 120x120 protocol crops, map the 68 landmarks to the image
 through each crop's roi box, NME = mean point error / sqrt(w * h) of the ground truth's landmark box, in
 percent, averaged per |yaw| bin [0, 30], (30, 60], (60, 90] and then over the three bins (the "balanced"
 mean). Two ground truths: AFLW2000-3D's original ``pt3d_68`` and the re-annotated 2D landmarks.
+
+With ``dense``, the predicted meshes (all vertices, image pixels) are scored against the ``.mat`` files' fitted
+meshes (:mod:`~tf2dasl.evaluate.dense_truth`) by 2DASL's dense 2D, dense 3D and reconstruction protocols
+(:mod:`~tf2dasl.evaluate.dense`); ``gt_floor`` reports how far that ground truth itself lies from ``pt3d_68``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+import time
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from ..data.sources import NUM_LANDMARKS
 from ..geometry.camera import crop_to_image
-from ..geometry.roi import crop_image, roi_from_landmarks
-from .common import DatasetError
+from .aflw2000_data import Aflw2000
+from .dense import DENSE_METRICS, dense_errors
 from .metrics import BIN_NAMES, bin_counts, nme_3d, nme_bbox, yaw_table
+from .predictors import LandmarkFn, MeshDecoder, Predictor, check_decoder
 
-PROTOCOL_FILES = {"list": "AFLW2000-3D_crop.list", "roi": "AFLW2000-3D_crop.roi_box.npy",
-                  "original": "AFLW2000-3D.pts68.npy", "reannotated": "AFLW2000-3D-Reannotated.pts68.npy",
-                  "yaw": "AFLW2000-3D.pose.npy"}
-CROP_FOLDER, IMAGE_FOLDER = "AFLW2000-3D_crop", "AFLW2000"
-#: The .mat ground truth: ``pt3d_68`` (3, 68) landmarks and ``Pose_Para`` [pitch, yaw, roll, tx, ty, tz, scale]
-#: (radians), of which the yaw is item ``POSE_YAW_INDEX``.
-MAT_LANDMARKS, MAT_POSE, POSE_YAW_INDEX = "pt3d_68", "Pose_Para", 1
-#: Why one unusable AFLW2000-3D file stops the run instead of being skipped.
-FIXED_LIST = ("; AFLW2000-3D is scored on its whole face list, so the evaluation stops rather than report NMEs "
-              "not comparable with other runs: restore the file from the dataset")
-
-#: Predictions are 3D landmarks in crop pixels ``(B, 68, 3)`` from uint8 crops ``(B, S, S, 3)``.
-LandmarkFn = Callable[[np.ndarray], np.ndarray]
+#: faces per chunk when decoding dense meshes (bounds memory: a chunk's two meshes are 2 x 16 x 38,365 x 3 float64)
+DENSE_CHUNK = 16
+#: the per-face columns of a result (percent), by the metric names plots use
+FACE_METRICS = ("nme_2d_68", "nme_2d_68_reannotated", "nme_3d_68") + DENSE_METRICS
+GT_FLOOR_NOTE = ("2D NME of the dense ground truth's 68 keypoints against pt3d_68: the .mat fits truncated to "
+                 "3DDFA's 40 shape / 10 expression components; dense figures are comparable within tf2dasl and with "
+                 "predictions scored here, not with papers that used the full BFM")
+DENSE_PROTOCOL = {
+    "ground_truth": "AFLW2000/*.mat: u + w_shp @ Shape_Para[:40] + w_exp @ Exp_Para[:10], posed s*R@V+t "
+                    "(300W-LP RotationMatrix.m), y = 451 - y",
+    "dense_2d": "mean x-y distance over all vertices / sqrt(w*h) of pt3d_68's box",
+    "dense_3d": "mean 3D distance, each mesh's z shifted to start at 0 / sqrt(w*h) of pt3d_68's box",
+    "reconstruction": "z shifted to 0, every 50th vertex, centred, rigid ICP (nearest neighbours, Horn's quaternion "
+                      "rotation, until the mean squared matching distance changes by <= 0.01), mean same-index "
+                      "distance / sqrt(w*h) of the ground-truth mesh's x-y box (2DASL's nme_for_3DReconstruction.m)",
+}
 
 
 @dataclass
-class Aflw2000:
-    """The protocol's data: ``crops (N, S, S, 3)`` uint8 BGR, ``roi_boxes (N, 4)``, ``yaws (N,)`` degrees and
-    ground truths by name, each ``(N, 68, 2)`` image pixels; ``pt3d (N, 68, 3)`` when the .mat files are there."""
+class Predictions:
+    """What a model predicted for a protocol's faces: ``landmarks (N, 68, 3)`` crop pixels, ``params (N, 62)`` raw
+    (None: landmarks only) and ``valid (N,)`` (False: no prediction for that face, e.g. a NaN row of a parameters
+    file; such faces are skipped and counted; None: all valid)."""
 
-    names: list[str]
-    crops: np.ndarray
-    roi_boxes: np.ndarray
-    yaws: np.ndarray
-    ground_truth: dict[str, np.ndarray]
-    pt3d: np.ndarray | None = None
-    source: dict = field(default_factory=dict)
+    landmarks: np.ndarray
+    params: np.ndarray | None = None
+    valid: np.ndarray | None = None
 
-
-def _need(path: Path, what: str, fix: str) -> Path:
-    if not path.exists():
-        raise DatasetError(f"{path}: {what} not found; {fix}")
-    return path
+    def mask(self) -> np.ndarray:
+        n = len(self.landmarks)
+        return np.ones(n, bool) if self.valid is None else np.asarray(self.valid, bool)
 
 
-def _read_crop(path: Path, size: int) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetError(f"{path}: cannot read the protocol crop (missing or corrupt)")
-    if img.shape[:2] != (size, size):
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
-    return img
+def predict_aflw2000(data: Aflw2000, predictor: Predictor) -> Predictions:
+    """Run ``predictor`` on the protocol crops (and check a separately given morphable model against it)."""
+    params, landmarks = predictor.predict(data.crops)
+    params, landmarks = np.asarray(params, np.float32), np.asarray(landmarks, np.float32)
+    if predictor.check_decoder and predictor.decoder is not None:
+        check_decoder(predictor.decoder, params, landmarks, predictor.name)
+    return Predictions(landmarks, params)
 
 
-def read_aflw_mat(path: Path, pose: bool = False) -> tuple[np.ndarray, float | None]:
-    """``pt3d_68`` of an AFLW2000-3D ``.mat`` as ``(68, 3)`` float32 image pixels, and its yaw in degrees from
-    ``Pose_Para`` when ``pose``. An unreadable file, a missing key or a wrongly shaped array → one-line
-    :class:`DatasetError` naming the file and the key (with :data:`FIXED_LIST`: the protocol stops)."""
-    from ..data.sources import load_mat
-
-    keys = [MAT_LANDMARKS] + ([MAT_POSE] if pose else [])
-    m = load_mat(path, keys, error=DatasetError, note=FIXED_LIST)
-    for k in keys:
-        if k not in m:
-            raise DatasetError(f"{path}: no {k} in the .mat file (expected AFLW2000-3D's ground truth){FIXED_LIST}")
-    pts = np.asarray(m[MAT_LANDMARKS])
-    if pts.shape != (3, NUM_LANDMARKS) or not np.issubdtype(pts.dtype, np.number):
-        raise DatasetError(f"{path}: expected {MAT_LANDMARKS} of shape (3, {NUM_LANDMARKS}), found "
-                           f"{pts.dtype} {pts.shape}{FIXED_LIST}")
-    yaw = None
-    if pose:
-        pose_para = np.asarray(m[MAT_POSE]).reshape(-1)
-        if pose_para.size <= POSE_YAW_INDEX or not np.issubdtype(pose_para.dtype, np.number):
-            raise DatasetError(f"{path}: {MAT_POSE} holds no yaw (expected [pitch, yaw, roll, tx, ty, tz, scale])"
-                               f"{FIXED_LIST}")
-        yaw = float(np.degrees(float(pose_para[POSE_YAW_INDEX])))
-    return pts.astype(np.float32).T, yaw
+def params_predictions(params: np.ndarray, valid: np.ndarray, decoder: MeshDecoder) -> Predictions:
+    """Predictions from raw parameters ``(N, 62)``: the landmarks decoded by ``decoder``; rows not ``valid`` NaN."""
+    valid = np.asarray(valid, bool)
+    landmarks = np.full((len(params), 68, 3), np.nan, np.float32)
+    if valid.any():
+        landmarks[valid] = decoder.landmarks_crop(params[valid])
+    return Predictions(landmarks, np.asarray(params, np.float32), valid)
 
 
-def _read_pt3d(image_dir: Path, names: list[str]) -> np.ndarray | None:
-    out = []
-    for n in names:
-        mat = image_dir / (Path(n).stem + ".mat")
-        if not mat.is_file():
-            return None
-        out.append(read_aflw_mat(mat)[0])
-    return np.stack(out)
+def _dense_metrics(dense) -> tuple[str, ...]:
+    if dense is True:
+        return DENSE_METRICS
+    chosen = tuple(dense or ())
+    unknown = [m for m in chosen if m not in DENSE_METRICS]
+    if unknown:
+        raise ValueError(f"unknown dense metric(s) {unknown}; use {', '.join(DENSE_METRICS)}")
+    return chosen
 
 
-def load_aflw2000(data_dir: str | Path, size: int = 120, from_mat: bool = False) -> Aflw2000:
-    """Load AFLW2000-3D laid out as ``../shared/data/aflw2000_3d_dev``.
+def score_aflw2000(data: Aflw2000, predictions: Predictions, size: int = 120, decoder: MeshDecoder | None = None,
+                   dense=(), progress: bool = False) -> dict:
+    """The protocol's result for ``predictions`` (see the module docstring and ``docs/evaluation.md``).
 
-    ``from_mat=True`` builds crops from the images and their ``.mat`` ground truth (``pt3d_68``) for users
-    without 3DDFA's protocol files: roi boxes from the landmarks (3DDFA_V2's ``parse_roi_box_from_landmark``)
-    and yaw from ``Pose_Para``; only the original ground truth is then available (plus the re-annotated one
-    if its protocol file is present).
-    """
-    d = Path(data_dir)
-    if not d.is_dir():
-        raise DatasetError(f"{d}: dataset folder not found (expected AFLW2000-3D laid out as 3DDFA's benchmark)")
-    if from_mat:
-        return _load_from_mat(d, size)
-    fix = "it is one of 3DDFA's AFLW2000-3D protocol files; or pass --from-mat to build crops from the .mat files"
-    paths = {k: _need(d / v, "protocol file", fix) for k, v in PROTOCOL_FILES.items()}
-    names = [ln.strip() for ln in paths["list"].read_text().splitlines() if ln.strip()]
-    crop_dir = _need(d / CROP_FOLDER, "crop folder", fix)
-    try:
-        roi = np.load(paths["roi"]).astype(np.float32)
-        gt = {"original": np.load(paths["original"]).astype(np.float32)[:, :2].transpose(0, 2, 1),
-              "reannotated": np.load(paths["reannotated"]).astype(np.float32)[:, :2].transpose(0, 2, 1)}
-        yaws = np.load(paths["yaw"]).astype(np.float32).reshape(-1)
-    except (ValueError, OSError) as exc:
-        raise DatasetError(f"{d}: cannot read a protocol .npy file ({exc})") from None
-    for what, arr in [("roi boxes", roi), ("yaws", yaws)] + list(gt.items()):
-        if len(arr) != len(names):
-            raise DatasetError(f"{d}: {what} hold {len(arr)} faces but {PROTOCOL_FILES['list']} lists {len(names)}")
-    crops = np.stack([_read_crop(crop_dir / n, size) for n in names])
-    pt3d = _read_pt3d(d / IMAGE_FOLDER, names) if (d / IMAGE_FOLDER).is_dir() else None
-    return Aflw2000(names, crops, roi, yaws, gt, pt3d, {"dir": str(d), "crops": "protocol"})
-
-
-def _load_from_mat(d: Path, size: int) -> Aflw2000:
-    image_dir = _need(d / IMAGE_FOLDER, "image folder", "expected AFLW2000/*.jpg with their .mat files")
-    mats = sorted(image_dir.glob("*.mat"))
-    if not mats:
-        raise DatasetError(f"{image_dir}: no .mat ground-truth files found")
-    names, crops, rois, yaws, pt3d = [], [], [], [], []
-    for mat in mats:
-        jpg = mat.with_suffix(".jpg")
-        img = cv2.imread(str(jpg), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"{jpg}: cannot read the image of {mat.name} (missing or corrupt){FIXED_LIST}")
-        pts, yaw = read_aflw_mat(mat, pose=True)
-        roi = roi_from_landmarks(pts[None])[0]
-        names.append(jpg.name)
-        crops.append(crop_image(img, roi, size))
-        rois.append(roi)
-        yaws.append(yaw)
-        pt3d.append(pts)
-    pt3d_arr = np.stack(pt3d)
-    gt = {"original": pt3d_arr[..., :2]}
-    re_path = d / PROTOCOL_FILES["reannotated"]
-    list_path = d / PROTOCOL_FILES["list"]
-    if re_path.is_file() and list_path.is_file():
-        listed = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
-        try:
-            re = np.load(re_path).astype(np.float32)[:, :2].transpose(0, 2, 1)
-        except (ValueError, OSError, IndexError) as exc:
-            raise DatasetError(f"{re_path}: cannot read the re-annotated ground truth ({exc}); restore it, or "
-                               "move it away to score against the original ground truth only") from None
-        if sorted(listed) == sorted(names) and len(re) == len(listed):
-            order = {n: i for i, n in enumerate(listed)}
-            gt["reannotated"] = re[[order[n] for n in names]]
-    return Aflw2000(names, np.stack(crops), np.stack(rois), np.array(yaws, np.float32), gt, pt3d_arr,
-                    {"dir": str(d), "crops": "from_mat"})
-
-
-# ---------------------------------------------------------------------------- the protocol
-def evaluate_aflw2000(data: Aflw2000, landmarks_fn: LandmarkFn, size: int = 120) -> dict:
-    """Run the protocol: ``landmarks_fn`` maps crops ``(B, S, S, 3)`` uint8 to crop-pixel landmarks ``(B, 68, 3)``."""
-    lm_crop = np.asarray(landmarks_fn(data.crops), np.float32)
-    lm_img = crop_to_image(lm_crop, data.roi_boxes, size)
-    result = {"faces": int(len(data.names)),
-              "bins": bin_counts(data.yaws),
-              "nme_2d_68": {k: yaw_table(nme_bbox(lm_img[..., :2], gt), data.yaws)
-                            for k, gt in data.ground_truth.items()}}
+    ``dense``: True (every :data:`~tf2dasl.evaluate.dense.DENSE_METRICS`) or the names to measure; they need the
+    raw parameters, a ``decoder`` and the ``.mat`` ground truth. Faces without a prediction are left out of every
+    figure (``skipped``); ``per_face`` keeps one value per listed face (NaN when not scored)."""
+    metrics = _dense_metrics(dense)
+    ok = predictions.mask()
+    yaws = data.yaws[ok]
+    lm_img = crop_to_image(predictions.landmarks[ok], data.roi_boxes[ok], size)
+    per_face = {m: np.full(len(data.names), np.nan) for m in FACE_METRICS}
+    result = {"faces": int(ok.sum()), "bins": bin_counts(yaws), "nme_2d_68": {}}
+    for k, gt in data.ground_truth.items():
+        e = nme_bbox(lm_img[..., :2], gt[ok])
+        result["nme_2d_68"][k] = yaw_table(e, yaws)
+        per_face["nme_2d_68" if k == "original" else f"nme_2d_68_{k}"][ok] = e
     if data.pt3d is not None:
-        result["nme_3d_68"] = {"original": yaw_table(nme_3d(lm_img, data.pt3d), data.yaws)}
+        e = nme_3d(lm_img, data.pt3d[ok])
+        result["nme_3d_68"] = {"original": yaw_table(e, yaws)}
+        per_face["nme_3d_68"][ok] = e
+    result["skipped"] = int((~ok).sum())
+    result["skipped_faces"] = [n for n, v in zip(data.names, ok) if not v]
+    if metrics:
+        if predictions.params is None or decoder is None:
+            raise ValueError("dense metrics need raw parameters and a MeshDecoder")
+        t0 = time.perf_counter()
+        floor = _score_dense(data, predictions.params, ok, decoder, metrics, per_face, progress)
+        for m in metrics:
+            result[m] = yaw_table(per_face[m][ok], yaws)
+        result["gt_floor"] = {"mean": float(floor[ok].mean() * 100), "max": float(floor[ok].max() * 100),
+                              "nme_2d_68": yaw_table(floor[ok], yaws), "note": GT_FLOOR_NOTE}
+        per_face["gt_floor"] = floor
+        result["dense_protocol"] = {"vertices": int(decoder.mm.num_vertices), **DENSE_PROTOCOL}
+        result["seconds_dense"] = round(time.perf_counter() - t0, 2)
+    result["per_face"] = {"names": list(data.names), "yaw": [round(float(y), 3) for y in data.yaws],
+                          **{m: [round(float(v) * 100, 4) for v in a] for m, a in per_face.items()
+                             if m in metrics or m == "gt_floor" or np.isfinite(a).any()}}
     return result
+
+
+def _score_dense(data: Aflw2000, params: np.ndarray, ok: np.ndarray, decoder: MeshDecoder, metrics, per_face: dict,
+                 progress: bool) -> np.ndarray:
+    """Fill ``per_face[m]`` (fractions) for the dense ``metrics`` of the valid faces; returns the gt floor ``(N,)``."""
+    from tqdm import tqdm
+
+    from .dense_truth import load_dense_truth
+
+    truth = load_dense_truth(data, decoder.mm)
+    faces = np.flatnonzero(ok)
+    chunks = [faces[i:i + DENSE_CHUNK] for i in range(0, len(faces), DENSE_CHUNK)]
+    with tqdm(total=len(faces), desc="dense metrics", unit="face", disable=not progress) as bar:
+        for idx in chunks:
+            pred = decoder.vertices(params[idx], data.roi_boxes[idx])
+            errors = dense_errors(pred, truth.vertices(idx), truth.norm[idx], metrics)
+            for m, e in errors.items():
+                per_face[m][idx] = e
+            bar.update(len(idx))
+    return truth.floor
+
+
+def evaluate_aflw2000(data: Aflw2000, model: LandmarkFn | Predictor, size: int = 120, dense=(),
+                      progress: bool = False) -> dict:
+    """Run the protocol on ``model``: a :class:`~tf2dasl.evaluate.predictors.Predictor` (see
+    :func:`~tf2dasl.evaluate.predictors.make_predictor`; ``dense`` needs its decoder), or a function mapping crops
+    ``(B, S, S, 3)`` uint8 to crop-pixel landmarks ``(B, 68, 3)`` (68-point metrics only)."""
+    if isinstance(model, Predictor):
+        if _dense_metrics(dense) and model.decoder is None:
+            raise ValueError(f"dense metrics need a MeshDecoder: make the predictor {model.name!r} with dense=True")
+        return score_aflw2000(data, predict_aflw2000(data, model), size, model.decoder, dense, progress)
+    if _dense_metrics(dense):
+        raise ValueError("dense metrics need a Predictor (raw parameters and a decoder), not a landmarks function")
+    return score_aflw2000(data, Predictions(np.asarray(model(data.crops), np.float32)), size)
+
+
+_ROWS = [("nme_2d_68", "original", "2D 68 pts, original"), ("nme_2d_68", "reannotated", "2D 68 pts, reannotated"),
+         ("nme_3d_68", "original", "3D 68 pts, original"), ("dense_2d", None, "dense 2D"),
+         ("dense_3d", None, "dense 3D"), ("reconstruction", None, "3D reconstruction")]
 
 
 def format_table(result: dict) -> str:
@@ -186,10 +169,16 @@ def format_table(result: dict) -> str:
     counts = result["bins"]
     head = f"{'NME (%)':<26}" + "".join(f"{n + ' (' + str(counts[n]) + ')':>17}" for n in BIN_NAMES) + f"{'mean':>9}"
     rows = [head, "-" * len(head)]
-    for metric in ("nme_2d_68", "nme_3d_68"):
-        for gt_name, t in result.get(metric, {}).items():
-            label = f"{metric[4:6]} 68 pts, {gt_name}"
-            rows.append(f"{label:<26}" + "".join(f"{t[n]:>17.3f}" for n in BIN_NAMES) + f"{t['mean']:>9.3f}")
+    num = lambda v: f"{v:.3f}" if v is not None and np.isfinite(v) else "-"  # noqa: E731
+    for key, sub, label in _ROWS:
+        t = result.get(key, {})
+        t = t.get(sub) if sub else t
+        if t:
+            rows.append(f"{label:<26}" + "".join(f"{num(t[n]):>17}" for n in BIN_NAMES) + f"{num(t['mean']):>9}")
+    if "gt_floor" in result:
+        f = result["gt_floor"]
+        rows.append(f"dense ground truth floor: its 68 keypoints lie {num(f['mean'])}% (max {num(f['max'])}%) from "
+                    "pt3d_68 (40 shape / 10 expression components)")
+    if result.get("skipped"):
+        rows.append(f"skipped {result['skipped']} face(s) without a prediction (first: {result['skipped_faces'][0]})")
     return "\n".join(rows)
-
-

@@ -6,13 +6,18 @@
   and apply the rotation/flip ourselves), so a phone photo comes out upright as a viewer shows it;
 * grayscale becomes 3 equal channels, 16-bit becomes 8-bit (``round(v * 255 / 65535)``), float images
   are taken as ``[0, 1]``, and an alpha channel is dropped after compositing on black;
+* memory is bounded (:func:`decode_image`): the size is read from the file's header before decoding; above
+  ``max_pixels`` a JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling, OpenCV's
+  ``IMREAD_REDUCED_COLOR_*``: the full image never exists in memory) and any other image is refused;
 * every failure is an :class:`ImageError` whose message is one line ``"<path>: what is wrong"``.
 """
 from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -23,25 +28,71 @@ from ..errors import UserError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 
 _EXIF_ORIENTATION_TAG = 0x0112
+#: ``tf2dasl reconstruct --max-pixels``' default: larger images are decoded at a reduced size (JPEG) or refused
+#: (other formats). 24 MP (a 6000x4000 photo) is 72 MB of BGR pixels; a 20000x20000 JPEG is decoded at 1/8
+#: (2500x2500). TensorFlow alone takes about 750 MB, so a run stays under 1 GB (benchmarks/huge_image.py).
+DEFAULT_MAX_PIXELS = 24_000_000
+#: JPEG reductions OpenCV decodes directly (libjpeg's scaled IDCT), smallest first.
+_REDUCED_FLAGS = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
+#: Pillow format names of JPEG files (MPO: the multi-picture JPEGs of many cameras).
+_JPEG_FORMATS = ("JPEG", "MPO")
+#: Pillow's decompression-bomb limit is lifted while a header is read (we check the size against max_pixels).
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 class ImageError(UserError):
     """An image that cannot be used; the message is one line naming the file and what is wrong."""
 
 
-def _exif_orientation(data: bytes) -> int:
-    """The EXIF orientation (1..8) stored in the encoded image ``data``; 1 when absent or unreadable."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says: ``width``/``height`` as stored (before EXIF orientation), Pillow's
+    ``format`` name and the EXIF ``orientation`` (1..8)."""
+
+    width: int
+    height: int
+    format: str
+    orientation: int = 1
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """``(width, height)`` as a viewer shows the image (EXIF orientations 5-8 swap them)."""
+        return (self.height, self.width) if self.orientation >= 5 else (self.width, self.height)
+
+
+def read_header(data: bytes) -> ImageHeader | None:
+    """The header of the encoded image ``data`` (Pillow reads the header only: no pixels are decoded), or None
+    when Pillow does not know the format or the header is broken."""
     try:
         from PIL import Image
 
-        with warnings.catch_warnings():  # e.g. DecompressionBombWarning: we only read the header
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
-                value = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-        value = int(value)
-    except Exception:  # no Pillow plugin for the format, broken EXIF block, ...: keep the pixels as stored
-        return 1
-    return value if 1 <= value <= 8 else 1
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a 20000x20000 header is not a bomb yet
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    width, height, fmt = int(im.size[0]), int(im.size[1]), str(im.format or "")
+                    try:
+                        if fmt == "PNG":  # PNG's getexif() decodes the whole image to look past IDAT: read the
+                            exif = Image.Exif()  # eXIf chunk the header pass found, if any
+                            if im.info.get("exif"):
+                                exif.load(im.info["exif"])
+                        else:
+                            exif = im.getexif()
+                        orientation = int(exif.get(_EXIF_ORIENTATION_TAG, 1))
+                    except Exception:  # a broken EXIF block: keep the pixels as stored
+                        orientation = 1
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except Exception:  # no Pillow plugin for the format, a broken header, ...
+        return None
+    return ImageHeader(width, height, fmt, orientation if 1 <= orientation <= 8 else 1)
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1..8) stored in the encoded image ``data``; 1 when absent or unreadable."""
+    header = read_header(data)
+    return header.orientation if header else 1
 
 
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -101,11 +152,31 @@ def _to_bgr(image: np.ndarray, path: str) -> np.ndarray:
     raise ImageError(f"{path}: unsupported number of channels ({channels})")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` ``uint8`` BGR, upright (EXIF orientation applied).
+@dataclass
+class DecodedImage:
+    """An image as decoded by :func:`decode_image`: ``image`` ``(h, w, 3)`` uint8 BGR upright; ``width`` and
+    ``height`` of the full image (upright); ``reduction`` 1, 2, 4 or 8: ``image`` is the full image decoded at
+    ``1 / reduction`` of its size (pixel ``i`` of ``image`` covers full pixels ``[i*r, (i+1)*r)``)."""
 
-    Raises :class:`ImageError` (``"<path>: file not found"``, ``"<path>: is a directory"``,
-    ``"<path>: empty file"``, ``"<path>: cannot decode image (corrupt or not an image)"``, ...).
+    image: np.ndarray
+    width: int
+    height: int
+    reduction: int = 1
+
+
+def _too_large(name: str, width: int, height: int, max_pixels: int, why: str = "") -> ImageError:
+    return ImageError(f"{name}: {width}x{height} pixels is more than --max-pixels {max_pixels:,}{why}; resize "
+                      "the image, or raise --max-pixels (decoding takes about 3 bytes per pixel)")
+
+
+def decode_image(path: str | os.PathLike, max_pixels: int | None = None, reduce: bool = True) -> DecodedImage:
+    """Read an image file as ``(H, W, 3)`` ``uint8`` BGR, upright (EXIF orientation applied), in bounded memory.
+
+    The size is read from the header first (:func:`read_header`). Above ``max_pixels`` (None: no limit) a JPEG
+    is decoded at the smallest of 1/2, 1/4, 1/8 that fits when ``reduce``; any other image, or a JPEG that
+    does not fit even at 1/8, is an :class:`ImageError` of one line naming its size and the limit, raised
+    before any pixel is decoded. Other failures: ``"<path>: file not found"``, ``"<path>: is a directory"``,
+    ``"<path>: empty file"``, ``"<path>: cannot decode image (corrupt or not an image)"``, ...
     """
     p = Path(path)
     name = str(path)
@@ -119,14 +190,41 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from None
     if not data:
         raise ImageError(f"{name}: empty file")
+    header = read_header(data)
+    flags, reduction = cv2.IMREAD_UNCHANGED, 1
+    if header is not None and max_pixels is not None and header.width * header.height > max_pixels:
+        w, h = header.upright_size
+        if not reduce or header.format not in _JPEG_FORMATS:
+            raise _too_large(name, w, h, max_pixels)
+        fits = [(r, f) for r, f in _REDUCED_FLAGS if -(-w // r) * -(-h // r) <= max_pixels]
+        if not fits:
+            raise _too_large(name, w, h, max_pixels, " even decoded at 1/8")
+        reduction, flags = fits[0][0], fits[0][1] | cv2.IMREAD_IGNORE_ORIENTATION  # we apply EXIF ourselves
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:
         image = None
+    del data
     if image is None or image.size == 0 or min(image.shape[:2]) == 0:
         raise ImageError(f"{name}: cannot decode image (corrupt or not an image)")
+    if header is None and max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
+        raise _too_large(name, image.shape[1], image.shape[0], max_pixels)  # a format Pillow cannot read
     image = _to_bgr(_to_uint8(image, name), name)
-    return apply_exif_orientation(image, _exif_orientation(data))
+    image = apply_exif_orientation(image, header.orientation if header else 1)
+    if header is not None:
+        width, height = header.upright_size
+    else:
+        height, width = image.shape[:2]
+    return DecodedImage(image, int(width), int(height), reduction)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` ``uint8`` BGR, upright (EXIF orientation applied), at full size.
+
+    ``max_pixels`` refuses larger images before decoding them (:func:`decode_image`, which can also decode
+    large JPEGs at a reduced size). Raises :class:`ImageError` (one line naming the file).
+    """
+    return decode_image(path, max_pixels, reduce=False).image
 
 
 def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike,

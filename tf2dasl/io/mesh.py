@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .outputs import atomic_file
+from .outputs import write_bytes
 
-__all__ = ["write_obj", "write_ply", "sample_vertex_colors"]
+__all__ = ["encode_obj", "encode_ply", "write_obj", "write_ply", "sample_vertex_colors"]
 
 
 def _prepare(vertices, triangles, flip_y: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -62,12 +62,10 @@ def _colors_uint8(colors, n: int) -> np.ndarray:
     return np.clip(np.rint(c.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, flip_y: bool = True,
-              overwrite: bool = True) -> Path:
-    """Write a Wavefront OBJ: ``v x y z [r g b]`` lines then ``f i j k`` (1-based) lines.
+def encode_obj(vertices, triangles, colors=None, flip_y: bool = True) -> bytes:
+    """A Wavefront OBJ as bytes: ``v x y z [r g b]`` lines then ``f i j k`` (1-based) lines.
 
     Args:
-        path: output file.
         vertices: ``(N, 3)`` image-pixel vertices (x right, y down, larger z closer).
         triangles: ``(T, 3)`` 0-based vertex indices.
         colors: ``(N, 3)`` **RGB**, float in ``[0, 1]`` (clipped) or uint8 (divided by 255), or
@@ -75,50 +73,35 @@ def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, flip_y:
             (the vertex-colour extension read by MeshLab, Blender and trimesh).
         flip_y: write ``(x, -y, z)`` and faces as ``(v0, v2, v1)`` so the mesh opens upright with
             unchanged outward normals (see module docstring); ``False`` writes the input as is.
-        overwrite: ``False`` refuses an existing ``path``
-            (:class:`~tf2dasl.io.outputs.OutputExistsError`).
-
-    Returns:
-        The path written (atomically, :mod:`tf2dasl.io.outputs`; a failure is an ``OutputError``).
     """
-    path = Path(path)
     v, t = _prepare(vertices, triangles, flip_y)
     n = len(v)
     if colors is None:
         vdata, vfmt = v, "v %.6f %.6f %.6f\n"
     else:
         vdata, vfmt = np.concatenate([v, _colors_float(colors, n)], axis=1), "v %.6f %.6f %.6f %.6f %.6f %.6f\n"
-    with atomic_file(path, overwrite=overwrite) as f:
-        f.write(f"# tf2dasl mesh: {n} vertices, {len(t)} faces; "
-                f"{'x, -y, z (y up)' if flip_y else 'x, y, z as given'}\n".encode("ascii"))
-        if n:
-            f.write(((vfmt * n) % tuple(vdata.ravel().tolist())).encode("ascii"))
-        if len(t):
-            f.write((("f %d %d %d\n" * len(t)) % tuple((t + 1).ravel().tolist())).encode("ascii"))
-    return path
+    parts = [f"# tf2dasl mesh: {n} vertices, {len(t)} faces; {'x, -y, z (y up)' if flip_y else 'x, y, z as given'}\n"]
+    if n:
+        parts.append((vfmt * n) % tuple(vdata.ravel().tolist()))
+    if len(t):
+        parts.append(("f %d %d %d\n" * len(t)) % tuple((t + 1).ravel().tolist()))
+    return "".join(parts).encode("ascii")
 
 
-def write_ply(path: str | os.PathLike, vertices, triangles, colors=None, flip_y: bool = True,
-              overwrite: bool = True) -> Path:
-    """Write a binary little-endian PLY (``format binary_little_endian 1.0``).
+def encode_ply(vertices, triangles, colors=None, flip_y: bool = True) -> bytes:
+    """A binary little-endian PLY (``format binary_little_endian 1.0``) as bytes.
 
     Layout: ``element vertex N`` with ``float x, y, z`` (float32) and, with colours,
     ``uchar red, green, blue``; ``element face T`` with ``property list uchar int vertex_indices``
     (0-based, 3 per face). Records are packed (no padding).
 
     Args:
-        path: output file.
         vertices: ``(N, 3)`` image-pixel vertices.
         triangles: ``(T, 3)`` 0-based.
         colors: ``(N, 3)`` **RGB**, uint8 (written as is) or float in ``[0, 1]``
             (``round(255 * c)``, clipped), or ``None``.
-        flip_y: as :func:`write_obj` (``(x, -y, z)`` and faces ``(v0, v2, v1)``).
-        overwrite: as :func:`write_obj`.
-
-    Returns:
-        The path written (atomically).
+        flip_y: as :func:`encode_obj` (``(x, -y, z)`` and faces ``(v0, v2, v1)``).
     """
-    path = Path(path)
     v, t = _prepare(vertices, triangles, flip_y)
     n = len(v)
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
@@ -139,11 +122,20 @@ def write_ply(path: str | os.PathLike, vertices, triangles, colors=None, flip_y:
     if colors is not None:
         header += ["property uchar red", "property uchar green", "property uchar blue"]
     header += [f"element face {len(t)}", "property list uchar int vertex_indices", "end_header"]
-    with atomic_file(path, overwrite=overwrite) as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(vrec.tobytes())
-        f.write(frec.tobytes())
-    return path
+    return ("\n".join(header) + "\n").encode("ascii") + vrec.tobytes() + frec.tobytes()
+
+
+def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, flip_y: bool = True,
+              overwrite: bool = True) -> Path:
+    """Write :func:`encode_obj`'s OBJ to ``path`` atomically (:mod:`tf2dasl.io.outputs`: a failure is an
+    ``OutputError`` naming the file; ``overwrite=False`` refuses an existing ``path``). Returns the path."""
+    return write_bytes(path, encode_obj(vertices, triangles, colors, flip_y), overwrite=overwrite)
+
+
+def write_ply(path: str | os.PathLike, vertices, triangles, colors=None, flip_y: bool = True,
+              overwrite: bool = True) -> Path:
+    """Write :func:`encode_ply`'s PLY to ``path`` atomically (as :func:`write_obj`). Returns the path."""
+    return write_bytes(path, encode_ply(vertices, triangles, colors, flip_y), overwrite=overwrite)
 
 
 def sample_vertex_colors(image_bgr, vertices) -> np.ndarray:

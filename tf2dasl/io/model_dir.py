@@ -71,17 +71,20 @@ def read_model_meta(model_dir: str | Path) -> dict:
                            "make one with `tf2dasl import-3ddfa` or `tf2dasl train`")
 
 
-def load_model_dir(model_dir: str | Path) -> FaceModel:
-    """Load a model directory into a :class:`FaceModel`."""
+_FIX = "correct it or re-create the model directory with `tf2dasl import-3ddfa` or `tf2dasl train`"
+
+
+def read_spec_and_morphable(model_dir: str | Path) -> tuple[ModelSpec, MorphableModel]:
+    """The spec and morphable model of a model directory, without building its network (evaluation and mesh
+    decoding need no regressor)."""
     d = Path(model_dir)
     meta = read_model_meta(d)
-    fix = "correct it or re-create the model directory with `tf2dasl import-3ddfa` or `tf2dasl train`"
     try:
         spec = ModelSpec.from_dict(meta["spec"])  # checks every value the regressor and FaceModel are built from
     except KeyError as exc:
-        raise ModelDirError(f"{d / SPEC_FILE}: no model spec (missing key {exc}); {fix}") from None
+        raise ModelDirError(f"{d / SPEC_FILE}: no model spec (missing key {exc}); {_FIX}") from None
     except (TypeError, ValueError) as exc:
-        raise ModelDirError(f"{d / SPEC_FILE}: bad model spec: {exc}; {fix}") from None
+        raise ModelDirError(f"{d / SPEC_FILE}: bad model spec: {exc}; {_FIX}") from None
     for name in (WEIGHTS_FILE, MM_FILE):
         if not (d / name).is_file():
             raise ModelDirError(f"{d}: incomplete model directory, {name} is missing")
@@ -90,11 +93,18 @@ def load_model_dir(model_dir: str | Path) -> FaceModel:
             mm = MorphableModel.from_arrays({k: z[k] for k in z.files}, meta.get("morphable_model", {}).get("source"))
     except Exception as exc:
         raise ModelDirError(f"{d / MM_FILE}: cannot read ({type(exc).__name__}: {exc})") from None
+    return spec, mm
+
+
+def load_model_dir(model_dir: str | Path) -> FaceModel:
+    """Load a model directory into a :class:`FaceModel`."""
+    d = Path(model_dir)
+    spec, mm = read_spec_and_morphable(d)
     try:
         regressor = spec.build_regressor()
     except (TypeError, ValueError) as exc:
         raise ModelDirError(f"{d / SPEC_FILE}: cannot build the {spec.backbone} regressor this spec describes "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {fix}") from None
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {_FIX}") from None
     try:
         regressor.load_weights(str(d / WEIGHTS_FILE))
     except Exception as exc:

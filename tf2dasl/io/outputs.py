@@ -32,7 +32,8 @@ from typing import Iterator
 from ..errors import UserError
 
 __all__ = ["OutputError", "OutputExistsError", "write_bytes", "write_text", "write_json", "write_image",
-           "atomic_file", "atomic_dir", "JsonLines", "is_temporary", "remove_stale_temporaries", "FOLDER_ERRNOS"]
+           "atomic_file", "atomic_dir", "temporary_path", "place_file", "JsonLines", "is_temporary",
+           "remove_stale_temporaries", "FOLDER_ERRNOS"]
 
 #: Suffix of the temporary files and folders this module makes (and may remove: :func:`remove_stale_temporaries`).
 TMP_SUFFIX = ".tf2dasl-tmp"
@@ -83,6 +84,13 @@ class OutputExistsError(OutputError):
 
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def temporary_path(path) -> Path:
+    """A fresh temporary name next to ``path`` (for a writer that needs a path of its own, e.g. a video
+    encoder; a file or a folder): finish it with :func:`place_file`. A killed run's leftover is removed by
+    :func:`remove_stale_temporaries`."""
+    return _tmp_name(Path(path))
 
 
 def is_temporary(name: str) -> bool:
@@ -141,6 +149,30 @@ def _place(tmp: Path, path: Path, overwrite: bool) -> None:
         os.replace(tmp, path)
         return
     os.unlink(tmp)
+
+
+def place_file(tmp, path, overwrite: bool = True, fsync: bool = True) -> Path:
+    """Put the finished file ``tmp`` (written elsewhere, e.g. at a :func:`temporary_path` or inside a temporary
+    folder next to ``path``) in place as ``path``: ``fsync``, rename (or link when ``overwrite=False``, which
+    never replaces), ``fsync`` of the folder. ``tmp`` is gone afterwards, also when this fails
+    (:class:`OutputError` naming ``path``)."""
+    tmp, path = Path(tmp), Path(path)
+    try:
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _place(tmp, path, overwrite)
+        if fsync:
+            fsync_dir(path.parent)
+    except OSError as exc:
+        raise OutputError.from_os(path, exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return path
 
 
 @contextlib.contextmanager

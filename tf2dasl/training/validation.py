@@ -115,14 +115,16 @@ def evaluate_holdout(predict_params: Callable[[np.ndarray], np.ndarray], points:
 
 class Validation(keras.callbacks.Callback):
     """After every ``every``-th epoch: the NME of each held-out set, logged as ``val_<set>_nme``, and (monitor
-    only) AFLW2000-3D's 68-point NME as ``val_nme`` / ``val_nme_reannotated``. ``select`` names the held-out set
-    whose NME picks the best epoch: ``on_best(epoch, nme)`` is called when it improves."""
+    only) AFLW2000-3D's 68-point NME as ``val_nme`` / ``val_nme_reannotated`` (``dense``: also the dense 2D NME,
+    ``val_dense_2d``). ``select`` names the held-out set whose NME picks the best epoch: ``on_best(epoch, nme)`` is
+    called when it improves."""
 
-    def __init__(self, face_model_fn, points: PointModel | None, holdouts: list[HoldoutSet], aflw2000=None,
-                 select: str | None = None, on_best=None, every: int = 1):
+    def __init__(self, face_model_fn, points: PointModel | None = None, holdouts: list[HoldoutSet] = (),
+                 aflw2000=None, select: str | None = None, on_best=None, every: int = 1, dense: bool = False):
         super().__init__()
         self.face_model_fn, self.points, self.holdouts = face_model_fn, points, list(holdouts)
         self.aflw2000, self.select, self.on_best, self.every = aflw2000, select, on_best, every
+        self.dense = dense
         self.best, self.best_epoch = math.inf, None
 
     def measure(self) -> dict:
@@ -132,11 +134,14 @@ class Validation(keras.callbacks.Callback):
         for h in self.holdouts:
             out[h.metric] = evaluate_holdout(fm.predict_params, self.points, h)["nme"]
         if self.aflw2000 is not None:
-            from ..evaluate import evaluate_aflw2000
+            from ..evaluate import evaluate_aflw2000, make_predictor
 
-            r = evaluate_aflw2000(self.aflw2000, lambda c: fm.landmarks_crop(fm.predict_params(c)))["nme_2d_68"]
-            out["val_nme"] = r["original"]["mean"]
-            out["val_nme_reannotated"] = r.get("reannotated", {}).get("mean", float("nan"))
+            r = evaluate_aflw2000(self.aflw2000, make_predictor("keras", fm, dense=self.dense), fm.spec.input_size,
+                                  dense=("dense_2d",) if self.dense else ())
+            out["val_nme"] = r["nme_2d_68"]["original"]["mean"]
+            out["val_nme_reannotated"] = r["nme_2d_68"].get("reannotated", {}).get("mean", float("nan"))
+            if self.dense:
+                out["val_dense_2d"] = r["dense_2d"]["mean"]
         return out
 
     def on_epoch_end(self, epoch, logs=None):

@@ -1,0 +1,324 @@
+"""``tf2dasl reconstruct`` with faults injected into its output folder (no root needed): a user's files in
+``--out``, writes failing with ENOSPC / EIO, Ctrl-C in the middle of an image, resuming, ``--force``. Every
+file present is complete, every missing one is named (printed and in summary.json), the exit status says so,
+and nothing that tf2dasl did not write is ever replaced.
+
+Faces come from ``--boxes`` on small noise images (no detection); mb05 is imported from ../shared
+(``export_src_model_dir``: these tests skip without it).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tf2dasl import api
+from tf2dasl.cli import main
+from tf2dasl.io import outputs
+from tf2dasl.io.outputs import JsonLines, is_temporary
+from tf2dasl.io.run_folder import MANIFEST_NAME
+
+H, W = 120, 160
+BOX = [20.0, 10.0, 100.0, 90.0]
+ENOSPC_WORDS = os.strerror(errno.ENOSPC)
+
+
+@pytest.fixture
+def photos(tmp_path) -> list[Path]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in ("einstein.png", "curie.png", "bohr.png"):
+        assert cv2.imwrite(str(folder / name), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+        paths.append(folder / name)
+    return paths
+
+
+@pytest.fixture
+def boxes(tmp_path, photos) -> Path:
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({p.name: [BOX] for p in photos}))
+    return path
+
+
+def _run(capsys, model, out, inputs, boxes, *extra) -> tuple[int, str, str]:
+    rc = main(["reconstruct", *map(str, inputs), "--model", str(model), "--out", str(out), "--boxes", str(boxes),
+               "--detector", "haar", *extra])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _summary(out: Path, name: str = "summary.json") -> dict:
+    return json.loads((out / name).read_text())
+
+
+def _check_all_complete(out: Path, users: tuple[str, ...] = ()) -> None:
+    """Every file in ``out`` but the ``users``' is whole: JSON parses, PNG decodes, OBJ holds the lines its
+    header announces; no temporary file is left."""
+    for p in out.iterdir():
+        assert not is_temporary(p.name), p
+        if p.name in users:
+            continue
+        if p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".png":
+            assert cv2.imread(str(p)) is not None, p
+        elif p.suffix == ".obj":  # as many v and f lines as its header announces
+            lines = p.read_text().splitlines()
+            n, t = (int(w) for w in re.match(r"# tf2dasl mesh: (\d+) vertices, (\d+) faces", lines[0]).groups())
+            assert n > 1000 and sum(ln.startswith("v ") for ln in lines) == n, p
+            assert sum(ln.startswith("f ") for ln in lines) == t and lines[-1].startswith("f "), p
+        elif p.name == MANIFEST_NAME:
+            assert p.read_bytes().endswith(b"\n")
+
+
+@pytest.fixture
+def fail_writes(monkeypatch):
+    """``fail_writes(predicate, err)``: the atomic writes of tf2dasl.io.outputs whose destination name matches
+    ``predicate`` fail with ``err`` after writing part of their data (the temporary file is open then)."""
+    def arm(predicate, err: int = errno.ENOSPC):
+        real_open = open
+
+        class Failing:
+            def __init__(self, f):
+                self.f = f
+
+            def write(self, data):
+                self.f.write(data[: len(data) // 2])
+                raise OSError(err, os.strerror(err))
+
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+        def fake_open(file, *a, **k):
+            f = real_open(file, *a, **k)
+            name = Path(file).name  # ".<name>.<hex>.tf2dasl-tmp"
+            target = name[1:].rsplit(".", 2)[0] if is_temporary(name) else name
+            return Failing(f) if predicate(target) else f
+
+        monkeypatch.setattr(outputs, "open", fake_open, raising=False)
+    return arm
+
+
+# ------------------------------------------------------------------------------- the user's files in --out
+def test_user_files_in_out_are_never_overwritten(export_src_model_dir, tmp_path, photos, boxes, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "einstein.json").write_bytes(b'{"mine": true}')
+    (out / "summary.json").write_bytes(b"my notes")
+    (out / "curie_overlay.png").mkdir()  # a folder with an output's name
+    rc, stdout, err = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay")
+    assert rc == 0, err
+    assert (out / "einstein.json").read_bytes() == b'{"mine": true}'
+    assert (out / "summary.json").read_bytes() == b"my notes"
+    assert (out / "curie_overlay.png").is_dir()
+    assert json.loads((out / "einstein_png.json").read_text())["image"] == str(photos[0])
+    assert (out / "curie_png_overlay.png").is_file() and (out / "bohr_overlay.png").is_file()
+    assert f"renamed: {photos[0]} -> einstein_png.json ({out / 'einstein.json'} was not written by tf2dasl: kept)" in err
+    assert f"renamed: {photos[1]} -> curie_png.json ({out / 'curie_overlay.png'} was not written by tf2dasl" in err
+    summary = _summary(out, "summary_2.json")
+    assert summary["complete"] and summary["renamed"] == {str(photos[0]): "einstein_png", str(photos[1]): "curie_png"}
+    _check_all_complete(out, users=("einstein.json", "summary.json", "curie_overlay.png"))
+    # a rerun keeps the same names and skips everything
+    rc, stdout, err = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay")
+    assert rc == 0 and "(3 complete from an earlier run, skipped)" in stdout, err
+    assert (out / "einstein.json").read_bytes() == b'{"mine": true}'
+    assert _summary(out, "summary_2.json")["skipped"] == [str(p) for p in photos]
+
+
+def test_another_input_with_the_same_stem_keeps_the_earlier_output(export_src_model_dir, tmp_path, photos, boxes,
+                                                                   capsys):
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, export_src_model_dir, out, photos[:1], boxes)
+    assert rc == 0, err
+    before = (out / "einstein.json").read_bytes()
+    other = tmp_path / "other" / "einstein.png"
+    other.parent.mkdir()
+    assert cv2.imwrite(str(other), np.full((H, W, 3), 90, np.uint8))
+    rc, _, err = _run(capsys, export_src_model_dir, out, [other], boxes)
+    assert rc == 0, err
+    assert (out / "einstein.json").read_bytes() == before
+    assert json.loads((out / "einstein_png.json").read_text())["image"] == str(other)
+    assert "an earlier run wrote that name for another input: kept" in err
+
+
+# ------------------------------------------------------------------------------------------ failed writes
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO])
+def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(export_src_model_dir, tmp_path, photos,
+                                                                        boxes, capsys, fail_writes, monkeypatch,
+                                                                        err):
+    out = tmp_path / "out"
+    fail_writes(lambda name: name == "curie_overlay.png", err)
+    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
+    assert rc == 1
+    assert "2/3 images reconstructed" in stdout and "1 failed" in stdout
+    reason = os.strerror(err)
+    assert f"failed: {photos[1]}: {out / 'curie_overlay.png'}: cannot write ({reason}" in stderr
+    assert f"incomplete: {photos[1]} (not written: curie_overlay.png; a rerun redoes it)" in stderr
+    assert "permission" not in stderr
+    summary = _summary(out)
+    assert summary["complete"] is False
+    assert summary["failures"] == [{"image": str(photos[1]), "file": "curie_overlay.png",
+                                    "error": f"{out / 'curie_overlay.png'}: cannot write ({reason}"
+                                             + ("; free some space or write to another folder)"
+                                                if err == errno.ENOSPC else ")")}]
+    assert summary["incomplete"] == [{"image": str(photos[1]), "written": ["curie.json", "curie_0.obj"],
+                                      "missing": ["curie_overlay.png"]}]
+    assert not (out / "curie_overlay.png").exists()
+    _check_all_complete(out)  # the other files of curie (and all of the others) are whole
+    # the rerun redoes curie only
+    monkeypatch.undo()
+    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
+    assert rc == 0, stderr
+    assert "3/3 images reconstructed" in stdout and "(2 complete from an earlier run, skipped)" in stdout
+    summary = _summary(out)
+    assert summary["complete"] and summary["skipped"] == [str(photos[0]), str(photos[2])]
+    assert (out / "curie_overlay.png").is_file()
+    _check_all_complete(out)
+
+
+def test_a_full_disk_stops_the_run_and_names_everything(export_src_model_dir, tmp_path, photos, boxes, capsys,
+                                                        fail_writes):
+    out = tmp_path / "out"
+    fail_writes(lambda name: not name.startswith("einstein"))  # einstein's files fit, then the disk is full
+    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--obj")
+    assert rc == 1
+    assert f"incomplete: {photos[1]} (not written: curie.json, curie_0.obj" in stderr
+    assert f"stopped: {out / 'curie.json'}: cannot write ({ENOSPC_WORDS}" in stderr
+    assert f"not processed: {photos[2]}\n" in stderr and "not processed: 1 inputs; a rerun" in stderr
+    # summary.json could not be written either: said so, and everything was printed
+    assert f"summary not written: {out / 'summary.json'}: cannot write ({ENOSPC_WORDS}" in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["einstein.json", "einstein_0.obj", MANIFEST_NAME]
+    _check_all_complete(out)
+
+
+def test_summary_lists_not_processed_inputs(export_src_model_dir, tmp_path, photos, boxes, capsys, fail_writes):
+    out = tmp_path / "out"
+    fail_writes(lambda name: name.startswith("curie"))
+    rc, _, stderr = _run(capsys, export_src_model_dir, out, photos, boxes)
+    assert rc == 1
+    summary = _summary(out)
+    assert summary["not_processed"] == [str(photos[2])] and summary["stopped"].startswith(str(out / "curie.json"))
+    assert summary["incomplete"] == [{"image": str(photos[1]), "written": [], "missing": ["curie.json"]}]
+    assert not (out / "bohr.json").exists()
+
+
+# ------------------------------------------------------------------------------------ interrupted and resumed
+def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(export_src_model_dir, tmp_path,
+                                                                              photos, boxes, capsys, monkeypatch):
+    out = tmp_path / "out"
+    real = api.output_files
+
+    def interrupted(stem, *a, **k):  # Ctrl-C after curie's JSON, before its pictures and meshes
+        if stem == "curie":
+            raise KeyboardInterrupt
+        return real(stem, *a, **k)
+
+    monkeypatch.setattr(api, "output_files", interrupted)
+    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
+    assert rc == 130 and "Traceback" not in stderr
+    assert "stopped: interrupted (Ctrl-C)" in stderr and f"incomplete: {photos[1]}" in stderr
+    summary = _summary(out)
+    assert summary["complete"] is False and summary["stopped"].startswith("interrupted")
+    assert summary["incomplete"] == [{"image": str(photos[1]), "written": [], "missing": []}]
+    assert summary["not_processed"] == [str(photos[2])]
+    einstein = {n: (out / n).read_bytes() for n in ("einstein.json", "einstein_overlay.png", "einstein_0.obj")}
+    _check_all_complete(out)
+    monkeypatch.undo()
+    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
+    assert rc == 0, stderr
+    assert "(1 complete from an earlier run, skipped)" in stdout
+    assert _summary(out)["skipped"] == [str(photos[0])]
+    assert {n: (out / n).read_bytes() for n in einstein} == einstein  # untouched, not rewritten
+    for stem in ("curie", "bohr"):
+        assert (out / f"{stem}_overlay.png").is_file() and (out / f"{stem}_0.obj").is_file()
+    _check_all_complete(out)
+    records = JsonLines(out / MANIFEST_NAME).read()
+    assert [r["input"] for r in records if r["type"] == "input" and r["state"] == "complete"] == [
+        str(p.resolve()) for p in photos]
+
+
+def test_changed_settings_or_force_redo_complete_inputs(export_src_model_dir, tmp_path, photos, boxes, capsys):
+    out = tmp_path / "out"
+    assert _run(capsys, export_src_model_dir, out, photos[:1], boxes)[0] == 0
+    rc, stdout, _ = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine")
+    assert rc == 0 and "skipped" not in stdout  # other settings: redone
+    rc, stdout, _ = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine")
+    assert "(1 complete from an earlier run, skipped)" in stdout
+    rc, stdout, _ = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
+    assert "skipped" not in stdout and (out / "einstein_overlay.png").is_file()  # more outputs asked: redone
+    rc, stdout, _ = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine", "--overlay", "--force")
+    assert rc == 0 and "skipped" not in stdout
+    (out / "einstein.json").write_text('{"edited by the user": 1}')  # no longer tf2dasl's file
+    rc, stdout, err = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
+    assert rc == 0 and "skipped" not in stdout
+    assert (out / "einstein.json").read_text() == '{"edited by the user": 1}'
+    assert "renamed:" in err and (out / "einstein_png.json").is_file()
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(export_src_model_dir, tmp_path, photos, boxes, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".einstein_0.obj.0badcafe.tf2dasl-tmp").write_bytes(b"v 1 2")  # what SIGKILL mid-write leaves
+    assert _run(capsys, export_src_model_dir, out, photos[:1], boxes)[0] == 0
+    assert not any(is_temporary(p.name) for p in out.iterdir())
+
+
+def test_a_foreign_manifest_stops_the_run(export_src_model_dir, tmp_path, photos, boxes, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST_NAME).write_text("my own log\n")
+    rc, _, err = _run(capsys, export_src_model_dir, out, photos[:1], boxes)
+    assert rc == 2 and "is not a tf2dasl manifest" in err and len(err.strip().splitlines()) == 1
+    assert (out / MANIFEST_NAME).read_text() == "my own log\n" and sorted(os.listdir(out)) == [MANIFEST_NAME]
+
+
+def test_output_stems_with_blocked_names_and_earlier_stems():
+    paths = [Path(p) for p in ("x/a.png", "x/b.png", "y/a.png", "x/c.jpg")]
+    blocked = {"b": "b.json", "b_png": "b_png_overlay.png"}.get
+    stems = api.output_stems(paths, taken={"summary", "c"}, blocked=blocked, previous=[None, None, "a", None])
+    assert stems == ["a_png", "b_png_2", "a", "c_jpg"]  # y/a.png keeps its earlier stem; x/a.png moves
+    assert api.output_stems(paths) == ["a", "b", "a_png", "c"]
+
+
+# ------------------------------------------------------------------------------------- a real full disk (slow)
+@pytest.mark.slow
+def test_real_full_disk_64k_tmpfs(export_src_model_dir, shared_dir):
+    """benchmarks/full_disk.py's check on a real 64 KB tmpfs (needs root to mount it: skipped otherwise)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from full_disk import PHOTOS, check_run, run, tmpfs
+
+    photos = [shared_dir / "data" / "images" / n for n in PHOTOS]
+    try:
+        with tmpfs("64k") as out:
+            rc, report = run(export_src_model_dir, photos, out)
+            assert check_run(out, [p.stem for p in photos], rc, report) == []
+            assert rc == 1 and "No space left on device" in report and "permission" not in report
+    except RuntimeError as exc:
+        pytest.skip(f"{exc} (needs root)")
+
+
+def test_report_names_unprocessed_inputs():
+    many = [f"/p/{i}.jpg" for i in range(25)]
+    s = api.Summary(images=25, not_processed=many, stopped="interrupted (Ctrl-C); ...")
+    lines = s.report_lines()
+    assert [ln for ln in lines if ln.startswith("not processed: /p/")] == [f"not processed: {p}" for p in many[:10]]
+    assert "not processed: 25 inputs (15 more listed in summary.json); a rerun of the same command does them" in lines
+    assert s.describe() == "0/25 images reconstructed, 0 faces, 0 without faces, 0 failed, 25 not processed"
+    s.summary_error = "out/summary.json: cannot write (No space left on device)"  # then every one is printed
+    assert sum(ln.startswith("not processed: /p/") for ln in s.report_lines()) == 25
+    assert s.to_json()["complete"] is False and s.to_json()["not_processed"] == many

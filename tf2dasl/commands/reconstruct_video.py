@@ -1,0 +1,100 @@
+"""The video half of ``tf2dasl reconstruct``: its options and the dispatch of video files and ``--camera N`` to
+:func:`tf2dasl.video.pipeline.reconstruct_sources` (photos stay with :func:`tf2dasl.api.reconstruct_paths`)."""
+from __future__ import annotations
+
+import sys
+
+from ..errors import UserError
+
+#: Photo-only flags, refused when every input is a video (they would be ignored).
+PHOTO_ONLY = (("pts", "--pts"), ("boxes", "--boxes"), ("depth", "--depth"), ("pncc", "--pncc"))
+EXIT_FAILURES, EXIT_INTERRUPTED = 1, 130
+
+EPILOG = """\
+videos (any file OpenCV reads with a video extension: .mp4 .mov .avi .mkv .webm ...) and --camera N: faces are
+tracked through the frames with stable ids and smoothed (--smooth); OUT_DIR/<stem>.jsonl gets one JSON line per
+frame as it is done (docs/output_format.md), --overlay writes <stem>_overlay.mp4, --obj/--ply write
+<stem>_meshes/<stem>_<frame>_<track>.obj|.ply. A video that breaks part-way keeps every frame before the break
+("incomplete: ...", exit 1); one that cannot be read at all is one line ("failed: ...") and the rest go on.
+A camera runs until Ctrl-C or --max-frames (exit 0); Ctrl-C on a file keeps the frames done (exit 130).
+"""
+
+
+def add_arguments(p) -> None:
+    g = p.add_argument_group("video", "for video files and --camera (tf2dasl/video/config.py documents the settings)")
+    g.add_argument("--camera", type=int, metavar="N", help="read camera N (0: the first) instead of / besides files")
+    g.add_argument("--smooth", choices=("off", "causal", "offline"), default=None,
+                   help="temporal smoothing: causal (default; live, no delay), offline (looks a few frames ahead), "
+                        "off")
+    g.add_argument("--video-config", metavar="YAML", help="tracking/smoothing/overlay settings (VideoConfig)")
+    g.add_argument("--redetect-every", type=int, metavar="N", help="run the detector every N frames (default 10)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="stop each video (or the camera) after N frames")
+
+
+def video_config(args):
+    """The :class:`~tf2dasl.video.VideoConfig` of the options (file first, then the flags)."""
+    from ..config import from_dict, load_config
+    from ..video import VideoConfig
+
+    cfg = load_config(args.video_config, VideoConfig) if args.video_config else VideoConfig()
+    if args.smooth:
+        cfg.smoothing.mode = args.smooth
+    if args.redetect_every is not None:
+        cfg.tracking.redetect_every = args.redetect_every
+    if args.max_faces is not None:
+        cfg.tracking.max_faces = args.max_faces
+    return from_dict(VideoConfig, _asdict(cfg), where="video settings")  # checks the flags' values too
+
+
+def _asdict(cfg) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
+
+
+def split_inputs(args) -> tuple[list, list]:
+    """(photo inputs, video sources) of the command line; refuses photo-only flags when there is no photo."""
+    from ..video import is_video_path
+
+    videos = [p for p in args.inputs if is_video_path(p)]
+    photos = [p for p in args.inputs if not is_video_path(p)]
+    if args.camera is not None:
+        videos.append(args.camera)
+    if not photos and not videos:
+        raise UserError("nothing to reconstruct: give photos, folders or videos, or --camera N")
+    if not photos:
+        given = [flag for attr, flag in PHOTO_ONLY if getattr(args, attr, None)]
+        if given:
+            raise UserError(f"{', '.join(given)} apply to photos; for videos use --overlay, --obj, --ply")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be >= 1")
+    return photos, videos
+
+
+def run_videos(args, videos, backend, settings: dict, outputs) -> int:
+    """Reconstruct the video sources; print one line per video and its problems; the exit status."""
+    from ..api import make_reconstructor
+    from ..video.pipeline import VideoFailure, reconstruct_sources
+
+    cfg = video_config(args)
+    det_opts = {"min_size": args.min_size}
+    if args.score_threshold is not None:
+        det_opts["score_threshold"] = args.score_threshold
+    rec = make_reconstructor(backend, args.detector, args.assets, det_opts)
+    results = reconstruct_sources(videos, rec, args.out, [o for o in outputs if o in ("overlay", "obj", "ply")],
+                                  cfg, force=args.force, settings=settings, max_frames=args.max_frames)
+    rc = 0
+    for r in results:
+        if isinstance(r, VideoFailure):
+            print(f"  {r.describe()}", file=sys.stderr)
+            rc = max(rc, EXIT_FAILURES)
+            continue
+        print(r.describe())
+        for line in r.report_lines():
+            print(f"  {line}", file=sys.stderr)
+        camera = r.input.startswith("camera ")
+        if r.interrupted and not camera:
+            rc = EXIT_INTERRUPTED
+        elif r.problem or r.write_error:
+            rc = max(rc, EXIT_FAILURES)
+    return rc

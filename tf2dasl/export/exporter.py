@@ -1,0 +1,103 @@
+"""``export_model``: a model directory → an export directory (the SavedModel tree, TFLite and ONNX files,
+export.json), every file and folder written atomically through :mod:`tf2dasl.io.outputs`."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from ..io.outputs import OutputError, atomic_dir, write_bytes, write_json
+from ..runtimes import EXPORT_JSON, TFLITE_VARIANTS
+from . import manifest as mf
+from .common import ExportError
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+
+
+def check_formats(formats) -> tuple[str, ...]:
+    """A subset of :data:`FORMATS` from a list or a comma-separated string (order kept, duplicates dropped)."""
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ExportError(f"unknown export format(s) {bad or formats}; use a comma-separated subset of {','.join(FORMATS)}")
+    return tuple(dict.fromkeys(formats))
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a directory")
+    if out.is_dir() and not (out / EXPORT_JSON).exists() and any(out.iterdir()):
+        raise ExportError(f"{out}: holds files but no {EXPORT_JSON} (not an export directory); "
+                          "export into a new or empty folder")
+
+
+def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, formats=FORMATS,
+                 dense: bool = False, log=print, tflite_variants=TFLITE_VARIANTS) -> dict:
+    """Export a model directory to ``out_dir`` (layout: :mod:`tf2dasl.export`); returns (and writes) export.json.
+
+    ``formats``: a subset of :data:`FORMATS` (list or comma-separated string); ``version``: TF Serving's version
+    folder; ``dense``: the SavedModel also outputs the dense mesh; ``tflite_variants``: which of
+    :data:`~tf2dasl.runtimes.TFLITE_VARIANTS` to convert. Exporting again into the same model's export replaces
+    the artifacts it writes and keeps the others; export.json is written last."""
+    from ..io.model_dir import SPEC_FILE, load_model_dir, read_model_meta
+
+    formats = check_formats(formats)
+    if int(version) < 1:
+        raise ExportError(f"--version must be a positive integer (TF Serving's version folders), got {version}")
+    model_dir, out = Path(model_dir), Path(out_dir)
+    meta = read_model_meta(model_dir)
+    model = load_model_dir(model_dir)
+    spec, name = model.spec, model.spec.name
+    _check_out_dir(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError.from_os(out, exc) from None
+    manifest = mf.new_manifest(model, model_dir, meta, mf.previous_manifest(out, name))
+    arts = manifest["artifacts"]
+    if "savedmodel" in formats:
+        t0 = time.time()
+        from .saved_model import NOTES, WARMUP_BATCH_SIZES, WARMUP_FILE, save_serving_model
+
+        base = out / "saved_model" / name
+        vdir = base / str(int(version))
+        with atomic_dir(vdir, replace=True) as tmp:
+            module = save_serving_model(model, tmp, model_dir / SPEC_FILE, dense=dense)
+        notes = dict(NOTES, crops=mf.crops_note(spec, normalized=False))
+        arts["savedmodel"] = {
+            "path": vdir.relative_to(out).as_posix(), "base_path": base.relative_to(out).as_posix(),
+            "version": int(version), "normalized_in_graph": True,
+            "signatures": {k: mf.describe_function(fn, notes) for k, fn in module.signatures.items()},
+            "dense": bool(dense),
+            "warmup": f"{WARMUP_FILE} ({len(WARMUP_BATCH_SIZES)} PredictRequests on serving_default, batch sizes "
+                      f"{list(WARMUP_BATCH_SIZES)})"}
+        log(f"savedmodel: {vdir} ({time.time() - t0:.1f} s)")
+    if "tflite" in formats:
+        t0 = time.time()
+        from .mobile import DELEGATES, NOTES, convert_tflite, save_mobile, variant_entry
+
+        with tempfile.TemporaryDirectory(prefix="tf2dasl_mobile_") as tmp:
+            save_mobile(model, Path(tmp) / "mobile")
+            contents = convert_tflite(Path(tmp) / "mobile", tflite_variants)
+        variants = {}
+        for variant, content in contents.items():
+            path = write_bytes(out / f"{name}_{variant}.tflite", content)
+            variants[variant] = variant_entry(variant, path.name, content)
+        notes = dict(NOTES, crops=mf.crops_note(spec, normalized=True))
+        arts["tflite"] = {"normalized_in_graph": False, **mf.describe_tflite(next(iter(contents.values())), notes),
+                          "variants": variants, "delegates": DELEGATES}
+        log(f"tflite: {', '.join(v['file'] for v in variants.values())} ({time.time() - t0:.1f} s)")
+    if "onnx" in formats:
+        t0 = time.time()
+        from .onnx_graph import NOTES, ONNX_OPSET, convert_onnx
+
+        proto, converter = convert_onnx(model)
+        data = proto.SerializeToString()
+        path = write_bytes(out / f"{name}.onnx", data)
+        notes = dict(NOTES, crops=mf.crops_note(spec, normalized=True))
+        arts["onnx"] = {"normalized_in_graph": False, **mf.describe_onnx(proto, notes, {"crops": "NHWC"}),
+                        "file": path.name, "bytes": len(data), "opset": ONNX_OPSET, "converter": converter}
+        log(f"onnx: {path} (opset {ONNX_OPSET}, {time.time() - t0:.1f} s)")
+    write_json(out / EXPORT_JSON, manifest, indent=2)
+    return manifest

@@ -1,0 +1,97 @@
+"""Time-series filters on vectors of numbers, frame by frame (numpy; no model, no video, no files).
+
+* :class:`KalmanCV`: a constant-velocity Kalman filter per number (state: value and speed; white-noise
+  acceleration of spectral density ``q``, measurement noise ``r``). Its gains do not depend on the data, only
+  on ``q / r`` (``noise``) and the time steps, so one number sets it whatever the units of the values.
+* :class:`OneEuro`: Casiez et al.'s One-Euro filter (CHI 2012): a first-order low-pass whose cutoff grows
+  with the speed, per number; speeds are divided by a caller-given ``scale`` so that ``beta`` is unit-free.
+* :func:`gaussian_weights`: the normalised weights of a centred (look-ahead) Gaussian window, truncated to the
+  samples that exist.
+
+Time is in frames: ``dt`` is the number of frames since the previous update (2 after a dropped frame).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Velocity variance of a new Kalman track, in units of the measurement variance per frame squared.
+INITIAL_SPEED_VARIANCE = 1.0
+
+
+class KalmanCV:
+    """Constant-velocity Kalman filter on ``dim`` independent numbers: :meth:`update` takes a measurement
+    ``(dim,)`` and returns the filtered values ``(dim,)``; the first measurement is taken as it is.
+
+    ``noise``: process over measurement noise per frame (``q / r``; scalar or ``(dim,)``). Smaller trusts the
+    constant-velocity motion more: smoother, and a lag when the speed changes."""
+
+    def __init__(self, dim: int, noise):
+        self.q = np.broadcast_to(np.asarray(noise, np.float64), (dim,)).copy()
+        self.x = self.v = None
+        self.p00 = self.p01 = self.p11 = None
+
+    def update(self, z: np.ndarray, dt: float = 1.0) -> np.ndarray:
+        z = np.asarray(z, np.float64)
+        if self.x is None:
+            self.x, self.v = z.copy(), np.zeros_like(z)
+            self.p00 = np.ones_like(z)  # r = 1: the first value is the measurement
+            self.p01 = np.zeros_like(z)
+            self.p11 = np.full_like(z, INITIAL_SPEED_VARIANCE)
+            return self.x.copy()
+        q, dt = self.q, float(dt)
+        # predict
+        self.x = self.x + dt * self.v
+        p00 = self.p00 + 2 * dt * self.p01 + dt * dt * self.p11 + q * dt ** 3 / 3
+        p01 = self.p01 + dt * self.p11 + q * dt * dt / 2
+        p11 = self.p11 + q * dt
+        # update with measurement noise r = 1
+        s = p00 + 1.0
+        k0, k1 = p00 / s, p01 / s
+        y = z - self.x
+        self.x = self.x + k0 * y
+        self.v = self.v + k1 * y
+        self.p00, self.p01, self.p11 = (1 - k0) * p00, (1 - k0) * p01, p11 - k1 * p01
+        return self.x.copy()
+
+
+def _alpha(cutoff: np.ndarray, dt: float) -> np.ndarray:
+    tau = 1.0 / (2 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau / dt)
+
+
+class OneEuro:
+    """One-Euro filter on ``dim`` numbers: cutoff ``min_cutoff + beta * |speed| / scale`` (cycles per frame),
+    speed low-passed at ``d_cutoff``. :meth:`update` takes ``(dim,)`` values and a ``scale`` (scalar or
+    ``(dim,)``: what a speed of 1 per frame is measured against, e.g. the face's size for pixel positions)."""
+
+    def __init__(self, dim: int, min_cutoff: float, beta: float, d_cutoff: float):
+        self.dim, self.min_cutoff, self.beta, self.d_cutoff = dim, float(min_cutoff), float(beta), float(d_cutoff)
+        self.x = self.dx = None
+
+    def update(self, z: np.ndarray, dt: float = 1.0, scale=1.0) -> np.ndarray:
+        z = np.asarray(z, np.float64)
+        if self.x is None:
+            self.x, self.dx = z.copy(), np.zeros_like(z)
+            return self.x.copy()
+        dt = float(dt)
+        a_d = _alpha(np.full_like(z, self.d_cutoff), dt)
+        self.dx = a_d * (z - self.x) / dt + (1 - a_d) * self.dx
+        cutoff = self.min_cutoff + self.beta * np.abs(self.dx) / np.maximum(np.asarray(scale, np.float64), 1e-12)
+        a = _alpha(cutoff, dt)
+        self.x = a * z + (1 - a) * self.x
+        return self.x.copy()
+
+
+def gaussian_weights(offsets: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian weights ``(n,)`` for the frame offsets ``(n,)`` of the samples at hand from the centre
+    frame (negative: past, positive: future); a window cut by a track's start or end is renormalised."""
+    o = np.asarray(offsets, np.float64)
+    w = np.exp(-0.5 * (o / float(sigma)) ** 2)
+    return w / w.sum()
+
+
+def window_radius(sigma: float) -> int:
+    """Frames a centred Gaussian window of ``sigma`` frames reaches on each side (3 sigma, rounded up)."""
+    return int(math.ceil(3 * float(sigma)))
