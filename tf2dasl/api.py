@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import UserError
+from .face_assets import TEXTURED_OUTPUTS, require_textured, textured_files
 from .io.images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, iter_image_paths
 from .io.outputs import OutputError, encode_image, write_bytes
 from .io.run_folder import RunFolder, fingerprint, input_key, source_state
@@ -40,9 +41,11 @@ SUMMARY_STEM = "summary"
 #: Pictures (overlay, depth, PNCC) of larger images are drawn at this many pixels (aspect kept): a huge photo
 #: does not make a huge PNG (nor the z-buffers and copies behind it).
 PICTURE_MAX_PIXELS = 16_000_000
-#: The picture outputs (``<stem>_<name>.png``) and mesh outputs (``<stem>_<face>.<ext>``) of a run.
+#: The picture outputs (``<stem>_<name>.png``) and mesh outputs (``<stem>_<face>.<ext>``) of a run; the textured
+#: outputs (UV texture, textured OBJ, GLB; models with UV coordinates) are tf2dasl.face_assets'.
 PICTURES = ("overlay", "depth", "pncc")
-MESHES = ("obj", "ply")
+MESHES = ("ply",)
+TEXTURED = TEXTURED_OUTPUTS
 #: A given box narrower or shorter than this (pixels) makes an empty 3DDFA roi crop (the roi side is
 #: ``floor(1.58 * mean side)`` and its corners are rounded): such boxes are rejected when the file is read.
 MIN_BOX_SIDE = 2.0
@@ -251,17 +254,18 @@ def picture_view(image: np.ndarray, faces: Sequence[Face], image_scale: float = 
 
 
 def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: Sequence[str], mm,
-                 image_scale: float = 1.0) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """``(file name, make its bytes)`` for the pictures (``overlay``, ``depth``, ``pncc``: ``<stem>_<name>.png``)
-    and meshes (``obj``, ``ply``: ``<stem>_<face>.<ext>``) asked for, in order; each file is encoded only when
-    its maker is called, so one failed write does not stop the others and only one file is in memory. With a
+                 image_scale: float = 1.0, texture_size: int = 512) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """``(file name, make its bytes)`` for the pictures (``overlay``, ``depth``, ``pncc``: ``<stem>_<name>.png``),
+    meshes (``ply``: ``<stem>_<face>.ply``) and textured outputs (``uv_texture``, ``obj``, ``glb``:
+    :func:`tf2dasl.face_assets.textured_files`, ``texture_size`` texels square) asked for, in order; each file
+    is encoded only when its maker is called, so one failed write does not stop the others and only one file is in memory. With a
     dense morphable model the faces carry their ``vertices`` (:meth:`Reconstructor.add_vertices`).
 
     ``image_scale``: ``image``'s pixel grid is the faces' one resized by it (``1 / reduction`` for an image
     decoded at a reduced size). Pictures are drawn at most :data:`PICTURE_MAX_PIXELS` (:func:`picture_view`);
     meshes keep the faces' coordinates and take their colours from ``image``."""
     from . import visualize
-    from .io.mesh import encode_obj, encode_ply, sample_vertex_colors
+    from .io.mesh import encode_ply, sample_vertex_colors
 
     tri = mm.triangles if mm.is_dense else None
     view = functools.lru_cache(maxsize=1)(lambda: picture_view(image, faces, image_scale))
@@ -275,7 +279,7 @@ def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: S
             yield png, (lambda png=png, draw=pictures[name]: encode_image(png, draw()))
     if tri is None:
         return
-    encoders = {"obj": encode_obj, "ply": encode_ply}
+    encoders = {"ply": encode_ply}
 
     def mesh(encode, colored) -> bytes:
         v, rgb = colored()
@@ -291,6 +295,7 @@ def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: S
         for ext in MESHES:
             if ext in outputs:
                 yield f"{stem}_{i}.{ext}", functools.partial(mesh, encoders[ext], colored)
+    yield from textured_files(stem, image, faces, mm, outputs, texture_size, image_scale)
 
 
 def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[Face], outputs: Sequence[str],
@@ -425,11 +430,14 @@ def _stem_blocker(folder: RunFolder, outputs: Sequence[str]) -> Callable[[str], 
     written by tf2dasl holds in the folder (a file or a folder of the user's), or None."""
     existing = set(folder.names())
     meshes = [o for o in MESHES if o in outputs]
+    meshes += [ext for o, ext in (("obj", "obj"), ("obj", "mtl"), ("glb", "glb")) if o in outputs]
+    if "obj" in outputs or "uv_texture" in outputs:
+        meshes.append("png")  # <stem>_<face>_texture.png
 
     def blocked(stem: str) -> str | None:
         names = [f"{stem}.json"] + [f"{stem}_{o}.png" for o in PICTURES if o in outputs]
         if meshes:
-            pattern = re.compile(rf"{re.escape(stem)}_\d+\.({'|'.join(meshes)})")
+            pattern = re.compile(rf"{re.escape(stem)}_\d+(_texture)?\.({'|'.join(meshes)})")
             names += sorted(n for n in existing if pattern.fullmatch(n))
         return next((n for n in names if n in existing and folder.foreign(n)), None)
 
@@ -448,7 +456,8 @@ def _rename_reason(path: Path, blocked, other_stems: set[str], folder: RunFolder
 def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detector: str = "auto",
                       assets_dir=None, detector_options: dict | None = None, use_pts: bool = False,
                       refine: bool = True, progress: bool = True, boxes: dict | None = None, force: bool = False,
-                      settings: dict | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Summary:
+                      settings: dict | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                      texture_size: int = 512) -> Summary:
     """Reconstruct every image of ``inputs`` (files or folders) into ``out_dir``; see :class:`Summary`.
 
     Each image gets ``out_dir/<stem>.json`` (+ the ``outputs`` asked for), ``<stem>`` made unique by
@@ -472,6 +481,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
     input_problems: list[tuple[str, str]] = []
     paths = iter_image_paths(inputs, problems=input_problems)
     rec = make_reconstructor(model, detector, assets_dir, detector_options, refine)
+    require_textured(rec.model.mm, outputs)  # textured outputs of a model without UVs: one line, nothing run
     run_settings = {"model": model_identity(model), "detector": str(getattr(rec.detector, "name", detector)),
                     "detector_options": detector_options or {}, "refine": refine, "use_pts": use_pts,
                     "max_pixels": max_pixels, **(settings or {})}
@@ -486,7 +496,8 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
         previous = [(folder.previous(k) or {}).get("stem") for k in keys]
         stems = output_stems(paths, taken={Path(summary_name).stem, SUMMARY_STEM} | other_stems, blocked=blocked,
                              previous=previous)
-        settings_fp = fingerprint({"settings": run_settings, "outputs": sorted(outputs)})
+        textured = {"texture_size": texture_size} if any(o in TEXTURED for o in outputs) else {}
+        settings_fp = fingerprint({"settings": run_settings, "outputs": sorted(outputs), **textured})
         todo = list(zip(paths, keys, stems))
         n, written = 0, None  # the input being worked on, and the files written for it (None: not writing yet)
         try:
@@ -524,7 +535,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                     summary.without_faces.append(str(path))
                 written = []
                 _write_image_outputs(folder, summary, path, key, stem, decoded, faces, outputs, rec.model.mm, fp,
-                                     source, written)
+                                     source, written, texture_size)
             else:
                 n = len(todo)
         except KeyboardInterrupt:
@@ -570,7 +581,8 @@ def _reconstruct_image(rec: Reconstructor, path: Path, decoded: DecodedImage, gi
 
 
 def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: str, stem: str,
-                         decoded: DecodedImage, faces, outputs, mm, fp: str, source, written: list[str]) -> None:
+                         decoded: DecodedImage, faces, outputs, mm, fp: str, source, written: list[str],
+                         texture_size: int = 512) -> None:
     """One image's JSON, pictures and meshes through ``folder`` (their names appended to ``written`` as they
     are): each failure is recorded, the others go on; the input is marked complete in the manifest only when
     every file was written."""
@@ -581,7 +593,8 @@ def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: s
         pass  # the manifest could not take the line: the file writes below report the problem
     record = image_record(path, decoded.image, faces, (decoded.width, decoded.height), decoded.reduction)
     files = [(f"{stem}.json", lambda: (json.dumps(record) + "\n").encode("utf-8"))]
-    files += output_files(stem, decoded.image, faces, outputs, mm, image_scale=1.0 / decoded.reduction)
+    files += output_files(stem, decoded.image, faces, outputs, mm, image_scale=1.0 / decoded.reduction,
+                          texture_size=texture_size)
     for name, make in files:
         try:
             folder.write(name, make())

@@ -1,4 +1,4 @@
-"""Vectorised numpy z-buffer rasteriser for dense face meshes (depth, PNCC and shaded renders).
+"""Vectorised numpy z-buffer rasteriser for dense face meshes (depth, PNCC, shaded and textured renders).
 
 Conventions
 -----------
@@ -27,7 +27,13 @@ affine forms of its barycentrics and depth over that box. Boxes of at most 2x2 p
 fixed window with broadcasting; larger boxes enumerate their (triangle, pixel) pairs with
 ``np.repeat``. The z-buffer is a ``np.maximum.at`` over the covered candidates followed by an
 equality test that picks one winner per pixel. Renders interpolate per-vertex attributes with the
-winners' barycentrics (Gouraud), and several faces are composed in one z-buffer.
+winners' barycentrics (Gouraud), and several faces are composed in one z-buffer. Textured renders interpolate
+the vertices' UV coordinates the same way (affine interpolation: exact for orthographic projection, so no
+perspective correction is needed) and look the texture up bilinearly (:func:`sample_bilinear`).
+
+Textures: ``(S_h, S_w, 3)`` uint8 BGR images addressed by UV coordinates ``(u, v)`` in ``[0, 1]`` with **v up**
+(OBJ/OpenGL convention): texel ``(col, row)`` has its centre at ``u = (col + 0.5) / S_w``,
+``v = 1 - (row + 0.5) / S_h`` (:func:`uv_to_texel`).
 """
 from __future__ import annotations
 
@@ -37,9 +43,13 @@ import numpy as np
 
 __all__ = [
     "rasterize",
+    "rasterize_sparse",
     "render_depth",
     "render_pncc",
     "render_shaded",
+    "render_textured",
+    "sample_bilinear",
+    "uv_to_texel",
     "vertex_normals",
 ]
 
@@ -296,6 +306,50 @@ def rasterize(vertices, triangles, height: int, width: int, cull_backfaces: bool
             bary_img.reshape(height, width, 3))
 
 
+def rasterize_sparse(vertices, triangles, height: int, width: int, cull_backfaces: bool = False):
+    """:func:`rasterize` returning only the covered pixels (cheap for a small mesh in a large image).
+
+    Returns:
+        pix: ``(M,)`` int64 flat pixel indices ``row * width + col``, ascending.
+        tri: ``(M,)`` int64 index into ``triangles`` of the visible triangle.
+        bary: ``(M, 3)`` float64 barycentric weights of its three vertices (non-negative, sum to 1).
+        z: ``(M,)`` float64 interpolated depth.
+    """
+    pix, tri, bary, z = _raster_compact(vertices, triangles, int(height), int(width), cull_backfaces)
+    return pix, tri, np.stack(bary, axis=1), z
+
+
+def sample_bilinear(image, x, y) -> np.ndarray:
+    """Bilinear lookup of ``image (H, W[, C])`` at float pixel coordinates ``x``, ``y`` ``(M,)``.
+
+    Pixel centres are at integer coordinates; points outside the image (and non-finite ones, taken as 0) are
+    clamped to the border pixel centres. Returns ``(M, C)`` float64 (``(M,)`` for a 2-D image), in the image's
+    own value range."""
+    img = np.asarray(image)
+    h, w = img.shape[:2]
+    flat = img.reshape(h * w, -1)
+    x = np.clip(np.nan_to_num(np.asarray(x, np.float64), nan=0.0), 0.0, w - 1)
+    y = np.clip(np.nan_to_num(np.asarray(y, np.float64), nan=0.0), 0.0, h - 1)
+    x0 = np.minimum(x.astype(np.int64), max(w - 2, 0))  # x >= 0: truncation is floor
+    y0 = np.minimum(y.astype(np.int64), max(h - 2, 0))
+    dx = 1 if w > 1 else 0
+    dy = w if h > 1 else 0
+    fx = (x - x0)[:, None]
+    fy = (y - y0)[:, None]
+    i00 = y0 * w + x0
+    top = flat[i00] * (1.0 - fx) + flat[i00 + dx] * fx
+    bot = flat[i00 + dy] * (1.0 - fx) + flat[i00 + dy + dx] * fx
+    out = top * (1.0 - fy) + bot * fy
+    return out[:, 0] if img.ndim == 2 else out
+
+
+def uv_to_texel(uv, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """UV coordinates ``(M, 2)`` (v up) → float texel coordinates ``x``, ``y`` ``(M,)`` of a ``height x width``
+    texture (pixel centres at integers, row 0 at the top): ``x = u W - 1/2``, ``y = (1 - v) H - 1/2``."""
+    uv = np.asarray(uv, np.float64)
+    return uv[:, 0] * width - 0.5, (1.0 - uv[:, 1]) * height - 0.5
+
+
 # --------------------------------------------------------------------------------------------------
 # renders
 # --------------------------------------------------------------------------------------------------
@@ -488,3 +542,57 @@ def render_shaded(image, vertices_list: Sequence[np.ndarray], triangles, alpha: 
         chan = flat[:, c]
         chan[pix] = _to_u8((1.0 - alpha) * chan[pix] + (alpha * float(color[c])) * inten)
     return out
+
+
+def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, textures, alpha: float = 1.0,
+                    cull_backfaces: bool = False, return_mask: bool = False):
+    """Texture-mapped mesh over the photo: UVs interpolated over the visible triangles, texture looked up
+    bilinearly (no lighting: the texture carries it).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR (not modified; a copy is returned).
+        vertices_list: list of ``(N, 3)`` image-pixel vertices (or a single array).
+        triangles: ``(T, 3)`` int, 0-based, shared by the faces.
+        uv: ``(N, 2)`` texture coordinates in ``[0, 1]``, v up (see the module docstring), shared by the faces.
+        textures: one ``(S_h, S_w, 3)`` uint8 BGR texture for every face, or a list with one per face.
+        alpha: opacity of the rendered mesh.
+        cull_backfaces: see :func:`rasterize`.
+        return_mask: also return the ``(H, W)`` bool mask of the covered pixels.
+
+    Returns:
+        ``(H, W, 3)`` uint8 BGR (pixels outside every mesh unchanged), and the mask when ``return_mask``.
+    """
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
+    h, w = img.shape[:2]
+    out = np.array(img, copy=True, order="C")
+    mask = np.zeros(h * w, bool)
+    verts = _as_list(vertices_list)
+    texs = [textures] if isinstance(textures, np.ndarray) and textures.ndim == 3 else list(textures)
+    if len(texs) == 1:
+        texs = texs * len(verts)
+    if len(texs) != len(verts):
+        raise ValueError(f"need one texture or one per face ({len(verts)}), got {len(texs)}")
+    uv = np.asarray(uv, np.float64)
+    if uv.ndim != 2 or uv.shape[1] != 2:
+        raise ValueError(f"uv must be (N, 2), got {uv.shape}")
+    if verts:
+        tri = np.asarray(triangles)
+        all_v, all_t = _concat_faces(verts, tri)
+        pix, t_idx, (l0, l1, l2), _ = _raster_compact(all_v, all_t, h, w, cull_backfaces)
+        local = t_idx % len(tri) if len(verts) > 1 else t_idx
+        tt = tri.T
+        c0, c1, c2 = tt[0][local], tt[1][local], tt[2][local]
+        u = l0 * uv[c0, 0] + l1 * uv[c1, 0] + l2 * uv[c2, 0]
+        v = l0 * uv[c0, 1] + l1 * uv[c1, 1] + l2 * uv[c2, 1]
+        colors = np.empty((len(pix), 3))
+        face = t_idx // len(tri) if len(verts) > 1 else None
+        for f, tex in enumerate(texs):
+            sel = slice(None) if face is None else np.flatnonzero(face == f)
+            tx, ty = uv_to_texel(np.stack([u[sel], v[sel]], 1), tex.shape[0], tex.shape[1])
+            colors[sel] = sample_bilinear(tex, tx, ty)
+        flat = out.reshape(h * w, 3)
+        flat[pix] = _to_u8(colors if alpha == 1.0 else (1.0 - alpha) * flat[pix] + alpha * colors)
+        mask[pix] = True
+    return (out, mask.reshape(h, w)) if return_mask else out

@@ -19,4 +19,6 @@ def run(args) -> int:
     out = save_model_dir(model, args.out)
     print(f"imported {args.weights} ({model.spec.backbone} x{model.spec.width}, "
           f"{model.regressor.count_params():,} parameters) -> {out}")
+    print(f"  {model.mm.source.get('uv', 'no UV coordinates')}"
+          + ("" if model.mm.has_uv else " (textured outputs, swap and retarget need them)"))
     return 0

@@ -1,16 +1,28 @@
-"""``tf2dasl reconstruct INPUT... --model MODEL_DIR --out OUT_DIR [--overlay --depth --pncc --obj --ply]``."""
+"""``tf2dasl reconstruct INPUT... --model MODEL_DIR --out OUT_DIR [--overlay --depth --pncc --ply --uv-texture --obj
+--glb]``."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+from ..errors import UserError
 from ..runtimes import RUNTIMES
 from . import reconstruct_video
 
 PICTURES = ("overlay", "depth", "pncc")
-MESHES = ("obj", "ply")
-OUTPUTS = PICTURES + MESHES
+MESHES = ("ply",)
+#: need a model directory with UV coordinates (tf2dasl.face_assets); for videos --obj writes per-frame meshes
+TEXTURED = ("uv_texture", "obj", "glb")
+OUTPUTS = PICTURES + MESHES + TEXTURED
+OUTPUT_HELP = {
+    "ply": "write <stem>_<face>.ply per face: the dense mesh in image pixels (y flipped) with vertex colours",
+    "uv_texture": "write <stem>_<face>_texture.png per face: its UV texture map from the photo (needs UVs)",
+    "obj": "write <stem>_<face>.obj + .mtl + _texture.png per face: textured mesh in the object frame (needs UVs; "
+           "videos: per-frame meshes with vertex colours)",
+    "glb": "write <stem>_<face>.glb per face: binary glTF, texture embedded, the pose as the node's transform "
+           "(needs UVs)",
+}
 
 #: Exit status of a run where some input failed (usage errors exit 2, from tf2dasl.cli).
 EXIT_FAILURES = 1
@@ -74,9 +86,12 @@ def add_parser(sub, name):
                         "morphable model); not with --runtime/--export-dir")
     p.add_argument("--server-model", help="model name on the server (default: the model directory's name)")
     for o in OUTPUTS:
-        p.add_argument(f"--{o}", action="store_true",
-                       help=f"write <stem>_{o}.png" if o in PICTURES else f"write <stem>_<face>.{o} per face (dense mesh)")
-    p.add_argument("--all", action="store_true", help="write every picture and mesh")
+        p.add_argument(f"--{o.replace('_', '-')}", dest=o, action="store_true",
+                       help=f"write <stem>_{o}.png" if o in PICTURES else OUTPUT_HELP[o])
+    p.add_argument("--texture-size", type=int, default=512, metavar="N",
+                   help="side of the UV texture maps in texels (default 512)")
+    p.add_argument("--all", action="store_true",
+                   help="write every picture and mesh (the textured ones when the model has UV coordinates)")
     p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
                    help="images with more pixels are decoded at 1/2, 1/4 or 1/8 of their size when they are JPEGs, "
                         "refused otherwise (one line each), so memory stays bounded; coordinates stay in full-image "
@@ -101,7 +116,9 @@ def run(args) -> int:
     from ..cli import EXIT_INTERRUPTED
     from ..io.images import DEFAULT_MAX_PIXELS
 
-    outputs = [o for o in OUTPUTS if args.all or getattr(args, o)]
+    if not 8 <= args.texture_size <= 8192:
+        raise UserError(f"--texture-size {args.texture_size}: give a side between 8 and 8192 texels")
+    outputs = [o for o in OUTPUTS if getattr(args, o)]
     det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
     if args.score_threshold is not None:
         det_opts["score_threshold"] = args.score_threshold
@@ -110,6 +127,8 @@ def run(args) -> int:
     if videos:
         reconstruct_video.video_config(args)  # a bad --video-config fails before the model loads
     backend = make_backend(args.model, args.runtime, args.export_dir, args.server, args.server_model)
+    if args.all:  # every output this model can make
+        outputs = [o for o in OUTPUTS if o not in TEXTURED or getattr(backend.mm, "has_uv", False) or o in outputs]
     settings = {"model": model_identity(args.model), "runtime": args.runtime,
                 "export_dir": str(Path(args.export_dir).resolve()) if args.export_dir else None,
                 "server": args.server, "server_model": args.server_model}
@@ -121,7 +140,8 @@ def run(args) -> int:
         summary = reconstruct_paths(args.inputs, backend, args.out, outputs=outputs, detector=args.detector,
                                     assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
                                     refine=not args.no_refine, boxes=boxes, force=args.force, settings=settings,
-                                    max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None)
+                                    max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None,
+                                    texture_size=args.texture_size)
     except RunInterrupted as stop:
         _report(stop.summary)
         return EXIT_INTERRUPTED

@@ -7,7 +7,8 @@ import sys
 from ..errors import UserError
 
 #: Photo-only flags, refused when every input is a video (they would be ignored).
-PHOTO_ONLY = (("pts", "--pts"), ("boxes", "--boxes"), ("depth", "--depth"), ("pncc", "--pncc"))
+PHOTO_ONLY = (("pts", "--pts"), ("boxes", "--boxes"), ("depth", "--depth"), ("pncc", "--pncc"),
+              ("uv_texture", "--uv-texture"), ("glb", "--glb"))
 EXIT_FAILURES, EXIT_INTERRUPTED = 1, 130
 
 EPILOG = """\

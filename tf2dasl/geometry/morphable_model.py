@@ -26,6 +26,15 @@ class MorphableModelError(UserError):
     """A morphable-model file is missing or malformed (one line naming the file)."""
 
 
+class NoUVError(MorphableModelError):
+    """A textured output was asked of a morphable model without UV coordinates."""
+
+
+#: What to do when a model has no UV coordinates (the one line every textured output gives).
+NO_UV_FIX = ("re-create the model directory with `tf2dasl import-3ddfa CHECKOUT --out MODEL_DIR` from a 3DDFA_V2 "
+             "checkout that has configs/BFM_UV.mat and configs/indices.npy")
+
+
 @dataclass
 class MorphableModel:
     """Arrays of the morphable model, all float32 except indices.
@@ -33,6 +42,9 @@ class MorphableModel:
     u: ``(3N,)`` mean shape, x,y,z-interleaved. w_shp: ``(3N, 40)``. w_exp: ``(3N, 10)``.
     landmark_vertices: ``(68,)`` vertex indices of the 68 landmarks in the dense mesh (``None`` for a
     sparse model). triangles: ``(T, 3)`` int32 (``None`` for a sparse model).
+    uv: ``(N, 2)`` texture coordinates of the dense vertices in ``[0, 1]``, ``u`` to the right and ``v`` **up**
+    (OBJ's convention: ``v = 0`` is the bottom row of the texture image), or ``None`` (optional: models
+    without them work for everything but textured outputs, :meth:`require_uv`).
     u_base / w_shp_base / w_exp_base: ``(204,)``, ``(204, 40)``, ``(204, 10)`` sparse 68-point bases.
     param_mean / param_std: ``(62,)`` the whitening of the parameters.
     """
@@ -47,8 +59,11 @@ class MorphableModel:
     w_exp: np.ndarray | None = None
     landmark_vertices: np.ndarray | None = None
     triangles: np.ndarray | None = None
+    uv: np.ndarray | None = None
     source: dict = field(default_factory=dict)
     _ncc: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: arrays derived from this model once and reused by their users (e.g. tf2dasl.texture's UV layouts), by key
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -66,6 +81,17 @@ class MorphableModel:
             raise MorphableModelError(
                 "this morphable model has only 68-point bases (3DDFA v1 layout); dense vertices need "
                 "the 3DDFA_V2 layout (bfm_noneck_v3.pkl)")
+
+    @property
+    def has_uv(self) -> bool:
+        return self.uv is not None and self.is_dense
+
+    def require_uv(self, what: str = "textured outputs") -> np.ndarray:
+        """The ``(N, 2)`` UV coordinates, or :class:`NoUVError` (one line saying how to get a model with them)."""
+        if not self.has_uv:
+            raise NoUVError(f"{what}: this model directory has no UV coordinates (textured outputs need them); "
+                            + NO_UV_FIX)
+        return self.uv
 
     # ------------------------------------------------------------------ whitening
     def whiten(self, params: np.ndarray) -> np.ndarray:
@@ -119,7 +145,7 @@ class MorphableModel:
     def arrays(self) -> dict[str, np.ndarray]:
         """All arrays by name (for saving in a model directory)."""
         names = ("u_base", "w_shp_base", "w_exp_base", "param_mean", "param_std", "u", "w_shp", "w_exp",
-                 "landmark_vertices", "triangles")
+                 "landmark_vertices", "triangles", "uv")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     @classmethod

@@ -1,4 +1,11 @@
-"""Mesh writers (Wavefront OBJ with vertex colours, binary PLY) and per-vertex colour sampling.
+"""Mesh writers (Wavefront OBJ with vertex colours, binary PLY; textured OBJ + MTL + PNG, binary glTF) and
+per-vertex colour sampling.
+
+The **textured** writers (:func:`write_textured_obj`, :func:`write_glb`) take the mesh in whatever frame the
+caller chose (tf2dasl writes faces in the object frame of :mod:`tf2dasl.geometry.object_frame`: y up, the face
+looking along +z) with triangles wound counter-clockwise seen from outside, per-vertex UVs (v up, OBJ's
+convention) and a BGR texture; they write it unchanged. GLB files are built by ``trimesh`` (the container, the
+accessors and the embedded PNG are its work, not ours).
 
 Conventions
 -----------
@@ -21,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..render import sample_bilinear, vertex_normals
 from .outputs import write_bytes
 
-__all__ = ["encode_obj", "encode_ply", "write_obj", "write_ply", "sample_vertex_colors"]
+__all__ = ["encode_obj", "encode_ply", "write_obj", "write_ply", "encode_mtl", "encode_textured_obj", "write_textured_obj",
+           "encode_glb", "write_glb", "sample_vertex_colors"]
 
 
 def _prepare(vertices, triangles, flip_y: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +147,133 @@ def write_ply(path: str | os.PathLike, vertices, triangles, colors=None, flip_y:
     return write_bytes(path, encode_ply(vertices, triangles, colors, flip_y), overwrite=overwrite)
 
 
+def _check_texture(texture) -> np.ndarray:
+    tex = np.asarray(texture)
+    if tex.ndim != 3 or tex.shape[2] != 3 or tex.dtype != np.uint8:
+        raise ValueError(f"texture must be (H, W, 3) uint8 BGR, got {tex.shape} {tex.dtype}")
+    return tex
+
+
+def _textured_inputs(vertices, triangles, uv, texture, normals):
+    """Checked ``(vertices, triangles, uv, normals)`` as float64/int64 (normals computed when ``None``)."""
+    v = np.asarray(vertices, np.float64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must be (N, 3), got {v.shape}")
+    t = np.asarray(triangles)
+    if t.ndim != 2 or t.shape[1] != 3 or (t.size and not np.issubdtype(t.dtype, np.integer)):
+        raise ValueError(f"triangles must be (T, 3) integer, got {t.shape} {t.dtype}")
+    t = t.astype(np.int64)
+    if t.size and (t.min() < 0 or t.max() >= len(v)):
+        raise ValueError(f"triangle indices must be in [0, {len(v)}), got [{t.min()}, {t.max()}]")
+    uv = np.asarray(uv, np.float64)
+    if uv.shape != (len(v), 2):
+        raise ValueError(f"uv must be (N, 2) = ({len(v)}, 2), got {uv.shape}")
+    if texture is not None:
+        _check_texture(texture)
+    if normals is None:
+        normals = vertex_normals(v, t)
+    n = np.asarray(normals, np.float64)
+    if n.shape != v.shape:
+        raise ValueError(f"normals must be (N, 3) like the vertices, got {n.shape}")
+    return v, t, uv, n
+
+
+#: the material name the textured OBJ and its MTL share
+OBJ_MATERIAL = "face"
+
+
+def encode_mtl(texture_name: str) -> bytes:
+    """The MTL file of :func:`encode_textured_obj`: one matte material whose ``map_Kd`` is ``texture_name``
+    (relative to the MTL: the files move together)."""
+    return (f"# tf2dasl material\nnewmtl {OBJ_MATERIAL}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\n"
+            f"map_Kd {texture_name}\n").encode("ascii")
+
+
+def encode_textured_obj(vertices, triangles, uv, normals=None, mtl_name: str = "mesh.mtl",
+                        comments: tuple[str, ...] = ()) -> bytes:
+    """A textured Wavefront OBJ as bytes (its material: :func:`encode_mtl`).
+
+    ``mtllib <mtl_name>``, ``usemtl face``, one ``v x y z``, ``vt u v`` and ``vn x y z`` line per vertex (the
+    same numbering for all three) and ``f a/a/a b/b/b c/c/c`` faces (1-based).
+
+    Args:
+        vertices: ``(N, 3)`` float, written as given.
+        triangles: ``(T, 3)`` 0-based, counter-clockwise seen from outside (the normals' side).
+        uv: ``(N, 2)`` in ``[0, 1]``, v up.
+        normals: ``(N, 3)`` unit normals, or ``None`` to compute them from the triangles.
+        mtl_name: the MTL file the OBJ refers to.
+        comments: extra ``#`` header lines (e.g. the frame and the pose).
+    """
+    v, t, uv, n = _textured_inputs(vertices, triangles, uv, None, normals)
+    material = OBJ_MATERIAL
+    parts = [f"# tf2dasl textured mesh: {len(v)} vertices, {len(t)} faces\n", *(f"# {c}\n" for c in comments),
+             f"mtllib {mtl_name}\no face\n"]
+    if len(v):
+        parts += [("v %.6f %.6f %.6f\n" * len(v)) % tuple(v.ravel().tolist()),
+                  ("vt %.6f %.6f\n" * len(v)) % tuple(uv.ravel().tolist()),
+                  ("vn %.5f %.5f %.5f\n" * len(v)) % tuple(n.ravel().tolist())]
+    parts.append(f"usemtl {material}\ns 1\n")
+    if len(t):
+        parts.append(("f %d/%d/%d %d/%d/%d %d/%d/%d\n" * len(t)) % tuple(np.repeat(t + 1, 3, axis=1).ravel().tolist()))
+    return "".join(parts).encode("ascii")
+
+
+def write_textured_obj(path: str | os.PathLike, vertices, triangles, uv, texture, normals=None,
+                       comments: tuple[str, ...] = (), overwrite: bool = True) -> list[Path]:
+    """Write ``NAME.obj`` + ``NAME.mtl`` (:func:`encode_textured_obj`) + the texture ``NAME.png``
+    (``texture`` ``(S_h, S_w, 3)`` uint8 BGR) next to each other, each atomically; the PNG and MTL first, so an
+    OBJ never names a missing file. Returns ``[obj, mtl, png]``."""
+    from .outputs import encode_image
+
+    path = Path(path)
+    mtl, png = path.with_suffix(".mtl"), path.with_suffix(".png")
+    _check_texture(texture)
+    obj_bytes = encode_textured_obj(vertices, triangles, uv, normals, mtl.name, comments)
+    written = [write_bytes(png, encode_image(png, texture), overwrite=overwrite),
+               write_bytes(mtl, encode_mtl(png.name), overwrite=overwrite)]
+    return [write_bytes(path, obj_bytes, overwrite=overwrite), written[1], written[0]]
+
+
+def encode_glb(vertices, triangles, uv, texture, normals=None, node_matrix=None, node_name: str = "face",
+               extras: dict | None = None) -> bytes:
+    """A binary glTF 2.0 file (GLB) as bytes, with the texture embedded as a PNG, built by ``trimesh``.
+
+    One scene, one node ``node_name`` holding one mesh (POSITION, NORMAL, TEXCOORD_0, indices) and one matte
+    material (``baseColorTexture``, metallic 0, roughness 1). ``node_matrix`` ``(4, 4)`` becomes the node's
+    transform (glTF requires it to be decomposable into translation, rotation and scale); ``extras`` (JSON
+    values) are stored as the node's ``extras``.
+
+    Args:
+        vertices, triangles, uv, normals: as :func:`encode_textured_obj` (UVs v up; trimesh writes glTF's
+            top-left origin).
+        texture: ``(S_h, S_w, 3)`` uint8 BGR.
+        node_matrix: ``(4, 4)`` node transform, or ``None`` for the identity.
+        node_name: the node's (and mesh's) name.
+        extras: JSON-serialisable dict for the node's ``extras``.
+    """
+    import trimesh
+    from PIL import Image
+
+    v, t, uv, n = _textured_inputs(vertices, triangles, uv, texture, normals)
+    material = trimesh.visual.material.PBRMaterial(
+        name=node_name, baseColorTexture=Image.fromarray(np.ascontiguousarray(np.asarray(texture)[:, :, ::-1])),
+        metallicFactor=0.0, roughnessFactor=1.0)
+    mesh = trimesh.Trimesh(vertices=v, faces=t, vertex_normals=n, process=False,
+                           visual=trimesh.visual.TextureVisuals(uv=uv, material=material))
+    scene = trimesh.Scene()
+    scene.add_geometry(mesh, node_name=node_name, geom_name=node_name,
+                       transform=None if node_matrix is None else np.asarray(node_matrix, np.float64),
+                       metadata=dict(extras or {}))
+    return trimesh.exchange.gltf.export_glb(scene, include_normals=True)
+
+
+def write_glb(path: str | os.PathLike, vertices, triangles, uv, texture, normals=None, node_matrix=None,
+              node_name: str = "face", extras: dict | None = None, overwrite: bool = True) -> Path:
+    """Write :func:`encode_glb`'s GLB to ``path`` atomically. Returns the path."""
+    return write_bytes(path, encode_glb(vertices, triangles, uv, texture, normals, node_matrix, node_name, extras),
+                       overwrite=overwrite)
+
+
 def sample_vertex_colors(image_bgr, vertices) -> np.ndarray:
     """Bilinearly sample the image at the vertices' ``(x, y)``: per-vertex **RGB** in ``[0, 1]``.
 
@@ -156,23 +292,9 @@ def sample_vertex_colors(image_bgr, vertices) -> np.ndarray:
         img = img[:, :, None].repeat(3, axis=2)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"image must be (H, W, 3), got {img.shape}")
-    h, w = img.shape[:2]
     v = np.asarray(vertices, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] < 2:
         raise ValueError(f"vertices must be (N, 2) or (N, 3), got {v.shape}")
-    x = np.clip(np.nan_to_num(v[:, 0], nan=0.0), 0.0, w - 1)
-    y = np.clip(np.nan_to_num(v[:, 1], nan=0.0), 0.0, h - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), max(w - 2, 0))
-    y0 = np.minimum(np.floor(y).astype(np.int64), max(h - 2, 0))
-    x1 = np.minimum(x0 + 1, w - 1)
-    y1 = np.minimum(y0 + 1, h - 1)
-    fx = (x - x0)[:, None]
-    fy = (y - y0)[:, None]
-    def at(yy, xx):  # gather first, convert only the N samples
-        return img[yy, xx].astype(np.float64)
-
-    top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx
-    bot = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx
-    bgr = top * (1.0 - fy) + bot * fy
+    bgr = sample_bilinear(img, v[:, 0], v[:, 1])
     scale = 255.0 if img.dtype == np.uint8 else 1.0
     return (bgr[:, ::-1] / scale).astype(np.float32)

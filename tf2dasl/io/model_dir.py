@@ -5,7 +5,8 @@ Layout (format version 1)::
     MODEL_DIR/
       model.json               {"format": "tf2dasl-model", "format_version": 1, "spec": ModelSpec, ...}
       regressor.weights.h5     Keras weights of the regressor
-      morphable_model.npz      bases, triangles, landmark indices and the parameter whitening
+      morphable_model.npz      bases, triangles, landmark indices, the parameter whitening and (optional) the
+                               vertices' UV texture coordinates ``uv`` (N, 2)
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def save_model_dir(model: FaceModel, out_dir: str | Path) -> Path:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tf2dasl_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "spec": model.spec.to_dict(),
             "morphable_model": {"vertices": model.mm.num_vertices, "dense": model.mm.is_dense,
-                                "source": model.mm.source},
+                                "uv": model.mm.has_uv, "source": model.mm.source},
             "files": {"weights": WEIGHTS_FILE, "morphable_model": MM_FILE}}
     with atomic_dir(out, replace=_replaceable(out)) as tmp:
         np.savez(tmp / MM_FILE, **model.mm.arrays())

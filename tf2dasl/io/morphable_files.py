@@ -3,7 +3,9 @@
 Two published layouts:
 
 * **3DDFA_V2** ``configs/``: ``bfm_noneck_v3.pkl`` (``u``, ``w_shp``, ``w_exp``, ``keypoints``), ``tri.pkl`` and
-  the whitening ``param_mean_std_62d_120x120.pkl``: dense no-neck bases of 38,365 vertices.
+  the whitening ``param_mean_std_62d_120x120.pkl``: dense no-neck bases of 38,365 vertices; when present, the
+  texture coordinates ``BFM_UV.mat`` (``UV`` (53215, 2), one row per vertex of the full BFM) mapped to the
+  38,365 vertices by ``indices.npy``, as 3DDFA_V2's ``uv.py`` does (optional: :func:`read_uv`).
 * **3DDFA v1 / 2DASL** ``train.configs/``: the 68-point sparse bases ``u_base.txt``, ``w_shp_base.txt``,
   ``w_exp_base.txt``, 2DASL's whitening ``param_whitening.pkl`` and the dense mean ``u_shp.npy`` + ``u_exp.npy``
   (a *sparse* model: landmarks, no dense mesh).
@@ -24,6 +26,7 @@ from .pickles import load_numpy_pickle
 WHITENING_KEYS = (("mean", "std"), ("param_mean", "param_std"))
 V2_BFM, V2_TRI, V2_WHITENING = "bfm_noneck_v3.pkl", "tri.pkl", "param_mean_std_62d_120x120.pkl"
 V1_WHITENING = "param_whitening.pkl"
+V2_UV, V2_UV_INDICES = "BFM_UV.mat", "indices.npy"
 
 
 def load_pickle(path: str | Path, error: type[Exception] = MorphableModelError):
@@ -85,11 +88,50 @@ def load_3ddfa_v2(configs_dir: str | Path, whitening: str | Path | None = None) 
     mean, std = read_whitening(wpath)
     u, w_shp, w_exp = _f32(bfm["u"]).reshape(-1), _f32(bfm["w_shp"]), _f32(bfm["w_exp"])
     kp = np.asarray(bfm["keypoints"]).reshape(-1).astype(np.int64)
+    uv, uv_note = read_uv(configs_dir, u.size // 3)
     return MorphableModel(
         u_base=u[kp], w_shp_base=w_shp[kp], w_exp_base=w_exp[kp], param_mean=mean, param_std=std,
         u=u, w_shp=w_shp, w_exp=w_exp, landmark_vertices=_landmark_vertices(kp),
-        triangles=np.ascontiguousarray(tri.astype(np.int32)),
-        source={"layout": "3ddfa_v2", "bfm": str(bfm_path), "whitening": str(wpath)})
+        triangles=np.ascontiguousarray(tri.astype(np.int32)), uv=uv,
+        source={"layout": "3ddfa_v2", "bfm": str(bfm_path), "whitening": str(wpath), "uv": uv_note})
+
+
+def read_uv(configs_dir: str | Path, num_vertices: int) -> tuple[np.ndarray | None, str]:
+    """3DDFA_V2's texture coordinates for the ``num_vertices`` dense vertices: ``(uv (N, 2) float32 or None, note)``.
+
+    ``BFM_UV.mat`` holds ``UV`` with one ``(u, v)`` row per vertex of the full BFM (53,215; ``v`` up, in
+    ``[0, 1]``); ``indices.npy`` picks the no-neck model's vertices from them. Both files absent (or
+    ``indices.npy`` alone absent while the UVs need it) gives ``None`` and a note saying so: UVs are optional.
+    A file that is present but malformed is a :class:`MorphableModelError` naming it."""
+    d = Path(configs_dir)
+    uv_path, idx_path = d / V2_UV, d / V2_UV_INDICES
+    if not uv_path.is_file():
+        return None, f"no UV coordinates ({uv_path} not found)"
+    from scipy.io import loadmat  # scipy is a dependency; imported here as only this reader needs it
+
+    try:
+        uv = np.asarray(loadmat(str(uv_path))["UV"], np.float64)
+    except KeyError:
+        raise MorphableModelError(f"{uv_path}: no 'UV' array (expected 3DDFA_V2's BFM_UV.mat)") from None
+    except Exception as exc:  # scipy raises ValueError/TypeError/OSError flavours for damaged files
+        raise MorphableModelError(f"{uv_path}: cannot read ({type(exc).__name__}: {exc})") from None
+    if uv.ndim != 2 or uv.shape[1] != 2 or not np.all(np.isfinite(uv)):
+        raise MorphableModelError(f"{uv_path}: UV must be a finite (M, 2) array, got {uv.shape}")
+    if len(uv) != num_vertices:
+        if not idx_path.is_file():
+            return None, (f"no UV coordinates ({uv_path} has {len(uv)} rows for {num_vertices} vertices and "
+                          f"{idx_path}, which maps them, is not found)")
+        try:
+            idx = np.load(idx_path, allow_pickle=False).reshape(-1)
+        except (OSError, ValueError) as exc:
+            raise MorphableModelError(f"{idx_path}: cannot read ({exc})") from None
+        if idx.shape != (num_vertices,) or not np.issubdtype(idx.dtype, np.integer):
+            raise MorphableModelError(f"{idx_path}: expected {num_vertices} integer vertex indices, got "
+                                      f"{idx.shape} {idx.dtype}")
+        if idx.min() < 0 or idx.max() >= len(uv):
+            raise MorphableModelError(f"{idx_path}: indices must be in [0, {len(uv)}) to index {uv_path}")
+        uv = uv[idx]
+    return _f32(uv), f"UV coordinates from {uv_path}"
 
 
 def load_3ddfa_v1(train_configs_dir: str | Path) -> MorphableModel:
