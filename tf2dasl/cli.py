@@ -13,7 +13,8 @@ import sys
 
 #: sub-command name → module in tf2dasl.commands exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {"import-3ddfa": "import_3ddfa", "evaluate": "evaluate", "reconstruct": "reconstruct",
-            "train": "train", "fit-landmarks": "fit_landmarks", "export": "export", "plot": "plot"}
+            "train": "train", "fit-landmarks": "fit_landmarks", "export": "export", "plot": "plot", "swap": "swap",
+            "retarget": "retarget"}
 
 
 def _quiet_tensorflow_import() -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 __all__ = [
@@ -544,6 +545,24 @@ def render_shaded(image, vertices_list: Sequence[np.ndarray], triangles, alpha: 
     return out
 
 
+#: cv2.remap's maps are at most 32767 wide/tall: point lists are folded into rows of this many
+_REMAP_ROW = 4096
+
+
+def _remap_points(tex: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of ``tex (H, W, 3)`` uint8 at ``(M,)`` texel coordinates by OpenCV's ``remap`` (1/32 texel
+    steps, clamped at the border texels): ``(M, 3)`` uint8."""
+    m = len(x)
+    rows = max(-(-m // _REMAP_ROW), 1)
+    mx = np.zeros(rows * _REMAP_ROW, np.float32)
+    my = np.zeros(rows * _REMAP_ROW, np.float32)
+    mx[:m] = x
+    my[:m] = y
+    out = cv2.remap(np.ascontiguousarray(tex, np.uint8), mx.reshape(rows, -1), my.reshape(rows, -1), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(-1, 3)[:m]
+
+
 def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, textures, alpha: float = 1.0,
                     cull_backfaces: bool = False, return_mask: bool = False):
     """Texture-mapped mesh over the photo: UVs interpolated over the visible triangles, texture looked up
@@ -561,6 +580,8 @@ def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, t
 
     Returns:
         ``(H, W, 3)`` uint8 BGR (pixels outside every mesh unchanged), and the mask when ``return_mask``.
+        The lookup is OpenCV's bilinear ``remap`` (texel positions in 1/32 steps, clamped to the border texels;
+        :func:`uv_to_texel`'s addressing), within one grey level of :func:`sample_bilinear`.
     """
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
@@ -586,13 +607,13 @@ def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, t
         c0, c1, c2 = tt[0][local], tt[1][local], tt[2][local]
         u = l0 * uv[c0, 0] + l1 * uv[c1, 0] + l2 * uv[c2, 0]
         v = l0 * uv[c0, 1] + l1 * uv[c1, 1] + l2 * uv[c2, 1]
-        colors = np.empty((len(pix), 3))
+        colors = np.empty((len(pix), 3), np.uint8)
         face = t_idx // len(tri) if len(verts) > 1 else None
         for f, tex in enumerate(texs):
             sel = slice(None) if face is None else np.flatnonzero(face == f)
-            tx, ty = uv_to_texel(np.stack([u[sel], v[sel]], 1), tex.shape[0], tex.shape[1])
-            colors[sel] = sample_bilinear(tex, tx, ty)
+            th, tw = tex.shape[:2]
+            colors[sel] = _remap_points(tex, u[sel] * tw - 0.5, (1.0 - v[sel]) * th - 0.5)
         flat = out.reshape(h * w, 3)
-        flat[pix] = _to_u8(colors if alpha == 1.0 else (1.0 - alpha) * flat[pix] + alpha * colors)
+        flat[pix] = colors if alpha == 1.0 else _to_u8((1.0 - alpha) * flat[pix] + alpha * colors)
         mask[pix] = True
     return (out, mask.reshape(h, w)) if return_mask else out

@@ -46,7 +46,8 @@ class TextureConfig:
     camera) at which a sample's weight is 0 / reaches 1. depth_tolerance: a texel still counts as seen when the
     z-buffer is at most ``1 px + depth_tolerance * face size`` nearer than it. feather: the width, as a fraction
     of ``size``, over which the weight ramps up from an occlusion border. known_zero / known_full: a texel's
-    known weight (seen + mirrored, at most 1) below which it is wholly / partly replaced by inpainting.
+    known weight (seen + mirrored, at most 1) below which it is wholly / partly replaced by inpainting; handover:
+    the width (fraction of ``size``) over which that replacement fades out into the known texels.
     silhouette: samples within this fraction of the face size from the face's outline in the photo are faded
     out (the fitted outline is rarely exact: beyond it lies background); depth_step: a depth difference between
     neighbouring pixels above this fraction of the face size is a silhouette too (the nose of a turned face). mirror_ratio_keep / _swap: a seen
@@ -63,7 +64,8 @@ class TextureConfig:
     mirror_ratio_swap: float = 0.45
     known_zero: float = 0.05
     known_full: float = 0.4
-    silhouette: float = 0.015
+    handover: float = 0.02
+    silhouette: float = 0.04
     depth_step: float = 0.03
     inpaint_radius: int = 5
     inpaint_scale: float = 0.5
@@ -167,7 +169,9 @@ class UVLayout:
             flipped[:, 0] = 2 * centre - m[:, 0]
             dist, pair = tree.query(flipped)
             centre = float(np.mean((m[:, 0] + m[pair, 0]) / 2))
-        good = dist < 2 * np.median(dist)
+        good = dist <= 2 * np.median(dist) + 1e-6 * float(np.ptp(m[:, 0]))
+        if good.sum() < 3:
+            return np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
         A = np.c_[np.ones(good.sum()), self.uv[good]]
         coef, *_ = np.linalg.lstsq(A, self.uv[pair[good]], rcond=None)
         return coef.T
@@ -261,7 +265,9 @@ class UVLayout:
         tex = np.rint(np.clip(comp, 0, 255)).astype(np.uint8)
         # below known_full the texel is mixed with (or, below known_zero, replaced by) an inpainting of the
         # well-known texels: a smooth hand-over, no edge where the photo's information runs out
-        trust = _smoothstep((known - cfg.known_zero) / (cfg.known_full - cfg.known_zero))
+        trust = _smoothstep((known - cfg.known_zero) / (cfg.known_full - cfg.known_zero)).astype(np.float32)
+        trust = np.minimum(trust, _blur(trust, cfg.handover * s))  # widened into the known side only
+        trust[trust > 0.995] = 1.0  # (blurred ones are a rounding error below 1)
         fill = chart & (trust < 1.0)
         source = np.zeros((s, s), np.uint8)
         source[chart] = np.where(a[chart] >= bm[chart], OBSERVED, MIRRORED)

@@ -206,7 +206,8 @@ def encode_textured_obj(vertices, triangles, uv, normals=None, mtl_name: str = "
     """
     v, t, uv, n = _textured_inputs(vertices, triangles, uv, None, normals)
     material = OBJ_MATERIAL
-    parts = [f"# tf2dasl textured mesh: {len(v)} vertices, {len(t)} faces\n", *(f"# {c}\n" for c in comments),
+    parts = [f"# tf2dasl mesh: {len(v)} vertices, {len(t)} faces; textured (vt, vn, {mtl_name})\n",
+             *(f"# {c}\n" for c in comments),
              f"mtllib {mtl_name}\no face\n"]
     if len(v):
         parts += [("v %.6f %.6f %.6f\n" * len(v)) % tuple(v.ravel().tolist()),

@@ -1,0 +1,40 @@
+"""What the edit commands (``swap``, ``retarget``) share: model and detector options, loading, face lookup."""
+from __future__ import annotations
+
+
+def add_common(p) -> None:
+    p.add_argument("--model", required=True,
+                   help="model directory with UV coordinates (tf2dasl import-3ddfa from a 3DDFA_V2 checkout)")
+    p.add_argument("--detector", default="auto", help="auto, blazeface, blazeface-full, blazeface-short or haar")
+    p.add_argument("--assets", help="folder with BlazeFace .tflite files (default: the installed package's)")
+    p.add_argument("--texture-size", type=int, default=512, metavar="N", help="UV texture side in texels")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+
+
+def load(args):
+    """``(reconstructor, morphable model, EditConfig)``; a model without UVs is one line before any photo is read."""
+    from ..api import make_reconstructor
+    from ..edit import EditConfig
+    from ..errors import UserError
+
+    if not 8 <= args.texture_size <= 8192:
+        raise UserError(f"--texture-size {args.texture_size}: give a side between 8 and 8192 texels")
+    rec = make_reconstructor(args.model, args.detector, args.assets)
+    mm = rec.model.mm
+    mm.require_uv(args.command)
+    return rec, mm, EditConfig(texture_size=args.texture_size)
+
+
+def check_out(path, force: bool, suffixes: tuple[str, ...]) -> None:
+    """``--out`` before any work: a known extension, and not an existing file unless ``--force``."""
+    from pathlib import Path
+
+    from ..errors import UserError
+
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise UserError(f"--out {p}: give a file ending in {' or '.join(suffixes)}")
+    if p.exists() and not force:
+        raise UserError(f"--out {p}: exists; choose another name or add --force to replace it")
+    if not p.parent.is_dir():
+        raise UserError(f"--out {p}: folder {p.parent} not found")
