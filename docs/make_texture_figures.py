@@ -33,7 +33,7 @@ VIEWS_PHOTO = ("JianzhuGuo.jpg", None)
 PROFILE_PHOTO = ("emma.jpg", 1)
 SWAP_SOURCE, SWAP_TARGET = ("JianzhuGuo.jpg", None), ("trump_hillary.jpg", 0)
 EXPRESSION_SOURCE, EXPRESSION_TARGET = ("JianzhuGuo.jpg", None), ("trump_hillary.jpg", 0)
-CLIP, CLIP_TARGET, CLIP_START, CLIP_FRAMES = "hamilton_clip.mp4", ("trump_hillary.jpg", 1), 90, (100, 128, 156, 184, 212)
+CLIP, CLIP_TARGET, CLIP_START, CLIP_FRAMES = "hamilton_clip.mp4", ("trump_hillary.jpg", 1), 90, (100, 124, 148, 172, 196)
 
 
 def main(argv=None) -> int:

@@ -10,12 +10,14 @@ makes one face's texture from a photo:
    z-buffer at that pixel is not nearer than the point (tolerance :attr:`TextureConfig.depth_tolerance`), and
    its weight falls from 1 to 0 as the surface turns away from the camera (``n_z`` from
    :attr:`~TextureConfig.facing_full` down to :attr:`~TextureConfig.facing_zero`: grazing samples are smeared
-   photo pixels). The weight is feathered inwards from occlusion borders so nothing below switches abruptly.
+   photo pixels) and near the face's silhouettes in the photo (its outline and depth steps such as a turned
+   nose: the fitted outline is rarely exact). The weight is feathered inwards from occlusion borders.
 2. **mirror**: where the weight is below 1, the mirrored texel (the face's other side; the UV layout is
    symmetric up to a small affine correction fitted from the mean shape's symmetric vertex pairs) fills in,
-   in proportion to its own weight. Its colour is first scaled by the smooth (low-frequency) ratio between the
-   two sides measured where both are seen, so a face lit from one side gets no colour step at the seam.
-3. **inpaint**: texels neither seen nor mirrored (e.g. under the chin) are filled by ``cv2.inpaint`` (Telea),
+   in proportion to its own weight; it also replaces a seen texel that it saw much more frontally (a profile's
+   far side is squeezed into few pixels and contaminated by the near side's silhouette).
+3. **inpaint**: texels neither seen nor mirrored (e.g. under the chin) are filled by ``cv2.inpaint`` (Telea;
+   the weakly known ones are mixed with it, so there is no edge where the photo's information runs out),
    and the texture is padded past the UV chart's border with the nearest chart colour, so bilinear lookups at
    the chart's edge never fetch background (no dark seams in renders or in other viewers).
 
