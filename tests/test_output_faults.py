@@ -302,14 +302,14 @@ def test_output_stems_with_blocked_names_and_earlier_stems():
 
 # ------------------------------------------------------------------------------------- a real full disk (slow)
 @pytest.mark.slow
-def test_real_full_disk_64k_tmpfs(export_src_model_dir, shared_dir):
-    """benchmarks/full_disk.py's check on a real 64 KB tmpfs (needs root to mount it: skipped otherwise)."""
+def test_real_full_disk_tmpfs(export_src_model_dir, shared_dir):
+    """benchmarks/full_disk.py's check on a real 96 KB tmpfs (needs root to mount it: skipped otherwise)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from full_disk import PHOTOS, check_run, run, tmpfs
+    from full_disk import FULL_DISK_SIZE, PHOTOS, check_run, run, tmpfs
 
     photos = [shared_dir / "data" / "images" / n for n in PHOTOS]
     try:
-        with tmpfs("64k") as out:
+        with tmpfs(FULL_DISK_SIZE) as out:
             rc, report = run(export_src_model_dir, photos, out)
             assert check_run(out, [p.stem for p in photos], rc, report) == []
             assert rc == 1 and "No space left on device" in report and "permission" not in report
