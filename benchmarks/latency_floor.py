@@ -13,7 +13,7 @@ Prints, in one run:
    one large GEMM (no per-layer overheads, no memory-bound depthwise layers). No float32 runtime can beat it;
 3. side by side at 1 and 2 threads: the ideal graph a PyTorch export of 3DDFA_V2's mb05 would have (NCHW,
    BatchNorm folded, padding inside each Conv, bare regressor, no transposes; from the model directory's
-   weights, checked against Keras), our exported ``NAME.onnx`` (regressor + landmark head, NHWC) and
+   weights, checked against Keras), our exported ``NAME.onnx`` (regressor + landmark head) and
    ``NAME_float32.tflite`` (XNNPACK), and the two
    int8 routes below float32's floor: ONNX Runtime static int8 (QDQ, per-channel int8 weights, uint8
    activations) of the ideal graph and a full-integer TFLite model of the bare regressor under XNNPACK;
@@ -273,8 +273,10 @@ def main() -> None:
             def make_exported(threads, path=exported[0]):
                 s = session(path, threads)
                 name = s.get_inputs()[0].name
+                nchw = s.get_inputs()[0].shape[1] == 3  # the direct graph (export.json "layout": NCHW)
                 mean, std = model.mm.param_mean, model.mm.param_std
-                return lambda t: (s.run(["params"], {name: t})[0] - mean) / std
+                return lambda t: (s.run(["params"], {name: np.ascontiguousarray(t.transpose(0, 3, 1, 2)) if nchw
+                                                     else t})[0] - mean) / std
             graphs[f"exported {exported[0].name}, float32 (ONNX Runtime)"] = make_exported
         tfl = sorted(Path(args.export_dir).glob("*_float32.tflite"))
         if tfl:

@@ -15,8 +15,8 @@ load (shared machines move) hits every row alike. The table is markdown. Rows:
 * ``savedmodel``: the export's ``serving_default`` (uint8 crops; normalisation, parameters, landmarks, pose);
 * ``tflite-float32/float16/int8``: LiteRT's interpreter with XNNPACK (its default CPU delegate), batch 1 as
   exported, batch 32 through ``resize_tensor_input``; normalised crops → params + landmarks;
-* ``onnx``: ONNX Runtime, CPU provider, ``ORT_ENABLE_ALL``, the export's NHWC graph; ``onnx-nchw`` the same
-  graph converted with ``inputs_as_nchw`` (no input transpose), to measure what the layout costs;
+* ``onnx``: ONNX Runtime, CPU provider, ``ORT_ENABLE_ALL``, the export's graph in its layout (NCHW for the
+  direct graph; ``benchmarks/onnx_ceiling.py`` compares it with 3DDFA_V2's graph and tf2onnx's conversion);
 * ``predict_image``: the SavedModel's ``predict_image`` on a real JPEG (decode, crop, resize in the graph),
   compared with ``savedmodel`` on ready crops: the overhead of serving images instead of crops.
 
@@ -39,8 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ROWS = ("keras", "keras-xla", "savedmodel", "tflite-float32", "tflite-float16", "tflite-int8", "onnx", "onnx-nchw",
-        "predict_image")
+ROWS = ("keras", "keras-xla", "savedmodel", "tflite-float32", "tflite-float16", "tflite-int8", "onnx", "predict_image")
 DESCRIPTION = {
     "keras": "Keras regressor, tf.function",
     "keras-xla": "Keras regressor, tf.function(jit_compile=True)",
@@ -48,8 +47,7 @@ DESCRIPTION = {
     "tflite-float32": "TFLite float32 + XNNPACK",
     "tflite-float16": "TFLite float16 weights + XNNPACK",
     "tflite-int8": "TFLite int8 dynamic-range + XNNPACK",
-    "onnx": "ONNX Runtime, NHWC input (as exported)",
-    "onnx-nchw": "ONNX Runtime, NCHW input (inputs_as_nchw)",
+    "onnx": "ONNX Runtime (the exported graph)",
     "predict_image": "SavedModel predict_image (JPEG bytes + roi in)",
 }
 
@@ -60,7 +58,7 @@ def make_runners(row: str, threads: int, args, meta: dict, crops: np.ndarray, x:
     export_dir = Path(args.export_dir)
     s = meta["spec"]["input_size"]
     x1 = np.ascontiguousarray(x[:1])
-    if row in ("keras", "keras-xla", "savedmodel", "predict_image", "onnx-nchw"):
+    if row in ("keras", "keras-xla", "savedmodel", "predict_image"):
         import tensorflow as tf
     if row in ("keras", "keras-xla"):
         from tf2dasl import load_model
@@ -101,18 +99,17 @@ def make_runners(row: str, threads: int, args, meta: dict, crops: np.ndarray, x:
             return interp.get_tensor(i_out)
 
         return (lambda: run(it, x1)), (lambda: run(itb, x))
-    if row in ("onnx", "onnx-nchw"):
+    if row == "onnx":
         import onnxruntime as ort
 
-        path = export_dir / meta["artifacts"]["onnx"]["file"]
-        if row == "onnx-nchw":
-            path = _nchw_onnx(args)
+        art = meta["artifacts"]["onnx"]
+        if art.get("layout", "NHWC") == "NCHW":
             x1, x = np.ascontiguousarray(x1.transpose(0, 3, 1, 2)), np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(export_dir / art["file"]), opts, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         return (lambda: sess.run(["landmarks"], {name: x1})), (lambda: sess.run(["landmarks"], {name: x}))
     raise SystemExit(f"unknown row {row}")
@@ -122,7 +119,7 @@ def worker(rows: list[str], threads: int, args) -> list[dict]:
     """All rows in one process, measured in interleaved rounds so that a change in the machine's load
     hits every row alike (the comparison is side by side, not one row after the other)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if any(r in ("keras", "keras-xla", "savedmodel", "predict_image", "onnx-nchw") for r in rows):
+    if any(r in ("keras", "keras-xla", "savedmodel", "predict_image") for r in rows):
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -176,34 +173,6 @@ def _photo(args):
 
         ok, buf = cv2.imencode(".jpg", np.full((450, 450, 3), 128, np.uint8))
         return buf.tobytes(), np.array([100, 100, 350, 350], np.float32)
-
-
-def _nchw_onnx(args) -> Path:
-    """The export's ONNX graph again, with ``inputs_as_nchw`` (cached next to the export)."""
-    out = Path(args.export_dir) / "bench_nchw.onnx"
-    if out.is_file():
-        return out
-    import contextlib
-    import io
-
-    import tensorflow as tf
-    import tf2onnx
-
-    from tf2dasl import load_model
-    from tf2dasl.export import MobileModule, ONNX_OPSET
-    from tf2dasl.export.onnx_graph import rename_io
-
-    model = load_model(args.model)
-    s = model.spec.input_size
-    module = MobileModule(model, batch=None, raw_params=True)
-    with contextlib.redirect_stdout(io.StringIO()):
-        tf2onnx.convert.from_function(module.serving_default,
-                                      input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32, name="crops")],
-                                      opset=ONNX_OPSET, inputs_as_nchw=["crops"], output_path=str(out))
-    import onnx
-
-    onnx.save(rename_io(onnx.load(str(out))), str(out))
-    return out
 
 
 # ============================================================================ driver

@@ -392,6 +392,90 @@ def test_four_channel_model_two_passes_in_every_artifact(keras_model, aflw, tmp_
         assert np.median(err) < 0.01 and (err < 0.05).mean() >= 0.9, (kind, err)
 
 
+# ---------------------------------------------------------------------------- the ONNX graph, built from the weights
+def _random_face_model(backbone: str, width: float, channels: int, seed: int = 0):
+    """A random model of a backbone, with random BatchNorm statistics (so that folding them is exercised)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic import random_morphable_model
+
+    from tf2dasl.model import FaceModel, ModelSpec
+
+    rng = np.random.default_rng(seed)
+    spec = ModelSpec(name=f"{backbone}_{channels}ch", backbone=backbone, width=width, channels=channels)
+    reg = spec.build_regressor()
+    for layer in reg.backbone.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            c = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c),
+                               rng.uniform(0.5, 2.0, c)])
+    return FaceModel(spec, reg, random_morphable_model())
+
+
+@pytest.mark.parametrize("backbone,width,channels", [("mobilenet_v2", 0.35, 3), ("mobilenet_v1", 0.25, 4)])
+def test_onnx_graph_of_other_backbones_equals_keras(backbone, width, channels):
+    """The ONNX builder translates the backbones' layers (ReLU6, residual Adds, asymmetric padding, BN) and a
+    4-channel model's two passes: its outputs equal the Keras task model's."""
+    import collections
+
+    from tf2dasl.export import convert_onnx
+
+    m = _random_face_model(backbone, width, channels)
+    proto, details = convert_onnx(m, log=lambda *a: None)
+    assert details["converter"].startswith("tf2dasl direct graph") and details["layout"] == "NCHW"
+    assert details["check"]["max_landmark_diff_px"] < 1e-3 and details["check"]["max_param_diff_in_std"] < 1e-5
+    ops = collections.Counter(n.op_type for n in proto.graph.node)
+    assert "BatchNormalization" not in ops and "Pad" not in ops and "Transpose" not in ops, ops
+
+
+def test_onnx_falls_back_to_tf2onnx_for_unknown_layers(monkeypatch):
+    from tf2dasl.export import onnx_layers
+
+    m = _random_face_model("mobilenet_v1", 0.25, 3)
+    monkeypatch.setattr(onnx_layers, "SUPPORTED", tuple(k for k in onnx_layers.SUPPORTED if k != "DepthwiseConv2D"))
+    lines = []
+    from tf2dasl.export import convert_onnx
+
+    proto, details = convert_onnx(m, log=lines.append)
+    assert details["converter"].startswith("tf2onnx") and "DepthwiseConv2D" in details["converter"]
+    assert details["layout"] == "NHWC" and details["check"]["max_landmark_diff_px"] < 1e-2
+    assert [i.name for i in proto.graph.input] == ["crops"] and {o.name for o in proto.graph.output} == \
+        {"params", "landmarks"}
+    assert lines and "converting with tf2onnx instead" in lines[0]
+
+
+def test_onnx_landmark_map_is_the_numpy_map():
+    """The ONNX landmark map (two passes of a 4-channel model) against its numpy twin, on points inside, outside,
+    on the crop's edges and on pixel boundaries (x.5 rounds up)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from tf2dasl.export.onnx_graph import landmark_map_nodes
+    from tf2dasl.export.onnx_layers import GraphBuilder
+    from tf2dasl.geometry.landmark_map import landmark_map
+
+    size = 120
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(-10, size + 10, (6, 18, 3)).astype(np.float32)
+    pts[0, :6, :2] = [[0, 0], [119.49, 119.49], [119.5, 3], [-0.5, 7], [-0.51, 7], [59.5, 60.5]]
+    g = GraphBuilder()
+    batch = g.op("Slice", [g.op("Shape", ["points"]), g.const("z", [0], np.int64), g.const("o", [1], np.int64)])
+    g.rename(landmark_map_nodes(g, "points", batch, size), "map")
+    graph = helper.make_graph(g.nodes, "map", [helper.make_tensor_value_info("points", TensorProto.FLOAT, ["N", 18, 3])],
+                              [helper.make_tensor_value_info("map", TensorProto.FLOAT, ["N", 1, size, size])],
+                              list(g.initializers.values()))
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"points": pts})[0]
+    # numpy's map takes 68 landmarks: place the 18 points where the pairs read them (both ends of a pair alike)
+    from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS
+
+    lm = np.zeros((len(pts), 68, 3), np.float32)
+    for i, (a, b) in enumerate(MAP_POINT_PAIRS):
+        lm[:, a] = lm[:, b] = pts[:, i]
+    want = landmark_map(lm, size)
+    np.testing.assert_array_equal(got[:, 0], want)
+    assert (want == 1).sum() > 40
+
+
 def test_export_argument_errors(export_src_model_dir, tmp_path):
     from tf2dasl.cli import main
 

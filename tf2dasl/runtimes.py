@@ -8,8 +8,9 @@
 * ``.predict(crops)`` — both as ``{"params", "landmarks"}``.
 
 The SavedModel runtime feeds uint8 crops to ``serving_default`` (normalisation in the graph); TFLite and
-ONNX artifacts take normalised float32 NHWC crops, normalised here from ``export.json``. TFLite models are
-exported with a fixed batch of 1 (mobile): faces run one at a time. Keras (the model directory itself) is
+ONNX artifacts take normalised float32 crops, normalised here from ``export.json`` (TFLite NHWC, ONNX in the
+``layout`` export.json names: NCHW for the direct graph, NHWC for older exports). TFLite models are exported
+with a fixed batch of 1 (mobile): faces run one at a time. Keras (the model directory itself) is
 the caller's business (``tf2dasl.load_model``).
 """
 from __future__ import annotations
@@ -208,7 +209,7 @@ class OnnxRuntime(Runtime):
             raise RuntimeLoadError(f"{self.path}: cannot load the ONNX model ({type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         self.input_name = self.session.get_inputs()[0].name
-        self.nchw = list(self.session.get_inputs()[0].shape)[1] == 3  # exported with inputs_as_nchw
+        self.nchw = (art or {}).get("layout", "NHWC") == "NCHW"  # exports before the direct graph: NHWC
 
     def _run(self, x):
         if self.nchw:

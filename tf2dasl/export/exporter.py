@@ -90,14 +90,14 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
         log(f"tflite: {', '.join(v['file'] for v in variants.values())} ({time.time() - t0:.1f} s)")
     if "onnx" in formats:
         t0 = time.time()
-        from .onnx_graph import NOTES, ONNX_OPSET, convert_onnx
+        from .onnx_graph import INPUT, NOTES, ONNX_OPSET, convert_onnx
 
-        proto, converter = convert_onnx(model)
+        proto, details = convert_onnx(model, log=log)
         data = proto.SerializeToString()
         path = write_bytes(out / f"{name}.onnx", data)
-        notes = dict(NOTES, crops=mf.crops_note(spec, normalized=True))
-        arts["onnx"] = {"normalized_in_graph": False, **mf.describe_onnx(proto, notes, {"crops": "NHWC"}),
-                        "file": path.name, "bytes": len(data), "opset": ONNX_OPSET, "converter": converter}
-        log(f"onnx: {path} (opset {ONNX_OPSET}, {time.time() - t0:.1f} s)")
+        notes = dict(NOTES, **{INPUT: mf.crops_note(spec, normalized=True)})
+        arts["onnx"] = {"normalized_in_graph": False, **mf.describe_onnx(proto, notes, {INPUT: details["layout"]}),
+                        "file": path.name, "bytes": len(data), "opset": ONNX_OPSET, **details}
+        log(f"onnx: {path} (opset {ONNX_OPSET}, {details['layout']}, {time.time() - t0:.1f} s)")
     write_json(out / EXPORT_JSON, manifest, indent=2)
     return manifest
