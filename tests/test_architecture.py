@@ -54,6 +54,9 @@ FORBIDDEN = {
     "tf2dasl.evaluate": ["tf2dasl.commands", "tf2dasl.training"],
     "tf2dasl.video": ["keras", "tensorflow", "tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate",
                       "tf2dasl.models", "tf2dasl.data"],
+    "tf2dasl.export": ["tf2dasl.commands", "tf2dasl.api", "tf2dasl.reconstruct", "tf2dasl.training",
+                       "tf2dasl.evaluate", "tf2dasl.data", "tf2dasl.video"],
+    "tf2dasl.runtimes": ["tf2dasl.export", "keras"],
 }
 #: file-reading and -writing calls that geometry and models must not make
 FILE_CALLS = {"open", "imread", "imwrite", "loadmat", "savemat", "read_text", "write_text", "read_bytes",
