@@ -667,3 +667,139 @@ def test_landmark_points_per_set():
     with pytest.raises(ConfigError, match="landmark_points"):
         from tf2dasl.config import from_dict
         from_dict(LossWeights, {"landmark_points": {"68": "jaw"}})
+
+
+# ---------------------------------------------------------------------------- MultiWorkerMirroredStrategy
+def _free_ports(n):
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _tf_config(ports, index):
+    import json
+
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker",
+                                                                                         "index": index}})
+
+
+MULTI_WORKER_STEP = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import tensorflow as tf
+    mode, out, init = sys.argv[1:4]
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if mode == "multi" else tf.distribute.get_strategy()
+    import keras
+    sys.path.insert(0, {tests!r})
+    from synthetic import random_morphable_model
+    from tf2dasl.geometry.landmark_map import landmark_map, map_points
+    from tf2dasl.models.critic import SelfCritic
+    from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
+    from tf2dasl.models.morphable import MorphableLayer
+    from tf2dasl.models.preprocessor import CropPreprocessor
+    from tf2dasl.models.regressor import Regressor
+    from tf2dasl.models.task import FaceTask
+
+
+    class Probe(DASLModel):
+        def train_step(self, data):
+            tf.print("LOCAL_BATCH", tf.shape(data["wild"]["image"])[0], output_stream=sys.stdout)
+            return super().train_step(data)
+
+
+    mm = random_morphable_model()
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(30, 90, (8, 68, 2)).astype(np.float32)
+    teacher = np.tile(mm.param_mean, (8, 1)).astype(np.float32) + rng.normal(0, 0.01, (8, 62)).astype(np.float32)
+    data = {{"wild": {{"image": rng.integers(0, 255, (8, 120, 120, 3)).astype(np.uint8), "landmarks": lm,
+                     "map_points": map_points(lm), "map": landmark_map(lm), "teacher": teacher}}}}
+    CLIP = 1e-3
+    with strategy.scope():
+        reg3 = Regressor("mobilenet_v1", {width}, 120, 3); reg3.build()
+        with np.load(init) as z:
+            reg3.set_weights([z[f"w{{i}}"] for i in range(len(z.files))])
+        multi = strategy.num_replicas_in_sync > 1
+        task = FaceTask(CropPreprocessor(120, 4), expand_to_four_channels(reg3), MorphableLayer(mm, dense=False))
+        weights = LossWeights(wpdc=1.0, landmark=1.0, self_2d=1.0, self_3d=0.5, cycle=1.0, adversarial=0.0)
+        model = Probe(task, SelfCritic((16, 8)), weights, replica_clip_norm=CLIP if multi else None)
+        opt = keras.optimizers.SGD(0.1) if multi else keras.optimizers.SGD(0.1, global_clipnorm=CLIP)
+        model.compile(opt, keras.optimizers.Adam(1e-4))
+        model.build(); model.build_optimizers()
+    before = [w.copy() for w in model.regressor.get_weights()]
+    ds = tf.data.Dataset.from_tensor_slices(data).batch(8)  # the global batch
+    model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+    after = model.regressor.get_weights()
+    np.savez(out, *after)
+    print("REPLICAS", strategy.num_replicas_in_sync)
+    print("STEP", max(float(np.abs(a - b).max()) for a, b in zip(after, before)))
+""")
+
+
+@pytest.mark.slow
+def test_one_step_on_two_workers_equals_the_global_batch_on_one_worker(tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG, two worker processes on 127.0.0.1: each computes half of the
+    global batch of 8, and after one (clipped) step both hold what one worker holds after the step on all 8."""
+    import os
+
+    init = tmp_path / "init.npz"
+    reg = Regressor("mobilenet_v1", WIDTH, 120, 3)
+    reg.build()
+    np.savez(init, **{f"w{i}": w for i, w in enumerate(reg.get_weights())})
+    script = tmp_path / "step.py"
+    script.write_text(MULTI_WORKER_STEP.format(tests=str(REPO / "tests"), width=WIDTH))
+    ports = _free_ports(2)
+    procs = [subprocess.Popen([sys.executable, str(script), "multi", str(tmp_path / f"w{i}.npz"), str(init)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                              env={**os.environ, "TF_CONFIG": _tf_config(ports, i)}) for i in range(2)]
+    single = subprocess.run([sys.executable, str(script), "single", str(tmp_path / "one.npz"), str(init)],
+                            capture_output=True, text=True, timeout=600, cwd=REPO)
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-3000:]
+    for o, p in zip(outs, procs):
+        assert p.returncode == 0 and "REPLICAS 2" in o and "LOCAL_BATCH 4" in o, o[-3000:]
+    assert "LOCAL_BATCH 8" in single.stdout
+    w0, w1, one = (np.load(tmp_path / f) for f in ("w0.npz", "w1.npz", "one.npz"))
+    step = float(single.stdout.split("STEP")[1].split()[0])
+    assert step > 0
+    for k in one.files:
+        np.testing.assert_array_equal(w0[k], w1[k])             # the workers agree exactly
+        np.testing.assert_allclose(w0[k], one[k], rtol=0, atol=1e-3 * step)
+
+
+def test_tf_config_picks_multi_worker(monkeypatch):
+    from tf2dasl.training.trainer import TrainingError, _tf_config_workers
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert _tf_config_workers() == 0
+    monkeypatch.setenv("TF_CONFIG", _tf_config([1, 2], 0))
+    assert _tf_config_workers() == 2
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(TrainingError, match="TF_CONFIG"):
+        _tf_config_workers()
+
+
+@pytest.mark.slow
+def test_train_command_on_two_workers(synth, init_model_dir, tmp_path):
+    """``tf2dasl train`` picks MultiWorkerMirroredStrategy up from TF_CONFIG: two worker processes on 127.0.0.1
+    train one epoch with teacher labels; the chief writes the run folder, the other worker nothing."""
+    import os
+
+    cfg = _config(synth, tmp_path, epochs=1)
+    ports = _free_ports(2)
+    runs = [tmp_path / "chief", tmp_path / "worker"]
+    procs = [subprocess.Popen([sys.executable, "-m", "tf2dasl.cli", "train", "--config", str(cfg), "--init",
+                               str(init_model_dir), "--out", str(run), "--set", f"data.teacher_cache={tmp_path / 'c'}"]
+                              + TEACHER_CRITIC, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                              env={**os.environ, "TF_CONFIG": _tf_config(ports, i)}) for i, run in enumerate(runs)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    for o, p in zip(outs, procs):
+        assert p.returncode == 0, o[-4000:]
+    assert (runs[0] / "model/model.json").is_file() and tf.train.latest_checkpoint(str(runs[0] / "checkpoints"))
+    assert len((runs[0] / "history.csv").read_text().splitlines()) == 2
+    assert not runs[1].exists() or not any(runs[1].iterdir())

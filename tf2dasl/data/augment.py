@@ -68,7 +68,8 @@ class AugmentConfig:
     (> 1 zooms out). shift: largest centre shift per axis, fraction of the roi side. rotation: largest
     in-plane rotation, degrees. brightness: largest added value, fraction of 255. contrast, saturation:
     ranges of the blend factors (1 = unchanged). hue: largest hue rotation, fraction of the colour circle.
-    flip: probability of a horizontal mirror (landmarks permuted by :data:`FLIP_PERMUTATION_68`).
+    flip: probability of a horizontal mirror (landmarks permuted by :data:`FLIP_PERMUTATION_68`). enabled: false
+    trains on the plain crops (no geometric or colour change at all).
     """
 
     size: int = 120
@@ -81,6 +82,7 @@ class AugmentConfig:
     saturation: tuple[float, float] = (0.75, 1.25)
     hue: float = 0.03
     flip: float = 0.5
+    enabled: bool = True
 
     def validate(self) -> None:
         if self.size < 8:

@@ -166,6 +166,7 @@ def _source_stream(src: WildSource, layout: PointLayout | None, seed: int, start
 
     faces, cfg = src.faces, src.augment
     validate_augment(cfg)
+    augment = augment and cfg.enabled
     lset = LANDMARK_SETS[faces.landmark_set]
     flip = np.asarray(lset.flip, np.int32)
     size = cfg.size

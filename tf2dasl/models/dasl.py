@@ -199,6 +199,13 @@ class DASLModel(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras 3's ``fit`` builds a model made under a strategy from its first batch, reduced across replicas in
+        one call — which MultiWorkerMirroredStrategy refuses for a nested batch like ours. A DASLModel is built
+        before ``fit`` (:meth:`build`, :meth:`build_optimizers`): nothing is left to build then."""
+        if not (self.built and self.reg_optimizer.built and self.critic_optimizer.built):
+            super()._maybe_symbolic_build(iterator, data_batch)
+
     def call(self, inputs, training=None):
         """uint8 crops ``(B, S, S, 3)`` → whitened params ``(B, 62)`` of the first pass (empty map). A training batch
         (dict) is accepted too (Keras may call the model on one to build it): its first part's images."""
@@ -385,8 +392,12 @@ class DASLModel(keras.Model):
         self.trackers["loss"].update_state(total)
         for n, v in terms.items():
             self.trackers[n].update_state(v)
-        return {n: t.result() for n, t in self.trackers.items()
+        logs = {n: t.result() for n, t in self.trackers.items()
                 if n == "loss" or n in terms or (n == "critic" and self.loss_weights.adversarial)}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages each log across the workers' replicas along axis 0 there: give it one
+            logs = {n: tf.reshape(v, [1]) for n, v in logs.items()}
+        return logs
 
     # ------------------------------------------------------------------ config
     def get_config(self):
