@@ -547,7 +547,8 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                 if not finished and not any(p == str(path) for p, _, _ in summary.incomplete):
                     summary.incomplete.append((str(path), list(written), []))
                 n += 1
-            summary.not_processed += [str(p) for p, _, _ in todo[n:]]
+            accounted = set(summary.skipped) | {p for p, _ in summary.failures}  # Ctrl-C right after input n
+            summary.not_processed += [str(p) for p, _, _ in todo[n:] if str(p) not in accounted]
             _write_summary(folder, summary, summary_name)
             raise RunInterrupted(summary) from None
         summary.not_processed += [str(p) for p, _, _ in todo[n:]]
