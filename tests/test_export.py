@@ -120,7 +120,7 @@ def test_manifest_io_is_what_the_artifacts_declare(export_dir_mb05, saved_model)
 def test_warmup_requests_are_valid_predict_requests(export_dir_mb05):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from tf2dasl.serving_local import LocalModels, load_served_models
+    from serving_double import LocalModels, load_served_models
 
     path = _sm_path(export_dir_mb05) / "assets.extra" / "tf_serving_warmup_requests"
     models = LocalModels(load_served_models(export_dir_mb05))
@@ -240,6 +240,7 @@ def outside_views(export_dir_mb05):
     return out
 
 
+@pytest.mark.slow  # spawns a Python process
 def test_savedmodel_loads_in_a_fresh_process(outside_views):
     rc, stdout, stderr = outside_views["fresh"]
     assert rc == 0, stderr[-3000:]
@@ -250,6 +251,7 @@ def test_savedmodel_loads_in_a_fresh_process(outside_views):
     assert got["b"]["landmarks_2d_image"] == [1, 68, 2] and got["b"]["landmarks_3d_image"] == [1, 68, 3]
 
 
+@pytest.mark.slow  # spawns saved_model_cli
 def test_saved_model_cli_lists_the_signatures(outside_views):
     if "cli" not in outside_views:
         pytest.skip(f"saved_model_cli not found next to {sys.executable}")
@@ -331,6 +333,7 @@ def test_predict_image_on_aflw2000_images_matches_crop_path(saved_model, aflw, s
 
 
 # ---------------------------------------------------------------------------- more exports
+@pytest.mark.slow  # a second SavedModel export, with the dense mesh
 def test_dense_export_adds_vertices(export_src_model_dir, keras_model, aflw, tmp_path):
     out = tmp_path / "dense"
     meta = export_model(export_src_model_dir, out, version=3, formats="savedmodel", dense=True, log=lambda *a: None)
@@ -369,6 +372,7 @@ def _four_channel_model(model, rng):
     return FaceModel(spec, reg, model.mm)
 
 
+@pytest.mark.slow  # exports a 4-channel model to TFLite and ONNX
 def test_four_channel_model_two_passes_in_every_artifact(keras_model, aflw, tmp_path):
     from tf2dasl.io.model_dir import save_model_dir
 

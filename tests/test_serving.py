@@ -1,11 +1,12 @@
-"""Serving: the in-process gRPC ``PredictionService`` and REST ``:predict`` (``tf2dasl.serving_local``) backed by
-the exported SavedModel, called through ``tf2dasl.serving.GrpcClient`` / ``RestClient``: single, batched and
-concurrent requests, images, metadata, and every error a user can meet (malformed request, unknown model or
-signature, oversized message, dead server, timeout)."""
+"""Serving: the in-process gRPC ``PredictionService`` and REST ``:predict`` (the test double ``serving_double.py``)
+backed by the exported SavedModel, called through ``tf2dasl.serving.GrpcClient`` / ``RestClient``: single, batched
+and concurrent requests, images, metadata, and every error a user can meet (malformed request, unknown model or
+signature, oversized message, dead server, timeout). No timed asserts: retries and backoff are counted, a slow
+server is one that waits for an event."""
 from __future__ import annotations
 
 import socket
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -15,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tf2dasl.serving import GrpcClient, RestClient, ServingError
-from tf2dasl.serving_local import LocalModels, load_served_models, main as serving_main, serve
+from serving_double import LocalModels, load_served_models, serve
 
 NAME = "mb05_120x120"
 MAX_MB = 4  # the test server's message limit
@@ -67,6 +68,18 @@ def _free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+@pytest.fixture
+def backoffs(monkeypatch):
+    """The clients' waits between tries, recorded instead of slept (``tf2dasl.serving``'s ``time.sleep``)."""
+    import types
+
+    from tf2dasl import serving
+
+    waits = []
+    monkeypatch.setattr(serving, "time", types.SimpleNamespace(sleep=waits.append))
+    return waits
 
 
 def _crop_path_image_landmarks(served, image, roi):
@@ -201,57 +214,56 @@ def test_grpc_unknown_model_and_signature(server, crops):
 def test_grpc_oversized_request(server, photo):
     _, roi, _ = photo
     big = np.random.default_rng(0).bytes(int(1.5 * MAX_MB * 2**20))
-    # caught by the client before sending
-    with GrpcClient(server.target, NAME, max_message_mb=1) as c:
-        t = time.monotonic()
+    # caught by the client before sending: nothing listens at that port, yet the error is the size
+    with GrpcClient(f"127.0.0.1:{_free_port()}", NAME, max_message_mb=1, retries=0) as c:
         with pytest.raises(ServingError, match=r"request too large: .* MB > the 1 MB limit"):
             c.predict_images([big], [roi])
-        assert time.monotonic() - t < 1.0
     # refused by the server (its limit is MAX_MB): RESOURCE_EXHAUSTED, not retried
     with GrpcClient(server.target, NAME, max_message_mb=64) as c:
         with pytest.raises(ServingError, match="request too large: the server .* refused it"):
             c.predict_images([big], [roi])
 
 
-def test_grpc_dead_server_fails_fast_with_bounded_retries(crops):
+def test_grpc_dead_server_fails_with_bounded_retries(crops, backoffs):
+    """UNAVAILABLE is retried ``retries`` times with exponential backoff (waits counted, not timed), then one line."""
     port = _free_port()
-    t = time.monotonic()
     with pytest.raises(ServingError, match=rf"cannot reach TF Serving at 127\.0\.0\.1:{port} \(UNAVAILABLE\) "
                                            r"after 3 tries; is the server running\?"):
         GrpcClient(f"127.0.0.1:{port}", NAME, retries=2, backoff=0.05, timeout=2).predict_crops(crops[:1])
-    assert time.monotonic() - t < 3.0
+    assert backoffs == [0.05, 0.1]
+    backoffs.clear()
     with pytest.raises(ServingError, match="after 1 try;"):
         GrpcClient(f"127.0.0.1:{port}", NAME, retries=0).predict_crops(crops[:1])
+    assert backoffs == []
 
 
-def test_grpc_deadline_is_retried_then_reported(served, crops):
-    """A server slower than the client's timeout: DEADLINE_EXCEEDED on every try, then one clear error."""
+def test_grpc_deadline_is_retried_then_reported(served, crops, backoffs):
+    """A server that does not answer before the client's timeout (it waits for an event the test sets only
+    afterwards): DEADLINE_EXCEEDED on every try, then one clear error; released, the same server answers."""
     import grpc as _grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from tf2dasl.serving_local import make_servicer
+    from serving_double import make_servicer
 
-    calls = []
-    inner = make_servicer(served)
+    release = threading.Event()
 
-    class Slow(type(inner)):
+    class Held(type(make_servicer(served))):
         def Predict(self, request, context):
-            calls.append(1)
-            time.sleep(0.4)
+            release.wait()
             return super().Predict(request, context)
 
     gs = _grpc.server(ThreadPoolExecutor(4))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Slow(served), gs)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Held(served), gs)
     port = gs.add_insecure_port("127.0.0.1:0")
     gs.start()
     try:
         with pytest.raises(ServingError, match=r"did not answer within 0\.1 s \(DEADLINE_EXCEEDED\) after 2 tries"):
             GrpcClient(f"127.0.0.1:{port}", NAME, timeout=0.1, retries=1, backoff=0.01).predict_crops(crops[:1])
-        time.sleep(0.5)
-        assert len(calls) == 2
-        # with enough time the same server answers
-        assert GrpcClient(f"127.0.0.1:{port}", NAME, timeout=10).predict_params(crops[:1]).shape == (1, 62)
+        assert backoffs == [0.01]  # one retry, after the configured backoff
+        release.set()
+        assert GrpcClient(f"127.0.0.1:{port}", NAME, timeout=60).predict_params(crops[:1]).shape == (1, 62)
     finally:
+        release.set()
         gs.stop(0)
 
 
@@ -282,7 +294,7 @@ def test_rest_concurrent_requests(server, crops, direct):
         assert max(pool.map(work, range(12))) < 1e-3
 
 
-def test_rest_errors(server, crops, photo):
+def test_rest_errors(server, crops, photo, backoffs):
     _, roi, _ = photo
     with pytest.raises(ServingError, match="model 'nope' not found on the server"):
         RestClient(server.url, "nope").predict_crops(crops[:1])
@@ -296,11 +308,11 @@ def test_rest_errors(server, crops, photo):
     with pytest.raises(ServingError, match=r"request too large: .* > the 1 MB limit"):
         RestClient(server.url, NAME, max_message_mb=1).predict_images([big], [roi])
     port = _free_port()
-    t = time.monotonic()
+    backoffs.clear()
     with pytest.raises(ServingError, match=rf"cannot reach TF Serving REST API at http://127\.0\.0\.1:{port} .* "
                                            r"after 3 tries; is the server running\?"):
         RestClient(f"127.0.0.1:{port}", NAME, backoff=0.05).predict_crops(crops[:1])
-    assert time.monotonic() - t < 3.0
+    assert backoffs == [0.05, 0.1]  # the default 2 retries, exponential backoff
 
 
 def test_rest_raw_json_protocol(server, crops):
@@ -328,9 +340,11 @@ def test_rest_raw_json_protocol(server, crops):
     assert status == 400 and "base64" in out["error"]
 
 
-def test_serving_local_main_reports_a_missing_export(tmp_path, capsys):
-    assert serving_main([str(tmp_path / "nothing"), "--grpc-port", "0", "--rest-port", "0"]) == 2
-    assert "no SavedModel found" in capsys.readouterr().err
+def test_serving_double_reports_a_missing_export(tmp_path):
+    from tf2dasl.errors import UserError
+
+    with pytest.raises(UserError, match="no SavedModel found"):
+        load_served_models(tmp_path / "nothing")
 
 
 def test_serving_deployment_files_agree_with_the_export(export_dir_mb05):
@@ -366,7 +380,7 @@ def test_reconstruct_through_runtimes_and_server(export_src_model_dir, export_di
     import json
 
     from tf2dasl.cli import main
-    from tf2dasl.serving_local import serve
+    from serving_double import serve
 
     photo = str(shared_dir / "data/images/trump_hillary.jpg")
     common = [photo, "--model", str(export_src_model_dir), "--assets", str(shared_dir / "assets")]

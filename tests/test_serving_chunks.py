@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ def _too_large(n: int) -> str:
 # ---------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def served(export_dir_mb05):
-    from tf2dasl.serving_local import LocalModels, load_served_models
+    from serving_double import LocalModels, load_served_models
 
     return LocalModels(load_served_models(export_dir_mb05))
 
@@ -76,10 +75,10 @@ class _Recorder:
 
 @pytest.fixture(scope="module")
 def counting_server(served):
-    """The in-process gRPC PredictionService (``tf2dasl.serving_local``) wrapped to count requests."""
+    """The in-process gRPC PredictionService (the test double ``serving_double.py``) wrapped to count requests."""
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from tf2dasl.serving_local import make_servicer
+    from serving_double import make_servicer
 
     rec = _Recorder()
 
@@ -183,10 +182,9 @@ def test_grpc_a_failing_chunk_is_retried_or_reported(counting_server, crops):
     _assert_same(out, whole)
     # INVALID_ARGUMENT on the third: not retried, one clear error, nothing half-returned
     rec.reset(fail_at={2: grpc.StatusCode.INVALID_ARGUMENT})
-    t = time.monotonic()
     with pytest.raises(ServingError, match=r"rejected the serving_default request \(INVALID_ARGUMENT\): injected"):
         GrpcClient(target, NAME, retries=2, backoff=0.01).predict_crops(crops)
-    assert rec.sizes == [32, 32, 6] and time.monotonic() - t < 5
+    assert rec.sizes == [32, 32, 6]  # the third request was not tried again
 
 
 def test_grpc_predict_images_is_split_in_order(counting_server, photo):

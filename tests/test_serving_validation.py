@@ -89,7 +89,7 @@ def test_client_accepts_a_box_partly_outside_its_image(offline_client, jpeg, mon
 # ------------------------------------------------------------------------------ the model refuses them too
 @pytest.fixture(scope="module")
 def served(export_dir_mb05):
-    from tf2dasl.serving_local import LocalModels, load_served_models
+    from serving_double import LocalModels, load_served_models
 
     return LocalModels(load_served_models(export_dir_mb05))
 
@@ -101,7 +101,7 @@ def served(export_dir_mb05):
     ([[W + 5, 0, W + 50, 20]], "roi_boxes: a box lies outside its image"),
 ], ids=["nan", "inverted", "tiny", "off-image"])
 def test_savedmodel_answers_invalid_argument_naming_the_input(served, jpeg, rois, match):
-    from tf2dasl.serving_local import LocalServingError
+    from serving_double import LocalServingError
 
     with pytest.raises(LocalServingError, match=match) as exc:
         served.predict(NAME, None, "predict_image",
@@ -110,7 +110,7 @@ def test_savedmodel_answers_invalid_argument_naming_the_input(served, jpeg, rois
 
 
 def test_savedmodel_refuses_empty_batches(served):
-    from tf2dasl.serving_local import LocalServingError
+    from serving_double import LocalServingError
 
     with pytest.raises(LocalServingError, match="images is empty") as exc:
         served.predict(NAME, None, "predict_image", {"images": np.array([], object).reshape(0),
@@ -121,7 +121,7 @@ def test_savedmodel_refuses_empty_batches(served):
 
 
 def test_raw_grpc_request_with_a_bad_box_is_invalid_argument(served, jpeg):
-    from tf2dasl.serving_local import serve
+    from serving_double import serve
 
     srv = serve(port=0, rest_port=None, models=served)
     try:

@@ -1,20 +1,17 @@
-"""TF Serving without Docker: an in-process gRPC ``PredictionService`` and a REST ``:predict`` endpoint over an export.
+"""A test double for TF Serving: an in-process gRPC ``PredictionService`` and a REST ``:predict`` endpoint over an
+export, so that the clients (:mod:`tf2dasl.serving`) and ``reconstruct --server`` are tested without
+``tensorflow_model_server`` (no binary installs here). It is not shipped and not a server to deploy: the real one
+is the official ``tensorflow/serving`` image (``serving/``).
 
-For tests and for trying a served model without ``tensorflow_model_server``::
-
-    python -m tf2dasl.serving_local EXPORT_DIR --grpc-port 8500 --rest-port 8501
-
-then call it with :class:`tf2dasl.serving.GrpcClient` / :class:`tf2dasl.serving.RestClient` exactly as the
-real server. The SavedModels (``EXPORT_DIR/saved_model/NAME/VERSION/``, the latest version of each model) are
-loaded with ``tf.saved_model.load``; requests convert with ``tf.make_ndarray`` / ``tf.make_tensor_proto``.
-Errors use TF Serving's status codes: ``NOT_FOUND`` for an unknown model, version or signature,
-``INVALID_ARGUMENT`` for a malformed request (missing/extra inputs, wrong dtype or shape, undecodable image),
-``RESOURCE_EXHAUSTED`` (gRPC's own) for a message over ``max_message_mb``. REST answers
-``{"error": ...}`` with HTTP 404 / 400 / 413 / 500. Not a production server: no batching, no model reloads.
+The SavedModels (``EXPORT_DIR/saved_model/NAME/VERSION/``, the latest version of each model) are loaded with
+``tf.saved_model.load``; requests convert with ``tf.make_ndarray`` / ``tf.make_tensor_proto``. Errors use TF
+Serving's status codes: ``NOT_FOUND`` for an unknown model, version or signature, ``INVALID_ARGUMENT`` for a
+malformed request (missing/extra inputs, wrong dtype or shape, undecodable image), ``RESOURCE_EXHAUSTED`` (gRPC's
+own) for a message over ``max_message_mb``. REST answers ``{"error": ...}`` with HTTP 404 / 400 / 413 / 500. No
+batching, no model reloads.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import threading
@@ -25,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from tf2dasl.errors import UserError
 
 DEFAULT_MAX_MESSAGE_MB = 64
 
@@ -245,7 +242,6 @@ class LocalServer:
                  host="127.0.0.1"):
         self.models, self.grpc_server, self.port = models, grpc_server, port
         self.http_server, self.rest_port, self.host = http_server, rest_port, host
-        self._http_thread = None
 
     @property
     def target(self) -> str:
@@ -263,12 +259,6 @@ class LocalServer:
             self.http_server.shutdown()
             self.http_server.server_close()
             self.http_server = None
-
-    def wait(self) -> None:
-        if self.grpc_server is not None:
-            self.grpc_server.wait_for_termination()
-        elif self._http_thread is not None:
-            self._http_thread.join()
 
     def __enter__(self):
         return self
@@ -311,7 +301,7 @@ def serve(export_dir: str | Path | None = None, port: int | None = 8500, rest_po
         hs.daemon_threads = True
         t = threading.Thread(target=hs.serve_forever, name="tf2dasl-rest", daemon=True)
         t.start()
-        server.http_server, server.rest_port, server._http_thread = hs, hs.server_address[1], t
+        server.http_server, server.rest_port = hs, hs.server_address[1]
     return server
 
 
@@ -447,34 +437,3 @@ def _rest_handler(models: LocalModels, max_message_mb: float):
                 self._error(err)
 
     return Handler
-
-
-def main(argv=None) -> int:
-    import sys
-
-    p = argparse.ArgumentParser(prog="python -m tf2dasl.serving_local",
-                                description="Serve an export in-process (gRPC PredictionService + REST :predict), "
-                                            "no Docker or tensorflow_model_server needed.")
-    p.add_argument("export_dir", help="export directory from `tf2dasl export` (or a TF Serving model base path)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--grpc-port", type=int, default=8500)
-    p.add_argument("--rest-port", type=int, default=8501)
-    p.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB)
-    args = p.parse_args(argv)
-    try:
-        server = serve(args.export_dir, port=args.grpc_port, rest_port=args.rest_port, host=args.host,
-                       max_message_mb=args.max_message_mb)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    names = ", ".join(f"{m.name} v{m.version}" for m in server.models.models.values())
-    print(f"serving {names}: gRPC {server.target}, REST {server.url} (Ctrl-C stops)", flush=True)
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        server.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
