@@ -272,3 +272,23 @@ def test_place_file_puts_a_finished_file_in_place(tmp_path):
     with pytest.raises(OutputExistsError):
         place_file(tmp, target, overwrite=False)
     assert target.read_bytes() == b"frames" and _leftovers(tmp_path) == []
+
+
+def test_reserve_space_is_a_temporary_file(tmp_path):
+    from tf2dasl.io.outputs import reserve_space
+
+    reserve = reserve_space(tmp_path, 4096)
+    assert reserve.stat().st_size == 4096 and is_temporary(reserve.name)
+    assert remove_stale_temporaries(tmp_path) == [reserve]  # a killed run's reserve goes with the next run
+
+
+def test_run_folder_holds_space_back_until_the_summary(tmp_path):
+    from tf2dasl.io.run_folder import RESERVE_BYTES, RunFolder
+
+    with RunFolder(tmp_path / "out") as folder:
+        held = [p for p in folder.path.iterdir() if is_temporary(p.name)]
+        assert len(held) == 1 and held[0].stat().st_size == RESERVE_BYTES
+        folder.release_reserve()
+        assert _leftovers(folder.path) == []
+        folder.write("summary.json", b"{}\n")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.json", "tf2dasl-manifest.jsonl"]

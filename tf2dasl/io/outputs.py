@@ -33,7 +33,7 @@ from ..errors import UserError
 
 __all__ = ["OutputError", "OutputExistsError", "write_bytes", "write_text", "write_json", "write_image",
            "atomic_file", "atomic_dir", "temporary_path", "place_file", "JsonLines", "is_temporary",
-           "remove_stale_temporaries", "FOLDER_ERRNOS"]
+           "remove_stale_temporaries", "reserve_space", "FOLDER_ERRNOS"]
 
 #: Suffix of the temporary files and folders this module makes (and may remove: :func:`remove_stale_temporaries`).
 TMP_SUFFIX = ".tf2dasl-tmp"
@@ -113,6 +113,23 @@ def remove_stale_temporaries(folder) -> list[Path]:
                         p.unlink()
                     removed.append(p)
     return removed
+
+
+def reserve_space(folder, nbytes: int) -> Path | None:
+    """Hold ``nbytes`` of ``folder``'s disk in a temporary file (:func:`is_temporary`: a killed run's is removed
+    by the next), to be deleted before the last writes of a run so that a full disk still takes them; None when
+    even the reserve does not fit."""
+    path = _tmp_name(Path(folder) / ".tf2dasl-reserve")
+    try:
+        with open(path, "xb") as f:
+            f.write(b"\0" * nbytes)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    return path
 
 
 def fsync_dir(folder) -> None:

@@ -25,11 +25,17 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from .outputs import JsonLines, OutputError, place_file, remove_stale_temporaries, temporary_path, write_bytes
+from .outputs import (
+    JsonLines, OutputError, place_file, remove_stale_temporaries, reserve_space, temporary_path, write_bytes,
+)
 
 MANIFEST_NAME = "tf2dasl-manifest.jsonl"
 MANIFEST_FORMAT = "tf2dasl-run-manifest"
 MANIFEST_VERSION = 1
+#: Space held back for the end of a run: a file of this size is made when a run starts and removed just before
+#: summary.json is written, so that a disk the outputs filled still takes the summary (and the manifest's last
+#: lines). 16 KB holds a summary of a few dozen failures; a larger one may still not fit (it is then printed).
+RESERVE_BYTES = 16 * 1024
 
 
 def fingerprint(obj) -> str:
@@ -57,9 +63,9 @@ class RunFolder:
     tf2dasl's own files; :meth:`is_free` tells whether a name may be (re)written; :meth:`begin_input` /
     :meth:`complete_input` / :meth:`is_complete` track inputs across runs.
 
-    Opening it creates ``OUT``, removes temporary files a killed run left (:func:`remove_stale_temporaries`)
-    and appends this run's record to the manifest; :class:`OutputError` when ``OUT`` cannot be written or its
-    ``tf2dasl-manifest.jsonl`` is not one."""
+    Opening it creates ``OUT``, removes temporary files a killed run left (:func:`remove_stale_temporaries`),
+    sets :data:`RESERVE_BYTES` aside (:meth:`release_reserve`) and appends this run's record to the manifest;
+    :class:`OutputError` when ``OUT`` cannot be written or its ``tf2dasl-manifest.jsonl`` is not one."""
 
     def __init__(self, folder, settings: dict | None = None):
         self.path = Path(folder)
@@ -91,12 +97,20 @@ class RunFolder:
             elif kind == "input" and isinstance(rec.get("input"), str):
                 self._inputs[rec["input"]] = rec
         self._owned_cache: dict[str, tuple[tuple, bool]] = {}
+        self._reserve = reserve_space(self.path, RESERVE_BYTES)
         self.run = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         self.settings = settings or {}
         self.written: list[str] = []  # names written by this run, in order
         self._log.append({"type": "run", "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "run": self.run,
                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tf2dasl": __version__,
                           "settings": self.settings})
+
+    def release_reserve(self) -> None:
+        """Give the reserved space back (before the last writes of a run: summary.json)."""
+        if self._reserve is not None:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            self._reserve = None
 
     # ----------------------------------------------------------------------------------------- ownership
     def owns(self, name: str) -> bool:
@@ -223,6 +237,7 @@ class RunFolder:
         return rec if all(self.owns(n) for n in rec.get("files", [])) else None
 
     def close(self) -> None:
+        self.release_reserve()
         self._log.close()
 
     def __enter__(self) -> "RunFolder":
