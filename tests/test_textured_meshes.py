@@ -202,3 +202,30 @@ def test_blender_imports_the_obj_with_uvs_material_and_image(tmp_path, textured)
     assert got["vertices"] == len(mm.uv) and got["polygons"] == len(mm.triangles)
     assert got["uv_layers"] == 1 and got["materials"] == 1
     assert got["images"] == [["face.png", [128, 128], True]]
+
+
+def test_texture_from_a_reduced_decode_matches_the_full_image(textured):
+    """A huge JPEG is decoded at 1/2 (api's image_scale): the texture sampled from the small image with the
+    full-image face is the full image's texture, a little blurred, and the pose stays in full-image pixels."""
+    mm, face, tf = textured
+    full = render.render_textured(np.full((600, 640, 3), 90, np.uint8), face.vertices * [2, 2, 2] + [0.5, 0.5, 0],
+                                  mm.triangles, mm.uv, smooth_texture(128))
+    big = place_face(mm, yaw=20, roll=5, height=400, centre=(320.5, 300.5))
+    small = cv2.resize(full, (320, 300), interpolation=cv2.INTER_AREA)
+    a = textured_face(mm, full, big, TextureConfig(size=128))
+    b = textured_face(mm, small, big, TextureConfig(size=128), image_scale=0.5)
+    assert b.image_size == (640, 600)
+    np.testing.assert_allclose(b.pose, a.pose)
+    seen = (a.texture.weight > 0.9) & (b.texture.weight > 0.9)
+    assert np.median(np.abs(a.texture.image.astype(int) - b.texture.image)[seen]) <= 3
+
+
+def test_textured_outputs_are_for_photos(tmp_path, capsys):
+    from tf2dasl.cli import main
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    for flag in ("--uv-texture", "--glb"):
+        rc = main(["reconstruct", str(clip), "--model", str(tmp_path / "none"), "--out", str(tmp_path / "o"), flag])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and flag in err[0] and "apply to photos" in err[0]
