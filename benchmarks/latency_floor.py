@@ -260,7 +260,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tf2dasl_floor_") as tmpd, native_stderr_hidden():
         tmp = Path(tmpd)
         graphs = {}  # name -> (make(threads) -> run(x NHWC float32) -> whitened params (B, 62))
-        xc = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
         def onnx_nchw(proto_or_path):
             def make(threads):

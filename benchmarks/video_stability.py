@@ -173,7 +173,6 @@ def main(argv=None) -> int:
     rec = make_reconstructor(make_backend(args.model, args.runtime,
                                           args.export_dir if args.runtime != "keras" else None))
     config = VideoConfig()
-    base = config.smoothing
     modes = {"off": SmoothingConfig(mode="off"),
              "causal (Kalman, default)": SmoothingConfig(mode="causal"),
              "causal (One-Euro)": SmoothingConfig(mode="causal", causal_filter="one_euro"),

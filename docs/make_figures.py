@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     import numpy as np
     from skimage import data
 
-    from tf2dasl import visualize
+    from tf2dasl.render import draw
     from tf2dasl.api import make_reconstructor
 
     image = np.ascontiguousarray(data.astronaut()[:, :, ::-1])  # RGB → BGR
@@ -68,9 +68,9 @@ def main(argv=None) -> int:
     f = faces[0]
     print(f"{len(faces)} face(s); detector {rec.detector.name}; pose yaw {f.pose[0]:.1f}, pitch {f.pose[1]:.1f}, "
           f"roll {f.pose[2]:.1f} degrees; bbox {np.round(f.bbox, 1).tolist()}")
-    pictures = {"overlay": visualize.overlay(image, faces, tri),
-                "depth": visualize.depth_image(image, faces, tri),
-                "pncc": visualize.pncc_image(image, faces, tri, mm.ncc())}
+    pictures = {"overlay": draw.overlay(image, faces, tri),
+                "depth": draw.depth_image(image, faces, tri),
+                "pncc": draw.pncc_image(image, faces, tri, mm.ncc())}
     x0, y0, x1, y1 = crop_box([g.roi_box for g in faces], image.shape, args.context)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,8 @@ FORBIDDEN = {
     "tf2dasl.export": ["tf2dasl.commands", "tf2dasl.api", "tf2dasl.reconstruct", "tf2dasl.training",
                        "tf2dasl.evaluate", "tf2dasl.data", "tf2dasl.video"],
     "tf2dasl.runtimes": ["tf2dasl.export", "keras"],
+    "tf2dasl.render": ["keras", "tensorflow", "tf2dasl.io", "tf2dasl.models", "tf2dasl.commands", "tf2dasl.api",
+                       "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.video", "tf2dasl.data"],
 }
 #: file-reading and -writing calls that geometry and models must not make
 FILE_CALLS = {"open", "imread", "imwrite", "loadmat", "savemat", "read_text", "write_text", "read_bytes",

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from tf2dasl import render
+from tf2dasl.render import raster
+from tf2dasl.render.raster import _raster_compact
 
 
 def grid_mesh(x0, x1, y0, y1, nx, ny, zfun=lambda x, y: np.zeros_like(x), flip=False):
@@ -290,7 +292,7 @@ def brute_force_depth(v, tri, h, w):
 @pytest.mark.parametrize("win", [2, 3])
 @pytest.mark.parametrize("seed", range(4))
 def test_random_triangles_match_brute_force(seed, win, monkeypatch):
-    monkeypatch.setattr(render, "_WIN", win)  # size of the fixed-window pass
+    monkeypatch.setattr(raster, "_WIN", win)  # size of the fixed-window pass
     rng = np.random.default_rng(seed)
     h, w = 37, 53
     # Mix of tiny (~1 px), medium and large triangles, either winding, some off-image.
@@ -305,6 +307,6 @@ def test_random_triangles_match_brute_force(seed, win, monkeypatch):
     m = np.isfinite(ref)
     np.testing.assert_allclose(depth[m], ref[m], atol=1e-3)
     # Chunked processing (many small chunks) gives the same z-buffer.
-    pix, _, _, z = render._raster_compact(v, tri, h, w, chunk=7)
+    pix, _, _, z = _raster_compact(v, tri, h, w, chunk=7)
     np.testing.assert_array_equal(pix, np.flatnonzero(np.isfinite(depth)))
     np.testing.assert_allclose(z, depth.ravel()[pix], atol=1e-4)

@@ -264,15 +264,15 @@ def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: S
     ``image_scale``: ``image``'s pixel grid is the faces' one resized by it (``1 / reduction`` for an image
     decoded at a reduced size). Pictures are drawn at most :data:`PICTURE_MAX_PIXELS` (:func:`picture_view`);
     meshes keep the faces' coordinates and take their colours from ``image``."""
-    from . import visualize
+    from .render import draw
     from .io.mesh import encode_ply, sample_vertex_colors
 
     tri = mm.triangles if mm.is_dense else None
     view = functools.lru_cache(maxsize=1)(lambda: picture_view(image, faces, image_scale))
-    pictures = {"overlay": lambda: visualize.overlay(*view(), tri)}
+    pictures = {"overlay": lambda: draw.overlay(*view(), tri)}
     if tri is not None:
-        pictures["depth"] = lambda: visualize.depth_image(*view(), tri)
-        pictures["pncc"] = lambda: visualize.pncc_image(*view(), tri, mm.ncc())
+        pictures["depth"] = lambda: draw.depth_image(*view(), tri)
+        pictures["pncc"] = lambda: draw.pncc_image(*view(), tri, mm.ncc())
     for name in PICTURES:
         if name in outputs and name in pictures:
             png = f"{stem}_{name}.png"

@@ -24,7 +24,7 @@ from .errors import UserError
 from .geometry.morphable_model import NUM_PARAMS, NUM_POSE, NUM_SHAPE
 from .geometry.object_frame import apply_pose, object_vertices, pose_matrices
 from .render import rasterize_sparse, render_textured, vertex_normals
-from .texture import Texture, TextureConfig, uv_layout
+from .texture import Texture, uv_layout
 
 __all__ = ["EditConfig", "swap_face", "retarget_expression", "match_colours", "Retargeter", "find_face",
            "NoFaceError"]

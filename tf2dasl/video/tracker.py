@@ -23,7 +23,7 @@ Uses the :class:`tf2dasl.reconstruct.Reconstructor`'s ``regress``, ``detect``, `
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np

@@ -45,8 +45,8 @@ def frame_record(frame) -> dict:
 
 def draw_frame(image: np.ndarray, faces: Sequence, triangles: np.ndarray | None = None) -> np.ndarray:
     """The overlay of one frame: the shaded mesh when ``triangles`` are given (faces need ``face.vertices``),
-    then per face its landmarks and pose axes (:mod:`tf2dasl.visualize`), box and ``#track_id`` label."""
-    from .. import visualize
+    then per face its landmarks and pose axes (:mod:`tf2dasl.render.draw`), box and ``#track_id`` label."""
+    from ..render import draw
     from ..render import render_shaded
 
     out = image.copy()
@@ -55,8 +55,8 @@ def draw_frame(image: np.ndarray, faces: Sequence, triangles: np.ndarray | None 
     t = max(1, int(round(max(image.shape[:2]) / 600)))
     for f in faces:
         color = TRACK_COLORS[(f.track_id - 1) % len(TRACK_COLORS)]
-        out = visualize.draw_landmarks(out, f.face.landmarks_2d, color)
-        out = visualize.draw_pose_axes(out, f.face)
+        out = draw.draw_landmarks(out, f.face.landmarks_2d, color)
+        out = draw.draw_pose_axes(out, f.face)
         x0, y0, x1, y1 = (int(round(float(v))) for v in f.face.roi_box)
         cv2.rectangle(out, (x0, y0), (x1, y1), color, t, cv2.LINE_AA)
         label = f"#{f.track_id}"

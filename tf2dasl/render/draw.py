@@ -9,8 +9,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .geometry.pose import angles_to_matrix
-from .render import render_depth, render_pncc, render_shaded
+from ..geometry.pose import angles_to_matrix
+from .shading import render_depth, render_pncc, render_shaded
 
 LANDMARK_COLOR = (80, 255, 80)          # BGR
 AXIS_COLORS = ((0, 0, 255), (0, 255, 0), (255, 0, 0))  # x red, y green, z blue (BGR)
