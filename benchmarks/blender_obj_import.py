@@ -68,8 +68,8 @@ def main(argv=None) -> int:
                 ap.error("give --obj, or --model and --photo")
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             from tf2dasl.api import make_reconstructor
-            from tf2dasl.edit import find_face
-            from tf2dasl.face_assets import textured_face
+            from tf2dasl.texture.edit import find_face
+            from tf2dasl.texture.assets import textured_face
             from tf2dasl.io.images import read_image
 
             rec = make_reconstructor(args.model)

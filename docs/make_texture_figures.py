@@ -63,7 +63,7 @@ def main(argv=None) -> int:
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def photo_face(rec, shared: Path, which):
-    from tf2dasl.edit import find_face
+    from tf2dasl.texture.edit import find_face
     from tf2dasl.io.images import read_image
 
     name, index = which
@@ -111,7 +111,7 @@ def views(rec, shared, tile):
     """The photo, then its textured mesh seen from four new directions."""
     import numpy as np
 
-    from tf2dasl.face_assets import textured_face
+    from tf2dasl.texture.assets import textured_face
     from tf2dasl.geometry.pose import angles_to_matrix
     from tf2dasl.render import render_textured
 
@@ -154,7 +154,7 @@ def uv_profile(rec, shared, tile):
 def swap(rec, shared, tile):
     import numpy as np
 
-    from tf2dasl.edit import swap_face
+    from tf2dasl.texture.edit import swap_face
 
     si, sf = photo_face(rec, shared, SWAP_SOURCE)
     ti, tf = photo_face(rec, shared, SWAP_TARGET)
@@ -166,7 +166,7 @@ def swap(rec, shared, tile):
 def expression(rec, shared, tile):
     import numpy as np
 
-    from tf2dasl.edit import EXPRESSION, retarget_expression
+    from tf2dasl.texture.edit import EXPRESSION, retarget_expression
 
     si, sf = photo_face(rec, shared, EXPRESSION_SOURCE)
     ti, tf = photo_face(rec, shared, EXPRESSION_TARGET)
@@ -178,8 +178,8 @@ def expression(rec, shared, tile):
 def clip(rec, shared, tile):
     import numpy as np
 
-    from tf2dasl.edit import EXPRESSION, Retargeter
-    from tf2dasl.edit_video import follow_face, read_frames
+    from tf2dasl.texture.edit import EXPRESSION, Retargeter
+    from tf2dasl.texture.edit_video import follow_face, read_frames
 
     ti, tf = photo_face(rec, shared, CLIP_TARGET)
     retarget = Retargeter(rec.model.mm, ti, tf)

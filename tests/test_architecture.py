@@ -57,6 +57,10 @@ FORBIDDEN = {
     "tf2dasl.export": ["tf2dasl.commands", "tf2dasl.api", "tf2dasl.reconstruct", "tf2dasl.training",
                        "tf2dasl.evaluate", "tf2dasl.data", "tf2dasl.video"],
     "tf2dasl.runtimes": ["tf2dasl.export", "keras"],
+    "tf2dasl.texture": ["keras", "tensorflow", "tf2dasl.models", "tf2dasl.commands", "tf2dasl.training",
+                        "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.data"],
+    "tf2dasl.batch": ["keras", "tensorflow", "tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate",
+                      "tf2dasl.models", "tf2dasl.data", "tf2dasl.api"],
     "tf2dasl.render": ["keras", "tensorflow", "tf2dasl.io", "tf2dasl.models", "tf2dasl.commands", "tf2dasl.api",
                        "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.video", "tf2dasl.data"],
 }

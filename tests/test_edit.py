@@ -1,4 +1,4 @@
-"""Face swap and expression retargeting (tf2dasl.edit, tf2dasl.edit_video) on synthetic faces, and the swap /
+"""Face swap and expression retargeting (tf2dasl.texture.edit, tf2dasl.texture.edit_video) on synthetic faces, and the swap /
 retarget commands' one-line errors."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from synthetic_faces import checker_texture, place_face, smooth_texture, uv_face_model
 from tf2dasl import render
-from tf2dasl.edit import EditConfig, Retargeter, retarget_expression, swap_face, swap_mask
+from tf2dasl.texture.edit import EditConfig, Retargeter, retarget_expression, swap_face, swap_mask
 
 CONFIG = EditConfig(texture_size=128)
 
@@ -56,7 +56,7 @@ def test_swap_puts_the_source_pattern_on_the_target_and_leaves_the_rest(mm):
 
 
 def test_match_colours_moves_lab_statistics_to_the_target():
-    from tf2dasl.edit import match_colours
+    from tf2dasl.texture.edit import match_colours
     from tf2dasl.texture import OBSERVED, Texture
 
     src = Texture(checker_texture(64, colours=((30, 30, 200), (60, 60, 240))), np.ones((64, 64), np.float32),
@@ -102,7 +102,7 @@ def test_retarget_moves_the_mouth_region_only(mm):
 def test_video_retarget_writes_an_mp4(tmp_path, mm, monkeypatch):
     """retarget_video with a stand-in reconstructor: each frame's 'face' carries an expression; the MP4 has one
     frame per source frame at the source's frame rate, and the lost frames are counted."""
-    from tf2dasl import edit_video
+    from tf2dasl.texture import edit_video
 
     tf = place_face(mm, height=180)
     target = photo(mm, tf, smooth_texture(128))

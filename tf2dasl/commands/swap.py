@@ -22,7 +22,7 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..edit import find_face, swap_face
+    from ..texture.edit import find_face, swap_face
     from ..io.images import read_image
     from ..io.outputs import write_image
 

@@ -81,3 +81,14 @@ def reframe_params(params: np.ndarray, rois_from: np.ndarray, rois_to: np.ndarra
     P[:, :, 3] = np.stack([tx, ty, tz], 1)
     p[:, :12] = P.reshape(-1, 12)
     return p.astype(np.asarray(params).dtype if np.asarray(params).dtype.kind == "f" else np.float32)
+
+
+def resize_points(points: np.ndarray, s: float) -> np.ndarray:
+    """Points ``(..., 2|3)`` of one pixel grid in the grid resized by ``s`` (pixel centres stay centres:
+    ``x' = s * x + (s - 1) / 2``; z, when present, is scaled by ``s``). ``s = reduction`` maps a reduced
+    decode back to the full image, ``s = 1 / reduction`` the other way."""
+    p = np.array(points, np.float32, copy=True)
+    p[..., :2] = p[..., :2] * s + (s - 1.0) / 2.0
+    if p.shape[-1] == 3:
+        p[..., 2] *= s
+    return p

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .render import rasterize_sparse, sample_bilinear, uv_to_texel, vertex_normals
+from ..render import rasterize_sparse, sample_bilinear, uv_to_texel, vertex_normals
 
 __all__ = ["TextureConfig", "Texture", "UVLayout", "uv_layout", "SOURCE_NAMES"]
 

@@ -20,12 +20,12 @@ import numpy as np
 from tqdm import tqdm
 
 from .edit import EXPRESSION, EditConfig, Retargeter
-from .errors import UserError
-from .geometry.pose import params_to_sRt
+from ..errors import UserError
+from ..geometry.pose import params_to_sRt
 
 def is_video(path) -> bool:
     """A file name with a video extension (:func:`tf2dasl.video.is_video_path`)."""
-    from .video import is_video_path
+    from ..video import is_video_path
 
     return is_video_path(path)
 
@@ -49,7 +49,7 @@ class VideoRetargetSummary:
 def read_frames(path, max_frames: int | None = None, start: int = 0) -> tuple[Iterator[np.ndarray], float, int]:
     """``(frames, fps, frame count)`` of a video file (:func:`tf2dasl.video.open_video`: one line for a missing,
     unreadable or empty video) from frame ``start`` on, at most ``max_frames`` of them."""
-    from .video import open_video
+    from ..video import open_video
 
     reader = open_video(path)
     total = max(reader.frame_count - start, 0)
@@ -74,7 +74,7 @@ def read_frames(path, max_frames: int | None = None, start: int = 0) -> tuple[It
 def follow_face(rec, frames: Iterator[np.ndarray], config=None) -> Iterator[tuple[np.ndarray, object | None]]:
     """``(frame, face or None)`` for each frame: one face followed by its :class:`tf2dasl.video.FaceTracker`
     track id (module docstring); ``config`` a :class:`tf2dasl.video.TrackingConfig`."""
-    from .video import FaceTracker
+    from ..video import FaceTracker
 
     tracker = FaceTracker(rec, config)
     track = None
@@ -97,7 +97,7 @@ def retarget_video(mm, rec, source_video, target_image: np.ndarray, target_face,
     (``overwrite=False`` refuses an existing file).
 
     ``smoothing`` in ``[0, 1)``: the weight of the previous frame in the expression's moving average."""
-    from .io.outputs import OutputExistsError, place_file, temporary_path
+    from ..io.outputs import OutputExistsError, place_file, temporary_path
 
     out_path = Path(out_path)
     retarget = Retargeter(mm, target_image, target_face, config)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import UserError
-from .geometry.morphable_model import NUM_PARAMS, NUM_POSE, NUM_SHAPE
-from .geometry.object_frame import apply_pose, object_vertices, pose_matrices
-from .render import rasterize_sparse, render_textured, vertex_normals
-from .texture import Texture, uv_layout
+from ..errors import UserError
+from ..geometry.morphable_model import NUM_PARAMS, NUM_POSE, NUM_SHAPE
+from ..geometry.object_frame import apply_pose, object_vertices, pose_matrices
+from ..render import rasterize_sparse, render_textured, vertex_normals
+from .uv import Texture, uv_layout
 
 __all__ = ["EditConfig", "swap_face", "retarget_expression", "match_colours", "Retargeter", "find_face",
            "NoFaceError"]
