@@ -12,6 +12,7 @@ checked against Keras. Against it run, under the same ONNX Runtime settings (CPU
 
 * ``exported``: ``EXPORT_DIR/NAME.onnx`` as ``tf2dasl export`` wrote it (any batch; raw params *and* the 68
   landmarks in crop pixels);
+* ``exported, cut``: the same graph cut after the Gemm that gives raw parameters (what the landmark decoding costs);
 * ``exported, NHWC input``: the same graph behind one input Transpose (what keeping TFLite's layout would cost);
 * ``tf2onnx``: tf2onnx's conversion of the TFLite-style mobile graph (NHWC, the export before the direct graph);
 * the reference followed by what 3DDFA_V2's ``TDDFA_ONNX`` does after its graph to get the same outputs: un-whiten
@@ -57,6 +58,27 @@ def _with_transpose(proto):
     return q
 
 
+def _regressor_part(proto):
+    """The exported graph cut after its first Gemm (raw parameters): the regressor without the landmark decoding."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    q = onnx.ModelProto()
+    q.CopyFrom(proto)
+    g = q.graph
+    nodes = list(g.node)
+    first_gemm = next(i for i, n in enumerate(nodes) if n.op_type == "Gemm")
+    out = nodes[first_gemm].output[0]
+    del g.node[first_gemm + 1:]
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 62]))
+    used = {v for n in g.node for v in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return q
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "mb05"), help="model directory")
@@ -80,7 +102,8 @@ def main(argv=None) -> int:
     meta = read_export(args.export_dir)
     art = meta["artifacts"].get("onnx")
     if art is None:
-        raise SystemExit(f"{args.export_dir}: no ONNX artifact; run `tf2dasl export {args.model} --out {args.export_dir}`")
+        raise SystemExit(f"{args.export_dir}: no ONNX artifact; run `tf2dasl export {args.model} "
+                         f"--out {args.export_dir}`")
     import onnx
 
     exported = onnx.load(str(Path(args.export_dir) / art["file"]))
@@ -89,8 +112,10 @@ def main(argv=None) -> int:
     x = np.random.default_rng(0).normal(0, 1, (1, size, size, 3)).astype(np.float32)
     xc = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     graphs = {"3DDFA_V2-style graph (reference: bare regressor, batch 1)": (direct_graph(model), xc),
-              f"exported {art['file']} ({layout}; params + landmarks, any batch)": (exported, xc if layout == "NCHW" else x)}
+              f"exported {art['file']} ({layout}; params + landmarks, any batch)":
+                  (exported, xc if layout == "NCHW" else x)}
     if layout == "NCHW":
+        graphs["exported graph cut after its raw-params Gemm (no landmark decoding)"] = (_regressor_part(exported), xc)
         graphs["exported graph behind an NHWC input Transpose"] = (_with_transpose(exported), x)
     if not args.no_tf2onnx:
         with native_stderr_hidden():
@@ -109,6 +134,10 @@ def main(argv=None) -> int:
         out_names = [o.name for o in proto.graph.output]
         if "landmarks" in out_names:
             agree[name] = f"{np.abs(outs[out_names.index('landmarks')] - want_lm).max():.1e} px (landmarks)"
+        elif name != ref_name:
+            want_params = model.mm.unwhiten(want_pw)
+            rel = np.abs(outs[0] - want_params).max() / np.abs(want_params).max()
+            agree[name] = f"{rel:.1e} (raw params, relative)"
         else:
             agree[name] = f"{np.abs(outs[0] - want_pw).max():.1e} (whitened params)"
 
@@ -152,7 +181,8 @@ def main(argv=None) -> int:
             ratios[name, t] = np.asarray(per_round[name]) / np.asarray(per_round[ref_name])
     load1 = os.getloadavg()
 
-    print(f"ONNX Runtime, CPU provider, ORT_ENABLE_ALL, batch 1; {args.rounds} interleaved rounds x {args.calls} calls; "
+    print(f"ONNX Runtime, CPU provider, ORT_ENABLE_ALL, batch 1; {args.rounds} interleaved rounds x {args.calls} "
+          "calls; "
           f"load average {load0[0]:.2f} before, {load1[0]:.2f} after")
     headers = ["graph"] + [f"{t} thread{'s' if t > 1 else ''}: median (ms)" for t in threads] + \
         [f"{threads[0]} thread{'s' if threads[0] > 1 else ''}: p10 (ms)", "ratio to the reference (1 thread)",

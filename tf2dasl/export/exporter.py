@@ -20,7 +20,8 @@ def check_formats(formats) -> tuple[str, ...]:
         formats = [f.strip() for f in formats.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise ExportError(f"unknown export format(s) {bad or formats}; use a comma-separated subset of {','.join(FORMATS)}")
+        raise ExportError(f"unknown export format(s) {bad or formats}; use a comma-separated subset of "
+                          f"{','.join(FORMATS)}")
     return tuple(dict.fromkeys(formats))
 
 

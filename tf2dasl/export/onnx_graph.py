@@ -89,6 +89,8 @@ def _decode(g: GraphBuilder, feat: str, regressor, mm, size: int, convention: st
 def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int) -> str:
     """Map points ``(N, 18, 3)`` crop pixels → the landmark map channel ``(N, 1, S, S)``: -1, and +1 at each
     point rounded half up (``floor(x + 0.5)``) that falls inside the crop — as the numpy and TF twins."""
+    from onnx import TensorProto
+
     k = len(MAP_POINT_PAIRS)
     r = g.op("Floor", [g.op("Add", [points, g.const("half", 0.5)], "map_half")], "map_round")
     x, y, _ = g.op("Split", [r], "map_xyz", outputs=3, axis=2)
@@ -97,7 +99,8 @@ def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int) -> s
                           g.op("And", [g.op("GreaterOrEqual", [y, zero]), g.op("Less", [y, side])])], "map_inside")
     idx = g.op("Add", [g.op("Mul", [y, side]), x], "map_index")
     idx = g.op("Where", [inside, idx, g.const("outside_index", float(size * size))], "map_index_or_outside")
-    idx = g.op("Cast", [g.op("Reshape", [idx, g.const(f"shape_{k}", [-1, k], np.int64)])], "map_index_i64", to=7)
+    idx = g.op("Cast", [g.op("Reshape", [idx, g.const(f"shape_{k}", [-1, k], np.int64)])], "map_index_i64",
+               to=TensorProto.INT64)
     flat_shape = g.op("Concat", [batch, g.const("map_flat", [size * size + 1], np.int64)], "map_flat_shape", axis=0)
     canvas = g.op("Expand", [g.const("map_background", np.full((1, size * size + 1), BACKGROUND)), flat_shape],
                   "map_canvas")
@@ -124,7 +127,8 @@ def face_graph(model, opset: int = ONNX_OPSET):
         batch = g.op("Slice", [g.op("Shape", [x], "input_shape"), g.const("zero_i", [0], np.int64),
                                g.const("one_i", [1], np.int64)], "batch")
         empty_shape = g.op("Concat", [batch, g.const("map_chw", [1, s, s], np.int64)], "empty_map_shape", axis=0)
-        empty = g.op("Expand", [g.const("empty_map_value", np.full((1, 1, s, s), BACKGROUND)), empty_shape], "empty_map")
+        empty = g.op("Expand", [g.const("empty_map_value", np.full((1, 1, s, s), BACKGROUND)), empty_shape],
+                     "empty_map")
         feat1 = backbone_nodes(g, reg.backbone, g.op("Concat", [x, empty], "pass1_input", axis=1), "pass1/")
         _, pts = _decode(g, feat1, reg, mm, s, spec.crop_convention, MAP_POINT_PAIRS, "pass1_map_points")
         x = g.op("Concat", [x, landmark_map_nodes(g, pts, batch, s)], "pass2_input", axis=1)

@@ -17,6 +17,10 @@ SUPPORTED = ("InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchN
              "Activation", "Add", "MaxPooling2D", "GlobalAveragePooling2D", "Dropout")
 
 
+#: BatchNormalization ``axis`` values meaning "the channels of an NHWC image"
+CHANNEL_AXES = (-1, 3, [-1], [3])
+
+
 class UnsupportedLayer(Exception):
     """A layer (type or configuration) the ONNX builder does not translate."""
 
@@ -160,11 +164,11 @@ def backbone_nodes(g: GraphBuilder, backbone, x: str, prefix: str = "") -> str:
             b = np.asarray(layer.get_weights()[1], np.float64) if layer.use_bias else np.zeros(w.shape[0])
             next_layers = consumers[id(out_t)]
             act = getattr(layer.activation, "__name__", "linear")
-            if act == "linear" and len(next_layers) == 1 and isinstance(next_layers[0], keras.layers.BatchNormalization) \
-                    and next_layers[0].axis in (-1, 3, [3], [-1]):
-                scale, shift = _bn_fold(next_layers[0])
+            bn = next_layers[0] if len(next_layers) == 1 else None
+            if act == "linear" and isinstance(bn, keras.layers.BatchNormalization) and bn.axis in CHANNEL_AXES:
+                scale, shift = _bn_fold(bn)
                 w, b = w * scale[:, None, None, None], b * scale + shift
-                folded_bn.add(id(next_layers[0]))
+                folded_bn.add(id(bn))
             y = g.op("Conv", [ins[0], g.const(layer.name + "_w", w), g.const(layer.name + "_b", b)], name,
                      kernel_shape=list(w.shape[2:]), strides=list(layer.strides),
                      dilations=list(layer.dilation_rate), group=group,
@@ -172,6 +176,8 @@ def backbone_nodes(g: GraphBuilder, backbone, x: str, prefix: str = "") -> str:
             values[id(out_t)] = _activation(g, layer, y, name)
             continue
         if kind == "BatchNormalization":
+            if layer.axis not in CHANNEL_AXES or len(node.input_tensors[0].shape) != 4:
+                raise UnsupportedLayer(f"{layer.name}: BatchNormalization other than over the channels of an image")
             scale, shift = _bn_fold(layer)
             c = len(scale)
             y = g.op("Mul", [ins[0], g.const(layer.name + "_scale", scale.reshape(1, c, 1, 1))], name + "_mul")

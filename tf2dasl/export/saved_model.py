@@ -176,7 +176,8 @@ def warmup_records(model_name: str, size: int, batch_sizes=WARMUP_BATCH_SIZES) -
     rng = np.random.default_rng(0)
     records = []
     for b in batch_sizes:
-        req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+        spec = model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
+        req = predict_pb2.PredictRequest(model_spec=spec)
         req.inputs["crops"].CopyFrom(tf.make_tensor_proto(rng.integers(0, 256, (b, size, size, 3), np.uint8)))
         log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
         records.append(log.SerializeToString())
