@@ -115,3 +115,16 @@ def test_every_package_says_what_it_owns():
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert len(doc.split()) >= 12, f"{init.relative_to(PKG.parent)}: a one-paragraph docstring naming what the " \
                                        "package owns and what it must not import"
+
+
+@pytest.mark.slow
+def test_the_numpy_pipeline_imports_without_tensorflow():
+    """The reconstructor, batch runs, video and textures take a model as a backend: importing them must not pull in
+    TensorFlow (a type annotation once did, through tf2dasl.backends → tf2dasl.model)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tf2dasl.reconstruct, tf2dasl.batch, tf2dasl.video, tf2dasl.texture.edit, tf2dasl.render; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

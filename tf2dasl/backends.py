@@ -4,13 +4,15 @@ or a TF Serving server (gRPC: :mod:`tf2dasl.serving`). The model directory alway
 morphable model; :class:`tf2dasl.reconstruct.Reconstructor` calls any of them the same way."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .errors import UserError
-from .geometry.morphable_model import MorphableModel
-from .model import ModelSpec
+
+if TYPE_CHECKING:  # annotations only: the pipeline above (reconstruct, batch, video) stays free of TensorFlow
+    from .geometry.morphable_model import MorphableModel
+    from .model import ModelSpec
 
 
 class Backend(Protocol):

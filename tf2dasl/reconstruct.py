@@ -14,8 +14,8 @@ Given 68-point landmarks (``.pts``) replace detection and the first regression.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,7 +24,9 @@ from .geometry.conventions import get_convention
 from .geometry.landmark_map import landmark_map
 from .geometry.pose import params_to_pose
 from .geometry.roi import crop_images, roi_from_bbox, roi_from_landmarks
-from .backends import Backend
+
+if TYPE_CHECKING:  # an annotation only: importing backends (tf2dasl.model) would import TensorFlow
+    from .backends import Backend
 
 
 @dataclass
