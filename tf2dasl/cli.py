@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
+#: Exit status of a batch command where some input failed or an output could not be written.
+EXIT_FAILURES = 1
+#: Exit status of a usage error (a UserError or a bad path), reported in one line.
+EXIT_USAGE = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.run(args) or 0)
         except UserError as exc:
             print(f"tf2dasl {command}: error: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         except OSError as exc:  # a path the user gave: missing, not writable, a file where a folder is needed
             print(f"tf2dasl {command}: error: {os_error_line(exc)}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
     except BaseException as exc:
         if not _interrupted(exc):
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..cli import EXIT_FAILURES
 from ..errors import UserError
 from ..geometry.conventions import CONVENTIONS
 from ..runtimes import RUNTIMES, TFLITE_VARIANTS
@@ -71,9 +72,9 @@ def add_parser(sub, name):
 
 def _write_json(path, result) -> None:
     from ..evaluate import nan_to_none
-    from ..io.outputs import write_json
+    from ..io.outputs import make_folder, write_json
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(Path(path).parent)
     write_json(path, nan_to_none(result), indent=2)
     print(f"wrote {path}")
 
@@ -89,7 +90,7 @@ def run_300w(args) -> int:
         _write_json(args.json, result)
     for line in format_errors(result):
         print(line, file=sys.stderr)
-    return 1 if result["errors"] else 0
+    return EXIT_FAILURES if result["errors"] else 0
 
 
 def _score_params(args, data) -> tuple[dict, str]:

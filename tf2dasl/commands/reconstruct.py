@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
 from ..errors import UserError
 from ..runtimes import RUNTIMES
 from . import reconstruct_video
@@ -23,9 +24,6 @@ OUTPUT_HELP = {
     "glb": "write <stem>_<face>.glb per face: binary glTF, texture embedded, the pose as the node's transform "
            "(needs UVs)",
 }
-
-#: Exit status of a run where some input failed (usage errors exit 2, from tf2dasl.cli).
-EXIT_FAILURES = 1
 
 EPILOG = """\
 output names: OUT_DIR/<stem>.json (and <stem>_overlay.png, <stem>_0.obj, ...). Names are unique in the folder:
@@ -113,7 +111,6 @@ def _max_pixels(text: str) -> int:
 
 def run(args) -> int:
     from ..api import RunInterrupted, make_backend, model_identity, read_boxes_file, reconstruct_paths
-    from ..cli import EXIT_INTERRUPTED
     from ..io.images import DEFAULT_MAX_PIXELS
 
     if not 8 <= args.texture_size <= 8192:

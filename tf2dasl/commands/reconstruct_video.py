@@ -2,14 +2,15 @@
 :func:`tf2dasl.video.pipeline.reconstruct_sources` (photos stay with :func:`tf2dasl.api.reconstruct_paths`)."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
+from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
 from ..errors import UserError
 
 #: Photo-only flags, refused when every input is a video (they would be ignored).
 PHOTO_ONLY = (("pts", "--pts"), ("boxes", "--boxes"), ("depth", "--depth"), ("pncc", "--pncc"),
               ("uv_texture", "--uv-texture"), ("glb", "--glb"))
-EXIT_FAILURES, EXIT_INTERRUPTED = 1, 130
 
 EPILOG = """\
 videos (any file OpenCV reads with a video extension: .mp4 .mov .avi .mkv .webm ...) and --camera N: faces are
@@ -44,13 +45,7 @@ def video_config(args):
         cfg.tracking.redetect_every = args.redetect_every
     if args.max_faces is not None:
         cfg.tracking.max_faces = args.max_faces
-    return from_dict(VideoConfig, _asdict(cfg), where="video settings")  # checks the flags' values too
-
-
-def _asdict(cfg) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
+    return from_dict(VideoConfig, dataclasses.asdict(cfg), where="video settings")  # checks the flags' values too
 
 
 def split_inputs(args) -> tuple[list, list]:

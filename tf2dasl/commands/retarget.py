@@ -26,12 +26,13 @@ def add_parser(sub, name):
 
 def run(args) -> int:
     from ..texture.edit import EXPRESSION, find_face, retarget_expression
-    from ..texture.edit_video import is_video, retarget_video
+    from ..texture.edit_video import retarget_video
+    from ..video import is_video_path
     from ..errors import UserError
     from ..io.images import read_image
     from ..io.outputs import write_image
 
-    video = is_video(args.expression)
+    video = is_video_path(args.expression)
     check_out(args.out, args.force, (".mp4",) if video else (".png", ".jpg", ".jpeg"))
     if args.pose and not video:
         raise UserError("--pose needs a video SOURCE (a photo gives one expression, no motion)")

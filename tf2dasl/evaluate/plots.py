@@ -152,7 +152,7 @@ def figure_png(fig) -> bytes:
 def plot_results(paths, out, metrics=("nme_2d_68",), labels=None, max_error: float | None = None,
                  title: str | None = None) -> Path:
     """Read result files, draw :func:`ced_figure` and write it as PNG to ``out`` (atomically); returns ``out``."""
-    from ..io.outputs import write_bytes
+    from ..io.outputs import make_folder, write_bytes
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -161,5 +161,5 @@ def plot_results(paths, out, metrics=("nme_2d_68",), labels=None, max_error: flo
         raise PlotError(f"--max-error {max_error}: must be a positive NME (%)")
     results = [read_result(p) for p in paths]
     fig = ced_figure(results, metrics, labels, [str(p) for p in paths], max_error, title)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     return write_bytes(out, figure_png(fig))

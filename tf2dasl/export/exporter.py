@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..io.outputs import OutputError, atomic_dir, write_bytes, write_json
+from ..io.outputs import atomic_dir, make_folder, write_bytes, write_json
 from ..runtimes import EXPORT_JSON, TFLITE_VARIANTS
 from . import manifest as mf
 from .common import ExportError
@@ -51,10 +51,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
     model = load_model_dir(model_dir)
     spec, name = model.spec, model.spec.name
     _check_out_dir(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError.from_os(out, exc) from None
+    make_folder(out)
     manifest = mf.new_manifest(model, model_dir, meta, mf.previous_manifest(out, name))
     arts = manifest["artifacts"]
     if "savedmodel" in formats:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .. import __version__
 from .outputs import (
-    JsonLines, OutputError, place_file, remove_stale_temporaries, reserve_space, temporary_path, write_bytes,
+    JsonLines, OutputError, make_folder, place_file, remove_stale_temporaries, reserve_space, write_bytes,
 )
 
 MANIFEST_NAME = "tf2dasl-manifest.jsonl"
@@ -68,13 +68,7 @@ class RunFolder:
     :class:`OutputError` when ``OUT`` cannot be written or its ``tf2dasl-manifest.jsonl`` is not one."""
 
     def __init__(self, folder, settings: dict | None = None):
-        self.path = Path(folder)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError.from_os(self.path, exc) from None
-        if not self.path.is_dir():
-            raise OutputError(self.path, "it is not a folder")
+        self.path = make_folder(folder)
         remove_stale_temporaries(self.path)
         manifest = self.path / MANIFEST_NAME
         if os.path.lexists(manifest) and not manifest.is_file():
@@ -162,13 +156,9 @@ class RunFolder:
         self.written.append(name)
         return target
 
-    def temporary(self, name: str) -> Path:
-        """A temporary path next to ``OUT/name`` for a file made by a writer that needs a path (a video encoder):
-        put it in place with :meth:`place`; a killed run's leftover is removed by the next run."""
-        return temporary_path(self.path / name)
-
     def place(self, name: str, tmp: Path) -> Path:
-        """Record the finished file ``tmp`` (from :meth:`temporary`) as ``name`` and put it in place
+        """Record the finished file ``tmp`` (made next to ``OUT/name``, e.g. by
+        :class:`~tf2dasl.io.outputs.VideoEncoder`) as ``name`` and put it in place
         (:func:`~tf2dasl.io.outputs.place_file`: fsync, rename, folder fsync) on the same terms as :meth:`write`:
         only a file that is tf2dasl's is replaced. The temporary file is gone afterwards, also on failure."""
         target = self.path / name

@@ -13,21 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import shutil
-
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from .edit import EXPRESSION, EditConfig, Retargeter
 from ..errors import UserError
 from ..geometry.pose import params_to_sRt
-
-def is_video(path) -> bool:
-    """A file name with a video extension (:func:`tf2dasl.video.is_video_path`)."""
-    from ..video import is_video_path
-
-    return is_video_path(path)
 
 
 @dataclass
@@ -97,7 +88,7 @@ def retarget_video(mm, rec, source_video, target_image: np.ndarray, target_face,
     (``overwrite=False`` refuses an existing file).
 
     ``smoothing`` in ``[0, 1)``: the weight of the previous frame in the expression's moving average."""
-    from ..io.outputs import OutputExistsError, place_file, temporary_path
+    from ..io.outputs import OutputExistsError, VideoEncoder, place_file
 
     out_path = Path(out_path)
     retarget = Retargeter(mm, target_image, target_face, config)
@@ -107,35 +98,27 @@ def retarget_video(mm, rec, source_video, target_image: np.ndarray, target_face,
     expression, rotation, first_rotation = None, None, None
     if out_path.exists() and not overwrite:
         raise OutputExistsError(out_path)
-    tmp_dir = temporary_path(out_path)  # a folder: the encoder picks its container by the file's extension
-    tmp_dir.mkdir()
+    encoder = VideoEncoder(out_path, fps, (w, h))
     try:
-        tmp_file = tmp_dir / out_path.name
-        writer = cv2.VideoWriter(str(tmp_file), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            raise UserError(f"{out_path}: OpenCV cannot encode MP4 (mp4v) on this machine")
-        try:
-            bar = tqdm(follow_face(rec, frames), total=count or None, desc="retarget", unit="frame",
-                       disable=not progress)
-            for i, (_, face) in enumerate(bar):
-                if face is not None:
-                    summary.followed += 1
-                    e = np.asarray(face.params, np.float32)[EXPRESSION]
-                    expression = e if expression is None else smoothing * expression + (1 - smoothing) * e
-                    if with_pose:
-                        R = params_to_sRt(np.asarray(face.params)[None])[1][0]
-                        first_rotation = R if first_rotation is None else first_rotation
-                        rotation = first_rotation.T @ R  # the head's turn since the first frame, object frame
-                else:
-                    summary.lost_frames.append(i)
-                out = target_image if expression is None else retarget(expression, rotation)  # no face yet: as is
-                writer.write(np.ascontiguousarray(out))
-                summary.frames += 1
-        finally:
-            writer.release()
-        if summary.frames == 0:
+        bar = tqdm(follow_face(rec, frames), total=count or None, desc="retarget", unit="frame", disable=not progress)
+        for i, (_, face) in enumerate(bar):
+            if face is not None:
+                summary.followed += 1
+                e = np.asarray(face.params, np.float32)[EXPRESSION]
+                expression = e if expression is None else smoothing * expression + (1 - smoothing) * e
+                if with_pose:
+                    R = params_to_sRt(np.asarray(face.params)[None])[1][0]
+                    first_rotation = R if first_rotation is None else first_rotation
+                    rotation = first_rotation.T @ R  # the head's turn since the first frame, object frame
+            else:
+                summary.lost_frames.append(i)
+            out = target_image if expression is None else retarget(expression, rotation)  # no face yet: as is
+            encoder.write(np.ascontiguousarray(out))
+            summary.frames += 1
+        tmp = encoder.finish()
+        if tmp is None:
             raise UserError(f"{source_video}: no frame was read")
-        place_file(tmp_file, out_path, overwrite=overwrite)
+        place_file(tmp, out_path, overwrite=overwrite)
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        encoder.discard()
     return summary

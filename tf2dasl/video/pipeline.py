@@ -139,7 +139,7 @@ def _output_names(stem: str, outputs: Sequence[str]) -> list[str]:
 def _choose_stem(folder, path: Path, key: str, outputs: Sequence[str]) -> tuple[str, str | None]:
     """The output stem of a video: its file stem unless a file that is not tf2dasl's (or another input's earlier
     outputs) holds one of its names; then ``<stem>_<ext>``, ``_2``, ... as for photos. Returns (stem, why)."""
-    from ..api import output_stems
+    from ..batch.naming import output_stems, rename_reason
 
     other = folder.stems_of_other_inputs([key])
     foreign = lambda stem: next((n for n in _output_names(stem, outputs) if folder.foreign(n)), None)  # noqa: E731
@@ -147,10 +147,7 @@ def _choose_stem(folder, path: Path, key: str, outputs: Sequence[str]) -> tuple[
     (stem,) = output_stems([path], taken=other, blocked=foreign, previous=[previous])
     if stem == path.stem or stem == previous:
         return stem, None
-    in_the_way = foreign(path.stem)
-    why = (f"{folder.path / in_the_way} was not written by tf2dasl: kept" if in_the_way else
-           "an earlier run wrote that name for another input: kept")
-    return stem, why
+    return stem, rename_reason(path, foreign, other, folder)
 
 
 def reconstruct_video(source, reconstructor, out_dir, outputs: Sequence[str] = (), config: VideoConfig | None = None,

@@ -23,14 +23,13 @@ Owns drawing onto frames and the encoders; no tracking, no smoothing, no model c
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ..io.outputs import JsonLines, OutputError
+from ..io.outputs import JsonLines, OutputError, VideoEncoder, make_folder
 from .config import OverlayConfig
 
 #: BGR colours of track ids (cycled): tracks stay the same colour through the video.
@@ -66,51 +65,28 @@ def draw_frame(image: np.ndarray, faces: Sequence, triangles: np.ndarray | None 
 
 
 class OverlayVideo:
-    """``<stem>_overlay.mp4``: frames appended to a temporary file of the run folder, put in place by
-    :meth:`close`. :class:`OutputError` when OpenCV cannot open an encoder for it."""
+    """``<stem>_overlay.mp4``: frames encoded into a temporary file next to it
+    (:class:`~tf2dasl.io.outputs.VideoEncoder`), put in place through the run folder by :meth:`close`;
+    :class:`OutputError` when OpenCV cannot open an encoder."""
 
     def __init__(self, folder, name: str, fps: float, size: tuple[int, int], config: OverlayConfig):
-        self.folder, self.name, self.size = folder, name, tuple(size)
-        # OpenCV picks the container from the file's extension: the file keeps its name, inside a temporary
-        # folder of the run folder (a killed run's leftover is removed by the next run)
-        self.tmp_dir = folder.temporary(name)
-        try:
-            self.tmp_dir.mkdir()
-        except OSError as exc:
-            raise OutputError.from_os(folder.path / name, exc) from None
-        self.tmp = self.tmp_dir / name
-        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*config.fourcc), float(fps), self.size)
-        if not self._writer.isOpened():
-            self._writer.release()
-            self._discard()
-            raise OutputError(folder.path / name, f"OpenCV has no {config.fourcc!r} encoder for MP4 here "
-                                                  "(set overlay.fourcc in the video config)")
-        self.frames = 0
+        self.folder, self.name = folder, name
+        self.encoder = VideoEncoder(folder.path / name, fps, size, config.fourcc,
+                                    hint="set overlay.fourcc in the video config")
 
     def write(self, image: np.ndarray) -> None:
-        if (image.shape[1], image.shape[0]) != self.size:
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
-        self.frames += 1
-
-    def _discard(self) -> None:
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.encoder.write(image)
 
     def close(self) -> Path | None:
         """Finish the file and put it in place (None and nothing written when no frame was)."""
-        if self._writer is None:
+        if self.encoder is None:
             return None
-        self._writer.release()
-        self._writer = None
-        if not self.frames or not self.tmp.is_file() or self.tmp.stat().st_size == 0:
-            self._discard()
-            if self.frames:
-                raise OutputError(self.folder.path / self.name, "OpenCV's encoder wrote nothing")
-            return None
+        encoder, self.encoder = self.encoder, None
         try:
-            return self.folder.place(self.name, self.tmp)
+            tmp = encoder.finish()
+            return None if tmp is None else self.folder.place(self.name, tmp)
         finally:
-            self._discard()
+            encoder.discard()
 
 
 class VideoOutputs:
@@ -137,10 +113,7 @@ class VideoOutputs:
         self.meshes = [o for o in ("obj", "ply") if o in self.outputs] if self.triangles is not None else []
         self.mesh_dir = f"{stem}_meshes"
         if self.meshes:
-            try:
-                (folder.path / self.mesh_dir).mkdir(exist_ok=True)
-            except OSError as exc:
-                raise OutputError.from_os(folder.path / self.mesh_dir, exc) from None
+            make_folder(folder.path / self.mesh_dir)
         self.frames = 0
         self.mesh_files = 0
         self._written: list[str] = []
