@@ -143,17 +143,10 @@ class RunFolder:
         """Record ``name`` with its size and hash in the manifest, then write it atomically. Replaces only a
         file that is tf2dasl's (:meth:`owns`); anything else of that name is an ``OutputExistsError`` and stays
         as it was. Any failure is an :class:`OutputError` naming ``OUT/name``."""
-        target = self.path / name
         overwrite = self.owns(name)
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            self._log.append({"type": "file", "run": self.run, "name": name, "bytes": len(data), "sha256": digest})
-        except OutputError as exc:  # nothing may be written that the manifest does not know
-            raise OutputError(target, f"{exc.reason} (writing the manifest)", exc.errno) from None
-        self._hashes.setdefault(name, set()).add((len(data), digest))
-        write_bytes(target, data, overwrite=overwrite)
-        self._owned_cache.pop(name, None)
-        self.written.append(name)
+        self._record_file(name, len(data), hashlib.sha256(data).hexdigest())
+        target = write_bytes(self.path / name, data, overwrite=overwrite)
+        self._written(name)
         return target
 
     def place(self, name: str, tmp: Path) -> Path:
@@ -164,33 +157,31 @@ class RunFolder:
         target = self.path / name
         overwrite = self.owns(name)
         try:
-            size, digest = tmp.stat().st_size, _sha256_file(tmp)
-        except OSError as exc:
+            self._record_file(name, *_size_and_hash(tmp, target))
+        except OutputError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            raise OutputError.from_os(target, exc) from None
-        try:
-            self._log.append({"type": "file", "run": self.run, "name": name, "bytes": size, "sha256": digest})
-        except OutputError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise OutputError(target, f"{exc.reason} (writing the manifest)", exc.errno) from None
-        self._hashes.setdefault(name, set()).add((size, digest))
+            raise
         place_file(tmp, target, overwrite=overwrite)
-        self._owned_cache.pop(name, None)
-        self.written.append(name)
+        self._written(name)
         return target
 
     def adopt(self, name: str) -> None:
         """Record ``OUT/name``, a file this run wrote in place line by line (a JSON-lines stream that must be
         readable while it grows), as tf2dasl's: its size and hash now."""
-        p = self.path / name
+        self._record_file(name, *_size_and_hash(self.path / name, self.path / name))
+        self._written(name)
+
+    def _record_file(self, name: str, size: int, digest: str) -> None:
+        """The manifest's record of ``OUT/name``, appended (and synced) *before* the file is put in place: nothing
+        may be written that the manifest does not know. :class:`OutputError` naming ``OUT/name`` otherwise."""
         try:
-            size, digest = p.stat().st_size, _sha256_file(p)
-        except OSError as exc:
-            raise OutputError.from_os(p, exc) from None
-        self._log.append({"type": "file", "run": self.run, "name": name, "bytes": size, "sha256": digest})
+            self._log.append({"type": "file", "run": self.run, "name": name, "bytes": size, "sha256": digest})
+        except OutputError as exc:
+            raise OutputError(self.path / name, f"{exc.reason} (writing the manifest)", exc.errno) from None
         self._hashes.setdefault(name, set()).add((size, digest))
+
+    def _written(self, name: str) -> None:
         self._owned_cache.pop(name, None)
         self.written.append(name)
 
@@ -235,6 +226,14 @@ class RunFolder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _size_and_hash(path: Path, name: Path) -> tuple[int, str]:
+    """``(bytes, sha256)`` of the file at ``path``; :class:`OutputError` naming ``name`` when it cannot be read."""
+    try:
+        return path.stat().st_size, _sha256_file(path)
+    except OSError as exc:
+        raise OutputError.from_os(name, exc) from None
 
 
 def _sha256_file(path: Path) -> str:
