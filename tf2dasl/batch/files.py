@@ -14,7 +14,7 @@ import numpy as np
 from ..geometry.camera import resize_points
 from ..io.outputs import encode_image, write_bytes
 from ..reconstruct import Face
-from ..texture.assets import TEXTURED_OUTPUTS, textured_files
+from ..texture.assets import TEXTURED_OUTPUTS, textured_files, textured_suffixes
 
 #: Pictures (overlay, depth, PNCC) of larger images are drawn at this many pixels (aspect kept): a huge photo
 #: does not make a huge PNG (nor the z-buffers and copies behind it).
@@ -24,6 +24,12 @@ PICTURE_MAX_PIXELS = 16_000_000
 PICTURES = ("overlay", "depth", "pncc")
 MESHES = ("ply",)
 TEXTURED = TEXTURED_OUTPUTS
+
+
+def face_file_suffixes(outputs: Sequence[str]) -> list[str]:
+    """What follows ``<stem>_<face>`` in the names of the per-face files of ``outputs`` (:func:`output_files`):
+    ``.ply`` and the textured ones (:func:`tf2dasl.texture.assets.textured_suffixes`)."""
+    return [".ply"] * ("ply" in outputs) + textured_suffixes(outputs)
 
 
 def image_record(path: Path, image: np.ndarray, faces: Sequence[Face], size: tuple[int, int] | None = None,
@@ -80,7 +86,6 @@ def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: S
     decoded at a reduced size). Pictures are drawn at most :data:`PICTURE_MAX_PIXELS` (:func:`picture_view`);
     meshes keep the faces' coordinates and take their colours from ``image``."""
     from ..render import draw
-    from ..io.mesh import encode_ply, sample_vertex_colors
 
     tri = mm.triangles if mm.is_dense else None
     view = functools.lru_cache(maxsize=1)(lambda: picture_view(image, faces, image_scale))
@@ -94,23 +99,17 @@ def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: S
             yield png, (lambda png=png, draw=pictures[name]: encode_image(png, draw()))
     if tri is None:
         return
-    encoders = {"ply": encode_ply}
-
-    def mesh(encode, colored) -> bytes:
-        v, rgb = colored()
-        return encode(v, tri, rgb)
-
-    for i, face in enumerate(faces):
-        def colored(face=face, cache={}):  # noqa: B006 (one cache per face: colours sampled once for OBJ and PLY)
-            if not cache:
-                cache["v"] = face.vertices
-                cache["rgb"] = sample_vertex_colors(image, resize_points(face.vertices, image_scale))
-            return cache["v"], cache["rgb"]
-
-        for ext in MESHES:
-            if ext in outputs:
-                yield f"{stem}_{i}.{ext}", functools.partial(mesh, encoders[ext], colored)
+    if "ply" in outputs:
+        for i, face in enumerate(faces):
+            yield f"{stem}_{i}.ply", functools.partial(_ply, face.vertices, tri, image, image_scale)
     yield from textured_files(stem, image, faces, mm, outputs, texture_size, image_scale)
+
+
+def _ply(vertices: np.ndarray, triangles: np.ndarray, image: np.ndarray, image_scale: float) -> bytes:
+    """One face's PLY: its vertices (the faces' pixels) coloured from ``image`` (their grid resized by ``image_scale``)."""
+    from ..io.mesh import encode_ply, sample_vertex_colors
+
+    return encode_ply(vertices, triangles, sample_vertex_colors(image, resize_points(vertices, image_scale)))
 
 
 def write_outputs(out_dir: Path, stem: str, image: np.ndarray, faces: Sequence[Face], outputs: Sequence[str],

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..io.run_folder import RunFolder
-from .files import MESHES, PICTURES
+from .files import PICTURES, face_file_suffixes
 
 #: ``summary.json`` lives in the output folder too: no image's JSON may take its name.
 SUMMARY_STEM = "summary"
@@ -58,15 +58,12 @@ def stem_blocker(folder: RunFolder, outputs: Sequence[str]) -> Callable[[str], s
     """``blocked(stem)`` for :func:`output_stems`: the first name of ``stem``'s outputs that something not
     written by tf2dasl holds in the folder (a file or a folder of the user's), or None."""
     existing = set(folder.names())
-    meshes = [o for o in MESHES if o in outputs]
-    meshes += [ext for o, ext in (("obj", "obj"), ("obj", "mtl"), ("glb", "glb")) if o in outputs]
-    if "obj" in outputs or "uv_texture" in outputs:
-        meshes.append("png")  # <stem>_<face>_texture.png
+    per_face = "|".join(map(re.escape, face_file_suffixes(outputs)))  # <stem>_<face>.ply, _texture.png, ...
 
     def blocked(stem: str) -> str | None:
         names = [f"{stem}.json"] + [f"{stem}_{o}.png" for o in PICTURES if o in outputs]
-        if meshes:
-            pattern = re.compile(rf"{re.escape(stem)}_\d+(_texture)?\.({'|'.join(meshes)})")
+        if per_face:
+            pattern = re.compile(rf"{re.escape(stem)}_\d+({per_face})")
             names += sorted(n for n in existing if pattern.fullmatch(n))
         return next((n for n in names if n in existing and folder.foreign(n)), None)
 

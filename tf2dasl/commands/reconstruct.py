@@ -6,15 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..batch.files import MESHES, PICTURES, TEXTURED
 from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
 from ..errors import UserError
 from ..runtimes import RUNTIMES
 from . import reconstruct_video
 
-PICTURES = ("overlay", "depth", "pncc")
-MESHES = ("ply",)
-#: need a model directory with UV coordinates (tf2dasl.texture.assets); for videos --obj writes per-frame meshes
-TEXTURED = ("uv_texture", "obj", "glb")
+#: every --flag of an output; the textured ones need a model directory with UV coordinates (tf2dasl.texture.assets),
+#: and for videos --obj writes per-frame meshes with vertex colours
 OUTPUTS = PICTURES + MESHES + TEXTURED
 OUTPUT_HELP = {
     "ply": "write <stem>_<face>.ply per face: the dense mesh in image pixels (y flipped) with vertex colours",

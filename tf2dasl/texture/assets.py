@@ -1,6 +1,6 @@
 """Textured 3D face assets from a photo: a reconstructed face → UV texture, object-frame mesh, pose → PNG/OBJ/GLB.
 
-    from tf2dasl.face_assets import textured_face
+    from tf2dasl.texture.assets import textured_face
     tf = textured_face(mm, image, face)          # face.vertices filled (Reconstructor.add_vertices)
     tf.texture.image                             # (512, 512, 3) BGR UV texture
     tf.write_obj("out/face.obj"); tf.write_glb("out/face.glb")
@@ -132,18 +132,23 @@ def require_textured(mm, outputs: Sequence[str]) -> None:
         mm.require_uv("--" + " / --".join(o.replace("_", "-") for o in wanted))
 
 
-def textured_file_names(stem: str, index: int, outputs: Sequence[str]) -> list[str]:
-    """The files face ``index`` of ``stem`` gets for the textured ``outputs``: ``<stem>_<i>_texture.png``
-    (``uv_texture``, and the OBJ's texture), ``<stem>_<i>.mtl`` + ``<stem>_<i>.obj`` (``obj``),
-    ``<stem>_<i>.glb`` (``glb``)."""
-    names = []
+def textured_suffixes(outputs: Sequence[str]) -> list[str]:
+    """What follows ``<stem>_<face>`` in the names of the textured ``outputs``, in writing order: ``_texture.png``
+    (``uv_texture``, and the OBJ's texture), ``.mtl`` + ``.obj`` (``obj``), ``.glb`` (``glb``)."""
+    suffixes = []
     if "uv_texture" in outputs or "obj" in outputs:
-        names.append(f"{stem}_{index}_texture.png")
+        suffixes.append("_texture.png")
     if "obj" in outputs:
-        names += [f"{stem}_{index}.mtl", f"{stem}_{index}.obj"]
+        suffixes += [".mtl", ".obj"]
     if "glb" in outputs:
-        names.append(f"{stem}_{index}.glb")
-    return names
+        suffixes.append(".glb")
+    return suffixes
+
+
+def textured_file_names(stem: str, index: int, outputs: Sequence[str]) -> list[str]:
+    """The files face ``index`` of ``stem`` gets for the textured ``outputs``: ``<stem>_<i>`` + each of
+    :func:`textured_suffixes`."""
+    return [f"{stem}_{index}{suffix}" for suffix in textured_suffixes(outputs)]
 
 
 def textured_files(stem: str, image: np.ndarray, faces: Sequence, mm, outputs: Sequence[str],
