@@ -25,7 +25,8 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..texture.edit import EXPRESSION, find_face, retarget_expression
+    from ..geometry.morphable_model import EXPRESSION
+    from ..texture.edit import find_face, retarget_expression
     from ..texture.edit_video import retarget_video
     from ..video import is_video_path
     from ..errors import UserError

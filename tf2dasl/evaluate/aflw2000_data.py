@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.sources import NUM_LANDMARKS
+from ..geometry.morphable_model import NUM_LANDMARKS
 from ..geometry.roi import crop_image, roi_from_landmarks
 from .common import DatasetError
 

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry.morphable_model import NUM_EXP, NUM_SHAPE
 from .aflw2000_data import FIXED_LIST, IMAGE_FOLDER, MAT_POSE, Aflw2000
 from .common import DatasetError
 from .metrics import box_size, nme_bbox
 
 #: the .mat keys of the fitted parameters, and how many coefficients 3DDFA's bases take of each
 MAT_SHAPE, MAT_EXP = "Shape_Para", "Exp_Para"
-NUM_SHAPE, NUM_EXP, NUM_POSE_PARA = 40, 10, 7
+#: Pose_Para's length: [pitch, yaw, roll, tx, ty, tz, scale]
+NUM_POSE_PARA = 7
 #: AFLW2000-3D's images are 450 x 450; its ground truth flips y as ``y = AFLW2000_HEIGHT + 1 - y``
 AFLW2000_HEIGHT = 450
 #: a mean keypoint floor above this (%) means the morphable model is not the BFM the .mat files were fitted with

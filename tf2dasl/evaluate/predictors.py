@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import UserError
 from ..geometry.camera import crop_to_image, model_to_crop
 from ..geometry.conventions import CONVENTIONS, CropConvention, get_convention
+from ..geometry.morphable_model import NUM_PARAMS
 from .common import DatasetError
 
 #: Predictions are 3D landmarks in crop pixels ``(B, 68, 3)`` from uint8 crops ``(B, S, S, 3)``.
@@ -33,7 +34,6 @@ MAP_MODEL_CHANNELS = 4
 DECODER_AGREEMENT_PX = 0.5
 #: how many faces that check looks at
 DECODER_CHECK_FACES = 16
-NUM_PARAMS = 62
 
 
 @dataclass

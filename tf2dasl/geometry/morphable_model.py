@@ -20,6 +20,10 @@ from ..errors import UserError
 NUM_PARAMS = 62
 NUM_POSE, NUM_SHAPE, NUM_EXP = 12, 40, 10
 NUM_LANDMARKS = 68
+#: the three parts of the 62 parameters: the row-major ``[s R | t]`` (12), identity shape (40), expression (10)
+POSE = slice(0, NUM_POSE)
+SHAPE = slice(NUM_POSE, NUM_POSE + NUM_SHAPE)
+EXPRESSION = slice(NUM_POSE + NUM_SHAPE, NUM_PARAMS)
 
 
 class MorphableModelError(UserError):
@@ -106,8 +110,7 @@ class MorphableModel:
     def shape_offsets(self, params: np.ndarray, dense: bool) -> np.ndarray:
         """Shape in model space before the camera: ``(B, N, 3)`` (N = 68 when not dense)."""
         params = np.asarray(params, np.float32)
-        a_shp = params[:, NUM_POSE:NUM_POSE + NUM_SHAPE]
-        a_exp = params[:, NUM_POSE + NUM_SHAPE:]
+        a_shp, a_exp = params[:, SHAPE], params[:, EXPRESSION]
         if dense:
             self.require_dense()
             u, w_shp, w_exp = self.u, self.w_shp, self.w_exp
@@ -119,7 +122,7 @@ class MorphableModel:
     def vertices(self, params: np.ndarray, dense: bool = True) -> np.ndarray:
         """Raw params ``(B, 62)`` → model-frame points ``(B, N, 3)`` (y up; N = 38,365 or 68)."""
         params = np.asarray(params, np.float32)
-        pose = params[:, :NUM_POSE].reshape(-1, 3, 4)
+        pose = params[:, POSE].reshape(-1, 3, 4)
         shape = self.shape_offsets(params, dense)
         return shape @ np.transpose(pose[:, :, :3], (0, 2, 1)) + pose[:, None, :, 3]
 

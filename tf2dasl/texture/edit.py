@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..geometry.morphable_model import NUM_PARAMS, NUM_POSE, NUM_SHAPE
+from ..geometry.morphable_model import EXPRESSION
 from ..geometry.object_frame import apply_pose, object_vertices, pose_matrices
 from ..render import rasterize_sparse, render_textured, vertex_normals
 from .uv import Texture, uv_layout
@@ -32,8 +32,6 @@ __all__ = ["EditConfig", "swap_face", "retarget_expression", "match_colours", "R
 #: 68-point indices: jaw (0-16) and brows (17-26) outline the swapped region; 60-67 is the inner lip outline
 JAW_AND_BROWS = np.arange(27)
 INNER_LIPS = np.arange(60, 68)
-#: expression coefficients in the 62 parameters
-EXPRESSION = slice(NUM_POSE + NUM_SHAPE, NUM_PARAMS)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .edit import EXPRESSION, EditConfig, Retargeter
+from .edit import EditConfig, Retargeter
 from ..errors import UserError
+from ..geometry.morphable_model import EXPRESSION
 from ..geometry.pose import params_to_sRt
 
 

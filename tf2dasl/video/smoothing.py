@@ -27,14 +27,10 @@ import numpy as np
 
 from ..geometry.camera import reframe_params
 from ..geometry.conventions import CROP_OFFSET_V2, CropConvention
+from ..geometry.morphable_model import EXPRESSION, NUM_EXP, NUM_PARAMS, NUM_POSE, NUM_SHAPE, POSE, SHAPE
 from .config import SmoothingConfig
 from .filters import KalmanCV, OneEuro, gaussian_weights, window_radius
 
-NUM_POSE = 12
-NUM_SHAPE = 40
-POSE = slice(0, NUM_POSE)
-SHAPE = slice(NUM_POSE, NUM_POSE + NUM_SHAPE)
-EXPRESSION = slice(NUM_POSE + NUM_SHAPE, None)
 #: Of the 12 pose numbers (row-major ``[s R | t]``), the translations; the other 9 are the scaled rotation.
 TRANSLATION = np.array([3, 7, 11])
 ROTATION = np.array([i for i in range(NUM_POSE) if i not in TRANSLATION])
@@ -52,7 +48,7 @@ class Smoothed:
 
 def _params(frame) -> np.ndarray:
     return (np.stack([np.asarray(f.params, np.float64) for f in frame.faces]) if frame.faces
-            else np.zeros((0, 62)))
+            else np.zeros((0, NUM_PARAMS)))
 
 
 class Smoother:
@@ -87,11 +83,11 @@ class _TrackFilter:
     def __init__(self, cfg: SmoothingConfig):
         if cfg.causal_filter == "kalman":
             self.pose = KalmanCV(NUM_POSE, cfg.pose_noise)
-            self.expression = KalmanCV(62 - NUM_POSE - NUM_SHAPE, cfg.expression_noise)
+            self.expression = KalmanCV(NUM_EXP, cfg.expression_noise)
         else:
             args = (cfg.one_euro_min_cutoff, cfg.one_euro_beta, cfg.one_euro_d_cutoff)
             self.pose = OneEuro(NUM_POSE, *args)
-            self.expression = OneEuro(62 - NUM_POSE - NUM_SHAPE, *args)
+            self.expression = OneEuro(NUM_EXP, *args)
         self.shape_sum = np.zeros(NUM_SHAPE)
         self.count = 0
         self.last = None
@@ -179,7 +175,7 @@ class OfflineSmoother(Smoother):
 
     def _emit(self, frame, rois: np.ndarray) -> Smoothed:
         t, r = frame.index, self.delay
-        out = np.zeros((len(frame.faces), 62))
+        out = np.zeros((len(frame.faces), NUM_PARAMS))
         for i, face in enumerate(frame.faces):
             hist = self.samples[face.track_id]
             idx = np.array([k for k in hist if abs(k - t) <= r])

@@ -30,6 +30,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..detect.base import box_iou
+from ..geometry.morphable_model import NUM_PARAMS
 from ..geometry.roi import crop_image, roi_from_bbox, roi_from_landmarks
 from .config import TrackingConfig
 
@@ -243,7 +244,7 @@ class FaceTracker:
             landmark_boxes(np.stack([t.landmarks for t in self.tracks])) if self.tracks else np.zeros((0, 4)),
             np.array([t.score for t in self.tracks], np.float32),
             np.stack([t.roi for t in self.tracks]) if self.tracks else np.zeros((0, 4), np.float32),
-            np.stack([t.params for t in self.tracks]) if self.tracks else np.zeros((0, 62), np.float32),
+            np.stack([t.params for t in self.tracks]) if self.tracks else np.zeros((0, NUM_PARAMS), np.float32),
             np.stack([t.landmarks for t in self.tracks]) if self.tracks else np.zeros((0, 68, 3), np.float32))
         out = [TrackedFace(t.id, f, t.detected) for t, f in zip(self.tracks, faces)]
         return TrackedFrame(index, time, image, out, cut=cut, detected=detected)
