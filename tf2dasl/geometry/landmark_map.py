@@ -35,13 +35,7 @@ def landmark_map(landmarks: np.ndarray | None, size: int = 120, batch: int | Non
     """Crop-pixel landmarks ``(B, 68, >=2)`` → maps ``(B, size, size)`` float32; ``None`` → empty maps (all -1)."""
     if landmarks is None:
         return np.full((batch or 1, size, size), BACKGROUND, np.float32)
-    pts = np.floor(map_points(landmarks) + 0.5).astype(np.int64)  # round half up, as the TF twin
-    out = np.full((pts.shape[0], size, size), BACKGROUND, np.float32)
-    b = np.repeat(np.arange(pts.shape[0]), pts.shape[1])
-    x, y = pts[..., 0].reshape(-1), pts[..., 1].reshape(-1)
-    ok = (x >= 0) & (x < size) & (y >= 0) & (y < size)
-    out[b[ok], y[ok], x[ok]] = FOREGROUND
-    return out
+    return map_from_points(map_points(landmarks), size)
 
 
 def tf_map_points(landmarks):

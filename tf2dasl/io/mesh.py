@@ -35,7 +35,8 @@ __all__ = ["encode_obj", "encode_ply", "write_obj", "write_ply", "encode_mtl", "
            "encode_glb", "write_glb", "sample_vertex_colors"]
 
 
-def _prepare(vertices, triangles, flip_y: bool) -> tuple[np.ndarray, np.ndarray]:
+def _mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``vertices (N, 3)`` float64 and ``triangles (T, 3)`` int64 (0-based, in range)."""
     v = np.asarray(vertices, dtype=np.float64)
     t = np.asarray(triangles)
     if v.ndim != 2 or v.shape[1] != 3:
@@ -47,25 +48,33 @@ def _prepare(vertices, triangles, flip_y: bool) -> tuple[np.ndarray, np.ndarray]
     t = t.astype(np.int64)
     if t.size and (t.min() < 0 or t.max() >= len(v)):
         raise ValueError(f"triangle indices must be in [0, {len(v)}), got [{t.min()}, {t.max()}]")
+    return v, t
+
+
+def _prepare(vertices, triangles, flip_y: bool) -> tuple[np.ndarray, np.ndarray]:
+    v, t = _mesh(vertices, triangles)
     if flip_y:
         v = v * np.array([1.0, -1.0, 1.0])
         t = t[:, [0, 2, 1]]
     return v, t
 
 
-def _colors_float(colors, n: int) -> np.ndarray:
+def _colors(colors, n: int) -> np.ndarray:
     c = np.asarray(colors)
     if c.shape != (n, 3):
         raise ValueError(f"colors must be (N, 3) = ({n}, 3), got {c.shape}")
+    return c
+
+
+def _colors_float(colors, n: int) -> np.ndarray:
+    c = _colors(colors, n)
     if c.dtype == np.uint8:
         return c.astype(np.float64) / 255.0
     return np.clip(c.astype(np.float64), 0.0, 1.0)
 
 
 def _colors_uint8(colors, n: int) -> np.ndarray:
-    c = np.asarray(colors)
-    if c.shape != (n, 3):
-        raise ValueError(f"colors must be (N, 3) = ({n}, 3), got {c.shape}")
+    c = _colors(colors, n)
     if c.dtype == np.uint8:
         return c
     return np.clip(np.rint(c.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
@@ -156,15 +165,7 @@ def _check_texture(texture) -> np.ndarray:
 
 def _textured_inputs(vertices, triangles, uv, texture, normals):
     """Checked ``(vertices, triangles, uv, normals)`` as float64/int64 (normals computed when ``None``)."""
-    v = np.asarray(vertices, np.float64)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices must be (N, 3), got {v.shape}")
-    t = np.asarray(triangles)
-    if t.ndim != 2 or t.shape[1] != 3 or (t.size and not np.issubdtype(t.dtype, np.integer)):
-        raise ValueError(f"triangles must be (T, 3) integer, got {t.shape} {t.dtype}")
-    t = t.astype(np.int64)
-    if t.size and (t.min() < 0 or t.max() >= len(v)):
-        raise ValueError(f"triangle indices must be in [0, {len(v)}), got [{t.min()}, {t.max()}]")
+    v, t = _mesh(vertices, triangles)
     uv = np.asarray(uv, np.float64)
     if uv.shape != (len(v), 2):
         raise ValueError(f"uv must be (N, 2) = ({len(v)}, 2), got {uv.shape}")
