@@ -162,6 +162,8 @@ class FaceModel:
         """``(B, S, S, 3)`` uint8 crops (+ landmark maps ``(B, S, S)``; None: empty) → ``(B, 62)`` whitened params
         (one forward pass)."""
         if maps is None:
+            if self.spec.channels == 3:  # no map channel: no empty map to build and feed on every call
+                return self._batched(self._infer, crops, batch_size=batch_size)
             maps = landmark_map(None, self.spec.input_size, batch=len(crops))
         return self._batched(self._one_pass, crops, np.asarray(maps, np.float32), batch_size=batch_size)
 
