@@ -17,12 +17,21 @@ def load(args):
     from ..texture.edit import EditConfig
     from ..errors import UserError
 
-    if not 8 <= args.texture_size <= 8192:
-        raise UserError(f"--texture-size {args.texture_size}: give a side between 8 and 8192 texels")
+    check_texture_size(args.texture_size)
     rec = make_reconstructor(args.model, args.detector, args.assets)
     mm = rec.model.mm
     mm.require_uv(args.command)
     return rec, mm, EditConfig(texture_size=args.texture_size)
+
+
+def check_texture_size(size: int) -> None:
+    """``--texture-size`` within what :class:`tf2dasl.texture.TextureConfig` accepts, before any work (one line)."""
+    from ..errors import UserError
+    from ..texture.uv import TEXTURE_SIZE_RANGE
+
+    lo, hi = TEXTURE_SIZE_RANGE
+    if not lo <= size <= hi:
+        raise UserError(f"--texture-size {size}: give a side between {lo} and {hi} texels")
 
 
 def check_out(path, force: bool, suffixes: tuple[str, ...]) -> None:

@@ -11,6 +11,7 @@ from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
 from ..errors import UserError
 from ..runtimes import RUNTIMES
 from . import reconstruct_video
+from ._edits import check_texture_size
 
 #: every --flag of an output; the textured ones need a model directory with UV coordinates (tf2dasl.texture.assets),
 #: and for videos --obj writes per-frame meshes with vertex colours
@@ -112,8 +113,7 @@ def run(args) -> int:
     from ..api import RunInterrupted, make_backend, model_identity, read_boxes_file, reconstruct_paths
     from ..io.images import DEFAULT_MAX_PIXELS
 
-    if not 8 <= args.texture_size <= 8192:
-        raise UserError(f"--texture-size {args.texture_size}: give a side between 8 and 8192 texels")
+    check_texture_size(args.texture_size)
     outputs = [o for o in OUTPUTS if getattr(args, o)]
     det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
     if args.score_threshold is not None:

@@ -38,6 +38,8 @@ __all__ = ["TextureConfig", "Texture", "UVLayout", "uv_layout", "SOURCE_NAMES"]
 OUTSIDE, OBSERVED, MIRRORED, INPAINTED = 0, 1, 2, 3
 SOURCE_NAMES = {OUTSIDE: "outside the UV chart", OBSERVED: "seen in the photo", MIRRORED: "mirrored",
                 INPAINTED: "inpainted"}
+#: the texture sides (texels) a :class:`TextureConfig` accepts
+TEXTURE_SIZE_RANGE = (8, 8192)
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,9 @@ class TextureConfig:
     inpaint_scale: float = 0.5
 
     def __post_init__(self):
-        if not 8 <= int(self.size) <= 8192:
-            raise ValueError(f"texture size must be in [8, 8192], got {self.size}")
+        lo, hi = TEXTURE_SIZE_RANGE
+        if not lo <= int(self.size) <= hi:
+            raise ValueError(f"texture size must be in [{lo}, {hi}], got {self.size}")
         if not 0 <= self.facing_zero < self.facing_full <= 1:
             raise ValueError("need 0 <= facing_zero < facing_full <= 1")
 
