@@ -31,6 +31,10 @@ Example::
     with GrpcClient("127.0.0.1:8500", "mb05_120x120") as client:
         out = client.predict_images([open("face.jpg", "rb").read()], [[x0, y0, x1, y1]])
         out["landmarks_2d_image"]   # (1, 68, 2) image pixels
+
+Over tf2dasl's ~400-line guide on purpose: one job (calling a served model), with the gRPC and REST clients
+sharing one base (input checks, request splitting, retries, outputs joined in order) that each transport
+completes in ~100 lines; apart, the two would drift in what they check and retry.
 """
 from __future__ import annotations
 

@@ -23,6 +23,9 @@ side), shorter than FaceBoxes' box, which reaches the forehead. For 3DDFA_V2's c
 
 :class:`BlazeFaceDetector` runs one model; :class:`BlazeFaceCombined` (the default detector) runs full
 range and adds the short-range faces that full range missed (large faces).
+
+Over tf2dasl's ~400-line guide on purpose: one detector, its steps written in the order of MediaPipe's graph
+above (each a small function), so that it can be read and checked against MediaPipe step by step.
 """
 from __future__ import annotations
 
