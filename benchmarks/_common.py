@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +30,35 @@ def imported_model(shared: Path, weights: str = "mb05_120x120"):
     from tf2dasl.io.import_3ddfa import import_3ddfa_v2
 
     return import_3ddfa_v2(shared / "assets" / "3ddfa_v2", weights)
+
+
+#: CPU flags that set what the float32 and int8 kernels can use (printed with every measurement that depends on them)
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def cpu_description() -> str:
+    """``"AMD EPYC, 2 logical cores, SIMD: avx2 fma avx512f avx512_vnni ..."``: where a timing was measured."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    simd = " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown"
+    return f"{cpu_name()}, {os.cpu_count()} logical cores, SIMD: {simd}"
 
 
 def print_table(headers: list[str], rows: list[list]) -> None:

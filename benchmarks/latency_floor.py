@@ -2,6 +2,7 @@
 
     python benchmarks/latency_floor.py [--model models/mb05] [--export-dir export/mb05] [--repeat 1000]
                                        [--shared ../shared] [--no-int8]
+    python benchmarks/latency_floor.py --peak-only      # the CPU, its GEMM peaks and the floor, in seconds
 
 Prints, in one run:
 
@@ -37,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from _common import REPO, print_table, shared_dir, timeit  # noqa: E402
+from _common import REPO, cpu_description, print_table, shared_dir, timeit  # noqa: E402
 
 from tf2dasl.preprocessing import normalize_crops  # noqa: E402  (numpy only)
 
@@ -226,6 +227,31 @@ def tflite_runner(content: bytes, threads: int):
 
 
 # ============================================================================ main
+def print_peaks(macs: int, size: int) -> None:
+    """The CPU, the network's MACs, the GEMM peaks at 1 and 2 threads and the float32 floor they give."""
+    print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f} before the peaks")
+    print(f"network: {macs / 1e6:.1f} M multiply-accumulates per face (batch 1, {size}x{size})")
+    for t in (1, 2):
+        by_lib = {"ONNX Runtime (MLAS)": gemm_peak(t), "numpy (OpenBLAS)": blas_peak(t)}
+        th = f"{t} thread{'s' if t > 1 else ''}"
+        print(f"float32 GEMM peak, {GEMM_SIZE}^3 MatMul, best run, {th}: "
+              + ", ".join(f"{lib} {p:.1f} GMAC/s" for lib, p in by_lib.items())
+              + f" -> float32 floor (MACs / best peak) {macs / max(by_lib.values()) / 1e6:.3f} ms")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+
+
+def _model_or_mb05(model_dir: str):
+    """The model directory's model, or (for its MAC count only) mb05's architecture with random weights."""
+    from types import SimpleNamespace
+
+    from tf2dasl import load_model
+    from tf2dasl.model import ModelSpec
+
+    if Path(model_dir).is_dir():
+        return load_model(model_dir)
+    return SimpleNamespace(regressor=ModelSpec(backbone="mobilenet_v1", width=0.5).build_regressor())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "mb05"))
@@ -233,10 +259,16 @@ def main() -> None:
     ap.add_argument("--shared", default=None, help="the shared assets/data folder (default $TF2DASL_SHARED or ../shared)")
     ap.add_argument("--repeat", type=int, default=1000)
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 rows (they need 300-W for calibration)")
+    ap.add_argument("--peak-only", action="store_true",
+                    help="print the CPU, the GEMM peaks and the float32 floor only (MACs of --model, or of mb05's "
+                         "architecture when that directory does not exist); no runtime timings")
     args = ap.parse_args()
     from tf2dasl import load_model
     from tf2dasl.quiet import native_stderr_hidden
 
+    if args.peak_only:
+        print_peaks(count_macs(_model_or_mb05(args.model)), 120)
+        return
     shared = shared_dir(args.shared)
     model = load_model(args.model)
     if model.spec.channels != 3:
@@ -288,7 +320,6 @@ def main() -> None:
             content = tflite_full_int8(model, calib, tmp)
             graphs["bare regressor, full int8 (TFLite + XNNPACK)"] = lambda threads: tflite_runner(content, threads)
 
-        peaks = {t: {"ONNX Runtime (MLAS)": gemm_peak(t), "numpy (OpenBLAS)": blas_peak(t)} for t in (1, 2)}
         rows = {name: [name] for name in graphs}
         for threads in (1, 2):
             runners = {name: make(threads) for name, make in graphs.items()}
@@ -313,13 +344,7 @@ def main() -> None:
                 rows[name].append(res["nme_2d_68"]["original"]["mean"])
         rows = list(rows.values())
 
-    print(f"network: {macs / 1e6:.1f} M multiply-accumulates per face (batch 1, {size}x{size})")
-    for t, by_lib in peaks.items():
-        th = f"{t} thread{'s' if t > 1 else ''}"
-        print(f"float32 GEMM peak, {GEMM_SIZE}^3 MatMul, best run, {th}: "
-              + ", ".join(f"{lib} {p:.1f} GMAC/s" for lib, p in by_lib.items())
-              + f" -> float32 floor (MACs / best peak) {macs / max(by_lib.values()) / 1e6:.3f} ms")
-    print(f"load average {os.getloadavg()[0]:.2f}")
+    print_peaks(macs, size)
     headers = ["graph", "batch 1, 1 thread (ms)", "batch 1, 2 threads (ms)", "max |Δ whitened params| vs Keras"]
     if aflw is not None:
         headers.append(f"AFLW2000-3D dev NME, original (%, {len(aflw.names)} faces)")

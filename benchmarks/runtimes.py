@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -38,6 +37,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import cpu_description, cpu_name  # noqa: E402
 
 ROWS = ("keras", "keras-xla", "savedmodel", "tflite-float32", "tflite-float16", "tflite-int8", "onnx", "predict_image")
 DESCRIPTION = {
@@ -188,16 +190,6 @@ def run_worker(rows: list[str], threads: int, args) -> list[dict]:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(REPO / "models" / "mb05"), help="model directory (Keras rows)")
@@ -224,7 +216,7 @@ def main(argv=None) -> int:
         p.error(f"unknown rows {bad}; choose from {', '.join(ROWS)}")
     tmax = max(threads)
     load0 = os.getloadavg()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+    print(f"CPU: {cpu_description()}; load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
     results = {}
     for t in threads:
         for res in run_worker(rows, t, args):
