@@ -128,3 +128,27 @@ def test_the_numpy_pipeline_imports_without_tensorflow():
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_readme_layout_lists_every_module():
+    """README's Layout tree names every module and package of tf2dasl/ (a package's __init__.py by its folder), and
+    nothing that is not there."""
+    readme = (PKG.parent / "README.md").read_text()
+    block = readme.split("\n## Layout\n", 1)[1].split("```\n", 2)[1]
+    listed, folder, inside = set(), None, False
+    for line in block.splitlines():
+        indent, name = len(line) - len(line.lstrip()), (line.split() or [""])[0]
+        if indent == 0:
+            inside = name == "tf2dasl/"
+            continue
+        if not inside:
+            continue
+        if indent == 2:
+            folder = name if name.endswith("/") else None
+            listed.add(name.rstrip("/"))
+        elif indent == 4 and folder:
+            listed.add(folder + name)
+    actual = {str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+              if not (p.name == "__init__.py" and p.parent != PKG)}
+    actual |= {str(p.relative_to(PKG)) for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert listed == actual, f"missing from README: {sorted(actual - listed)}; not in tf2dasl/: {sorted(listed - actual)}"

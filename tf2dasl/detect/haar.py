@@ -1,4 +1,5 @@
-"""OpenCV's Haar cascade (Viola-Jones) frontal face detector: always available, the fallback.
+"""OpenCV's Haar cascade (Viola-Jones) frontal face detector: needs no model file; used only when named
+(``--detector haar``), never as a silent fallback.
 
 It uses ``haarcascade_frontalface_default.xml`` shipped with opencv-python(-headless) < 5 under
 ``cv2.data.haarcascades``. Frontal faces only (profiles are missed) and more false positives than

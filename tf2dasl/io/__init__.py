@@ -2,8 +2,9 @@
 
 Owns the restricted unpickler (:mod:`.pickles`), the torch-free ``.pth`` reader (:mod:`.pth`), morphable-model
 files (:mod:`.morphable_files`), the 3DDFA_V2 importer (:mod:`.import_3ddfa`), model directories
-(:mod:`.model_dir`, :mod:`.descriptor`), images (:mod:`.images`), ``.pts`` landmarks (:mod:`.pts`), meshes
-(:mod:`.mesh`) and the one output writer every file goes through (:mod:`.outputs`: atomic, checked). Must not
+(:mod:`.model_dir`, :mod:`.descriptor`), images (:mod:`.images`), ``.pts`` landmarks (:mod:`.pts`), the
+``--boxes`` file (:mod:`.boxes`), meshes (:mod:`.mesh`), the one output writer every file goes through
+(:mod:`.outputs`: atomic, checked) and an output folder's manifest (:mod:`.run_folder`). Must not
 import :mod:`tf2dasl.commands`, :mod:`tf2dasl.training` or :mod:`tf2dasl.evaluate`; model code is imported only
 where a model directory is built or loaded.
 """
