@@ -72,15 +72,16 @@ def main(argv=None) -> int:
                 "depth": draw.depth_image(image, faces, tri),
                 "pncc": draw.pncc_image(image, faces, tri, mm.ncc())}
     x0, y0, x1, y1 = crop_box([g.roi_box for g in faces], image.shape, args.context)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from tf2dasl.io.outputs import make_folder, write_image
+
+    out = make_folder(args.out)
     for name, pic in pictures.items():
         pic = pic[y0:y1, x0:x1]
         if max(pic.shape[:2]) > args.max_side:
             s = args.max_side / max(pic.shape[:2])
             pic = cv2.resize(pic, (round(pic.shape[1] * s), round(pic.shape[0] * s)), interpolation=cv2.INTER_AREA)
         path = out / f"astronaut_{name}.png"
-        cv2.imwrite(str(path), pic, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        write_image(path, pic, (cv2.IMWRITE_PNG_COMPRESSION, 9))  # checked, atomic
         size = path.stat().st_size
         print(f"wrote {path} ({pic.shape[1]}x{pic.shape[0]}, {size / 1024:.0f} KB)")
         if size > MAX_BYTES:
