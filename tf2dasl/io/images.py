@@ -89,12 +89,6 @@ def read_header(data: bytes) -> ImageHeader | None:
     return ImageHeader(width, height, fmt, orientation if 1 <= orientation <= 8 else 1)
 
 
-def _exif_orientation(data: bytes) -> int:
-    """The EXIF orientation (1..8) stored in the encoded image ``data``; 1 when absent or unreadable."""
-    header = read_header(data)
-    return header.orientation if header else 1
-
-
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     """Turn pixels stored with EXIF ``orientation`` (1..8) into the upright image a viewer shows.
 
