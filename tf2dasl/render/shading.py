@@ -176,6 +176,20 @@ def _remap_points(tex: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out.reshape(-1, 3)[:m]
 
 
+def texture_colors(tri_index, bary, triangles, uv, texture) -> np.ndarray:
+    """The texture's colours at covered pixels of a raster (:func:`rasterize_sparse`): ``tri_index (M,)`` into
+    ``triangles``, ``bary`` their barycentrics (``(M, 3)`` or three ``(M,)``); UVs ``(N, 2)`` (v up) interpolated,
+    ``texture (S_h, S_w, 3)`` uint8 looked up bilinearly (:func:`_remap_points`). Returns ``(M, 3)`` uint8."""
+    l0, l1, l2 = (bary[:, 0], bary[:, 1], bary[:, 2]) if isinstance(bary, np.ndarray) and bary.ndim == 2 else bary
+    uv = np.asarray(uv, np.float64)
+    tt = np.asarray(triangles).T
+    c0, c1, c2 = tt[0][tri_index], tt[1][tri_index], tt[2][tri_index]
+    u = l0 * uv[c0, 0] + l1 * uv[c1, 0] + l2 * uv[c2, 0]
+    v = l0 * uv[c0, 1] + l1 * uv[c1, 1] + l2 * uv[c2, 1]
+    th, tw = texture.shape[:2]
+    return _remap_points(texture, u * tw - 0.5, (1.0 - v) * th - 0.5)
+
+
 def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, textures, alpha: float = 1.0,
                     cull_backfaces: bool = False, return_mask: bool = False):
     """Texture-mapped mesh over the photo: UVs interpolated over the visible triangles, texture looked up
@@ -214,18 +228,12 @@ def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, t
     if verts:
         tri = np.asarray(triangles)
         all_v, all_t = _concat_faces(verts, tri)
-        pix, t_idx, (l0, l1, l2), _ = _raster_compact(all_v, all_t, h, w, cull_backfaces)
-        local = t_idx % len(tri) if len(verts) > 1 else t_idx
-        tt = tri.T
-        c0, c1, c2 = tt[0][local], tt[1][local], tt[2][local]
-        u = l0 * uv[c0, 0] + l1 * uv[c1, 0] + l2 * uv[c2, 0]
-        v = l0 * uv[c0, 1] + l1 * uv[c1, 1] + l2 * uv[c2, 1]
+        pix, t_idx, bary, _ = _raster_compact(all_v, all_t, h, w, cull_backfaces)
         colors = np.empty((len(pix), 3), np.uint8)
         face = t_idx // len(tri) if len(verts) > 1 else None
         for f, tex in enumerate(texs):
             sel = slice(None) if face is None else np.flatnonzero(face == f)
-            th, tw = tex.shape[:2]
-            colors[sel] = _remap_points(tex, u[sel] * tw - 0.5, (1.0 - v[sel]) * th - 0.5)
+            colors[sel] = texture_colors(t_idx[sel] % len(tri), [b[sel] for b in bary], tri, uv, tex)
         flat = out.reshape(h * w, 3)
         flat[pix] = colors if alpha == 1.0 else _to_u8((1.0 - alpha) * flat[pix] + alpha * colors)
         mask[pix] = True

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import UserError
 from ..geometry.morphable_model import EXPRESSION
 from ..geometry.object_frame import apply_pose, object_vertices, pose_matrices
-from ..render import rasterize_sparse, render_textured, vertex_normals
+from ..render import rasterize_sparse, render_textured, texture_colors, vertex_normals
 from .uv import Texture, uv_layout
 
 __all__ = ["EditConfig", "swap_face", "retarget_expression", "match_colours", "Retargeter", "find_face",
@@ -217,8 +217,9 @@ class Retargeter:
         cfg, mm, img = self.config, self.mm, self.image
         h, w = img.shape[:2]
         new = self.vertices(expression, rotation)
-        rendered, covered = render_textured(img, [new], mm.triangles, mm.uv, self.texture, return_mask=True)
-        _, pix, tri, bary = _covered(img.shape, new, mm.triangles)
+        covered, pix, tri, bary = _covered(img.shape, new, mm.triangles)  # one raster: the render and the motion
+        rendered = img.copy()
+        rendered.reshape(-1, 3)[pix] = texture_colors(tri, bary, mm.triangles, mm.uv, self.texture)
         moved = np.linalg.norm(new[:, :2] - np.asarray(self.face.vertices)[:, :2], axis=1)
         weight = np.zeros(h * w)
         weight[pix] = _smoothstep(_interpolate(moved.astype(np.float64), mm.triangles, tri, bary) / cfg.motion_px)
