@@ -23,7 +23,7 @@ from .geometry.camera import crop_to_image, image_to_crop, model_to_crop
 from .geometry.conventions import get_convention
 from .geometry.landmark_map import landmark_map
 from .geometry.pose import params_to_pose
-from .geometry.roi import crop_images, roi_from_bbox, roi_from_landmarks
+from .geometry.roi import crop_images, landmark_boxes, roi_from_bbox, roi_from_landmarks
 
 if TYPE_CHECKING:  # an annotation only: importing backends (tf2dasl.model) would import TensorFlow
     from .backends import Backend
@@ -103,7 +103,7 @@ class Reconstructor:
         """
         if landmarks is not None:
             landmarks = np.asarray(landmarks, np.float32).reshape(-1, 68, 2)
-            det_boxes = np.concatenate([landmarks.min(1), landmarks.max(1)], axis=1)
+            det_boxes = landmark_boxes(landmarks)
             scores = np.ones(len(landmarks), np.float32) if scores is None else scores
             rois = roi_from_landmarks(landmarks)
             maps = None

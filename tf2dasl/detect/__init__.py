@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry.roi import landmark_boxes
 from ..io.pts import PtsError, read_pts  # noqa: F401  (re-exported for convenience)
 from .base import Detection, DetectorError, FaceDetector, box_iou, scale_shift_box  # noqa: F401
 from .blazeface import (  # noqa: F401
@@ -160,7 +161,7 @@ def boxes_from_pts(pts: np.ndarray) -> np.ndarray:
     p = np.asarray(pts, np.float32)
     if p.ndim != 2 or p.shape[1] < 2 or len(p) == 0:
         raise ValueError(f"expected landmarks of shape (K, 2) or (K, 3), got {p.shape}")
-    return np.array([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()], np.float32)
+    return landmark_boxes(p[None])[0]
 
 
 __all__ = [

@@ -25,6 +25,13 @@ def roi_from_bbox(boxes: np.ndarray) -> np.ndarray:
     return np.stack([x0, y0, x0 + side, y0 + side], 1).astype(np.float32)
 
 
+def landmark_boxes(landmarks: np.ndarray) -> np.ndarray:
+    """The boxes ``(F, 4)`` float32 ``[x0, y0, x1, y1]`` of landmarks ``(F, K, >=2)``: the box a face given by its
+    landmarks (``.pts``) or tracked from frame to frame reports (the same definition whether or not a detector ran)."""
+    lm = np.asarray(landmarks)[..., :2]
+    return np.concatenate([lm.min(1), lm.max(1)], axis=1).astype(np.float32)
+
+
 def roi_center_side(points: np.ndarray, roi_scale: float = ROI_LANDMARK_SCALE) -> tuple[np.ndarray, np.ndarray]:
     """Landmarks ``(B, K, >=2)`` → roi centres ``(B, 2)`` and sides ``(B,)``: the landmark box made square on its
     longer side, times ``roi_scale`` (3DDFA_V2's ``parse_roi_box_from_landmark``: sqrt(2), the square's diagonal).

@@ -27,11 +27,12 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..geometry.roi import landmark_boxes
 from ..io.outputs import OutputError
 from .config import VideoConfig
 from .reader import VideoReader, open_camera, open_video
 from .smoothing import make_smoother
-from .tracker import FaceTracker, TrackedFace, TrackedFrame, landmark_boxes
+from .tracker import FaceTracker, TrackedFace, TrackedFrame
 from .writer import VideoOutputs
 
 

@@ -31,7 +31,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..detect.base import box_iou
 from ..geometry.morphable_model import NUM_PARAMS
-from ..geometry.roi import crop_image, roi_from_bbox, roi_from_landmarks
+from ..geometry.roi import crop_image, landmark_boxes, roi_from_bbox, roi_from_landmarks
 from .config import TrackingConfig
 
 #: Size of the thumbnail whose hue/saturation histogram the shot-cut test compares (pixels, width x height).
@@ -98,13 +98,6 @@ class _Lost:
     id: int
     roi: np.ndarray
     frame: int
-
-
-def landmark_boxes(landmarks: np.ndarray) -> np.ndarray:
-    """The boxes ``(F, 4)`` of landmarks ``(F, 68, >=2)``: a tracked face's ``bbox`` (the same definition in
-    every frame, whether or not the detector ran)."""
-    lm = np.asarray(landmarks)[..., :2]
-    return np.concatenate([lm.min(1), lm.max(1)], axis=1).astype(np.float32)
 
 
 class ShotCutDetector:
