@@ -1,6 +1,7 @@
-"""Print the README's training table from the JSON files that benchmarks/ablation.sh writes.
+"""Print the README's training tables from the JSON files the ablation scripts write.
 
-    python benchmarks/ablation_table.py [RUNS_DIR]
+    python benchmarks/ablation_table.py [RUNS_DIR]            # benchmarks/ablation.sh (300-W experiment)
+    python benchmarks/ablation_table.py --aflw RUNS_DIR       # benchmarks/ablation_aflw.sh (AFLW, seeds)
 """
 from __future__ import annotations
 
@@ -19,10 +20,50 @@ ROWS = [("imported mb05_120x120 (3DDFA_V2)", "imported_aflw2000.json"),
         ("all terms, map-slice gradient x100 (`--set optim.map_lr_multiplier=100`)", "dasl_mb05_300w_map_lr100/aflw2000.json"),
         ("  the same, one-pass inference (empty map)", "dasl_mb05_300w_map_lr100/aflw2000_1pass.json")]
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")
+AFLW_ROWS = [("supervised only (teacher anchors + 2D points)", "supervised"), ("+ 2D self-prediction", "self_2d"),
+             ("+ 3D self-prediction consistency", "self_3d"), ("+ cycle consistency", "cycle"),
+             ("+ self-critic", "adversarial"), ("full 2DASL (all four terms)", "full")]
+
+
+def _metrics(run: Path, holdout: Path) -> dict:
+    """The numbers of one model: hold-out NMEs and the AFLW2000-3D monitor."""
+    a = json.loads(run.read_text())["nme_2d_68"]
+    h = next(iter(json.loads(holdout.read_text()).values()))
+    return {"aflw_val": h["aflw21"]["yaw"]["mean"], "helen": h["68"]["nme"], "orig": a["original"]["mean"],
+            "re": a["reannotated"]["mean"]}
+
+
+def _cell(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.3f}"
+    half = (max(values) - min(values)) / 2
+    return f"{mean:.3f} ± {half:.3f}"
+
+
+def aflw_table(runs: Path) -> None:
+    keys = ("aflw_val", "helen", "orig", "re")
+    print("| model (seeds) | AFLW-wild val 21-pt NME (yaw-balanced) | HELEN hold-out 68-pt NME (crops) | AFLW2000-3D dev original "
+          "(monitor) | re-annotated (monitor) |")
+    print("|---|---|---|---|---|")
+    base = _metrics(runs / "mb05_aflw2000.json", runs / "mb05_holdout.json")
+    print("| imported mb05_120x120 | " + " | ".join(f"{base[k]:.3f}" for k in keys) + " |")
+    for label, row in AFLW_ROWS:
+        found = sorted(runs.glob(f"{row}_s*/aflw2000.json"))
+        done = [_metrics(f, f.parent / "holdout.json") for f in found if (f.parent / "holdout.json").is_file()]
+        if not done:
+            print(f"| {label} | (no runs in {runs}) |")
+            continue
+        seeds = ", ".join(f.parent.name.rsplit("_s", 1)[1] for f in found)
+        print(f"| {label} ({seeds}) | " + " | ".join(_cell([m[k] for m in done]) for k in keys) + " |")
 
 
 def main() -> None:
-    runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
+    args = sys.argv[1:]
+    if args and args[0] == "--aflw":
+        aflw_table(Path(args[1] if len(args) > 1 else "runs/ablation"))
+        return
+    runs = Path(args[0] if args else "runs")
     print("| model | original: 0–30 | 30–60 | 60–90 | **mean** | re-annotated: 0–30 | 30–60 | 60–90 | **mean** |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, rel in ROWS:

@@ -644,3 +644,19 @@ def test_teacher_cache_is_reused_and_invalidated_when_the_teacher_changes(tmp_pa
     (tmp_path / "teacher-teacher-a.npz").write_bytes(b"garbage")
     with pytest.raises(TeacherCacheError, match="teacher-a.npz.*delete it"):
         TeacherCache(tmp_path, "teacher-a")
+
+
+def test_vertex_fitter_finds_the_vertex_that_fits_best():
+    from tf2dasl.data.correspondence import VertexFitter
+
+    rng = np.random.default_rng(0)
+    verts = rng.uniform(0, 120, (10, 50, 2)).astype(np.float32)          # 10 faces, 50 vertices
+    points = verts[:, [7, 22, 40]] + rng.normal(0, 0.3, (10, 3, 2)).astype(np.float32)
+    points[3, 1] = np.nan                                                 # not visible in face 3
+    points[:, 2] = (verts[:, 40] + verts[:, 41]) / 2                      # exactly a vertex pair's midpoint
+    fitter = VertexFitter(50, np.array([[0, 1], [2, 3], [40, 41]]))
+    fitter.add(verts[:6], points[:6])
+    fitter.add(verts[6:], points[6:])
+    fit = fitter.result()
+    assert fit.pairs.tolist() == [[7, 7], [22, 22], [40, 41]] and fit.count.tolist() == [10, 9, 10]
+    assert fit.error[2] < 1e-4 and fit.pair_error[2] < 1e-4 and fit.error[0] < 3.0  # 0.3 px noise

@@ -803,3 +803,29 @@ def test_train_command_on_two_workers(synth, init_model_dir, tmp_path):
     assert (runs[0] / "model/model.json").is_file() and tf.train.latest_checkpoint(str(runs[0] / "checkpoints"))
     assert len((runs[0] / "history.csv").read_text().splitlines()) == 2
     assert not runs[1].exists() or not any(runs[1].iterdir())
+
+
+def test_fit_landmarks_command_writes_the_points_file_and_a_picture(mm, init_model_dir, tmp_path, capsys):
+    from test_data import write_aflw
+
+    from tf2dasl.data.landmark_sets import read_points_file
+
+    root = write_aflw(tmp_path / "aflw", n=8)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(textwrap.dedent(f"""
+        data:
+          wild:
+            aflw: {{root: "{root}", points_file: "{tmp_path / 'points.yaml'}", val_every: 4}}
+    """))
+    assert main(["fit-landmarks", "--config", str(cfg), "--model", str(init_model_dir), "--faces", "5",
+                 "--draw", str(tmp_path / "pics")]) == 0
+    out = capsys.readouterr().out
+    assert "fitting on 5 of 6 AFLW training faces (2 validation faces excluded" in out
+    pairs = read_points_file(tmp_path / "points.yaml", "aflw21")
+    assert pairs.shape == (21, 2) and (pairs >= 0).all() and (pairs < mm.num_vertices).all()
+    import cv2
+
+    pic = cv2.imread(str(tmp_path / "pics/points_fit.png"))
+    assert pic is not None and pic.shape[0] > 300 and pic.std() > 5
+    _cli_error(capsys, ["fit-landmarks", "--config", str(_config({"checkout": "x", "wild": "y"}, tmp_path)),
+                        "--model", str(init_model_dir)], "no data.wild.aflw")

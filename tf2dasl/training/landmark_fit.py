@@ -118,7 +118,9 @@ def draw_fit(result: AflwFit, count: int = 12, scale: int = 3, columns: int = 4)
 
 def write_fit(result: AflwFit, out: Path, command: str, model_dir: str, draw_dir: Path | None = None) -> list[Path]:
     """Write the points YAML (and the picture into ``draw_dir``); returns the written paths."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     written = [write_text(out, points_yaml(result, command, model_dir))]
     if draw_dir is not None:
+        Path(draw_dir).mkdir(parents=True, exist_ok=True)
         written.append(write_image(Path(draw_dir) / f"{Path(out).stem}_fit.png", draw_fit(result)))
     return written

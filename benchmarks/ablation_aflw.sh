@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The AFLW ablation (issue 11): each 2DASL self-supervision term added alone to the supervised terms, and all of them,
+# at a reduced budget (--set overrides of configs/dasl_mb05_aflw.yaml), two seeds per row. Every run writes RUN/model,
+# its AFLW2000-3D table (RUN/aflw2000.json, a monitor) and its hold-out NMEs (RUN/holdout.json).
+#   bash benchmarks/ablation_aflw.sh [RUNS_DIR] [SEEDS...]      then: python benchmarks/ablation_table.py --aflw RUNS_DIR
+set -euo pipefail
+runs=${1:-runs/ablation}
+shift || true
+seeds=${*:-"1 2"}
+cfg=configs/dasl_mb05_aflw.yaml
+shared=${TF2DASL_SHARED:-../shared}
+budget=(--set epochs=3 --set steps_per_epoch=400)
+[ -d models/mb05 ] || tf2dasl import-3ddfa "$shared/assets/3ddfa_v2" --weights mb05_120x120 --out models/mb05
+mkdir -p "$runs"
+[ -f "$runs/mb05_aflw2000.json" ] || tf2dasl evaluate aflw2000 --data "$shared/data/aflw2000_3d_dev" --model models/mb05 \
+  --json "$runs/mb05_aflw2000.json"
+[ -f "$runs/mb05_holdout.json" ] || python benchmarks/holdout_nme.py --config "$cfg" --json "$runs/mb05_holdout.json" models/mb05
+for seed in $seeds; do
+  for row in supervised self_2d self_3d cycle adversarial full; do
+    out="$runs/${row}_s$seed"
+    terms=()
+    for term in self_2d self_3d cycle adversarial; do
+      [ "$row" = full ] || [ "$row" = "$term" ] || terms+=(--set "loss.$term=0")
+    done
+    [ -d "$out/model" ] || tf2dasl train --config "$cfg" "${budget[@]}" --set seed="$seed" "${terms[@]}" \
+      --init models/mb05 --out "$out" $( [ -d "$out/checkpoints" ] && echo --resume )
+    [ -f "$out/aflw2000.json" ] || tf2dasl evaluate aflw2000 --data "$shared/data/aflw2000_3d_dev" --model "$out/model" \
+      --json "$out/aflw2000.json"
+    [ -f "$out/holdout.json" ] || python benchmarks/holdout_nme.py --config "$cfg" --json "$out/holdout.json" "$out/model"
+  done
+done
