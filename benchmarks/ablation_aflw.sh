@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The AFLW ablation (issue 11): each 2DASL self-supervision term added alone to the supervised terms, and all of them,
 # at a reduced budget (--set overrides of configs/dasl_mb05_aflw.yaml), two seeds per row. Every run writes RUN/model,
-# its AFLW2000-3D table (RUN/aflw2000.json, a monitor) and its hold-out NMEs (RUN/holdout.json).
+# its AFLW2000-3D table (RUN/aflw2000.json, a monitor), its hold-out NMEs (RUN/holdout.json) and the held-out HELEN faces
+# through the whole photo pipeline (RUN/helen.json).
 #   bash benchmarks/ablation_aflw.sh [RUNS_DIR] [SEEDS...]      then: python benchmarks/ablation_table.py --aflw RUNS_DIR
 set -euo pipefail
 runs=${1:-runs/ablation}
@@ -15,6 +16,9 @@ mkdir -p "$runs"
 [ -f "$runs/mb05_aflw2000.json" ] || tf2dasl evaluate aflw2000 --data "$shared/data/aflw2000_3d_dev" --model models/mb05 \
   --json "$runs/mb05_aflw2000.json"
 [ -f "$runs/mb05_holdout.json" ] || python benchmarks/holdout_nme.py --config "$cfg" --json "$runs/mb05_holdout.json" models/mb05
+helen() {  # MODEL HOLDOUT_LIST OUT_JSON: 300-W's NME of the held-out HELEN faces, detector -> crop -> regression
+  [ -f "$3" ] || tf2dasl evaluate 300w --data "$shared/data/300w/helen_train" --list "$2" --model "$1" --json "$3"
+}
 for seed in $seeds; do
   for row in supervised self_2d self_3d cycle adversarial full; do
     out="$runs/${row}_s$seed"
@@ -27,5 +31,7 @@ for seed in $seeds; do
     [ -f "$out/aflw2000.json" ] || tf2dasl evaluate aflw2000 --data "$shared/data/aflw2000_3d_dev" --model "$out/model" \
       --json "$out/aflw2000.json"
     [ -f "$out/holdout.json" ] || python benchmarks/holdout_nme.py --config "$cfg" --json "$out/holdout.json" "$out/model"
+    helen "$out/model" "$out/holdout.txt" "$out/helen.json"
+    [ -f "$runs/mb05_helen.json" ] || helen models/mb05 "$out/holdout.txt" "$runs/mb05_helen.json"
   done
 done

@@ -2,6 +2,10 @@
 
 Usage: python benchmarks/input_pipeline.py [--shared DIR] [--batch 64] [--steps 40] [--warmup 5]
        [--cache memory|none] [--no-augment]
+       python benchmarks/input_pipeline.py --config configs/dasl_mb05_aflw.yaml [--steps 40]
+
+``--config``: the training pipeline of a config instead (all its in-the-wild sources mixed per batch, with teacher
+labels transformed per crop; the labels are stand-ins here, the maths is the same).
 
 Data (read from ``--shared``, never copied): the 1,207 300-W faces of ``data/300w/afw`` and
 ``data/300w/helen_train``. Reports the one-time load (decode + cache) and, after ``--warmup`` batches,
@@ -31,9 +35,13 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=5, help="untimed batches first")
     ap.add_argument("--cache", choices=("memory", "none"), default="memory")
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--config", help="a training config: time its mixed in-the-wild pipeline (batch from the config)")
     args = ap.parse_args(argv)
 
     import tensorflow as tf  # noqa: F401  (import time not counted below)
+
+    if args.config:
+        return config_pipeline(args)
 
     from tf2dasl.data import AugmentConfig, list_pts_faces, load_wild_faces, wild_dataset
 
@@ -58,6 +66,40 @@ def main(argv=None) -> int:
     print(f"wild_dataset batch {args.batch}, augment={'off' if args.no_augment else 'on'}: "
           f"{n / wall:.0f} faces/s wall ({wall / args.steps * 1e3:.1f} ms/batch), "
           f"{n / cpu:.0f} faces per CPU-second, on {os.cpu_count()} cores "
+          f"(load average {os.getloadavg()[0]:.1f})")
+    return 0
+
+
+def config_pipeline(args) -> int:
+    import numpy as np
+
+    from tf2dasl.config import load_config
+    from tf2dasl.data import load_wild_data, wild_sources_dataset
+    from tf2dasl.geometry.conventions import CROP_OFFSET_V2
+    from tf2dasl.training.config import TrainConfig
+    from tf2dasl.training.trainer import _expand_data_paths
+
+    cfg = load_config(args.config, TrainConfig)
+    _expand_data_paths(cfg)
+    t0, c0 = time.perf_counter(), time.process_time()
+    wild = load_wild_data(cfg.data.wild, log=lambda *a: None)
+    load_s, load_cpu = time.perf_counter() - t0, time.process_time() - c0
+    for src in wild.sources:
+        src.faces.teacher = np.zeros((len(src.faces), 2, 62), np.float32)
+    print(f"sources: {', '.join(f'{s.landmark_set} ({len(s.faces)} faces, {s.count}/batch)' for s in wild.sources)}; "
+          f"load {load_s:.1f} s wall / {load_cpu:.1f} s CPU")
+    it = iter(wild_sources_dataset(wild.sources, wild.layout, seed=0, convention=CROP_OFFSET_V2))
+    for _ in range(args.warmup):
+        next(it)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(args.steps):
+        batch = next(it)
+    batch["image"].numpy()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    b = int(batch["image"].shape[0])
+    n = args.steps * b
+    print(f"wild_sources_dataset batch {b} (teacher labels on): {n / wall:.0f} faces/s wall "
+          f"({wall / args.steps * 1e3:.1f} ms/batch), {n / cpu:.0f} faces per CPU-second, on {os.cpu_count()} cores "
           f"(load average {os.getloadavg()[0]:.1f})")
     return 0
 

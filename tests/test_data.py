@@ -660,3 +660,16 @@ def test_vertex_fitter_finds_the_vertex_that_fits_best():
     fit = fitter.result()
     assert fit.pairs.tolist() == [[7, 7], [22, 22], [40, 41]] and fit.count.tolist() == [10, 9, 10]
     assert fit.error[2] < 1e-4 and fit.pair_error[2] < 1e-4 and fit.error[0] < 3.0  # 0.3 px noise
+
+
+def test_yaw_balanced_sampling_draws_each_bin_equally(aflw_faces, no_jit):
+    from tf2dasl.data.pipeline import _index_stream, yaw_weights
+
+    yaws = np.array([5.0] * 12 + [45.0] * 3 + [80.0] * 1)
+    w = yaw_weights(yaws, 1.0)
+    assert yaw_weights(yaws, 0.0) is None and np.allclose([w[:12].sum(), w[12:15].sum(), w[15:].sum()], w[15])
+    idx = np.concatenate([i.numpy() for i, _ in _index_stream(16, 16, 0, 3, 0, 0, True, 200, True, w).batch(16)])
+    share = np.bincount(np.digitize(yaws[idx], [30, 60], right=True), minlength=3) / len(idx)
+    assert np.allclose(share, 1 / 3, atol=0.04), share
+    again = np.concatenate([i.numpy() for i, _ in _index_stream(16, 16, 0, 3, 0, 0, True, 200, True, w).batch(16)])
+    np.testing.assert_array_equal(idx, again)  # stateless: a resumed run draws the same faces

@@ -31,13 +31,15 @@ class AflwDataConfig:
     points. weight: this source's share of every wild batch (relative to ``wild.weight``). val_every/val_offset:
     every n-th face sorted by name, from the offset, is the validation split (listed in the run folder, never
     trained on; 0 = none). The crops are kept in memory as they are (``cache: none`` decodes them at every
-    visit)."""
+    visit). yaw_balance: 0 samples the faces as they come (half of AFLW is within 30 degrees of frontal); 1 draws
+    each of 3DDFA's |yaw| bins (0-30, 30-60, > 60) equally often; in between, ``count ** (1 - yaw_balance)``."""
 
     root: str = ""
     points_file: str = ""
     weight: float = 1.0
     val_every: int = 0
     val_offset: int = 0
+    yaw_balance: float = 0.0
     cache: str = "auto"
     cache_limit_mb: int = 2048
     augment: AugmentConfig = field(default_factory=aflw_augment)
@@ -50,6 +52,8 @@ class AflwDataConfig:
             raise ValueError("points_file must name the fitted AFLW point → mesh vertex YAML (tf2dasl fit-landmarks)")
         if not self.weight >= 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}")
+        if not 0 <= self.yaw_balance <= 1:
+            raise ValueError(f"yaw_balance must be in [0, 1], got {self.yaw_balance}")
         _check_split(self.val_every, self.val_offset, "val")
 
 

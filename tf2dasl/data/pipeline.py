@@ -109,8 +109,11 @@ def _compiled(kind: str, cfg: AugmentConfig, augment: bool, flip=()):
 
 
 def _index_stream(n: int, batch_size: int, seed: int, tag: int, start_epoch: int, start_step: int,
-                  shuffle: bool, epochs: int | None, drop_remainder: bool):
-    """Elements ``(index int32, rand (K,) float32)``, epoch after epoch, each epoch a whole number of batches."""
+                  shuffle: bool, epochs: int | None, drop_remainder: bool, weights: np.ndarray | None = None):
+    """Elements ``(index int32, rand (K,) float32)``, epoch after epoch, each epoch a whole number of batches.
+
+    ``weights (n,)``: sampling weights — each epoch then draws its ``n`` samples with replacement in proportion
+    to them (stateless, like the shuffle), each draw with its own random numbers."""
     import tensorflow as tf
 
     if batch_size < 1:
@@ -128,8 +131,14 @@ def _index_stream(n: int, batch_size: int, seed: int, tag: int, start_epoch: int
     first = start_epoch + start_step // spe
     skip = (start_step % spe) * batch_size
 
+    logits = None if weights is None else tf.constant(np.log(np.asarray(weights, np.float64))[None], tf.float32)
+
     def epoch_slices(e):
         key = tf.stack([tf.constant(seed, tf.int64), e])
+        if logits is not None and shuffle:
+            draw_key = tf.random.experimental.stateless_fold_in(key, tf.constant(tag, tf.int64))
+            drawn = tf.cast(tf.random.stateless_categorical(logits, usable, seed=draw_key)[0], tf.int32)
+            return tf.data.Dataset.from_tensor_slices((drawn, random_numbers(key, usable, tag)))
         if shuffle:
             shuffle_key = tf.random.experimental.stateless_fold_in(key, tf.constant(tag, tf.int64))
             perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=shuffle_key)
@@ -150,6 +159,8 @@ class WildSource:
     faces: WildFaces
     count: int
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: per-face sampling weights (None: every face once per epoch, shuffled)
+    weights: np.ndarray | None = None
 
     @property
     def landmark_set(self) -> str:
@@ -176,7 +187,7 @@ def _source_stream(src: WildSource, layout: PointLayout | None, seed: int, start
     teacher = faces.teacher is not None and convention is not None
     teacher_t = tf.constant(faces.teacher, tf.float32) if teacher else None
     stream = _index_stream(len(faces), src.count, seed, SOURCE_TAGS.get(lset.name, WILD_TAG), start_epoch,
-                           start_step, shuffle, epochs, drop_remainder)
+                           start_step, shuffle, epochs, drop_remainder, src.weights)
     if layout is not None:
         before, after = layout.offsets[lset.name], layout.size - layout.offsets[lset.name] - lset.size
 
@@ -396,6 +407,17 @@ def list_aflw(cfg: AflwDataConfig) -> tuple[list[FaceSample], list[FaceSample], 
     return train, val, dropped
 
 
+def yaw_weights(yaws: np.ndarray, balance: float) -> np.ndarray | None:
+    """Sampling weights ``(N,)`` that draw each of 3DDFA's |yaw| bins (0-30, 30-60, > 60) in proportion to
+    ``count ** (1 - balance)``: 0 = as the data comes (None), 1 = every bin equally often."""
+    if balance <= 0:
+        return None
+    a = np.abs(np.asarray(yaws, np.float64))
+    bins = np.digitize(a, [30.0, 60.0], right=True)
+    counts = np.bincount(bins, minlength=3).astype(np.float64)
+    return counts[bins] ** -balance
+
+
 def load_wild_data(cfg: WildDataConfig, log=print) -> WildData:
     """List, split and load the in-the-wild sources of ``cfg`` (counts per batch from their weights)."""
     counts = split_counts(cfg.batch_size, cfg.source_weights())
@@ -421,7 +443,8 @@ def load_wild_data(cfg: WildDataConfig, log=print) -> WildData:
         faces = load_wild_faces(train, **kw)
         log(faces.stats.summary("AFLW faces (train)")
             + (f"; {len(dropped)} left out (annotations outside their crop)" if dropped else ""))
-        sources.append(WildSource(faces, counts["aflw21"], a.augment))
+        sources.append(WildSource(faces, counts["aflw21"], a.augment,
+                                  yaw_weights(np.array([s.yaw for s in faces.samples]), a.yaw_balance)))
         if val:
             holdout["aflw21"] = load_wild_faces(val, **kw)
     return WildData(sources, PointLayout(tuple(sets), model_points), holdout)
