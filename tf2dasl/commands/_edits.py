@@ -15,7 +15,6 @@ def load(args):
     """``(reconstructor, morphable model, EditConfig)``; a model without UVs is one line before any photo is read."""
     from ..api import make_reconstructor
     from ..texture.edit import EditConfig
-    from ..errors import UserError
 
     check_texture_size(args.texture_size)
     rec = make_reconstructor(args.model, args.detector, args.assets)

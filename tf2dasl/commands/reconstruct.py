@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ..batch.files import MESHES, PICTURES, TEXTURED
 from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
-from ..errors import UserError
 from ..runtimes import RUNTIMES
 from . import reconstruct_video
 from ._edits import check_texture_size

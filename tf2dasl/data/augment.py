@@ -219,7 +219,7 @@ def crop_to_crop(plain, augmented, size: int):
     def lin(t):
         return tf.reshape(tf.stack([t[:, 0], t[:, 1], t[:, 3], t[:, 4]], axis=1), (-1, 2, 2))
 
-    la, lp = lin(augmented), lin(plain)
+    lp = lin(plain)
     ta, tp = tf.stack([augmented[:, 2], augmented[:, 5]], 1), tf.stack([plain[:, 2], plain[:, 5]], 1)
     det = augmented[:, 0] * augmented[:, 4] - augmented[:, 1] * augmented[:, 3]    # 2x2 by hand: XLA on CPU
     mirrored = det < 0                                                             # has no MatrixDeterminant

@@ -104,13 +104,6 @@ class PointLayout:
         start = self.offsets[name]
         return slice(start, start + LANDMARK_SETS[name].size)
 
-    def place(self, name: str, points: np.ndarray) -> np.ndarray:
-        """``(N, size_of_set, 2)`` points of set ``name`` → ``(N, P, 2)`` float32, NaN in the other sets' slots."""
-        points = np.asarray(points, np.float32)
-        out = np.full((points.shape[0], self.size, points.shape[-1]), np.nan, np.float32)
-        out[:, self.slots(name)] = points
-        return out
-
     def loss_points(self, selection: str | dict = "all") -> tuple[np.ndarray, np.ndarray]:
         """``(A (K, P), w (K,))``: the points a landmark loss compares (``A @ points``) and their weights.
 

@@ -23,11 +23,10 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS
 from ..io.images import IMAGE_EXTENSIONS
 from ..io.pts import PtsError, read_pts
 
-NUM_LANDMARKS = 68
-NUM_PARAMS = 62
 
 
 class DataSourceError(UserError):
