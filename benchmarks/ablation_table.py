@@ -1,7 +1,9 @@
-"""Print the README's training tables from the JSON files the ablation scripts write.
+"""Print the README's training tables from the JSON files the ablation scripts and evaluations write.
 
     python benchmarks/ablation_table.py [RUNS_DIR]            # benchmarks/ablation.sh (300-W experiment)
     python benchmarks/ablation_table.py --aflw RUNS_DIR       # benchmarks/ablation_aflw.sh (AFLW, seeds)
+    python benchmarks/ablation_table.py --results LABEL=AFLW2000_JSON[,HOLDOUT_JSON[,HELEN_JSON]] ...
+        # one row per model: `evaluate aflw2000 --dense --json`, holdout_nme.py --json, `evaluate 300w --json`
 """
 from __future__ import annotations
 
@@ -60,8 +62,35 @@ def aflw_table(runs: Path) -> None:
         print(f"| {label} ({seeds}) | " + " | ".join(_cell([m[k] for m in done]) for k in keys) + " |")
 
 
+def results_table(specs: list[str]) -> None:
+    """Every metric `evaluate aflw2000 --dense` reports, the hold-out NMEs and HELEN through the pipeline."""
+    cols = [("2D 68 original", lambda a: a["nme_2d_68"]["original"]["mean"]),
+            ("2D 68 re-annotated", lambda a: a["nme_2d_68"]["reannotated"]["mean"]),
+            ("3D 68 original", lambda a: a["nme_3d_68"]["original"]["mean"]),
+            ("dense 2D", lambda a: a["dense_2d"]["mean"]), ("dense 3D", lambda a: a["dense_3d"]["mean"]),
+            ("3D reconstruction", lambda a: a["reconstruction"]["mean"])]
+    print("| model | " + " | ".join(c for c, _ in cols) + " | AFLW-wild val 21-pt (yaw-balanced) | HELEN hold-out "
+          "`evaluate 300w` |")
+    print("|---" * (len(cols) + 3) + "|")
+    for spec in specs:
+        label, files = spec.split("=", 1)
+        paths = [Path(p) for p in files.split(",")]
+        a = json.loads(paths[0].read_text())
+        cells = [f"{fn(a):.3f}" if fn(a) is not None else "-" for _, fn in cols]
+        val = helen = "-"
+        if len(paths) > 1:
+            h = next(iter(json.loads(paths[1].read_text()).values()))
+            val = f"{h['aflw21']['yaw']['mean']:.3f}"
+        if len(paths) > 2:
+            helen = f"{json.loads(paths[2].read_text())['nme_68_interocular']['mean']:.3f}"
+        print(f"| {label} | " + " | ".join(cells) + f" | {val} | {helen} |")
+
+
 def main() -> None:
     args = sys.argv[1:]
+    if args and args[0] == "--results":
+        results_table(args[1:])
+        return
     if args and args[0] == "--aflw":
         aflw_table(Path(args[1] if len(args) > 1 else "runs/ablation"))
         return

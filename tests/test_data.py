@@ -573,7 +573,7 @@ def test_teacher_labels_follow_augmentation_and_mirroring(tmp_path, no_jit):
 
     from tf2dasl.geometry.camera import model_to_crop
     from tf2dasl.geometry.conventions import CROP_OFFSET_V2
-    from tf2dasl.data.teacher import transform_params
+    from tf2dasl.data.teacher import flip_average_landmarks, mirror_landmarks_68, transform_params
 
     mm = random_morphable_model()
     folder = write_wild_faces(tmp_path / "w", mm, 6, seed=2)
@@ -616,6 +616,28 @@ def test_teacher_labels_follow_augmentation_and_mirroring(tmp_path, no_jit):
             assert min(direct, flipped) < 0.6, (direct, flipped)
             mirrored_seen += flipped < direct
     assert 0 < mirrored_seen < 24
+    # the flip-averaged anchor: the teacher's landmarks on the mirror image (named as the face's points) mirrored
+    # back onto the plain crop's average with its own; they follow every augmentation, mirrors included, as labels
+    plain_lm = model_to_crop(mm.landmarks(p_plain), S)[..., :2]
+    faces.teacher_landmarks = flip_average_landmarks(plain_lm, mirror_landmarks_68(plain_lm, S), S)
+    np.testing.assert_allclose(faces.teacher_landmarks, plain_lm, atol=1e-4)
+    np.testing.assert_allclose(mirror_landmarks_68(mirror_landmarks_68(plain_lm, S), S), plain_lm, atol=1e-5)
+    for b in take(wild_dataset(faces, aug_cfg, 6, seed=5, convention=CROP_OFFSET_V2), 4):
+        assert b["teacher_landmarks"].shape == (6, 68, 2)
+        np.testing.assert_allclose(b["teacher_landmarks"], b["landmarks"], atol=0.6)
+
+
+def test_flip_average_of_a_biased_teacher_cancels_its_mirror_asymmetric_error():
+    from tf2dasl.data.teacher import flip_average_landmarks, mirror_landmarks_68
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(20, 100, (5, 68, 2)).astype(np.float32)
+    bias = np.array([1.5, -0.5], np.float32)     # a teacher that predicts every point 1.5 px right, 0.5 px up
+    on_crop = truth + bias
+    on_mirror = mirror_landmarks_68(truth, S) + bias   # the same teacher on the mirror image
+    avg = flip_average_landmarks(on_crop, on_mirror, S)
+    np.testing.assert_allclose(avg[..., 0], truth[..., 0], atol=1e-4)   # the horizontal bias cancels
+    np.testing.assert_allclose(avg[..., 1], truth[..., 1] + bias[1], atol=1e-4)  # a vertical one cannot
 
 
 def test_teacher_cache_is_reused_and_invalidated_when_the_teacher_changes(tmp_path):

@@ -209,6 +209,22 @@ def test_terms_zero_at_start_with_teacher(mm):
     assert pairs is not None and "adversarial" in terms
 
 
+def test_anchor68_follows_the_flip_averaged_teacher_landmarks_when_given(mm):
+    model = make_dasl(mm, LossWeights(wpdc=0.0, anchor68=1.0, landmark=0.0, self_2d=0.0, self_3d=0.0, cycle=0.0,
+                                      adversarial=0.0))
+    batch = wild_batch(mm, model)
+    lm = batch["wild"]["landmarks"]
+    assert float(model.compute_terms(batch)[0]["anchor68"]) < 1e-5      # the plain projection: zero at the start
+    batch["wild"]["teacher_landmarks"] = lm                               # the same points given explicitly
+    assert float(model.compute_terms(batch)[0]["anchor68"]) < 1e-5
+    batch["wild"]["teacher_landmarks"] = lm + tf.constant([3.0, 0.0])     # a target 3 px to the right
+    moved = float(model.compute_terms(batch)[0]["anchor68"])
+    # landmark_loss: mean Charbonnier point distance over the face size (the box of the points' target)
+    size = np.sqrt(np.prod(np.ptp(lm.numpy(), axis=1), axis=-1))
+    eps = L.LANDMARK_EPS
+    np.testing.assert_allclose(moved, np.mean((np.sqrt(9.0 + eps**2) - eps) / size), rtol=1e-3)
+
+
 def test_gradients_reach_the_right_sub_model(mm):
     model = make_dasl(mm)
     batch = wild_batch(mm, model)

@@ -47,7 +47,9 @@ class WildFaces:
     ``roi_side (N,)`` (the labels' "area" frame, :func:`~tf2dasl.data.augment.sample_geometry`) are in the *source*
     frame: the cached square (``images (N, P, P, 3)`` uint8, ``mode == "memory"``) or the original image
     (``images is None``, ``mode == "none"``, ``pixel_scale`` 1). ``teacher (N, 2, 62)``: the teacher's raw
-    parameters for each face's plain and mirrored crop, once attached (:mod:`tf2dasl.data.teacher`)."""
+    parameters for each face's plain and mirrored crop, once attached (:mod:`tf2dasl.data.teacher`);
+    ``teacher_landmarks (N, 68, 2)``: the teacher's flip-averaged 68 landmarks in the plain crop's pixels, when
+    attached (the ``anchor68`` target instead of the plain view's projection)."""
 
     samples: list[FaceSample]
     landmarks: np.ndarray
@@ -61,6 +63,7 @@ class WildFaces:
     roi_side: np.ndarray | None = None
     landmark_set: str = "68"
     teacher: np.ndarray | None = None
+    teacher_landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.samples)

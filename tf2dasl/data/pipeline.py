@@ -4,7 +4,8 @@ Elements (``S`` = ``AugmentConfig.size``, crops BGR uint8, points 0-based crop p
 
 * :func:`wild_dataset` / :func:`wild_sources_dataset`: ``{"image": (B, S, S, 3) uint8, "landmarks": (B, P, 2)
   float32, "map_points": (B, 18, 2) float32, "map": (B, S, S) float32}`` (+ ``"teacher": (B, 62)`` raw params
-  when the faces carry teacher labels). ``landmarks`` are in the run's point layout
+  when the faces carry teacher labels, and ``"teacher_landmarks": (B, 68, 2)`` when they carry the teacher's
+  flip-averaged landmarks). ``landmarks`` are in the run's point layout
   (:class:`~tf2dasl.data.landmark_sets.PointLayout`: the 68-point set's slots first, then AFLW's 21, NaN in the
   slots of the other sets; one source alone: its own ``K`` points). ``map_points`` are 2DASL's 18 landmark-map
   points of the given landmarks (NaN where not visible) and ``map`` their map (-1, +1 at visible points).
@@ -173,7 +174,7 @@ def _source_stream(src: WildSource, layout: PointLayout | None, seed: int, start
     """Batches of one source: ``{"image", "landmarks" (in ``layout``), "map_points"[, "teacher"]}``."""
     import tensorflow as tf
 
-    from .teacher import transform_params
+    from .teacher import mirror_landmarks_68, transform_params, transform_points
 
     faces, cfg = src.faces, src.augment
     validate_augment(cfg)
@@ -186,6 +187,10 @@ def _source_stream(src: WildSource, layout: PointLayout | None, seed: int, start
     rc_t, rs_t = tf.constant(faces.roi_centre, tf.float32), tf.constant(faces.roi_side, tf.float32)
     teacher = faces.teacher is not None and convention is not None
     teacher_t = tf.constant(faces.teacher, tf.float32) if teacher else None
+    flip_avg = teacher and faces.teacher_landmarks is not None
+    if flip_avg:   # each face's flip-averaged teacher landmarks in the plain crop's and in the mirrored crop's pixels
+        t_lm = np.asarray(faces.teacher_landmarks, np.float32)
+        t_lm_t = tf.constant(np.stack([t_lm, mirror_landmarks_68(t_lm, size)], axis=1))     # (N, 2, 68, 2)
     stream = _index_stream(len(faces), src.count, seed, SOURCE_TAGS.get(lset.name, WILD_TAG), start_epoch,
                            start_step, shuffle, epochs, drop_remainder, src.weights)
     if layout is not None:
@@ -201,6 +206,10 @@ def _source_stream(src: WildSource, layout: PointLayout | None, seed: int, start
             views = tf.gather(teacher_t, idx)                                       # (B, 2, 62)
             view = tf.where(mirrored[:, None], views[:, 1], views[:, 0])
             out["teacher"] = transform_params(view, affine, size, convention)
+        if flip_avg:
+            lm_views = tf.gather(t_lm_t, idx)
+            out["teacher_landmarks"] = transform_points(tf.where(mirrored[:, None, None], lm_views[:, 1],
+                                                                 lm_views[:, 0]), affine)
         return out
 
     if faces.mode == "memory":
@@ -342,15 +351,6 @@ def labelled_dataset(crops: LabelledCrops | Sequence[ParamSample], cfg: AugmentC
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(no_autograph(finish), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(deterministic_options())
-
-
-def mixed_dataset(labelled, wild):
-    """Zip a labelled and a wild stream: ``{"labelled": {...}, "wild": {...}}`` per step; the ratio is the
-    two streams' batch sizes (2DASL: 8 + 8). Both streams should be infinite (or the shorter one ends it)."""
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.zip(labelled, wild).map(no_autograph(lambda lab, w: {"labelled": lab, "wild": w}))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(deterministic_options())
 
 

@@ -7,6 +7,9 @@ reused by every later run with the same teacher (a different teacher — other w
 convention — has another fingerprint, so nothing stale is ever read). An augmented crop is a similarity
 transform of the plain (or mirrored) crop, so its label is that transform applied to the cached parameters
 (:func:`transform_params`, exact for weak perspective): no teacher runs during training.
+
+The two views also give a better 2D anchor than either alone: :func:`flip_average_landmarks` averages the
+teacher's 68 landmarks on the crop with those on the mirror image, mirrored back (``teacher_flip_average``).
 """
 from __future__ import annotations
 
@@ -20,10 +23,29 @@ import numpy as np
 
 from ..errors import UserError
 from ..geometry.conventions import CropConvention
+from ..io.outputs import OutputError, atomic_file, make_folder
 
 #: teacher parameters per face: the plain crop's and the mirrored crop's
 VIEWS = ("plain", "mirrored")
 CACHE_VERSION = 1
+
+
+def mirror_landmarks_68(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """68 landmarks ``(..., 68, D)`` in crop pixels of a ``size``-pixel crop → the same face's landmarks in its
+    mirror image ``crop[:, ::-1]`` (``x' = size - 1 - x``, points renamed by the 68-point mirror permutation)."""
+    from .augment import FLIP_PERMUTATION_68
+
+    out = np.array(np.asarray(landmarks)[..., FLIP_PERMUTATION_68, :], np.float32)
+    out[..., 0] = (size - 1) - out[..., 0]
+    return out
+
+
+def flip_average_landmarks(plain: np.ndarray, mirrored: np.ndarray, size: int) -> np.ndarray:
+    """The teacher's flip-averaged 68 landmarks ``(N, 68, D)`` of the plain crops: the mean of its landmarks on
+    each crop (``plain``) and of those on the crop's mirror image (``mirrored``, in the mirror's pixels) mirrored
+    back. On the AFLW2000-3D dev slice this lowers mb05's 68-point NME from 3.852 / 3.085 to 3.739 / 3.036
+    (original / re-annotated ground truth)."""
+    return (np.asarray(plain, np.float32) + mirror_landmarks_68(mirrored, size)) / 2
 
 
 class TeacherCacheError(UserError):
@@ -50,7 +72,7 @@ def crop_keys(crops: np.ndarray) -> np.ndarray:
 class TeacherCache:
     """``CACHE_DIR/<fingerprint>.npz``: ``keys (M,)`` crop digests and ``params (M, 2, 62)`` raw parameters
     (plain, mirrored). ``lookup`` returns NaN rows for unknown crops; ``store`` adds rows and rewrites the file
-    atomically (temporary file in the same folder, then rename)."""
+    atomically (:func:`tf2dasl.io.outputs.atomic_file`: temporary file in the same folder, fsync, then rename)."""
 
     def __init__(self, cache_dir: str | os.PathLike, teacher_fingerprint: str):
         self.dir, self.fingerprint = Path(cache_dir), teacher_fingerprint
@@ -81,19 +103,14 @@ class TeacherCache:
     def store(self, keys, params: np.ndarray) -> None:
         for k, p in zip(keys, np.asarray(params, np.float32)):
             self._rows[str(k)] = p
-        self.dir.mkdir(parents=True, exist_ok=True)
         keys_all = np.array(list(self._rows), dtype="U40")
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            with open(tmp, "wb") as f:
+            make_folder(self.dir)
+            with atomic_file(self.path) as f:
                 np.savez(f, version=np.int64(CACHE_VERSION), keys=keys_all,
                          params=np.stack(list(self._rows.values())).astype(np.float32))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise TeacherCacheError(f"{self.path}: cannot write the teacher-label cache ({exc.strerror or exc})") \
-                from None
+        except OutputError as exc:
+            raise TeacherCacheError(f"{self.path}: cannot write the teacher-label cache ({exc.reason})") from None
 
 
 def teacher_labels(crops: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], cache: TeacherCache | None,
@@ -135,3 +152,11 @@ def transform_params(params, affine, size: int, convention: CropConvention):
     scale = tf.sqrt(tf.abs(g[:, 0, 0] * g[:, 1, 1] - g[:, 0, 1] * g[:, 1, 0]))[:, None, None]
     new_pose = tf.concat([top, pose[:, 2:, :] * scale], axis=1)
     return tf.concat([tf.reshape(new_pose, (-1, 12)), params[:, 12:]], axis=1)
+
+
+def transform_points(points, affine):
+    """TF: points ``(B, K, 2)`` in crop pixels → ``affine (B, 2, 3)`` applied (``u' = A u + b``)."""
+    import tensorflow as tf
+
+    affine = tf.convert_to_tensor(affine, tf.float32)
+    return tf.einsum("bij,bkj->bki", affine[:, :, :2], tf.convert_to_tensor(points, tf.float32)) + affine[:, None, :, 2]

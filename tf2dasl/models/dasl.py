@@ -6,7 +6,8 @@ A batch is ``{"wild": {...}, "labelled": {...}}`` (either part may be missing):
 * ``wild``: in-the-wild faces with 2D points only — ``image (B, S, S, 3)`` uint8, ``landmarks (B, P, 2)`` crop
   pixels in the run's point layout (the 68-point slots, then e.g. AFLW's 21; NaN = not visible or another set's
   slot), ``map_points (B, 18, 2)`` 2DASL's map points of those (NaN = not visible), ``map (B, S, S)`` their
-  landmark map, and ``teacher (B, 62)`` the teacher's raw parameters for the crop when there is a teacher;
+  landmark map, and ``teacher (B, 62)`` the teacher's raw parameters for the crop when there is a teacher
+  (optionally ``teacher_landmarks (B, 68, 2)``: its flip-averaged landmarks, then the ``anchor68`` target);
 * ``labelled``: 3D-labelled faces — ``image`` and raw target ``params (B, 62)`` (optionally ``landmarks``).
 
 With ``f`` the regressor (through :class:`~tf2dasl.models.task.FaceTask`) and ``L`` the projected points,
@@ -26,6 +27,10 @@ With ``f`` the regressor (through :class:`~tf2dasl.models.task.FaceTask`) and ``
 
 ``_apply`` is the one place that turns a loss into an update (replica scaling, loss scaling, the map slice's
 gradient multiplier, all-reduce + global clipping across replicas). Each term has a weight; 0 switches it off.
+
+Over tf2dasl's ~400-line guide on purpose: the algorithm is one model — its three phases, the four named
+self-supervision terms, the critic's pairs and the one update helper — so that 2DASL reads in one file, as the
+keras-io example it follows; the losses' maths lives in :mod:`tf2dasl.losses`.
 """
 from __future__ import annotations
 
@@ -228,10 +233,11 @@ class DASLModel(keras.Model):
         return tf_map_from_points(pts, self.regressor.input_size)
 
     # ------------------------------------------------------------------ phase 1: supervised terms
-    def supervised_terms(self, first: Pass, target, points=None) -> dict:
+    def supervised_terms(self, first: Pass, target, points=None, target_landmarks=None) -> dict:
         """Terms of faces with target raw parameters ``target (B, 62)`` (3D labels or the teacher's), from the
         first-pass input: WPDC, whitened-parameter L2, VDC (3D landmarks), ``anchor68`` (68 projected landmarks
-        to the target's, 2D) and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only)."""
+        to ``target_landmarks (B, 68, 2)`` when given — the teacher's flip average — else to the target's, 2D)
+        and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only)."""
         w, mm = self.loss_weights, self.morphable
         target = tf.stop_gradient(tf.cast(target, tf.float32))
         t_w = mm.whiten(target)
@@ -246,7 +252,8 @@ class DASLModel(keras.Model):
             if w.vdc:
                 terms["vdc"] = L.vdc_loss(first.landmarks, t_lm)
             if w.anchor68:
-                terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], t_lm[..., :2])
+                t_2d = t_lm[..., :2] if target_landmarks is None else tf.cast(target_landmarks, tf.float32)
+                terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], tf.stop_gradient(t_2d))
         if w.landmark and points is not None:
             terms["landmark"] = L.landmark_loss(first.points[..., :2], points, self.loss_points)
         return terms
@@ -291,13 +298,15 @@ class DASLModel(keras.Model):
         # phase 1: 3D labels when given, else the teacher's labels of the wild faces
         if labelled is not None:
             sup_images, target, sup_points = labelled["image"], labelled["params"], labelled.get("landmarks")
+            target_lm = None
         elif wild is not None and "teacher" in wild:
             sup_images, target, sup_points = wild["image"], wild["teacher"], wild["landmarks"]
+            target_lm = wild.get("teacher_landmarks")
         else:
             sup_images = None
         if sup_images is not None and any(getattr(w, n) for n in SUPERVISED_TERMS):
             first = self._pass(self.task.preprocessor.normalize(sup_images), None, training)
-            terms.update(self.supervised_terms(first, target, sup_points))
+            terms.update(self.supervised_terms(first, target, sup_points, target_lm))
         # phase 2: the wild faces through the map of their points, then through the map of the prediction
         if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS):
             x = self.task.preprocessor.normalize(wild["image"])

@@ -121,6 +121,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     #: a frozen copy of the initial model labels the wild faces when no labelled data is given
     teacher: bool = True
+    #: the ``anchor68`` target is the teacher's 68 landmarks averaged over the crop and its mirror image (mirrored
+    #: back), not the projection of its parameters for the crop alone (tf2dasl.data.teacher.flip_average_landmarks)
+    teacher_flip_average: bool = False
     freeze_bn: bool = True
     mixed_precision: bool = False
     jit_compile: bool = False

@@ -5,6 +5,10 @@ RUN_DIR layout: ``config.yaml`` (the resolved config), ``checkpoints/`` (``tf.tr
 both optimizers after each epoch), ``history.csv``, ``logs/`` (TensorBoard), ``holdout.txt`` (held-out 300-W
 faces), ``aflw_val.txt`` (AFLW's validation split), ``best/`` (the best epoch on the held-out faces, with
 ``keep_best``) and finally ``model/`` — a model directory loadable by ``evaluate``, ``reconstruct`` and ``export``.
+
+Over tf2dasl's ~400-line guide on purpose: one job (a run, from config to model directory) whose steps —
+strategy, teacher labels, data, models, resume, callbacks, the final model — each a small function here, depend
+on each other's order; the pieces they call (data, models, callbacks, validation) live in their own modules.
 """
 from __future__ import annotations
 
@@ -18,13 +22,13 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from ..config import to_dict
+from ..config import dump_config, to_dict
 from ..errors import UserError
 from ..io.morphable_files import load_morphable_model
 from ..io.outputs import write_text
 from ..model import FaceModel, ModelSpec
 from ..models.critic import SelfCritic
-from ..models.dasl import DASLModel, LANDMARK_POINTS, PointProjector, expand_to_four_channels
+from ..models.dasl import DASLModel, PointProjector, expand_to_four_channels
 from ..models.morphable import MorphableLayer
 from ..models.preprocessor import CropPreprocessor
 from ..models.task import FaceTask
@@ -245,9 +249,10 @@ def _teacher_fingerprint(teacher: FaceModel) -> str:
 
 def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceModel, log=print) -> None:
     """The teacher's parameters for every training face's plain and mirrored crop, from the cache or computed once
-    (then cached), attached to each source's faces (``faces.teacher``)."""
+    (then cached), attached to each source's faces (``faces.teacher``; with ``teacher_flip_average`` also their
+    flip-averaged 68 landmarks, ``faces.teacher_landmarks``)."""
     from ..data.pipeline import plain_crops
-    from ..data.teacher import TeacherCache, teacher_labels
+    from ..data.teacher import TeacherCache, flip_average_landmarks, teacher_labels
 
     cache = TeacherCache(expand_path(cfg.data.teacher_cache), _teacher_fingerprint(teacher))
     for src in wild.sources:
@@ -255,6 +260,10 @@ def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceModel, log=print
         crops, _ = plain_crops(src.faces, src.augment)
         labels, computed = teacher_labels(crops, teacher.predict_params, cache)
         src.faces.teacher = labels
+        if cfg.teacher_flip_average:
+            size = crops.shape[1]
+            src.faces.teacher_landmarks = flip_average_landmarks(teacher.landmarks_crop(labels[:, 0])[..., :2],
+                                                                 teacher.landmarks_crop(labels[:, 1])[..., :2], size)
         log(f"teacher labels ({src.landmark_set}-point source, {len(crops)} faces): {computed} computed, "
             f"{len(crops) - computed} from {cache.path} ({time.time() - t0:.0f} s)")
 
@@ -316,7 +325,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     chief = _is_chief(strategy)
     if chief and (not resume or _check_resumed_config(cfg, out / CONFIG_FILE)):
         out.mkdir(parents=True, exist_ok=True)
-        write_text(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        dump_config(cfg, out / CONFIG_FILE)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
