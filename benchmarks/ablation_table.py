@@ -70,20 +70,20 @@ def results_table(specs: list[str]) -> None:
             ("dense 2D", lambda a: a["dense_2d"]["mean"]), ("dense 3D", lambda a: a["dense_3d"]["mean"]),
             ("3D reconstruction", lambda a: a["reconstruction"]["mean"])]
     print("| model | " + " | ".join(c for c, _ in cols) + " | AFLW-wild val 21-pt (yaw-balanced) | HELEN hold-out "
-          "`evaluate 300w` |")
-    print("|---" * (len(cols) + 3) + "|")
+          "68-pt, crops | HELEN hold-out `evaluate 300w` |")
+    print("|---" * (len(cols) + 4) + "|")
     for spec in specs:
         label, files = spec.split("=", 1)
         paths = [Path(p) for p in files.split(",")]
         a = json.loads(paths[0].read_text())
         cells = [f"{fn(a):.3f}" if fn(a) is not None else "-" for _, fn in cols]
-        val = helen = "-"
+        val = crops = helen = "-"
         if len(paths) > 1:
             h = next(iter(json.loads(paths[1].read_text()).values()))
-            val = f"{h['aflw21']['yaw']['mean']:.3f}"
+            val, crops = f"{h['aflw21']['yaw']['mean']:.3f}", f"{h['68']['nme']:.3f}"
         if len(paths) > 2:
             helen = f"{json.loads(paths[2].read_text())['nme_68_interocular']['mean']:.3f}"
-        print(f"| {label} | " + " | ".join(cells) + f" | {val} | {helen} |")
+        print(f"| {label} | " + " | ".join(cells) + f" | {val} | {crops} | {helen} |")
 
 
 def main() -> None:
