@@ -108,6 +108,8 @@ class DataConfig:
     labelled: LabelledDataConfig | None = None
     #: AFLW2000-3D folder whose 68-point NME is logged every epoch — a monitor only, never used to select
     validation: str | None = None
+    #: also log the monitor's dense 2D NME (``val_dense_2d``; all 38,365 vertices: the model needs its dense bases)
+    validation_dense: bool = False
     #: folder of the teacher-label cache (one file per teacher, keyed by crop; tf2dasl.data.teacher)
     teacher_cache: str = "${TF2DASL_CACHE}/teacher"
 

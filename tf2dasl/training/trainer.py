@@ -385,7 +385,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         validation = Validation(face_model, PointModel(layout, mm, spec.input_size, morphable.convention), holdouts,
                                 aflw2000, select if cfg.keep_best else None,
                                 on_best=(lambda epoch, nme: _save_best(face_model(), best_dir, epoch, nme, select))
-                                if chief else None)
+                                if chief else None, dense=cfg.data.validation_dense and aflw2000 is not None)
         if resume and best_dir.is_dir():
             validation.best = _best_nme(best_dir)
         callbacks.append(validation)
