@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The AFLW ablation (issue 11): each 2DASL self-supervision term added alone to the supervised terms, and all of them,
+# The AFLW ablation (issue 11): each 2DASL self-supervision term added alone to the supervised terms, all of them, and a
+# control (the supervised terms with the 2D-point weight 3),
 # at a reduced budget (--set overrides of configs/dasl_mb05_aflw.yaml), two seeds per row. Every run writes RUN/model,
 # its AFLW2000-3D table (RUN/aflw2000.json, a monitor), its hold-out NMEs (RUN/holdout.json) and the held-out HELEN faces
 # through the whole photo pipeline (RUN/helen.json).
@@ -23,12 +24,15 @@ helen() {  # MODEL HOLDOUT_LIST OUT_JSON: 300-W's NME of the held-out HELEN face
   [ -f "$3" ] || tf2dasl evaluate 300w --data "$shared/data/300w/helen_train" --list "$2" --model "$1" --json "$3"
 }
 for seed in $seeds; do
-  for row in supervised self_2d self_3d cycle adversarial full; do
+  for row in supervised self_2d self_3d cycle adversarial full landmark3; do
     out="$runs/${row}_s$seed"
     terms=()
     for term in self_2d self_3d cycle adversarial; do
       [ "$row" = full ] || [ "$row" = "$term" ] || terms+=(--set "loss.$term=0")
     done
+    # the control: while the map slice is ~0, the 2D self-prediction and cycle terms compare the same points as the
+    # supervised 2D term, so supervised + both is close to the supervised terms with the 2D-point weight tripled
+    [ "$row" = landmark3 ] && terms+=(--set loss.landmark=3.0)
     [ -d "$out/model" ] || tf2dasl train --config "$cfg" "${budget[@]}" "${base[@]}" --set seed="$seed" "${terms[@]}" \
       --init models/mb05 --out "$out" $( [ -d "$out/checkpoints" ] && echo --resume )
     [ -f "$out/aflw2000.json" ] || tf2dasl evaluate aflw2000 --data "$shared/data/aflw2000_3d_dev" --model "$out/model" \

@@ -24,7 +24,8 @@ ROWS = [("imported mb05_120x120 (3DDFA_V2)", "imported_aflw2000.json"),
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")
 AFLW_ROWS = [("supervised only (teacher anchors + 2D points)", "supervised"), ("+ 2D self-prediction", "self_2d"),
              ("+ 3D self-prediction consistency", "self_3d"), ("+ cycle consistency", "cycle"),
-             ("+ self-critic", "adversarial"), ("full 2DASL (all four terms)", "full")]
+             ("+ self-critic", "adversarial"), ("full 2DASL (all four terms)", "full"),
+             ("control: supervised only, 2D-point weight 3 (no self-supervision)", "landmark3")]
 
 
 def _metrics(run: Path, holdout: Path, helen: Path) -> dict:
