@@ -54,20 +54,24 @@ def main(argv=None) -> int:
           f"load {load_s:.1f} s wall / {load_cpu:.1f} s CPU")
 
     ds = wild_dataset(faces, AugmentConfig(), args.batch, seed=0, augment=not args.no_augment)
-    it = iter(ds)
-    for _ in range(args.warmup):
-        next(it)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(args.steps):
-        batch = next(it)
-    batch["image"].numpy()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    _, wall, cpu = _time_batches(iter(ds), args.warmup, args.steps)
     n = args.steps * args.batch
     print(f"wild_dataset batch {args.batch}, augment={'off' if args.no_augment else 'on'}: "
           f"{n / wall:.0f} faces/s wall ({wall / args.steps * 1e3:.1f} ms/batch), "
           f"{n / cpu:.0f} faces per CPU-second, on {os.cpu_count()} cores "
           f"(load average {os.getloadavg()[0]:.1f})")
     return 0
+
+
+def _time_batches(it, warmup: int, steps: int):
+    """``(last batch, wall s, CPU s)`` of ``steps`` batches of ``it`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        next(it)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        batch = next(it)
+    batch["image"].numpy()
+    return batch, time.perf_counter() - t0, time.process_time() - c0
 
 
 def config_pipeline(args) -> int:
@@ -89,13 +93,7 @@ def config_pipeline(args) -> int:
     print(f"sources: {', '.join(f'{s.landmark_set} ({len(s.faces)} faces, {s.count}/batch)' for s in wild.sources)}; "
           f"load {load_s:.1f} s wall / {load_cpu:.1f} s CPU")
     it = iter(wild_sources_dataset(wild.sources, wild.layout, seed=0, convention=CROP_OFFSET_V2))
-    for _ in range(args.warmup):
-        next(it)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(args.steps):
-        batch = next(it)
-    batch["image"].numpy()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    batch, wall, cpu = _time_batches(it, args.warmup, args.steps)
     b = int(batch["image"].shape[0])
     n = args.steps * b
     print(f"wild_sources_dataset batch {b} (teacher labels on): {n / wall:.0f} faces/s wall "

@@ -28,7 +28,6 @@ from ..io.images import IMAGE_EXTENSIONS
 from ..io.pts import PtsError, read_pts
 
 
-
 class DataSourceError(UserError):
     """A dataset folder, list, label or parameter file that is missing or malformed (one line naming it)."""
 

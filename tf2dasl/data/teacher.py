@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import UserError
 from ..geometry.conventions import CropConvention
 from ..io.outputs import OutputError, atomic_file, make_folder
+from .augment import FLIP_PERMUTATION_68
 
 #: teacher parameters per face: the plain crop's and the mirrored crop's
 VIEWS = ("plain", "mirrored")
@@ -33,8 +34,6 @@ CACHE_VERSION = 1
 def mirror_landmarks_68(landmarks: np.ndarray, size: int) -> np.ndarray:
     """68 landmarks ``(..., 68, D)`` in crop pixels of a ``size``-pixel crop → the same face's landmarks in its
     mirror image ``crop[:, ::-1]`` (``x' = size - 1 - x``, points renamed by the 68-point mirror permutation)."""
-    from .augment import FLIP_PERMUTATION_68
-
     out = np.array(np.asarray(landmarks)[..., FLIP_PERMUTATION_68, :], np.float32)
     out[..., 0] = (size - 1) - out[..., 0]
     return out

@@ -19,7 +19,7 @@ from ..data.correspondence import VertexFit, VertexFitter, pair_points, point_er
 from ..data.landmark_sets import AFLW21_NAIVE_68, AFLW21_NAMES, AFLW_21
 from ..data.pipeline import list_aflw
 from ..io.images import read_image
-from ..io.outputs import write_image, write_text
+from ..io.outputs import make_folder, write_image, write_text
 
 #: faces to fit on by default (the issue's measurement used ~1,500)
 DEFAULT_FACES = 1500
@@ -118,9 +118,9 @@ def draw_fit(result: AflwFit, count: int = 12, scale: int = 3, columns: int = 4)
 
 def write_fit(result: AflwFit, out: Path, command: str, model_dir: str, draw_dir: Path | None = None) -> list[Path]:
     """Write the points YAML (and the picture into ``draw_dir``); returns the written paths."""
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(Path(out).parent)
     written = [write_text(out, points_yaml(result, command, model_dir))]
     if draw_dir is not None:
-        Path(draw_dir).mkdir(parents=True, exist_ok=True)
+        make_folder(draw_dir)
         written.append(write_image(Path(draw_dir) / f"{Path(out).stem}_fit.png", draw_fit(result)))
     return written
