@@ -21,8 +21,8 @@ def main() -> None:
     ap.add_argument("models", nargs="+")
     args = ap.parse_args()
     from tf2dasl import load_model
-    from tf2dasl.config import load_config
-    from tf2dasl.training.config import TrainConfig
+    from tf2dasl.io.yaml_config import load_config
+    from tf2dasl.training.train_config import TrainConfig
     from tf2dasl.training.trainer import _expand_data_paths
     from tf2dasl.training.validation import PointModel, evaluate_holdout, load_holdouts
 

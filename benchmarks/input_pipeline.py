@@ -77,10 +77,10 @@ def _time_batches(it, warmup: int, steps: int):
 def config_pipeline(args) -> int:
     import numpy as np
 
-    from tf2dasl.config import load_config
+    from tf2dasl.io.yaml_config import load_config
     from tf2dasl.data import load_wild_data, wild_sources_dataset
     from tf2dasl.geometry.conventions import CROP_OFFSET_V2
-    from tf2dasl.training.config import TrainConfig
+    from tf2dasl.training.train_config import TrainConfig
     from tf2dasl.training.trainer import _expand_data_paths
 
     cfg = load_config(args.config, TrainConfig)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tf2dasl.config import ConfigError, load_config
+from tf2dasl.io.yaml_config import ConfigError, load_config
 from tf2dasl.io.import_3ddfa import ImportError3DDFA, import_3ddfa_v2
 from tf2dasl.io.model_dir import ModelDirError, load_model_dir, save_model_dir
 from tf2dasl.model import FaceModel, ModelSpec
-from tf2dasl.training.config import TrainConfig
+from tf2dasl.training.train_config import TrainConfig
 
 from test_training import WIDTH, _cli_error, _config, mm, synth  # noqa: F401 (fixtures)
 

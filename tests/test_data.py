@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2dasl.config import ConfigError, from_dict
+from tf2dasl.io.yaml_config import ConfigError, from_dict
 from tf2dasl.data import (FLIP_PERMUTATION_68, AugmentConfig, LabelledDataConfig, WildDataConfig, labelled_dataset,
                           list_300wlp, list_3ddfa_params, list_pts_faces, load_labelled_crops, load_wild_faces,
                           mixed_dataset, split_holdout, steps_per_epoch, wild_dataset)
@@ -535,7 +535,7 @@ def test_mixed_sources_in_one_batch(wild_faces, aflw_faces, no_jit):
 
 
 def split_counts_ok():
-    from tf2dasl.data.config import split_counts
+    from tf2dasl.data.data_config import split_counts
 
     assert split_counts(32, {"68": 0.25, "aflw21": 0.75}) == {"68": 8, "aflw21": 24}
     assert split_counts(5, {"68": 0.1, "aflw21": 0.9}) == {"68": 1, "aflw21": 4}

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tf2dasl import losses as L
 from tf2dasl.cli import main
-from tf2dasl.config import ConfigError, load_config
+from tf2dasl.io.yaml_config import ConfigError, load_config
 from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, landmark_map, map_from_points
 from tf2dasl.models.critic import SelfCritic
 from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
@@ -22,7 +22,7 @@ from tf2dasl.models.morphable import MorphableLayer
 from tf2dasl.models.preprocessor import CropPreprocessor
 from tf2dasl.models.regressor import Regressor
 from tf2dasl.models.task import FaceTask
-from tf2dasl.training.config import TrainConfig
+from tf2dasl.training.train_config import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import random_morphable_model, write_fake_checkout, write_wild_faces  # noqa: E402
@@ -429,7 +429,7 @@ def test_resnet50_300wlp_config_smoke(synth, mm, tmp_path):
     from synthetic import write_labelled_crops
 
     from tf2dasl import load_model
-    from tf2dasl.config import from_dict
+    from tf2dasl.io.yaml_config import from_dict
     from tf2dasl.training.trainer import train
 
     lab = write_labelled_crops(tmp_path / "lab", mm, n=4)
@@ -564,7 +564,7 @@ def test_train_command_with_mixed_precision_teacher_and_critic(synth, init_model
 
 
 def test_cosine_warmup_ramps_from_zero():
-    from tf2dasl.training.config import OptimConfig
+    from tf2dasl.training.train_config import OptimConfig
     from tf2dasl.training.trainer import _optimizers
 
     cfg = TrainConfig(optim=OptimConfig(lr=0.004, lr_schedule="cosine", warmup_steps=10))
@@ -681,7 +681,7 @@ def test_landmark_points_per_set():
     np.testing.assert_array_equal(a[18:, 68:], np.eye(21))
     assert w[:18].sum() == pytest.approx(14.0) and (w[18:] == 1).all()
     with pytest.raises(ConfigError, match="landmark_points"):
-        from tf2dasl.config import from_dict
+        from tf2dasl.io.yaml_config import from_dict
         from_dict(LossWeights, {"landmark_points": {"68": "jaw"}})
 
 

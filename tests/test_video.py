@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from synthetic import random_morphable_model
-from tf2dasl.config import ConfigError, from_dict, load_config
+from tf2dasl.io.yaml_config import ConfigError, from_dict, load_config
 from tf2dasl.geometry.camera import crop_to_image, model_to_crop, reframe_params
 from tf2dasl.geometry.conventions import CROP_OFFSET_V1, CROP_OFFSET_V2
 from tf2dasl.geometry.pose import angles_to_matrix, sRt_to_params

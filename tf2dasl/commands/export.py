@@ -1,12 +1,15 @@
 """``tf2dasl export MODEL_DIR --out EXPORT_DIR [--version N] [--formats savedmodel,tflite,onnx] [--dense]``."""
 from __future__ import annotations
 
+from ..export import export_model
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="export a model for TF Serving (SavedModel), mobile (TFLite) and ONNX",
+
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="Export a model directory: a TF Serving SavedModel tree "
                                    "EXPORT_DIR/saved_model/NAME/VERSION/, NAME_{float32,float16,int8}.tflite, "
-                                   "NAME.onnx and export.json describing them.")
+                                   "NAME.onnx (+ NAME_with_map.onnx for a 4-channel model) and export.json "
+                                   "describing them.")
     p.add_argument("model", help="model directory (from `tf2dasl import-3ddfa` or `tf2dasl train`)")
     p.add_argument("--out", required=True, help="export directory to write")
     p.add_argument("--version", type=int, default=1, help="TF Serving model version folder (default 1)")
@@ -18,8 +21,6 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..export import export_model
-
     manifest = export_model(args.model, args.out, version=args.version, formats=args.formats, dense=args.dense)
     arts = manifest["artifacts"]
     tfl = arts.get("tflite", {}).get("variants", {})

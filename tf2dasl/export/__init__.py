@@ -11,8 +11,8 @@ TensorFlow graphs call the task model (:class:`~tf2dasl.models.task.FaceTask`,
 :class:`~tf2dasl.models.preprocessor.CropPreprocessor`) for preprocessing, the two passes and the morphable
 decoding and re-implement none of it; the ONNX graph, written node by node for speed, is checked against that
 task model whenever it is built. It must not import the CLI (:mod:`tf2dasl.commands`), the reconstructor/API,
-training, evaluation or data pipelines, and :mod:`tf2dasl.runtimes` (which reads exports without TensorFlow)
-must not import it.
+training, evaluation or data pipelines, and :mod:`tf2dasl.inference` (whose runtimes read exports) must not
+import it.
 
 Layout of ``EXPORT_DIR`` (``NAME`` = the model spec's name, ``V`` = ``--version``, default 1)::
 
@@ -26,23 +26,24 @@ Layout of ``EXPORT_DIR`` (``NAME`` = the model spec's name, ``V`` = ``--version`
       NAME_float16.tflite              float16 weights (the GPU delegate recipe)
       NAME_int8.tflite                 dynamic-range int8 weights (CPU only: hybrid kernels)
       NAME.onnx                        float32 normalised crops [N, 3, S, S] (NCHW) → params, landmarks (opset 17)
+      NAME_with_map.onnx               4-channel models: crops and landmark maps [N, 1, S, S] → one pass
 
 The SavedModel takes uint8 crops (or encoded images + roi boxes) and normalises inside; the TFLite and ONNX
 graphs take *normalised* float32 crops (the app normalises: 3DDFA_V2 weights want BGR, ``(x - 127.5) / 128``),
 TFLite in NHWC, ONNX in NCHW (the layout of a PyTorch export such as 3DDFA_V2's; export.json's ``layout`` says
 which, and a model whose backbone falls back to tf2onnx keeps NHWC). A 4-channel (2DASL) model runs its two
-passes inside every graph; its artifacts still take 3-channel crops. The morphable model's arrays are
+passes inside every graph; its artifacts still take 3-channel crops, and each also offers one pass with a given
+landmark map (the SavedModel's and TFLite file's ``with_map`` signature, ``NAME_with_map.onnx``). The morphable model's arrays are
 non-trainable *weights* (:class:`~tf2dasl.models.morphable.MorphableLayer`): ``tf.constant`` attributes break
 tf2onnx's freezing silently, and TFLite conversion from concrete functions keeps resource ops.
 """
 from __future__ import annotations
 
-from ..runtimes import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_JSON, TFLITE_VARIANTS  # noqa: F401
+from ..inference.export_dir import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_JSON, TFLITE_VARIANTS  # noqa: F401
 from .common import ExportError, hold, tf_variables_of  # noqa: F401
 from .exporter import FORMATS, check_formats, export_model  # noqa: F401
 from .manifest import describe_function, describe_onnx, describe_tflite  # noqa: F401
 from .mobile import LandmarkHead, MobileModule, convert_tflite, save_mobile  # noqa: F401
 from .onnx_graph import ONNX_OPSET, convert_onnx, face_graph  # noqa: F401
-from .saved_model import (SIGNATURES, WARMUP_BATCH_SIZES, ServingModule, decode_and_crop,  # noqa: F401
-                          save_serving_model)
+from .saved_model import SIGNATURES, WARMUP_BATCH_SIZES, ServingModule, decode_and_crop, save_serving_model  # noqa: F401
 from .tflite_lint import GPU_OPS, RESOURCE_OPS, gpu_analysis, gpu_op_issues, tflite_ops  # noqa: F401

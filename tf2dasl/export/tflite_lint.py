@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 import tempfile
 
 import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
 
 #: TFLite ops that mean the weights were not frozen (the model would read uninitialised variables).
 RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
@@ -14,8 +17,6 @@ RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
 
 def tflite_ops(content: bytes) -> list[str]:
     """Op names used by a TFLite flatbuffer (``FLEX_*`` / custom names reveal non-builtin ops)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
     m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     ops = set()
@@ -53,8 +54,6 @@ def gpu_op_issues(content: bytes) -> list[str]:
     or fully-connected layers, CAST between float32/int32/bool only, MUL of two
     same-rank tensors where one is not smaller in every dimension, and float32/float16/int32/bool tensors.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-
     m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -114,9 +113,6 @@ def gpu_analysis(content: bytes) -> tuple[bool, str]:
     descriptor level since it prints from C++) followed by :func:`gpu_op_issues`' findings; compatible means
     the analyzer reports no incompatibility *and* the offline op check finds none.
     """
-    import os
-    import sys
-
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         sys.stdout.flush()
         saved = os.dup(1)

@@ -36,6 +36,9 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+import cv2
+import numpy as np
+
 from ..errors import UserError
 
 __all__ = ["OutputError", "OutputExistsError", "write_bytes", "write_text", "write_json", "write_image",
@@ -264,9 +267,6 @@ def write_json(path, obj, indent: int | None = None, overwrite: bool = True, fsy
 def encode_image(path, image_bgr, params: tuple = ()) -> bytes:
     """``image_bgr`` encoded in the format of ``path``'s extension (``.png``, ``.jpg``, ...) by
     ``cv2.imencode``; :class:`OutputError` when OpenCV cannot (unknown extension, unsupported image)."""
-    import cv2
-    import numpy as np
-
     ext = Path(path).suffix.lower()
     if not ext:
         raise OutputError(path, "no file extension to choose the image format from")
@@ -357,8 +357,6 @@ class VideoEncoder:
     has no ``fourcc`` encoder for the format, or wrote nothing."""
 
     def __init__(self, path, fps: float, size: tuple[int, int], fourcc: str = "mp4v", hint: str = ""):
-        import cv2
-
         self.path, self.size = Path(path), (int(size[0]), int(size[1]))
         self.tmp_dir = _tmp_name(self.path)
         try:
@@ -375,8 +373,6 @@ class VideoEncoder:
         self.frames = 0
 
     def write(self, image) -> None:
-        import cv2
-
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)

@@ -2,7 +2,6 @@
 texture lookup. The conventions and the algorithm are in :mod:`tf2dasl.render`'s docstring."""
 from __future__ import annotations
 
-
 import numpy as np
 
 # Inside test tolerance on barycentric coordinates (pixel centres exactly on an edge are inside).

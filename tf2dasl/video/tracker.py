@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from ..detect.base import box_iou
 from ..geometry.morphable_model import NUM_PARAMS
 from ..geometry.roi import crop_image, landmark_boxes, roi_from_bbox, roi_from_landmarks
-from .config import TrackingConfig
+from .video_config import TrackingConfig
 
 #: Size of the thumbnail whose hue/saturation histogram the shot-cut test compares (pixels, width x height).
 CUT_THUMBNAIL = (160, 90)

@@ -1,4 +1,4 @@
-"""The settings of video reconstruction, as dataclasses a YAML file maps onto (``tf2dasl.config.load_config``).
+"""The settings of video reconstruction, as dataclasses a YAML file maps onto (``tf2dasl.io.yaml_config.load_config``).
 
     tracking:                 # tf2dasl.video.tracker
       redetect_every: 10
