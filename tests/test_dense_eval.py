@@ -301,16 +301,16 @@ def keras_dense(mb05, aflw):
 
 
 @pytest.mark.parametrize("kind, variant", [("savedmodel", None), ("tflite", "float32"), ("onnx", None)])
-def test_every_runtime_supports_dense(kind, variant, export_dir_mb05, export_src_model_dir, keras_dense, capsys):
+def test_every_runtime_supports_dense(kind, variant, export_dir_mb05, mb05_dir, keras_dense, capsys):
     sub, keras = keras_dense
-    pred = make_predictor(kind, export_dir=export_dir_mb05, variant=variant, bfm=export_src_model_dir, dense=True)
+    pred = make_predictor(kind, export_dir=export_dir_mb05, variant=variant, bfm=mb05_dir, dense=True)
     r = evaluate_aflw2000(sub, pred, dense=True)
     for key in ("dense_2d", "dense_3d", "reconstruction"):
         assert abs(r[key]["mean"] - keras[key]["mean"]) <= TOL, (key, r[key], keras[key])
     if kind == "onnx":  # the CLI asks for the model directory when --bfm is missing
         data = ["evaluate", "aflw2000", "--data", str(sub.source["dir"]), "--runtime", kind, "--export-dir",
                 str(export_dir_mb05), "--dense"]
-        _one_line_error(capsys, data, "--bfm MODEL_DIR", str(export_src_model_dir))
+        _one_line_error(capsys, data, "--bfm MODEL_DIR", str(mb05_dir))
 
 
 def test_validation_callback_logs_dense_2d(mb05, aflw):

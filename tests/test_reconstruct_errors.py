@@ -1,7 +1,7 @@
 """``tf2dasl reconstruct`` on user mistakes: missing inputs, bad ``--boxes``, output-name collisions, a wrong
 ``--assets``, images without faces, one-line failure reports and ``--server`` conflicts.
 
-The unit tests need nothing; the end-to-end ones use mb05 imported from ../shared (``export_src_model_dir`` of
+The unit tests need nothing; the end-to-end ones use mb05 imported from ../shared (``mb05_dir`` of
 conftest.py; they skip without it) on small synthetic images with ``--detector haar`` (no face: no model call).
 """
 from __future__ import annotations
@@ -73,14 +73,14 @@ def test_iter_image_paths_collects_problems_and_goes_on(tmp_path):
         iter_image_paths([good, empty])
 
 
-def test_missing_and_corrupt_inputs_fail_by_name_and_the_rest_go_on(export_src_model_dir, tmp_path, capsys):
+def test_missing_and_corrupt_inputs_fail_by_name_and_the_rest_go_on(mb05_dir, tmp_path, capsys):
     missing = tmp_path / "nonexistent.jpg"
     corrupt = _corrupt(tmp_path / "corrupt.jpg")
     empty = tmp_path / "no_images"
     empty.mkdir()
     good = _gray(tmp_path / "good.png")
     out = tmp_path / "out"
-    rc, stdout, err = _run(capsys, missing, corrupt, empty, good, "--model", export_src_model_dir, "--out", out,
+    rc, stdout, err = _run(capsys, missing, corrupt, empty, good, "--model", mb05_dir, "--out", out,
                            "--detector", "haar")
     assert rc == 1, err
     assert (out / "good.json").is_file()  # processed after the missing input
@@ -137,20 +137,20 @@ def test_given_box_outside_the_image_is_named():
         given_boxes(Path("p.jpg"), (W, H), [[1, 2, 3]])
 
 
-def test_bad_boxes_cli(export_src_model_dir, tmp_path, capsys):
+def test_bad_boxes_cli(mb05_dir, tmp_path, capsys):
     inside, outside = _noise(tmp_path / "inside.png"), _noise(tmp_path / "outside.png", seed=2)
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"inside.png": [[10, 10, 5, 5]]}))
     out = tmp_path / "out"
-    rc, _, err = _run(capsys, inside, "--model", export_src_model_dir, "--out", out, "--boxes", boxes)
+    rc, _, err = _run(capsys, inside, "--model", mb05_dir, "--out", out, "--boxes", boxes)
     line = _one_line_error(err)
     assert rc == 2 and str(boxes) in line and "inside.png" in line and "[10, 10, 5, 5]" in line
     boxes.write_text('{"inside.png": [[NaN, 1, 100, 100]]}')
-    rc, _, err = _run(capsys, inside, "--model", export_src_model_dir, "--out", out, "--boxes", boxes)
+    rc, _, err = _run(capsys, inside, "--model", mb05_dir, "--out", out, "--boxes", boxes)
     assert rc == 2 and "non-finite" in _one_line_error(err)
     # a box that misses its image fails that image only; the other image's box gives its face
     boxes.write_text(json.dumps({"inside.png": [INSIDE_BOX], "outside.png": [[W + 10, 0, W + 90, 80]]}))
-    rc, _, err = _run(capsys, inside, outside, "--model", export_src_model_dir, "--out", out, "--boxes", boxes,
+    rc, _, err = _run(capsys, inside, outside, "--model", mb05_dir, "--out", out, "--boxes", boxes,
                       "--detector", "haar")
     assert rc == 1, err
     assert f"failed: {outside}: given box" in err and "outside" in err
@@ -171,13 +171,13 @@ def test_output_stems_are_unique_and_deterministic():
     assert output_stems(paths) == stems
 
 
-def test_colliding_stems_write_every_json(export_src_model_dir, tmp_path, capsys):
+def test_colliding_stems_write_every_json(mb05_dir, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     inputs = [_gray(folder / "a.png", 100), _gray(folder / "a.bmp", 110), _gray(folder / "a_1.png", 120),
               _gray(folder / "summary.png", 130)]
     out = tmp_path / "out"
-    rc, _, err = _run(capsys, *inputs, "--model", export_src_model_dir, "--out", out, "--detector", "haar")
+    rc, _, err = _run(capsys, *inputs, "--model", mb05_dir, "--out", out, "--detector", "haar")
     assert rc == 0, err
     jsons = sorted(p.name for p in out.glob("*.json"))
     assert jsons == ["a.json", "a_1.json", "a_bmp.json", "summary.json", "summary_png.json"]
@@ -206,18 +206,18 @@ def test_auto_detector_with_a_wrong_assets_folder(tmp_path, monkeypatch):
     assert not isinstance(make_detector("auto"), HaarDetector)  # no location given: the packaged BlazeFace
 
 
-def test_assets_cli_errors(export_src_model_dir, tmp_path, capsys, monkeypatch):
+def test_assets_cli_errors(mb05_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TF2DASL_ASSETS", raising=False)
     image = _gray(tmp_path / "flat.png")
     out = tmp_path / "out"
-    rc, _, err = _run(capsys, image, "--model", export_src_model_dir, "--out", out,
+    rc, _, err = _run(capsys, image, "--model", mb05_dir, "--out", out,
                       "--assets", tmp_path / "does_not_exist")
     line = _one_line_error(err)
     assert rc == 2 and "does_not_exist" in line and "face_detection_full_range_sparse.tflite" in line
     empty = tmp_path / "empty_assets"
     empty.mkdir()
     monkeypatch.setenv("TF2DASL_ASSETS", str(empty))
-    rc, _, err = _run(capsys, image, "--model", export_src_model_dir, "--out", out)
+    rc, _, err = _run(capsys, image, "--model", mb05_dir, "--out", out)
     assert rc == 2 and f"$TF2DASL_ASSETS={empty}" in _one_line_error(err)
     assert not (out / "flat.json").exists()
 
@@ -242,11 +242,11 @@ def test_no_face_lines_and_hints():
     assert Summary(failures=[("/p/d.jpg", "boom")]).report_lines() == ["failed: /p/d.jpg: boom"]
 
 
-def test_no_face_images_are_listed_and_exit_0(export_src_model_dir, tmp_path, capsys, monkeypatch):
+def test_no_face_images_are_listed_and_exit_0(mb05_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TF2DASL_ASSETS", raising=False)
     flat = _gray(tmp_path / "flat.png")
     out = tmp_path / "out"
-    rc, stdout, err = _run(capsys, flat, "--model", export_src_model_dir, "--out", out)  # packaged BlazeFace
+    rc, stdout, err = _run(capsys, flat, "--model", mb05_dir, "--out", out)  # packaged BlazeFace
     assert rc == 0, err
     assert f"no face: {flat} (try a lower --score-threshold, or give --boxes or --pts)" in err
     assert "1/1 images reconstructed, 0 faces, 1 without faces, 0 failed" in stdout

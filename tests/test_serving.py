@@ -102,10 +102,10 @@ def test_grpc_single_and_batched(server, crops, direct):
             np.testing.assert_allclose(many[k], v, rtol=1e-5, atol=1e-3)
 
 
-def test_grpc_predict_params_stands_in_for_a_local_model(server, crops, export_src_model_dir):
+def test_grpc_predict_params_stands_in_for_a_local_model(server, crops, mb05_dir):
     from tf2dasl import load_model
 
-    m = load_model(export_src_model_dir)
+    m = load_model(mb05_dir)
     with GrpcClient(server.target, NAME) as c:
         p = c.predict_params(crops[:8])
         assert p.shape == (8, 62) and p.dtype == np.float32
@@ -375,7 +375,7 @@ def test_serving_deployment_files_agree_with_the_export(export_dir_mb05):
     assert any(v.endswith(":/models:ro") for v in svc["volumes"])
 
 
-def test_reconstruct_through_runtimes_and_server(export_src_model_dir, export_dir_mb05, shared_dir, tmp_path):
+def test_reconstruct_through_runtimes_and_server(mb05_dir, export_dir_mb05, shared_dir, tmp_path):
     """`tf2dasl reconstruct --runtime onnx|tflite` and `--server HOST:PORT` give the Keras path's landmarks."""
     import json
 
@@ -383,7 +383,7 @@ def test_reconstruct_through_runtimes_and_server(export_src_model_dir, export_di
     from serving_double import serve
 
     photo = str(shared_dir / "data/images/trump_hillary.jpg")
-    common = [photo, "--model", str(export_src_model_dir), "--assets", str(shared_dir / "assets")]
+    common = [photo, "--model", str(mb05_dir), "--assets", str(shared_dir / "assets")]
 
     def landmarks(out):
         faces = json.loads((out / "trump_hillary.json").read_text())["faces"]

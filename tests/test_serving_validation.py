@@ -161,13 +161,13 @@ def _loaded(library: str):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("library", ["_pywrap_tensorflow_internal", "litert"])
-def test_ctrl_c_at_any_moment_is_one_line(export_src_model_dir, shared_dir, tmp_path, library):
+def test_ctrl_c_at_any_moment_is_one_line(mb05_dir, shared_dir, tmp_path, library):
     """SIGINT while TensorFlow or LiteRT (the detector) is being loaded (LiteRT's native start-up turns it into
     an ImportError): still one line and exit 130."""
     if not sys.platform.startswith("linux"):
         pytest.skip("watches /proc/PID/maps")
     cmd = [sys.executable, "-m", "tf2dasl.cli", "reconstruct", str(shared_dir / "data" / "images" / "einstein.jpg"),
-           "--model", str(export_src_model_dir), "--out", str(tmp_path / "out")]
+           "--model", str(mb05_dir), "--out", str(tmp_path / "out")]
     r = _interrupt_when(cmd, _loaded(library))
     assert r.returncode == 130, r.stderr
     last = r.stderr.replace("\r", "\n").strip().splitlines()[-1]
@@ -176,7 +176,7 @@ def test_ctrl_c_at_any_moment_is_one_line(export_src_model_dir, shared_dir, tmp_
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_run_writes_the_summary(export_src_model_dir, shared_dir, tmp_path):
+def test_ctrl_c_during_a_run_writes_the_summary(mb05_dir, shared_dir, tmp_path):
     import json
     import shutil
 
@@ -185,7 +185,7 @@ def test_ctrl_c_during_a_run_writes_the_summary(export_src_model_dir, shared_dir
     for i in range(8):
         shutil.copy(shared_dir / "data" / "images" / "emma.jpg", photos / f"e{i}.jpg")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "tf2dasl.cli", "reconstruct", str(photos), "--model", str(export_src_model_dir),
+    cmd = [sys.executable, "-m", "tf2dasl.cli", "reconstruct", str(photos), "--model", str(mb05_dir),
            "--out", str(out), "--overlay", "--obj"]
     r = _interrupt_when(cmd, lambda pid: (out / "e0.json").exists())
     assert r.returncode == 130 and "Traceback" not in r.stderr, r.stderr

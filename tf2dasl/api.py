@@ -15,24 +15,11 @@ Importing it imports TensorFlow (``load_model``); the modules behind it that run
 """
 from __future__ import annotations
 
-from .batch import (  # noqa: F401
-                    MESHES,
-                    NO_FACE_HINTS,
-                    PICTURE_MAX_PIXELS,
-                    PICTURES,
-                    SUMMARY_STEM,
-                    TEXTURED,
-                    RunInterrupted,
-                    Summary,
-                    image_record,
-                    model_identity,
-                    output_files,
-                    output_stems,
-                    reconstruct_paths,
-                    write_outputs,
-)
+from .batch import (MESHES, NO_FACE_HINTS, PICTURE_MAX_PIXELS, PICTURES, SUMMARY_STEM, TEXTURED,  # noqa: F401
+                    RunInterrupted, Summary, image_record, model_identity, output_files, output_stems,
+                    reconstruct_paths, write_outputs)
 from .geometry.decoder import Decoder  # noqa: F401
 from .inference import RUNTIMES, Prediction, Predictor, load_predictor  # noqa: F401
 from .io.boxes import MIN_BOX_SIDE, BoxesError, read_boxes_file  # noqa: F401
-from .io.model_dir import load_model_dir as load_model  # noqa: F401
+from .io.model_dir import load_model_dir as load_model, save_model_dir as save_model  # noqa: F401
 from .reconstruct import Face, Reconstructor, make_reconstructor  # noqa: F401

@@ -48,7 +48,8 @@ def model_identity(model) -> dict:
             digest = None
         return {"model_dir": str(d), "model_json": digest}
     predictor = model.predictor if isinstance(model, Reconstructor) else model
-    return {"runtime": getattr(predictor, "runtime", type(predictor).__name__), "name": getattr(predictor, "name", None)}
+    return {"runtime": getattr(predictor, "runtime", type(predictor).__name__),
+            "name": getattr(predictor, "name", None)}
 
 
 def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detector: str = "auto",

@@ -37,8 +37,8 @@ reported at the end (and in OUT_DIR/summary.json): each image without a face ("n
 it still gets its JSON with "faces": []) and each failure ("failed: PATH: reason": missing input, folder
 without images, unreadable image or .pts, a --boxes box outside its image). The other inputs go on.
 
-the output folder (docs/output_format.md, "Output guarantees"): every file is written whole or not at all (temporary file,
-fsync, rename); OUT_DIR/tf2dasl-manifest.jsonl records what tf2dasl wrote there (sizes, SHA-256) and which
+the output folder (docs/output_format.md, "Output guarantees"): every file is written whole or not at all
+(temporary file, fsync, rename); OUT_DIR/tf2dasl-manifest.jsonl records what tf2dasl wrote there (sizes, SHA-256) and which
 inputs are complete. A rerun into the same folder skips the inputs already complete with the same model and
 settings (--force redoes them) and redoes incomplete ones. A file in OUT_DIR that no tf2dasl run wrote is
 never overwritten: that image's outputs get another name ("renamed: ... was not written by tf2dasl: kept");

@@ -1,6 +1,6 @@
 """Training data: sample listings (:mod:`.sources`), landmark sets (:mod:`.landmark_sets`), loading
 (:mod:`.loading`), augmentation (:mod:`.augment`), teacher labels (:mod:`.teacher`), the data configs
-(:mod:`.data_config`) and tf.data pipelines (:mod:`.pipeline`, :mod:`.wild`).
+(:mod:`.data_config`) and tf.data pipelines (:mod:`.pipeline`, :mod:`.datasets`).
 
 Owns reading datasets and turning them into batches; imports no model code (a teacher is a callable here). The
 package imports none of its modules: listing and reading samples (:mod:`.sources`, used by evaluation too) needs no

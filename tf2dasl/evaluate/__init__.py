@@ -12,10 +12,14 @@ TensorFlow, Keras or matplotlib; nothing here imports :mod:`tf2dasl.commands` or
 runs through :mod:`tf2dasl.inference`, which imports a runtime's library only when it is asked for. The names below
 are the package's public API (``from tf2dasl.evaluate import ...``); :mod:`.plots` is imported on its own.
 """
-from .aflw2000 import Predictions, evaluate_aflw2000, format_table, params_predictions, predict_aflw2000, score_aflw2000  # noqa: F401
+from .aflw2000 import (Predictions, evaluate_aflw2000, format_table, params_predictions, predict_aflw2000,  # noqa: F401
+                       score_aflw2000)
 from .aflw2000_data import Aflw2000, load_aflw2000, read_aflw_mat  # noqa: F401
 from .common import DatasetError, nan_to_none  # noqa: F401
 from .dense import DENSE_METRICS, dense_nme_2d, dense_nme_3d, reconstruction_nme  # noqa: F401
-from .metrics import BIN_NAMES, FAILURE_NME, YAW_BINS, ced_auc, nme_3d, nme_bbox, nme_interocular, yaw_table  # noqa: F401
-from .under_test import ModelUnderTest, check_decoder, load_decoder, load_params_file, model_under_test, params_decoder  # noqa: F401
-from .w300 import MATCH_IOU, evaluate_300w, format_300w, format_errors, load_300w_faces, match_box, match_labelled_face  # noqa: F401
+from .metrics import (BIN_NAMES, FAILURE_NME, YAW_BINS, ced_auc, nme_3d, nme_bbox, nme_interocular,  # noqa: F401
+                      yaw_table)
+from .under_test import (ModelUnderTest, check_decoder, load_decoder, load_params_file, model_under_test,  # noqa: F401
+                         params_decoder)
+from .w300 import (MATCH_IOU, evaluate_300w, format_300w, format_errors, load_300w_faces, match_box,  # noqa: F401
+                   match_labelled_face)

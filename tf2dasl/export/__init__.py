@@ -33,7 +33,8 @@ graphs take *normalised* float32 crops (the app normalises: 3DDFA_V2 weights wan
 TFLite in NHWC, ONNX in NCHW (the layout of a PyTorch export such as 3DDFA_V2's; export.json's ``layout`` says
 which, and a model whose backbone falls back to tf2onnx keeps NHWC). A 4-channel (2DASL) model runs its two
 passes inside every graph; its artifacts still take 3-channel crops, and each also offers one pass with a given
-landmark map (the SavedModel's and TFLite file's ``with_map`` signature, ``NAME_with_map.onnx``). The morphable model's arrays are
+landmark map (the SavedModel's and TFLite file's ``with_map`` signature, ``NAME_with_map.onnx``). The morphable
+model's arrays are
 non-trainable *weights* (:class:`~tf2dasl.models.morphable.MorphableLayer`): ``tf.constant`` attributes break
 tf2onnx's freezing silently, and TFLite conversion from concrete functions keeps resource ops.
 """
@@ -45,5 +46,6 @@ from .exporter import FORMATS, check_formats, export_model  # noqa: F401
 from .manifest import describe_function, describe_onnx, describe_tflite  # noqa: F401
 from .mobile import LandmarkHead, MobileModule, convert_tflite, save_mobile  # noqa: F401
 from .onnx_graph import ONNX_OPSET, convert_onnx, face_graph  # noqa: F401
-from .saved_model import SIGNATURES, WARMUP_BATCH_SIZES, ServingModule, decode_and_crop, save_serving_model  # noqa: F401
+from .saved_model import (SIGNATURES, WARMUP_BATCH_SIZES, ServingModule, decode_and_crop,  # noqa: F401
+                          save_serving_model)
 from .tflite_lint import GPU_OPS, RESOURCE_OPS, gpu_analysis, gpu_op_issues, tflite_ops  # noqa: F401

@@ -43,8 +43,8 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
 
     ``formats``: a subset of :data:`FORMATS` (list or comma-separated string); ``version``: TF Serving's version
     folder; ``dense``: the SavedModel also outputs the dense mesh; ``tflite_variants``: which of
-    :data:`~tf2dasl.inference.export_dir.TFLITE_VARIANTS` to convert. Exporting again into the same model's export replaces
-    the artifacts it writes and keeps the others; export.json is written last."""
+    :data:`~tf2dasl.inference.export_dir.TFLITE_VARIANTS` to convert. Exporting again into the same model's export
+    replaces the artifacts it writes and keeps the others; export.json is written last."""
     formats = check_formats(formats)
     if int(version) < 1:
         raise ExportError(f"--version must be a positive integer (TF Serving's version folders), got {version}")

@@ -42,12 +42,12 @@ class Decoder:
         return model_to_crop(self.model_points(params, dense), self.size, self.convention)
 
     def image_points(self, params: np.ndarray, roi_boxes: np.ndarray, dense: bool = False) -> np.ndarray:
-        """Raw params ``(B, 62)`` of the crops of ``roi_boxes (B, 4)`` → points in image pixels ``(B, N, 3)`` (z scaled
-        by the roi box like x and y)."""
+        """Raw params ``(B, 62)`` of the crops of ``roi_boxes (B, 4)`` → points in image pixels ``(B, N, 3)`` (z
+        scaled by the roi box like x and y)."""
         return crop_to_image(self.crop_points(params, dense), roi_boxes, self.size)
 
     def landmarks(self, params: np.ndarray, roi_boxes: np.ndarray | None = None) -> np.ndarray:
-        """The 68 landmarks ``(B, 68, 3)``: crop pixels, or image pixels when the crops' ``roi_boxes (B, 4)`` are given."""
+        """The 68 landmarks ``(B, 68, 3)``: crop pixels, or image pixels through the crops' ``roi_boxes (B, 4)``."""
         return self.crop_points(params) if roi_boxes is None else self.image_points(params, roi_boxes)
 
     def vertices(self, params: np.ndarray, roi_boxes: np.ndarray | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ Two published layouts load into one :class:`MorphableModel` (the file loaders ar
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -152,12 +152,6 @@ class MorphableModel:
             lo, hi = u.min(axis=0), u.max(axis=0)
             self._ncc = ((u - lo) / (hi - lo)).astype(np.float32)
         return self._ncc
-
-    def slice_keypoints(self, flat_keypoints: np.ndarray) -> "MorphableModel":
-        """A copy whose sparse bases are the given x,y,z-interleaved rows ``(3K,)`` of the dense ones."""
-        self.require_dense()
-        return replace(self, u_base=self.u[flat_keypoints], w_shp_base=self.w_shp[flat_keypoints],
-                       w_exp_base=self.w_exp[flat_keypoints])
 
     def arrays(self) -> dict[str, np.ndarray]:
         """All arrays by name (for saving in a model directory)."""

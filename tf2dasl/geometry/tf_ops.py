@@ -107,7 +107,7 @@ def params_to_pose(params):
 
 # ---------------------------------------------------------------------------- the landmark map
 def map_points(landmarks, pairs=MAP_POINT_PAIRS):
-    """TF twin of :func:`tf2dasl.geometry.landmark_map.map_points`: ``(B, K, >=2)`` → ``(B, 18, 2)`` (NaN stays NaN)."""
+    """TF twin of :func:`tf2dasl.geometry.landmark_map.map_points`: ``(B, K, >=2)`` → ``(B, 18, 2)`` (NaN stays)."""
     a, b = pair_indices(pairs)
     lm = landmarks[:, :, 0:2]  # plain slice: no ellipsis/shrink masks (TFLite GPU delegate)
     return (tf.gather(lm, a, axis=1) + tf.gather(lm, b, axis=1)) / 2

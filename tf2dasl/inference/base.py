@@ -38,8 +38,8 @@ class Prediction:
 
 class Predictor:
     """Crops (and maps) in, raw parameters out. ``name``: what to call the model in reports; ``input_size`` the crop
-    side ``S`` (None: any); ``channels`` 3, or 4 for a model that takes landmark maps; ``crop_convention`` the crop frame its
-    parameters live in (:mod:`tf2dasl.geometry.conventions`). Subclasses implement :meth:`_predict`."""
+    side ``S`` (None: any); ``channels`` 3, or 4 for a model that takes landmark maps; ``crop_convention`` the crop
+    frame its parameters live in (:mod:`tf2dasl.geometry.conventions`). Subclasses implement :meth:`_predict`."""
 
     #: the runtime's name (``--runtime``)
     runtime = "?"

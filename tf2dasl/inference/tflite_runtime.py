@@ -34,6 +34,7 @@ class TFLitePredictor(ExportedPredictor):
             with native_stderr_hidden():  # LiteRT announces its XNNPACK delegate on stderr
                 self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads,
                                                experimental_op_resolver_type=resolver)
+                self.interpreter.allocate_tensors()
                 self.runners = {name: self.interpreter.get_signature_runner(name)
                                 for name in self.interpreter.get_signature_list()}
         except (ValueError, RuntimeError) as exc:

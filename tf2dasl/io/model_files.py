@@ -41,7 +41,8 @@ def task_config(meta: dict, where: Path) -> tuple[dict, dict]:
     try:
         if meta["format_version"] < 2:  # version 1: a flat spec holding the provenance
             spec = dict(meta["spec"])
-            provenance = {**spec.pop("provenance", {}), "morphable_model": meta.get("morphable_model", {}).get("source")}
+            provenance = {**spec.pop("provenance", {}),
+                          "morphable_model": meta.get("morphable_model", {}).get("source")}
             config = {"spec": spec}
         else:
             if meta["task"]["class_name"] != TASK_CLASS:
@@ -96,7 +97,8 @@ def check_morphable_file(path: Path) -> None:
     unknown = sorted(set(headers) - set(expected))
     missing = [n for n in ("u_base", "w_shp_base", "w_exp_base", "param_mean", "param_std") if n not in headers]
     if unknown or missing:
-        raise ModelDirError(f"{path}: {'unknown' if unknown else 'missing'} array(s) {unknown or missing}; {REMAKE_HINT}")
+        raise ModelDirError(f"{path}: {'unknown' if unknown else 'missing'} array(s) {unknown or missing}; "
+                            f"{REMAKE_HINT}")
     for name, (shape, dtype) in headers.items():
         if dtype.kind not in "fiu" or dtype.hasobject:
             raise ModelDirError(f"{path}: array {name} has dtype {dtype}, not a number type; {REMAKE_HINT}")

@@ -89,7 +89,7 @@ class MorphableLayer(keras.layers.Layer):
         return crop if roi_boxes is None else tf_ops.crop_to_image(crop, roi_boxes, self.input_size)
 
     def landmarks(self, params, roi_boxes=None):
-        """Raw params → the points ``(B, num_points, 3)`` in crop pixels, or image pixels through ``roi_boxes (B, 4)``."""
+        """Raw params → the points ``(B, num_points, 3)``: crop pixels, or image pixels through ``roi_boxes (B, 4)``."""
         return self._frame(self.model_points(params), roi_boxes)
 
     def vertices(self, params, roi_boxes=None):

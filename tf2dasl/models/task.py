@@ -62,6 +62,7 @@ class FaceTask(keras.Model):
         self.landmark_head = landmark_head
         self._mm = mm
         self.provenance = dict(provenance or {})
+        self.built = True  # every weight exists once the regressor is built
 
     def build(self, input_shape=None):
         self.regressor.build()  # the morphable layer and preprocessor hold no unbuilt state
@@ -78,11 +79,12 @@ class FaceTask(keras.Model):
 
     @property
     def mm(self) -> MorphableModel:
-        """The numpy morphable model: the one given, else the layer's arrays (68-point bases, dense when kept)."""
-        if self._mm is None:
-            names = SPARSE_ARRAYS + (DENSE_ARRAYS if self.morphable.dense else ())
-            self._mm = MorphableModel(**{n: np.asarray(getattr(self.morphable, n).numpy()) for n in names})
-        return self._mm
+        """The numpy morphable model: the one given, else the layer's current arrays (68-point bases, dense when kept;
+        e.g. after ``keras.saving.load_model``)."""
+        if self._mm is not None:
+            return self._mm
+        names = SPARSE_ARRAYS + (DENSE_ARRAYS if self.morphable.dense else ())
+        return MorphableModel(**{n: np.asarray(getattr(self.morphable, n).numpy()) for n in names})
 
     def set_morphable_model(self, mm: MorphableModel) -> None:
         """Use ``mm`` (numpy decoding and the layer's arrays)."""

@@ -44,7 +44,8 @@ Textures: ``(S_h, S_w, 3)`` uint8 BGR images addressed by UV coordinates ``(u, v
 from __future__ import annotations
 
 from .raster import rasterize, rasterize_sparse, sample_bilinear, uv_to_texel  # noqa: F401
-from .shading import render_depth, render_pncc, render_shaded, render_textured, texture_colors, vertex_normals  # noqa: F401
+from .shading import (render_depth, render_pncc, render_shaded, render_textured, texture_colors,  # noqa: F401
+                      vertex_normals)
 
 __all__ = ["rasterize", "rasterize_sparse", "render_depth", "render_pncc", "render_shaded", "render_textured",
            "sample_bilinear", "texture_colors", "uv_to_texel", "vertex_normals"]

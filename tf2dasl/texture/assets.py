@@ -21,7 +21,7 @@ import numpy as np
 from ..geometry.camera import resize_points
 from ..geometry.object_frame import object_vertices, pose_matrices, similarity
 from ..io.mesh import encode_glb, encode_mtl, encode_textured_obj, write_textured_obj
-from ..io.outputs import encode_image, write_bytes, write_image
+from ..io.outputs import encode_image, write_bytes
 from ..render import vertex_normals
 from .uv import Texture, TextureConfig, uv_layout
 
@@ -76,9 +76,6 @@ class TexturedFace:
         """One GLB with the texture embedded; the node ``face`` carries the pose (:meth:`node_matrix`)."""
         return encode_glb(self.vertices, self.triangles, self.uv, self.texture.image, self.normals,
                           node_matrix=self.node_matrix(), extras=self.pose_extras())
-
-    def write_texture(self, path, overwrite: bool = True) -> Path:
-        return write_image(path, self.texture.image, overwrite=overwrite)
 
     def write_obj(self, path, overwrite: bool = True) -> list[Path]:
         """``NAME.obj`` + ``NAME.mtl`` + ``NAME.png`` (:func:`tf2dasl.io.mesh.write_textured_obj`)."""

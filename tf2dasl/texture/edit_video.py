@@ -19,7 +19,8 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..geometry.morphable_model import EXPRESSION
 from ..geometry.pose import params_to_sRt
-from ..io.outputs import OutputExistsError, VideoEncoder, place_file
+from ..io.outputs import OutputExistsError, place_file
+from ..io.streams import VideoEncoder
 from ..video import FaceTracker, open_video
 from .edit import EditConfig, Retargeter
 

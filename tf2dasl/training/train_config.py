@@ -95,8 +95,8 @@ class OptimConfig:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{key} must be a number >= 0, got {value}")
         if self.optimizer == "adam" and self.weight_decay:
-            raise ValueError(f"optimizer adam has no weight decay, got weight_decay {self.weight_decay}: use optimizer: "
-                             "adamw (Adam with decoupled weight decay) or weight_decay: 0")
+            raise ValueError(f"optimizer adam has no weight decay, got weight_decay {self.weight_decay}: use "
+                             "optimizer: adamw (Adam with decoupled weight decay) or weight_decay: 0")
         if self.map_lr_multiplier != 1.0 and self.optimizer != "sgd":
             raise ValueError(f"map_lr_multiplier acts through the gradient's scale, which {self.optimizer}'s update "
                              "ignores: use optimizer: sgd or map_lr_multiplier: 1.0")

@@ -104,7 +104,8 @@ def evaluate_holdout(predictor: Predictor, points: Decoder, layout: PointLayout,
 
 class Validation(keras.callbacks.Callback):
     """After every ``every``-th epoch (the model from ``task_fn()``): the NME of each held-out set, its points decoded
-    by ``points`` in ``layout``, logged as ``val_<set>_nme``, and (monitor only) AFLW2000-3D's 68-point NME as ``val_nme`` / ``val_nme_reannotated`` (``dense``: also the dense 2D NME,
+    by ``points`` in ``layout``, logged as ``val_<set>_nme``, and (monitor only) AFLW2000-3D's 68-point NME as
+    ``val_nme`` / ``val_nme_reannotated`` (``dense``: also the dense 2D NME,
     ``val_dense_2d``). ``select`` names the held-out set whose NME picks the best epoch: ``on_best(epoch, nme)`` is
     called when it improves."""
 

@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from ..io.mesh import encode_obj, encode_ply, sample_vertex_colors
-from ..io.outputs import JsonLines, OutputError, VideoEncoder, make_folder
+from ..io.outputs import OutputError, make_folder
+from ..io.streams import JsonLines, VideoEncoder
 from ..render import draw, render_shaded
 from .video_config import OverlayConfig
 
