@@ -51,7 +51,7 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
-def _one_line_error(err: str) -> str:
+def one_line_error(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -143,11 +143,11 @@ def test_bad_boxes_cli(mb05_dir, tmp_path, capsys):
     boxes.write_text(json.dumps({"inside.png": [[10, 10, 5, 5]]}))
     out = tmp_path / "out"
     rc, _, err = _run(capsys, inside, "--model", mb05_dir, "--out", out, "--boxes", boxes)
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert rc == 2 and str(boxes) in line and "inside.png" in line and "[10, 10, 5, 5]" in line
     boxes.write_text('{"inside.png": [[NaN, 1, 100, 100]]}')
     rc, _, err = _run(capsys, inside, "--model", mb05_dir, "--out", out, "--boxes", boxes)
-    assert rc == 2 and "non-finite" in _one_line_error(err)
+    assert rc == 2 and "non-finite" in one_line_error(err)
     # a box that misses its image fails that image only; the other image's box gives its face
     boxes.write_text(json.dumps({"inside.png": [INSIDE_BOX], "outside.png": [[W + 10, 0, W + 90, 80]]}))
     rc, _, err = _run(capsys, inside, outside, "--model", mb05_dir, "--out", out, "--boxes", boxes,
@@ -212,13 +212,13 @@ def test_assets_cli_errors(mb05_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     rc, _, err = _run(capsys, image, "--model", mb05_dir, "--out", out,
                       "--assets", tmp_path / "does_not_exist")
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert rc == 2 and "does_not_exist" in line and "face_detection_full_range_sparse.tflite" in line
     empty = tmp_path / "empty_assets"
     empty.mkdir()
     monkeypatch.setenv("TF2DASL_ASSETS", str(empty))
     rc, _, err = _run(capsys, image, "--model", mb05_dir, "--out", out)
-    assert rc == 2 and f"$TF2DASL_ASSETS={empty}" in _one_line_error(err)
+    assert rc == 2 and f"$TF2DASL_ASSETS={empty}" in one_line_error(err)
     assert not (out / "flat.json").exists()
 
 
@@ -268,7 +268,7 @@ def test_server_with_a_local_runtime_is_rejected(tmp_path, capsys, extra):
     # the model folder does not exist: the conflict is reported first, before anything is loaded
     rc, _, err = _run(capsys, tmp_path / "x.jpg", "--model", tmp_path / "no_model", "--out", tmp_path / "o",
                       "--server", "localhost:8500", *extra)
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert rc == 2 and "--server localhost:8500" in line and "drop" in line and "no_model" not in line
     assert ("--runtime" in line) == ("--runtime" in extra) and ("--export-dir" in line) == ("--export-dir" in extra)
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tf2dasl import losses as L
 from tf2dasl.cli import main
 from tf2dasl.io.yaml_config import ConfigError, load_config
-from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, landmark_map, map_from_points
+from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, map_from_points
 from tf2dasl.models.critic import SelfCritic
 from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
 from tf2dasl.models.morphable import MorphableLayer

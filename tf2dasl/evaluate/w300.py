@@ -172,7 +172,7 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str | Non
     pct = lambda a: float(a * 100) if np.isfinite(a) else float("nan")  # noqa: E731
     return nan_to_none({
         "benchmark": "300w", "normalisation": "outer inter-ocular (points 36, 45)", "boxes": boxes,
-        "detector": det_name, "model": model.spec.name,
+        "detector": det_name, "model": rec.predictor.name,
         "data": [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs)],
         "list": None if list_file is None else str(list_file),
         "faces": n, "found": int(ok.sum()), "detection_rate": 100.0 * ok.sum() / max(n, 1),

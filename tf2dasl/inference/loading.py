@@ -50,11 +50,11 @@ def load_predictor(runtime: str = "keras", model=None, export_dir=None, variant:
         raise UserError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
     if server:
         return _server_predictor(runtime, model, export_dir, server, server_model, protocol)
-    if variant is not None and variant not in VARIANTS.get(runtime, ()):
-        where = f"--runtime {' or '.join(VARIANTS)}" if runtime not in VARIANTS else f"--runtime {runtime}"
-        raise UserError(f"--variant {variant}: {where} has variants "
-                        f"{', '.join(VARIANTS.get(runtime, ())) or 'none'}"
-                        + ("" if runtime in VARIANTS else " (drop --variant)"))
+    if variant is not None and runtime not in VARIANTS:
+        raise UserError(f"--variant {variant} applies to --runtime {' or '.join(VARIANTS)}; --runtime {runtime} has "
+                        "no variants (drop --variant)")
+    if variant is not None and variant not in VARIANTS[runtime]:
+        raise UserError(f"--variant {variant}: --runtime {runtime} has variants {', '.join(VARIANTS[runtime])}")
     if passes is not None and runtime != "keras":
         raise UserError("--passes applies to --runtime keras; exported artifacts always run the model's own passes "
                         "(drop --passes)")
@@ -74,12 +74,12 @@ def _keras_predictor(model, export_dir, passes) -> Predictor:
                         "model directory given by --model (drop --export-dir, or name the export's runtime)")
     if model is None or model == "":
         raise UserError("--model MODEL_DIR is required with --runtime keras")
+    if passes is not None and passes not in PASSES:
+        raise UserError(f"--passes {passes}: use one of {', '.join(map(str, PASSES))}")
     spec = read_model_spec(model) if isinstance(model, (str, Path)) else model.spec
     if passes is not None and spec.channels != MAP_CHANNELS:
         raise UserError(f"--passes applies to {MAP_CHANNELS}-channel (2DASL) models; {spec.name} takes "
                         f"{spec.channels}-channel crops and always runs one pass (drop --passes)")
-    if passes is not None and passes not in PASSES:
-        raise UserError(f"--passes {passes}: use one of {', '.join(map(str, PASSES))}")
     keras_predictor = predictor_class("keras")
     passes = 2 if passes is None else passes
     if isinstance(model, (str, Path)):
