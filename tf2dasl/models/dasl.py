@@ -371,7 +371,7 @@ class DASLModel(keras.Model):
     # ------------------------------------------------------------------ config
     def get_config(self):
         return {"task": self.task.get_config(), "critic": self.critic.get_config(),
-                "points": self.points.get_config(), "loss_weights": asdict(self.loss_weights),
+                "points": None if self.points is self.task.morphable else self.points.get_config(), "loss_weights": asdict(self.loss_weights),
                 "loss_points": [self.loss_points[0].tolist(), self.loss_points[1].tolist()],
                 "freeze_bn": self.freeze_bn, "map_lr_multiplier": self.map_lr_multiplier,
                 "replica_clip_norm": self.replica_clip_norm, "name": self.name}
@@ -379,8 +379,9 @@ class DASLModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        points = config.pop("points")
         return cls(FaceTask.from_config(config.pop("task")), SelfCritic.from_config(config.pop("critic")),
-                   points=MorphableLayer.from_config(config.pop("points")), **config)
+                   points=points and MorphableLayer.from_config(points), **config)
 
 
 def expand_to_four_channels(reg3: Regressor) -> Regressor:

@@ -58,7 +58,7 @@ class MorphableLayer(keras.layers.Layer):
                                                 initializer="ones" if name == "param_std" else "zeros"))
         if mm is not None:
             self.set_morphable_model(mm)
-
+        self.built = True  # its weights are made here: no input shape needed
     def set_morphable_model(self, mm: MorphableModel) -> None:
         """Assign the arrays of ``mm`` (same number of points; dense arrays when the layer is dense)."""
         for name, shape in _shapes(self.num_points, self.num_vertices).items():
