@@ -23,7 +23,8 @@ from tf2dasl import api
 from tf2dasl.batch import photos as batch_photos
 from tf2dasl.cli import main
 from tf2dasl.io import outputs
-from tf2dasl.io.outputs import JsonLines, is_temporary
+from tf2dasl.io.outputs import is_temporary
+from tf2dasl.io.streams import JsonLines
 from tf2dasl.io.run_folder import MANIFEST_NAME
 
 H, W = 120, 160

@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tf2dasl.api import (
-    MIN_BOX_SIDE, NO_FACE_HINTS, BoxesError, Summary, make_backend, output_stems, read_boxes_file,
-)
+from tf2dasl.api import (MIN_BOX_SIDE, NO_FACE_HINTS, BoxesError, Summary, load_predictor, output_stems,
+                         read_boxes_file)
 from tf2dasl.cli import build_parser, main
 from tf2dasl.io.boxes import given_boxes
 from tf2dasl.detect import DetectorError, HaarDetector, make_detector
@@ -51,7 +50,7 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
-def one_line_error(err: str) -> str:
+def the_line(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -143,11 +142,11 @@ def test_bad_boxes_cli(mb05_dir, tmp_path, capsys):
     boxes.write_text(json.dumps({"inside.png": [[10, 10, 5, 5]]}))
     out = tmp_path / "out"
     rc, _, err = _run(capsys, inside, "--model", mb05_dir, "--out", out, "--boxes", boxes)
-    line = one_line_error(err)
+    line = the_line(err)
     assert rc == 2 and str(boxes) in line and "inside.png" in line and "[10, 10, 5, 5]" in line
     boxes.write_text('{"inside.png": [[NaN, 1, 100, 100]]}')
     rc, _, err = _run(capsys, inside, "--model", mb05_dir, "--out", out, "--boxes", boxes)
-    assert rc == 2 and "non-finite" in one_line_error(err)
+    assert rc == 2 and "non-finite" in the_line(err)
     # a box that misses its image fails that image only; the other image's box gives its face
     boxes.write_text(json.dumps({"inside.png": [INSIDE_BOX], "outside.png": [[W + 10, 0, W + 90, 80]]}))
     rc, _, err = _run(capsys, inside, outside, "--model", mb05_dir, "--out", out, "--boxes", boxes,
@@ -212,13 +211,13 @@ def test_assets_cli_errors(mb05_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     rc, _, err = _run(capsys, image, "--model", mb05_dir, "--out", out,
                       "--assets", tmp_path / "does_not_exist")
-    line = one_line_error(err)
+    line = the_line(err)
     assert rc == 2 and "does_not_exist" in line and "face_detection_full_range_sparse.tflite" in line
     empty = tmp_path / "empty_assets"
     empty.mkdir()
     monkeypatch.setenv("TF2DASL_ASSETS", str(empty))
     rc, _, err = _run(capsys, image, "--model", mb05_dir, "--out", out)
-    assert rc == 2 and f"$TF2DASL_ASSETS={empty}" in one_line_error(err)
+    assert rc == 2 and f"$TF2DASL_ASSETS={empty}" in the_line(err)
     assert not (out / "flat.json").exists()
 
 
@@ -255,7 +254,7 @@ def test_no_face_images_are_listed_and_exit_0(mb05_dir, tmp_path, capsys, monkey
 
 
 def test_help_documents_exit_status_and_names():
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    sub = next(a for a in build_parser(["reconstruct"])._actions if a.dest == "command")
     text = sub.choices["reconstruct"].format_help()
     assert "exit status" in text and "images without faces are listed but are not failures" in text
     assert "<stem>_<ext>" in text and "renamed" in text
@@ -268,12 +267,12 @@ def test_server_with_a_local_runtime_is_rejected(tmp_path, capsys, extra):
     # the model folder does not exist: the conflict is reported first, before anything is loaded
     rc, _, err = _run(capsys, tmp_path / "x.jpg", "--model", tmp_path / "no_model", "--out", tmp_path / "o",
                       "--server", "localhost:8500", *extra)
-    line = one_line_error(err)
+    line = the_line(err)
     assert rc == 2 and "--server localhost:8500" in line and "drop" in line and "no_model" not in line
     assert ("--runtime" in line) == ("--runtime" in extra) and ("--export-dir" in line) == ("--export-dir" in extra)
 
 
-def test_make_backend_rejects_server_with_runtime(tmp_path):
+def test_load_predictor_rejects_server_with_runtime(tmp_path):
     with pytest.raises(UserError, match="--server h:1 runs the model on the server"):
-        make_backend(tmp_path / "no_model", "savedmodel", None, server="h:1")
+        load_predictor("savedmodel", tmp_path / "no_model", server="h:1")
 

@@ -7,7 +7,7 @@ its ``predict_image`` signature, input checks before anything is sent, request s
   ``params_whitened``, + ``vertices`` for a ``--dense`` export);
 * ``predict_images(encoded: list[bytes], roi_boxes (B, 4))`` → ``predict_image``'s outputs (a dict): the same plus
   ``landmarks_2d_image`` / ``landmarks_3d_image`` in image pixels;
-* ``call_signature(signature, inputs)`` → any signature's outputs, ``{name: numpy}``.
+* ``call_signature(signature, inputs)`` → any signature's outputs, ``{name: numpy}`` (inputs sent as given).
 
 A call with more than ``max_request_batch`` faces (default :data:`DEFAULT_MAX_REQUEST_BATCH` = 32, the execution
 batch of ``serving/batching_parameters.txt``) is sent as consecutive requests of at most that many, and their
@@ -143,10 +143,11 @@ class ServingClient(Predictor):
     def _request_once(self, inputs: dict, signature: str) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def call_signature(self, signature: str, inputs: dict) -> dict:
-        """``{input name: numpy}`` → ``{output name: numpy}`` on ``signature``. Inputs whose common batch is larger
-        than ``max_request_batch`` go out as consecutive requests of at most that many rows; every output is
-        concatenated along axis 0, in order."""
+    def call_signature(self, signature: str, inputs: dict | None = None, **named) -> dict:
+        """``{input name: numpy}`` (a dict and/or keyword arguments) → ``{output name: numpy}`` on ``signature``, sent
+        as given (no checks). Inputs whose common batch is larger than ``max_request_batch`` go out as consecutive
+        requests of at most that many rows; every output is concatenated along axis 0, in order."""
+        inputs = {**(inputs or {}), **named}
         n, step = _batch_size(inputs), self.max_request_batch
         if step is None or n is None or n <= step:
             return self._request_once(inputs, signature)
@@ -174,16 +175,17 @@ class ServingClient(Predictor):
 
     def _predict(self, crops, maps):
         if maps is None:
-            out = self.call_signature(DEFAULT_SIGNATURE, {"crops": crops})
+            out = self.call_signature(DEFAULT_SIGNATURE, crops=crops)
         else:
-            out = self.call_signature(MAP_SIGNATURE, {"crops": crops, "maps": maps})
+            out = self.call_signature(MAP_SIGNATURE, crops=crops, maps=maps)
         out = dict(out)
-        return Prediction(out.pop("params"), {"landmarks": out.pop("landmarks_3d"), **out})
+        landmarks = out.pop("landmarks_3d", None)  # an export's signature names its 3D landmarks so
+        return Prediction(out.pop("params"), {**({} if landmarks is None else {"landmarks": landmarks}), **out})
 
     def predict_images(self, encoded, roi_boxes) -> dict:
         """Encoded images (list of JPEG/PNG bytes) and roi boxes ``(B, 4)`` → ``predict_image``'s outputs."""
         images, rois = _as_images(encoded, roi_boxes)
-        return self.call_signature(IMAGE_SIGNATURE, {"images": images, "roi_boxes": rois})
+        return self.call_signature(IMAGE_SIGNATURE, images=images, roi_boxes=rois)
 
     def _sleep(self, attempt: int) -> None:
         time.sleep(self.backoff * (2 ** attempt))
