@@ -37,19 +37,26 @@ def region_table(lm_img: np.ndarray, gt: np.ndarray, yaws: np.ndarray) -> dict[s
     return out
 
 
+def landmarks(model, crops: np.ndarray) -> np.ndarray:
+    """``model``'s 68 landmarks ``(N, 68, 3)`` crop pixels on ``crops``."""
+    from tf2dasl.inference.keras_runtime import KerasPredictor
+
+    return model.decoder.landmarks(KerasPredictor(model).predict(crops).params)
+
+
 def flip_average(model, crops: np.ndarray) -> np.ndarray:
     """Test-time flip averaging: crop-pixel landmarks ``(N, 68, 3)`` averaged with the mirror image's mirrored back."""
     from tf2dasl.data.teacher import mirror_landmarks_68
 
-    plain = model.landmarks_crop(model.predict_params(crops))
-    mirrored = model.landmarks_crop(model.predict_params(np.ascontiguousarray(crops[:, :, ::-1])))
+    plain = landmarks(model, crops)
+    mirrored = landmarks(model, np.ascontiguousarray(crops[:, :, ::-1]))
     out = plain.copy()
     out[..., :2] = (plain[..., :2] + mirror_landmarks_68(mirrored[..., :2], crops.shape[2])) / 2
     return out
 
 
 def main() -> None:
-    from tf2dasl import load_model
+    from tf2dasl.api import load_model
     from tf2dasl.evaluate import load_aflw2000
     from tf2dasl.geometry.camera import crop_to_image
 
@@ -63,7 +70,7 @@ def main() -> None:
     print("|---|---|" + "---|" * (len(REGIONS) + 1))
     for path in args.models:
         model = load_model(path)
-        plain = model.landmarks_crop(model.predict_params(data.crops))
+        plain = landmarks(model, data.crops)
         for label, lm in ((path, plain), (f"{path}, test-time flip average", flip_average(model, data.crops))):
             img = crop_to_image(lm, data.roi_boxes, model.spec.input_size)
             for gt_name, gt in data.ground_truth.items():

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from tf2dasl import load_model
+    from tf2dasl.api import load_model
     from tf2dasl.evaluate import evaluate_300w
 
     dirs = [args.shared / "data" / "300w" / f for f in args.folders]

@@ -41,7 +41,7 @@ def detect_every_frame(rec, clip: Path, out: Path, overlay: bool) -> int:
     """The photo pipeline on every frame, written like the video pipeline writes (JSON lines, overlay MP4)."""
     import cv2
 
-    from tf2dasl.io.outputs import JsonLines
+    from tf2dasl.io.streams import JsonLines
     from tf2dasl.video import open_video
     from tf2dasl.video.tracker import TrackedFace, TrackedFrame
     from tf2dasl.video.writer import draw_frame, frame_record
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from tf2dasl.api import make_backend, make_reconstructor
+    from tf2dasl.api import make_reconstructor
 
     clip = args.clip or args.shared / "data" / "videos" / "hamilton_clip.mp4"
     load = os.getloadavg()
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
           f"{load[2]:.2f} (1 / 5 / 15 min); best of {args.repeats}\n")
     rows, verdicts = [], []
     for runtime in args.runtime:
-        rec = make_reconstructor(make_backend(args.model, runtime, args.export_dir if runtime != "keras" else None))
+        rec = make_reconstructor(args.model, runtime=runtime, export_dir=args.export_dir if runtime != "keras" else None)
         with tempfile.TemporaryDirectory() as tmp:  # warm-up: traces, first detector and encoder calls
             tracking(rec, clip, Path(tmp), True)
         for label, overlay in (("jsonl", False), ("jsonl + overlay", True)):

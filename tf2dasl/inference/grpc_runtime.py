@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from .serving_client import (DEFAULT_BACKOFF_S, DEFAULT_MAX_MESSAGE_MB, DEFAULT_MAX_REQUEST_BATCH, DEFAULT_RETRIES,
-                             DEFAULT_TIMEOUT_S, ServingClient, ServingError, _tries)
+                             DEFAULT_TIMEOUT_S, ServingClient, ServingError, tries_text)
 
 
 class GrpcClient(ServingClient):
@@ -65,7 +65,7 @@ class GrpcClient(ServingClient):
     def _error(self, exc, tries: int, what: str) -> ServingError:
         code, details = exc.code(), (exc.details() or "").strip().splitlines()
         details = details[0] if details else ""
-        t = _tries(tries)
+        t = tries_text(tries)
         if code.name == "UNAVAILABLE":
             return ServingError(f"cannot reach TF Serving at {self.target} (UNAVAILABLE) after {t}; "
                                 "is the server running?")

@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 
 from .serving_client import (DEFAULT_BACKOFF_S, DEFAULT_MAX_MESSAGE_MB, DEFAULT_MAX_REQUEST_BATCH, DEFAULT_RETRIES,
-                             DEFAULT_TIMEOUT_S, ServingClient, ServingError, _tries)
+                             DEFAULT_TIMEOUT_S, ServingClient, ServingError, tries_text)
 
 
 class RestClient(ServingClient):
@@ -82,7 +82,7 @@ class RestClient(ServingClient):
 
     def _connection_error(self, reason, tries: int) -> ServingError:
         """One line for a request that got no HTTP answer: what happened to the connection, and the fix."""
-        t = _tries(tries)
+        t = tries_text(tries)
         if isinstance(reason, (socket.timeout, TimeoutError)):
             return ServingError(f"TF Serving REST API at {self.url} did not answer within {self.timeout:g} s after "
                                 f"{t}; raise timeout= or send smaller batches")
@@ -109,7 +109,7 @@ class RestClient(ServingClient):
                                 "fewer or smaller images per request")
         if status == 400:
             return ServingError(f"the server at {self.url} rejected the {what} request (HTTP 400): {msg}")
-        return ServingError(f"TF Serving REST API at {self.url} failed (HTTP {status}) after {_tries(tries)}: {msg}")
+        return ServingError(f"TF Serving REST API at {self.url} failed (HTTP {status}) after {tries_text(tries)}: {msg}")
 
     def _request_once(self, inputs: dict, signature: str) -> dict:
         """One ``:predict`` request (columnar): ``{input: numpy}`` → ``{output: numpy float32}``."""

@@ -196,5 +196,5 @@ class ServingClient(Predictor):
                             "the client and the server")
 
 
-def _tries(n: int) -> str:
+def tries_text(n: int) -> str:
     return f"{n} {'try' if n == 1 else 'tries'}"
