@@ -15,6 +15,7 @@ from tf2dasl.io.yaml_config import ConfigError, from_dict, load_config
 from tf2dasl.geometry.camera import crop_to_image, model_to_crop, reframe_params
 from tf2dasl.geometry.conventions import CROP_OFFSET_V1, CROP_OFFSET_V2
 from tf2dasl.geometry.pose import angles_to_matrix, sRt_to_params
+from tf2dasl.geometry.decoder import Decoder
 from tf2dasl.reconstruct import Reconstructor
 from tf2dasl.video import (
     FaceTracker,
@@ -281,7 +282,7 @@ class FakeReconstructor:
         self.undetected: set[int] = set()
         self.frame = 0
         self.detector = _Detector(self)
-        self.model = None
+        self.mm = None
         self.follow_images, self._last = False, None
 
     def _sync(self, image):
@@ -293,7 +294,7 @@ class FakeReconstructor:
     def truth(self, frame=None):
         return self.faces.get(self.frame if frame is None else frame, [])
 
-    def regress(self, image, rois, maps=None, passes=2):
+    def regress(self, image, rois, maps=None, one_pass=False):
         from tf2dasl.detect.base import box_iou
         from tf2dasl.geometry.roi import roi_from_landmarks
 
@@ -511,8 +512,7 @@ def test_reconstruct_sources_goes_on_past_unreadable_ones(tmp_path):
 
 def test_smooth_frames_rebuilds_faces_from_smoothed_params(mm):
     """smooth_frames on tracked frames: landmarks and pose follow the smoothed parameters."""
-    rec = Reconstructor(type("B", (), {"spec": type("S", (), {"input_size": 120, "crop_convention": "3ddfa_v2"}),
-                                       "mm": mm})())
+    rec = Reconstructor(type("P", (), {"input_size": 120, "channels": 3})(), Decoder(mm, 120, "3ddfa_v2"))
     rng = np.random.default_rng(0)
     frames = []
     roi = np.array([[0, 0, 120, 120]], np.float32)

@@ -153,11 +153,12 @@ class Reconstructor:
         return faces
 
     # ------------------------------------------------------------------ results
-    def make_faces(self, boxes: np.ndarray, scores: np.ndarray, rois: np.ndarray, params: np.ndarray,
+    @staticmethod
+    def make_faces(boxes: np.ndarray, scores: np.ndarray, rois: np.ndarray, params: np.ndarray,
                    landmarks: np.ndarray) -> list[Face]:
         """:class:`Face` records from per-face arrays: boxes ``(F, 4)``, scores ``(F,)``, roi boxes ``(F, 4)``, raw
         params ``(F, 62)`` and image-pixel landmarks ``(F, 68, 3)`` (the pose is computed here)."""
-        poses = self.decoder.pose(params) if len(params) else np.zeros((0, 3), np.float32)
+        poses = Decoder.pose(params) if len(params) else np.zeros((0, 3), np.float32)
         return [Face(np.asarray(boxes[i], np.float32), float(scores[i]), np.asarray(rois[i], np.float32), params[i],
                      landmarks[i], poses[i]) for i in range(len(params))]
 

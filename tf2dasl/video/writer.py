@@ -97,7 +97,7 @@ class VideoOutputs:
                  config: OverlayConfig, reconstructor=None):
         self.folder, self.stem, self.outputs, self.config = folder, stem, set(outputs), config
         self.rec = reconstructor
-        mm = getattr(getattr(reconstructor, "model", None), "mm", None)
+        mm = getattr(reconstructor, "mm", None)
         self.triangles = mm.triangles if mm is not None and mm.is_dense else None
         self.jsonl_name = f"{stem}.jsonl"
         jsonl = folder.path / self.jsonl_name
