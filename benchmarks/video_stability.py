@@ -25,7 +25,7 @@ Scores, on the face matching the ground truth (IoU >= 0.3 of the landmark boxes)
   inter-ocular distance, mean over points and frames, %.
 
 Clips where some frame has no matching face are counted and left out (the same clips for every mode).
-Targets (issue 12): offline jitter -50 % with NME +<= 2 %; causal jitter -30 % with NME +<= 3 % (vs ``off``).
+Targets: offline jitter -50 % with NME +<= 2 %; causal jitter -30 % with NME +<= 3 % (vs ``off``).
 ``--grid`` scans the Kalman noise settings and the offline sigma and prints each one's jitter and NME change:
 run it on ``helen_train`` (validation) and keep ``afw`` (the reported clips) out of the choice.
 """

@@ -17,7 +17,7 @@ export``). frames/s = frames / wall time of the whole loop (decode, model, smoot
 best of ``--repeats`` after a warm-up; the load average before the run is printed (the machine is shared), and
 frames per CPU second (``time.process_time``, every thread of the process) beside it: on a loaded machine the
 wall-clock rate falls with the share of the cores the process gets, the CPU rate much less.
-Target (issue 12, on the 2-core machine): >= 100 frames/s JSON only, >= 30 frames/s with the overlay video.
+Goal (on the 2-core machine): >= 100 frames/s JSON only, >= 30 frames/s with the overlay video.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""README figures: reconstruct scikit-image's public-domain ``astronaut`` photo and write its pictures.
+"""The README's figures: reconstruct scikit-image's public-domain ``astronaut`` photo and write its pictures.
 
     python docs/make_figures.py --model models/mb05 --assets ../shared/assets --out docs/
 

@@ -1,4 +1,4 @@
-"""README figures of the textured outputs and edits (issue 13), from the shared demo photos and clip.
+"""docs/assets.md's figures of the textured outputs and edits, from the shared demo photos and clip.
 
     python docs/make_texture_figures.py --model models/mb05 --shared ../shared --out docs/
 

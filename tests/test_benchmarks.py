@@ -1,4 +1,4 @@
-"""The pieces of the benchmarks that carry claims README quotes: the MAC count behind the latency floor and the
+"""The pieces of the benchmarks that carry claims docs/deployment.md quotes: the MAC count behind the latency floor and the
 ideal ONNX graph it is timed against (random weights, no shared data needed)."""
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_mac_count_matches_the_block_table(random_mb05):
 
     macs = count_macs(random_mb05)
     assert macs == _macs_by_hand(0.5, 120, 62)
-    assert 46e6 < macs < 47e6  # the figure README's floor divides by
+    assert 46e6 < macs < 47e6  # the figure docs/deployment.md's floor divides by
 
 
 def test_ideal_onnx_graph_equals_keras(random_mb05):

@@ -1,4 +1,4 @@
-"""Bounded memory on huge images (issue 14): the size is read from the header, large JPEGs are decoded at 1/2,
+"""Bounded memory on huge images: the size is read from the header, large JPEGs are decoded at 1/2,
 1/4 or 1/8 (their faces still in full-image pixels), anything else above --max-pixels is refused in one line
 before decoding, pictures are drawn at a bounded size; and the 20000x20000 PNG stays under 1 GB in a fresh
 process (slow). Images are made in temporary folders, small ones with a tiny ``max_pixels`` where possible."""

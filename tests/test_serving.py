@@ -349,7 +349,7 @@ def test_serving_double_reports_a_missing_export(tmp_path):
 
 def test_serving_deployment_files_agree_with_the_export(export_dir_mb05):
     """serving/models.config parses as TF Serving's ModelServerConfig and names the exported model;
-    docker-compose.yml passes the flags the README promises."""
+    docker-compose.yml passes the flags serving/README.md promises."""
     import json
     from pathlib import Path
 

@@ -102,7 +102,7 @@ class SmoothingConfig:
         of the speed estimate.
 
     The defaults were chosen with ``python benchmarks/video_stability.py --folder helen_train --clips 40 --grid``
-    (validation photos; the README's table is on AFW): Kalman ``pose_noise`` 0.2 cut the jitter by 49 % for
+    (validation photos; docs/results.md's table is on AFW): Kalman ``pose_noise`` 0.2 cut the jitter by 49 % for
     +0.8 % NME there (0.1: -54 % / +1.6 %, 0.03: -61 % / +4.9 %; ``expression_noise`` moves either by < 1 %);
     One-Euro 0.3 / 5.0: -37 % / +1.7 %; offline sigma 1.0: -72 % / +0.1 % (1.5: -78 % / +1.2 %).
     shape: ``mean`` averages the identity (40 shape numbers) over the track so far (a person's face does not
