@@ -401,3 +401,49 @@ def test_reconstruct_through_runtimes_and_server(mb05_dir, export_dir_mb05, shar
         out = tmp_path / "served"
         assert main(["reconstruct", *common, "--server", server.target, "--out", str(out)]) == 0
         assert np.abs(landmarks(out) - ref).max() < 0.5
+
+
+@pytest.mark.slow  # the 4-channel export (conftest: export_dir_4ch)
+def test_pts_landmark_maps_reach_every_runtime_and_the_server(model4_dir, export_dir_4ch, shared_dir, tmp_path):
+    """`tf2dasl reconstruct --pts` on a 4-channel model: the .pts landmarks' map is fed on every runtime — Keras,
+    SavedModel, TFLite, ONNX, TF Serving over gRPC and REST — and all give the Keras path's landmarks."""
+    import json
+    import shutil
+
+    from serving_double import serve
+    from tf2dasl.cli import main
+    from tf2dasl.geometry.landmark_map import landmark_map
+    from tf2dasl.inference.keras_runtime import KerasPredictor
+    from tf2dasl.io.model_dir import load_model_dir
+
+    folder = tmp_path / "photo"
+    folder.mkdir()
+    for ext in (".jpg", ".pts"):
+        shutil.copy(shared_dir / "data/images" / f"einstein{ext}", folder)
+    common = [str(folder), "--model", str(model4_dir), "--pts"]
+
+    def landmarks(out):
+        return np.array(json.loads((out / "einstein.json").read_text())["faces"][0]["landmarks_2d"])
+
+    assert main(["reconstruct", *common, "--out", str(tmp_path / "keras")]) == 0
+    ref = landmarks(tmp_path / "keras")
+    # the map reaches the model: without it (the model's own two passes) the landmarks differ
+    task = load_model_dir(model4_dir)
+    crops = np.random.default_rng(0).integers(0, 256, (2, 120, 120, 3), np.uint8)
+    maps = landmark_map(np.random.default_rng(1).uniform(20, 100, (2, 68, 2)))
+    keras = KerasPredictor(task)
+    assert np.abs(keras.predict(crops, maps).params - keras.predict(crops).params).max() > 1e-3
+    for runtime in ("savedmodel", "onnx", "tflite"):
+        out = tmp_path / runtime
+        assert main(["reconstruct", *common, "--runtime", runtime, "--export-dir", str(export_dir_4ch),
+                     "--out", str(out)]) == 0
+        assert np.abs(landmarks(out) - ref).max() < 0.05, runtime
+    with serve(export_dir_4ch, port=0, rest_port=0) as server:
+        out = tmp_path / "served"
+        assert main(["reconstruct", *common, "--server", server.target, "--out", str(out)]) == 0
+        assert np.abs(landmarks(out) - ref).max() < 0.05
+        for client in (GrpcClient(server.target, "mb05_4ch", channels=4),
+                       RestClient(server.url, "mb05_4ch", channels=4)):
+            with client:
+                np.testing.assert_allclose(client.predict(crops, maps).params, keras.predict(crops, maps).params,
+                                           rtol=1e-4, atol=1e-3)
