@@ -35,13 +35,13 @@ def face_file_suffixes(outputs: Sequence[str]) -> list[str]:
     return [".ply"] * ("ply" in outputs) + textured_suffixes(outputs)
 
 
-def image_record(path: Path, image: np.ndarray, faces: Sequence[Face], size: tuple[int, int] | None = None,
+def image_record(path: Path, image: np.ndarray | None, faces: Sequence[Face], size: tuple[int, int] | None = None,
                  reduction: int = 1) -> dict:
     """The per-image JSON record (docs/output_format.md): ``{"image", "width", "height", "faces": [...]}``;
     ``size`` ``(width, height)`` of the full image when ``image`` was decoded at ``1 / reduction`` of it (then
-    ``"decode_reduction": reduction`` is added; the faces are in full-image pixels either way)."""
-    h, w = image.shape[:2]
-    w, h = size or (w, h)
+    ``"decode_reduction": reduction`` is added; the faces are in full-image pixels either way). ``image`` may be
+    None when ``size`` is given (only its size is read)."""
+    w, h = size or (image.shape[1], image.shape[0])
     record = {"image": str(path), "width": int(w), "height": int(h), "faces": [f.to_json() for f in faces]}
     if reduction != 1:
         record["decode_reduction"] = int(reduction)

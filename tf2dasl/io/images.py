@@ -182,6 +182,12 @@ def decode_image(path: str | os.PathLike, max_pixels: int | None = None, reduce:
         data = p.read_bytes()
     except OSError as exc:
         raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from None
+    return decode_image_bytes(data, name, max_pixels, reduce)
+
+
+def decode_image_bytes(data: bytes, name: str, max_pixels: int | None = None, reduce: bool = True) -> DecodedImage:
+    """:func:`decode_image` of a file's bytes already read (e.g. through Apache Beam's FileSystems); ``name``
+    names the file in the one-line errors."""
     if not data:
         raise ImageError(f"{name}: empty file")
     header = read_header(data)

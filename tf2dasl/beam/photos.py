@@ -1,0 +1,175 @@
+"""The per-photo steps of the Beam pipeline around its two RunInference stages, as DoFns: a photo's bytes →
+decoded, detected and cropped (:class:`DetectFn`); the box crops' parameters → the refined crops
+(:class:`RefineFn`); the refined crops' parameters → the photo's JSON record and per-face rows (:class:`FacesFn`).
+
+The steps are :class:`tf2dasl.reconstruct.Reconstructor`'s, in its order, with the same code: decoding
+(:func:`tf2dasl.io.images.decode_image_bytes`, ``--max-pixels``), detection and the FaceBoxes-like box
+(:mod:`tf2dasl.detect`), roi boxes and crops (:mod:`tf2dasl.geometry.roi`), the empty landmark map of a
+4-channel model's one-pass box crop, decoding (:class:`tf2dasl.geometry.decoder.Decoder`), the face records
+(``Reconstructor.make_faces``, ``Face.to_json``) and the photo's record (:func:`tf2dasl.batch.image_record`).
+Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunInference).
+
+A photo that cannot be used goes to the :data:`DEAD_LETTER` output as ``{"image", "stage", "error"}``: its
+bytes unreadable (``read``), not an image, truncated or above ``--max-pixels`` (``decode``), the detector failing
+(``detect``) or no face found (``no_face``). Counters in the ``tf2dasl`` namespace count them (:data:`NAMESPACE`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from ..batch.files import image_record, resize_faces
+from ..detect import make_detector
+from ..errors import UserError
+from ..geometry.decoder import Decoder
+from ..geometry.landmark_map import landmark_map
+from ..geometry.roi import crop_images, roi_from_bbox, roi_from_landmarks
+from ..inference.crops import MAP_CHANNELS
+from ..io.images import DEFAULT_MAX_PIXELS, decode_image_bytes
+from ..io.model_files import read_spec_and_morphable
+from ..reconstruct import Reconstructor
+from .staging import ASSETS_FILES, MODEL_DIR_FILES, local_dir
+
+#: the Beam metrics namespace of the pipeline's counters
+NAMESPACE = "tf2dasl"
+#: the tag of the dead-letter output of every step
+DEAD_LETTER = "dead_letter"
+#: the tag of :class:`FacesFn`'s per-face rows (the Parquet table)
+FACE_ROWS = "face_rows"
+#: the stages a photo can fail in (the dead-letter records' ``stage``)
+STAGES = ("read", "decode", "detect", "no_face", "inference", "crash")
+
+
+@dataclass(frozen=True)
+class PhotoSettings:
+    """What the workers need to know, as plain values (pickled to every worker): the model directory (its
+    decoder; a local path or any FileSystems URI), the detector (name, assets folder, options), ``max_pixels``
+    (None: no limit) and ``refine`` (the second, landmark-based crop)."""
+
+    model_dir: str
+    detector: str = "auto"
+    assets: str | None = None
+    detector_options: dict = field(default_factory=dict)
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    refine: bool = True
+
+
+@dataclass
+class PhotoCrops:
+    """One photo between the steps, F faces, crop side S. ``path`` as matched; ``width``/``height`` of the full
+    image and its decode ``reduction`` (:class:`tf2dasl.io.images.DecodedImage`); ``boxes`` ``(F, 4)`` detector
+    boxes and ``rois`` ``(F, 4)`` the crops' roi boxes, both in the decoded image's pixels; ``scores`` ``(F,)``;
+    ``crops`` ``(F, S, S, 3)`` uint8 for the regressor, with ``maps`` ``(F, S, S)`` float32 when a 4-channel model
+    runs one pass on them; ``image`` ``(h, w, 3)`` uint8 BGR, kept until the refined crops are cut."""
+
+    path: str
+    width: int
+    height: int
+    reduction: int
+    boxes: np.ndarray
+    scores: np.ndarray
+    rois: np.ndarray
+    crops: np.ndarray
+    maps: np.ndarray | None = None
+    image: np.ndarray | None = None
+
+    @property
+    def faces(self) -> int:
+        return len(self.crops)
+
+
+def dead_letter(path: str, stage: str, error: str) -> dict:
+    """A dead-letter record: the photo, the stage it failed in (:data:`STAGES`) and the one-line reason."""
+    return {"image": str(path), "stage": stage, "error": " ".join(str(error).split())}
+
+
+def count(name: str, n: int = 1) -> None:
+    """Add ``n`` to the pipeline counter ``name`` (:data:`NAMESPACE`)."""
+    Metrics.counter(NAMESPACE, name).inc(n)
+
+
+class _DecoderFn(beam.DoFn):
+    """A DoFn holding the model directory's decoder (set up once per worker)."""
+
+    def __init__(self, settings: PhotoSettings):
+        self.settings = settings
+        self.decoder: Decoder | None = None
+
+    def setup(self):
+        spec, mm = read_spec_and_morphable(local_dir(self.settings.model_dir, MODEL_DIR_FILES))
+        self.decoder = Decoder(mm, spec.input_size, spec.crop_convention)
+        self.channels = spec.channels
+
+
+class DetectFn(_DecoderFn):
+    """``ReadableFile`` → :class:`PhotoCrops` of the box crops (``image`` kept when a refined crop follows), or a
+    dead-letter record."""
+
+    def setup(self):
+        super().setup()
+        s = self.settings
+        assets = None if s.assets is None else local_dir(s.assets, ASSETS_FILES)
+        self.detector = make_detector(s.detector, assets, **s.detector_options)
+
+    def process(self, readable):
+        path = readable.metadata.path
+        count("photos")
+        try:
+            data = readable.read()
+        except Exception as exc:  # an OSError of any filesystem (local, GCS, S3): this photo's problem
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "read", f"{path}: cannot read ({exc})"))
+            return
+        try:
+            decoded = decode_image_bytes(data, path, self.settings.max_pixels)
+        except UserError as exc:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "decode", exc))
+            return
+        del data
+        try:
+            dets = self.detector.detect(decoded.image)
+        except UserError as exc:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "detect", exc))
+            return
+        if not dets:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                path, "no_face", f"{path}: no face found by the {self.settings.detector} detector"))
+            return
+        boxes = np.stack([d.box for d in dets])
+        rois = roi_from_bbox(self.detector.box_to_faceboxes(boxes))
+        crops = crop_images(decoded.image, rois, self.decoder.size)
+        one_pass = self.settings.refine and self.channels == MAP_CHANNELS  # the box crop only places the refined one
+        yield PhotoCrops(path, decoded.width, decoded.height, decoded.reduction, boxes,
+                         np.array([d.score for d in dets], np.float32), rois, crops,
+                         landmark_map(None, self.decoder.size, batch=len(crops)) if one_pass else None,
+                         decoded.image if self.settings.refine else None)
+
+
+class RefineFn(_DecoderFn):
+    """RunInference's result on the box crops → :class:`PhotoCrops` of the refined crops (roi boxes from the
+    decoded landmarks, 3DDFA_V2's ``parse_roi_box_from_landmark``); the image is dropped here."""
+
+    def process(self, result):
+        photo, params = result.example, result.inference
+        rois = roi_from_landmarks(self.decoder.landmarks(params, photo.rois))
+        yield replace(photo, rois=rois, crops=crop_images(photo.image, rois, self.decoder.size), maps=None,
+                      image=None)
+
+
+class FacesFn(_DecoderFn):
+    """RunInference's result on the final crops → the photo's JSON record (``tf2dasl reconstruct``'s, in
+    full-image pixels) and one :data:`FACE_ROWS` row per face (``image``, ``face`` index and the face's record)."""
+
+    def process(self, result):
+        photo, params = result.example, result.inference
+        faces = Reconstructor.make_faces(photo.boxes, photo.scores, photo.rois, params,
+                                         self.decoder.landmarks(params, photo.rois))
+        faces = resize_faces(faces, float(photo.reduction))
+        record = image_record(photo.path, None, faces, (photo.width, photo.height), photo.reduction)
+        count("photos_written")
+        count("faces", len(faces))
+        for i, face in enumerate(record["faces"]):
+            yield beam.pvalue.TaggedOutput(FACE_ROWS, {"image": record["image"], "face": i, **face})
+        yield record
