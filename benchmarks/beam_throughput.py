@@ -1,0 +1,144 @@
+"""photos/s of `tf2dasl reconstruct-beam` (DirectRunner, multi-process) and `tf2dasl reconstruct`, side by side.
+
+    python benchmarks/beam_throughput.py --model models/mb05 --export-dir export/mb05 [--photos 2000] [--workers 2]
+
+The photos are made from ../shared's 300-W faces (afw + helen_train, 1,207 crops of about 384x384 with one face
+each): crop ``i % 1207`` scaled to 200-330 px and pasted at a random position on a 640x480 canvas of the crop's mean
+colour and smooth noise (no second face to find), JPEG quality 90 — ``--photos`` distinct one-face photos in a temp folder.
+
+Each command runs as a fresh process over the same folder, one after the other, timed by wall clock from start
+to exit (so TensorFlow's import, model loading, Beam's pipeline start-up and the workers' start are in the time):
+
+  reconstruct (keras)         `tf2dasl reconstruct DIR --model M --out OUT`: one process, JSON per photo
+  reconstruct (savedmodel)    the same with `--runtime savedmodel --export-dir E`: the regressor Beam runs
+  reconstruct-beam N workers  `tf2dasl reconstruct-beam 'DIR/*.jpg' ... --direct_num_workers=N
+                              --direct_running_mode=multi_processing`: N worker processes
+  reconstruct-beam in-process the same with --direct_num_workers=1 --direct_running_mode=in_memory
+
+The photos and faces each command wrote are counted from its outputs (they must agree), and the load average
+is printed before and after: the machine is shared, so only the ratios of one run mean anything.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import cpu_description, shared_dir
+
+REPO = Path(__file__).resolve().parents[1]
+#: the photos' canvas (width, height), the range of face-crop sides pasted on it, and the JPEG quality
+CANVAS, FACE_SIDES, JPEG_QUALITY = (640, 480), (200, 330), 90
+#: the background: the face's mean colour plus smooth noise (this many grey levels, cells of this many pixels)
+NOISE_LEVEL, NOISE_CELL = 25.0, 16
+#: the 300-W folders the faces come from
+FACE_FOLDERS = ("data/300w/afw", "data/300w/helen_train")
+
+
+def make_photos(shared: Path, out: Path, n: int) -> list[Path]:
+    """``n`` one-face JPEG photos in ``out`` (module docstring)."""
+    import cv2
+    import numpy as np
+
+    faces = sorted(p for folder in FACE_FOLDERS for p in (shared / folder).glob("*.jpg"))
+    if not faces:
+        sys.exit(f"no 300-W faces under {shared}/data/300w (set TF2DASL_SHARED)")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    w, h = CANVAS
+    paths = []
+    for i in range(n):
+        face = cv2.imread(str(faces[i % len(faces)]), cv2.IMREAD_COLOR)
+        noise = rng.normal(0, NOISE_LEVEL, (h // NOISE_CELL, w // NOISE_CELL, 3)).astype(np.float32)
+        canvas = np.clip(face.mean(axis=(0, 1)) + cv2.resize(noise, CANVAS), 0, 255).astype(np.uint8)
+        side = int(rng.integers(*FACE_SIDES))
+        x, y = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+        canvas[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+        path = out / f"photo_{i:05d}.jpg"
+        cv2.imwrite(str(path), canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        paths.append(path)
+    return paths
+
+
+def timed(argv: list[str], log: Path) -> float:
+    """Run ``python -m tf2dasl.cli argv`` from the repository; its wall time in seconds (output in ``log``)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.run([sys.executable, "-m", "tf2dasl.cli", *argv], cwd=REPO, env=env, stdout=f,
+                            stderr=subprocess.STDOUT).returncode
+    elapsed = time.perf_counter() - t
+    if rc not in (0, 1):
+        sys.exit(f"{' '.join(argv)} exited {rc}; see {log}")
+    return elapsed
+
+
+def counted_reconstruct(out: Path) -> tuple[int, int]:
+    records = [json.loads(p.read_text()) for p in out.glob("photo_*.json")]
+    return len(records), sum(len(r["faces"]) for r in records)
+
+
+def counted_beam(prefix: str) -> tuple[int, int]:
+    records = [json.loads(line) for f in glob.glob(prefix + "photos-*-of-*.jsonl") for line in open(f)]
+    return len(records), sum(len(r["faces"]) for r in records)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(REPO / "models" / "mb05"))
+    ap.add_argument("--export-dir", default=str(REPO / "export" / "mb05"))
+    ap.add_argument("--photos", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=2, help="DirectRunner worker processes")
+    ap.add_argument("--shared", default=None, help="the shared/ folder (default: $TF2DASL_SHARED or ../shared)")
+    ap.add_argument("--skip", nargs="*", default=[], help="runs to leave out (keras, savedmodel, beam, in-process)")
+    args = ap.parse_args(argv)
+    model, export = str(Path(args.model).resolve()), str(Path(args.export_dir).resolve())
+    work = Path(tempfile.mkdtemp(prefix="tf2dasl-beam-bench-"))
+    photos = work / "photos"
+    t = time.perf_counter()
+    make_photos(shared_dir(args.shared), photos, args.photos)
+    print(f"{args.photos} photos of {CANVAS[0]}x{CANVAS[1]} in {photos} ({time.perf_counter() - t:.0f} s to make)")
+    print(f"cpu: {cpu_description()}; load average before: {os.getloadavg()}")
+    pattern = str(photos / "*.jpg")
+    beam_opts = [f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"]
+    runs = {
+        "keras": ("reconstruct (keras)", ["reconstruct", str(photos), "--model", model, "--out", str(work / "keras")],
+                  lambda: counted_reconstruct(work / "keras")),
+        "savedmodel": ("reconstruct (savedmodel)", ["reconstruct", str(photos), "--model", model, "--runtime", "savedmodel",
+                                                    "--export-dir", export, "--out", str(work / "savedmodel")],
+                       lambda: counted_reconstruct(work / "savedmodel")),
+        "beam": (f"reconstruct-beam {args.workers} workers", ["reconstruct-beam", pattern, "--model", model,
+                                                              "--export-dir", export, "--out", f"{work}/beam/",
+                                                              *beam_opts],
+                 lambda: counted_beam(f"{work}/beam/")),
+        "in-process": ("reconstruct-beam in-process", ["reconstruct-beam", pattern, "--model", model, "--export-dir",
+                                                       export, "--out", f"{work}/beam1/", "--direct_num_workers=1",
+                                                       "--direct_running_mode=in_memory"],
+                       lambda: counted_beam(f"{work}/beam1/")),
+    }
+    rows = []
+    for key, (label, cli, count) in runs.items():
+        if key in args.skip:
+            continue
+        seconds = timed(cli, work / f"{key}.log")
+        n, faces = count()
+        rows.append((label, n, faces, seconds))
+        print(f"  {label:28s} {n} photos, {faces} faces, {seconds:7.1f} s, {n / seconds:6.1f} photos/s "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    print(f"load average after: {os.getloadavg()}")
+    print("\n| command | photos | faces | wall s | photos/s | vs reconstruct (keras) |\n|---|---|---|---|---|---|")
+    base = next((n / s for label, n, _, s in rows if "keras" in label), None)
+    for label, n, faces, s in rows:
+        ratio = f"{(n / s) / base:.2f}x" if base else "-"
+        print(f"| {label} | {n} | {faces} | {s:.1f} | {n / s:.1f} | {ratio} |")
+    print(f"\noutputs kept in {work}")
+
+
+if __name__ == "__main__":
+    main()
