@@ -4,7 +4,8 @@
 
 The photos are made from ../shared's 300-W faces (afw + helen_train, 1,207 crops of about 384x384 with one face
 each): crop ``i % 1207`` scaled to 200-330 px and pasted at a random position on a 640x480 canvas of the crop's mean
-colour and smooth noise (no second face to find), JPEG quality 90 — ``--photos`` distinct one-face photos in a temp folder.
+colour and smooth noise, JPEG quality 90 — ``--photos`` distinct photos in a temp folder (some 300-W crops show
+part of a second face: 2,000 photos hold 2,174 detected faces).
 
 Each command runs as a fresh process over the same folder, one after the other, timed by wall clock from start
 to exit (so TensorFlow's import, model loading, Beam's pipeline start-up and the workers' start are in the time):
@@ -14,6 +15,9 @@ to exit (so TensorFlow's import, model loading, Beam's pipeline start-up and the
   reconstruct-beam N workers  `tf2dasl reconstruct-beam 'DIR/*.jpg' ... --direct_num_workers=N
                               --direct_running_mode=multi_processing`: N worker processes
   reconstruct-beam in-process the same with --direct_num_workers=1 --direct_running_mode=in_memory
+
+``--runs`` picks them by name (keras, savedmodel, beam, in-process); a name + ``-1pass`` adds ``--no-refine`` (one
+regression per face: ``reconstruct``'s second pass, the pipeline's second RunInference stage, left out).
 
 The photos and faces each command wrote are counted from its outputs (they must agree), and the load average
 is printed before and after: the machine is shared, so only the ratios of one run mean anything.
@@ -39,6 +43,8 @@ CANVAS, FACE_SIDES, JPEG_QUALITY = (640, 480), (200, 330), 90
 NOISE_LEVEL, NOISE_CELL = 25.0, 16
 #: the 300-W folders the faces come from
 FACE_FOLDERS = ("data/300w/afw", "data/300w/helen_train")
+#: the runs by name (module docstring), the Beam ones, and the suffix of a run with --no-refine
+DEFAULT_RUNS, BEAM_RUNS, ONE_PASS = ("keras", "savedmodel", "beam", "in-process"), ("beam", "in-process"), "-1pass"
 
 
 def make_photos(shared: Path, out: Path, n: int) -> list[Path]:
@@ -79,14 +85,33 @@ def timed(argv: list[str], log: Path) -> float:
     return elapsed
 
 
-def counted_reconstruct(out: Path) -> tuple[int, int]:
-    records = [json.loads(p.read_text()) for p in out.glob("photo_*.json")]
+def counted(key: str, out: Path) -> tuple[int, int]:
+    """Photos and faces a run wrote: ``reconstruct``'s JSON files or ``reconstruct-beam``'s JSON lines."""
+    if key.startswith(BEAM_RUNS):
+        lines = [line for f in glob.glob(f"{out}/photos-*-of-*.jsonl") for line in open(f)]
+    else:
+        lines = [p.read_text() for p in out.glob("photo_*.json")]
+    records = [json.loads(line) for line in lines]
     return len(records), sum(len(r["faces"]) for r in records)
 
 
-def counted_beam(prefix: str) -> tuple[int, int]:
-    records = [json.loads(line) for f in glob.glob(prefix + "photos-*-of-*.jsonl") for line in open(f)]
-    return len(records), sum(len(r["faces"]) for r in records)
+def command(key: str, photos: Path, out: Path, model: str, export: str, workers: int) -> tuple[str, list[str]]:
+    """A run's label and ``tf2dasl`` arguments; a key ending in ``-1pass`` adds ``--no-refine``."""
+    base = key.removesuffix(ONE_PASS)
+    if base == "keras":
+        label, argv = "reconstruct (keras)", ["reconstruct", str(photos), "--model", model, "--out", str(out)]
+    elif base == "savedmodel":
+        label, argv = "reconstruct (savedmodel)", ["reconstruct", str(photos), "--model", model, "--runtime",
+                                                   "savedmodel", "--export-dir", export, "--out", str(out)]
+    else:
+        mode = ([f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"] if base == "beam" else
+                ["--direct_num_workers=1", "--direct_running_mode=in_memory"])
+        label = f"reconstruct-beam {workers} workers" if base == "beam" else "reconstruct-beam in-process"
+        argv = ["reconstruct-beam", str(photos / "*.jpg"), "--model", model, "--export-dir", export,
+                "--out", f"{out}/", *mode]
+    if key.endswith(ONE_PASS):
+        label, argv = f"{label}, --no-refine", [*argv, "--no-refine"]
+    return label, argv
 
 
 def main(argv=None):
@@ -96,7 +121,9 @@ def main(argv=None):
     ap.add_argument("--photos", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2, help="DirectRunner worker processes")
     ap.add_argument("--shared", default=None, help="the shared/ folder (default: $TF2DASL_SHARED or ../shared)")
-    ap.add_argument("--skip", nargs="*", default=[], help="runs to leave out (keras, savedmodel, beam, in-process)")
+    ap.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS),
+                    help=f"which runs, in order (default: {' '.join(DEFAULT_RUNS)}); a name + '{ONE_PASS}' adds "
+                         "--no-refine (one regression per face: what the second pass and stage cost)")
     args = ap.parse_args(argv)
     model, export = str(Path(args.model).resolve()), str(Path(args.export_dir).resolve())
     work = Path(tempfile.mkdtemp(prefix="tf2dasl-beam-bench-"))
@@ -105,38 +132,18 @@ def main(argv=None):
     make_photos(shared_dir(args.shared), photos, args.photos)
     print(f"{args.photos} photos of {CANVAS[0]}x{CANVAS[1]} in {photos} ({time.perf_counter() - t:.0f} s to make)")
     print(f"cpu: {cpu_description()}; load average before: {os.getloadavg()}")
-    pattern = str(photos / "*.jpg")
-    beam_opts = [f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"]
-    runs = {
-        "keras": ("reconstruct (keras)", ["reconstruct", str(photos), "--model", model, "--out", str(work / "keras")],
-                  lambda: counted_reconstruct(work / "keras")),
-        "savedmodel": ("reconstruct (savedmodel)", ["reconstruct", str(photos), "--model", model, "--runtime", "savedmodel",
-                                                    "--export-dir", export, "--out", str(work / "savedmodel")],
-                       lambda: counted_reconstruct(work / "savedmodel")),
-        "beam": (f"reconstruct-beam {args.workers} workers", ["reconstruct-beam", pattern, "--model", model,
-                                                              "--export-dir", export, "--out", f"{work}/beam/",
-                                                              *beam_opts],
-                 lambda: counted_beam(f"{work}/beam/")),
-        "in-process": ("reconstruct-beam in-process", ["reconstruct-beam", pattern, "--model", model, "--export-dir",
-                                                       export, "--out", f"{work}/beam1/", "--direct_num_workers=1",
-                                                       "--direct_running_mode=in_memory"],
-                       lambda: counted_beam(f"{work}/beam1/")),
-    }
     rows = []
-    for key, (label, cli, count) in runs.items():
-        if key in args.skip:
-            continue
+    for key in args.runs:
+        label, cli = command(key, photos, work / key, model, export, args.workers)
         seconds = timed(cli, work / f"{key}.log")
-        n, faces = count()
+        n, faces = counted(key, work / key)
         rows.append((label, n, faces, seconds))
-        print(f"  {label:28s} {n} photos, {faces} faces, {seconds:7.1f} s, {n / seconds:6.1f} photos/s "
+        print(f"  {label:40s} {n} photos, {faces} faces, {seconds:7.1f} s, {n / seconds:6.1f} photos/s "
               f"(load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"load average after: {os.getloadavg()}")
-    print("\n| command | photos | faces | wall s | photos/s | vs reconstruct (keras) |\n|---|---|---|---|---|---|")
-    base = next((n / s for label, n, _, s in rows if "keras" in label), None)
+    print(f"\n| command | photos | faces | wall s | photos/s | vs {rows[0][0]} |\n|---|---|---|---|---|---|")
     for label, n, faces, s in rows:
-        ratio = f"{(n / s) / base:.2f}x" if base else "-"
-        print(f"| {label} | {n} | {faces} | {s:.1f} | {n / s:.1f} | {ratio} |")
+        print(f"| {label} | {n} | {faces} | {s:.1f} | {n / s:.1f} | {(n / s) / (rows[0][1] / rows[0][3]):.2f}x |")
     print(f"\noutputs kept in {work}")
 
 

@@ -134,22 +134,21 @@ class BeamSummary:
                 f"{sum(self.failed.values())} in {self.out_prefix}dead_letter-*" + (f" ({stages})" if stages else ""))
 
 
+def counter_value(counter) -> int:
+    """A counter's committed value, or its attempted one on runners that do not commit metrics."""
+    try:
+        return int(counter.committed)
+    except Exception:  # Beam raises its own errors (or gives None) where committed metrics are not supported
+        return int(counter.attempted)
+
+
 def summary_of(result, out_prefix: str) -> BeamSummary:
-    """A :class:`BeamSummary` from a finished pipeline's counters (committed where the runner has them)."""
-    summary = BeamSummary(out_prefix)
+    """A :class:`BeamSummary` from a finished pipeline's counters (:data:`~tf2dasl.beam.photos.NAMESPACE`)."""
+    totals: dict[str, int] = {}
     for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        name = counter.key.metric.name
-        try:
-            value = int(counter.committed or 0)
-        except Exception:  # runners without committed metrics
-            value = int(counter.attempted or 0)
-        if name.startswith("failed_"):
-            summary.failed[name.removeprefix("failed_")] = summary.failed.get(name.removeprefix("failed_"), 0) + value
-        elif name in ("photos", "faces"):
-            setattr(summary, name, getattr(summary, name) + value)
-        elif name == "photos_written":
-            summary.written += value
-    return summary
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + counter_value(counter)
+    return BeamSummary(out_prefix, totals.get("photos", 0), totals.get("photos_written", 0), totals.get("faces", 0),
+                       {k.removeprefix("failed_"): v for k, v in totals.items() if k.startswith("failed_")})
 
 
 def check_inputs(patterns: Sequence[str]) -> None:
