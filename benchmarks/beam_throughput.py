@@ -19,8 +19,10 @@ to exit (so TensorFlow's import, model loading, Beam's pipeline start-up and the
 ``--runs`` picks them by name (keras, savedmodel, beam, in-process); a name + ``-1pass`` adds ``--no-refine`` (one
 regression per face: ``reconstruct``'s second pass, the pipeline's second RunInference stage, left out).
 
-The photos and faces each command wrote are counted from its outputs (they must agree), and the load average
-is printed before and after: the machine is shared, so only the ratios of one run mean anything.
+The photos and faces each command wrote are counted from its outputs (they must agree). Wall time and CPU time
+(user + system of the command and of the processes it waited for, Beam's workers included) are both reported: on
+a shared machine wall time moves with the others' load, CPU time much less. ``--repeat N`` runs the list N times
+round-robin and reports medians; the load average is printed before and after.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ import argparse
 import glob
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,17 +76,20 @@ def make_photos(shared: Path, out: Path, n: int) -> list[Path]:
     return paths
 
 
-def timed(argv: list[str], log: Path) -> float:
-    """Run ``python -m tf2dasl.cli argv`` from the repository; its wall time in seconds (output in ``log``)."""
+def timed(argv: list[str], log: Path) -> tuple[float, float]:
+    """Run ``python -m tf2dasl.cli argv`` from the repository (output in ``log``): its wall time and the CPU time
+    (user + system) of it and every process it waited for (Beam's workers), in seconds."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     with open(log, "w") as f:
         rc = subprocess.run([sys.executable, "-m", "tf2dasl.cli", *argv], cwd=REPO, env=env, stdout=f,
                             stderr=subprocess.STDOUT).returncode
     elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if rc not in (0, 1):
         sys.exit(f"{' '.join(argv)} exited {rc}; see {log}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def counted(key: str, out: Path) -> tuple[int, int]:
@@ -124,6 +131,7 @@ def main(argv=None):
     ap.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS),
                     help=f"which runs, in order (default: {' '.join(DEFAULT_RUNS)}); a name + '{ONE_PASS}' adds "
                          "--no-refine (one regression per face: what the second pass and stage cost)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of the runs (medians reported)")
     args = ap.parse_args(argv)
     model, export = str(Path(args.model).resolve()), str(Path(args.export_dir).resolve())
     work = Path(tempfile.mkdtemp(prefix="tf2dasl-beam-bench-"))
@@ -132,18 +140,29 @@ def main(argv=None):
     make_photos(shared_dir(args.shared), photos, args.photos)
     print(f"{args.photos} photos of {CANVAS[0]}x{CANVAS[1]} in {photos} ({time.perf_counter() - t:.0f} s to make)")
     print(f"cpu: {cpu_description()}; load average before: {os.getloadavg()}")
-    rows = []
-    for key in args.runs:
-        label, cli = command(key, photos, work / key, model, export, args.workers)
-        seconds = timed(cli, work / f"{key}.log")
-        n, faces = counted(key, work / key)
-        rows.append((label, n, faces, seconds))
-        print(f"  {label:40s} {n} photos, {faces} faces, {seconds:7.1f} s, {n / seconds:6.1f} photos/s "
-              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    results: dict[str, list] = {key: [] for key in args.runs}
+    for round_ in range(args.repeat):  # round-robin: every run sees the machine's load of the same minutes
+        for key in args.runs:
+            label, cli = command(key, photos, work / f"{key}_{round_}", model, export, args.workers)
+            seconds, cpu = timed(cli, work / f"{key}_{round_}.log")
+            n, faces = counted(key, work / f"{key}_{round_}")
+            results[key].append((n, faces, seconds, cpu))
+            print(f"  {label:40s} {n} photos, {faces} faces, {seconds:7.1f} s wall, {cpu:7.1f} s CPU, "
+                  f"{n / seconds:6.1f} photos/s (load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"load average after: {os.getloadavg()}")
-    print(f"\n| command | photos | faces | wall s | photos/s | vs {rows[0][0]} |\n|---|---|---|---|---|---|")
-    for label, n, faces, s in rows:
-        print(f"| {label} | {n} | {faces} | {s:.1f} | {n / s:.1f} | {(n / s) / (rows[0][1] / rows[0][3]):.2f}x |")
+    rows = []
+    for key, runs in results.items():
+        n, faces = runs[0][:2]
+        assert all(r[:2] == (n, faces) for r in runs), f"{key}: runs wrote different outputs {runs}"
+        wall, cpu = statistics.median(r[2] for r in runs), statistics.median(r[3] for r in runs)
+        rows.append((command(key, photos, work, model, export, args.workers)[0], n, faces, wall, cpu))
+    base = rows[0][1] / rows[0][3]
+    print(f"\n| command | photos | faces | wall s | photos/s | vs {rows[0][0]} | CPU ms/photo |\n"
+          "|---|---|---|---|---|---|---|")
+    for label, n, faces, wall, cpu in rows:
+        print(f"| {label} | {n} | {faces} | {wall:.1f} | {n / wall:.1f} | {(n / wall) / base:.2f}x | "
+              f"{1000 * cpu / n:.1f} |")
+    print(f"(medians of {args.repeat} rounds)")
     print(f"\noutputs kept in {work}")
 
 

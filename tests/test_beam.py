@@ -217,3 +217,36 @@ def test_a_four_channel_model_runs_one_pass_on_the_box_crop_as_reconstruct_does(
                                settings={"max_pixels": MAX_PIXELS})
     assert summary.accounted and summary.written == len(paths) and not summary.failed
     assert_same_faces(read_lines(f"{tmp_path}/beam/photos-*-of-*.jsonl"), reference, model4_dir)
+
+
+@pytest.mark.slow
+@needs_beam
+def test_photos_whose_inference_or_step_raises_land_in_the_dead_letter(mb05_dir, export_dir_mb05, shared_dir,
+                                                                       tmp_path, monkeypatch):
+    """A RunInference batch that raises dead-letters each of its photos (``inference``), a step that raises on one
+    photo dead-letters that photo (``crash``); the others are written."""
+    from tf2dasl.beam import model_handler, reconstruct_beam
+    from tf2dasl.beam.photos import FacesFn
+
+    images = shared_dir / "data" / "images"
+    infer, faces_process = model_handler.infer_photos, FacesFn.process
+
+    def infer_failing_on_emma(model, batch, *args):
+        if any(p.path.endswith("emma.jpg") for p in batch):
+            raise RuntimeError("the regressor failed on this batch")
+        return infer(model, batch, *args)
+
+    def faces_failing_on_takeo(self, result):
+        if result.example.path.endswith("takeo.ppm"):
+            raise ValueError("a bug in the faces step")
+        return faces_process(self, result)
+
+    monkeypatch.setattr(model_handler, "infer_photos", infer_failing_on_emma)
+    monkeypatch.setattr(FacesFn, "process", faces_failing_on_takeo)
+    summary = reconstruct_beam([str(images / n) for n in ("emma.jpg", "takeo.ppm", "JianzhuGuo.jpg")],
+                               str(mb05_dir), str(export_dir_mb05), f"{tmp_path}/run/", faces_per_batch=1)
+    assert (summary.photos, summary.written, summary.failed) == (3, 1, {"inference": 1, "crash": 1})
+    dead = {Path(r["image"]).name: r for r in read_lines(f"{tmp_path}/run/dead_letter-*-of-*.jsonl")}
+    assert dead["emma.jpg"]["stage"] == "inference" and "the regressor failed" in dead["emma.jpg"]["error"]
+    assert dead["takeo.ppm"]["stage"] == "crash" and "a bug in the faces step" in dead["takeo.ppm"]["error"]
+    assert [Path(r["image"]).name for r in read_lines(f"{tmp_path}/run/photos-*-of-*.jsonl")] == ["JianzhuGuo.jpg"]

@@ -57,7 +57,7 @@ def element_paths(element) -> list[str]:
 def crash_records(bad, stage: str) -> list[dict]:
     """Beam's dead-letter element ``(input, (exception type, repr, traceback))`` → one dead-letter record per
     photo in the input."""
-    element, (exc_type, exc_repr, _) = bad
+    element, (_, exc_repr, _) = bad
     return [dead_letter(path, stage, f"{path}: {exc_repr}") for path in element_paths(element)]
 
 

@@ -64,7 +64,7 @@ def add_parser(sub, name, help):
                    help="larger photos are decoded at 1/2, 1/4 or 1/8 when they are JPEGs, else dead-lettered "
                         "(0: no limit)")
     p.add_argument("--faces-per-batch", type=int, default=None, metavar="N",
-                   help="faces per RunInference batch (default 64)")
+                   help="faces per RunInference batch (default: tf2dasl.beam.FACES_PER_BATCH, 64)")
     p.add_argument("--parquet", action="store_true", help="also write OUT_PREFIXfaces-*.parquet, one row per face")
     p.set_defaults(run=run, pipeline_options=True)
 
