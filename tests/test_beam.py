@@ -123,6 +123,14 @@ def test_remote_folders_are_copied_to_the_worker_once(tmp_path, fake_remote):
 
 
 @needs_beam
+def test_an_empty_inference_batch_is_no_call():
+    """BatchElements sends an empty batch at the end of some bundles: no signature call, no failed batch."""
+    from tf2dasl.beam.model_handler import infer_photos
+
+    assert infer_photos(None, []) == []
+
+
+@needs_beam
 def test_the_detect_step_dead_letters_bad_files_with_their_reason(mb05_dir, shared_dir, tmp_path):
     from tf2dasl.beam.photos import DEAD_LETTER, DetectFn, PhotoCrops, PhotoSettings
 

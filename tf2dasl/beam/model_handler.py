@@ -32,13 +32,16 @@ FACES_PER_BATCH = 64
 
 def face_count(photo) -> int:
     """A photo's weight in a RunInference batch: its number of faces."""
-    return photo.faces
+    return photo.num_faces
 
 
 def infer_photos(model, batch: Sequence, inference_args: dict[str, Any] | None = None,
                  model_id: str | None = None) -> list[PredictionResult]:
     """RunInference's ``inference_fn``: photos → one :class:`PredictionResult` each, ``inference`` its raw
-    parameters ``(F, 62)`` float32 (one signature call for the whole batch)."""
+    parameters ``(F, 62)`` float32 (one signature call for the whole batch). An empty batch (BatchElements sends
+    one at the end of some bundles) is no call."""
+    if not batch:
+        return []
     crops = np.concatenate([p.crops for p in batch])
     with_maps = [p.maps is not None for p in batch]
     if all(with_maps):
@@ -49,7 +52,7 @@ def infer_photos(model, batch: Sequence, inference_args: dict[str, Any] | None =
     else:
         raise ValueError("a RunInference batch mixes crops with and without landmark maps")
     params = np.asarray(out["params"], np.float32)
-    splits = np.cumsum([p.faces for p in batch])[:-1]
+    splits = np.cumsum([p.num_faces for p in batch])[:-1]
     return [PredictionResult(p, pp, model_id) for p, pp in zip(batch, np.split(params, splits))]
 
 

@@ -77,7 +77,7 @@ class PhotoCrops:
     image: np.ndarray | None = None
 
     @property
-    def faces(self) -> int:
+    def num_faces(self) -> int:
         return len(self.crops)
 
 
