@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from helpers import one_line_error
+from tf2dasl.cli import main
 
 HAS_BEAM = importlib.util.find_spec("apache_beam") is not None
 needs_beam = pytest.mark.skipif(not HAS_BEAM, reason="apache-beam is not installed (pip install -e '.[beam]')")
@@ -52,7 +53,6 @@ def test_without_beam_the_command_says_how_to_install_it(capsys, monkeypatch, tm
 
 def test_other_commands_still_refuse_unknown_options(capsys):
     with pytest.raises(SystemExit):
-        from tf2dasl.cli import main
         main(["export", "m", "--out", "e", "--direct_num_workers=2"])
     assert "unrecognized arguments: --direct_num_workers=2" in capsys.readouterr().err
 
@@ -76,6 +76,14 @@ def test_a_missing_model_is_a_clear_error(capsys, tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
     one_line_error(capsys, ["reconstruct-beam", str(tmp_path / "*.png"), "--model", str(tmp_path / "nope"),
                             "--export-dir", "e", "--out", f"{tmp_path}/out/"], "nope")
+
+
+@needs_beam
+def test_a_bad_detector_setting_is_a_clear_error_before_the_run(capsys, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    one_line_error(capsys, ["reconstruct-beam", str(tmp_path / "*.png"), "--model", "m", "--export-dir", "e",
+                            "--out", f"{tmp_path}/out/", "--assets", str(tmp_path)], f"--assets {tmp_path}",
+                   "no BlazeFace model")
 
 
 @pytest.fixture
@@ -186,11 +194,9 @@ def assert_same_faces(beam_records: list[dict], reference: dict, model_dir) -> N
 
 @pytest.mark.slow
 @needs_beam
-def test_the_cli_pipeline_gives_reconstructs_faces_and_dead_letters_the_rest(mb05_dir, export_dir_mb05, shared_dir,
+def test_the_cli_pipeline_gives_reconstructs_faces_and_a_dead_letter_for_the_rest(mb05_dir, export_dir_mb05, shared_dir,
                                                                               tmp_path, capsys):
     import pyarrow.parquet as pq
-
-    from tf2dasl.cli import main
 
     photos = tmp_path / "photos"
     expected = bad_files(photos, shared_dir / "data" / "images" / "emma.jpg")
@@ -258,3 +264,25 @@ def test_photos_whose_inference_or_step_raises_land_in_the_dead_letter(mb05_dir,
     assert dead["emma.jpg"]["stage"] == "inference" and "the regressor failed" in dead["emma.jpg"]["error"]
     assert dead["takeo.ppm"]["stage"] == "crash" and "a bug in the faces step" in dead["takeo.ppm"]["error"]
     assert [Path(r["image"]).name for r in read_lines(f"{tmp_path}/run/photos-*-of-*.jsonl")] == ["JianzhuGuo.jpg"]
+
+
+@pytest.mark.slow
+@needs_beam
+def test_a_failed_run_leaves_no_shard_and_the_prefix_fresh(mb05_dir, export_dir_mb05, shared_dir, tmp_path,
+                                                           monkeypatch):
+    """Beam's sinks write the shards into a temporary folder and rename them only when the run succeeded."""
+    from tf2dasl.beam import reconstruct_beam
+    from tf2dasl.beam.photos import FacesFn
+
+    def broken_setup(self):
+        raise RuntimeError("a worker that cannot start")
+
+    photo = str(shared_dir / "data" / "images" / "JianzhuGuo.jpg")
+    prefix = f"{tmp_path}/run/"
+    with monkeypatch.context() as patch:
+        patch.setattr(FacesFn, "setup", broken_setup)
+        with pytest.raises(Exception, match="a worker that cannot start"):
+            reconstruct_beam([photo], str(mb05_dir), str(export_dir_mb05), prefix)
+    assert not glob.glob(prefix + "*-of-*")
+    summary = reconstruct_beam([photo], str(mb05_dir), str(export_dir_mb05), prefix)  # the same prefix: still fresh
+    assert summary.written == 1 and len(read_lines(prefix + "photos-*-of-*.jsonl")) == 1

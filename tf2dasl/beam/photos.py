@@ -81,6 +81,13 @@ class PhotoCrops:
         return len(self.crops)
 
 
+def photo_detector(settings: PhotoSettings):
+    """The detector ``settings`` name, its assets copied to this machine when they are remote: what every worker
+    builds, and what the launcher builds once to refuse a bad ``--detector`` or ``--assets`` before the run."""
+    assets = None if settings.assets is None else local_dir(settings.assets, ASSETS_FILES)
+    return make_detector(settings.detector, assets, **settings.detector_options)
+
+
 def dead_letter(path: str, stage: str, error: str) -> dict:
     """A dead-letter record: the photo, the stage it failed in (:data:`STAGES`) and the one-line reason."""
     return {"image": str(path), "stage": stage, "error": " ".join(str(error).split())}
@@ -110,9 +117,7 @@ class DetectFn(_DecoderFn):
 
     def setup(self):
         super().setup()
-        s = self.settings
-        assets = None if s.assets is None else local_dir(s.assets, ASSETS_FILES)
-        self.detector = make_detector(s.detector, assets, **s.detector_options)
+        self.detector = photo_detector(self.settings)
 
     def process(self, readable):
         path = readable.metadata.path

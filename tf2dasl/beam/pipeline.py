@@ -34,7 +34,7 @@ from ..inference.export_dir import read_export
 from ..io.model_files import read_model_spec
 from .model_handler import FACES_PER_BATCH, SavedModelHandler
 from .photos import DEAD_LETTER, FACE_ROWS, NAMESPACE, DetectFn, FacesFn, PhotoCrops, PhotoSettings, RefineFn, \
-    count, dead_letter
+    count, dead_letter, photo_detector
 from .sinks import WriteResults, require_fresh_prefix
 from .staging import local_dir
 
@@ -185,13 +185,14 @@ def reconstruct_beam(patterns: Sequence[str], model_dir: str, export_dir: str, o
     :class:`BeamSummary`. ``pipeline_args``: Beam's options (``--runner``, ``--direct_num_workers``, Dataflow's
     ``--project`` ...); ``settings``: :class:`~tf2dasl.beam.photos.PhotoSettings` fields other than the model
     directory (detector, assets, detector_options, max_pixels, refine); ``parquet``: also the per-face table.
-    Bad patterns, a used prefix, or a model and export that do not match are a :class:`UserError` before any
-    work is sent."""
+    Bad patterns, a used prefix, a model and export that do not match, or a detector that cannot be built are a
+    :class:`UserError` before any work is sent."""
     check_inputs(patterns)
     require_fresh_prefix(out_prefix)
+    photo_settings = PhotoSettings(str(model_dir), **(settings or {}))
+    photo_detector(photo_settings)  # a bad --detector, --assets or detector option: one line, nothing sent
     check_model(model_dir, export_dir)
     options = pipeline_args if isinstance(pipeline_args, PipelineOptions) else PipelineOptions(list(pipeline_args))
-    photo_settings = PhotoSettings(str(model_dir), **(settings or {}))
     with beam.Pipeline(options=options) as p:
         outputs = (p | "Patterns" >> beam.Create(list(patterns))
                    | "Reconstruct" >> ReconstructPhotos(photo_settings, str(export_dir), faces_per_batch, parquet))
