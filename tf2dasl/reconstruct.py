@@ -30,6 +30,10 @@ from .inference.crops import MAP_CHANNELS
 from .inference.loading import load_predictor
 from .io.model_files import read_spec_and_morphable
 
+#: Faces reconstructed per image at most (the highest-scoring detections, or the first given boxes): what one
+#: image costs stays bounded (each face's crop, mesh and drawing). ``reconstruct --max-faces`` changes it.
+DEFAULT_MAX_FACES = 64
+
 
 @dataclass
 class Face:
@@ -116,17 +120,21 @@ class Reconstructor:
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None,
                  landmarks: np.ndarray | None = None, scores: np.ndarray | None = None,
-                 dense: bool = False) -> list[Face]:
-        """Reconstruct the faces of ``image (H, W, 3)`` uint8 BGR.
+                 dense: bool = False, detections: tuple | None = None,
+                 max_faces: int | None = DEFAULT_MAX_FACES) -> list[Face]:
+        """Reconstruct the faces of ``image (H, W, 3)`` uint8 BGR: at most ``max_faces`` (None: all), the first
+        of the boxes, landmarks or detections (highest scores first).
 
-        boxes ``(F, 4)`` skip detection; landmarks ``(F, 68, 2)`` image pixels skip detection and the first
+        boxes ``(F, 4)`` (FaceBoxes-like) skip detection; ``detections``, ``(boxes (F, 4), scores (F,))`` from
+        :meth:`detect`, skip detecting again; landmarks ``(F, 68, 2)`` image pixels skip detection and the first
         regression (and give 4-channel models their landmark maps); ``dense`` also fills each face's
         ``vertices`` (:meth:`add_vertices`).
         """
+        keep = slice(None) if max_faces is None else slice(max_faces)
         if landmarks is not None:
-            landmarks = np.asarray(landmarks, np.float32).reshape(-1, 68, 2)
+            landmarks = np.asarray(landmarks, np.float32).reshape(-1, 68, 2)[keep]
             det_boxes = landmark_boxes(landmarks)
-            scores = np.ones(len(landmarks), np.float32) if scores is None else scores
+            scores = np.ones(len(landmarks), np.float32) if scores is None else np.asarray(scores)[keep]
             rois = roi_from_landmarks(landmarks)
             maps = None
             if self.predictor.channels == MAP_CHANNELS:
@@ -134,11 +142,12 @@ class Reconstructor:
             params, lm = self.regress(image, rois, maps)
         else:
             if boxes is None:
-                det_boxes, scores = self.detect(image)
+                det_boxes, scores = self.detect(image) if detections is None else detections
+                det_boxes, scores = np.asarray(det_boxes, np.float32)[keep], np.asarray(scores, np.float32)[keep]
                 fb_boxes = self.detector.box_to_faceboxes(det_boxes) if len(det_boxes) else det_boxes
             else:
-                det_boxes = fb_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-                scores = np.ones(len(det_boxes), np.float32) if scores is None else scores
+                det_boxes = fb_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
+                scores = np.ones(len(det_boxes), np.float32) if scores is None else np.asarray(scores)[keep]
             if len(det_boxes) == 0:
                 return []
             rois = roi_from_bbox(fb_boxes)

@@ -163,10 +163,12 @@ def _too_large(name: str, width: int, height: int, max_pixels: int, why: str = "
                       "the image, or raise --max-pixels (decoding takes about 3 bytes per pixel)")
 
 
-def decode_image(path: str | os.PathLike, max_pixels: int | None = None, reduce: bool = True) -> DecodedImage:
+def decode_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS, reduce: bool = True
+                 ) -> DecodedImage:
     """Read an image file as ``(H, W, 3)`` ``uint8`` BGR, upright (EXIF orientation applied), in bounded memory.
 
-    The size is read from the header first (:func:`read_header`). Above ``max_pixels`` (None: no limit) a JPEG
+    The size is read from the header first (:func:`read_header`). Above ``max_pixels`` (default
+    :data:`DEFAULT_MAX_PIXELS`; None: no limit) a JPEG
     is decoded at the smallest of 1/2, 1/4, 1/8 that fits when ``reduce``; any other image, or a JPEG that
     does not fit even at 1/8, is an :class:`ImageError` of one line naming its size and the limit, raised
     before any pixel is decoded. Other failures: ``"<path>: file not found"``, ``"<path>: is a directory"``,
@@ -212,11 +214,12 @@ def decode_image(path: str | os.PathLike, max_pixels: int | None = None, reduce:
     return DecodedImage(image, int(width), int(height), reduction)
 
 
-def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` ``uint8`` BGR, upright (EXIF orientation applied), at full size.
 
-    ``max_pixels`` refuses larger images before decoding them (:func:`decode_image`, which can also decode
-    large JPEGs at a reduced size). Raises :class:`ImageError` (one line naming the file).
+    ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`, the bound every command shares; None: no limit) refuses
+    larger images before decoding them (:func:`decode_image`, which can also decode large JPEGs at a reduced
+    size). Raises :class:`ImageError` (one line naming the file).
     """
     return decode_image(path, max_pixels, reduce=False).image
 
