@@ -33,6 +33,9 @@ from .io.model_files import read_spec_and_morphable
 #: Faces reconstructed per image at most (the highest-scoring detections, or the first given boxes): what one
 #: image costs stays bounded (each face's crop, mesh and drawing). ``reconstruct --max-faces`` changes it.
 DEFAULT_MAX_FACES = 64
+#: Faces whose dense meshes are decoded together (:meth:`Reconstructor.add_vertices`): the decoding's float64
+#: temporaries stay a few MB however many faces an image has.
+VERTEX_BATCH = 8
 
 
 @dataclass
@@ -172,12 +175,13 @@ class Reconstructor:
                      landmarks[i], poses[i]) for i in range(len(params))]
 
     def add_vertices(self, faces: list[Face]) -> list[np.ndarray]:
-        """Dense meshes ``(N, 3)`` image pixels of ``faces``, in one batched reconstruction; stored on each face
-        (``face.vertices``; faces that already have theirs are not recomputed)."""
+        """Dense meshes ``(N, 3)`` image pixels of ``faces``, decoded :data:`VERTEX_BATCH` faces at a time; stored
+        on each face (``face.vertices``; faces that already have theirs are not recomputed)."""
         todo = [f for f in faces if f.vertices is None]
-        if todo:
-            v = self.decoder.vertices(np.stack([f.params for f in todo]), np.stack([f.roi_box for f in todo]))
-            for f, vi in zip(todo, v):
+        for i in range(0, len(todo), VERTEX_BATCH):
+            part = todo[i:i + VERTEX_BATCH]
+            v = self.decoder.vertices(np.stack([f.params for f in part]), np.stack([f.roi_box for f in part]))
+            for f, vi in zip(part, v):
                 f.vertices = vi
         return [f.vertices for f in faces]
 
