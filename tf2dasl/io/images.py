@@ -224,6 +224,15 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     return decode_image(path, max_pixels, reduce=False).image
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be opened (the system's words: a symbolic link loop, a dangling link), or None."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike,
                      problems: list[tuple[str, str]] | None = None) -> list[Path]:
     """Expand files and folders into a list of image paths.
@@ -232,7 +241,9 @@ def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike,
     name, without recursing; a file is taken as given (whatever its extension; :func:`read_image` will
     complain if it is not an image). Duplicates are dropped, order is kept.
 
-    A missing input (``"<path>: file not found"``) or a folder without image files is an
+    A missing input (``"<path>: file not found"``), a folder without image files, or an image name in a folder
+    that cannot be opened (a symbolic link loop or a dangling link: ``"<path>: cannot be read (Too many levels
+    of symbolic links)"``) is an
     :class:`ImageError`; when ``problems`` is a list, each is appended to it as ``(input, one-line reason)``
     instead and the other inputs are still expanded (what a batch command wants).
     """
@@ -249,18 +260,23 @@ def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike,
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                (c for c in p.iterdir() if c.suffix.lower() in IMAGE_EXTENSIONS and c.is_file()),
-                key=lambda c: c.name,
-            )
-            if not found:
+            named = sorted((c for c in p.iterdir() if c.suffix.lower() in IMAGE_EXTENSIONS), key=lambda c: c.name)
+            found = []
+            for c in named:
+                why = _unreadable(c)
+                if why:  # a symbolic link loop, a dangling link: named like any unreadable input
+                    problem(c, f"{c}: cannot be read ({why})")
+                elif c.is_file():
+                    found.append(c)
+            if not named:
                 problem(item, f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}; "
                               "subfolders are not searched): give image files or a folder of them")
                 continue
         elif p.exists():
             found = [p]
         else:
-            problem(item, f"{item}: file not found")
+            why = _unreadable(p)
+            problem(item, f"{item}: cannot be read ({why})" if why and os.path.islink(p) else f"{item}: file not found")
             continue
         for f in found:
             key = f.resolve()
