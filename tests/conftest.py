@@ -2,12 +2,14 @@
 every test module uses — each built once per session — and the synthetic data the training tests share."""
 from __future__ import annotations
 
+import errno
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from synthetic import random_morphable_model, write_fake_checkout, write_wild_faces
+from synthetic import PHOTO_BOX, random_morphable_model, write_fake_checkout, write_noise_photos, write_wild_faces
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,3 +118,57 @@ def synth(tmp_path_factory, mm):
     """A fake 3DDFA_V2 checkout of ``mm`` and a folder of wild faces drawn from it."""
     root = tmp_path_factory.mktemp("synth")
     return {"checkout": write_fake_checkout(root / "checkout", mm), "wild": write_wild_faces(root / "wild", mm, 16)}
+
+
+# --------------------------------------------------------------------------- output folders under faults
+
+
+@pytest.fixture
+def photos(tmp_path) -> list[Path]:
+    """Three small noise photos in ``tmp_path/in`` (faces come from ``boxes``: no detection)."""
+    return write_noise_photos(tmp_path / "in")
+
+
+@pytest.fixture
+def boxes(tmp_path, photos) -> Path:
+    """A --boxes file giving each photo one face box."""
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({p.name: [PHOTO_BOX] for p in photos}))
+    return path
+
+
+@pytest.fixture
+def fail_writes(monkeypatch):
+    """``fail_writes(predicate, err)``: the atomic writes of tf2dasl.io.outputs whose destination name matches
+    ``predicate`` fail with ``err`` after writing part of their data (the temporary file is open then)."""
+    from tf2dasl.io import outputs
+    from tf2dasl.io.outputs import is_temporary
+
+    def arm(predicate, err: int = errno.ENOSPC):
+        real_open = open
+
+        class Failing:
+            def __init__(self, f):
+                self.f = f
+
+            def write(self, data):
+                self.f.write(data[: len(data) // 2])
+                raise OSError(err, os.strerror(err))
+
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+        def fake_open(file, *a, **k):
+            f = real_open(file, *a, **k)
+            name = Path(file).name  # ".<name>.<tag>-<hex>.tf2dasl-tmp"
+            target = name[1:].rsplit(".", 2)[0] if is_temporary(name) else name
+            return Failing(f) if predicate(target) else f
+
+        monkeypatch.setattr(outputs, "open", fake_open, raising=False)
+    return arm

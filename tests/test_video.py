@@ -503,11 +503,15 @@ def test_pipeline_offline_smoothing_writes_every_frame_in_order(tmp_path, mm):
 def test_reconstruct_sources_goes_on_past_unreadable_ones(tmp_path):
     clip, rec = _world_clip(tmp_path)
     (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
-    results = reconstruct_sources([tmp_path / "junk.mp4", 57], rec, tmp_path / "out", progress=False)
+    run = reconstruct_sources([tmp_path / "junk.mp4", 57], rec, tmp_path / "out", progress=False)
+    results = run.results
     assert [type(r).__name__ for r in results] == ["VideoFailure", "VideoFailure"]
     assert results[0].describe().startswith(f"failed: {tmp_path / 'junk.mp4'}: OpenCV cannot read it")
     assert results[1].describe() == ("failed: camera 57: cannot be opened (no such camera, no permission, or in "
                                      "use); check --camera N")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())  # written in every case
+    assert summary["complete"] is False and [v["input"] for v in summary["videos"]] == [str(tmp_path / "junk.mp4"),
+                                                                                         "camera 57"]
 
 
 def test_smooth_frames_rebuilds_faces_from_smoothed_params(mm):

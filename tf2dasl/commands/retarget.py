@@ -39,8 +39,9 @@ def run(args) -> int:
         raise UserError(f"--max-frames {args.max_frames}: give at least 1")
     if args.start_frame < 0:
         raise UserError(f"--start-frame {args.start_frame}: give 0 or more")
+    target = read_photo(args, args.onto)  # photos before the model: a bad one is one line at once
+    source = None if video else read_photo(args, args.expression)
     rec, mm, config = load(args)
-    target = read_photo(args, args.onto)
     target_face = find_face(rec, target, args.onto, args.target_face, "target")
     if video:
         summary = retarget_video(mm, rec, args.expression, target, target_face, args.out, with_pose=args.pose,
@@ -48,7 +49,6 @@ def run(args) -> int:
                                  overwrite=args.force)
         print(summary.describe())
         return 0
-    source = read_photo(args, args.expression)
     source_face = find_face(rec, source, args.expression, args.source_face, "source")
     out = write_image(args.out, retarget_expression(mm, target, target_face, source_face.params[EXPRESSION],
                                                     config=config),

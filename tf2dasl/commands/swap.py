@@ -25,8 +25,8 @@ def add_parser(sub, name, help):
 
 def run(args) -> int:
     check_out(args.out, args.force, IMAGE_SUFFIXES)
+    source, target = read_photo(args, args.source), read_photo(args, args.target)  # before the model: one line
     rec, mm, config = load(args)
-    source, target = read_photo(args, args.source), read_photo(args, args.target)
     source_face = find_face(rec, source, args.source, args.source_face, "source")
     target_face = find_face(rec, target, args.target, args.target_face, "target")
     out = write_image(args.out, swap_face(mm, source, source_face, target, target_face, config), overwrite=args.force)
