@@ -26,6 +26,27 @@ def timeit(fn, repeat: int = 50, warmup: int = 5) -> float:
     return statistics.median(times)
 
 
+def cli_env() -> dict:
+    """The environment of ``python -m tf2dasl.cli`` subprocesses: this checkout first on ``PYTHONPATH``."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def model_dir_or_import(model: str | None, shared: Path, tmp: Path, env: dict) -> Path:
+    """``model`` (a model directory given on the command line), or mb05 imported from the shared 3DDFA_V2 checkout
+    into ``tmp/mb05`` by ``tf2dasl import-3ddfa`` in a subprocess."""
+    import subprocess
+    import sys
+
+    if model:
+        return Path(model)
+    out = tmp / "mb05"
+    subprocess.run([sys.executable, "-m", "tf2dasl.cli", "import-3ddfa", str(shared / "assets" / "3ddfa_v2"),
+                    "--out", str(out)], check=True, env=env, capture_output=True)
+    return out
+
+
 def imported_model(shared: Path, weights: str = "mb05_120x120"):
     from tf2dasl.io.import_3ddfa import import_3ddfa_v2
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, print_table, shared_dir  # noqa: E402
+from _common import cli_env, model_dir_or_import, print_table, shared_dir  # noqa: E402
 from huge_image import write_flat_png  # noqa: E402
 
 from tf2dasl.io.outputs import write_json  # noqa: E402
@@ -141,13 +140,10 @@ def main() -> int:
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args()
     shared = shared_dir(args.shared)
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = cli_env()
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
-        model = Path(args.model) if args.model else tmp / "mb05"
-        if not args.model:
-            subprocess.run([sys.executable, "-m", "tf2dasl.cli", "import-3ddfa", str(shared / "assets" / "3ddfa_v2"),
-                            "--out", str(model)], check=True, env=env, capture_output=True)
+        model = model_dir_or_import(args.model, shared, tmp, env)
         inputs = make_inputs(tmp, model, shared / "data" / "images" / "einstein.jpg")
         rows, result = [], {}
         for name, cmd in cases(tmp, model, inputs):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, print_table, shared_dir  # noqa: E402
+from _common import cli_env, model_dir_or_import, print_table, shared_dir  # noqa: E402
 
 from tf2dasl.io.images import read_header  # noqa: E402
 from tf2dasl.io.outputs import write_json  # noqa: E402
@@ -93,13 +92,10 @@ def main() -> int:
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args()
     shared = shared_dir(args.shared)
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = cli_env()
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
-        model = Path(args.model) if args.model else tmp / "mb05"
-        if not args.model:
-            subprocess.run([sys.executable, "-m", "tf2dasl.cli", "import-3ddfa", str(shared / "assets" / "3ddfa_v2"),
-                            "--out", str(model)], check=True, env=env, capture_output=True)
+        model = model_dir_or_import(args.model, shared, tmp, env)
         photo = shared / "data" / "images" / "einstein.jpg"
         cases = [("1000x1000 JPEG (reference)", write_photo_jpeg(tmp / "small.jpg", 1000, photo)),
                  (f"{SIDE}x{SIDE} PNG ({(write_flat_png(tmp / 'huge.png', SIDE, SIDE)).stat().st_size / 1e6:.1f} MB)",

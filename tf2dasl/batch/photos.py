@@ -242,9 +242,7 @@ def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: s
 def _write_summary(folder: RunFolder, summary: Summary, name: str) -> None:
     """summary.json through the run folder, in the space it held back; a failure is kept in
     ``summary.summary_error`` (printed)."""
-    folder.release_reserve()
     try:
-        folder.write(name, (json.dumps(summary.to_json(), indent=2) + "\n").encode("utf-8"))
-        summary.summary_file = str(folder.path / name)
+        summary.summary_file = str(folder.write_summary(name, summary.to_json()))
     except OutputError as exc:
         summary.summary_error = str(exc)

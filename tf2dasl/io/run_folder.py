@@ -192,6 +192,12 @@ class RunFolder:
         self._written(name)
         return target
 
+    def write_summary(self, name: str, summary: dict) -> Path:
+        """The run's last file: ``summary`` as indented JSON under ``name``, written (as :meth:`write`) in the space
+        the run held back (:meth:`release_reserve`), so that a disk the outputs filled still takes it."""
+        self.release_reserve()
+        return self.write(name, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+
     def adopt(self, name: str) -> None:
         """Record ``OUT/name``, a file this run wrote in place line by line (a JSON-lines stream that must be
         readable while it grows), as tf2dasl's: its size and hash now."""

@@ -19,7 +19,6 @@ video completed with the same settings unless ``force``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time as _time
 from pathlib import Path
 from typing import Sequence
@@ -227,10 +226,8 @@ def reconstruct_sources(sources: Sequence, reconstructor, out_dir, outputs: Sequ
             if run.interrupted:
                 run.not_processed = [str(p) for p in then]
             if not then or run.interrupted:
-                folder.release_reserve()
                 try:
-                    folder.write(summary_file, (json.dumps(run.to_json(), indent=2) + "\n").encode("utf-8"))
-                    run.summary_file = str(folder.path / summary_file)
+                    run.summary_file = str(folder.write_summary(summary_file, run.to_json()))
                 except OutputError as exc:
                     run.summary_error = str(exc)
     return run
