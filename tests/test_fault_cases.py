@@ -294,6 +294,9 @@ def test_unbounded_inputs_are_named_and_the_run_goes_on(mb05_dir, tmp_path, phot
     assert summary["capped"] == [{"image": str(curie), "faces": len(many), "reconstructed": DEFAULT_MAX_FACES}]
     assert {f["image"] for f in summary["failures"]} == {str(einstein), str(bohr), str(loop)}
     assert not [p for p in out.iterdir() if is_temporary(p.name)]  # the reserve went with the summary
+    rc, stdout, err = run_reconstruct(capsys, mb05_dir, out, [einstein.parent], boxes, "--overlay", "--pts")
+    assert rc == 1 and "(1 complete from an earlier run, skipped)" in stdout  # curie kept, still reported capped
+    assert read_summary(out)["capped"] == summary["capped"] and f"capped: {curie}" in err
 
 
 def test_unbounded_files_are_one_line_before_anything_runs(mb05_dir, tmp_path, photos, capsys):

