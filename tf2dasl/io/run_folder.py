@@ -1,7 +1,8 @@
 """An output folder that several runs write into: its manifest, which files are tf2dasl's, and resuming.
 
 ``OUT/tf2dasl-manifest.jsonl`` (:data:`MANIFEST_NAME`) is appended to, one JSON object a line
-(:class:`tf2dasl.io.outputs.JsonLines`: never a partial line), by every run into ``OUT``:
+(:class:`tf2dasl.io.streams.JsonLines`: never a partial line, never through a symbolic link), by every run into
+``OUT``:
 
 * ``{"type": "run", "format": "tf2dasl-run-manifest", "version": 1, "run": ID, "started": ISO, "tf2dasl": V,
   "temporaries": TAG, "settings": {...}}`` when a run starts, before it makes any temporary file (their names
