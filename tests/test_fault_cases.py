@@ -426,3 +426,29 @@ def test_rest_double_answers_200_concurrent_requests(rest_double):
     with ThreadPoolExecutor(200) as pool:
         answers = list(pool.map(ask, range(200)))
     assert all("model 'nope' not found on the server" in a for a in answers), {a for a in answers}
+
+
+def test_rest_client_names_a_reset_connection():
+    """A connection the server resets without answering (what an overloaded server's backlog does) is said to
+    be that, not "is the server running?"."""
+    import threading
+
+    from tf2dasl.inference.rest_runtime import RestClient
+    from tf2dasl.inference.serving_client import ServingError
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def reset_one():
+            conn, _ = listener.accept()
+            conn.recv(1 << 16)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+            conn.close()
+
+        t = threading.Thread(target=reset_one)
+        t.start()
+        with pytest.raises(ServingError, match="closed the connection before answering") as exc:
+            RestClient(f"127.0.0.1:{listener.getsockname()[1]}", "m", retries=0).status()
+        t.join()
+    assert "is the server running" not in str(exc.value)
