@@ -97,7 +97,8 @@ class OutputExistsError(OutputError):
 #: folder records it in its manifest, so that a later run removes only what a tf2dasl run left there.
 _TAG_BYTES = _RANDOM_BYTES = 4  # random bytes of the tag, and after it (distinct temporaries of one process)
 PROCESS_TAG = secrets.token_hex(_TAG_BYTES)
-_TMP_NAME = re.compile(rf"^\..+\.([0-9a-f]{{{2 * _TAG_BYTES}}})-[0-9a-f]{{{2 * _RANDOM_BYTES}}}{re.escape(TMP_SUFFIX)}$")
+_TMP_NAME = re.compile(rf"^\..+\.([0-9a-f]{{{2 * _TAG_BYTES}}})-[0-9a-f]{{{2 * _RANDOM_BYTES}}}"
+                       rf"{re.escape(TMP_SUFFIX)}$")
 
 
 def _tmp_name(path: Path) -> Path:

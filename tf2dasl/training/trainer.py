@@ -2,10 +2,11 @@
 strategy, callbacks.
 
 RUN_DIR layout: ``tf2dasl-manifest.jsonl`` (each run's record: a killed run's temporary folders are removed by
-the next, and nothing else), ``config.yaml`` (the resolved config), ``checkpoints/`` (``tf.train.Checkpoint`` of the model and
-both optimizers after each epoch), ``history.csv``, ``logs/`` (TensorBoard), ``holdout.txt`` (held-out 300-W
-faces), ``aflw_val.txt`` (AFLW's validation split), ``best/`` (the best epoch on the held-out faces, with
-``keep_best``) and finally ``model/`` — a model directory loadable by ``evaluate``, ``reconstruct`` and ``export``.
+the next, and nothing else), ``config.yaml`` (the resolved config), ``checkpoints/`` (``tf.train.Checkpoint`` of
+the model and both optimizers after each epoch), ``history.csv``, ``logs/`` (TensorBoard), ``holdout.txt``
+(held-out 300-W faces), ``aflw_val.txt`` (AFLW's validation split), ``best/`` (the best epoch on the held-out
+faces, with ``keep_best``) and finally ``model/`` — a model directory loadable by ``evaluate``, ``reconstruct``
+and ``export``.
 
 One job (a run, from config to model directory) whose steps —
 strategy, teacher labels, data, models, resume, callbacks, the final model — each a small function here, depend

@@ -20,5 +20,5 @@ from .video_config import OverlayConfig, SmoothingConfig, TrackingConfig, VideoC
 from .video_summary import VideoFailure, VideoRun, VideoSummary  # noqa: F401
 
 __all__ = ["VideoConfig", "TrackingConfig", "SmoothingConfig", "OverlayConfig", "VideoReconstructor",
-           "VideoSummary", "VideoFailure", "VideoRun", "reconstruct_video", "Frame", "VideoError", "VideoReader", "is_video_path",
-           "open_camera", "open_video", "FaceTracker", "TrackedFace", "TrackedFrame"]
+           "VideoSummary", "VideoFailure", "VideoRun", "reconstruct_video", "Frame", "VideoError", "VideoReader",
+           "is_video_path", "open_camera", "open_video", "FaceTracker", "TrackedFace", "TrackedFrame"]
