@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: timing and the imported model from ../shared."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -24,6 +25,26 @@ def timeit(fn, repeat: int = 50, warmup: int = 5) -> float:
         fn()
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
+
+
+@contextlib.contextmanager
+def model_workspace(description: str):
+    """The setup of a benchmark that runs ``tf2dasl`` on a model: its command line (``--shared``, ``--model``,
+    ``--json``) parsed, and, inside a temporary folder, ``(args, shared folder, subprocess env, the folder, model
+    directory)`` — ``--model`` or mb05 imported there (:func:`model_dir_or_import`)."""
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--shared")
+    ap.add_argument("--model", help="model directory (default: mb05 imported into the temporary folder)")
+    ap.add_argument("--json", help="write the numbers here")
+    args = ap.parse_args()
+    shared = shared_dir(args.shared)
+    env = cli_env()
+    with tempfile.TemporaryDirectory() as tmp_:
+        tmp = Path(tmp_)
+        yield args, shared, env, tmp, model_dir_or_import(args.model, shared, tmp, env)
 
 
 def cli_env() -> dict:

@@ -17,13 +17,11 @@ peak under :data:`LIMIT_MB` for each case.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -31,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cli_env, model_dir_or_import, print_table, shared_dir  # noqa: E402
+from _common import model_workspace, print_table  # noqa: E402
 from huge_image import write_flat_png  # noqa: E402
 
 from tf2dasl.io.outputs import write_json  # noqa: E402
@@ -134,16 +132,7 @@ def report_line(stderr: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared")
-    ap.add_argument("--model", help="model directory (default: mb05 imported into the temporary folder)")
-    ap.add_argument("--json", help="write the numbers here")
-    args = ap.parse_args()
-    shared = shared_dir(args.shared)
-    env = cli_env()
-    with tempfile.TemporaryDirectory() as tmp_:
-        tmp = Path(tmp_)
-        model = model_dir_or_import(args.model, shared, tmp, env)
+    with model_workspace(__doc__.splitlines()[0]) as (args, shared, env, tmp, model):
         inputs = make_inputs(tmp, model, shared / "data" / "images" / "einstein.jpg")
         rows, result = [], {}
         for name, cmd in cases(tmp, model, inputs):
