@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -48,23 +50,38 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 FRAMES = 60
-KEY_EVERY = 15
-MAX_ROTATION = 20.0  # degrees
-MAX_LOG_SCALE = 0.15
-MAX_SHIFT = 0.10  # of the canvas side
 FPS = 30.0
+
+
+@dataclass(frozen=True)
+class Motion:
+    """A clip's trajectory recipe: keyframes every ``key_every`` frames, rotation within +-``max_rotation``
+    degrees, log-scale within +-``max_log_scale``, translation within +-``max_shift`` of the side."""
+
+    key_every: int = 15
+    max_rotation: float = 20.0
+    max_log_scale: float = 0.15
+    max_shift: float = 0.10
+
+    def describe(self) -> str:
+        return (f"rotation +-{self.max_rotation:g} deg, scale x{np.exp(-self.max_log_scale):.2f}-"
+                f"{np.exp(self.max_log_scale):.2f}, shift +-{self.max_shift:.0%} of the side, keyframes every "
+                f"{self.key_every} frames")
+
+
+MOTIONS = {"smooth": Motion()}
 MATCH_IOU = 0.3
 TARGETS = {"offline": (50.0, 2.0), "causal": (30.0, 3.0)}  # jitter cut %, NME rise % allowed
 
 
 # ------------------------------------------------------------------------------------------------- clips
-def trajectory(rng: np.random.Generator, frames: int = FRAMES) -> np.ndarray:
+def trajectory(rng: np.random.Generator, frames: int = FRAMES, motion: Motion = Motion()) -> np.ndarray:
     """``(frames, 4)`` rotation (deg), log-scale, shift x, shift y (fractions of the side): cubic splines through
-    random keyframes every ``KEY_EVERY`` frames."""
+    random keyframes every ``motion.key_every`` frames."""
     from scipy.interpolate import CubicSpline
 
-    keys = np.arange(0, frames + KEY_EVERY, KEY_EVERY)
-    lim = np.array([MAX_ROTATION, MAX_LOG_SCALE, MAX_SHIFT, MAX_SHIFT])
+    keys = np.arange(0, frames + motion.key_every, motion.key_every)
+    lim = np.array([motion.max_rotation, motion.max_log_scale, motion.max_shift, motion.max_shift])
     values = rng.uniform(-1, 1, (len(keys), 4)) * lim
     return np.clip(CubicSpline(keys, values, axis=0)(np.arange(frames)), -lim, lim)
 
@@ -77,12 +94,12 @@ def similarity(params: np.ndarray, w: int, h: int) -> np.ndarray:
     return m
 
 
-def make_clip(image: np.ndarray, pts: np.ndarray, rng: np.random.Generator, path: Path):
+def make_clip(image: np.ndarray, pts: np.ndarray, rng: np.random.Generator, path: Path, motion: Motion = Motion()):
     """Write the moved photo as an MP4 at ``path``; return the moved ground truth ``(FRAMES, 68, 2)``."""
     h, w = image.shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (w, h))
     gts = []
-    for p in trajectory(rng):
+    for p in trajectory(rng, FRAMES, motion):
         m = similarity(p, w, h)
         writer.write(cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         gts.append(pts @ m[:, :2].T + m[:, 2])
@@ -150,6 +167,48 @@ def clip_scores(per_frame_faces, gt) -> tuple[float, float] | None:
     return scores(np.asarray(preds), gt)
 
 
+def tracked_clips(args, motion: Motion):
+    """Per clip ``(name, tracker frames, photo-pipeline faces per frame, ground truth)``: tracked once, kept in
+    ``args.cache`` (a pickle per folder, seed, clip count and motion) when given, so that scans of the smoothing
+    settings redo no regression."""
+    cache = None
+    if args.cache:
+        key = "_".join(f"{f.name}={getattr(motion, f.name):g}" for f in fields(motion))
+        cache = Path(args.cache) / f"{args.folder}_seed{args.seed}_clips{args.clips}_{key}_{args.runtime}.pkl"
+        if cache.exists():
+            with open(cache, "rb") as f:
+                return pickle.load(f)
+    from tf2dasl.io.images import read_image
+    from tf2dasl.io.pts import read_pts
+    from tf2dasl.video import VideoConfig
+
+    rng = np.random.default_rng(args.seed)
+    photos = sorted((args.shared / "data" / "300w" / args.folder).glob("*.jpg"))
+    photos = [photos[i] for i in sorted(rng.choice(len(photos), min(args.clips, len(photos)), replace=False))]
+    rec = reconstructor(args)
+    config = VideoConfig()
+    clips, t0 = [], time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, photo in enumerate(photos):
+            clip = Path(tmp) / f"{photo.stem}.mp4"
+            gt = make_clip(read_image(photo), read_pts(photo.with_suffix(".pts")), rng, clip, motion)
+            clips.append((photo.stem, *track_clip(rec, clip, config), gt))
+            print(f"\r{n + 1}/{len(photos)} clips tracked ({time.perf_counter() - t0:.0f} s)", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache, "wb") as f:
+            pickle.dump(clips, f)
+    return clips
+
+
+def reconstructor(args):
+    from tf2dasl.api import make_backend, make_reconstructor
+
+    return make_reconstructor(make_backend(args.model, args.runtime,
+                                           args.export_dir if args.runtime != "keras" else None))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "mb05"), help="model directory")
@@ -159,20 +218,19 @@ def main(argv=None) -> int:
     ap.add_argument("--folder", default="afw", help="folder of SHARED/data/300w (afw: reported; helen_train: tuning)")
     ap.add_argument("--clips", type=int, default=60, help="photos (clips) drawn from the folder")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--motion", default="smooth", choices=sorted(MOTIONS), help="the clips' trajectory recipe")
+    for f in fields(Motion):
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), help=f"override the recipe's {f.name}")
+    ap.add_argument("--cache", help="folder keeping the tracked clips (reruns and scans skip the regressions)")
     ap.add_argument("--grid", action="store_true", help="scan the smoothing settings (tuning; use helen_train)")
     args = ap.parse_args(argv)
 
-    from tf2dasl.api import make_backend, make_reconstructor
-    from tf2dasl.io.images import read_image
-    from tf2dasl.io.pts import read_pts
-    from tf2dasl.video import SmoothingConfig, VideoConfig
+    from tf2dasl.video import SmoothingConfig
 
-    rng = np.random.default_rng(args.seed)
-    photos = sorted((args.shared / "data" / "300w" / args.folder).glob("*.jpg"))
-    photos = [photos[i] for i in sorted(rng.choice(len(photos), min(args.clips, len(photos)), replace=False))]
-    rec = make_reconstructor(make_backend(args.model, args.runtime,
-                                          args.export_dir if args.runtime != "keras" else None))
-    config = VideoConfig()
+    motion = replace(MOTIONS[args.motion], **{f.name: getattr(args, f.name) for f in fields(Motion)
+                                              if getattr(args, f.name) is not None})
+    clips = tracked_clips(args, motion)
+    rec = reconstructor(args)
     modes = {"off": SmoothingConfig(mode="off"),
              "causal (Kalman, default)": SmoothingConfig(mode="causal"),
              "causal (One-Euro)": SmoothingConfig(mode="causal", causal_filter="one_euro"),
@@ -190,26 +248,19 @@ def main(argv=None) -> int:
                     mode="causal", causal_filter="one_euro", one_euro_min_cutoff=mc, one_euro_beta=beta)
     results = {name: [] for name in modes}
     results["photo pipeline per frame"] = []
-    skipped, t0 = 0, time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        for n, photo in enumerate(photos):
-            clip = Path(tmp) / f"{photo.stem}.mp4"
-            gt = make_clip(read_image(photo), read_pts(photo.with_suffix(".pts")), rng, clip)
-            frames, photo_faces = track_clip(rec, clip, config)
-            per_mode = {name: clip_scores(smooth(rec, frames, cfg), gt) for name, cfg in modes.items()}
-            per_mode["photo pipeline per frame"] = clip_scores(photo_faces, gt)
-            if any(v is None for v in per_mode.values()):
-                skipped += 1
-                continue
-            for name, v in per_mode.items():
-                results[name].append(v)
-            print(f"\r{n + 1}/{len(photos)} clips ({time.perf_counter() - t0:.0f} s)", end="", file=sys.stderr)
-    print(file=sys.stderr)
+    skipped = 0
+    for _, frames, photo_faces, gt in clips:
+        per_mode = {name: clip_scores(smooth(rec, frames, cfg), gt) for name, cfg in modes.items()}
+        per_mode["photo pipeline per frame"] = clip_scores(photo_faces, gt)
+        if any(v is None for v in per_mode.values()):
+            skipped += 1
+            continue
+        for name, v in per_mode.items():
+            results[name].append(v)
     used = len(results["off"])
     print(f"{used} clips of {FRAMES} frames from 300-W {args.folder} ({skipped} left out: the face was not found "
           f"in every frame); model {rec.model.spec.name}, runtime {args.runtime}, seed {args.seed}")
-    print(f"motion: rotation +-{MAX_ROTATION:g} deg, scale x{np.exp(-MAX_LOG_SCALE):.2f}-{np.exp(MAX_LOG_SCALE):.2f}, "
-          f"shift +-{MAX_SHIFT:.0%} of the side, keyframes every {KEY_EVERY} frames; mp4v-encoded\n")
+    print(f"motion ({args.motion}): {motion.describe()}; mp4v-encoded\n")
     ref_nme, ref_jit = np.mean(results["off"], axis=0)
     rows = []
     verdicts = []
