@@ -1,8 +1,11 @@
 """Time-series filters on vectors of numbers, frame by frame (numpy; no model, no video, no files).
 
 * :class:`KalmanCV`: a constant-velocity Kalman filter per number (state: value and speed; white-noise
-  acceleration of spectral density ``q``, measurement noise ``r``). Its gains do not depend on the data, only
-  on ``q / r`` (``noise``) and the time steps, so one number sets it whatever the units of the values.
+  acceleration of spectral density ``q``, measurement noise ``r``). With fixed gains (``gate`` None) they do not
+  depend on the data, only on ``q / r`` (``noise``) and the time steps, so one number sets it whatever the units
+  of the values. With a ``gate`` the process noise follows the innovation: a frame whose measurements lie further
+  from the prediction than their noise explains gets more process noise, so the filter catches up with a change
+  of motion instead of lagging behind it.
 * :class:`OneEuro`: Casiez et al.'s One-Euro filter (CHI 2012): a first-order low-pass whose cutoff grows
   with the speed, per number; speeds are divided by a caller-given ``scale`` so that ``beta`` is unit-free.
 * :func:`gaussian_weights`: the normalised weights of a centred (look-ahead) Gaussian window, truncated to the
@@ -16,8 +19,15 @@ import math
 
 import numpy as np
 
-#: Velocity variance of a new Kalman track, in units of the measurement variance per frame squared.
-INITIAL_SPEED_VARIANCE = 1.0
+#: Velocity variance of a new Kalman track, in units of the measurement variance per frame squared: large, the
+#: speed of a face is unknown when its track starts (the second measurement sets it, so a face that is already
+#: moving is not followed from a standstill; with 1.0 the speed took ~10 frames to build up).
+INITIAL_SPEED_VARIANCE = 1e4
+
+
+def _process_noise(q: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The covariance ``(p00, p01, p11)`` that white-noise acceleration of density ``q`` adds over ``dt``."""
+    return q * dt ** 3 / 3, q * dt * dt / 2, q * dt
 
 
 class KalmanCV:
@@ -25,14 +35,23 @@ class KalmanCV:
     ``(dim,)`` and returns the filtered values ``(dim,)``; the first measurement is taken as it is.
 
     ``noise``: process over measurement noise per frame (``q / r``; scalar or ``(dim,)``). Smaller trusts the
-    constant-velocity motion more: smoother, and a lag when the speed changes."""
+    constant-velocity motion more: smoother, and a lag when the speed changes.
 
-    def __init__(self, dim: int, noise):
+    ``gate`` (None: fixed gains): each update, the normalised innovation squared ``y^2 / (p00 + r)`` (``y`` the
+    measurement minus the prediction, ``r = sigma^2`` the measurement variance that :meth:`update` is given),
+    averaged over the ``dim`` numbers, is ~1 while the constant-velocity model holds; when it exceeds ``gate``,
+    the prediction gets ``(mean / gate - 1)`` times the base process noise on top, so the gains rise for as long as
+    the filter lags."""
+
+    def __init__(self, dim: int, noise, gate: float | None = None):
         self.q = np.broadcast_to(np.asarray(noise, np.float64), (dim,)).copy()
+        self.gate = gate
         self.x = self.v = None
         self.p00 = self.p01 = self.p11 = None
 
-    def update(self, z: np.ndarray, dt: float = 1.0) -> np.ndarray:
+    def update(self, z: np.ndarray, dt: float = 1.0, sigma=None) -> np.ndarray:
+        """Filter one measurement ``z (dim,)`` taken ``dt`` frames after the previous one; ``sigma`` (scalar or
+        ``(dim,)``, the units of ``z``): the measurement noise's standard deviation, needed with a ``gate``."""
         z = np.asarray(z, np.float64)
         if self.x is None:
             self.x, self.v = z.copy(), np.zeros_like(z)
@@ -40,16 +59,24 @@ class KalmanCV:
             self.p01 = np.zeros_like(z)
             self.p11 = np.full_like(z, INITIAL_SPEED_VARIANCE)
             return self.x.copy()
-        q, dt = self.q, float(dt)
-        # predict
+        dt = float(dt)
+        # predict (covariances in units of r)
         self.x = self.x + dt * self.v
-        p00 = self.p00 + 2 * dt * self.p01 + dt * dt * self.p11 + q * dt ** 3 / 3
-        p01 = self.p01 + dt * self.p11 + q * dt * dt / 2
-        p11 = self.p11 + q * dt
+        a, b, c = _process_noise(self.q, dt)
+        p00 = self.p00 + 2 * dt * self.p01 + dt * dt * self.p11 + a
+        p01 = self.p01 + dt * self.p11 + b
+        p11 = self.p11 + c
+        y = z - self.x
+        if self.gate is not None:
+            if sigma is None:
+                raise ValueError("an adaptive KalmanCV (gate set) needs the measurement noise sigma")
+            nis = float(np.mean(y ** 2 / ((p00 + 1.0) * np.asarray(sigma, np.float64) ** 2)))
+            if nis > self.gate:
+                a, b, c = _process_noise(self.q * (nis / self.gate - 1.0), dt)
+                p00, p01, p11 = p00 + a, p01 + b, p11 + c
         # update with measurement noise r = 1
         s = p00 + 1.0
         k0, k1 = p00 / s, p01 / s
-        y = z - self.x
         self.x = self.x + k0 * y
         self.v = self.v + k1 * y
         self.p00, self.p01, self.p11 = (1 - k0) * p00, (1 - k0) * p01, p11 - k1 * p01
