@@ -240,15 +240,17 @@ def test_smoothing_cuts_jitter_and_averages_identity(mm):
     rng = np.random.default_rng(3)
     roi = np.array([0, 0, 120, 120], np.float32)
     shape = rng.normal(0, 1e4, 40)
+    lm = np.zeros((68, 3))
+    lm[:, :2] = rng.uniform(0, 100, (68, 2))  # a face ~100 px wide: the scale of the pose noise
     frames, clean = [], []
     for i in range(60):
         p = _params([10 * np.sin(i / 10), 0, 0], 0.5, [60 + i * 0.5, 60, 0])
         p[12:52] = shape
         clean.append(p.copy())
         noisy = p.copy()
-        noisy[[3, 7]] += rng.normal(0, 1.5, 2)
+        noisy[[3, 7]] += rng.normal(0, 0.4, 2)  # the translation noise of a ~100 px face (pose_measurement_noise)
         noisy[12:52] += rng.normal(0, 3e3, 40)
-        frames.append(_Fr(i, [_F(7, roi, noisy, np.zeros((68, 3)))]))
+        frames.append(_Fr(i, [_F(7, roi, noisy, lm)]))
     clean = np.array(clean)
 
     def jitter(ps):
