@@ -178,10 +178,10 @@ def grid_modes() -> dict:
     from tf2dasl.video import SmoothingConfig
 
     modes = {}
-    for q in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0):
-        for gate in (None, 1.0, 2.0, 4.0, 8.0):
-            modes[f"causal pose_noise={q} pose_gate={gate}"] = SmoothingConfig(mode="causal", pose_noise=q,
-                                                                                pose_gate=gate)
+    for q in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0):
+        for k in (0.0, 10.0, 20.0, 50.0, 100.0, 200.0):
+            modes[f"causal pose_noise={q} pose_adaptation={k:g}"] = SmoothingConfig(
+                mode="causal", pose_noise=q, pose_adaptation=k)
     for qe in (0.03, 0.3, 1.0):
         modes[f"causal expression_noise={qe}"] = SmoothingConfig(mode="causal", expression_noise=qe)
     for mc in (0.05, 0.1, 0.2, 0.3):
@@ -263,9 +263,9 @@ def main(argv=None) -> int:
     modes = {"off": SmoothingConfig(mode="off"),
              "causal (Kalman, default)": SmoothingConfig(mode="causal"),
              "causal (Kalman, fixed gains, pose_noise 0.2: the former default)": SmoothingConfig(
-                 mode="causal", pose_noise=0.2, pose_gate=None),
+                 mode="causal", pose_noise=0.2, pose_adaptation=0.0),
              "causal (Kalman, fixed gains, pose_noise 0.5)": SmoothingConfig(mode="causal", pose_noise=0.5,
-                                                                             pose_gate=None),
+                                                                             pose_adaptation=0.0),
              "causal (One-Euro)": SmoothingConfig(mode="causal", causal_filter="one_euro"),
              "offline (default)": SmoothingConfig(mode="offline")}
     if args.grid:

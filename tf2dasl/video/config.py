@@ -96,14 +96,11 @@ class SmoothingConfig:
     causal_filter: ``kalman`` (constant-velocity Kalman filter per number) or ``one_euro`` (One-Euro filter).
     pose_noise, expression_noise: Kalman process noise over measurement noise (per frame, both in the same
         units, so one number sets the filter): smaller smooths more and lags more when the motion changes.
-    pose_gate: makes the pose filter adaptive (null: fixed gains): when the 12 pose numbers' mean normalised
-        innovation squared (their distance from the filter's prediction, over what the noise explains; ~1 while
-        the motion is steady) exceeds this, the process noise grows in proportion for that frame, so the filter
-        follows a change of motion instead of lagging. Smaller follows sooner and smooths less.
-    pose_measurement_noise: the regressor's per-frame noise on a pose number, as a share of its scale (the
-        scale ``s`` for the rotation entries, the face's size in pixels for the translations); only the adaptive
-        filter's test reads it. 0.004 for mb05_120x120: the median absolute second difference of the image-frame
-        pose numbers over ``0.6745 * sqrt(6)``, on tracked HELEN clips (smooth motion, 30 clips).
+    pose_adaptation: makes the pose filter adaptive (0: fixed gains): while the innovations of the 12 pose
+        numbers (measurement minus prediction) keep one sign over the last frames, as when the filter lags a change
+        of motion, the process noise grows up to ``1 + pose_adaptation`` times ``pose_noise``, so the filter
+        catches up; white innovations (noise) leave it at ``pose_noise`` (:class:`~tf2dasl.video.filters.KalmanCV`).
+        The test needs no noise level: it holds for any regressor and any video.
     one_euro_min_cutoff, one_euro_beta, one_euro_d_cutoff: the One-Euro filter's cutoff (cycles per frame) at
         rest, its growth with speed (per unit of the number's speed relative to the face scale), and the cutoff
         of the speed estimate.
@@ -127,8 +124,7 @@ class SmoothingConfig:
     causal_filter: str = "kalman"
     pose_noise: float = 0.1
     expression_noise: float = 0.1
-    pose_gate: float | None = 1.0
-    pose_measurement_noise: float = 0.004
+    pose_adaptation: float = 0.0
     one_euro_min_cutoff: float = 0.3
     one_euro_beta: float = 5.0
     one_euro_d_cutoff: float = 0.1
@@ -142,14 +138,12 @@ class SmoothingConfig:
             raise ValueError(f"smoothing.causal_filter must be one of {', '.join(CAUSAL_FILTERS)}")
         if self.shape not in ("mean", "raw"):
             raise ValueError("smoothing.shape must be mean or raw")
-        for name in ("pose_noise", "expression_noise", "pose_measurement_noise", "one_euro_min_cutoff",
-                     "one_euro_d_cutoff", "offline_sigma"):
+        for name in ("pose_noise", "expression_noise", "one_euro_min_cutoff", "one_euro_d_cutoff", "offline_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"smoothing.{name} must be > 0")
-        if self.pose_gate is not None and not self.pose_gate > 0:
-            raise ValueError("smoothing.pose_gate must be > 0 or null (fixed gains)")
-        if self.one_euro_beta < 0:
-            raise ValueError("smoothing.one_euro_beta must be >= 0")
+        for name in ("pose_adaptation", "one_euro_beta"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"smoothing.{name} must be >= 0")
 
 
 @dataclass

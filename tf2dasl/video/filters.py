@@ -1,11 +1,12 @@
 """Time-series filters on vectors of numbers, frame by frame (numpy; no model, no video, no files).
 
 * :class:`KalmanCV`: a constant-velocity Kalman filter per number (state: value and speed; white-noise
-  acceleration of spectral density ``q``, measurement noise ``r``). With fixed gains (``gate`` None) they do not
-  depend on the data, only on ``q / r`` (``noise``) and the time steps, so one number sets it whatever the units
-  of the values. With a ``gate`` the process noise follows the innovation: a frame whose measurements lie further
-  from the prediction than their noise explains gets more process noise, so the filter catches up with a change
-  of motion instead of lagging behind it.
+  acceleration of spectral density ``q``, measurement noise ``r``). With fixed gains (``adaptation`` 0) they do
+  not depend on the data, only on ``q / r`` (``noise``) and the time steps, so one number sets it whatever the
+  units of the values. With ``adaptation`` the process noise follows the innovations: while they keep one sign
+  (the prediction stays behind the measurements: the filter lags a change of motion) it grows, so the filter
+  catches up; noise alone leaves it as it is. The test compares the innovations with themselves, so it needs no
+  noise level and holds in any units.
 * :class:`OneEuro`: Casiez et al.'s One-Euro filter (CHI 2012): a first-order low-pass whose cutoff grows
   with the speed, per number; speeds are divided by a caller-given ``scale`` so that ``beta`` is unit-free.
 * :func:`gaussian_weights`: the normalised weights of a centred (look-ahead) Gaussian window, truncated to the
@@ -25,6 +26,11 @@ import numpy as np
 INITIAL_SPEED_VARIANCE = 1e4
 
 
+#: Weight of the newest innovation in the running means that measure their persistence (adaptive Kalman): 0.5
+#: remembers about the last 3 frames.
+INNOVATION_MEMORY = 0.5
+
+
 def _process_noise(q: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The covariance ``(p00, p01, p11)`` that white-noise acceleration of density ``q`` adds over ``dt``."""
     return q * dt ** 3 / 3, q * dt * dt / 2, q * dt
@@ -37,27 +43,38 @@ class KalmanCV:
     ``noise``: process over measurement noise per frame (``q / r``; scalar or ``(dim,)``). Smaller trusts the
     constant-velocity motion more: smoother, and a lag when the speed changes.
 
-    ``gate`` (None: fixed gains): each update, the normalised innovation squared ``y^2 / (p00 + r)`` (``y`` the
-    measurement minus the prediction, ``r = sigma^2`` the measurement variance that :meth:`update` is given),
-    averaged over the ``dim`` numbers, is ~1 while the constant-velocity model holds; when it exceeds ``gate``,
-    the prediction gets ``(mean / gate - 1)`` times the base process noise on top, so the gains rise for as long as
-    the filter lags."""
+    ``adaptation`` (0: fixed gains): per number, running means (weight ``INNOVATION_MEMORY``) of the innovation
+    ``y`` (measurement minus prediction) and of ``y^2`` give its persistence ``mean(y)^2 / mean(y^2)``: 1 when the
+    last innovations all had one sign and size (a lag), ``w = m / (2 - m)`` on average for white noise. Its mean
+    over the ``dim`` numbers, as the share ``e`` of the way from ``w`` to 1 (0 below ``w``), adds
+    ``adaptation * e`` times the base process noise to this frame's prediction: the gains rise while the filter
+    lags and settle back once the innovations turn white again."""
 
-    def __init__(self, dim: int, noise, gate: float | None = None):
+    def __init__(self, dim: int, noise, adaptation: float = 0.0):
         self.q = np.broadcast_to(np.asarray(noise, np.float64), (dim,)).copy()
-        self.gate = gate
+        self.adaptation = float(adaptation)
         self.x = self.v = None
         self.p00 = self.p01 = self.p11 = None
+        self.y_mean = self.y_square = None
 
-    def update(self, z: np.ndarray, dt: float = 1.0, sigma=None) -> np.ndarray:
-        """Filter one measurement ``z (dim,)`` taken ``dt`` frames after the previous one; ``sigma`` (scalar or
-        ``(dim,)``, the units of ``z``): the measurement noise's standard deviation, needed with a ``gate``."""
+    def persistence_excess(self, y: np.ndarray) -> float:
+        """Update the innovations' running means with ``y (dim,)``; the excess persistence ``e`` in [0, 1]."""
+        m = INNOVATION_MEMORY
+        self.y_mean = (1 - m) * self.y_mean + m * y
+        self.y_square = (1 - m) * self.y_square + m * y * y
+        ratio = np.divide(self.y_mean ** 2, self.y_square, out=np.zeros_like(y), where=self.y_square > 0)
+        white = m / (2 - m)
+        return max(0.0, (float(ratio.mean()) - white) / (1 - white))
+
+    def update(self, z: np.ndarray, dt: float = 1.0) -> np.ndarray:
+        """Filter one measurement ``z (dim,)`` taken ``dt`` frames after the previous one."""
         z = np.asarray(z, np.float64)
         if self.x is None:
             self.x, self.v = z.copy(), np.zeros_like(z)
             self.p00 = np.ones_like(z)  # r = 1: the first value is the measurement
             self.p01 = np.zeros_like(z)
             self.p11 = np.full_like(z, INITIAL_SPEED_VARIANCE)
+            self.y_mean, self.y_square = np.zeros_like(z), np.zeros_like(z)
             return self.x.copy()
         dt = float(dt)
         # predict (covariances in units of r)
@@ -67,12 +84,10 @@ class KalmanCV:
         p01 = self.p01 + dt * self.p11 + b
         p11 = self.p11 + c
         y = z - self.x
-        if self.gate is not None:
-            if sigma is None:
-                raise ValueError("an adaptive KalmanCV (gate set) needs the measurement noise sigma")
-            nis = float(np.mean(y ** 2 / ((p00 + 1.0) * np.asarray(sigma, np.float64) ** 2)))
-            if nis > self.gate:
-                a, b, c = _process_noise(self.q * (nis / self.gate - 1.0), dt)
+        if self.adaptation > 0:
+            boost = self.adaptation * self.persistence_excess(y)
+            if boost > 0:
+                a, b, c = _process_noise(self.q * boost, dt)
                 p00, p01, p11 = p00 + a, p01 + b, p11 + c
         # update with measurement noise r = 1
         s = p00 + 1.0

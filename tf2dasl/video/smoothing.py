@@ -82,7 +82,7 @@ class _TrackFilter:
 
     def __init__(self, cfg: SmoothingConfig):
         if cfg.causal_filter == "kalman":
-            self.pose = KalmanCV(NUM_POSE, cfg.pose_noise, cfg.pose_gate)
+            self.pose = KalmanCV(NUM_POSE, cfg.pose_noise, cfg.pose_adaptation)
             self.expression = KalmanCV(NUM_EXP, cfg.expression_noise)
         else:
             args = (cfg.one_euro_min_cutoff, cfg.one_euro_beta, cfg.one_euro_d_cutoff)
@@ -101,8 +101,8 @@ class CausalSmoother(Smoother):
         self.tracks: dict[int, _TrackFilter] = {}
 
     def _pose_scale(self, p: np.ndarray, face) -> np.ndarray:
-        """What each pose number's speed (One-Euro) and noise (adaptive Kalman) are measured against: the scale
-        ``s`` for the rotation entries, the face's size in pixels for the translations."""
+        """What one unit of speed of each pose number is measured against (One-Euro): the scale ``s`` for the
+        rotation entries, the face's size in pixels for the translations."""
         scale = np.empty(NUM_POSE)
         s = np.linalg.norm(p[:NUM_POSE].reshape(3, 4)[:2, :3], axis=1).mean()
         lm = np.asarray(face.landmarks_3d)[:, :2]
@@ -125,11 +125,10 @@ class CausalSmoother(Smoother):
             dt = 1.0 if st.last is None else max(1, frame.index - st.last)
             st.last = frame.index
             p = img[i]
-            scale = self._pose_scale(p, face)
             if cfg.causal_filter == "kalman":
-                out[i, POSE] = st.pose.update(p[POSE], dt, cfg.pose_measurement_noise * scale)
+                out[i, POSE] = st.pose.update(p[POSE], dt)
             else:
-                out[i, POSE] = st.pose.update(p[POSE], dt, scale)
+                out[i, POSE] = st.pose.update(p[POSE], dt, self._pose_scale(p, face))
             out[i, EXPRESSION] = st.expression.update(p[EXPRESSION], dt)
             st.shape_sum += p[SHAPE]
             st.count += 1
