@@ -3,6 +3,7 @@
 
     python benchmarks/video_stability.py --model models/mb05 [--folder afw] [--clips 60] [--motion fast]
     python benchmarks/video_stability.py --folder helen_train --motion fast --grid  # tune (faces held out of afw)
+    python benchmarks/video_stability.py --real-clip ../shared/data/videos/hamilton_clip.mp4   # a real video
 
 Clips (``make_clip``): each photo of ``../shared/data/300w/FOLDER`` (a seeded random subset of ``--clips``)
 is warped by a similarity transform about its centre, per frame, into a canvas of its own size (border
@@ -31,6 +32,10 @@ Targets (vs ``off``): offline jitter <= x0.5 with NME <= x1.02 (issue 12); causa
 <= x1.03 (issue 12 on smooth clips, issue 20 on fast ones). ``--grid`` scans the causal filters' settings (Kalman
 with fixed gains and adaptive, One-Euro) and the offline sigma and prints each one's jitter and NME against
 ``off``: run it on ``helen_train`` (tuning) and keep ``afw`` (the reported clips) out of every choice.
+
+``--real-clip VIDEO`` scores a real video instead, which has no ground truth: the mean second difference of each
+track's landmarks over the face's size, per setting (:func:`real_clip`). It shows how much of the real noise a
+setting removes, not how accurate it is. docs/video_smoothing.md has every figure and the commands behind them.
 """
 from __future__ import annotations
 

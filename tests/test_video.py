@@ -581,6 +581,27 @@ def test_stability_benchmark_scores_and_clips(tmp_path):
         assert abs(xs.mean() - p[:, 0].mean()) < 2 and abs(ys.mean() - p[:, 1].mean()) < 2
 
 
+def test_stability_benchmark_motions_and_real_clip_steadiness():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import video_stability as vs
+
+    fast = vs.MOTIONS["fast"]
+    traj = vs.trajectory(np.random.default_rng(0), vs.FRAMES, fast)
+    lim = np.array([fast.max_rotation, fast.max_log_scale, fast.max_shift, fast.max_shift])
+    assert traj.shape == (vs.FRAMES, 4) and (np.abs(traj) <= lim + 1e-12).all()
+    assert fast.key_every < vs.MOTIONS["smooth"].key_every
+    face = np.random.default_rng(1).uniform(0, 100, (68, 2))
+    face = (face - face.min(0)) / np.ptp(face, axis=0) * 100  # a 100 px face
+
+    def frames(offsets):  # one track, the face moved by offsets (T, 2)
+        return [type("Fr", (), {"index": i, "faces": [TrackedFace(3, type("Fa", (), {"landmarks_2d": face + o})(),
+                                                                  False)]})() for i, o in enumerate(offsets)]
+
+    assert vs.track_steadiness(frames(np.arange(10)[:, None] * [2.0, 1.0])) < 1e-9  # constant speed: steady
+    shaky = np.where(np.arange(10) % 2, 1.0, -1.0)[:, None] * [1.0, 0.0]  # +-1 px in x
+    assert abs(vs.track_steadiness(frames(shaky)) - 4.0) < 1e-9  # |2nd difference| 4 px of a 100 px face
+
+
 # ==================================================================== the command line (real model)
 def _cli(capsys, *argv):
     from tf2dasl.cli import main
