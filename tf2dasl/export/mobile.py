@@ -27,9 +27,10 @@ from .common import ExportError, hold, tf_variables_of
 from .tflite_lint import RESOURCE_OPS, gpu_analysis, gpu_op_issues, tflite_ops
 
 TFLITE_BATCH = 1
-QUANTIZATION = {"float32": "none", "float16": "float16 weights (GPU delegate recipe)",
-                "int8": "dynamic-range int8 weights, float activations"}
-DELEGATES = "XNNPACK (LiteRT's default CPU delegate); the GPU delegate for float32/float16 where gpu_compatible"
+#: the float variants this module converts (int8, full-integer, is :mod:`tf2dasl.export.quantize`'s)
+QUANTIZATION = {"float32": "none", "float16": "float16 weights (GPU delegate recipe)"}
+DELEGATES = ("XNNPACK (LiteRT's default CPU delegate; int8: its QS8 kernels); the GPU delegate for float32/float16 "
+             "where gpu_compatible")
 NOTES = {"params_whitened": "raw params = params_whitened * whitening.std + whitening.mean (in float32: raw values "
                             "reach 6e5, beyond float16)",
          "params": "raw 3DDFA parameters",
@@ -94,13 +95,19 @@ class MobileModule(tf.Module):
         super().__init__(name="tf2dasl_mobile")
         spec = model.spec
         self.spec, self.size, self.raw_params = spec, int(spec.input_size), bool(raw_params)
-        hold(self, task=FaceTask(
-            CropPreprocessor.from_spec(spec), model.regressor,
-            MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=False, name="morphable"),
-            landmark_head=LandmarkHead(model.mm, spec.input_size, spec.crop_convention, name="landmark_head")))
+        hold(self, task=self.make_task(model))
         self.tf_variables = tf_variables_of(self.task)
         self.serving_default = tf.function(
             self._call, input_signature=[tf.TensorSpec([batch, self.size, self.size, 3], tf.float32, name="crops")])
+
+    def make_task(self, model) -> FaceTask:
+        """The task model this graph calls (the int8 graph, :class:`~tf2dasl.export.quantize.Int8Module`, swaps
+        in its own preprocessor and regressor)."""
+        spec = model.spec
+        return FaceTask(CropPreprocessor.from_spec(spec), model.regressor,
+                        MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=False, name="morphable"),
+                        landmark_head=LandmarkHead(model.mm, spec.input_size, spec.crop_convention,
+                                                   name="landmark_head"))
 
     def _call(self, crops):
         params_w = self.task.infer(crops)  # crops arrive normalised: the app normalises (export.json)
@@ -120,7 +127,7 @@ def save_mobile(model, out_dir: Path, batch: int | None = TFLITE_BATCH) -> Mobil
 
 
 def convert_tflite(src_saved_model: Path, variants) -> dict[str, bytes]:
-    """The mobile SavedModel → ``{variant: TFLite flatbuffer}`` (float32, float16 weights, dynamic-range int8),
+    """The mobile SavedModel → ``{variant: TFLite flatbuffer}`` (float32, float16 weights),
     builtin ops only; an :class:`ExportError` when a conversion fails or keeps non-builtin/resource ops."""
     contents = {}
     # one converter for all variants: the SavedModel is imported once, each convert() re-runs the passes
@@ -133,8 +140,6 @@ def convert_tflite(src_saved_model: Path, variants) -> dict[str, bytes]:
         if variant == "float16":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
-        elif variant == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
         try:
             content = conv.convert()
         except Exception as exc:  # conversion errors are long: keep the first line
