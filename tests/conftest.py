@@ -39,11 +39,27 @@ def export_src_model_dir(v2_checkout: Path, tmp_path_factory) -> Path:
     return save_model_dir(import_3ddfa_v2(v2_checkout, "mb05_120x120"), tmp_path_factory.mktemp("export_src") / "mb05")
 
 
+#: calibration faces of the test exports: a small set keeps the suite fast (``tf2dasl export`` draws 500)
+TEST_CALIBRATION_FACES = 48
+
+
 @pytest.fixture(scope="session")
-def export_dir_mb05(export_src_model_dir: Path, tmp_path_factory) -> Path:
-    """``tf2dasl export`` of mb05 (SavedModel, TFLite float32/float16/int8, ONNX), made once per session."""
+def calibration_set(shared_dir: Path):
+    """``TEST_CALIBRATION_FACES`` training faces (AFLW crops and 300-W faces) for the int8 exports."""
+    from tf2dasl.export.calibration import default_sources, load_calibration
+
+    folders = default_sources(shared_dir)
+    if not folders:
+        pytest.skip(f"no calibration faces (data/aflw_wild, data/300w) under {shared_dir}")
+    return load_calibration(folders, TEST_CALIBRATION_FACES)
+
+
+@pytest.fixture(scope="session")
+def export_dir_mb05(export_src_model_dir: Path, calibration_set, tmp_path_factory) -> Path:
+    """``tf2dasl export`` of mb05 (SavedModel, TFLite float32/float16/int8, ONNX float32/int8), made once per
+    session; the int8 files calibrated on ``calibration_set``."""
     from tf2dasl.export import export_model
 
     out = tmp_path_factory.mktemp("export") / "mb05"
-    export_model(export_src_model_dir, out, log=lambda *a: None)
+    export_model(export_src_model_dir, out, log=lambda *a: None, calibration=calibration_set)
     return out

@@ -9,7 +9,8 @@
 
 The SavedModel runtime feeds uint8 crops to ``serving_default`` (normalisation in the graph); TFLite and
 ONNX artifacts take normalised float32 crops, normalised here from ``export.json`` (TFLite NHWC, ONNX in the
-``layout`` export.json names: NCHW for the direct graph, NHWC for older exports). TFLite models are exported
+``layout`` export.json names: NCHW for the direct graph, NHWC for older exports), except the int8 variants,
+whose uint8 input reads the crops as they are (:func:`takes_raw_crops`). TFLite models are exported
 with a fixed batch of 1 (mobile): faces run one at a time. Keras (the model directory itself) is
 the caller's business (``tf2dasl.load_model``).
 """
@@ -28,12 +29,34 @@ KINDS = ("savedmodel", "tflite", "onnx")
 EXPORT_FORMAT = "tf2dasl-export"
 EXPORT_FORMAT_VERSION = 1
 EXPORT_JSON = "export.json"
-TFLITE_VARIANTS = ("float32", "float16", "int8")
+#: the full-integer variant (uint8 crops in, int8 backbone: ``tf2dasl.export.quantize``)
+INT8 = "int8"
+TFLITE_VARIANTS = ("float32", "float16", INT8)
+ONNX_VARIANTS = ("float32", INT8)
+#: the variants each runtime offers (the SavedModel: its one float32 graph)
+VARIANTS = {"savedmodel": ("float32",), "tflite": TFLITE_VARIANTS, "onnx": ONNX_VARIANTS}
 DEFAULT_VARIANT = TFLITE_VARIANTS[0]
 #: every runtime a command offers: keras runs the model directory itself (``tf2dasl.load_model``), the others
 #: an export directory (:data:`KINDS`)
 RUNTIMES = ("keras",) + KINDS
 EXPORT_HINT = "run `tf2dasl export MODEL_DIR --out {dir}`"
+
+
+def takes_raw_crops(input_dtype) -> bool:
+    """True for an artifact whose ``crops`` input is uint8 (the int8 variants): it reads the crops as they are and
+    the host does not normalise them (the input's quantisation is the model's normalisation)."""
+    return np.dtype(input_dtype) == np.uint8
+
+
+def onnx_file(meta: dict, variant: str) -> str:
+    """The ONNX file of ``variant`` in an export (``NAME.onnx`` for float32, ``NAME_int8.onnx`` for int8)."""
+    art = meta.get("artifacts", {}).get("onnx") or {}
+    entry = art.get("variants", {}).get(variant)
+    if entry:
+        return entry["file"]
+    if variant == DEFAULT_VARIANT and art.get("file"):
+        return art["file"]
+    return f"{meta['model_name']}{'' if variant == DEFAULT_VARIANT else '_' + variant}.onnx"
 
 
 class RuntimeLoadError(UserError):
@@ -165,13 +188,18 @@ class TFLiteRuntime(Runtime):
             raise RuntimeLoadError(f"{self.path}: cannot load the TFLite model ({exc})") from None
         sig = self.interpreter._get_full_signature_list()["serving_default"]
         self.input_index = sig["inputs"]["crops"]
+        self.needs_normalized = not takes_raw_crops(self._input_dtype())  # int8: raw uint8 crops
         self.params_index, self.landmarks_index = sig["outputs"]["params_whitened"], sig["outputs"]["landmarks"]
         self.variant = variant
         self.param_mean = np.asarray(meta["whitening"]["mean"], np.float32)
         self.param_std = np.asarray(meta["whitening"]["std"], np.float32)
 
+    def _input_dtype(self):
+        return next(d["dtype"] for d in self.interpreter.get_input_details() if d["index"] == self.input_index)
+
     def run_one(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One normalised crop ``(1, S, S, 3)`` float32 → whitened params ``(1, 62)``, landmarks ``(1, 68, 3)``."""
+        """One crop ``(1, S, S, 3)`` (normalised float32, or uint8 for the int8 variant) → whitened params
+        ``(1, 62)``, landmarks ``(1, 68, 3)``."""
         it = self.interpreter
         it.set_tensor(self.input_index, x)
         it.invoke()
@@ -188,13 +216,13 @@ class OnnxRuntime(Runtime):
 
     kind = "onnx"
 
-    def __init__(self, meta: dict, export_dir: Path, num_threads: int | None = None):
+    def __init__(self, meta: dict, export_dir: Path, num_threads: int | None = None, variant: str = DEFAULT_VARIANT):
         art = meta.get("artifacts", {}).get("onnx")
-        name = art["file"] if art else f"{meta['model_name']}.onnx"
+        name = onnx_file(meta, variant)
         self.path = export_dir / name
         if not self.path.is_file():
             raise RuntimeLoadError(f"{export_dir}: no {name}; " + EXPORT_HINT.format(dir=export_dir))
-        super().__init__(meta, "onnx")
+        super().__init__(meta, "onnx" if variant == DEFAULT_VARIANT else f"onnx {variant}")
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -209,6 +237,7 @@ class OnnxRuntime(Runtime):
             raise RuntimeLoadError(f"{self.path}: cannot load the ONNX model ({type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         self.input_name = self.session.get_inputs()[0].name
+        self.needs_normalized = self.session.get_inputs()[0].type != "tensor(uint8)"  # int8: raw uint8 crops
         self.nchw = (art or {}).get("layout", "NHWC") == "NCHW"  # exports before the direct graph: NHWC
 
     def _run(self, x):
@@ -220,17 +249,23 @@ class OnnxRuntime(Runtime):
 
 def load_runtime(kind: str, export_dir: str | Path, variant: str = DEFAULT_VARIANT, num_threads: int | None = None,
                  **kwargs) -> Runtime:
-    """A runtime over an export directory. ``kind``: savedmodel | tflite | onnx; ``variant`` (TFLite only):
-    float32 | float16 | int8; ``num_threads``: TFLite and ONNX Runtime intra-op threads (None: their default)."""
+    """A runtime over an export directory. ``kind``: savedmodel | tflite | onnx; ``variant``: one of
+    :data:`VARIANTS` of ``kind`` (TFLite float32 | float16 | int8, ONNX float32 | int8); ``num_threads``: TFLite
+    and ONNX Runtime intra-op threads (None: their default)."""
     if kind not in KINDS:
         extra = " (keras runs the model directory: tf2dasl.load_model)" if kind == "keras" else ""
         raise RuntimeLoadError(f"unknown runtime {kind!r}; use one of {', '.join(KINDS)}{extra}")
-    if kind != "tflite" and variant not in (None, DEFAULT_VARIANT):
-        raise RuntimeLoadError(f"variant {variant!r} applies to --runtime tflite only ({kind} runs float32)")
+    variant = DEFAULT_VARIANT if variant is None else variant
+    if variant not in VARIANTS[kind]:
+        if any(variant in v for v in VARIANTS.values()):
+            raise RuntimeLoadError(f"variant {variant!r} does not apply to --runtime {kind} (it offers "
+                                   f"{', '.join(VARIANTS[kind])})")
+        label = {"savedmodel": "SavedModel", "tflite": "TFLite", "onnx": "ONNX"}[kind]
+        raise RuntimeLoadError(f"unknown {label} variant {variant!r}; use one of {', '.join(VARIANTS[kind])}")
     d = Path(export_dir)
     meta = read_export(d)
     if kind == "savedmodel":
         return SavedModelRuntime(meta, d, **kwargs)
     if kind == "tflite":
         return TFLiteRuntime(meta, d, variant=variant, num_threads=num_threads, **kwargs)
-    return OnnxRuntime(meta, d, num_threads=num_threads)
+    return OnnxRuntime(meta, d, num_threads=num_threads, variant=variant)

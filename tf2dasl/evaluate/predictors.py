@@ -91,15 +91,16 @@ def make_predictor(runtime: str = "keras", model=None, export_dir=None, variant:
 
     ``runtime="keras"`` runs ``model`` (a model directory or a loaded :class:`tf2dasl.model.FaceModel`), with
     ``passes`` (:data:`PASSES`, 4-channel models only; None: the model's default); its own morphable model
-    decodes. ``savedmodel``, ``tflite`` and ``onnx`` run the export in ``export_dir`` (``variant``: TFLite only);
+    decodes. ``savedmodel``, ``tflite`` and ``onnx`` run the export in ``export_dir`` (``variant``: TFLite and ONNX);
     with ``dense`` the morphable model comes from ``bfm`` (:func:`load_decoder_source`, e.g. the model directory
     that was exported). A setting the chosen runtime would ignore is refused (:class:`UserError`, one line)."""
-    from ..runtimes import DEFAULT_VARIANT, RUNTIMES, load_runtime, read_export, require_export_dir
+    from ..runtimes import DEFAULT_VARIANT, RUNTIMES, VARIANTS, load_runtime, read_export, require_export_dir
 
     if runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
-    if variant is not None and runtime != "tflite":
-        raise UserError(f"--variant applies to --runtime tflite; --runtime {runtime} has no variants (drop --variant)")
+    if variant is not None and len(VARIANTS.get(runtime, ())) < 2:
+        raise UserError(f"--variant applies to --runtime tflite|onnx; --runtime {runtime} has no variants "
+                        "(drop --variant)")
     if passes is not None and passes not in PASSES:
         raise UserError(f"--passes {passes}: use one of {', '.join(map(str, PASSES))}")
     if runtime == "keras":

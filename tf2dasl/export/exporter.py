@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..io.outputs import atomic_dir, make_folder, write_bytes, write_json
-from ..runtimes import EXPORT_JSON, TFLITE_VARIANTS
+from ..runtimes import EXPORT_JSON, INT8, ONNX_VARIANTS, TFLITE_VARIANTS
 from . import manifest as mf
 from .common import ExportError
 
@@ -34,13 +34,17 @@ def _check_out_dir(out: Path) -> None:
 
 
 def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, formats=FORMATS,
-                 dense: bool = False, log=print, tflite_variants=TFLITE_VARIANTS) -> dict:
+                 dense: bool = False, log=print, tflite_variants=TFLITE_VARIANTS, onnx_variants=ONNX_VARIANTS,
+                 calibration=None) -> dict:
     """Export a model directory to ``out_dir`` (layout: :mod:`tf2dasl.export`); returns (and writes) export.json.
 
     ``formats``: a subset of :data:`FORMATS` (list or comma-separated string); ``version``: TF Serving's version
-    folder; ``dense``: the SavedModel also outputs the dense mesh; ``tflite_variants``: which of
-    :data:`~tf2dasl.runtimes.TFLITE_VARIANTS` to convert. Exporting again into the same model's export replaces
-    the artifacts it writes and keeps the others; export.json is written last."""
+    folder; ``dense``: the SavedModel also outputs the dense mesh; ``tflite_variants`` / ``onnx_variants``: which
+    of :data:`~tf2dasl.runtimes.TFLITE_VARIANTS` / :data:`~tf2dasl.runtimes.ONNX_VARIANTS` to write;
+    ``calibration``: the faces the int8 variants are calibrated on (a
+    :class:`~tf2dasl.export.calibration.CalibrationSet`; required when an int8 variant is asked for). Exporting
+    again into the same model's export replaces the artifacts it writes and keeps the others; export.json is
+    written last."""
     from ..io.model_dir import SPEC_FILE, load_model_dir, read_model_meta
 
     formats = check_formats(formats)
@@ -54,6 +58,12 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
     make_folder(out)
     manifest = mf.new_manifest(model, model_dir, meta, mf.previous_manifest(out, name))
     arts = manifest["artifacts"]
+    int8 = ("tflite" in formats and INT8 in tflite_variants) or ("onnx" in formats and INT8 in onnx_variants)
+    if int8:
+        from .quantize import require_calibration
+
+        require_calibration(calibration, "the int8 export")
+        manifest["calibration"] = calibration.describe()
     if "savedmodel" in formats:
         t0 = time.time()
         from .saved_model import NOTES, WARMUP_BATCH_SIZES, WARMUP_FILE, save_serving_model
@@ -75,27 +85,55 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
         t0 = time.time()
         from .mobile import DELEGATES, NOTES, convert_tflite, save_mobile, variant_entry
 
+        floats = [v for v in tflite_variants if v != INT8]
         with tempfile.TemporaryDirectory(prefix="tf2dasl_mobile_") as tmp:
             save_mobile(model, Path(tmp) / "mobile")
-            contents = convert_tflite(Path(tmp) / "mobile", tflite_variants)
+            contents = convert_tflite(Path(tmp) / "mobile", floats) if floats else {}
+            if INT8 in tflite_variants:
+                from .quantize import convert_tflite_int8
+
+                contents[INT8] = convert_tflite_int8(model, calibration, Path(tmp))
         variants = {}
         for variant, content in contents.items():
             path = write_bytes(out / f"{name}_{variant}.tflite", content)
-            variants[variant] = variant_entry(variant, path.name, content)
+            if variant == INT8:
+                from .quantize import int8_entry
+
+                variants[variant] = int8_entry(content, path.name, calibration)
+            else:
+                variants[variant] = variant_entry(variant, path.name, content)
         notes = dict(NOTES, crops=mf.crops_note(spec, normalized=True))
-        arts["tflite"] = {"normalized_in_graph": False, **mf.describe_tflite(next(iter(contents.values())), notes),
+        first = contents[floats[0]] if floats else next(iter(contents.values()))
+        arts["tflite"] = {"normalized_in_graph": False, **mf.describe_tflite(first, notes),
                           "variants": variants, "delegates": DELEGATES}
         log(f"tflite: {', '.join(v['file'] for v in variants.values())} ({time.time() - t0:.1f} s)")
     if "onnx" in formats:
         t0 = time.time()
         from .onnx_graph import INPUT, NOTES, ONNX_OPSET, convert_onnx
 
-        proto, details = convert_onnx(model, log=log)
-        data = proto.SerializeToString()
-        path = write_bytes(out / f"{name}.onnx", data)
-        notes = dict(NOTES, **{INPUT: mf.crops_note(spec, normalized=True)})
-        arts["onnx"] = {"normalized_in_graph": False, **mf.describe_onnx(proto, notes, {INPUT: details["layout"]}),
-                        "file": path.name, "bytes": len(data), "opset": ONNX_OPSET, **details}
-        log(f"onnx: {path} (opset {ONNX_OPSET}, {details['layout']}, {time.time() - t0:.1f} s)")
+        entry = dict(arts.get("onnx", {}))
+        if "float32" in onnx_variants:
+            proto, details = convert_onnx(model, log=log)
+            data = proto.SerializeToString()
+            path = write_bytes(out / f"{name}.onnx", data)
+            notes = dict(NOTES, **{INPUT: mf.crops_note(spec, normalized=True)})
+            entry.update({"normalized_in_graph": False,
+                          **mf.describe_onnx(proto, notes, {INPUT: details["layout"]}),
+                          "file": path.name, "bytes": len(data), "opset": ONNX_OPSET, **details})
+            entry.setdefault("variants", {})["float32"] = {"file": path.name, "bytes": len(data)}
+            log(f"onnx: {path} (opset {ONNX_OPSET}, {details['layout']}, {time.time() - t0:.1f} s)")
+        if INT8 in onnx_variants:
+            t0 = time.time()
+            from .onnx_quantize import convert_onnx_int8
+
+            proto, details = convert_onnx_int8(model, calibration)
+            data = proto.SerializeToString()
+            path = write_bytes(out / f"{name}_{INT8}.onnx", data)
+            notes = dict(NOTES, **{INPUT: "uint8 crops, no normalisation (the input's quantisation is the model's)"})
+            entry.setdefault("variants", {})[INT8] = {
+                **mf.describe_onnx(proto, notes, {INPUT: details["layout"]}), "file": path.name, "bytes": len(data),
+                **details}
+            log(f"onnx: {path} (int8 QDQ, {time.time() - t0:.1f} s)")
+        arts["onnx"] = entry
     write_json(out / EXPORT_JSON, manifest, indent=2)
     return manifest
