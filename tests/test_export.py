@@ -22,8 +22,11 @@ from tf2dasl.export import (ExportError, LandmarkHead, RESOURCE_OPS, ServingModu
 from tf2dasl.runtimes import RuntimeLoadError, load_runtime
 
 NAME = "mb05_120x120"
+#: |NME - Keras NME| allowed for the int8 files of the test export: calibrated on conftest's 48 faces (the real
+#: export's 500 are held to the issue's +0.05; docs/deployment.md), measured within 0.05 of Keras here
+INT8_NME_TOLERANCE = 0.1
 RUNTIMES = [("savedmodel", "float32", 0.01), ("tflite", "float32", 0.01), ("tflite", "float16", 0.03),
-            ("tflite", "int8", None), ("onnx", "float32", 0.01)]
+            ("tflite", "int8", INT8_NME_TOLERANCE), ("onnx", "float32", 0.01), ("onnx", "int8", INT8_NME_TOLERANCE)]
 
 
 def _sm_path(export_dir: Path) -> Path:
@@ -64,6 +67,7 @@ def keras_result(aflw, keras_model):
 def test_export_layout_and_manifest(export_dir_mb05, export_src_model_dir):
     d = export_dir_mb05
     for f in ["export.json", f"{NAME}_float32.tflite", f"{NAME}_float16.tflite", f"{NAME}_int8.tflite", f"{NAME}.onnx",
+              f"{NAME}_int8.onnx",
               f"saved_model/{NAME}/1/saved_model.pb", f"saved_model/{NAME}/1/assets/model.json",
               f"saved_model/{NAME}/1/assets.extra/tf_serving_warmup_requests"]:
         assert (d / f).is_file(), f
@@ -147,10 +151,7 @@ def test_runtime_parity_aflw2000(export_dir_mb05, aflw, keras_result, kind, vari
     for gt in ("original", "reannotated"):
         ours, ref = res["nme_2d_68"][gt]["mean"], keras_result["nme_2d_68"][gt]["mean"]
         print(f"{rt.name}: NME {gt} {ours:.4f} (keras {ref:.4f}, diff {ours - ref:+.4f})")
-        if tol is not None:
-            assert abs(ours - ref) <= tol, (rt.name, gt, ours, ref)
-        else:  # int8 (dynamic range): reported; only a sanity bound
-            assert np.isfinite(ours) and abs(ours - ref) < 1.0
+        assert abs(ours - ref) <= tol, (rt.name, gt, ours, ref)
     params = rt.predict_params(aflw.crops[:4])
     assert params.shape == (4, 62) and params.dtype == np.float32
 
@@ -195,8 +196,8 @@ def test_tflite_builtin_ops_only_and_gpu_analyzer(export_dir_mb05, variant):
     if variant in ("float32", "float16"):
         assert ok and not issues, report[-2000:]
         assert "GPU COMPATIBILITY WARNING" not in report.upper()
-    else:  # dynamic-range int8 runs hybrid kernels: a CPU (XNNPACK) model
-        assert any("hybrid" in i for i in issues)
+    else:  # full-integer int8: no hybrid (int8-weight, float-input) kernels
+        assert not any("hybrid" in i for i in issues), issues
 
 
 def test_gpu_op_check_catches_unsupported_ops():
@@ -385,7 +386,8 @@ def test_four_channel_model_two_passes_in_every_artifact(keras_model, aflw, tmp_
     out = tmp_path / "e4"
     # the SavedModel's graph is ServingModule's (called here without saving: the mb05 export covers saving)
     serving = ServingModule(m4).serving_default(crops=tf.constant(crops))["landmarks_3d"].numpy()
-    meta = export_model(mdir, out, formats="tflite,onnx", log=lambda *a: None, tflite_variants=("float32",))
+    meta = export_model(mdir, out, formats="tflite,onnx", log=lambda *a: None, tflite_variants=("float32",),
+                        onnx_variants=("float32",))
     assert meta["normalization"]["two_pass_landmark_map"] is True
     v = meta["artifacts"]["tflite"]["variants"]["float32"]
     assert v["gpu_compatible"] and not v["gpu_issues"], v["gpu_issues"][:4]  # the landmark map runs on the GPU too
@@ -543,8 +545,10 @@ def test_runtime_load_errors(tmp_path, export_dir_mb05):
         load_runtime("torch", export_dir_mb05)
     with pytest.raises(RuntimeLoadError, match="unknown TFLite variant"):
         load_runtime("tflite", export_dir_mb05, variant="int4")
-    with pytest.raises(RuntimeLoadError, match="applies to --runtime tflite only"):
+    with pytest.raises(RuntimeLoadError, match="'float16' does not apply to --runtime onnx"):
         load_runtime("onnx", export_dir_mb05, variant="float16")
+    with pytest.raises(RuntimeLoadError, match="'int8' does not apply to --runtime savedmodel"):
+        load_runtime("savedmodel", export_dir_mb05, variant="int8")
 
 
 def test_evaluate_cli_with_runtime(export_dir_mb05, aflw, keras_result, tmp_path, capsys):

@@ -48,15 +48,13 @@ def takes_raw_crops(input_dtype) -> bool:
     return np.dtype(input_dtype) == np.uint8
 
 
-def onnx_file(meta: dict, variant: str) -> str:
-    """The ONNX file of ``variant`` in an export (``NAME.onnx`` for float32, ``NAME_int8.onnx`` for int8)."""
+def onnx_file(meta: dict, variant: str) -> tuple[str, str]:
+    """``(file, layout)`` of the ONNX ``variant`` of an export (``NAME.onnx`` for float32, ``NAME_int8.onnx`` for
+    int8; layout NCHW for the direct graphs, NHWC for exports before them)."""
     art = meta.get("artifacts", {}).get("onnx") or {}
-    entry = art.get("variants", {}).get(variant)
-    if entry:
-        return entry["file"]
-    if variant == DEFAULT_VARIANT and art.get("file"):
-        return art["file"]
-    return f"{meta['model_name']}{'' if variant == DEFAULT_VARIANT else '_' + variant}.onnx"
+    entry = art.get("variants", {}).get(variant) or (art if variant == DEFAULT_VARIANT else {})
+    name = entry.get("file") or f"{meta['model_name']}{'' if variant == DEFAULT_VARIANT else '_' + variant}.onnx"
+    return name, entry.get("layout", art.get("layout", "NHWC"))
 
 
 class RuntimeLoadError(UserError):
@@ -217,8 +215,7 @@ class OnnxRuntime(Runtime):
     kind = "onnx"
 
     def __init__(self, meta: dict, export_dir: Path, num_threads: int | None = None, variant: str = DEFAULT_VARIANT):
-        art = meta.get("artifacts", {}).get("onnx")
-        name = onnx_file(meta, variant)
+        name, layout = onnx_file(meta, variant)
         self.path = export_dir / name
         if not self.path.is_file():
             raise RuntimeLoadError(f"{export_dir}: no {name}; " + EXPORT_HINT.format(dir=export_dir))
@@ -238,7 +235,7 @@ class OnnxRuntime(Runtime):
                                    f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.needs_normalized = self.session.get_inputs()[0].type != "tensor(uint8)"  # int8: raw uint8 crops
-        self.nchw = (art or {}).get("layout", "NHWC") == "NCHW"  # exports before the direct graph: NHWC
+        self.nchw = layout == "NCHW"
 
     def _run(self, x):
         if self.nchw:

@@ -5,7 +5,7 @@ TFLite file, with uint8 crops ``[N, 3, S, S]`` (NCHW, no normalisation) as its i
 The float graph it starts from is the int8-ready model of :mod:`.quantize` (the input's half level folded into the
 first convolution, a 2DASL model's landmark map at half scale), so the input ``(x - Z) * scale`` is exactly the
 uint8 crop under the quantisation ``(scale, Z)``: :data:`INPUT` and a 4-channel model's concatenated pass inputs
-are pinned to it (``TensorQuantOverrides``), and the input's ``QuantizeLinear`` is then removed so the graph reads
+and maps are pinned to it (``TensorQuantOverrides``), and the input's ``QuantizeLinear`` is then removed so the graph reads
 uint8 crops (:func:`uint8_input`). Only convolutions (with their ReLUs) are quantised
 (:data:`OP_TYPES`): the global average pool, the fully-connected layer, the landmark decoding and the landmark map
 stay float32, as in the int8 TFLite file. ONNX Runtime fuses each ``DequantizeLinear → Conv → QuantizeLinear`` into
@@ -24,12 +24,13 @@ from .common import ExportError
 from .onnx_graph import INPUT, LAYOUT, ONNX_OPSET, face_graph
 from .quantize import MAP_INPUT_SCALE, input_quantization, int8_inputs, int8_ready_regressor
 
-#: ONNX op types quantised (everything else stays float32)
-OP_TYPES = ("Conv", "Relu")
+#: ONNX op types quantised (everything else stays float32); Concat: a 2DASL model's crop + map pass inputs
+OP_TYPES = ("Conv", "Relu", "Concat")
 #: calibration faces per ONNX Runtime call (the graph takes any batch; min/max ranges do not depend on it)
 CALIBRATION_BATCH = 50
-#: values pinned to the uint8 input's quantisation: the input, and a 2DASL model's two concatenated pass inputs
-PINNED = (INPUT, "pass1_input", "pass2_input")
+#: values pinned to the uint8 input's quantisation: the input, and a 2DASL model's landmark maps (empty and of the
+#: first pass's landmarks, ±1/2 = ±64 levels) and the two concatenated pass inputs
+PINNED = (INPUT, "empty_map", "landmark_map", "pass1_input", "pass2_input")
 NOTE = ("static int8 QDQ (ONNX Runtime quantize_static: per-channel int8 weights, uint8 activations) of the "
         "convolutions; uint8 NCHW BGR crops in (no normalisation); float32 from the pooled feature on")
 

@@ -278,11 +278,12 @@ def xnnpack_partition(content: bytes) -> dict:
 
 def int8_entry(content: bytes, file_name: str, calibration) -> dict:
     """export.json's description of the int8 TFLite file."""
-    from .tflite_lint import gpu_op_issues
+    from .tflite_lint import gpu_analysis, gpu_op_issues
 
     int8_ops, float_ops = _int8_and_float_ops(content)
-    return {"file": file_name, "bytes": len(content), "ops": tflite_ops(content), "gpu_compatible": False,
-            "gpu_issues": gpu_op_issues(content)[:20], "quantization": TFLITE_NOTE, "input": tflite_input(content),
+    return {"file": file_name, "bytes": len(content), "ops": tflite_ops(content),
+            "gpu_compatible": gpu_analysis(content)[0], "gpu_issues": gpu_op_issues(content)[:20],
+            "quantization": TFLITE_NOTE, "input": tflite_input(content),
             "int8_ops": int8_ops, "float_ops": float_ops, "xnnpack": xnnpack_partition(content),
             "calibration": calibration.describe()}
 
