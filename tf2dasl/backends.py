@@ -39,10 +39,11 @@ class PredictorBackend:
 
 
 def make_backend(model_dir, runtime: str = "keras", export_dir=None, server: str | None = None,
-                 server_model: str | None = None, num_threads: int | None = None):
+                 server_model: str | None = None, num_threads: int | None = None, variant: str | None = None):
     """The model a :class:`Reconstructor` calls: the model directory itself (Keras), one of its exported
-    runtimes (``savedmodel``, ``tflite``, ``onnx`` from ``export_dir``) or a TF Serving server (``HOST:PORT``,
-    gRPC). The model directory always supplies the morphable model and the spec."""
+    runtimes (``savedmodel``, ``tflite``, ``onnx`` from ``export_dir``; ``variant``: e.g. ``int8``, see
+    :func:`tf2dasl.runtimes.load_runtime`) or a TF Serving server (``HOST:PORT``, gRPC). The model directory always
+    supplies the morphable model and the spec."""
     from . import load_model
 
     local = [f"--runtime {runtime}"] * (runtime != "keras") + [f"--export-dir {export_dir}"] * bool(export_dir)
@@ -59,4 +60,5 @@ def make_backend(model_dir, runtime: str = "keras", export_dir=None, server: str
     from .runtimes import load_runtime, require_export_dir
 
     export_dir = require_export_dir(runtime, export_dir)
-    return PredictorBackend(load_runtime(runtime, export_dir, num_threads=num_threads), model.spec, model.mm)
+    return PredictorBackend(load_runtime(runtime, export_dir, variant=variant, num_threads=num_threads), model.spec,
+                            model.mm)

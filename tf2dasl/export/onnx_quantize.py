@@ -48,6 +48,17 @@ class _Reader:
         return {INPUT: self.x[self.i - CALIBRATION_BATCH:self.i]}
 
 
+@contextlib.contextmanager
+def _root_warnings_off():
+    import logging
+
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def int8_ready_model(model):
     """A stand-in for ``model`` (``spec``, ``mm``, ``regressor``) with the int8-ready regressor (:mod:`.quantize`)."""
     from types import SimpleNamespace
@@ -98,8 +109,8 @@ def convert_onnx_int8(model, calibration) -> tuple[object, dict]:
     with tempfile.TemporaryDirectory(prefix="tf2dasl_onnx_int8_") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(proto, str(src))
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
+        try:  # onnxruntime logs a pre-processing hint on the root logger: not for our users
+            with contextlib.redirect_stdout(io.StringIO()), _root_warnings_off():
                 quantize_static(str(src), str(dst), _Reader(x), quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=list(OP_TYPES), per_channel=True,
                                 weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,

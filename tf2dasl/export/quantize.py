@@ -207,8 +207,10 @@ def convert_tflite_int8(model, calibration, workdir: Path) -> bytes:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ({"crops": x[i:i + 1]} for i in range(len(x)))
     conv._experimental_calibrate_only = True  # noqa: SLF001 - step 1 of the debugger's selective quantisation
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
+    from ..quiet import native_stderr_hidden
+
+    try:  # the quantiser prints its settings from C++: hidden (replayed if it fails)
+        with contextlib.redirect_stdout(io.StringIO()), native_stderr_hidden():
             calibrated = conv.convert()
             content = tfl_convert.mlir_quantize(calibrated, input_data_type=tf.uint8,
                                                 denylisted_nodes=float_nodes(calibrated))
