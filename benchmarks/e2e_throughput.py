@@ -189,8 +189,8 @@ def main(argv=None) -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     print(f"tf {tf.__version__}, {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}), "
-          f"threads per library: {args.threads or 'default'}; model {model.spec.name} ({model.spec.channels}-channel, runtime {args.runtime}"
-          f"{' ' + args.variant if args.variant else ''}), "
+          f"threads per library: {args.threads or 'default'}; model {model.spec.name} ({model.spec.channels}-channel, "
+          f"runtime {args.runtime}{' ' + args.variant if args.variant else ''}), "
           f"detector {rec.detector.name}; loaded in {load_s:.1f} s")
     print(f"photo: {'astronaut (skimage)' if not args.photo else args.photo} at 1280x720, JPEG {len(jpg) / 1024:.0f} KB, "
           f"{n_faces} face(s) detected; median of {args.runs} runs\n")

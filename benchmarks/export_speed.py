@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -32,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from _common import REPO, cpu_description, print_table  # noqa: E402
+from _common import REPO, cpu_description, interleaved_times, print_table  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
@@ -78,30 +77,9 @@ def artifacts(meta: dict, export_dir: Path) -> dict[str, tuple[str, Path, bool]]
     for variant, entry in onnx.get("variants", {"float32": onnx} if onnx.get("file") else {}).items():
         rows[f"onnx {variant}"] = ("onnx", export_dir / entry["file"], variant == "int8")
     for variant, entry in meta["artifacts"].get("tflite", {}).get("variants", {}).items():
-        rows[f"tflite {variant}"] = ("tflite", export_dir / entry["file"], entry.get("input", {}).get("dtype") == "uint8")
+        raw = entry.get("input", {}).get("dtype") == "uint8"
+        rows[f"tflite {variant}"] = ("tflite", export_dir / entry["file"], raw)
     return rows
-
-
-def measure(runners: dict, rounds: int, calls: int) -> tuple[dict, dict]:
-    """Interleaved timing: ``({row: [per-call seconds]}, {row: [per-round medians]})``."""
-    for run in runners.values():
-        for _ in range(WARMUP_CALLS):
-            run()
-    order = list(runners.items())
-    every = {name: [] for name in runners}
-    per_round = {name: [] for name in runners}
-    for r in range(rounds):
-        ts = {name: [] for name in runners}
-        for i in range(calls):
-            k = (i + r) % len(order)
-            for name, run in order[k:] + order[:k]:
-                t0 = time.perf_counter()
-                run()
-                ts[name].append(time.perf_counter() - t0)
-        for name in runners:
-            per_round[name].append(float(np.median(ts[name])))
-            every[name] += ts[name]
-    return every, per_round
 
 
 def main(argv=None) -> int:
@@ -141,7 +119,7 @@ def main(argv=None) -> int:
             for name, (kind, path, raw) in rows.items():
                 data = crops if raw else x
                 runners[name] = onnx_runner(path, t, nchw(data)) if kind == "onnx" else tflite_runner(path, t, data)
-            every, per_round = measure(runners, args.rounds, args.calls)
+            every, per_round = interleaved_times(runners, args.rounds, args.calls, WARMUP_CALLS)
             base = np.asarray(per_round[REFERENCE])
             for name in runners:
                 r = np.asarray(per_round[name]) / base
@@ -160,7 +138,8 @@ def main(argv=None) -> int:
             for t in threads:
                 c = cells[name, b, t]
                 per_face = c["median_ms"] / b
-                line.append(f"{per_face:.3f}/face ({c['ratio']:.3f})" if b > 1 else f"{c['median_ms']:.3f} ({c['ratio']:.3f})")
+                ms = f"{per_face:.3f}/face" if b > 1 else f"{c['median_ms']:.3f}"
+                line.append(f"{ms} ({c['ratio']:.3f})")
         table.append(line)
     print_table(heads, table)
     int8 = [cells[n, batches[0], threads[0]] for n in rows if n.endswith("int8")]
@@ -168,7 +147,8 @@ def main(argv=None) -> int:
         best = min(int8, key=lambda c: c["ratio"])
         verdict = "met" if best["ratio"] <= TARGET_RATIO else "NOT met"
         print(f"fastest int8 export at batch 1, 1 thread: {best['row']} {best['median_ms']:.3f} ms = "
-              f"{best['ratio']:.3f}x the reference (range over rounds {best['ratio_min']:.3f}-{best['ratio_max']:.3f}); "
+              f"{best['ratio']:.3f}x the reference (range over rounds {best['ratio_min']:.3f}-"
+              f"{best['ratio_max']:.3f}); "
               f"target <= {TARGET_RATIO}: {verdict}")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_description(), "load_before": load0, "load_after": load1,

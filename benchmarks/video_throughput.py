@@ -13,7 +13,8 @@ Clip: ``../shared/data/videos/hamilton_clip.mp4`` (275 frames, 640x360, H.264, s
 
 Each with ``jsonl`` only and ``jsonl + overlay`` (``<stem>_overlay.mp4``: landmarks, pose axes, boxes, ids;
 MPEG-4), per ``--runtime`` (``tflite``/``onnx``/``savedmodel`` need ``--export-dir``, made by ``tf2dasl
-export``; ``KIND:VARIANT`` picks a variant, e.g. ``tflite:int8``). frames/s = frames / wall time of the whole loop (decode, model, smoothing, JSON, overlay, files),
+export``; ``KIND:VARIANT`` picks a variant, e.g. ``tflite:int8``). frames/s = frames / wall time of the whole
+loop (decode, model, smoothing, JSON, overlay, files),
 best of ``--repeats`` after a warm-up; the load average before the run is printed (the machine is shared), and
 frames per CPU second (``time.process_time``, every thread of the process) beside it: on a loaded machine the
 wall-clock rate falls with the share of the cores the process gets, the CPU rate much less.

@@ -5,8 +5,8 @@ TFLite file, with uint8 crops ``[N, 3, S, S]`` (NCHW, no normalisation) as its i
 The float graph it starts from is the int8-ready model of :mod:`.quantize` (the input's half level folded into the
 first convolution, a 2DASL model's landmark map at half scale), so the input ``(x - Z) * scale`` is exactly the
 uint8 crop under the quantisation ``(scale, Z)``: :data:`INPUT` and a 4-channel model's concatenated pass inputs
-and maps are pinned to it (``TensorQuantOverrides``), and the input's ``QuantizeLinear`` is then removed so the graph reads
-uint8 crops (:func:`uint8_input`). Only convolutions (with their ReLUs) are quantised
+and maps are pinned to it (``TensorQuantOverrides``), and the input's ``QuantizeLinear`` is then removed so the
+graph reads uint8 crops (:func:`uint8_input`). Only convolutions (with their ReLUs) are quantised
 (:data:`OP_TYPES`): the global average pool, the fully-connected layer, the landmark decoding and the landmark map
 stay float32, as in the int8 TFLite file. ONNX Runtime fuses each ``DequantizeLinear → Conv → QuantizeLinear`` into
 its int8 convolution kernels (VNNI where the CPU has it).
@@ -103,8 +103,8 @@ def convert_onnx_int8(model, calibration) -> tuple[object, dict]:
     except UnsupportedLayer as exc:
         raise ExportError(f"ONNX int8: the direct graph does not translate {exc}") from None
     present = {v for n in proto.graph.node for v in n.output} | {INPUT}
-    pinned = {name: [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}] for name in PINNED
-              if name in present}
+    pin = {"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}
+    pinned = {name: [pin] for name in PINNED if name in present}
     x = np.ascontiguousarray(int8_inputs(calibration.crops, spec).transpose(0, 3, 1, 2))
     with tempfile.TemporaryDirectory(prefix="tf2dasl_onnx_int8_") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
