@@ -48,6 +48,11 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
     from ..io.model_dir import SPEC_FILE, load_model_dir, read_model_meta
 
     formats = check_formats(formats)
+    int8 = ("tflite" in formats and INT8 in tflite_variants) or ("onnx" in formats and INT8 in onnx_variants)
+    if int8:
+        from .quantize import require_calibration
+
+        require_calibration(calibration, "the int8 export")
     if int(version) < 1:
         raise ExportError(f"--version must be a positive integer (TF Serving's version folders), got {version}")
     model_dir, out = Path(model_dir), Path(out_dir)
@@ -58,11 +63,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
     make_folder(out)
     manifest = mf.new_manifest(model, model_dir, meta, mf.previous_manifest(out, name))
     arts = manifest["artifacts"]
-    int8 = ("tflite" in formats and INT8 in tflite_variants) or ("onnx" in formats and INT8 in onnx_variants)
     if int8:
-        from .quantize import require_calibration
-
-        require_calibration(calibration, "the int8 export")
         manifest["calibration"] = calibration.describe()
     if "savedmodel" in formats:
         t0 = time.time()
