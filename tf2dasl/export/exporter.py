@@ -48,13 +48,13 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
     from ..io.model_dir import SPEC_FILE, load_model_dir, read_model_meta
 
     formats = check_formats(formats)
+    if int(version) < 1:
+        raise ExportError(f"--version must be a positive integer (TF Serving's version folders), got {version}")
     int8 = ("tflite" in formats and INT8 in tflite_variants) or ("onnx" in formats and INT8 in onnx_variants)
     if int8:
         from .quantize import require_calibration
 
         require_calibration(calibration, "the int8 export")
-    if int(version) < 1:
-        raise ExportError(f"--version must be a positive integer (TF Serving's version folders), got {version}")
     model_dir, out = Path(model_dir), Path(out_dir)
     meta = read_model_meta(model_dir)
     model = load_model_dir(model_dir)

@@ -98,6 +98,10 @@ def int8_ready_regressor(model):
     Its input: ``int8_inputs(crops)`` [+ ``map * MAP_INPUT_SCALE``]."""
     spec = model.spec
     scale, zero_point = input_quantization(spec)
+    levels = MAP_INPUT_SCALE / scale  # the map's ±1 as int8 levels of the input's quantisation
+    if spec.channels == 4 and (levels != round(levels) or levels > min(zero_point, UINT8_MAX - zero_point)):
+        raise ExportError(f"int8 export: the landmark map at ±{MAP_INPUT_SCALE} is not a whole number of the input's "
+                          f"levels ({scale}, zero point {zero_point}) within its range")
     offset = (zero_point - float(spec.norm_mean)) * scale
     reg = spec.build_regressor()
     reg.set_weights(model.regressor.get_weights())
@@ -156,15 +160,11 @@ class Int8Module(MobileModule):
     ``landmarks`` and ``params_whitened``, like :class:`~tf2dasl.export.mobile.MobileModule`."""
 
     def make_task(self, model):
-        from ..models.morphable import MorphableLayer
         from ..models.task import FaceTask
-        from .mobile import LandmarkHead
 
-        spec = model.spec
-        return FaceTask(Int8InputPreprocessor.from_spec(spec), Int8Zone(int8_ready_regressor(model)),
-                        MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=False, name="morphable"),
-                        landmark_head=LandmarkHead(model.mm, spec.input_size, spec.crop_convention,
-                                                   name="landmark_head"))
+        task = super().make_task(model)  # the mobile graph's morphable layer and float16-safe landmark head
+        return FaceTask(Int8InputPreprocessor.from_spec(model.spec), Int8Zone(int8_ready_regressor(model)),
+                        task.morphable, landmark_head=task.landmark_head)
 
 
 # ============================================================================ conversion
