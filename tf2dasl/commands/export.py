@@ -1,10 +1,10 @@
 """``tf2dasl export MODEL_DIR --out EXPORT_DIR [--version N] [--formats savedmodel,tflite,onnx] [--dense]
-[--calibration DIR ...] [--calibration-faces N] [--no-int8]``."""
+[--calibration DIR ...] [--calibration-faces N] [--calibration-seed N] [--no-int8]``."""
 from __future__ import annotations
 
 
 def add_parser(sub, name):
-    from ..export.calibration import DEFAULT_FACES, DEFAULT_SOURCES
+    from ..export.calibration import DEFAULT_FACES, DEFAULT_SOURCES, SEED
 
     p = sub.add_parser(name, help="export a model for TF Serving (SavedModel), mobile (TFLite) and ONNX",
                        description="Export a model directory: a TF Serving SavedModel tree "
@@ -24,6 +24,8 @@ def add_parser(sub, name):
                         f"{', '.join(DEFAULT_SOURCES)} under $TF2DASL_SHARED, else ../shared)")
     p.add_argument("--calibration-faces", type=int, default=DEFAULT_FACES,
                    help=f"how many calibration faces, drawn evenly over the folders (default {DEFAULT_FACES})")
+    p.add_argument("--calibration-seed", type=int, default=SEED,
+                   help=f"the seed the calibration faces are drawn with (default {SEED})")
     p.add_argument("--no-int8", action="store_true", help="write no int8 files (no calibration faces needed)")
     p.set_defaults(run=run)
 
@@ -41,7 +43,7 @@ def calibration_for(args, size: int):
         raise CalibrationError(f"the int8 export needs calibration faces and none of the default folders "
                                f"({', '.join(DEFAULT_SOURCES)} under $TF2DASL_SHARED or ../shared) exists: pass "
                                "--calibration DIR (training faces), or --no-int8")
-    return load_calibration(folders, args.calibration_faces, size)
+    return load_calibration(folders, args.calibration_faces, size, args.calibration_seed)
 
 
 def run(args) -> int:

@@ -29,7 +29,7 @@ DEFAULT_SOURCES = ("data/aflw_wild", "data/300w/afw", "data/300w/helen_train")
 #: How many faces ``tf2dasl export`` calibrates on by default (min/max activation ranges settle by a few
 #: hundred faces: 30 to 3000 faces gave AFLW2000-3D dev NMEs within the same ±0.04 band, docs/deployment.md)
 DEFAULT_FACES = 500
-#: The sampling seed (an export is reproducible)
+#: The default sampling seed (an export is reproducible)
 SEED = 0
 #: Path parts that mark an evaluation set: never calibrate on it
 EVALUATION_MARKERS = ("aflw2000",)
@@ -45,10 +45,11 @@ class CalibrationSet:
 
     crops: np.ndarray
     sources: dict[str, int] = field(default_factory=dict)
+    seed: int = SEED
 
     def describe(self) -> dict:
         """export.json's ``calibration``: how many faces, from which folders, and how they were drawn."""
-        return {"faces": int(len(self.crops)), "sources": dict(self.sources), "seed": SEED,
+        return {"faces": int(len(self.crops)), "sources": dict(self.sources), "seed": int(self.seed),
                 "drawn": "evenly over the sources, at random without replacement",
                 "note": "training faces only; the AFLW2000-3D evaluation slice is never used"}
 
@@ -102,15 +103,16 @@ def _crop(face, kind: str, size: int) -> np.ndarray:
     return img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def load_calibration(folders, faces: int = DEFAULT_FACES, size: int = 120) -> CalibrationSet:
-    """``faces`` crops of ``size`` px drawn evenly over ``folders`` (one source each; module docstring)."""
+def load_calibration(folders, faces: int = DEFAULT_FACES, size: int = 120, seed: int = SEED) -> CalibrationSet:
+    """``faces`` crops of ``size`` px drawn evenly over ``folders`` (one source each; module docstring) with the
+    sampling seed ``seed``."""
     folders = [Path(f) for f in ([folders] if isinstance(folders, (str, os.PathLike)) else folders)]
     if not folders:
         raise CalibrationError("no calibration folder given (--calibration DIR: AFLW crops, 300-W images with .pts, "
                                "or a folder of face crops)")
     if faces < 1:
         raise CalibrationError(f"--calibration-faces must be at least 1, got {faces}")
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     kinds = [source_kind(f) for f in folders]
     pools = [_face_paths(f, k) for f, k in zip(folders, kinds)]
     shares = [faces // len(folders) + (i < faces % len(folders)) for i in range(len(folders))]
@@ -119,4 +121,4 @@ def load_calibration(folders, faces: int = DEFAULT_FACES, size: int = 120) -> Ca
         pick = rng.choice(len(pool), min(share, len(pool)), replace=False)
         crops += [_crop(pool[i], kind, size) for i in sorted(pick)]
         sources[str(folder)] = int(len(pick))
-    return CalibrationSet(np.stack(crops).astype(np.uint8), sources)
+    return CalibrationSet(np.stack(crops).astype(np.uint8), sources, seed)
