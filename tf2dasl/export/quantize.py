@@ -50,9 +50,10 @@ FLOAT_OPS = ("MEAN",)
 MAP_INPUT_SCALE = 0.5
 #: uint8 levels
 UINT8_MAX = 255
-#: :func:`int8_ready_regressor`: largest whitened-parameter difference from the original regressor on real crops
-#: (the padded border reads 128 instead of 127.5: measured 6e-4 on mb05).
-FOLD_TOLERANCE = 2e-3
+#: :func:`int8_ready_regressor`: largest whitened-parameter difference from the original regressor, in float (the
+#: padded border reads 128 instead of 127.5; measured on mb05: 6e-4 on 16 AFLW training crops, 1.2e-3 on 32
+#: AFLW2000-3D crops). Whitened parameters are ~N(0, 1): int8 itself moves them by ~2e-2 on average.
+FOLD_TOLERANCE = 5e-3
 TFLITE_NOTE = ("full-integer int8: uint8 BGR crops (no normalisation; the input's quantisation is the model's), "
                "int8 per-channel weights and int8 activations through the backbone (XNNPACK QS8 kernels), float32 "
                "from the pooled feature on (last fully-connected layer, landmark head, landmark map)")
