@@ -22,9 +22,10 @@ from tf2dasl.export import (ExportError, LandmarkHead, RESOURCE_OPS, ServingModu
 from tf2dasl.runtimes import RuntimeLoadError, load_runtime
 
 NAME = "mb05_120x120"
-#: |NME - Keras NME| allowed for the int8 files of the test export: calibrated on conftest's 48 faces (the real
-#: export's 500 are held to the issue's +0.05; docs/deployment.md), measured within 0.05 of Keras here
-INT8_NME_TOLERANCE = 0.1
+#: |NME - Keras NME| allowed for the int8 files of the test export: issue 20's bound (0.05) plus 0.01 because the
+#: suite calibrates on conftest's 48 faces, not the export's 500 (measured here: TFLite +0.001 / +0.030, ONNX
+#: +0.003 / +0.035 on the original / re-annotated ground truth; the real export's figures: docs/deployment.md)
+INT8_NME_TOLERANCE = 0.06
 RUNTIMES = [("savedmodel", "float32", 0.01), ("tflite", "float32", 0.01), ("tflite", "float16", 0.03),
             ("tflite", "int8", INT8_NME_TOLERANCE), ("onnx", "float32", 0.01), ("onnx", "int8", INT8_NME_TOLERANCE)]
 
