@@ -46,7 +46,7 @@ TEST_CALIBRATION_FACES = 48
 @pytest.fixture(scope="session")
 def calibration_set(shared_dir: Path):
     """``TEST_CALIBRATION_FACES`` training faces (AFLW crops and 300-W faces) for the int8 exports."""
-    from tf2dasl.export.calibration import default_sources, load_calibration
+    from tf2dasl.data.calibration import default_sources, load_calibration
 
     folders = default_sources(shared_dir)
     if not folders:

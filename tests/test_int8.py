@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tf2dasl.errors import UserError
-from tf2dasl.export.calibration import CalibrationError, load_calibration
+from tf2dasl.data.calibration import CalibrationError, load_calibration
 from tf2dasl.export.quantize import (FOLD_TOLERANCE, MAP_INPUT_SCALE, input_quantization, int8_inputs,
                                      int8_ready_regressor, xnnpack_partition)
 from tf2dasl.runtimes import load_runtime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(sub, name):
-    from ..export.calibration import DEFAULT_FACES, DEFAULT_SOURCES, SEED
+    from ..data.calibration import DEFAULT_FACES, DEFAULT_SOURCES, SEED
 
     p = sub.add_parser(name, help="export a model for TF Serving (SavedModel), mobile (TFLite) and ONNX",
                        description="Export a model directory: a TF Serving SavedModel tree "
@@ -32,7 +32,7 @@ def add_parser(sub, name):
 
 def calibration_for(args, size: int):
     """The calibration set the arguments name (None with --no-int8): --calibration, else the default folders."""
-    from ..export.calibration import DEFAULT_SOURCES, CalibrationError, default_sources, load_calibration
+    from ..data.calibration import DEFAULT_SOURCES, CalibrationError, default_sources, load_calibration
 
     if args.no_int8:
         if args.calibration:

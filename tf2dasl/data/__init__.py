@@ -1,5 +1,6 @@
 """Training data: sample listings (``sources``), landmark sets (``landmark_sets``), loading (``loading``),
-augmentation (``augment``), teacher labels (``teacher``) and tf.data pipelines (``pipeline``).
+augmentation (``augment``), teacher labels (``teacher``), tf.data pipelines (``pipeline``) and the calibration
+faces of the int8 exports (``calibration``).
 
 Owns reading datasets and turning them into batches; imports no model code (a teacher is a callable here).
 Importing this package does not import TensorFlow; the TF functions import it when called.

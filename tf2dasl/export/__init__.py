@@ -4,10 +4,9 @@ This package owns the deployment artifacts and their description, one job per mo
 (the TF Serving module, in-graph image decoding/cropping, warm-up requests), :mod:`.mobile` (the TFLite graph
 with the float16-safe :class:`LandmarkHead`, and its conversion), :mod:`.tflite_lint` (offline op and
 GPU-delegate checks of a flatbuffer), :mod:`.onnx_graph` (the ONNX file: the graph built from the weights) over
-:mod:`.onnx_layers` (Keras layers → NCHW ONNX nodes, BatchNorm folded), the int8 files — :mod:`.calibration`
-(training faces to calibrate on), :mod:`.quantize` (the exact uint8 input, full-integer TFLite) and
-:mod:`.onnx_quantize` (static QDQ ONNX) —, :mod:`.manifest` (export.json,
-its input/output descriptions read from the artifacts themselves), :mod:`.exporter` (``export_model``, atomic
+:mod:`.onnx_layers` (Keras layers → NCHW ONNX nodes, BatchNorm folded), the int8 files — :mod:`.quantize`
+(the exact uint8 input, full-integer TFLite) and :mod:`.onnx_quantize` (static QDQ ONNX), calibrated on the faces
+the caller reads with :mod:`tf2dasl.data.calibration` —, :mod:`.manifest` (export.json, its input/output descriptions read from the artifacts themselves), :mod:`.exporter` (``export_model``, atomic
 writes through :mod:`tf2dasl.io.outputs`) and :mod:`.common` (the error and ``tf.Module`` plumbing). The
 TensorFlow graphs call the task model (:class:`~tf2dasl.models.task.FaceTask`,
 :class:`~tf2dasl.models.preprocessor.CropPreprocessor`) for preprocessing, the two passes and the morphable
@@ -42,7 +41,6 @@ tf2onnx's freezing silently, and TFLite conversion from concrete functions keeps
 from __future__ import annotations
 
 from ..runtimes import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_JSON, ONNX_VARIANTS, TFLITE_VARIANTS  # noqa: F401
-from .calibration import CalibrationSet, load_calibration  # noqa: F401
 from .common import ExportError, hold, tf_variables_of  # noqa: F401
 from .exporter import FORMATS, check_formats, export_model  # noqa: F401
 from .manifest import describe_function, describe_onnx, describe_tflite  # noqa: F401

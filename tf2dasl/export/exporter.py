@@ -42,7 +42,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
     folder; ``dense``: the SavedModel also outputs the dense mesh; ``tflite_variants`` / ``onnx_variants``: which
     of :data:`~tf2dasl.runtimes.TFLITE_VARIANTS` / :data:`~tf2dasl.runtimes.ONNX_VARIANTS` to write;
     ``calibration``: the faces the int8 variants are calibrated on (a
-    :class:`~tf2dasl.export.calibration.CalibrationSet`; required when an int8 variant is asked for). Exporting
+    :class:`~tf2dasl.data.calibration.CalibrationSet`; required when an int8 variant is asked for). Exporting
     again into the same model's export replaces the artifacts it writes and keeps the others; export.json is
     written last."""
     from ..io.model_dir import SPEC_FILE, load_model_dir, read_model_meta

@@ -90,7 +90,7 @@ def uint8_input(proto, scale: float, zero_point: int):
 
 def convert_onnx_int8(model, calibration) -> tuple[object, dict]:
     """``(onnx.ModelProto, details)``: the int8 ONNX graph of ``model``, calibrated on ``calibration`` (a
-    :class:`~tf2dasl.export.calibration.CalibrationSet`)."""
+    :class:`~tf2dasl.data.calibration.CalibrationSet`)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 

@@ -16,7 +16,7 @@ weights divided by :data:`MAP_INPUT_SCALE`: crops and map share one exact quanti
 free and lossless. The map itself is built in float from the first pass's float landmarks.
 
 **Conversion** uses the TFLite converter's post-training quantisation (a representative dataset of calibration
-faces, :mod:`.calibration`; per-channel int8 weights, min/max activation ranges) in two steps: calibration
+faces, :mod:`tf2dasl.data.calibration`; per-channel int8 weights, min/max activation ranges) in two steps: calibration
 (``_experimental_calibrate_only``), then TF's MLIR quantiser with a uint8 input and the float part denylisted —
 what ``tf.lite.experimental.QuantizationDebugger``'s selective quantisation does, plus the uint8 input type the
 debugger does not expose. The int8 part is everything the graph builds under the name scope :data:`INT8_SCOPE`
@@ -194,7 +194,7 @@ def float_nodes(calibrated: bytes) -> list[str]:
 
 def convert_tflite_int8(model, calibration, workdir: Path) -> bytes:
     """The full-integer int8 TFLite flatbuffer of ``model`` (module docstring), calibrated on ``calibration``
-    (a :class:`~tf2dasl.export.calibration.CalibrationSet`); ``workdir``: an empty folder for the float SavedModel."""
+    (a :class:`~tf2dasl.data.calibration.CalibrationSet`); ``workdir``: an empty folder for the float SavedModel."""
     from tensorflow.lite.python import convert as tfl_convert
 
     from .mobile import TFLITE_BATCH

@@ -80,7 +80,7 @@ def source_kind(folder: Path) -> str:
 
 def _face_paths(folder: Path, kind: str) -> list:
     """Every face of a source: image paths (``aflw``, ``crops``) or :class:`~tf2dasl.data.sources.FaceSample`."""
-    from ..data.sources import list_aflw_wild, list_pts_faces
+    from .sources import list_aflw_wild, list_pts_faces
     from ..io.images import IMAGE_EXTENSIONS
 
     if kind == "aflw":
