@@ -6,8 +6,9 @@ with the float16-safe :class:`LandmarkHead`, and its conversion), :mod:`.tflite_
 GPU-delegate checks of a flatbuffer), :mod:`.onnx_graph` (the ONNX file: the graph built from the weights) over
 :mod:`.onnx_layers` (Keras layers → NCHW ONNX nodes, BatchNorm folded), the int8 files — :mod:`.quantize`
 (the exact uint8 input, full-integer TFLite) and :mod:`.onnx_quantize` (static QDQ ONNX), calibrated on the faces
-the caller reads with :mod:`tf2dasl.data.calibration` —, :mod:`.manifest` (export.json, its input/output descriptions read from the artifacts themselves), :mod:`.exporter` (``export_model``, atomic
-writes through :mod:`tf2dasl.io.outputs`) and :mod:`.common` (the error and ``tf.Module`` plumbing). The
+the caller reads with :mod:`tf2dasl.data.calibration` —, :mod:`.manifest` (export.json, its input/output
+descriptions read from the artifacts themselves), :mod:`.exporter` (``export_model``, atomic writes through
+:mod:`tf2dasl.io.outputs`) and :mod:`.common` (the error and ``tf.Module`` plumbing). The
 TensorFlow graphs call the task model (:class:`~tf2dasl.models.task.FaceTask`,
 :class:`~tf2dasl.models.preprocessor.CropPreprocessor`) for preprocessing, the two passes and the morphable
 decoding and re-implement none of it; the ONNX graph, written node by node for speed, is checked against that
