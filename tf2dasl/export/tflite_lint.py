@@ -9,6 +9,8 @@ import sys
 import tempfile
 
 import tensorflow as tf
+# the flatbuffer schema's generated classes, an internal module: neither TensorFlow nor LiteRT has a public reader
+# of a model's operators and tensors (the public Analyzer only prints text), and the GPU rules need both
 from tensorflow.lite.python import schema_py_generated as schema
 
 #: TFLite ops that mean the weights were not frozen (the model would read uninitialised variables).

@@ -44,6 +44,9 @@ class OnnxPredictor(ExportedPredictor):
             raise RuntimeLoadError(f"{export_dir}: no ONNX model in export.json; " + EXPORT_HINT.format(dir=export_dir))
         self.path = artifact_path(Path(export_dir), art["file"])
         super().__init__(export_dir, "onnx", meta)
+        if art.get("layout") not in ("NCHW", "NHWC"):
+            raise RuntimeLoadError(f"{self.export_dir}: export.json names no ONNX input layout (an export of an older "
+                                   "tf2dasl); " + EXPORT_HINT.format(dir=self.export_dir))
         self.nchw = art["layout"] == "NCHW"
         self.session = onnx_session(self.path, num_threads)
         self.map_file, self.num_threads, self._map_session = art.get("with_map", {}).get("file"), num_threads, None
