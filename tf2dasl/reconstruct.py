@@ -186,11 +186,13 @@ def make_reconstructor(model, detector: str | None = "auto", assets_dir=None, de
     (:func:`tf2dasl.detect.make_detector`); ``detector=None``: none (boxes or landmarks are given)."""
     predictor = load_predictor(runtime, model, export_dir, server=server, server_model=server_model,
                                num_threads=num_threads)
-    if isinstance(model, (str, Path)):
+    if not isinstance(model, (str, Path)):
+        decoder = model.decoder
+    elif getattr(predictor, "task", None) is not None:  # Keras: the loaded task's morphable model, not a second read
+        decoder = predictor.task.decoder
+    else:
         spec, mm = read_spec_and_morphable(model)
         decoder = Decoder(mm, spec.input_size, spec.crop_convention)
-    else:
-        decoder = model.decoder
     opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
     detector = None if detector is None else make_detector(detector, assets_dir, **opts)
     return Reconstructor(predictor, decoder, detector, refine=refine)
