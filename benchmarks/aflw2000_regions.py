@@ -39,19 +39,26 @@ def region_table(lm_img: np.ndarray, gt: np.ndarray, yaws: np.ndarray) -> dict[s
     return out
 
 
+def landmarks(model, crops: np.ndarray) -> np.ndarray:
+    """``model``'s 68 landmarks ``(N, 68, 3)`` crop pixels on ``crops``."""
+    from tf2dasl.inference.keras_runtime import KerasPredictor
+
+    return model.decoder.landmarks(KerasPredictor(model).predict(crops).params)
+
+
 def flip_average(model, crops: np.ndarray) -> np.ndarray:
     """Test-time flip averaging: crop-pixel landmarks ``(N, 68, 3)`` averaged with the mirror image's mirrored back."""
     from tf2dasl.data.teacher import mirror_landmarks_68
 
-    plain = model.landmarks_crop(model.predict_params(crops))
-    mirrored = model.landmarks_crop(model.predict_params(np.ascontiguousarray(crops[:, :, ::-1])))
+    plain = landmarks(model, crops)
+    mirrored = landmarks(model, np.ascontiguousarray(crops[:, :, ::-1]))
     out = plain.copy()
     out[..., :2] = (plain[..., :2] + mirror_landmarks_68(mirrored[..., :2], crops.shape[2])) / 2
     return out
 
 
 def main() -> None:
-    from tf2dasl import load_model
+    from tf2dasl.api import load_model, load_predictor
     from tf2dasl.evaluate import load_aflw2000
     from tf2dasl.geometry.camera import crop_to_image
 
@@ -69,15 +76,15 @@ def main() -> None:
     rows = []
     for path in args.models:
         model = load_model(path)
-        plain = model.landmarks_crop(model.predict_params(data.crops))
+        plain = landmarks(model, data.crops)
         rows += [(path, plain), (f"{path}, test-time flip average", flip_average(model, data.crops))]
     if args.export_dir:
-        from tf2dasl.runtimes import load_runtime
-
+        decoder = model.decoder  # the export's model: the last one listed
         for spec in args.runtimes:
             kind, _, variant = spec.partition(":")
-            rt = load_runtime(kind, args.export_dir, variant=variant or None)
-            rows.append((f"{args.export_dir} ({kind} {variant or 'float32'})", rt.landmarks_crop(data.crops)))
+            rt = load_predictor(kind, export_dir=args.export_dir, variant=variant or None)
+            rows.append((f"{args.export_dir} ({kind} {variant or 'float32'})",
+                         decoder.landmarks(rt.predict(data.crops).params)))
     for label, lm in rows:
         img = crop_to_image(lm, data.roi_boxes, data.crops.shape[1])
         for gt_name, gt in data.ground_truth.items():

@@ -95,8 +95,8 @@ def main(argv=None) -> int:
 
     from latency_floor import direct_graph
 
-    from tf2dasl import load_model
-    from tf2dasl.runtimes import read_export
+    from tf2dasl.api import load_model
+    from tf2dasl.inference import read_export
 
     model = load_model(args.model)
     meta = read_export(args.export_dir)

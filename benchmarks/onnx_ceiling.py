@@ -90,10 +90,10 @@ def main(argv=None) -> int:
 
     from latency_floor import direct_graph, session
 
-    from tf2dasl import load_model
+    from tf2dasl.api import load_model
     from tf2dasl.export.onnx_graph import convert_with_tf2onnx
+    from tf2dasl.inference.export_dir import read_export
     from tf2dasl.quiet import native_stderr_hidden
-    from tf2dasl.runtimes import read_export
 
     model = load_model(args.model)
     if model.spec.backbone != "mobilenet_v1" or model.spec.channels != 3:
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
 
     # agreement: the reference vs Keras (whitened params), ours vs Keras (landmarks)
     want_pw = model.regressor(x, training=False).numpy()
-    want_lm = model.landmarks_crop(model.mm.unwhiten(want_pw))
+    want_lm = model.decoder.landmarks(model.mm.unwhiten(want_pw))
     agree = {}
     for name, (proto, inp) in graphs.items():
         outs = session(proto, 1).run(None, {proto.graph.input[0].name: inp})
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
 
         def decoded(s=ref_session, feed=ref_feed):
             params = model.mm.unwhiten(s.run(None, feed)[0])
-            return params, model.landmarks_crop(params)
+            return params, model.decoder.landmarks(params)
         runners[decoded_name] = decoded
         every, per_round = interleaved_times(runners, args.rounds, args.calls, warmup=100)
         for name in runners:

@@ -25,7 +25,7 @@ Scores, on the face matching the ground truth (IoU >= 0.3 of the landmark boxes)
   inter-ocular distance, mean over points and frames, %.
 
 Clips where some frame has no matching face are counted and left out (the same clips for every mode).
-Targets (issue 12): offline jitter -50 % with NME +<= 2 %; causal jitter -30 % with NME +<= 3 % (vs ``off``).
+Targets: offline jitter -50 % with NME +<= 2 %; causal jitter -30 % with NME +<= 3 % (vs ``off``).
 ``--grid`` scans the Kalman noise settings and the offline sigma and prints each one's jitter and NME change:
 run it on ``helen_train`` (validation) and keep ``afw`` (the reported clips) out of the choice.
 """
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", action="store_true", help="scan the smoothing settings (tuning; use helen_train)")
     args = ap.parse_args(argv)
 
-    from tf2dasl.api import make_backend, make_reconstructor
+    from tf2dasl.api import make_reconstructor
     from tf2dasl.io.images import read_image
     from tf2dasl.io.pts import read_pts
     from tf2dasl.video import SmoothingConfig, VideoConfig
@@ -170,8 +170,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     photos = sorted((args.shared / "data" / "300w" / args.folder).glob("*.jpg"))
     photos = [photos[i] for i in sorted(rng.choice(len(photos), min(args.clips, len(photos)), replace=False))]
-    rec = make_reconstructor(make_backend(args.model, args.runtime,
-                                          args.export_dir if args.runtime != "keras" else None))
+    rec = make_reconstructor(args.model, runtime=args.runtime,
+                             export_dir=args.export_dir if args.runtime != "keras" else None)
     config = VideoConfig()
     modes = {"off": SmoothingConfig(mode="off"),
              "causal (Kalman, default)": SmoothingConfig(mode="causal"),

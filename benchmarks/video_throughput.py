@@ -18,7 +18,7 @@ loop (decode, model, smoothing, JSON, overlay, files),
 best of ``--repeats`` after a warm-up; the load average before the run is printed (the machine is shared), and
 frames per CPU second (``time.process_time``, every thread of the process) beside it: on a loaded machine the
 wall-clock rate falls with the share of the cores the process gets, the CPU rate much less.
-Target (issue 12, on the 2-core machine): >= 100 frames/s JSON only, >= 30 frames/s with the overlay video.
+Goal (on the 2-core machine): >= 100 frames/s JSON only, >= 30 frames/s with the overlay video.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def detect_every_frame(rec, clip: Path, out: Path, overlay: bool) -> int:
     """The photo pipeline on every frame, written like the video pipeline writes (JSON lines, overlay MP4)."""
     import cv2
 
-    from tf2dasl.io.outputs import JsonLines
+    from tf2dasl.io.streams import JsonLines
     from tf2dasl.video import open_video
     from tf2dasl.video.tracker import TrackedFace, TrackedFrame
     from tf2dasl.video.writer import draw_frame, frame_record
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from tf2dasl.api import make_backend, make_reconstructor
+    from tf2dasl.api import make_reconstructor
 
     clip = args.clip or args.shared / "data" / "videos" / "hamilton_clip.mp4"
     load = os.getloadavg()
@@ -104,8 +104,8 @@ def main(argv=None) -> int:
     rows, verdicts = [], []
     for runtime in args.runtime:  # KIND or KIND:VARIANT (tflite:int8)
         kind, _, variant = runtime.partition(":")
-        rec = make_reconstructor(make_backend(args.model, kind, args.export_dir if kind != "keras" else None,
-                                              variant=variant or None))
+        rec = make_reconstructor(args.model, runtime=kind, export_dir=args.export_dir if kind != "keras" else None,
+                                 variant=variant or None)
         with tempfile.TemporaryDirectory() as tmp:  # warm-up: traces, first detector and encoder calls
             tracking(rec, clip, Path(tmp), True)
         for label, overlay in (("jsonl", False), ("jsonl + overlay", True)):

@@ -1,4 +1,4 @@
-"""The int8 exports (issue 20): full-integer TFLite and static QDQ ONNX with uint8 crops in, the exact input
+"""The int8 exports: full-integer TFLite and static QDQ ONNX with uint8 crops in, the exact input
 (the half level folded into the first convolution), the calibration faces and their refusals, what XNNPACK runs,
 the runtimes reading raw crops, and a 2DASL (4-channel) model's two passes in int8.
 
@@ -13,22 +13,19 @@ import keras
 import numpy as np
 import pytest
 
-from tf2dasl.errors import UserError
+from tf2dasl.cli import main
 from tf2dasl.data.calibration import CalibrationError, load_calibration
+from tf2dasl.errors import UserError
+from tf2dasl.export import export_model
 from tf2dasl.export.quantize import (FOLD_TOLERANCE, MAP_INPUT_SCALE, input_quantization, int8_inputs,
                                      int8_ready_regressor, xnnpack_partition)
-from tf2dasl.runtimes import load_runtime
+from tf2dasl.geometry.landmark_map import landmark_map
+from tf2dasl.inference import RuntimeLoadError, load_predictor
+from tf2dasl.io.model_dir import load_model_dir
 
 NAME = "mb05_120x120"
 #: ops XNNPACK may leave to LiteRT's builtin kernels in the int8 file: the uint8 → int8 input conversion only
 UNDELEGATED_OK = {"QUANTIZE"}
-
-
-@pytest.fixture(scope="module")
-def keras_model(export_src_model_dir):
-    from tf2dasl import load_model
-
-    return load_model(export_src_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -64,35 +61,35 @@ def test_int8_onnx_reads_uint8_nchw_crops(meta, export_dir_mb05):
     assert "Relu" not in ops  # folded into the quantised convolutions' ranges
 
 
-def test_half_level_fold_is_exact_except_at_the_padding(keras_model):
+def test_half_level_fold_is_exact_except_at_the_padding(mb05):
     """The int8-ready regressor on (x - 128) / 128 equals the model on (x - 127.5) / 128 wherever the first
     convolution reads no zero padding (the padded top row and left column read 128 instead of 127.5)."""
     crops = np.random.default_rng(0).integers(0, 256, (2, 120, 120, 3), np.uint8)
-    spec = keras_model.spec
-    ready = int8_ready_regressor(keras_model)
+    spec = mb05.spec
+    ready = int8_ready_regressor(mb05)
 
     def first_block(reg):
         return keras.Model(reg.backbone.input, reg.backbone.get_layer("bn1").output)
 
-    want = first_block(keras_model.regressor)((crops.astype(np.float32) - 127.5) / 128).numpy()
+    want = first_block(mb05.regressor)((crops.astype(np.float32) - 127.5) / 128).numpy()
     got = first_block(ready)(int8_inputs(crops, spec)).numpy()
     assert np.abs(got - want)[:, 1:, 1:].max() < 1e-5  # interior: exact
     assert np.abs(got - want)[:, 0].max() > 1e-4  # the padded border differs: the test can tell
     whole = np.abs(ready(int8_inputs(crops, spec)).numpy()
-                   - keras_model.regressor((crops.astype(np.float32) - 127.5) / 128).numpy()).max()
+                   - mb05.regressor((crops.astype(np.float32) - 127.5) / 128).numpy()).max()
     assert whole < FOLD_TOLERANCE
     assert input_quantization(spec) == (1 / 128, 128)
 
 
-def test_int8_runtimes_read_raw_crops(export_dir_mb05, keras_model):
+def test_int8_runtimes_read_raw_crops(export_dir_mb05):
     crops = np.random.default_rng(1).integers(0, 256, (3, 120, 120, 3), np.uint8)
     for kind in ("tflite", "onnx"):
-        rt = load_runtime(kind, export_dir_mb05, variant="int8")
-        assert rt.needs_normalized is False and "int8" in rt.name
+        rt = load_predictor(kind, export_dir=export_dir_mb05, variant="int8")
+        assert rt.raw_crops is True and "int8" in rt.name
         out = rt.predict(crops)
-        assert out["params"].shape == (3, 62) and out["landmarks"].shape == (3, 68, 3)
-        assert np.isfinite(out["landmarks"]).all()
-    assert load_runtime("tflite", export_dir_mb05, variant="float32").needs_normalized is True
+        assert out.params.shape == (3, 62) and out.landmarks.shape == (3, 68, 3)
+        assert np.isfinite(out.landmarks).all()
+        assert load_predictor(kind, export_dir=export_dir_mb05, variant="float32").raw_crops is False
 
 
 def test_xnnpack_partition_names_what_it_leaves_out():
@@ -123,22 +120,17 @@ def test_calibration_faces_and_their_refusals(shared_dir, tmp_path):
         load_calibration([tmp_path / "empty"], 5)
 
 
-def test_int8_export_without_calibration_is_one_clear_error(export_src_model_dir, tmp_path, capsys):
-    from tf2dasl.cli import main
-    from tf2dasl.export import export_model
-
+def test_int8_export_without_calibration_is_one_clear_error(mb05_dir, tmp_path, capsys):
     with pytest.raises(UserError, match="needs calibration faces: pass --calibration DIR"):
-        export_model(export_src_model_dir, tmp_path / "e", formats="onnx", log=lambda *a: None)
-    assert main(["export", str(export_src_model_dir), "--out", str(tmp_path / "o"), "--formats", "onnx",
+        export_model(mb05_dir, tmp_path / "e", formats="onnx", log=lambda *a: None)
+    assert main(["export", str(mb05_dir), "--out", str(tmp_path / "o"), "--formats", "onnx",
                  "--calibration", str(tmp_path / "missing")]) == 2
     assert "--calibration" in capsys.readouterr().err
-    assert main(["export", str(export_src_model_dir), "--out", str(tmp_path / "o"), "--no-int8",
+    assert main(["export", str(mb05_dir), "--out", str(tmp_path / "o"), "--no-int8",
                  "--calibration", str(tmp_path)]) == 2
 
 
 def test_evaluate_cli_runs_the_int8_onnx(export_dir_mb05, shared_dir, tmp_path):
-    from tf2dasl.cli import main
-
     out = tmp_path / "eval.json"
     assert main(["evaluate", "aflw2000", "--data", str(shared_dir / "data" / "aflw2000_3d_dev"), "--runtime", "onnx",
                  "--variant", "int8", "--export-dir", str(export_dir_mb05), "--json", str(out), "--no-progress"]) == 0
@@ -147,28 +139,26 @@ def test_evaluate_cli_runs_the_int8_onnx(export_dir_mb05, shared_dir, tmp_path):
 
 
 @pytest.mark.slow  # exports a 4-channel model's int8 TFLite and ONNX files
-def test_four_channel_model_two_passes_in_int8(keras_model, calibration_set, shared_dir, tmp_path):
+def test_four_channel_model_two_passes_in_int8(model4_dir, calibration_set, aflw_dev, tmp_path):
     """A 2DASL model: the first pass's float landmarks make the map of the second, which joins the crop at half
-    scale in one exact int8 tensor; both int8 files follow the Keras model's two passes."""
-    from test_export import _four_channel_model
-
-    from tf2dasl.evaluate import load_aflw2000
-    from tf2dasl.export import export_model
-    from tf2dasl.io.model_dir import save_model_dir
-
-    m4 = _four_channel_model(keras_model, np.random.default_rng(0))
-    mdir = save_model_dir(m4, tmp_path / "m4")
-    meta = export_model(mdir, tmp_path / "e4", formats="tflite,onnx", log=lambda *a: None,
+    scale in one exact int8 tensor; both int8 files follow the Keras model's two passes. A given landmark map runs
+    in float only: the int8 files say so in one line."""
+    m4 = load_model_dir(model4_dir)
+    meta = export_model(model4_dir, tmp_path / "e4", formats="tflite,onnx", log=lambda *a: None,
                         tflite_variants=("int8",), onnx_variants=("int8",), calibration=calibration_set)
     v = meta["artifacts"]["tflite"]["variants"]["int8"]
     assert v["int8_ops"]["CONV_2D"] == 28 and v["int8_ops"]["CONCATENATION"] == 2  # two passes, exact concats
     ready = int8_ready_regressor(m4)
     np.testing.assert_allclose(ready.backbone.get_layer("conv1").get_weights()[0][:, :, 3],
                                m4.regressor.backbone.get_layer("conv1").get_weights()[0][:, :, 3] / MAP_INPUT_SCALE)
-    crops = load_aflw2000(shared_dir / "data" / "aflw2000_3d_dev").crops[:24]
-    ref = m4.landmarks_crop(m4.predict_params(crops))
+    crops = aflw_dev.crops[:24]
+    decoder = m4.decoder
+    ref = decoder.landmarks(load_predictor("keras", m4).predict(crops).params)
     for kind in ("tflite", "onnx"):
-        got = load_runtime(kind, tmp_path / "e4", variant="int8").landmarks_crop(crops)
+        rt = load_predictor(kind, export_dir=tmp_path / "e4", variant="int8")
+        got = decoder.landmarks(rt.predict(crops).params)
         err = np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1).mean(axis=1)
         print(f"{kind} int8 4-channel: mean landmark distance to Keras {np.median(err):.3f} px (median face)")
         assert np.median(err) < 1.0, (kind, err)
+        with pytest.raises(RuntimeLoadError, match="given landmarks run in float"):
+            rt.predict(crops[:1], landmark_map(None, 120, 1))

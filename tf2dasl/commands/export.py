@@ -2,15 +2,26 @@
 [--calibration DIR ...] [--calibration-faces N] [--calibration-seed N] [--no-int8]``."""
 from __future__ import annotations
 
+from ..data.calibration import (
+    DEFAULT_FACES,
+    DEFAULT_SOURCES,
+    SEED,
+    CalibrationError,
+    default_sources,
+    load_calibration,
+)
+from ..export import check_formats, export_model
+from ..inference.export_dir import INT8, ONNX_VARIANTS, TFLITE_VARIANTS
+from ..io.model_files import read_model_spec
 
-def add_parser(sub, name):
-    from ..data.calibration import DEFAULT_FACES, DEFAULT_SOURCES, SEED
 
-    p = sub.add_parser(name, help="export a model for TF Serving (SavedModel), mobile (TFLite) and ONNX",
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="Export a model directory: a TF Serving SavedModel tree "
                                    "EXPORT_DIR/saved_model/NAME/VERSION/, NAME_{float32,float16,int8}.tflite, "
-                                   "NAME.onnx, NAME_int8.onnx and export.json describing them. The int8 files are "
-                                   "full-integer (uint8 crops in) and calibrated on real training faces.")
+                                   "NAME.onnx, NAME_int8.onnx (+ NAME_with_map.onnx for a 4-channel model) and "
+                                   "export.json describing them. The int8 files are full-integer (uint8 crops in) "
+                                   "and calibrated on real training faces.")
     p.add_argument("model", help="model directory (from `tf2dasl import-3ddfa` or `tf2dasl train`)")
     p.add_argument("--out", required=True, help="export directory to write")
     p.add_argument("--version", type=int, default=1, help="TF Serving model version folder (default 1)")
@@ -32,8 +43,6 @@ def add_parser(sub, name):
 
 def calibration_for(args, size: int):
     """The calibration set the arguments name (None with --no-int8): --calibration, else the default folders."""
-    from ..data.calibration import DEFAULT_SOURCES, CalibrationError, default_sources, load_calibration
-
     if args.no_int8:
         if args.calibration:
             raise CalibrationError("--calibration calibrates the int8 files: drop it or drop --no-int8")
@@ -47,12 +56,8 @@ def calibration_for(args, size: int):
 
 
 def run(args) -> int:
-    from ..export import check_formats, export_model
-    from ..io.model_dir import read_spec_and_morphable
-    from ..runtimes import INT8, ONNX_VARIANTS, TFLITE_VARIANTS
-
     formats = check_formats(args.formats)
-    spec, _ = read_spec_and_morphable(args.model)
+    spec = read_model_spec(args.model)
     wants_int8 = {"tflite", "onnx"} & set(formats)
     calibration = calibration_for(args, spec.input_size) if wants_int8 else None
     drop = () if calibration is not None else (INT8,)

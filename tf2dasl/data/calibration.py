@@ -19,9 +19,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..geometry.roi import crop_image, roi_from_landmarks
+from ..io.images import IMAGE_EXTENSIONS, read_image
+from .sources import list_aflw_wild, list_pts_faces
 
 #: The folders ``tf2dasl export`` calibrates on when none are given: 2DASL's kind of training faces in
 #: ``$TF2DASL_SHARED`` (default ``../shared``), AFLW in-the-wild crops first (the protocol's framing).
@@ -62,8 +66,6 @@ def default_sources(shared: str | os.PathLike | None = None) -> list[Path]:
 
 def source_kind(folder: Path) -> str:
     """``aflw``, ``pts`` or ``crops`` (module docstring); a :class:`CalibrationError` for anything else."""
-    from ..io.images import IMAGE_EXTENSIONS
-
     if not folder.is_dir():
         raise CalibrationError(f"--calibration {folder}: folder not found (AFLW crops, 300-W images with .pts, or "
                                "a folder of face crops)")
@@ -80,9 +82,6 @@ def source_kind(folder: Path) -> str:
 
 def _face_paths(folder: Path, kind: str) -> list:
     """Every face of a source: image paths (``aflw``, ``crops``) or :class:`~tf2dasl.data.sources.FaceSample`."""
-    from .sources import list_aflw_wild, list_pts_faces
-    from ..io.images import IMAGE_EXTENSIONS
-
     if kind == "aflw":
         return [s.image_path for s in list_aflw_wild(folder)]
     if kind == "pts":
@@ -92,11 +91,6 @@ def _face_paths(folder: Path, kind: str) -> list:
 
 def _crop(face, kind: str, size: int) -> np.ndarray:
     """One face → ``(size, size, 3)`` uint8 BGR crop."""
-    import cv2
-
-    from ..geometry.roi import crop_image, roi_from_landmarks
-    from ..io.images import read_image
-
     if kind == "pts":
         return crop_image(read_image(face.image_path), roi_from_landmarks(face.landmarks[None])[0], size)
     img = read_image(face)

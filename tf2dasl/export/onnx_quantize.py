@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from .common import ExportError
 from .onnx_graph import INPUT, LAYOUT, ONNX_OPSET, face_graph
+from .onnx_layers import UnsupportedLayer
 from .quantize import MAP_INPUT_SCALE, input_quantization, int8_inputs, int8_ready_regressor
 
 #: ONNX op types quantised (everything else stays float32); Concat: a 2DASL model's crop + map pass inputs
@@ -31,6 +37,7 @@ CALIBRATION_BATCH = 50
 #: values pinned to the uint8 input's quantisation: the input, and a 2DASL model's landmark maps (empty and of the
 #: first pass's landmarks, ±1/2 = ±64 levels) and the two concatenated pass inputs
 PINNED = (INPUT, "empty_map", "landmark_map", "pass1_input", "pass2_input")
+INPUT_NOTE = "uint8 crops, no normalisation (the input's quantisation is the model's)"
 NOTE = ("static int8 QDQ (ONNX Runtime quantize_static: per-channel int8 weights, uint8 activations) of the "
         "convolutions; uint8 NCHW BGR crops in (no normalisation); float32 from the pooled feature on")
 
@@ -50,8 +57,6 @@ class _Reader:
 
 @contextlib.contextmanager
 def _root_warnings_off():
-    import logging
-
     logging.disable(logging.WARNING)
     try:
         yield
@@ -61,16 +66,12 @@ def _root_warnings_off():
 
 def int8_ready_model(model):
     """A stand-in for ``model`` (``spec``, ``mm``, ``regressor``) with the int8-ready regressor (:mod:`.quantize`)."""
-    from types import SimpleNamespace
-
     return SimpleNamespace(spec=model.spec, mm=model.mm, regressor=int8_ready_regressor(model))
 
 
 def uint8_input(proto, scale: float, zero_point: int):
     """The QDQ graph reading uint8 crops: its input's ``QuantizeLinear`` (float → uint8 with ``(scale,
     zero_point)``) removed and the input typed uint8, so the ``DequantizeLinear`` after it reads the crops."""
-    from onnx import TensorProto, numpy_helper
-
     g = proto.graph
     init = {t.name: t for t in g.initializer}
     quant = [n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] == INPUT]
@@ -91,11 +92,6 @@ def uint8_input(proto, scale: float, zero_point: int):
 def convert_onnx_int8(model, calibration) -> tuple[object, dict]:
     """``(onnx.ModelProto, details)``: the int8 ONNX graph of ``model``, calibrated on ``calibration`` (a
     :class:`~tf2dasl.data.calibration.CalibrationSet`)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from .onnx_layers import UnsupportedLayer
-
     spec = model.spec
     scale, zero_point = input_quantization(spec)
     try:

@@ -28,17 +28,26 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
+from collections import Counter
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+# TF's MLIR quantiser with a denylist and an input type: no public API takes both (the public converter quantises
+# everything or nothing, and QuantizationDebugger exposes the denylist but not the uint8 input)
+from tensorflow.lite.python import convert as tfl_convert
 
 from ..errors import UserError
 from ..models.preprocessor import CropPreprocessor
+from ..models.regressor import Regressor
+from ..models.task import FaceTask
+from ..quiet import native_stderr_hidden
 from .common import ExportError
-from .mobile import MobileModule
-from .tflite_lint import tflite_ops
+from .mobile import TFLITE_BATCH, LandmarkHead, MobileModule
+from .tflite_lint import gpu_analysis, gpu_op_issues, op_outputs, tflite_ops
 
 #: Name scope of the graph part that runs in int8 (the input, the map concatenation, the backbone).
 INT8_SCOPE = "int8"
@@ -76,8 +85,6 @@ def int8_inputs(crops: np.ndarray, spec) -> np.ndarray:
 
 def _first_conv(backbone):
     """The backbone's first convolution (after zero padding only) and the BatchNorm after it (None: it has a bias)."""
-    import keras
-
     layers = [lay for lay in backbone.layers if not isinstance(lay, (keras.layers.InputLayer,
                                                                        keras.layers.ZeroPadding2D))]
     conv = layers[0] if layers else None
@@ -104,7 +111,8 @@ def int8_ready_regressor(model):
         raise ExportError(f"int8 export: the landmark map at ±{MAP_INPUT_SCALE} is not a whole number of the input's "
                           f"levels ({scale}, zero point {zero_point}) within its range")
     offset = (zero_point - float(spec.norm_mean)) * scale
-    reg = spec.build_regressor()
+    reg = Int8Regressor(spec.backbone, spec.width, spec.input_size, spec.channels, spec.num_params, name="regressor")
+    reg.build()
     reg.set_weights(model.regressor.get_weights())
     conv, bn = _first_conv(reg.backbone)
     weights = conv.get_weights()
@@ -142,63 +150,38 @@ class Int8InputPreprocessor(CropPreprocessor):
             return tf.quantization.fake_quant_with_min_max_args(x, min=self.qmin, max=self.qmax)
 
 
-class Int8Zone(keras.layers.Layer):
+class Int8Regressor(Regressor):
     """A regressor whose backbone is built under :data:`INT8_SCOPE` (its fully-connected head outside)."""
 
-    def __init__(self, regressor, **kwargs):
-        super().__init__(trainable=False, **kwargs)
-        self.regressor = regressor
-        self.channels, self.input_size = regressor.channels, regressor.input_size
-
-    def call_with_features(self, x, training=False):
+    def call_with_features(self, x, training=None):
         with tf.name_scope(INT8_SCOPE):
-            feat = self.regressor.backbone(x, training=training)
-        return self.regressor.head(feat), feat
+            feat = self.backbone(x, training=training)
+        return self.head(feat), feat
 
 
 class Int8Module(MobileModule):
     """The float graph the int8 TFLite file is quantised from: ``(x - Z) * scale`` crops ``(1, S, S, 3)`` →
     ``landmarks`` and ``params_whitened``, like :class:`~tf2dasl.export.mobile.MobileModule`."""
 
-    def make_task(self, model):
-        from ..models.task import FaceTask
-
-        task = super().make_task(model)  # the mobile graph's morphable layer and float16-safe landmark head
-        return FaceTask(Int8InputPreprocessor.from_spec(model.spec), Int8Zone(int8_ready_regressor(model)),
-                        task.morphable, landmark_head=task.landmark_head)
+    def make_task(self, model: FaceTask) -> FaceTask:
+        spec = model.spec
+        return FaceTask(spec, model.mm, regressor=int8_ready_regressor(model),
+                        preprocessor=Int8InputPreprocessor.from_spec(spec, name="preprocessor"),
+                        landmark_head=LandmarkHead(model.mm, spec.input_size, spec.crop_convention,
+                                                   name="landmark_head"))
 
 
 # ============================================================================ conversion
-def _op_outputs(content: bytes) -> list[tuple[str, str]]:
-    """``(op name, first output tensor name)`` of every operator of a TFLite flatbuffer's first subgraph."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    sg = m.subgraphs[0]
-    out = []
-    for op in sg.operators:
-        oc = m.operatorCodes[op.opcodeIndex]
-        out.append((names.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?"),
-                    sg.tensors[op.outputs[0]].name.decode()))
-    return out
-
-
 def float_nodes(calibrated: bytes) -> list[str]:
     """The op outputs the quantiser leaves in float: everything outside :data:`INT8_SCOPE`, and :data:`FLOAT_OPS`."""
-    import re
-
     scope = re.compile(rf"^{INT8_SCOPE}(_\d+)?/")  # TF makes a reused scope unique: int8, int8_1, ...
-    return [t for op, t in _op_outputs(calibrated) if op in FLOAT_OPS or not any(scope.match(p) for p in t.split(";"))]
+    return [t for op, t, _ in op_outputs(calibrated)
+            if op in FLOAT_OPS or not any(scope.match(p) for p in t.split(";"))]
 
 
 def convert_tflite_int8(model, calibration, workdir: Path) -> bytes:
     """The full-integer int8 TFLite flatbuffer of ``model`` (module docstring), calibrated on ``calibration``
     (a :class:`~tf2dasl.data.calibration.CalibrationSet`); ``workdir``: an empty folder for the float SavedModel."""
-    from tensorflow.lite.python import convert as tfl_convert
-
-    from .mobile import TFLITE_BATCH
-
     module = Int8Module(model, batch=TFLITE_BATCH)
     src = Path(workdir) / "int8_float_graph"
     tf.saved_model.save(module, str(src), signatures={"serving_default": module.serving_default})
@@ -207,9 +190,8 @@ def convert_tflite_int8(model, calibration, workdir: Path) -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ({"crops": x[i:i + 1]} for i in range(len(x)))
-    conv._experimental_calibrate_only = True  # noqa: SLF001 - step 1 of the debugger's selective quantisation
-    from ..quiet import native_stderr_hidden
-
+    # step 1 of QuantizationDebugger's selective quantisation; no public flag calibrates without quantising
+    conv._experimental_calibrate_only = True  # noqa: SLF001
     try:  # the quantiser prints its settings from C++: hidden (replayed if it fails)
         with contextlib.redirect_stdout(io.StringIO()), native_stderr_hidden():
             calibrated = conv.convert()
@@ -223,8 +205,6 @@ def convert_tflite_int8(model, calibration, workdir: Path) -> bytes:
 
 def tflite_input(content: bytes) -> dict:
     """The ``crops`` input of a TFLite flatbuffer as LiteRT reads it: dtype and ``(scale, zero_point)``."""
-    from ai_edge_litert.interpreter import Interpreter
-
     d = Interpreter(model_content=content).get_signature_runner().get_input_details()["crops"]
     scale, zero_point = d["quantization"]
     return {"dtype": np.dtype(d["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
@@ -247,12 +227,6 @@ def xnnpack_partition(content: bytes) -> dict:
     crossing its border. An op is delegated when an output of it leaves through a delegate's outputs, not when one
     enters a delegate's inputs; otherwise it is delegated when all its consumers are (ops taken in reverse order).
     """
-    from collections import Counter
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    from ..quiet import native_stderr_hidden
-
     with native_stderr_hidden():
         it = Interpreter(model_content=content, num_threads=1)
         it.allocate_tensors()
@@ -281,9 +255,7 @@ def xnnpack_partition(content: bytes) -> dict:
 
 def int8_entry(content: bytes, file_name: str, calibration) -> dict:
     """export.json's description of the int8 TFLite file."""
-    from .tflite_lint import gpu_analysis, gpu_op_issues
-
-    int8_ops, float_ops = _int8_and_float_ops(content)
+    int8_ops, float_ops = int8_and_float_ops(content)
     return {"file": file_name, "bytes": len(content), "ops": tflite_ops(content),
             "gpu_compatible": gpu_analysis(content)[0], "gpu_issues": gpu_op_issues(content)[:20],
             "quantization": TFLITE_NOTE, "input": tflite_input(content),
@@ -291,21 +263,11 @@ def int8_entry(content: bytes, file_name: str, calibration) -> dict:
             "calibration": calibration.describe()}
 
 
-def _int8_and_float_ops(content: bytes) -> tuple[dict, dict]:
+def int8_and_float_ops(content: bytes) -> tuple[dict, dict]:
     """``({op: n} computing in int8, {op: n} computing in float32)``, by the type of each op's first output."""
-    from collections import Counter
-
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    sg = m.subgraphs[0]
     int8, flt = Counter(), Counter()
-    for op in sg.operators:
-        oc = m.operatorCodes[op.opcodeIndex]
-        name = names.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?")
-        ttype = sg.tensors[op.outputs[0]].type
-        (int8 if ttype in (schema.TensorType.INT8, schema.TensorType.UINT8) else flt)[name] += 1
+    for name, _, ttype in op_outputs(content):
+        (int8 if ttype in ("INT8", "UINT8") else flt)[name] += 1
     return dict(sorted(int8.items())), dict(sorted(flt.items()))
 
 
