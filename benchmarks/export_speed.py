@@ -36,7 +36,7 @@ from _common import REPO, cpu_description, interleaved_times, print_table  # noq
 sys.path.insert(0, str(REPO))
 
 REFERENCE = "3DDFA_V2 fp32 ONNX graph (reference)"
-#: the issue's target: the fastest int8 export at batch 1, 1 thread, at most this fraction of the reference
+#: the goal (docs/deployment.md): the fastest int8 export at batch 1, 1 thread, at most this fraction of the reference
 TARGET_RATIO = 0.6
 WARMUP_CALLS = 50
 
