@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The AFLW ablation (issue 11): each 2DASL self-supervision term added alone to the supervised terms, all of them, and a
+# The AFLW ablation: each 2DASL self-supervision term added alone to the supervised terms, all of them, and a
 # control (the supervised terms with the 2D-point weight 3),
 # at a reduced budget (--set overrides of configs/dasl_mb05_aflw.yaml), two seeds per row. Every run writes RUN/model,
 # its AFLW2000-3D table (RUN/aflw2000.json, a monitor), its hold-out NMEs (RUN/holdout.json) and the held-out HELEN faces
@@ -12,7 +12,7 @@ seeds=${*:-"1 2"}
 cfg=configs/dasl_mb05_aflw.yaml
 shared=${TF2DASL_SHARED:-../shared}
 budget=(--set epochs=3 --set steps_per_epoch=400)
-# the ablation's base was fixed before the two variants the headline adopted (README): 300-W's 18 map points only,
+# the ablation's base was fixed before the two variants the headline adopted (docs/results.md): 300-W's 18 map points only,
 # AFLW's faces drawn as they come
 base=(--set 'loss.landmark_points={"68": map18, aflw21: all}' --set data.wild.aflw.yaw_balance=0.0)
 [ -d models/mb05 ] || tf2dasl import-3ddfa "$shared/assets/3ddfa_v2" --weights mb05_120x120 --out models/mb05

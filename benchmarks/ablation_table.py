@@ -1,4 +1,4 @@
-"""Print the README's training tables from the JSON files the ablation scripts and evaluations write.
+"""Print docs/results.md's training tables from the JSON files the ablation scripts and evaluations write.
 
     python benchmarks/ablation_table.py [RUNS_DIR]            # benchmarks/ablation.sh (300-W experiment)
     python benchmarks/ablation_table.py --aflw RUNS_DIR       # benchmarks/ablation_aflw.sh (AFLW, seeds)

@@ -19,7 +19,7 @@ it is the work done, and moves less than wall time when other processes load the
 photos/s is 1000 / the median of whole-photo times (decode + ``Reconstructor(image)`` + JSON, measured as
 one loop, not the sum of the stage medians), without and with the dense mesh; no renders. ``--threads N``
 caps TensorFlow (intra-op), LiteRT, OpenCV and OpenBLAS threads before anything is imported (0: library defaults).
-The first calls at new batch sizes are reported too: ``FaceModel._forward`` is a ``tf.function`` with an input
+The first calls at new batch sizes are reported too: the Keras predictor's graph is a ``tf.function`` with an input
 signature (any batch size), so a photo with more faces costs no new trace.
 """
 from __future__ import annotations
@@ -43,10 +43,12 @@ def _parse(argv=None):
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="threads per library (0: library defaults)")
-    # tf2dasl.runtimes.RUNTIMES, spelt out: nothing that imports numpy may load before --threads is applied
+    # tf2dasl.inference.RUNTIMES, spelt out: nothing that imports numpy may load before --threads is applied
     ap.add_argument("--runtime", default="keras", choices=("keras", "savedmodel", "tflite", "onnx"),
                     help="regressor backend (non-keras ones need --export-dir, as `reconstruct --runtime`)")
     ap.add_argument("--export-dir", default=str(REPO / "export" / "mb05"))
+    ap.add_argument("--variant", default=None, help="the export's variant (tflite: float32|float16|int8, onnx: "
+                                                   "float32|int8; default float32)")
     return ap.parse_args(argv)
 
 
@@ -88,7 +90,6 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     sys.path.insert(0, str(REPO))
-    from tf2dasl import load_model
     from tf2dasl.api import image_record, make_reconstructor
     from tf2dasl.geometry.roi import roi_from_bbox, roi_from_landmarks
     from tf2dasl.io.images import read_image
@@ -101,25 +102,21 @@ def main(argv=None) -> int:
     path.write_bytes(jpg.tobytes())
 
     t = time.perf_counter()
-    model = load_model(args.model)
-    load_s = time.perf_counter() - t
     opts = {"num_threads": args.threads} if args.threads > 0 else {}
-    backend = model
-    if args.runtime != "keras":
-        from tf2dasl.api import make_backend
-
-        backend = make_backend(args.model, args.runtime, args.export_dir, num_threads=args.threads or None)
-    rec = make_reconstructor(backend, args.detector, assets, opts)
-    size = rec.size
+    rec = make_reconstructor(args.model, args.detector, assets, opts, runtime=args.runtime,
+                             export_dir=args.export_dir if args.runtime != "keras" else None,
+                             num_threads=args.threads or None, variant=args.variant)
+    load_s = time.perf_counter() - t
+    size, predictor = rec.size, rec.predictor
 
     # first calls at new batch sizes (tf.function tracing), before anything else touches the model
     trace_ms = []
     for b in (1, 1, 2, 3, 2):
         crops = np.zeros((b, size, size, 3), np.uint8)
         t = time.perf_counter()
-        backend.predict_params(crops)
+        predictor.predict(crops)
         trace_ms.append((b, (time.perf_counter() - t) * 1e3))
-    traces = model._forward.experimental_get_tracing_count() if backend is model else 0
+    traces = predictor._infer.experimental_get_tracing_count() if predictor.runtime == "keras" else 0
 
     image = read_image(path)
     state = {}
@@ -186,7 +183,8 @@ def main(argv=None) -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     print(f"tf {tf.__version__}, {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}), "
-          f"threads per library: {args.threads or 'default'}; model {model.spec.name} ({model.spec.channels}-channel, runtime {args.runtime}), "
+          f"threads per library: {args.threads or 'default'}; model {predictor.name} ({predictor.channels}-channel, "
+          f"runtime {args.runtime}{' ' + args.variant if args.variant else ''}), "
           f"detector {rec.detector.name}; loaded in {load_s:.1f} s")
     print(f"photo: {'astronaut (skimage)' if not args.photo else args.photo} at 1280x720, JPEG {len(jpg) / 1024:.0f} KB, "
           f"{n_faces} face(s) detected; median of {args.runs} runs\n")
@@ -203,7 +201,7 @@ def main(argv=None) -> int:
     print(f"\nphotos/s (1000 / whole-photo median): wall {1000 / wj:.1f} without renders or meshes (target >= 30), "
           f"{1000 / wm:.1f} with the dense mesh; from CPU time (what an otherwise idle core would give with "
           f"--threads 1): {1000 / cj:.1f} and {1000 / cm:.1f}")
-    print("first predict_whitened calls (batch: ms): "
+    print("first predict calls (batch: ms): "
           + ", ".join(f"{b}: {ms:.0f}" for b, ms in trace_ms) + f"; tf.function traces: {traces}")
     return 0
 

@@ -1,6 +1,6 @@
-"""A real full disk (issue 14): ``tf2dasl reconstruct`` of three photos with --overlay --obj into a 64 KB tmpfs.
+"""A real full disk: ``tf2dasl reconstruct`` of three photos with --overlay --obj into a 64 KB tmpfs.
 
-Checks what the issue asks: every file present is complete and valid (JSON parses, PNG decodes, OBJ holds the
+Checks that every file present is complete and valid (JSON parses, PNG decodes, OBJ holds the
 lines its header announces, no temporary file left), every missing output is named in the printed report and
 in summary.json, and the exit status is non-zero. Needs root (mount -t tmpfs); prints why and exits 2 without.
 
@@ -71,7 +71,7 @@ def file_problem(path: Path) -> str | None:
 
 
 def check_run(out: Path, stems: list[str], rc: int, report: str) -> list[str]:
-    """What the run got wrong (empty when it met the issue's acceptance): files present but broken, outputs
+    """What the run got wrong (empty when everything held): files present but broken, outputs
     missing without being named in ``report`` (stdout + stderr) and in summary.json, exit status 0."""
     wrong = [f"{p.name}: {why}" for p in sorted(out.iterdir()) if (why := file_problem(p))]
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else None

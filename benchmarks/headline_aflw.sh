@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The headline AFLW experiment (issue 11) and the README's results table: train configs/dasl_mb05_aflw.yaml from the
+# The headline AFLW experiment and docs/results.md's results table: train configs/dasl_mb05_aflw.yaml from the
 # imported mb05 (time and peak memory in RUN_DIR.time), then score mb05, the trained model and 2DASL's published
 # parameters on the same faces: AFLW2000-3D dev slice with every metric (--dense; a monitor, never selected on), the
 # AFLW-wild validation split and the 300-W hold-out (benchmarks/holdout_nme.py), HELEN's held-out faces through the

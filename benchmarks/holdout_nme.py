@@ -20,11 +20,12 @@ def main() -> None:
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("models", nargs="+")
     args = ap.parse_args()
-    from tf2dasl import load_model
-    from tf2dasl.config import load_config
-    from tf2dasl.training.config import TrainConfig
+    from tf2dasl.api import load_model
+    from tf2dasl.inference.keras_runtime import KerasPredictor
+    from tf2dasl.io.yaml_config import load_config
+    from tf2dasl.training.train_config import TrainConfig
     from tf2dasl.training.trainer import _expand_data_paths
-    from tf2dasl.training.validation import PointModel, evaluate_holdout, load_holdouts
+    from tf2dasl.training.validation import evaluate_holdout, load_holdouts, point_decoder
 
     cfg = load_config(args.config, TrainConfig)
     _expand_data_paths(cfg)
@@ -34,9 +35,9 @@ def main() -> None:
           + " | AFLW by yaw: 0-30 / 30-60 / 60+ / **balanced mean** |")
     print("|---" * (len(sets) + 2) + "|")
     for m in args.models:
-        fm = load_model(m)
-        points = PointModel(layout, fm.mm, fm.spec.input_size, fm.convention)
-        r = {h.landmark_set: evaluate_holdout(fm.predict_params, points, h) for h in sets}
+        task = load_model(m)
+        points = point_decoder(layout, task.mm, task.spec.input_size, task.spec.crop_convention)
+        r = {h.landmark_set: evaluate_holdout(KerasPredictor(task), points, layout, h) for h in sets}
         results[m] = r
         yaw = r.get("aflw21", {}).get("yaw")
         yaw_cells = " / ".join(f"{yaw[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")) if yaw else "-"

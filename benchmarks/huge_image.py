@@ -1,4 +1,4 @@
-"""Peak memory of ``tf2dasl reconstruct`` on a 20000x20000 image (issue 14): a 1.2 MB PNG (refused in one line
+"""Peak memory of ``tf2dasl reconstruct`` on a 20000x20000 image : a 1.2 MB PNG (refused in one line
 above --max-pixels, before any pixel is decoded) and a JPEG (decoded at 1/8 with libjpeg's DCT scaling, overlay
 drawn at that size), each next to the same command on a 1000x1000 JPEG, all in fresh processes on this machine.
 The images are made in a temporary folder (never committed); peak memory is the child's ru_maxrss.
@@ -26,7 +26,7 @@ from _common import REPO, print_table, shared_dir  # noqa: E402
 from tf2dasl.io.images import read_header  # noqa: E402
 from tf2dasl.io.outputs import write_json  # noqa: E402
 
-#: The issue's target for the 20000x20000 case.
+#: The goal for the 20000x20000 case.
 LIMIT_MB = 1024
 SIDE = 20000
 

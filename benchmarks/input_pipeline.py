@@ -43,7 +43,10 @@ def main(argv=None) -> int:
     if args.config:
         return config_pipeline(args)
 
-    from tf2dasl.data import AugmentConfig, list_pts_faces, load_wild_faces, wild_dataset
+    from tf2dasl.data.augment import AugmentConfig
+    from tf2dasl.data.loading import load_wild_faces
+    from tf2dasl.data.pipeline import wild_dataset
+    from tf2dasl.data.sources import list_pts_faces
 
     folders = [args.shared / "data" / "300w" / n for n in ("afw", "helen_train")]
     samples = list_pts_faces(folders)
@@ -77,10 +80,11 @@ def _time_batches(it, warmup: int, steps: int):
 def config_pipeline(args) -> int:
     import numpy as np
 
-    from tf2dasl.config import load_config
-    from tf2dasl.data import load_wild_data, wild_sources_dataset
+    from tf2dasl.io.yaml_config import load_config
+    from tf2dasl.data.datasets import load_wild_data
+    from tf2dasl.data.pipeline import wild_sources_dataset
     from tf2dasl.geometry.conventions import CROP_OFFSET_V2
-    from tf2dasl.training.config import TrainConfig
+    from tf2dasl.training.train_config import TrainConfig
     from tf2dasl.training.trainer import _expand_data_paths
 
     cfg = load_config(args.config, TrainConfig)

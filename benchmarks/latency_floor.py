@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from _common import REPO, cpu_description, print_table, shared_dir, timeit  # noqa: E402
 
-from tf2dasl.preprocessing import normalize_crops  # noqa: E402  (numpy only)
+from tf2dasl.inference.crops import normalize_crops  # noqa: E402  (numpy only)
 
 GEMM_SIZE = 2048
 CALIBRATION_FACES = 200
@@ -111,8 +111,9 @@ def _timed(fn, time) -> float:
 
 
 # ============================================================================ the graphs
-def direct_graph(model):
-    """An ONNX ModelProto of the bare MobileNetV1 regressor, NCHW, BN folded (what a PyTorch export gives)."""
+def direct_graph(model, batch: int | str = 1):
+    """An ONNX ModelProto of the bare MobileNetV1 regressor, NCHW, BN folded (what a PyTorch export gives);
+    ``batch``: the input's batch dimension (3DDFA_V2's export fixes 1; a name such as ``"N"`` leaves it free)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from tf2dasl.models.mobilenet_v1 import BLOCKS, BN_EPSILON
@@ -142,8 +143,8 @@ def direct_graph(model):
               helper.make_node("Gemm", ["feat", "fc_w", "fc_b"], ["params_whitened"])]
     size = model.spec.input_size
     graph = helper.make_graph(nodes, "mb05_direct",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
-                              [helper.make_tensor_value_info("params_whitened", TensorProto.FLOAT, [1, 62])], inits)
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, size, size])],
+                              [helper.make_tensor_value_info("params_whitened", TensorProto.FLOAT, [batch, 62])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -244,12 +245,14 @@ def _model_or_mb05(model_dir: str):
     """The model directory's model, or (for its MAC count only) mb05's architecture with random weights."""
     from types import SimpleNamespace
 
-    from tf2dasl import load_model
-    from tf2dasl.model import ModelSpec
+    from tf2dasl.api import load_model
+    from tf2dasl.models.regressor import Regressor
 
     if Path(model_dir).is_dir():
         return load_model(model_dir)
-    return SimpleNamespace(regressor=ModelSpec(backbone="mobilenet_v1", width=0.5).build_regressor())
+    regressor = Regressor("mobilenet_v1", 0.5)
+    regressor.build()
+    return SimpleNamespace(regressor=regressor)
 
 
 def main() -> None:
@@ -263,7 +266,7 @@ def main() -> None:
                     help="print the CPU, the GEMM peaks and the float32 floor only (MACs of --model, or of mb05's "
                          "architecture when that directory does not exist); no runtime timings")
     args = ap.parse_args()
-    from tf2dasl import load_model
+    from tf2dasl.api import load_model
     from tf2dasl.quiet import native_stderr_hidden
 
     if args.peak_only:
@@ -336,11 +339,11 @@ def main() -> None:
             run = make(1)
             rows[name].append(f"{float(np.abs(run(x) - ref).max()):.1e}")
             if aflw is not None:
-                from tf2dasl.evaluate import evaluate_aflw2000
+                from tf2dasl.evaluate import Predictions, score_aflw2000
 
                 xs = normalize_crops(aflw.crops, model.spec.norm_mean, model.spec.norm_scale)
                 pw = np.concatenate([run(xs[i:i + 1]) for i in range(len(xs))])
-                res = evaluate_aflw2000(aflw, lambda crops: model.landmarks_crop(model.mm.unwhiten(pw)), size)
+                res = score_aflw2000(aflw, Predictions(model.decoder.landmarks(model.mm.unwhiten(pw))), size)
                 rows[name].append(res["nme_2d_68"]["original"]["mean"])
         rows = list(rows.values())
 

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -37,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from _common import REPO, print_table  # noqa: E402
+from _common import REPO, interleaved_times, print_table  # noqa: E402
 
 
 def _with_transpose(proto):
@@ -91,10 +90,10 @@ def main(argv=None) -> int:
 
     from latency_floor import direct_graph, session
 
-    from tf2dasl import load_model
+    from tf2dasl.api import load_model
     from tf2dasl.export.onnx_graph import convert_with_tf2onnx
+    from tf2dasl.inference.export_dir import read_export
     from tf2dasl.quiet import native_stderr_hidden
-    from tf2dasl.runtimes import read_export
 
     model = load_model(args.model)
     if model.spec.backbone != "mobilenet_v1" or model.spec.channels != 3:
@@ -127,7 +126,7 @@ def main(argv=None) -> int:
 
     # agreement: the reference vs Keras (whitened params), ours vs Keras (landmarks)
     want_pw = model.regressor(x, training=False).numpy()
-    want_lm = model.landmarks_crop(model.mm.unwhiten(want_pw))
+    want_lm = model.decoder.landmarks(model.mm.unwhiten(want_pw))
     agree = {}
     for name, (proto, inp) in graphs.items():
         outs = session(proto, 1).run(None, {proto.graph.input[0].name: inp})
@@ -156,25 +155,9 @@ def main(argv=None) -> int:
 
         def decoded(s=ref_session, feed=ref_feed):
             params = model.mm.unwhiten(s.run(None, feed)[0])
-            return params, model.landmarks_crop(params)
+            return params, model.decoder.landmarks(params)
         runners[decoded_name] = decoded
-        for run in runners.values():
-            for _ in range(100):
-                run()
-        per_round = {name: [] for name in runners}
-        every = {name: [] for name in runners}
-        order = list(runners.items())
-        for r in range(args.rounds):
-            ts = {name: [] for name in runners}
-            for i in range(args.calls):  # call by call, the graphs in turn (rotating who goes first)
-                k = (i + r) % len(order)
-                for name, run in order[k:] + order[:k]:
-                    t0 = time.perf_counter()
-                    run()
-                    ts[name].append(time.perf_counter() - t0)
-            for name in runners:
-                per_round[name].append(np.median(ts[name]))
-                every[name] += ts[name]
+        every, per_round = interleaved_times(runners, args.rounds, args.calls, warmup=100)
         for name in runners:
             med[name, t] = float(np.median(every[name]) * 1e3)
             p10[name, t] = float(np.percentile(every[name], 10) * 1e3)

@@ -15,7 +15,7 @@ Data (read from ``--shared``, never copied): the 1,207 labelled 300-W faces of `
   regression, no detector.
 
 NME: mean 68-point error / outer inter-ocular distance (points 36-45), in percent. The ratio compares the
-two on the faces both scored. Acceptance (issue 12, with no assets): detection rate >= 99% and pipeline NME
+two on the faces both scored. The goal (with no assets): detection rate >= 99% and pipeline NME
 within 1% of the oracle's (ratio <= 1.01).
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from tf2dasl import load_model
+    from tf2dasl.api import load_model
     from tf2dasl.evaluate import evaluate_300w
 
     dirs = [args.shared / "data" / "300w" / f for f in args.folders]

@@ -40,13 +40,15 @@ def main() -> None:
     print_table(["batch", "Keras call ms", "tf.function ms", "tf.function+XLA ms", "Keras ms/face",
                  "tf.function ms/face", "XLA ms/face", "speed-up tf.function"], rows)
 
-    params = model.mm.unwhiten(model.predict_whitened(np.zeros((64, 120, 120, 3), np.uint8)))
+    from tf2dasl.inference.keras_runtime import KerasPredictor
     from tf2dasl.models.morphable import MorphableLayer
 
+    params = KerasPredictor(model).predict(np.zeros((64, 120, 120, 3), np.uint8)).params
     layer = MorphableLayer(model.mm, dense=True)
-    dense_tf = tf.function(lambda p: layer.vertices_crop(p))
+    dense_tf = tf.function(lambda p: layer.vertices(p))
     p1, p64 = params[:1], params
-    rows = [["numpy", timeit(lambda: model.vertices_crop(p1), 20), timeit(lambda: model.vertices_crop(p64), 5) / 64],
+    decode = model.decoder
+    rows = [["numpy", timeit(lambda: decode.vertices(p1), 20), timeit(lambda: decode.vertices(p64), 5) / 64],
             ["TF (tf.function)", timeit(lambda: dense_tf(tf.constant(p1)).numpy(), 20),
              timeit(lambda: dense_tf(tf.constant(p64)).numpy(), 5) / 64]]
     print("\ndense reconstruction (38,365 vertices, crop pixels)")

@@ -1,5 +1,5 @@
 """Time tf2dasl.render on one face in a 1280x720 image: median ms per render type, the textured render side by side
-with the shaded one (issue 13's target: a textured render within 30 ms per face on the 2-core machine).
+with the shaded one (the goal: a textured render within 30 ms per face on the 2-core machine).
 
 Usage: python benchmarks/render_speed.py [--shared DIR] [--runs N] [--height PX]
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from tf2dasl import render  # noqa: E402
 
-#: issue 13: a textured render of one face on a 1280x720 image within this many ms on the 2-core machine
+#: the goal: a textured render of one face on a 1280x720 image within this many ms on the 2-core machine
 TEXTURED_TARGET_MS = 30.0
 
 

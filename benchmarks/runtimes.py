@@ -63,7 +63,7 @@ def make_runners(row: str, threads: int, args, meta: dict, crops: np.ndarray, x:
     if row in ("keras", "keras-xla", "savedmodel", "predict_image"):
         import tensorflow as tf
     if row in ("keras", "keras-xla"):
-        from tf2dasl import load_model
+        from tf2dasl.api import load_model
 
         model = load_model(args.model)
         fn = tf.function(lambda t: model.regressor(t, training=False), jit_compile=(row == "keras-xla"),
@@ -71,12 +71,13 @@ def make_runners(row: str, threads: int, args, meta: dict, crops: np.ndarray, x:
         t1, tb = tf.constant(x1), tf.constant(x)
         return (lambda: fn(t1).numpy()), (lambda: fn(tb).numpy())
     if row in ("savedmodel", "predict_image"):
-        from tf2dasl.runtimes import load_runtime
+        from tf2dasl.inference.savedmodel_runtime import SavedModelPredictor
 
-        rt = load_runtime("savedmodel", export_dir)
+        rt = SavedModelPredictor(export_dir)
         if row == "savedmodel":
             c1, cb = tf.constant(crops[:1]), tf.constant(crops)
-            return (lambda: rt.fn(crops=c1)["params"].numpy()), (lambda: rt.fn(crops=cb)["params"].numpy())
+            sd = rt.signature("serving_default")
+            return (lambda: sd(crops=c1)["params"].numpy()), (lambda: sd(crops=cb)["params"].numpy())
         jpg, roi = _photo(args)
         fn = rt.loaded.signatures["predict_image"]
         i1, r1 = tf.constant([jpg]), tf.constant(roi[None])

@@ -24,8 +24,7 @@ from _common import imported_model, print_table, shared_dir  # noqa: E402
 from tf2dasl.geometry.landmark_map import landmark_map, map_points  # noqa: E402
 from tf2dasl.models.critic import SelfCritic  # noqa: E402
 from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels  # noqa: E402
-from tf2dasl.models.morphable import MorphableLayer  # noqa: E402
-from tf2dasl.models.preprocessor import CropPreprocessor  # noqa: E402
+from tf2dasl.inference.keras_runtime import KerasPredictor  # noqa: E402
 from tf2dasl.models.task import FaceTask  # noqa: E402
 
 VARIANTS = {
@@ -44,15 +43,13 @@ def main() -> None:
     base = imported_model(shared_dir(args.shared))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (args.batch, 120, 120, 3)).astype(np.uint8)
-    params = base.predict_params(images)
-    lm = base.landmarks_crop(params)[..., :2].astype(np.float32)
+    params = KerasPredictor(base).predict(images).params
+    lm = base.decoder.landmarks(params)[..., :2].astype(np.float32)
     batch = {"wild": {"image": tf.constant(images), "landmarks": tf.constant(lm), "map": tf.constant(landmark_map(lm)),
                       "map_points": tf.constant(map_points(lm)), "teacher": tf.constant(params)}}
     rows = []
     for name, weights in VARIANTS.items():
-        spec = base.spec
-        task = FaceTask(CropPreprocessor(spec.input_size, 4, spec.norm_mean, spec.norm_scale),
-                        expand_to_four_channels(base.regressor), MorphableLayer(base.mm, dense=False))
+        task = FaceTask(base.spec.replace(channels=4), base.mm, regressor=expand_to_four_channels(base.regressor))
         model = DASLModel(task, SelfCritic(), weights)
         model.compile(keras.optimizers.SGD(1e-5, momentum=0.9), keras.optimizers.Adam(1e-5))
         model.build()

@@ -28,8 +28,8 @@ Scores, on the face matching the ground truth (IoU >= 0.3 of the landmark boxes)
   inter-ocular distance, mean over points and frames, %.
 
 Clips where some frame has no matching face are counted and left out (the same clips for every mode).
-Targets (vs ``off``): offline jitter <= x0.5 with NME <= x1.02 (issue 12); causal jitter <= x0.7 with NME
-<= x1.03 (issue 12 on smooth clips, issue 20 on fast ones). ``--grid`` scans the causal filters' settings (Kalman
+Targets (vs ``off``): offline jitter <= x0.5 with NME <= x1.02; causal jitter <= x0.7 with NME <= x1.03, on
+smooth and on fast clips. ``--grid`` scans the causal filters' settings (Kalman
 with fixed gains and adaptive, One-Euro) and the offline sigma and prints each one's jitter and NME against
 ``off``: run it on ``helen_train`` (tuning) and keep ``afw`` (the reported clips) out of every choice.
 
@@ -78,8 +78,8 @@ class Motion:
                 f"{self.key_every} frames")
 
 
-#: ``smooth``: the README's clips since issue 12; ``fast``: keyframes every 8 frames (a new direction ~4 times a
-#: second at 30 fps) with the same ranges, the motion under which a lagging causal filter costs accuracy (issue 20).
+#: ``smooth``: the clips of docs/results.md's stability table; ``fast``: keyframes every 8 frames (a new direction ~4
+#: times a second at 30 fps) with the same ranges, the motion under which a lagging causal filter costs accuracy.
 MOTIONS = {"smooth": Motion(), "fast": Motion(key_every=8)}
 MATCH_IOU = 0.3
 TARGETS = {"offline": (50.0, 2.0), "causal": (30.0, 3.0)}  # jitter cut %, NME rise % allowed
@@ -236,10 +236,10 @@ def tracked_clips(args, motion: Motion):
 
 
 def reconstructor(args):
-    from tf2dasl.api import make_backend, make_reconstructor
+    from tf2dasl.api import make_reconstructor
 
-    return make_reconstructor(make_backend(args.model, args.runtime,
-                                           args.export_dir if args.runtime != "keras" else None))
+    return make_reconstructor(args.model, runtime=args.runtime,
+                              export_dir=args.export_dir if args.runtime != "keras" else None)
 
 
 def track_steadiness(frames) -> float:

@@ -1,4 +1,4 @@
-"""README figures: reconstruct scikit-image's public-domain ``astronaut`` photo and write its pictures.
+"""The README's figures: reconstruct scikit-image's public-domain ``astronaut`` photo and write its pictures.
 
     python docs/make_figures.py --model models/mb05 --assets ../shared/assets --out docs/
 
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     if not faces:
         print("no face found in the astronaut photo", file=sys.stderr)
         return 1
-    mm = rec.model.mm
+    mm = rec.mm
     tri = mm.triangles
     f = faces[0]
     print(f"{len(faces)} face(s); detector {rec.detector.name}; pose yaw {f.pose[0]:.1f}, pitch {f.pose[1]:.1f}, "

@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-TARGET = (0.7, 1.03)  # jitter ratio, NME ratio (issue 20)
+TARGET = (0.7, 1.03)  # the causal goal: jitter ratio, NME ratio
 TOP = {"fast": 1.08, "smooth": 1.04}  # the panels' NME ratio ranges
 KALMAN = re.compile(r"causal pose_noise=([\d.]+) pose_adaptation=([\d.]+)")
 REPORTED = {"causal (Kalman, default)": ("o", "C3", "default (adaptive Kalman)"),

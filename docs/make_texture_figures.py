@@ -1,4 +1,4 @@
-"""README figures of the textured outputs and edits (issue 13), from the shared demo photos and clip.
+"""docs/assets.md's figures of the textured outputs and edits, from the shared demo photos and clip.
 
     python docs/make_texture_figures.py --model models/mb05 --shared ../shared --out docs/
 
@@ -116,7 +116,7 @@ def views(rec, shared, tile):
     from tf2dasl.render import render_textured
 
     image, face = photo_face(rec, shared, VIEWS_PHOTO)
-    mm = rec.model.mm
+    mm = rec.mm
     tf = textured_face(mm, image, face)
     print(f"texture: {tf.texture.fractions()}")
     tiles = [label(crop(image, face, tile), "photo")]
@@ -138,7 +138,7 @@ def uv_profile(rec, shared, tile):
     from tf2dasl.texture import INPAINTED, MIRRORED, OBSERVED, uv_layout
 
     image, face = photo_face(rec, shared, PROFILE_PHOTO)
-    mm = rec.model.mm
+    mm = rec.mm
     tex = uv_layout(mm, 512).sample(image, face.vertices)
     print(f"texture: {tex.fractions()}")
     src = np.full((512, 512, 3), 0, np.uint8)
@@ -158,7 +158,7 @@ def swap(rec, shared, tile):
 
     si, sf = photo_face(rec, shared, SWAP_SOURCE)
     ti, tf = photo_face(rec, shared, SWAP_TARGET)
-    out = swap_face(rec.model.mm, si, sf, ti, tf)
+    out = swap_face(rec.mm, si, sf, ti, tf)
     return np.concatenate([label(crop(si, sf, tile), "source"), label(crop(ti, tf, tile), "target"),
                            label(crop(out, tf, tile), "swap")], 1)
 
@@ -170,7 +170,7 @@ def expression(rec, shared, tile):
 
     si, sf = photo_face(rec, shared, EXPRESSION_SOURCE)
     ti, tf = photo_face(rec, shared, EXPRESSION_TARGET)
-    out = retarget_expression(rec.model.mm, ti, tf, sf.params[EXPRESSION])
+    out = retarget_expression(rec.mm, ti, tf, sf.params[EXPRESSION])
     return np.concatenate([label(crop(si, sf, tile), "expression source"), label(crop(ti, tf, tile), "target"),
                            label(crop(out, tf, tile), "target, source's expression")], 1)
 
@@ -182,7 +182,7 @@ def clip(rec, shared, tile):
     from tf2dasl.texture.edit_video import follow_face, read_frames
 
     ti, tf = photo_face(rec, shared, CLIP_TARGET)
-    retarget = Retargeter(rec.model.mm, ti, tf)
+    retarget = Retargeter(rec.mm, ti, tf)
     frames, fps, _ = read_frames(shared / "data" / "videos" / CLIP, max(CLIP_FRAMES) + 1 - CLIP_START, CLIP_START)
     top, bottom = [], []
     for i, (frame, face) in enumerate(follow_face(rec, frames), start=CLIP_START):

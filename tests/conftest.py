@@ -1,10 +1,13 @@
-"""Shared pytest fixtures: where ../shared is, and skips with a clear reason when it is absent."""
+"""Shared pytest fixtures: where ../shared is (tests skip with a clear reason without it), the models and exports
+every test module uses — each built once per session — and the synthetic data the training tests share."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+
+from synthetic import random_morphable_model, write_fake_checkout, write_wild_faces
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,21 +32,103 @@ def v2_checkout(shared_dir: Path) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- export (tests/test_export.py, test_serving.py)
 @pytest.fixture(scope="session")
-def export_src_model_dir(v2_checkout: Path, tmp_path_factory) -> Path:
+def aflw_dev_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "aflw2000_3d_dev"
+    if not (path / "AFLW2000-3D_crop.list").is_file():
+        pytest.skip(f"AFLW2000-3D dev slice not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def aflw_dev(aflw_dev_dir: Path):
+    """The AFLW2000-3D dev slice with 3DDFA's protocol crops, loaded once."""
+    from tf2dasl.evaluate import load_aflw2000
+
+    return load_aflw2000(aflw_dev_dir)
+
+
+# --------------------------------------------------------------------------- mb05: model directory, task, export
+@pytest.fixture(scope="session")
+def mb05_dir(v2_checkout: Path, tmp_path_factory) -> Path:
     """mb05 imported from the 3DDFA_V2 checkout into a session temp model directory."""
     from tf2dasl.io.import_3ddfa import import_3ddfa_v2
     from tf2dasl.io.model_dir import save_model_dir
 
-    return save_model_dir(import_3ddfa_v2(v2_checkout, "mb05_120x120"), tmp_path_factory.mktemp("export_src") / "mb05")
+    return save_model_dir(import_3ddfa_v2(v2_checkout, "mb05_120x120"), tmp_path_factory.mktemp("models") / "mb05")
 
 
 @pytest.fixture(scope="session")
-def export_dir_mb05(export_src_model_dir: Path, tmp_path_factory) -> Path:
-    """``tf2dasl export`` of mb05 (SavedModel, TFLite float32/float16/int8, ONNX), made once per session."""
+def mb05(mb05_dir: Path):
+    """The mb05 model directory loaded (a FaceTask); tests must not change it."""
+    from tf2dasl.io.model_dir import load_model_dir
+
+    return load_model_dir(mb05_dir)
+
+
+#: calibration faces of the test exports: a small set keeps the suite fast (``tf2dasl export`` draws 500)
+TEST_CALIBRATION_FACES = 48
+
+
+@pytest.fixture(scope="session")
+def calibration_set(shared_dir: Path):
+    """``TEST_CALIBRATION_FACES`` training faces (AFLW crops and 300-W faces) for the int8 exports."""
+    from tf2dasl.data.calibration import default_sources, load_calibration
+
+    folders = default_sources(shared_dir)
+    if not folders:
+        pytest.skip(f"no calibration faces (data/aflw_wild, data/300w) under {shared_dir}")
+    return load_calibration(folders, TEST_CALIBRATION_FACES)
+
+
+@pytest.fixture(scope="session")
+def export_dir_mb05(mb05_dir: Path, calibration_set, tmp_path_factory) -> Path:
+    """``tf2dasl export`` of mb05 (SavedModel, TFLite float32/float16/int8, ONNX float32/int8), made once per
+    session; the int8 files calibrated on ``calibration_set``."""
     from tf2dasl.export import export_model
 
     out = tmp_path_factory.mktemp("export") / "mb05"
-    export_model(export_src_model_dir, out, log=lambda *a: None)
+    export_model(mb05_dir, out, log=lambda *a: None, calibration=calibration_set)
     return out
+
+
+@pytest.fixture(scope="session")
+def served(export_dir_mb05: Path):
+    """The export's SavedModels loaded by the TF Serving test double (tests/serving_double.py), once."""
+    from serving_double import LocalModels, load_served_models
+
+    return LocalModels(load_served_models(export_dir_mb05))
+
+
+# --------------------------------------------------------------------------- a 4-channel (2DASL) model and its export
+@pytest.fixture(scope="session")
+def model4_dir(mb05, tmp_path_factory) -> Path:
+    """mb05 expanded to 4 channels with a random landmark-map kernel slice (its maps change its output)."""
+    from helpers import four_channel_model
+    from tf2dasl.io.model_dir import save_model_dir
+
+    return save_model_dir(four_channel_model(mb05, "mb05_4ch"), tmp_path_factory.mktemp("models") / "mb05_4ch")
+
+
+@pytest.fixture(scope="session")
+def export_dir_4ch(model4_dir: Path, tmp_path_factory) -> Path:
+    """The 4-channel model's export (SavedModel, TFLite float32, ONNX and its with-map graph), once."""
+    from tf2dasl.export import export_model
+
+    out = tmp_path_factory.mktemp("export") / "mb05_4ch"
+    export_model(model4_dir, out, log=lambda *a: None, tflite_variants=("float32",), onnx_variants=("float32",))
+    return out
+
+
+# --------------------------------------------------------------------------- synthetic data (no ../shared needed)
+@pytest.fixture(scope="session")
+def mm():
+    """A small random dense morphable model (300 vertices)."""
+    return random_morphable_model()
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory, mm):
+    """A fake 3DDFA_V2 checkout of ``mm`` and a folder of wild faces drawn from it."""
+    root = tmp_path_factory.mktemp("synth")
+    return {"checkout": write_fake_checkout(root / "checkout", mm), "wild": write_wild_faces(root / "wild", mm, 16)}

@@ -44,26 +44,32 @@ def _under(mod: str, prefix: str) -> bool:
 
 
 #: package → packages it must not import (at any level of the module)
+_PIPELINE = ["tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.models", "tf2dasl.data",
+             "tf2dasl.export"]
 FORBIDDEN = {
-    "tf2dasl.geometry": ["keras", "tf2dasl.io", "tf2dasl.models", "tf2dasl.data", "tf2dasl.training",
-                         "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.commands", "tf2dasl.api",
-                         "tf2dasl.reconstruct", "tf2dasl.model"],
-    "tf2dasl.models": ["tf2dasl.io", "tf2dasl.data", "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.export",
-                       "tf2dasl.commands", "tf2dasl.api", "tf2dasl.reconstruct"],
-    "tf2dasl.io": ["tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate"],
-    "tf2dasl.evaluate": ["tf2dasl.commands", "tf2dasl.training"],
-    "tf2dasl.video": ["keras", "tensorflow", "tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate",
-                      "tf2dasl.models", "tf2dasl.data"],
+    "tf2dasl.geometry": ["keras", "tf2dasl.io", "tf2dasl.models", "tf2dasl.inference", "tf2dasl.data",
+                         "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.commands", "tf2dasl.api",
+                         "tf2dasl.reconstruct"],
+    "tf2dasl.models": ["tf2dasl.io", "tf2dasl.inference", "tf2dasl.data", "tf2dasl.training", "tf2dasl.evaluate",
+                       "tf2dasl.export", "tf2dasl.commands", "tf2dasl.api", "tf2dasl.reconstruct"],
+    "tf2dasl.inference": ["keras", "tf2dasl.export", "tf2dasl.reconstruct", "tf2dasl.batch", "tf2dasl.video",
+                          "tf2dasl.texture", "tf2dasl.render", "tf2dasl.evaluate", "tf2dasl.training", "tf2dasl.data",
+                          "tf2dasl.commands", "tf2dasl.api"],
+    "tf2dasl.io": ["tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.inference", "tf2dasl.data"],
+    "tf2dasl.data": ["tf2dasl.models", "tf2dasl.inference", "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.export",
+                     "tf2dasl.commands", "tf2dasl.api"],
+    "tf2dasl.evaluate": ["tf2dasl.commands", "tf2dasl.training", "tf2dasl.export"],
     "tf2dasl.export": ["tf2dasl.commands", "tf2dasl.api", "tf2dasl.reconstruct", "tf2dasl.training",
-                       "tf2dasl.evaluate", "tf2dasl.data", "tf2dasl.video"],
-    "tf2dasl.runtimes": ["tf2dasl.export", "keras"],
-    "tf2dasl.texture": ["keras", "tensorflow", "tf2dasl.models", "tf2dasl.commands", "tf2dasl.training",
-                        "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.data"],
-    "tf2dasl.batch": ["keras", "tensorflow", "tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate",
-                      "tf2dasl.models", "tf2dasl.data", "tf2dasl.api"],
-    "tf2dasl.render": ["keras", "tensorflow", "tf2dasl.io", "tf2dasl.models", "tf2dasl.commands", "tf2dasl.api",
-                       "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.video", "tf2dasl.data"],
+                       "tf2dasl.evaluate", "tf2dasl.data", "tf2dasl.video", "tf2dasl.batch", "tf2dasl.texture"],
+    "tf2dasl.reconstruct": ["keras", "tensorflow", "tf2dasl.models"] + _PIPELINE,
+    "tf2dasl.video": ["keras", "tensorflow", "tf2dasl.api"] + _PIPELINE,
+    "tf2dasl.texture": ["keras", "tensorflow", "tf2dasl.api"] + _PIPELINE,
+    "tf2dasl.batch": ["keras", "tensorflow", "tf2dasl.api"] + _PIPELINE,
+    "tf2dasl.render": ["keras", "tensorflow", "tf2dasl.io", "tf2dasl.inference", "tf2dasl.api", "tf2dasl.video"]
+    + _PIPELINE,
 }
+#: the longest a module may be (lines)
+MAX_MODULE_LINES = 450
 #: file-reading and -writing calls that geometry and models must not make
 FILE_CALLS = {"open", "imread", "imwrite", "loadmat", "savemat", "read_text", "write_text", "read_bytes",
               "write_bytes", "load_weights", "save_weights", "savez", "savez_compressed", "loadtxt"}
@@ -103,11 +109,46 @@ def test_no_file_io(pkg):
 
 
 def test_geometry_imports_tensorflow_only_in_its_twins():
-    """Module-level TensorFlow imports in geometry only in tf_ops; the ``tf_*`` twins elsewhere import it inside."""
+    """TensorFlow in geometry only in tf_ops, the TensorFlow twins of the numpy modules."""
     problems = [f"{path.relative_to(PKG.parent)}:{line}" for name, path in _modules()
                 if _under(name, "tf2dasl.geometry") and name != "tf2dasl.geometry.tf_ops"
-                for mod, line, top in _imports(name, path)[1] if _under(mod, "tensorflow") and top]
-    assert not problems, "module-level TensorFlow import in geometry: " + ", ".join(problems)
+                for mod, line, _ in _imports(name, path)[1] if _under(mod, "tensorflow")]
+    assert not problems, "TensorFlow import in geometry outside tf_ops: " + ", ".join(problems)
+
+
+def test_imports_are_at_module_top():
+    """Dependencies in sight: every import statement at a module's top (an ``if TYPE_CHECKING:`` block counts). The
+    runtimes and the commands are registries imported by name when asked for (``importlib``), not hidden imports."""
+    problems = [f"{path.relative_to(PKG.parent)}:{line} imports {mod}" for name, path in _modules()
+                for mod, line, top in _imports(name, path)[1] if not top]
+    assert not problems, "\n".join(problems)
+
+
+def test_no_module_imports_another_modules_private_name():
+    problems = []
+    for name, path in _modules():
+        tree, _ = _imports(name, path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if private:
+                    problems.append(f"{path.relative_to(PKG.parent)}:{node.lineno} imports {private}")
+    assert not problems, "\n".join(problems)
+
+
+def test_modules_stay_short():
+    long = {str(p.relative_to(PKG.parent)): n for p in PKG.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_only_the_inference_package_predicts():
+    """One predictor contract: ``def predict(`` / ``def predict_params`` only in tf2dasl/inference, once in its base
+    and where a runtime must override it."""
+    found = [f"{path.relative_to(PKG.parent)}:{node.lineno}" for name, path in _modules()
+             for node in ast.walk(_imports(name, path)[0])
+             if isinstance(node, ast.FunctionDef) and node.name in ("predict", "predict_params")]
+    assert found and all(f.startswith("tf2dasl/inference/") for f in found), found
 
 
 def test_every_package_says_what_it_owns():
@@ -119,21 +160,22 @@ def test_every_package_says_what_it_owns():
 
 @pytest.mark.slow
 def test_the_numpy_pipeline_imports_without_tensorflow():
-    """The reconstructor, batch runs, video and textures take a model as a backend: importing them must not pull in
-    TensorFlow (a type annotation once did, through tf2dasl.backends → tf2dasl.model)."""
+    """The reconstructor, batch runs, video, textures and the export runtimes run on numpy: importing them must not
+    pull in TensorFlow (the inference package imports a runtime's library only when that runtime is loaded)."""
     import subprocess
     import sys
 
-    code = ("import sys, tf2dasl.reconstruct, tf2dasl.batch, tf2dasl.video, tf2dasl.texture.edit, tf2dasl.render; "
+    code = ("import sys, tf2dasl.reconstruct, tf2dasl.batch, tf2dasl.video, tf2dasl.texture.edit, tf2dasl.render, "
+            "tf2dasl.inference.tflite_runtime, tf2dasl.inference.onnx_runtime, tf2dasl.evaluate; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-def test_readme_layout_lists_every_module():
-    """README's Layout tree names every module and package of tf2dasl/ (a package's __init__.py by its folder), and
-    nothing that is not there."""
-    readme = (PKG.parent / "README.md").read_text()
+def test_design_layout_lists_every_module():
+    """docs/design.md's Layout tree names every module and package of tf2dasl/ (a package's __init__.py by its
+    folder), and nothing that is not there."""
+    readme = (PKG.parent / "docs" / "design.md").read_text()
     block = readme.split("\n## Layout\n", 1)[1].split("```\n", 2)[1]
     listed, folder, inside = set(), None, False
     for line in block.splitlines():
@@ -151,4 +193,5 @@ def test_readme_layout_lists_every_module():
     actual = {str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
               if not (p.name == "__init__.py" and p.parent != PKG)}
     actual |= {str(p.relative_to(PKG)) for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    assert listed == actual, f"missing from README: {sorted(actual - listed)}; not in tf2dasl/: {sorted(listed - actual)}"
+    assert listed == actual, (f"missing from docs/design.md: {sorted(actual - listed)}; not in tf2dasl/: "
+                              f"{sorted(listed - actual)}")

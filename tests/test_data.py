@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2dasl.config import ConfigError, from_dict
-from tf2dasl.data import (FLIP_PERMUTATION_68, AugmentConfig, LabelledDataConfig, WildDataConfig, labelled_dataset,
-                          list_300wlp, list_3ddfa_params, list_pts_faces, load_labelled_crops, load_wild_faces,
-                          mixed_dataset, split_holdout, steps_per_epoch, wild_dataset)
-from tf2dasl.data.augment import (NUM_RANDOM, affine_for_roi, apply_affine, augment_face, augment_faces, gather_warp,
-                                  sample_geometry, warp_images)
+from helpers import affine_for_roi, apply_affine, augment_face, augment_faces, colour_of, write_aflw
 from tf2dasl.data import pipeline
-from tf2dasl.data.pipeline import landmark_map_batch
+from tf2dasl.data.augment import NUM_RANDOM, AugmentConfig, gather_warp, sample_geometry, warp_images
+from tf2dasl.data.data_config import LabelledDataConfig, WildDataConfig
+from tf2dasl.data.datasets import steps_per_epoch
+from tf2dasl.data.loading import load_labelled_crops, load_wild_faces
+from tf2dasl.data.pipeline import labelled_dataset, mixed_dataset, wild_dataset
+from tf2dasl.data.sources import list_300wlp, list_3ddfa_params, list_pts_faces, split_holdout
 from tf2dasl.errors import UserError
+from tf2dasl.geometry import tf_ops
 from tf2dasl.geometry.camera import image_to_crop
-from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, landmark_map, tf_landmark_map
+from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, landmark_map
+from tf2dasl.geometry.morphable_model import FLIP_PERMUTATION_68
 from tf2dasl.geometry.roi import crop_image, roi_from_landmarks
+from tf2dasl.io.yaml_config import ConfigError, from_dict
 
 S = 120
 NO_COLOUR = dict(brightness=0.0, contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0)
@@ -31,11 +34,6 @@ def grid_landmarks(offset=(50.0, 46.0), step=12.0, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     g = np.stack(np.meshgrid(np.arange(9), np.arange(8)), -1).reshape(-1, 2)[:68].astype(np.float32)
     return (g * step + np.asarray(offset, np.float32) + rng.uniform(-1.5, 1.5, (68, 2))).astype(np.float32)
-
-
-def colour_of(i: int) -> np.ndarray:
-    """A distinct BGR colour per landmark index (all channels >= 40)."""
-    return np.array([40 + (i * 37) % 216, 40 + (i * 71) % 216, 40 + (i * 113) % 216], np.uint8)
 
 
 def dot_image(landmarks: np.ndarray, h=200, w=220, radius=2, colours=True) -> np.ndarray:
@@ -271,7 +269,7 @@ def test_wild_batches_shapes_labels_and_maps(wild_faces, monkeypatch):
     assert b["landmarks"].shape == (4, 68, 2) and b["landmarks"].dtype == np.float32
     assert b["map"].shape == (4, S, S) and b["map"].dtype == np.float32
     np.testing.assert_array_equal(b["map"], landmark_map(b["landmarks"], S))
-    np.testing.assert_array_equal(b["map"], tf_landmark_map(tf.constant(b["landmarks"]), S).numpy())
+    np.testing.assert_array_equal(b["map"], tf_ops.landmark_map(tf.constant(b["landmarks"]), S).numpy())
     for m, lab in zip(b["map"], b["landmarks"]):
         pts = np.rint((lab[[a for a, _ in MAP_POINT_PAIRS]] + lab[[c for _, c in MAP_POINT_PAIRS]]) / 2).astype(int)
         assert (m[pts[:, 1], pts[:, 0]] == 1.0).all()
@@ -285,10 +283,10 @@ def test_wild_batches_shapes_labels_and_maps(wild_faces, monkeypatch):
         assert crop[y, x].astype(int).min(axis=1).min() >= 25
 
 
-def test_landmark_map_batch_outside_points():
+def test_landmark_map_of_outside_points():
     lm = np.full((2, 68, 2), 500.0, np.float32)
     lm[1] = grid_landmarks(offset=(10.0, 10.0), step=10.0)
-    m = landmark_map_batch(tf.constant(lm), S).numpy()
+    m = tf_ops.landmark_map(tf.constant(lm), S).numpy()
     np.testing.assert_array_equal(m, landmark_map(lm, S))
     assert (m[0] == -1).all()
 
@@ -412,34 +410,11 @@ def test_real_faces_crop_and_stay_inside(shared_dir, no_jit):
 
 
 # ---------------------------------------------------------------------------- AFLW: partial landmark sets
-from tf2dasl.data import (AFLW_21, LANDMARKS_68, PointLayout, WildSource, list_aflw_wild,  # noqa: E402
-                          wild_sources_dataset)
 from tf2dasl.data.augment import crop_to_crop  # noqa: E402
-from tf2dasl.data.landmark_sets import FLIP_PERMUTATION_21  # noqa: E402
-from tf2dasl.data.sources import DataSourceError  # noqa: E402
-
-
-def write_aflw(root, n=6, seed=0, **override):
-    """An ``aflw_wild``-style folder: 120-px dot crops (a dot per visible point) and ``annotations.npz``."""
-    rng = np.random.default_rng(seed)
-    (root / "crops").mkdir(parents=True, exist_ok=True)
-    pts = rng.uniform(25, 95, (n, 21, 2)).astype(np.float32)
-    pts[:, :, 0] = np.linspace(25, 95, 21)[None] + rng.uniform(-1, 1, (n, 21))  # distinct x: dots do not merge
-    for i in range(n):
-        pts[i, rng.choice(21, 3 + i % 4, replace=False)] = np.nan
-    names = np.array([f"image{i:05d}.jpg" for i in range(n)])
-    for name, p in zip(names, pts):
-        img = np.zeros((120, 120, 3), np.uint8)
-        for k, (x, y) in enumerate(p):
-            if np.isfinite(x):
-                img[int(round(y)) - 1:int(round(y)) + 2, int(round(x)) - 1:int(round(x)) + 2] = colour_of(k)
-        cv2.imwrite(str(root / "crops" / name), img, [cv2.IMWRITE_JPEG_QUALITY, 100])
-    arrays = {"names": names, "pts21_crop": pts, "pts21_image": pts * 2, "roi_box": np.tile([0, 0, 240, 240], (n, 1)),
-              "yaw": rng.uniform(-90, 90, n).astype(np.float32)}
-    arrays.update(override)
-    np.savez(root / "annotations.npz", **arrays)
-    (root / "list.txt").write_text("\n".join(names) + "\n")
-    return root
+from tf2dasl.data.datasets import WildSource  # noqa: E402
+from tf2dasl.data.landmark_sets import AFLW_21, FLIP_PERMUTATION_21, LANDMARKS_68, PointLayout  # noqa: E402
+from tf2dasl.data.pipeline import wild_sources_dataset  # noqa: E402
+from tf2dasl.data.sources import DataSourceError, list_aflw_wild  # noqa: E402
 
 
 def test_aflw_source_reads_the_layout_and_refuses_malformed_annotations(tmp_path):
@@ -535,7 +510,7 @@ def test_mixed_sources_in_one_batch(wild_faces, aflw_faces, no_jit):
 
 
 def split_counts_ok():
-    from tf2dasl.data.config import split_counts
+    from tf2dasl.data.data_config import split_counts
 
     assert split_counts(32, {"68": 0.25, "aflw21": 0.75}) == {"68": 8, "aflw21": 24}
     assert split_counts(5, {"68": 0.1, "aflw21": 0.9}) == {"68": 1, "aflw21": 4}
@@ -565,10 +540,6 @@ def test_crop_to_crop_maps_plain_labels_onto_augmented_ones():
 
 # ---------------------------------------------------------------------------- teacher labels
 def test_teacher_labels_follow_augmentation_and_mirroring(tmp_path, no_jit):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from synthetic import random_morphable_model, write_wild_faces
 
     from tf2dasl.geometry.camera import model_to_crop
@@ -685,7 +656,8 @@ def test_vertex_fitter_finds_the_vertex_that_fits_best():
 
 
 def test_yaw_balanced_sampling_draws_each_bin_equally(aflw_faces, no_jit):
-    from tf2dasl.data.pipeline import _index_stream, yaw_weights
+    from tf2dasl.data.datasets import yaw_weights
+    from tf2dasl.data.pipeline import _index_stream
 
     yaws = np.array([5.0] * 12 + [45.0] * 3 + [80.0] * 1)
     w = yaw_weights(yaws, 1.0)

@@ -1,4 +1,4 @@
-"""Dense face alignment and 3D face reconstruction (issue 10).
+"""Dense face alignment and 3D face reconstruction.
 
 * Each metric on small hand-made cases: a mesh against itself is 0, a known 2D/3D offset gives the expected NME,
   Horn's rotation and the ICP recover a known rigid motion, 300W-LP's rotation convention, the posed ground truth.
@@ -16,18 +16,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from helpers import one_line_error
 from tf2dasl.cli import main
 from tf2dasl.errors import UserError
-from tf2dasl.evaluate import (Aflw2000, MeshDecoder, dense_nme_2d, dense_nme_3d, evaluate_aflw2000, load_aflw2000,
-                              make_predictor, params_decoder, params_predictions, reconstruction_nme, score_aflw2000)
+from tf2dasl.evaluate import (Aflw2000, check_decoder, dense_nme_2d, dense_nme_3d, evaluate_aflw2000, model_under_test, params_decoder, params_predictions, reconstruction_nme, score_aflw2000)
 from tf2dasl.evaluate.dense import shift_z
 from tf2dasl.evaluate.dense_truth import AFLW2000_HEIGHT, DenseTruth, load_dense_truth, rotation_300wlp
+from tf2dasl.geometry.decoder import Decoder
 from tf2dasl.evaluate.icp import horn_rotation, rigid_icp
-from tf2dasl.evaluate.predictors import check_decoder
-from tf2dasl.geometry.conventions import get_convention
-from test_evaluate_errors import _one_line_error  # noqa: E402
 
-# measured outside this project on the dev slice (../shared/README.md), to be matched within 0.01
+# measured outside this project on the dev slice (the data's notes), to be matched within 0.01
 PUBLISHED_2DASL = {"nme_2d_68": {"original": 3.853, "reannotated": 3.240}, "dense_2d": 4.556,
                    "reconstruction": 2.266}
 GT_FLOOR = 0.90
@@ -139,9 +137,9 @@ def test_posed_ground_truth_by_hand():
 
 
 def test_a_morphable_model_that_does_not_decode_an_export_is_refused():
-    mm = SimpleNamespace(landmarks=lambda p: np.zeros((len(p), 68, 3), np.float32))
-    decoder = MeshDecoder(mm, get_convention("3ddfa_v2"), 120)
-    own = decoder.landmarks_crop(np.zeros((3, 62)))
+    mm = SimpleNamespace(vertices=lambda p, dense=False: np.zeros((len(p), 68, 3), np.float32))
+    decoder = Decoder(mm, 120, "3ddfa_v2")
+    own = decoder.landmarks(np.zeros((3, 62)))
     check_decoder(decoder, np.zeros((3, 62)), own, "export")  # agrees: nothing raised
     with pytest.raises(UserError, match="--bfm") as info:
         check_decoder(decoder, np.zeros((3, 62)), own + [3.0, 0, 0], "export")
@@ -177,8 +175,8 @@ def data_dir(shared_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def aflw(data_dir):
-    return load_aflw2000(data_dir)
+def aflw(data_dir, aflw_dev):
+    return aflw_dev
 
 
 @pytest.fixture(scope="module")
@@ -262,55 +260,48 @@ def test_wrong_params_files_and_flags_are_one_line(data_dir, bfm, tmp_path, caps
             (tmp_path / name).write_text("not an array")
         else:
             np.save(tmp_path / name, arr)
-    _one_line_error(capsys, base + ["--params", str(tmp_path / "short.npy")], "199 rows", "200 faces")
-    _one_line_error(capsys, base + ["--params", str(tmp_path / "narrow.npy")], "(200, 62)", "(200, 61)")
-    _one_line_error(capsys, base + ["--params", str(tmp_path / "flat.npy")], "(200, 62)", "(12400,)")
-    _one_line_error(capsys, base + ["--params", str(tmp_path / "text.npy")], "text.npy", "not a readable .npy")
-    _one_line_error(capsys, base + ["--params", str(tmp_path / "none.npy")], "none.npy", "not found")
+    one_line_error(capsys, base + ["--params", str(tmp_path / "short.npy")], "199 rows", "200 faces")
+    one_line_error(capsys, base + ["--params", str(tmp_path / "narrow.npy")], "(200, 62)", "(200, 61)")
+    one_line_error(capsys, base + ["--params", str(tmp_path / "flat.npy")], "(200, 62)", "(12400,)")
+    one_line_error(capsys, base + ["--params", str(tmp_path / "text.npy")], "text.npy", "not a readable .npy")
+    one_line_error(capsys, base + ["--params", str(tmp_path / "none.npy")], "none.npy", "not found")
     good = str(data_dir / PARAMS_FILE)
     data = ["evaluate", "aflw2000", "--data", str(data_dir)]
-    _one_line_error(capsys, data + ["--params", good, "--bfm", str(bfm)], "--convention")
-    _one_line_error(capsys, data + ["--params", good, "--convention", "3ddfa_v1"], "--bfm")
-    _one_line_error(capsys, data + ["--params", good, "--convention", "3ddfa_v1", "--bfm", str(bfm), "--model", "m"],
+    one_line_error(capsys, data + ["--params", good, "--bfm", str(bfm)], "--convention")
+    one_line_error(capsys, data + ["--params", good, "--convention", "3ddfa_v1"], "--bfm")
+    one_line_error(capsys, data + ["--params", good, "--convention", "3ddfa_v1", "--bfm", str(bfm), "--model", "m"],
                     "--model applies to running a model")
-    _one_line_error(capsys, data + ["--model", "m", "--convention", "3ddfa_v1"], "--convention applies to --params")
-    _one_line_error(capsys, data + ["--params", good, "--convention", "3ddfa_v1", "--bfm", str(tmp_path / "no")],
+    one_line_error(capsys, data + ["--model", "m", "--convention", "3ddfa_v1"], "--convention applies to --params")
+    one_line_error(capsys, data + ["--params", good, "--convention", "3ddfa_v1", "--bfm", str(tmp_path / "no")],
                     "--bfm", "not found")
 
 
 def test_bfm_flags_with_models_and_exports(tmp_path):
     with pytest.raises(UserError, match="--bfm applies to --params and to --dense with an export"):
-        make_predictor("keras", model="m", bfm="x", dense=True)
+        model_under_test("keras", model="m", bfm="x", dense=True)
     with pytest.raises(UserError, match="drop --bfm, or add --dense"):
-        make_predictor("onnx", export_dir=tmp_path, bfm="x")
+        model_under_test("onnx", export_dir=tmp_path, bfm="x")
     with pytest.raises(UserError, match=str(tmp_path)):  # not an export: the export's own one-line error
-        make_predictor("onnx", export_dir=tmp_path, dense=True)
-
-
-@pytest.fixture(scope="module")
-def mb05(v2_checkout):
-    from tf2dasl.io.import_3ddfa import import_3ddfa_v2
-
-    return import_3ddfa_v2(v2_checkout, "mb05_120x120")
+        model_under_test("onnx", export_dir=tmp_path, dense=True)
 
 
 @pytest.fixture(scope="module")
 def keras_dense(mb05, aflw):
     sub = _take(aflw, np.arange(0, 200, 16))
-    return sub, evaluate_aflw2000(sub, make_predictor("keras", mb05, dense=True), dense=True)
+    return sub, evaluate_aflw2000(sub, model_under_test("keras", mb05, dense=True), dense=True)
 
 
 @pytest.mark.parametrize("kind, variant", [("savedmodel", None), ("tflite", "float32"), ("onnx", None)])
-def test_every_runtime_supports_dense(kind, variant, export_dir_mb05, export_src_model_dir, keras_dense, capsys):
+def test_every_runtime_supports_dense(kind, variant, export_dir_mb05, mb05_dir, keras_dense, capsys):
     sub, keras = keras_dense
-    pred = make_predictor(kind, export_dir=export_dir_mb05, variant=variant, bfm=export_src_model_dir, dense=True)
+    pred = model_under_test(kind, export_dir=export_dir_mb05, variant=variant, bfm=mb05_dir, dense=True)
     r = evaluate_aflw2000(sub, pred, dense=True)
     for key in ("dense_2d", "dense_3d", "reconstruction"):
         assert abs(r[key]["mean"] - keras[key]["mean"]) <= TOL, (key, r[key], keras[key])
     if kind == "onnx":  # the CLI asks for the model directory when --bfm is missing
         data = ["evaluate", "aflw2000", "--data", str(sub.source["dir"]), "--runtime", kind, "--export-dir",
                 str(export_dir_mb05), "--dense"]
-        _one_line_error(capsys, data, "--bfm MODEL_DIR", str(export_src_model_dir))
+        one_line_error(capsys, data, "--bfm MODEL_DIR", str(mb05_dir))
 
 
 def test_validation_callback_logs_dense_2d(mb05, aflw):
@@ -320,7 +311,7 @@ def test_validation_callback_logs_dense_2d(mb05, aflw):
     cb = Validation(lambda: mb05, aflw2000=sub, dense=True)
     logs: dict = {}
     cb.on_epoch_end(0, logs)
-    expected = evaluate_aflw2000(sub, make_predictor("keras", mb05, dense=True), dense=("dense_2d",))
+    expected = evaluate_aflw2000(sub, model_under_test("keras", mb05, dense=True), dense=("dense_2d",))
     assert logs["val_dense_2d"] == pytest.approx(expected["dense_2d"]["mean"]) and 2.0 < logs["val_dense_2d"] < 8.0
     plain: dict = {}
     Validation(lambda: mb05, aflw2000=sub).on_epoch_end(0, plain)

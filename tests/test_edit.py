@@ -151,12 +151,12 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
-def test_swap_and_retarget_commands(export_src_model_dir, shared_dir, tmp_path, capsys):
+def test_swap_and_retarget_commands(mb05_dir, shared_dir, tmp_path, capsys):
     images = shared_dir / "data" / "images"
     src, tgt = images / "JianzhuGuo.jpg", images / "trump_hillary.jpg"
     grey = tmp_path / "grey.png"
     cv2.imwrite(str(grey), np.full((200, 240, 3), 128, np.uint8))
-    model = export_src_model_dir
+    model = mb05_dir
     out = tmp_path / "swap.png"
     rc, stdout, err = _run(capsys, "swap", src, tgt, "--out", out, "--model", model, "--texture-size", 128)
     assert rc == 0, err
@@ -202,14 +202,14 @@ def test_swap_and_retarget_commands(export_src_model_dir, shared_dir, tmp_path, 
 
 
 @pytest.mark.slow
-def test_retarget_command_with_the_shared_clip(export_src_model_dir, shared_dir, tmp_path, capsys):
+def test_retarget_command_with_the_shared_clip(mb05_dir, shared_dir, tmp_path, capsys):
     clip = shared_dir / "data" / "videos" / "hamilton_clip.mp4"
     if not clip.is_file():
         pytest.skip("hamilton_clip.mp4 not in the shared data")
     out = tmp_path / "r.mp4"
     rc, stdout, err = _run(capsys, "retarget", "--expression", clip, "--onto",
                            shared_dir / "data" / "images" / "JianzhuGuo.jpg", "--out", out, "--model",
-                           export_src_model_dir, "--start-frame", 100, "--max-frames", 8, "--pose",
+                           mb05_dir, "--start-frame", 100, "--max-frames", 8, "--pose",
                            "--texture-size", 128)
     assert rc == 0, err
     assert "8 frames written" in stdout

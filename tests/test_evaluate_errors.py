@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from helpers import one_line_error
 from tf2dasl.cli import main
 from tf2dasl.errors import UserError
-import tf2dasl.evaluate as ev
-from tf2dasl.evaluate import DatasetError, evaluate_300w, load_300w_faces, load_aflw2000
+from tf2dasl.evaluate import DatasetError, evaluate_300w, load_300w_faces, load_aflw2000, model_under_test
+from tf2dasl.inference.keras_runtime import KerasPredictor
 
 AFW = ("1051618982_1", "111076519_1", "111076519_2", "1130084326_1")
 AFLW_FACES = 3  # faces copied for the --from-mat folder
@@ -31,18 +31,13 @@ MALFORMED_PTS = "version: 1\nn_points: 68\n{\n1 2\n}\n"
 
 # ---------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def model_dir(v2_checkout, tmp_path_factory) -> Path:
-    from tf2dasl.io.import_3ddfa import import_3ddfa_v2
-    from tf2dasl.io.model_dir import save_model_dir
-
-    return save_model_dir(import_3ddfa_v2(v2_checkout, "mb05_120x120"), tmp_path_factory.mktemp("ev") / "mb05")
+def model_dir(mb05_dir) -> Path:
+    return mb05_dir
 
 
 @pytest.fixture(scope="module")
-def model(model_dir):
-    from tf2dasl import load_model
-
-    return load_model(model_dir)
+def model(mb05):
+    return mb05
 
 
 @pytest.fixture
@@ -78,16 +73,6 @@ def aflw_mat(shared_dir, tmp_path) -> Path:
 
 def _mats(aflw: Path) -> list[Path]:
     return sorted((aflw / "AFLW2000").glob("*.mat"))
-
-
-def _one_line_error(capsys, argv, *needles, code=2) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == code, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, err
-    return err
 
 
 # ---------------------------------------------------------------------------- 1. 300-W goes on past bad files
@@ -148,7 +133,7 @@ def test_from_mat_corrupt_mat_is_one_line(aflw_mat, capsys):
     with pytest.raises(DatasetError, match="whole face list"):
         load_aflw2000(aflw_mat, from_mat=True)
     # the data loads before the model: no model needed to see the line
-    _one_line_error(capsys, ["evaluate", "aflw2000", "--data", str(aflw_mat), "--from-mat", "--model",
+    one_line_error(capsys, ["evaluate", "aflw2000", "--data", str(aflw_mat), "--from-mat", "--model",
                              str(aflw_mat / "no-model")], str(bad), "cannot read .mat")
 
 
@@ -194,66 +179,52 @@ def test_protocol_mode_corrupt_mat_is_one_line(shared_dir, tmp_path):
 @pytest.mark.parametrize("kwargs, needles", [
     ({"runtime": "onnx", "export_dir": "x", "passes": 1}, ("--passes applies to --runtime keras", "own passes")),
     ({"runtime": "tflite", "export_dir": "x", "model": "m"}, ("--model applies to --runtime keras",)),
-    ({"runtime": "savedmodel", "export_dir": "x", "variant": "int8"}, ("--variant applies to --runtime tflite",)),
-    ({"runtime": "keras", "model": "m", "variant": "float16"}, ("--variant applies to --runtime tflite",)),
+    ({"runtime": "savedmodel", "export_dir": "x", "variant": "int8"}, ("--variant int8 applies to --runtime tflite",)),
+    ({"runtime": "keras", "model": "m", "variant": "float16"}, ("--variant float16 applies to --runtime tflite",)),
     ({"runtime": "keras", "model": "m", "export_dir": "x"}, ("--export-dir applies to",)),
     ({"runtime": "keras"}, ("--model MODEL_DIR is required",)),
     ({"runtime": "onnx"}, ("--export-dir EXPORT_DIR is required with --runtime onnx", "tf2dasl export")),
     ({"runtime": "torch", "model": "m"}, ("unknown runtime 'torch'",)),
     ({"runtime": "keras", "model": "m", "passes": 3}, ("--passes 3",)),
 ])
-def test_landmarks_fn_refuses_ignored_or_missing_flags(kwargs, needles):
+def test_model_under_test_refuses_ignored_or_missing_flags(kwargs, needles):
     with pytest.raises(UserError) as info:
-        ev.landmarks_fn(**kwargs)
+        model_under_test(**kwargs)
     msg = str(info.value)
     assert "\n" not in msg
     for n in needles:
         assert n in msg, msg
 
 
-def test_landmarks_fn_export_dir_that_is_not_an_export(tmp_path):
+def test_model_under_test_export_dir_that_is_not_an_export(tmp_path):
     with pytest.raises(UserError, match=str(tmp_path)):
-        ev.landmarks_fn("onnx", export_dir=tmp_path)
+        model_under_test("onnx", export_dir=tmp_path)
 
 
-def _stub_model(channels: int, seen: list):
-    spec = SimpleNamespace(name=f"stub{channels}", channels=channels)
-
-    def predict_params(crops, passes=2):
-        seen.append(passes)
-        return np.zeros((len(crops), 62), np.float32)
-
-    return SimpleNamespace(spec=spec, predict_params=predict_params,
-                           landmarks_crop=lambda p: np.zeros((len(p), 68, 3), np.float32))
-
-
-def test_landmarks_fn_passes_reach_a_4_channel_model_only():
-    seen: list = []
-    name, fn = ev.landmarks_fn("keras", model=_stub_model(4, seen), passes=1)
-    assert name == "stub4" and fn(np.zeros((2, 8, 8, 3), np.uint8)).shape == (2, 68, 3) and seen == [1]
-    _, fn = ev.landmarks_fn("keras", model=_stub_model(4, seen))
-    fn(np.zeros((1, 8, 8, 3), np.uint8))
-    assert seen == [1, 2]  # the model's own default
+def test_model_under_test_passes_reach_a_4_channel_model_only(model, model4_dir, aflw_dev):
+    crops = aflw_dev.crops[:2]
+    two, one = model_under_test("keras", model=model4_dir), model_under_test("keras", model=model4_dir, passes=1)
+    assert two.name == "mb05_4ch" and two.predictor.passes == 2 and one.predictor.passes == 1
+    assert not np.allclose(two.predictor.predict(crops).params, one.predictor.predict(crops).params)
     with pytest.raises(UserError, match="4-channel"):
-        ev.landmarks_fn("keras", model=_stub_model(3, []), passes=2)
+        model_under_test("keras", model=model, passes=2)
 
 
-def test_landmarks_fn_keras_runs_the_model(model, shared_dir):
-    data = load_aflw2000(shared_dir / "data" / "aflw2000_3d_dev")
-    name, fn = ev.landmarks_fn("keras", model=model)
-    lm = fn(data.crops[:2])
-    assert name == model.spec.name and lm.shape == (2, 68, 3)
-    np.testing.assert_allclose(lm, model.landmarks_crop(model.predict_params(data.crops[:2])))
+def test_model_under_test_keras_runs_the_model(model, aflw_dev):
+    under = model_under_test("keras", model=model)
+    params = under.predictor.predict(aflw_dev.crops[:2]).params
+    assert under.name == model.spec.name and under.decoder is not None and not under.check_decoder
+    np.testing.assert_allclose(params, KerasPredictor(model).predict(aflw_dev.crops[:2]).params)
 
 
 def test_cli_conflicting_flags_are_one_line(aflw_mat, model_dir, afw4, capsys):
     data = ["evaluate", "aflw2000", "--data", str(aflw_mat), "--from-mat"]
-    _one_line_error(capsys, data + ["--runtime", "onnx", "--export-dir", str(aflw_mat), "--passes", "1"],
+    one_line_error(capsys, data + ["--runtime", "onnx", "--export-dir", str(aflw_mat), "--passes", "1"],
                     "--passes applies to --runtime keras")
-    _one_line_error(capsys, data + ["--runtime", "onnx", "--export-dir", str(aflw_mat), "--model", str(model_dir)],
+    one_line_error(capsys, data + ["--runtime", "onnx", "--export-dir", str(aflw_mat), "--model", str(model_dir)],
                     "--model applies to --runtime keras")
-    _one_line_error(capsys, data + ["--model", str(model_dir), "--passes", "1"], "4-channel", "mb05_120x120")
-    _one_line_error(capsys, data + ["--model", str(model_dir), "--variant", "int8"], "--variant applies")
+    one_line_error(capsys, data + ["--model", str(model_dir), "--passes", "1"], "4-channel", "mb05_120x120")
+    one_line_error(capsys, data + ["--model", str(model_dir), "--variant", "int8"], "--variant int8 applies")
     w = ["evaluate", "300w", "--data", str(afw4), "--model", str(model_dir), "--boxes", "oracle", "--no-progress"]
-    _one_line_error(capsys, w + ["--detector", "haar"], "--detector applies to --boxes detector")
-    _one_line_error(capsys, w + ["--assets", str(afw4)], "--assets applies to --boxes detector")
+    one_line_error(capsys, w + ["--detector", "haar"], "--detector applies to --boxes detector")
+    one_line_error(capsys, w + ["--assets", str(afw4)], "--assets applies to --boxes detector")

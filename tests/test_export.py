@@ -1,7 +1,8 @@
-"""``tf2dasl export`` and ``tf2dasl.runtimes``: artifacts, parity with Keras on AFLW2000-3D, TFLite op sets,
-the SavedModel seen from a fresh process and ``saved_model_cli``, ``predict_image`` against the crop path.
+"""``tf2dasl export`` and the export runtimes of ``tf2dasl.inference``: artifacts, parity with Keras on AFLW2000-3D,
+a 4-channel model's two passes and landmark-map input in every artifact, TFLite op sets, the SavedModel seen from a
+fresh process and ``saved_model_cli``, ``predict_image`` against the crop path.
 
-The mb05 export is made once per session (``export_dir_mb05`` in conftest.py).
+The exports are made once per session (``export_dir_mb05``, ``export_dir_4ch`` in conftest.py).
 """
 from __future__ import annotations
 
@@ -16,14 +17,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from synthetic import random_morphable_model
 from tf2dasl.errors import UserError
-from tf2dasl.export import (ExportError, LandmarkHead, RESOURCE_OPS, ServingModule, export_model, gpu_analysis,
+from tf2dasl.evaluate import ModelUnderTest, Predictions, evaluate_aflw2000, score_aflw2000
+from tf2dasl.export import (RESOURCE_OPS, ExportError, LandmarkHead, ServingModule, export_model, gpu_analysis,
                             gpu_op_issues, tflite_ops)
-from tf2dasl.runtimes import RuntimeLoadError, load_runtime
+from tf2dasl.geometry.landmark_map import landmark_map
+from tf2dasl.inference import RuntimeLoadError, load_predictor
+from tf2dasl.inference.keras_runtime import KerasPredictor
+from tf2dasl.models.spec import ModelSpec
+from tf2dasl.models.task import FaceTask
 
 NAME = "mb05_120x120"
+#: |NME - Keras NME| allowed for the int8 files of the test export: the int8 bound (0.05, docs/deployment.md) plus
+#: 0.01 because the suite calibrates on conftest's 48 faces, not the export's 500 (measured here: TFLite +0.001 / +0.030, ONNX
+#: +0.003 / +0.035 on the original / re-annotated ground truth; the real export's figures: docs/deployment.md)
+INT8_NME_TOLERANCE = 0.06
 RUNTIMES = [("savedmodel", "float32", 0.01), ("tflite", "float32", 0.01), ("tflite", "float16", 0.03),
-            ("tflite", "int8", None), ("onnx", "float32", 0.01)]
+            ("tflite", "int8", INT8_NME_TOLERANCE), ("onnx", "float32", 0.01), ("onnx", "int8", INT8_NME_TOLERANCE)]
 
 
 def _sm_path(export_dir: Path) -> Path:
@@ -31,13 +42,8 @@ def _sm_path(export_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def aflw(shared_dir):
-    from tf2dasl.evaluate import load_aflw2000
-
-    d = shared_dir / "data" / "aflw2000_3d_dev"
-    if not (d / "AFLW2000-3D_crop.list").is_file():
-        pytest.skip(f"AFLW2000-3D dev slice not found at {d}")
-    return load_aflw2000(d)
+def aflw(aflw_dev):
+    return aflw_dev
 
 
 @pytest.fixture(scope="module")
@@ -46,24 +52,21 @@ def saved_model(export_dir_mb05):
 
 
 @pytest.fixture(scope="module")
-def keras_model(export_src_model_dir):
-    from tf2dasl import load_model
-
-    return load_model(export_src_model_dir)
+def keras_model(mb05):
+    return mb05
 
 
 @pytest.fixture(scope="module")
 def keras_result(aflw, keras_model):
-    from tf2dasl.evaluate import evaluate_aflw2000
-
     m = keras_model
-    return evaluate_aflw2000(aflw, lambda c: m.landmarks_crop(m.predict_params(c)))
+    return evaluate_aflw2000(aflw, ModelUnderTest(m.spec.name, KerasPredictor(m), m.decoder))
 
 
 # ---------------------------------------------------------------------------- layout
-def test_export_layout_and_manifest(export_dir_mb05, export_src_model_dir):
+def test_export_layout_and_manifest(export_dir_mb05, mb05_dir):
     d = export_dir_mb05
     for f in ["export.json", f"{NAME}_float32.tflite", f"{NAME}_float16.tflite", f"{NAME}_int8.tflite", f"{NAME}.onnx",
+              f"{NAME}_int8.onnx",
               f"saved_model/{NAME}/1/saved_model.pb", f"saved_model/{NAME}/1/assets/model.json",
               f"saved_model/{NAME}/1/assets.extra/tf_serving_warmup_requests"]:
         assert (d / f).is_file(), f
@@ -82,7 +85,7 @@ def test_export_layout_and_manifest(export_dir_mb05, export_src_model_dir):
     assert set(arts["tflite"]["variants"]) == {"float32", "float16", "int8"}
     assert arts["onnx"]["opset"] == 17 and set(arts["onnx"]["outputs"]) == {"params", "landmarks"}
     # the model directory's model.json travels as a SavedModel asset
-    assert (_sm_path(d) / "assets" / "model.json").read_text() == (export_src_model_dir / "model.json").read_text()
+    assert (_sm_path(d) / "assets" / "model.json").read_text() == (mb05_dir / "model.json").read_text()
 
 
 def test_manifest_io_is_what_the_artifacts_declare(export_dir_mb05, saved_model):
@@ -140,18 +143,13 @@ def test_warmup_requests_are_valid_predict_requests(export_dir_mb05):
 # ---------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("kind,variant,tol", RUNTIMES, ids=[f"{k}-{v}" for k, v, _ in RUNTIMES])
 def test_runtime_parity_aflw2000(export_dir_mb05, aflw, keras_result, kind, variant, tol):
-    from tf2dasl.evaluate import evaluate_aflw2000
-
-    rt = load_runtime(kind, export_dir_mb05, variant=variant)
-    res = evaluate_aflw2000(aflw, rt.landmarks_crop)
+    rt = load_predictor(kind, export_dir=export_dir_mb05, variant=variant if kind == "tflite" else None)
+    res = evaluate_aflw2000(aflw, ModelUnderTest(rt.name, rt))  # scored on the runtime's own landmarks
     for gt in ("original", "reannotated"):
         ours, ref = res["nme_2d_68"][gt]["mean"], keras_result["nme_2d_68"][gt]["mean"]
         print(f"{rt.name}: NME {gt} {ours:.4f} (keras {ref:.4f}, diff {ours - ref:+.4f})")
-        if tol is not None:
-            assert abs(ours - ref) <= tol, (rt.name, gt, ours, ref)
-        else:  # int8 (dynamic range): reported; only a sanity bound
-            assert np.isfinite(ours) and abs(ours - ref) < 1.0
-    params = rt.predict_params(aflw.crops[:4])
+        assert abs(ours - ref) <= tol, (rt.name, gt, ours, ref)
+    params = rt.predict(aflw.crops[:4]).params
     assert params.shape == (4, 62) and params.dtype == np.float32
 
 
@@ -159,8 +157,8 @@ def test_float16_landmark_head_stays_in_range(keras_model, aflw):
     """The TFLite head in float16 arithmetic (TFLite GPU delegate precision): finite and within 0.25 px."""
     m = keras_model
     head = LandmarkHead(m.mm, 120, m.spec.crop_convention)
-    pw = m.predict_whitened(aflw.crops[:64])
-    ref = m.landmarks_crop(m.mm.unwhiten(pw))
+    params = KerasPredictor(m).predict(aflw.crops[:64]).params
+    pw, ref = m.mm.whiten(params), m.decoder.landmarks(params)
     h = np.float16
     w = {v.path.split("/")[-1]: np.asarray(v.numpy(), h) for v in head.weights}
     assert all(np.isfinite(a).all() for a in w.values()), "a head weight overflows float16"
@@ -195,8 +193,8 @@ def test_tflite_builtin_ops_only_and_gpu_analyzer(export_dir_mb05, variant):
     if variant in ("float32", "float16"):
         assert ok and not issues, report[-2000:]
         assert "GPU COMPATIBILITY WARNING" not in report.upper()
-    else:  # dynamic-range int8 runs hybrid kernels: a CPU (XNNPACK) model
-        assert any("hybrid" in i for i in issues)
+    else:  # full-integer int8: no hybrid (int8-weight, float-input) kernels
+        assert not any("hybrid" in i for i in issues), issues
 
 
 def test_gpu_op_check_catches_unsupported_ops():
@@ -245,7 +243,7 @@ def test_savedmodel_loads_in_a_fresh_process(outside_views):
     rc, stdout, stderr = outside_views["fresh"]
     assert rc == 0, stderr[-3000:]
     got = json.loads(stdout.strip().splitlines()[-1])
-    assert got["sigs"] == ["predict_image", "serving_default"]
+    assert got["sigs"] == ["predict_image", "serving_default"]  # a 3-channel model has no with_map signature
     assert got["a"] == {"params_whitened": [2, 62], "params": [2, 62], "landmarks_2d": [2, 68, 2],
                         "landmarks_3d": [2, 68, 3], "pose": [2, 3]}
     assert got["b"]["landmarks_2d_image"] == [1, 68, 2] and got["b"]["landmarks_3d_image"] == [1, 68, 3]
@@ -306,7 +304,6 @@ def test_predict_image_matches_crop_path_on_a_photo(saved_model, shared_dir):
 def test_predict_image_on_aflw2000_images_matches_crop_path(saved_model, aflw, shared_dir):
     """AFLW2000 photos + protocol roi boxes through predict_image vs ``crop_image`` crops through serving_default
     (and vs the protocol's own JPEG crops, reported)."""
-    from tf2dasl.evaluate import evaluate_aflw2000
     from tf2dasl.geometry.roi import crop_image
 
     img_dir = shared_dir / "data" / "aflw2000_3d_dev" / "AFLW2000"
@@ -324,7 +321,7 @@ def test_predict_image_on_aflw2000_images_matches_crop_path(saved_model, aflw, s
     lm_proto = sd(crops=tf.constant(aflw.crops))["landmarks_3d"].numpy()
     d = np.linalg.norm(lm_image[..., :2] - lm_crop[..., :2], axis=-1)
     d_proto = np.linalg.norm(lm_image[..., :2] - lm_proto[..., :2], axis=-1)
-    nme = {k: evaluate_aflw2000(aflw, lambda c, v=v: v)["nme_2d_68"]["original"]["mean"]
+    nme = {k: score_aflw2000(aflw, Predictions(v))["nme_2d_68"]["original"]["mean"]
            for k, v in [("predict_image", lm_image), ("crop_image", lm_crop), ("protocol crops", lm_proto)]}
     print(f"predict_image vs crop_image crops: mean {d.mean():.4f} p99 {np.percentile(d, 99):.4f} max {d.max():.4f} "
           f"crop px; vs protocol crops: mean {d_proto.mean():.4f} max {d_proto.max():.3f}; NME original {nme}")
@@ -334,85 +331,63 @@ def test_predict_image_on_aflw2000_images_matches_crop_path(saved_model, aflw, s
 
 # ---------------------------------------------------------------------------- more exports
 @pytest.mark.slow  # a second SavedModel export, with the dense mesh
-def test_dense_export_adds_vertices(export_src_model_dir, keras_model, aflw, tmp_path):
+def test_dense_export_adds_vertices(mb05_dir, keras_model, aflw, tmp_path):
     out = tmp_path / "dense"
-    meta = export_model(export_src_model_dir, out, version=3, formats="savedmodel", dense=True, log=lambda *a: None)
+    meta = export_model(mb05_dir, out, version=3, formats="savedmodel", dense=True, log=lambda *a: None)
     assert meta["artifacts"]["savedmodel"]["version"] == 3 and "vertices" in \
         meta["artifacts"]["savedmodel"]["signatures"]["serving_default"]["outputs"]
-    rt = load_runtime("savedmodel", out)
-    res = rt.run_signature(aflw.crops[:2])
+    res = load_predictor("savedmodel", export_dir=out).predict(aflw.crops[:2]).outputs
     nv = keras_model.mm.num_vertices
     assert res["vertices"].shape == (2, nv, 3)
-    ref = keras_model.vertices_crop(keras_model.predict_params(aflw.crops[:2]))
+    ref = keras_model.decoder.vertices(KerasPredictor(keras_model).predict(aflw.crops[:2]).params)
     np.testing.assert_allclose(res["vertices"], ref, atol=0.05)
     # a SavedModel-only export has no TFLite/ONNX: clear errors
     with pytest.raises(RuntimeLoadError, match=r"no mb05_120x120_float16\.tflite; run `tf2dasl export"):
-        load_runtime("tflite", out, variant="float16")
-    with pytest.raises(RuntimeLoadError, match=r"no mb05_120x120\.onnx"):
-        load_runtime("onnx", out)
+        load_predictor("tflite", export_dir=out, variant="float16")
+    with pytest.raises(RuntimeLoadError, match=r"no ONNX model"):
+        load_predictor("onnx", export_dir=out)
 
 
-def _four_channel_model(model, rng):
-    """mb05 made 4-channel: a small random kernel slice for the landmark map, everything else copied."""
-    from dataclasses import replace
-
-    from tf2dasl.model import FaceModel
-
-    spec = replace(model.spec, channels=4, name="mb05_4ch")
-    reg = spec.build_regressor()
-    for new, old in zip(reg.backbone.layers, model.regressor.backbone.layers):
-        ws = old.get_weights()
-        if new.name == "conv1":
-            k = ws[0]
-            extra = rng.normal(0, 0.5 * k.std(), k.shape[:2] + (1,) + k.shape[3:]).astype(np.float32)
-            ws = [np.concatenate([k, extra], axis=2)]
-        if ws:
-            new.set_weights(ws)
-    reg.head.set_weights(model.regressor.head.get_weights())
-    return FaceModel(spec, reg, model.mm)
-
-
-@pytest.mark.slow  # exports a 4-channel model to TFLite and ONNX
-def test_four_channel_model_two_passes_in_every_artifact(keras_model, aflw, tmp_path):
-    from tf2dasl.io.model_dir import save_model_dir
-
-    m4 = _four_channel_model(keras_model, np.random.default_rng(0))
+@pytest.mark.slow  # the 4-channel export (conftest: export_dir_4ch)
+def test_four_channel_model_two_passes_and_maps_in_every_artifact(model4_dir, export_dir_4ch, aflw):
+    """A 4-channel model runs its two passes inside every artifact, and every artifact takes a landmark map for one
+    pass with it (``with_map``): parity with Keras, both ways, on each runtime."""
     crops = aflw.crops[:24]
-    ref = m4.landmarks_crop(m4.predict_params(crops))  # numpy two-pass
-    one_pass = m4.landmarks_crop(m4.mm.unwhiten(m4.predict_whitened(crops)))
-    assert np.abs(ref - one_pass).max() > 0.05  # the map matters, so the test can tell
-    mdir = save_model_dir(m4, tmp_path / "m4")
-    out = tmp_path / "e4"
-    # the SavedModel's graph is ServingModule's (called here without saving: the mb05 export covers saving)
-    serving = ServingModule(m4).serving_default(crops=tf.constant(crops))["landmarks_3d"].numpy()
-    meta = export_model(mdir, out, formats="tflite,onnx", log=lambda *a: None, tflite_variants=("float32",))
+    maps = landmark_map(np.random.default_rng(0).uniform(20, 100, (len(crops), 68, 2)))
+    keras4 = load_predictor("keras", model4_dir)
+    decoder = keras4.task.decoder
+    ref, ref_map = (decoder.landmarks(keras4.predict(crops, m).params) for m in (None, maps))
+    one_pass = decoder.landmarks(keras4.predict(crops, landmark_map(None, 120, len(crops))).params)
+    assert np.abs(ref - one_pass).max() > 0.05 and np.abs(ref - ref_map).max() > 0.05  # the map matters
+    meta = json.loads((export_dir_4ch / "export.json").read_text())
     assert meta["normalization"]["two_pass_landmark_map"] is True
+    assert set(meta["artifacts"]["savedmodel"]["signatures"]) == {"serving_default", "with_map", "predict_image"}
+    assert set(meta["artifacts"]["tflite"]["signatures"]) == {"serving_default", "with_map"}
+    assert meta["artifacts"]["onnx"]["with_map"]["file"] == "mb05_4ch_with_map.onnx"
     v = meta["artifacts"]["tflite"]["variants"]["float32"]
     assert v["gpu_compatible"] and not v["gpu_issues"], v["gpu_issues"][:4]  # the landmark map runs on the GPU too
     for kind in ("savedmodel", "tflite", "onnx"):
-        got = serving if kind == "savedmodel" else load_runtime(kind, out).landmarks_crop(crops)
-        err = np.abs(got - ref).max(axis=(1, 2))
-        # a landmark on a pixel boundary may round differently in the map: allow one odd face
-        assert np.median(err) < 0.01 and (err < 0.05).mean() >= 0.9, (kind, err)
+        rt = load_predictor(kind, export_dir=export_dir_4ch)
+        for m, want in ((None, ref), (maps, ref_map)):
+            out = rt.predict(crops, m)
+            err = np.abs(out.landmarks - want).max(axis=(1, 2))
+            # a landmark on a pixel boundary may round differently in the map: allow one odd face
+            assert np.median(err) < 0.01 and (err < 0.05).mean() >= 0.9, (kind, m is None, err)
+            np.testing.assert_allclose(decoder.landmarks(out.params), out.landmarks, atol=0.01)
 
 
 # ---------------------------------------------------------------------------- the ONNX graph, built from the weights
 def _random_face_model(backbone: str, width: float, channels: int, seed: int = 0):
     """A random model of a backbone, with random BatchNorm statistics (so that folding them is exercised)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from synthetic import random_morphable_model
-
-    from tf2dasl.model import FaceModel, ModelSpec
-
     rng = np.random.default_rng(seed)
     spec = ModelSpec(name=f"{backbone}_{channels}ch", backbone=backbone, width=width, channels=channels)
-    reg = spec.build_regressor()
-    for layer in reg.backbone.layers:
+    task = FaceTask(spec, random_morphable_model())
+    for layer in task.regressor.backbone.layers:
         if type(layer).__name__ == "BatchNormalization":
             c = layer.get_weights()[0].shape
             layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c),
                                rng.uniform(0.5, 2.0, c)])
-    return FaceModel(spec, reg, random_morphable_model())
+    return task
 
 
 @pytest.mark.parametrize("backbone,width,channels", [
@@ -487,39 +462,39 @@ def test_onnx_landmark_map_is_the_numpy_map():
     assert (want == 1).sum() > 40
 
 
-def test_export_argument_errors(export_src_model_dir, tmp_path):
+def test_export_argument_errors(mb05_dir, tmp_path):
     from tf2dasl.cli import main
 
     with pytest.raises(ExportError, match="unknown export format"):
-        export_model(export_src_model_dir, tmp_path / "x", formats="savedmodel,pb")
+        export_model(mb05_dir, tmp_path / "x", formats="savedmodel,pb")
     with pytest.raises(ExportError, match="positive"):
-        export_model(export_src_model_dir, tmp_path / "x", version=0)
+        export_model(mb05_dir, tmp_path / "x", version=0)
     assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
-    assert main(["export", str(export_src_model_dir), "--out", str(tmp_path / "o"), "--formats", "tf"]) == 2
+    assert main(["export", str(mb05_dir), "--out", str(tmp_path / "o"), "--formats", "tf"]) == 2
 
 
-def test_export_never_overwrites_what_is_not_an_export(export_src_model_dir, tmp_path):
+def test_export_never_overwrites_what_is_not_an_export(mb05_dir, tmp_path):
     """A folder with the user's files, or a foreign export.json, is refused and left as it was."""
     user = tmp_path / "photos"
     user.mkdir()
     (user / "me.jpg").write_bytes(b"mine")
     with pytest.raises(ExportError, match="holds files but no export.json"):
-        export_model(export_src_model_dir, user, formats="onnx", log=lambda *a: None)
+        export_model(mb05_dir, user, formats="onnx", onnx_variants=("float32",), log=lambda *a: None)
     assert sorted(p.name for p in user.iterdir()) == ["me.jpg"]
     other = tmp_path / "other"
     other.mkdir()
     (other / "export.json").write_text('{"mine": true}')
     with pytest.raises(ExportError, match="not overwriting it"):
-        export_model(export_src_model_dir, other, formats="onnx", log=lambda *a: None)
+        export_model(mb05_dir, other, formats="onnx", onnx_variants=("float32",), log=lambda *a: None)
     assert (other / "export.json").read_text() == '{"mine": true}' and len(list(other.iterdir())) == 1
 
 
-def test_a_failed_savedmodel_export_leaves_the_previous_version(export_src_model_dir, tmp_path, monkeypatch):
+def test_a_failed_savedmodel_export_leaves_the_previous_version(mb05_dir, tmp_path, monkeypatch):
     """The version folder is built under a temporary name: a failure mid-way keeps the old one, leaves no debris."""
     from tf2dasl.export import saved_model as sm
 
     out = tmp_path / "e"
-    export_model(export_src_model_dir, out, formats="savedmodel", log=lambda *a: None)
+    export_model(mb05_dir, out, formats="savedmodel", log=lambda *a: None)
     vdir = _sm_path(out)
     before = sorted(p.relative_to(vdir) for p in vdir.rglob("*"))
 
@@ -528,23 +503,30 @@ def test_a_failed_savedmodel_export_leaves_the_previous_version(export_src_model
 
     monkeypatch.setattr(sm, "write_warmup", broken)
     with pytest.raises(UserError, match="No space left on device"):
-        export_model(export_src_model_dir, out, formats="savedmodel", log=lambda *a: None)
+        export_model(mb05_dir, out, formats="savedmodel", log=lambda *a: None)
     assert sorted(p.relative_to(vdir) for p in vdir.rglob("*")) == before
     assert sorted(p.name for p in vdir.parent.iterdir()) == ["1"]
 
 
 def test_runtime_load_errors(tmp_path, export_dir_mb05):
     with pytest.raises(RuntimeLoadError, match="export directory not found"):
-        load_runtime("onnx", tmp_path / "nope")
+        load_predictor("onnx", export_dir=tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(RuntimeLoadError, match=r"no export\.json\); run `tf2dasl export"):
-        load_runtime("tflite", tmp_path / "empty")
-    with pytest.raises(RuntimeLoadError, match="unknown runtime"):
-        load_runtime("torch", export_dir_mb05)
-    with pytest.raises(RuntimeLoadError, match="unknown TFLite variant"):
-        load_runtime("tflite", export_dir_mb05, variant="int4")
-    with pytest.raises(RuntimeLoadError, match="applies to --runtime tflite only"):
-        load_runtime("onnx", export_dir_mb05, variant="float16")
+        load_predictor("tflite", export_dir=tmp_path / "empty")
+    with pytest.raises(UserError, match="unknown runtime"):
+        load_predictor("torch", export_dir=export_dir_mb05)
+    with pytest.raises(UserError, match="--variant int4: --runtime tflite has variants float32, float16, int8"):
+        load_predictor("tflite", export_dir=export_dir_mb05, variant="int4")
+    with pytest.raises(UserError, match="--variant float16: --runtime onnx has variants float32, int8"):
+        load_predictor("onnx", export_dir=export_dir_mb05, variant="float16")
+    with pytest.raises(UserError, match="--variant int8 applies to --runtime tflite or onnx; --runtime savedmodel"):
+        load_predictor("savedmodel", export_dir=export_dir_mb05, variant="int8")
+    with pytest.raises(UserError, match="--export-dir EXPORT_DIR is required"):
+        load_predictor("savedmodel")
+    with pytest.raises(UserError, match="no landmark-map input"):  # a 3-channel export takes no maps
+        load_predictor("onnx", export_dir=export_dir_mb05).predict(np.zeros((1, 120, 120, 3), np.uint8),
+                                                                  landmark_map(None, 120, 1))
 
 
 def test_evaluate_cli_with_runtime(export_dir_mb05, aflw, keras_result, tmp_path, capsys):
@@ -565,8 +547,6 @@ def test_evaluate_cli_with_runtime(export_dir_mb05, aflw, keras_result, tmp_path
 def test_serving_module_rejects_dense_for_sparse_model(keras_model):
     from dataclasses import replace
 
-    from tf2dasl.model import FaceModel
-
     sparse = replace(keras_model.mm, u=None, w_shp=None, w_exp=None)
     with pytest.raises(ExportError, match="--dense"):
-        ServingModule(FaceModel(keras_model.spec, keras_model.regressor, sparse), dense=True)
+        ServingModule(FaceTask(keras_model.spec, sparse, regressor=keras_model.regressor), dense=True)

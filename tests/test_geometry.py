@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from tf2dasl.geometry import camera, pose, roi, tf_ops
 from tf2dasl.geometry.conventions import CROP_OFFSET_V1, CROP_OFFSET_V2
-from tf2dasl.geometry.landmark_map import landmark_map, map_points, tf_landmark_map
+from tf2dasl.geometry.decoder import Decoder
+from tf2dasl.geometry.landmark_map import landmark_map, map_from_points, map_points
 from tf2dasl.geometry.morphable_model import MorphableModel, MorphableModelError
 from tf2dasl.io.morphable_files import load_3ddfa_v1, load_3ddfa_v2, load_morphable_model
 from tf2dasl.models.morphable import MorphableLayer
@@ -58,21 +59,26 @@ def test_numpy_tf_vertices_agree_synthetic():
     assert_rel(got, ref)
 
 
-def test_numpy_tf_agree_real_bfm(bfm):
+def test_decoder_and_its_tf_twin_agree_real_bfm(bfm):
+    """The numpy decoder and the Keras morphable layer give the same points in every frame and convention."""
     p = random_params(3)
     p[:, 12:52] = np.random.default_rng(2).normal(0, 2e5, (3, 40))
-    layer = MorphableLayer(bfm, dense=True)
     pw = bfm.whiten(p)
-    assert_rel(layer.unwhiten(tf.constant(pw)).numpy(), p)
+    rois = np.array([[10, 20, 250, 260], [-30, 5, 90, 125], [0, 0, 120, 120]], np.float32)
     for conv in (CROP_OFFSET_V2, CROP_OFFSET_V1):
-        lm_np = camera.model_to_crop(bfm.landmarks(p), 120, conv)
-        lm_tf = tf_ops.model_to_crop(layer.landmarks_model(tf.constant(p)), 120, conv).numpy()
-        assert_rel(lm_tf, lm_np)
-    dense_np = camera.model_to_crop(bfm.vertices(p), 120)
-    assert dense_np.shape == (3, 38365, 3)
-    assert_rel(layer.vertices_crop(tf.constant(p)).numpy(), dense_np)
-    out = layer(tf.constant(pw))
-    assert_rel(out["pose"].numpy(), pose.params_to_pose(p), rtol=1e-3)
+        dec, layer = Decoder(bfm, 120, conv), MorphableLayer(bfm, 120, conv.name, dense=True)
+        assert_rel(layer.unwhiten(tf.constant(pw)).numpy(), p)
+        lm = dec.landmarks(p)
+        assert lm.shape == (3, 68, 3)
+        np.testing.assert_allclose(lm, camera.model_to_crop(bfm.landmarks(p), 120, conv), atol=1e-3)
+        assert_rel(layer.landmarks(tf.constant(p)).numpy(), lm)
+        assert_rel(layer.landmarks(tf.constant(p), tf.constant(rois)).numpy(), dec.landmarks(p, rois))
+        np.testing.assert_allclose(dec.landmarks(p, rois), camera.crop_to_image(lm, rois, 120), atol=1e-3)
+    dense = dec.vertices(p)
+    assert dense.shape == (3, 38365, 3)
+    assert_rel(layer.vertices(tf.constant(p)).numpy(), dense)
+    assert_rel(layer.vertices(tf.constant(p), tf.constant(rois)).numpy(), dec.vertices(p, rois))
+    assert_rel(layer(tf.constant(pw))["pose"].numpy(), dec.pose(p), rtol=1e-3)
 
 
 def test_dense_landmarks_equal_sparse_bases(bfm):
@@ -181,8 +187,20 @@ def test_landmark_map_numpy_and_tf():
         for (x, y), ok in zip(pts[b], inside[b]):
             if ok:
                 assert m[b, y, x] == 1.0
-    np.testing.assert_array_equal(tf_landmark_map(tf.constant(lm)).numpy(), m)
+    np.testing.assert_array_equal(tf_ops.landmark_map(tf.constant(lm)).numpy(), m)
     assert (landmark_map(None, batch=2) == -1).all()
+
+
+def test_landmark_map_of_partial_points_numpy_and_tf():
+    """One builder per framework: invisible (NaN) and outside points mark nothing in either."""
+    rng = np.random.default_rng(4)
+    pts = rng.uniform(-10, 130, (6, 21, 2)).astype(np.float32)
+    pts[rng.uniform(size=(6, 21)) < 0.3] = np.nan
+    want = map_from_points(pts)
+    np.testing.assert_array_equal(tf_ops.map_from_points(tf.constant(pts)).numpy(), want)
+    np.testing.assert_array_equal(tf.function(tf_ops.map_from_points, jit_compile=True)(tf.constant(pts)).numpy(),
+                                  want)
+    assert (want == 1).sum() <= np.isfinite(pts).all(-1).sum()
 
 
 def test_tf_geometry_compiles_with_xla_and_in_graph():
@@ -192,7 +210,7 @@ def test_tf_geometry_compiles_with_xla_and_in_graph():
 
     def run(p):
         out = layer(p)
-        return out["landmarks"], out["pose"], layer.vertices_crop(out["params"]), tf_landmark_map(out["landmarks"])
+        return out["landmarks"], out["pose"], layer.vertices(out["params"]), tf_ops.landmark_map(out["landmarks"])
 
     eager = run(pw)
     for fn in (tf.function(run), tf.function(run, jit_compile=True)):

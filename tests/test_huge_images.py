@@ -1,4 +1,4 @@
-"""Bounded memory on huge images (issue 14): the size is read from the header, large JPEGs are decoded at 1/2,
+"""Bounded memory on huge images: the size is read from the header, large JPEGs are decoded at 1/2,
 1/4 or 1/8 (their faces still in full-image pixels), anything else above --max-pixels is refused in one line
 before decoding, pictures are drawn at a bounded size; and the 20000x20000 PNG stays under 1 GB in a fresh
 process (slow). Images are made in temporary folders, small ones with a tiny ``max_pixels`` where possible."""
@@ -109,7 +109,7 @@ def test_resize_points_keeps_pixel_centres():
 
 
 # ---------------------------------------------------------------------------------------- through the model
-def test_reduced_decode_gives_full_image_coordinates(export_src_model_dir, shared_dir, tmp_path, monkeypatch):
+def test_reduced_decode_gives_full_image_coordinates(mb05_dir, shared_dir, tmp_path, monkeypatch):
     """A photo upscaled 4x and decoded at 1/4 gives 4x the landmarks of the original (within JPEG noise); its
     JSON names the full size and the reduction; pictures are drawn at most PICTURE_MAX_PIXELS."""
     src = cv2.imread(str(shared_dir / "data" / "images" / "JianzhuGuo.jpg"))  # 413x551, one face
@@ -122,11 +122,11 @@ def test_reduced_decode_gives_full_image_coordinates(export_src_model_dir, share
     cv2.imwrite(str(big), cv2.resize(src, (4 * w, 4 * h), interpolation=cv2.INTER_CUBIC),
                 [cv2.IMWRITE_JPEG_QUALITY, 98])
     box = [60.0, 90.0, 330.0, 400.0]
-    s1 = api.reconstruct_paths([orig], export_src_model_dir, tmp_path / "o1", detector="haar", progress=False,
+    s1 = api.reconstruct_paths([orig], mb05_dir, tmp_path / "o1", detector="haar", progress=False,
                                boxes={"guo.jpg": [box]})
     big_box = resize_points(np.reshape(box, (2, 2)), 4.0).reshape(4).tolist()
     monkeypatch.setattr(batch_files, "PICTURE_MAX_PIXELS", 40_000)
-    s4 = api.reconstruct_paths([big], export_src_model_dir, tmp_path / "o4", outputs=["overlay"], detector="haar",
+    s4 = api.reconstruct_paths([big], mb05_dir, tmp_path / "o4", outputs=["overlay"], detector="haar",
                                progress=False, boxes={"guo.jpg": [big_box]}, max_pixels=w * h + 1)
     assert s1.complete and s4.complete
     r1 = json.loads((tmp_path / "o1" / "guo.json").read_text())
@@ -145,10 +145,10 @@ def test_reduced_decode_gives_full_image_coordinates(export_src_model_dir, share
 
 # ------------------------------------------------------------------------------------- peak memory (slow)
 @pytest.mark.slow
-def test_20000x20000_png_stays_under_1_gb(export_src_model_dir, tmp_path):
+def test_20000x20000_png_stays_under_1_gb(mb05_dir, tmp_path):
     huge = write_flat_png(tmp_path / "huge.png", 20000, 20000)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "tf2dasl.cli", "reconstruct", str(huge), "--model", str(export_src_model_dir),
+    cmd = [sys.executable, "-m", "tf2dasl.cli", "reconstruct", str(huge), "--model", str(mb05_dir),
            "--out", str(out), "--overlay", "--detector", "haar"]
     mb, rc, err, _ = peak_rss_mb(cmd)
     assert rc == 1 and mb < LIMIT_MB, (mb, err)

@@ -9,36 +9,40 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf2dasl import load_model
+from helpers import one_line_error
 from tf2dasl.cli import main
-from tf2dasl.evaluate import evaluate_aflw2000, load_aflw2000, nme_bbox, yaw_table
-from tf2dasl.io.import_3ddfa import import_3ddfa_v2
-from tf2dasl.io.model_dir import FORMAT_VERSION, save_model_dir
-from test_evaluate_errors import _one_line_error  # noqa: E402
+from tf2dasl.evaluate import ModelUnderTest, evaluate_aflw2000, load_aflw2000, nme_bbox, yaw_table
+from tf2dasl.inference.keras_runtime import KerasPredictor
+from tf2dasl.io.model_dir import load_model_dir
+from tf2dasl.io.model_files import FORMAT_VERSION
 
-# 3DDFA_V2's own mb05_120x120 weights run outside this project on the 200-face dev slice (shared/README.md)
+# 3DDFA_V2's own mb05_120x120 weights run outside this project on the 200-face dev slice (the data's notes)
 REFERENCE = {"original": 3.852, "reannotated": 3.085}
-# the same weights' dense 2D alignment and 3D face reconstruction NME there (2DASL's protocols, shared/README.md)
+# the same weights' dense 2D alignment and 3D face reconstruction NME there (2DASL's protocols)
 REFERENCE_DENSE = {"dense_2d": 4.710, "reconstruction": 2.486}
 
 
 @pytest.fixture(scope="module")
-def imported(v2_checkout):
-    return import_3ddfa_v2(v2_checkout, "mb05_120x120")
+def imported(mb05):
+    return mb05
 
 
 @pytest.fixture(scope="module")
-def model_dir(imported, tmp_path_factory):
-    return save_model_dir(imported, tmp_path_factory.mktemp("models") / "mb05")
+def model_dir(mb05_dir):
+    return mb05_dir
 
 
 @pytest.fixture(scope="module")
-def aflw(shared_dir):
-    return load_aflw2000(shared_dir / "data/aflw2000_3d_dev")
+def aflw(aflw_dev):
+    return aflw_dev
+
+
+def _keras(model) -> ModelUnderTest:
+    return ModelUnderTest(model.spec.name, KerasPredictor(model), model.decoder)
 
 
 def test_imported_mb05_reproduces_reference_nme(imported, aflw):
-    result = evaluate_aflw2000(aflw, lambda c: imported.landmarks_crop(imported.predict_params(c)))
+    result = evaluate_aflw2000(aflw, _keras(imported))
     assert result["faces"] == 200 and result["bins"] == {"yaw_0_30": 133, "yaw_30_60": 39, "yaw_60_90": 28}
     for gt, ref in REFERENCE.items():
         assert abs(result["nme_2d_68"][gt]["mean"] - ref) < 0.01, (gt, result["nme_2d_68"][gt])
@@ -46,9 +50,7 @@ def test_imported_mb05_reproduces_reference_nme(imported, aflw):
 
 
 def test_imported_mb05_reproduces_reference_dense_nme(imported, aflw):
-    from tf2dasl.evaluate import make_predictor
-
-    result = evaluate_aflw2000(aflw, make_predictor("keras", imported, dense=True), dense=True)
+    result = evaluate_aflw2000(aflw, _keras(imported), dense=True)
     for key, ref in REFERENCE_DENSE.items():
         assert abs(result[key]["mean"] - ref) < 0.01, (key, result[key])
     assert abs(result["nme_2d_68"]["original"]["mean"] - REFERENCE["original"]) < 0.01
@@ -56,12 +58,14 @@ def test_imported_mb05_reproduces_reference_dense_nme(imported, aflw):
 
 
 def test_model_dir_round_trip(imported, model_dir, aflw):
-    loaded = load_model(model_dir)
+    loaded = load_model_dir(model_dir)
     crops = aflw.crops[:8]
-    np.testing.assert_allclose(loaded.predict_params(crops), imported.predict_params(crops), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(KerasPredictor(loaded).predict(crops).params, KerasPredictor(imported).predict(crops).params,
+                               rtol=1e-5, atol=1e-6)
     meta = json.loads((model_dir / "model.json").read_text())
-    assert meta["spec"]["backbone"] == "mobilenet_v1" and meta["spec"]["width"] == 0.5
-    assert meta["spec"]["provenance"]["weights"] == "mb05_120x120.pth"
+    spec = meta["task"]["config"]["spec"]
+    assert spec["backbone"] == "mobilenet_v1" and spec["width"] == 0.5
+    assert meta["provenance"]["weights"] == "mb05_120x120.pth" and loaded.provenance["source"] == "3DDFA_V2"
     assert loaded.mm.num_vertices == 38365 and loaded.mm.triangles.shape == (76073, 3)
 
 
@@ -90,7 +94,7 @@ def test_cli_import_and_evaluate(v2_checkout, shared_dir, tmp_path, capsys):
 def test_evaluate_from_mat(imported, shared_dir):
     data = load_aflw2000(shared_dir / "data/aflw2000_3d_dev", from_mat=True)
     assert data.crops.shape == (200, 120, 120, 3) and "reannotated" in data.ground_truth
-    result = evaluate_aflw2000(data, lambda c: imported.landmarks_crop(imported.predict_params(c)))
+    result = evaluate_aflw2000(data, _keras(imported))
     assert 3.0 < result["nme_2d_68"]["original"]["mean"] < 4.5
 
 
@@ -103,14 +107,14 @@ def _checkout_copy(v2_checkout, tmp_path) -> Path:
 
 def test_cli_errors_are_one_line(v2_checkout, shared_dir, tmp_path, capsys, model_dir):
     out = str(tmp_path / "m")
-    _one_line_error(capsys, ["import-3ddfa", str(tmp_path / "nope"), "--out", out], "not found")
-    _one_line_error(capsys, ["import-3ddfa", str(tmp_path), "--out", out], "not a 3DDFA_V2 checkout")
+    one_line_error(capsys, ["import-3ddfa", str(tmp_path / "nope"), "--out", out], "not found")
+    one_line_error(capsys, ["import-3ddfa", str(tmp_path), "--out", out], "not a 3DDFA_V2 checkout")
     co = _checkout_copy(v2_checkout, tmp_path)
-    _one_line_error(capsys, ["import-3ddfa", str(co), "--out", out], "mb05_120x120.pth", "not found")
-    _one_line_error(capsys, ["import-3ddfa", str(co), "--weights", "nope", "--out", out], "nope.yml")
+    one_line_error(capsys, ["import-3ddfa", str(co), "--out", out], "mb05_120x120.pth", "not found")
+    one_line_error(capsys, ["import-3ddfa", str(co), "--weights", "nope", "--out", out], "nope.yml")
     raw = (v2_checkout / "weights/mb05_120x120.pth").read_bytes()
     (co / "weights/mb05_120x120.pth").write_bytes(raw[: len(raw) // 2])
-    _one_line_error(capsys, ["import-3ddfa", str(co), "--out", out], "mb05_120x120.pth")
+    one_line_error(capsys, ["import-3ddfa", str(co), "--out", out], "mb05_120x120.pth")
     # a malicious legacy-format checkpoint: its pickle asks for os.system
     import pickle
 
@@ -121,13 +125,13 @@ def test_cli_errors_are_one_line(v2_checkout, shared_dir, tmp_path, capsys, mode
     with open(co / "weights/mb05_120x120.pth", "wb") as f:
         for obj in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001}, Evil()):
             pickle.dump(obj, f, protocol=2)
-    _one_line_error(capsys, ["import-3ddfa", str(co), "--out", out], "refused", "system")
+    one_line_error(capsys, ["import-3ddfa", str(co), "--out", out], "refused", "system")
     assert not (tmp_path / "pwned").exists()
     # a dataset folder missing a protocol file
     data = tmp_path / "aflw"
     shutil.copytree(shared_dir / "data/aflw2000_3d_dev", data, ignore=shutil.ignore_patterns("*.jpg", "*.mat"))
     (data / "AFLW2000-3D_crop.roi_box.npy").unlink()
-    _one_line_error(capsys, ["evaluate", "aflw2000", "--data", str(data), "--model", str(model_dir)],
+    one_line_error(capsys, ["evaluate", "aflw2000", "--data", str(data), "--model", str(model_dir)],
                     "AFLW2000-3D_crop.roi_box.npy", "--from-mat")
     # a model directory from a newer format version, and a folder that is no model directory
     newer = tmp_path / "newer"
@@ -136,6 +140,6 @@ def test_cli_errors_are_one_line(v2_checkout, shared_dir, tmp_path, capsys, mode
     meta["format_version"] = FORMAT_VERSION + 1
     (newer / "model.json").write_text(json.dumps(meta))
     data_ok = str(shared_dir / "data/aflw2000_3d_dev")
-    _one_line_error(capsys, ["evaluate", "aflw2000", "--data", data_ok, "--model", str(newer)], "newer", "upgrade")
-    _one_line_error(capsys, ["evaluate", "aflw2000", "--data", data_ok, "--model", str(tmp_path)],
+    one_line_error(capsys, ["evaluate", "aflw2000", "--data", data_ok, "--model", str(newer)], "newer", "upgrade")
+    one_line_error(capsys, ["evaluate", "aflw2000", "--data", data_ok, "--model", str(tmp_path)],
                     "not a tf2dasl model directory")

@@ -4,7 +4,7 @@ file present is complete, every missing one is named (printed and in summary.jso
 and nothing that tf2dasl did not write is ever replaced.
 
 Faces come from ``--boxes`` on small noise images (no detection); mb05 is imported from ../shared
-(``export_src_model_dir``: these tests skip without it).
+(``mb05_dir``: these tests skip without it).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from tf2dasl import api
 from tf2dasl.batch import photos as batch_photos
 from tf2dasl.cli import main
 from tf2dasl.io import outputs
-from tf2dasl.io.outputs import JsonLines, is_temporary
+from tf2dasl.io.outputs import is_temporary
+from tf2dasl.io.streams import JsonLines
 from tf2dasl.io.run_folder import MANIFEST_NAME
 
 H, W = 120, 160
@@ -120,13 +121,13 @@ def fail_writes(monkeypatch):
 
 
 # ------------------------------------------------------------------------------- the user's files in --out
-def test_user_files_in_out_are_never_overwritten(export_src_model_dir, tmp_path, photos, boxes, capsys):
+def test_user_files_in_out_are_never_overwritten(mb05_dir, tmp_path, photos, boxes, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "einstein.json").write_bytes(b'{"mine": true}')
     (out / "summary.json").write_bytes(b"my notes")
     (out / "curie_overlay.png").mkdir()  # a folder with an output's name
-    rc, stdout, err = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay")
+    rc, stdout, err = _run(capsys, mb05_dir, out, photos, boxes, "--overlay")
     assert rc == 0, err
     assert (out / "einstein.json").read_bytes() == b'{"mine": true}'
     assert (out / "summary.json").read_bytes() == b"my notes"
@@ -139,22 +140,22 @@ def test_user_files_in_out_are_never_overwritten(export_src_model_dir, tmp_path,
     assert summary["complete"] and summary["renamed"] == {str(photos[0]): "einstein_png", str(photos[1]): "curie_png"}
     _check_all_complete(out, users=("einstein.json", "summary.json", "curie_overlay.png"))
     # a rerun keeps the same names and skips everything
-    rc, stdout, err = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay")
+    rc, stdout, err = _run(capsys, mb05_dir, out, photos, boxes, "--overlay")
     assert rc == 0 and "(3 complete from an earlier run, skipped)" in stdout, err
     assert (out / "einstein.json").read_bytes() == b'{"mine": true}'
     assert _summary(out, "summary_2.json")["skipped"] == [str(p) for p in photos]
 
 
-def test_another_input_with_the_same_stem_keeps_the_earlier_output(export_src_model_dir, tmp_path, photos, boxes,
+def test_another_input_with_the_same_stem_keeps_the_earlier_output(mb05_dir, tmp_path, photos, boxes,
                                                                    capsys):
     out = tmp_path / "out"
-    rc, _, err = _run(capsys, export_src_model_dir, out, photos[:1], boxes)
+    rc, _, err = _run(capsys, mb05_dir, out, photos[:1], boxes)
     assert rc == 0, err
     before = (out / "einstein.json").read_bytes()
     other = tmp_path / "other" / "einstein.png"
     other.parent.mkdir()
     assert cv2.imwrite(str(other), np.full((H, W, 3), 90, np.uint8))
-    rc, _, err = _run(capsys, export_src_model_dir, out, [other], boxes)
+    rc, _, err = _run(capsys, mb05_dir, out, [other], boxes)
     assert rc == 0, err
     assert (out / "einstein.json").read_bytes() == before
     assert json.loads((out / "einstein_png.json").read_text())["image"] == str(other)
@@ -163,12 +164,12 @@ def test_another_input_with_the_same_stem_keeps_the_earlier_output(export_src_mo
 
 # ------------------------------------------------------------------------------------------ failed writes
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO])
-def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(export_src_model_dir, tmp_path, photos,
+def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(mb05_dir, tmp_path, photos,
                                                                         boxes, capsys, fail_writes, monkeypatch,
                                                                         err):
     out = tmp_path / "out"
     fail_writes(lambda name: name == "curie_overlay.png", err)
-    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
+    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 1
     assert "2/3 images reconstructed" in stdout and "1 failed" in stdout
     reason = os.strerror(err)
@@ -187,7 +188,7 @@ def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(export_s
     _check_all_complete(out)  # the other files of curie (and all of the others) are whole
     # the rerun redoes curie only
     monkeypatch.undo()
-    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
+    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 0, stderr
     assert "3/3 images reconstructed" in stdout and "(2 complete from an earlier run, skipped)" in stdout
     summary = _summary(out)
@@ -196,11 +197,11 @@ def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(export_s
     _check_all_complete(out)
 
 
-def test_a_full_disk_stops_the_run_and_names_everything(export_src_model_dir, tmp_path, photos, boxes, capsys,
+def test_a_full_disk_stops_the_run_and_names_everything(mb05_dir, tmp_path, photos, boxes, capsys,
                                                         fail_writes):
     out = tmp_path / "out"
     fail_writes(lambda name: not name.startswith("einstein"))  # einstein's files fit, then the disk is full
-    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--obj")
+    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--obj")
     assert rc == 1
     assert f"incomplete: {photos[1]} (not written: curie.json, {', '.join(CURIE_OBJ)}" in stderr
     assert f"stopped: {out / 'curie.json'}: cannot write ({ENOSPC_WORDS}" in stderr
@@ -212,10 +213,10 @@ def test_a_full_disk_stops_the_run_and_names_everything(export_src_model_dir, tm
     _check_all_complete(out)
 
 
-def test_summary_lists_not_processed_inputs(export_src_model_dir, tmp_path, photos, boxes, capsys, fail_writes):
+def test_summary_lists_not_processed_inputs(mb05_dir, tmp_path, photos, boxes, capsys, fail_writes):
     out = tmp_path / "out"
     fail_writes(lambda name: name.startswith("curie"))
-    rc, _, stderr = _run(capsys, export_src_model_dir, out, photos, boxes)
+    rc, _, stderr = _run(capsys, mb05_dir, out, photos, boxes)
     assert rc == 1
     summary = _summary(out)
     assert summary["not_processed"] == [str(photos[2])] and summary["stopped"].startswith(str(out / "curie.json"))
@@ -224,7 +225,7 @@ def test_summary_lists_not_processed_inputs(export_src_model_dir, tmp_path, phot
 
 
 # ------------------------------------------------------------------------------------ interrupted and resumed
-def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(export_src_model_dir, tmp_path,
+def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(mb05_dir, tmp_path,
                                                                               photos, boxes, capsys, monkeypatch):
     out = tmp_path / "out"
     real = api.output_files
@@ -235,7 +236,7 @@ def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(ex
         return real(stem, *a, **k)
 
     monkeypatch.setattr(batch_photos, "output_files", interrupted)
-    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
+    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 130 and "Traceback" not in stderr
     assert "stopped: interrupted (Ctrl-C)" in stderr and f"incomplete: {photos[1]}" in stderr
     summary = _summary(out)
@@ -245,7 +246,7 @@ def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(ex
     einstein = {n: (out / n).read_bytes() for n in ("einstein.json", "einstein_overlay.png", "einstein_0.obj")}
     _check_all_complete(out)
     monkeypatch.undo()
-    rc, stdout, stderr = _run(capsys, export_src_model_dir, out, photos, boxes, "--overlay", "--obj")
+    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 0, stderr
     assert "(1 complete from an earlier run, skipped)" in stdout
     assert _summary(out)["skipped"] == [str(photos[0])]
@@ -258,37 +259,37 @@ def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(ex
         str(p.resolve()) for p in photos]
 
 
-def test_changed_settings_or_force_redo_complete_inputs(export_src_model_dir, tmp_path, photos, boxes, capsys):
+def test_changed_settings_or_force_redo_complete_inputs(mb05_dir, tmp_path, photos, boxes, capsys):
     out = tmp_path / "out"
-    assert _run(capsys, export_src_model_dir, out, photos[:1], boxes)[0] == 0
-    rc, stdout, _ = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine")
+    assert _run(capsys, mb05_dir, out, photos[:1], boxes)[0] == 0
+    rc, stdout, _ = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine")
     assert rc == 0 and "skipped" not in stdout  # other settings: redone
-    rc, stdout, _ = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine")
+    rc, stdout, _ = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine")
     assert "(1 complete from an earlier run, skipped)" in stdout
-    rc, stdout, _ = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
+    rc, stdout, _ = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
     assert "skipped" not in stdout and (out / "einstein_overlay.png").is_file()  # more outputs asked: redone
-    rc, stdout, _ = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine", "--overlay", "--force")
+    rc, stdout, _ = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay", "--force")
     assert rc == 0 and "skipped" not in stdout
     (out / "einstein.json").write_text('{"edited by the user": 1}')  # no longer tf2dasl's file
-    rc, stdout, err = _run(capsys, export_src_model_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
+    rc, stdout, err = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
     assert rc == 0 and "skipped" not in stdout
     assert (out / "einstein.json").read_text() == '{"edited by the user": 1}'
     assert "renamed:" in err and (out / "einstein_png.json").is_file()
 
 
-def test_stale_temporaries_of_a_killed_run_are_removed(export_src_model_dir, tmp_path, photos, boxes, capsys):
+def test_stale_temporaries_of_a_killed_run_are_removed(mb05_dir, tmp_path, photos, boxes, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / ".einstein_0.obj.0badcafe.tf2dasl-tmp").write_bytes(b"v 1 2")  # what SIGKILL mid-write leaves
-    assert _run(capsys, export_src_model_dir, out, photos[:1], boxes)[0] == 0
+    assert _run(capsys, mb05_dir, out, photos[:1], boxes)[0] == 0
     assert not any(is_temporary(p.name) for p in out.iterdir())
 
 
-def test_a_foreign_manifest_stops_the_run(export_src_model_dir, tmp_path, photos, boxes, capsys):
+def test_a_foreign_manifest_stops_the_run(mb05_dir, tmp_path, photos, boxes, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / MANIFEST_NAME).write_text("my own log\n")
-    rc, _, err = _run(capsys, export_src_model_dir, out, photos[:1], boxes)
+    rc, _, err = _run(capsys, mb05_dir, out, photos[:1], boxes)
     assert rc == 2 and "is not a tf2dasl manifest" in err and len(err.strip().splitlines()) == 1
     assert (out / MANIFEST_NAME).read_text() == "my own log\n" and sorted(os.listdir(out)) == [MANIFEST_NAME]
 
@@ -303,7 +304,7 @@ def test_output_stems_with_blocked_names_and_earlier_stems():
 
 # ------------------------------------------------------------------------------------- a real full disk (slow)
 @pytest.mark.slow
-def test_real_full_disk_tmpfs(export_src_model_dir, shared_dir):
+def test_real_full_disk_tmpfs(mb05_dir, shared_dir):
     """benchmarks/full_disk.py's check on a real 96 KB tmpfs (needs root to mount it: skipped otherwise)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from full_disk import FULL_DISK_SIZE, PHOTOS, check_run, run, tmpfs
@@ -311,7 +312,7 @@ def test_real_full_disk_tmpfs(export_src_model_dir, shared_dir):
     photos = [shared_dir / "data" / "images" / n for n in PHOTOS]
     try:
         with tmpfs(FULL_DISK_SIZE) as out:
-            rc, report = run(export_src_model_dir, photos, out)
+            rc, report = run(mb05_dir, photos, out)
             assert check_run(out, [p.stem for p in photos], rc, report) == []
             assert rc == 1 and "No space left on device" in report and "permission" not in report
     except RuntimeError as exc:

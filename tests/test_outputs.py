@@ -15,8 +15,9 @@ import pytest
 from tf2dasl.errors import UserError
 from tf2dasl.io import outputs
 from tf2dasl.io.mesh import write_obj, write_ply
+from tf2dasl.io.streams import JsonLines
 from tf2dasl.io.outputs import (
-    JsonLines, OutputError, OutputExistsError, atomic_dir, atomic_file, is_temporary, remove_stale_temporaries,
+    OutputError, OutputExistsError, atomic_dir, atomic_file, is_temporary, remove_stale_temporaries,
     write_bytes, write_image, write_json, write_text,
 )
 

@@ -12,7 +12,7 @@ from tf2dasl.cli import main
 from tf2dasl.evaluate import yaw_table
 from tf2dasl.evaluate.metrics import bin_counts, ced
 from tf2dasl.evaluate.plots import DPI, ROW_HEIGHT, PlotError, face_errors, plot_results, yaw_bars
-from test_evaluate_errors import _one_line_error  # noqa: E402
+from helpers import one_line_error  # noqa: E402
 
 
 def _result(model: str, scale: float, dense: bool = True, n: int = 40) -> dict:
@@ -76,18 +76,18 @@ def test_plot_writes_one_row_per_metric(results, tmp_path, capsys):
 
 def test_results_it_cannot_draw_are_one_line(results, tmp_path, capsys):
     three = [str(p) for p in results]
-    _one_line_error(capsys, ["plot", *three, "--metric", "dense_2d", "--out", str(tmp_path / "x.png")],
+    one_line_error(capsys, ["plot", *three, "--metric", "dense_2d", "--out", str(tmp_path / "x.png")],
                     "plain.json", "no per-face dense_2d", "--dense")
-    _one_line_error(capsys, ["plot", three[0], "--out", str(tmp_path / "x.jpg")], "PNG")
-    _one_line_error(capsys, ["plot", three[0], "--labels", "a", "b", "--out", str(tmp_path / "x.png")],
+    one_line_error(capsys, ["plot", three[0], "--out", str(tmp_path / "x.jpg")], "PNG")
+    one_line_error(capsys, ["plot", three[0], "--labels", "a", "b", "--out", str(tmp_path / "x.png")],
                     "2 label(s) for 1 result(s)")
-    _one_line_error(capsys, ["plot", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.png")], "not found")
+    one_line_error(capsys, ["plot", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.png")], "not found")
     (tmp_path / "w300.json").write_text(json.dumps({"benchmark": "300w", "per_face": []}))
-    _one_line_error(capsys, ["plot", str(tmp_path / "w300.json"), "--out", str(tmp_path / "x.png")],
+    one_line_error(capsys, ["plot", str(tmp_path / "w300.json"), "--out", str(tmp_path / "x.png")],
                     "a 300w result", "evaluate aflw2000")
     (tmp_path / "bad.json").write_text("{")
-    _one_line_error(capsys, ["plot", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.png")], "not valid JSON")
-    _one_line_error(capsys, ["plot", three[0], "--max-error", "0", "--out", str(tmp_path / "x.png")], "--max-error")
+    one_line_error(capsys, ["plot", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.png")], "not valid JSON")
+    one_line_error(capsys, ["plot", three[0], "--max-error", "0", "--out", str(tmp_path / "x.png")], "--max-error")
     assert not (tmp_path / "x.png").exists()
     with pytest.raises(PlotError, match="--metric"):
         plot_results(three[:1], tmp_path / "y.png", ["nme_2d"])

@@ -1,5 +1,5 @@
 """The full pipeline on real photos: the labelled face of afw/full is found and fitted; ``tf2dasl reconstruct``'s
-JSON follows DESIGN.md §3; bad, faceless and unusual inputs; pictures and meshes; one-line errors.
+JSON follows docs/output_format.md; bad, faceless and unusual inputs; pictures and meshes; one-line errors.
 
 Uses mb05 imported from ../shared/assets/3ddfa_v2 into a temp model directory (skips without ../shared).
 """
@@ -26,18 +26,13 @@ MAX_MEAN_NME = 0.08
 
 
 @pytest.fixture(scope="module")
-def model_dir(v2_checkout, tmp_path_factory) -> Path:
-    from tf2dasl.io.import_3ddfa import import_3ddfa_v2
-    from tf2dasl.io.model_dir import save_model_dir
-
-    return save_model_dir(import_3ddfa_v2(v2_checkout, "mb05_120x120"), tmp_path_factory.mktemp("rec") / "mb05")
+def model_dir(mb05_dir) -> Path:
+    return mb05_dir
 
 
 @pytest.fixture(scope="module")
-def model(model_dir):
-    from tf2dasl import load_model
-
-    return load_model(model_dir)  # what the CLI runs
+def model(mb05):
+    return mb05  # what the CLI runs
 
 
 @pytest.fixture(scope="module")

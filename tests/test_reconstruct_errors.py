@@ -1,7 +1,7 @@
 """``tf2dasl reconstruct`` on user mistakes: missing inputs, bad ``--boxes``, output-name collisions, a wrong
 ``--assets``, images without faces, one-line failure reports and ``--server`` conflicts.
 
-The unit tests need nothing; the end-to-end ones use mb05 imported from ../shared (``export_src_model_dir`` of
+The unit tests need nothing; the end-to-end ones use mb05 imported from ../shared (``mb05_dir`` of
 conftest.py; they skip without it) on small synthetic images with ``--detector haar`` (no face: no model call).
 """
 from __future__ import annotations
@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tf2dasl.api import (
-    MIN_BOX_SIDE, NO_FACE_HINTS, BoxesError, Summary, make_backend, output_stems, read_boxes_file,
-)
+from tf2dasl.api import (MIN_BOX_SIDE, NO_FACE_HINTS, BoxesError, Summary, load_predictor, output_stems,
+                         read_boxes_file)
 from tf2dasl.cli import build_parser, main
 from tf2dasl.io.boxes import given_boxes
 from tf2dasl.detect import DetectorError, HaarDetector, make_detector
@@ -51,7 +50,7 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
-def _one_line_error(err: str) -> str:
+def the_line(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -73,14 +72,14 @@ def test_iter_image_paths_collects_problems_and_goes_on(tmp_path):
         iter_image_paths([good, empty])
 
 
-def test_missing_and_corrupt_inputs_fail_by_name_and_the_rest_go_on(export_src_model_dir, tmp_path, capsys):
+def test_missing_and_corrupt_inputs_fail_by_name_and_the_rest_go_on(mb05_dir, tmp_path, capsys):
     missing = tmp_path / "nonexistent.jpg"
     corrupt = _corrupt(tmp_path / "corrupt.jpg")
     empty = tmp_path / "no_images"
     empty.mkdir()
     good = _gray(tmp_path / "good.png")
     out = tmp_path / "out"
-    rc, stdout, err = _run(capsys, missing, corrupt, empty, good, "--model", export_src_model_dir, "--out", out,
+    rc, stdout, err = _run(capsys, missing, corrupt, empty, good, "--model", mb05_dir, "--out", out,
                            "--detector", "haar")
     assert rc == 1, err
     assert (out / "good.json").is_file()  # processed after the missing input
@@ -137,20 +136,20 @@ def test_given_box_outside_the_image_is_named():
         given_boxes(Path("p.jpg"), (W, H), [[1, 2, 3]])
 
 
-def test_bad_boxes_cli(export_src_model_dir, tmp_path, capsys):
+def test_bad_boxes_cli(mb05_dir, tmp_path, capsys):
     inside, outside = _noise(tmp_path / "inside.png"), _noise(tmp_path / "outside.png", seed=2)
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"inside.png": [[10, 10, 5, 5]]}))
     out = tmp_path / "out"
-    rc, _, err = _run(capsys, inside, "--model", export_src_model_dir, "--out", out, "--boxes", boxes)
-    line = _one_line_error(err)
+    rc, _, err = _run(capsys, inside, "--model", mb05_dir, "--out", out, "--boxes", boxes)
+    line = the_line(err)
     assert rc == 2 and str(boxes) in line and "inside.png" in line and "[10, 10, 5, 5]" in line
     boxes.write_text('{"inside.png": [[NaN, 1, 100, 100]]}')
-    rc, _, err = _run(capsys, inside, "--model", export_src_model_dir, "--out", out, "--boxes", boxes)
-    assert rc == 2 and "non-finite" in _one_line_error(err)
+    rc, _, err = _run(capsys, inside, "--model", mb05_dir, "--out", out, "--boxes", boxes)
+    assert rc == 2 and "non-finite" in the_line(err)
     # a box that misses its image fails that image only; the other image's box gives its face
     boxes.write_text(json.dumps({"inside.png": [INSIDE_BOX], "outside.png": [[W + 10, 0, W + 90, 80]]}))
-    rc, _, err = _run(capsys, inside, outside, "--model", export_src_model_dir, "--out", out, "--boxes", boxes,
+    rc, _, err = _run(capsys, inside, outside, "--model", mb05_dir, "--out", out, "--boxes", boxes,
                       "--detector", "haar")
     assert rc == 1, err
     assert f"failed: {outside}: given box" in err and "outside" in err
@@ -171,13 +170,13 @@ def test_output_stems_are_unique_and_deterministic():
     assert output_stems(paths) == stems
 
 
-def test_colliding_stems_write_every_json(export_src_model_dir, tmp_path, capsys):
+def test_colliding_stems_write_every_json(mb05_dir, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     inputs = [_gray(folder / "a.png", 100), _gray(folder / "a.bmp", 110), _gray(folder / "a_1.png", 120),
               _gray(folder / "summary.png", 130)]
     out = tmp_path / "out"
-    rc, _, err = _run(capsys, *inputs, "--model", export_src_model_dir, "--out", out, "--detector", "haar")
+    rc, _, err = _run(capsys, *inputs, "--model", mb05_dir, "--out", out, "--detector", "haar")
     assert rc == 0, err
     jsons = sorted(p.name for p in out.glob("*.json"))
     assert jsons == ["a.json", "a_1.json", "a_bmp.json", "summary.json", "summary_png.json"]
@@ -206,19 +205,19 @@ def test_auto_detector_with_a_wrong_assets_folder(tmp_path, monkeypatch):
     assert not isinstance(make_detector("auto"), HaarDetector)  # no location given: the packaged BlazeFace
 
 
-def test_assets_cli_errors(export_src_model_dir, tmp_path, capsys, monkeypatch):
+def test_assets_cli_errors(mb05_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TF2DASL_ASSETS", raising=False)
     image = _gray(tmp_path / "flat.png")
     out = tmp_path / "out"
-    rc, _, err = _run(capsys, image, "--model", export_src_model_dir, "--out", out,
+    rc, _, err = _run(capsys, image, "--model", mb05_dir, "--out", out,
                       "--assets", tmp_path / "does_not_exist")
-    line = _one_line_error(err)
+    line = the_line(err)
     assert rc == 2 and "does_not_exist" in line and "face_detection_full_range_sparse.tflite" in line
     empty = tmp_path / "empty_assets"
     empty.mkdir()
     monkeypatch.setenv("TF2DASL_ASSETS", str(empty))
-    rc, _, err = _run(capsys, image, "--model", export_src_model_dir, "--out", out)
-    assert rc == 2 and f"$TF2DASL_ASSETS={empty}" in _one_line_error(err)
+    rc, _, err = _run(capsys, image, "--model", mb05_dir, "--out", out)
+    assert rc == 2 and f"$TF2DASL_ASSETS={empty}" in the_line(err)
     assert not (out / "flat.json").exists()
 
 
@@ -242,11 +241,11 @@ def test_no_face_lines_and_hints():
     assert Summary(failures=[("/p/d.jpg", "boom")]).report_lines() == ["failed: /p/d.jpg: boom"]
 
 
-def test_no_face_images_are_listed_and_exit_0(export_src_model_dir, tmp_path, capsys, monkeypatch):
+def test_no_face_images_are_listed_and_exit_0(mb05_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TF2DASL_ASSETS", raising=False)
     flat = _gray(tmp_path / "flat.png")
     out = tmp_path / "out"
-    rc, stdout, err = _run(capsys, flat, "--model", export_src_model_dir, "--out", out)  # packaged BlazeFace
+    rc, stdout, err = _run(capsys, flat, "--model", mb05_dir, "--out", out)  # packaged BlazeFace
     assert rc == 0, err
     assert f"no face: {flat} (try a lower --score-threshold, or give --boxes or --pts)" in err
     assert "1/1 images reconstructed, 0 faces, 1 without faces, 0 failed" in stdout
@@ -255,7 +254,7 @@ def test_no_face_images_are_listed_and_exit_0(export_src_model_dir, tmp_path, ca
 
 
 def test_help_documents_exit_status_and_names():
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    sub = next(a for a in build_parser(["reconstruct"])._actions if a.dest == "command")
     text = sub.choices["reconstruct"].format_help()
     assert "exit status" in text and "images without faces are listed but are not failures" in text
     assert "<stem>_<ext>" in text and "renamed" in text
@@ -268,12 +267,12 @@ def test_server_with_a_local_runtime_is_rejected(tmp_path, capsys, extra):
     # the model folder does not exist: the conflict is reported first, before anything is loaded
     rc, _, err = _run(capsys, tmp_path / "x.jpg", "--model", tmp_path / "no_model", "--out", tmp_path / "o",
                       "--server", "localhost:8500", *extra)
-    line = _one_line_error(err)
+    line = the_line(err)
     assert rc == 2 and "--server localhost:8500" in line and "drop" in line and "no_model" not in line
     assert ("--runtime" in line) == ("--runtime" in extra) and ("--export-dir" in line) == ("--export-dir" in extra)
 
 
-def test_make_backend_rejects_server_with_runtime(tmp_path):
+def test_load_predictor_rejects_server_with_runtime(tmp_path):
     with pytest.raises(UserError, match="--server h:1 runs the model on the server"):
-        make_backend(tmp_path / "no_model", "savedmodel", None, server="h:1")
+        load_predictor("savedmodel", tmp_path / "no_model", server="h:1")
 

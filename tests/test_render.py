@@ -8,7 +8,7 @@ import pytest
 
 from tf2dasl import render
 from tf2dasl.render import raster
-from tf2dasl.render.raster import _raster_compact
+from tf2dasl.render.raster import raster_compact
 
 
 def grid_mesh(x0, x1, y0, y1, nx, ny, zfun=lambda x, y: np.zeros_like(x), flip=False):
@@ -307,6 +307,6 @@ def test_random_triangles_match_brute_force(seed, win, monkeypatch):
     m = np.isfinite(ref)
     np.testing.assert_allclose(depth[m], ref[m], atol=1e-3)
     # Chunked processing (many small chunks) gives the same z-buffer.
-    pix, _, _, z = _raster_compact(v, tri, h, w, chunk=7)
+    pix, _, _, z = raster_compact(v, tri, h, w, chunk=7)
     np.testing.assert_array_equal(pix, np.flatnonzero(np.isfinite(depth)))
     np.testing.assert_allclose(z, depth.ravel()[pix], atol=1e-4)

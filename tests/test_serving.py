@@ -15,16 +15,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2dasl.serving import GrpcClient, RestClient, ServingError
-from serving_double import LocalModels, load_served_models, serve
+from tf2dasl.inference.grpc_runtime import GrpcClient
+from tf2dasl.inference.rest_runtime import RestClient
+from tf2dasl.inference.serving_client import ServingError
+from serving_double import load_served_models, serve
 
 NAME = "mb05_120x120"
 MAX_MB = 4  # the test server's message limit
 
 
-@pytest.fixture(scope="module")
-def served(export_dir_mb05):
-    return LocalModels(load_served_models(export_dir_mb05))
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +71,13 @@ def _free_port() -> int:
 
 @pytest.fixture
 def backoffs(monkeypatch):
-    """The clients' waits between tries, recorded instead of slept (``tf2dasl.serving``'s ``time.sleep``)."""
+    """The clients' waits between tries, recorded instead of slept (the serving client's ``time.sleep``)."""
     import types
 
-    from tf2dasl import serving
+    from tf2dasl.inference import serving_client
 
     waits = []
-    monkeypatch.setattr(serving, "time", types.SimpleNamespace(sleep=waits.append))
+    monkeypatch.setattr(serving_client, "time", types.SimpleNamespace(sleep=waits.append))
     return waits
 
 
@@ -93,33 +92,34 @@ def _crop_path_image_landmarks(served, image, roi):
 # ---------------------------------------------------------------------------- gRPC
 def test_grpc_single_and_batched(server, crops, direct):
     with GrpcClient(server.target, NAME) as c:
-        one = c.predict_crops(crops[0])  # a single (S, S, 3) crop is a batch of 1
-        assert set(one) == {"params_whitened", "params", "landmarks_2d", "landmarks_3d", "pose"}
+        pred = c.predict(crops[0])  # a single (S, S, 3) crop is a batch of 1
+        assert set(pred.outputs) == {"params_whitened", "landmarks_2d", "landmarks", "pose"}
+        one = {"params": pred.params, "landmarks_3d": pred.landmarks, **pred.outputs}
         assert one["landmarks_3d"].shape == (1, 68, 3) and one["pose"].shape == (1, 3)
         np.testing.assert_allclose(one["landmarks_3d"][0], direct["landmarks_3d"][0], atol=1e-3)
-        many = c.predict_crops(crops)
+        many = c.call_signature("serving_default", crops=crops)
         for k, v in direct.items():
             np.testing.assert_allclose(many[k], v, rtol=1e-5, atol=1e-3)
 
 
-def test_grpc_predict_params_stands_in_for_a_local_model(server, crops, export_src_model_dir):
-    from tf2dasl import load_model
+def test_grpc_client_is_a_predictor_like_a_local_model(server, crops, mb05):
+    from tf2dasl.inference.keras_runtime import KerasPredictor
 
-    m = load_model(export_src_model_dir)
     with GrpcClient(server.target, NAME) as c:
-        p = c.predict_params(crops[:8])
-        assert p.shape == (8, 62) and p.dtype == np.float32
-        lm = c.landmarks_crop(crops[:8])
-    ref = m.predict_params(crops[:8])
-    np.testing.assert_allclose(m.landmarks_crop(p), m.landmarks_crop(ref), atol=1e-2)
-    np.testing.assert_allclose(lm, m.landmarks_crop(ref), atol=1e-2)
+        out = c.predict(crops[:8])
+        assert out.params.shape == (8, 62) and out.params.dtype == np.float32
+        assert set(out.outputs) >= {"landmarks", "landmarks_2d", "pose", "params_whitened"}
+        assert c.predict(crops[:0]).params.shape == (0, 62)  # nothing to send: nothing sent
+    ref = KerasPredictor(mb05).predict(crops[:8]).params
+    np.testing.assert_allclose(mb05.decoder.landmarks(out.params), mb05.decoder.landmarks(ref), atol=1e-2)
+    np.testing.assert_allclose(out.landmarks, mb05.decoder.landmarks(ref), atol=1e-2)
 
 
 def test_grpc_concurrent_requests(server, crops, direct):
     def work(i):
         with GrpcClient(server.target, NAME) as c:
             idx = [(i + k) % len(crops) for k in range(1 + i % 4)]
-            out = c.predict_crops(crops[idx])
+            out = c.call_signature("serving_default", crops=crops[idx])
             return np.abs(out["landmarks_3d"] - direct["landmarks_3d"][idx]).max()
 
     with ThreadPoolExecutor(8) as pool:
@@ -155,7 +155,7 @@ def test_grpc_metadata(server):
 def test_grpc_malformed_request(server, inputs, match):
     with GrpcClient(server.target, NAME) as c:
         with pytest.raises(ServingError, match=match):
-            c.predict(inputs, "serving_default")
+            c.call_signature("serving_default", inputs)
 
 
 def test_grpc_bad_image_and_mismatched_batch(server, photo):
@@ -164,8 +164,8 @@ def test_grpc_bad_image_and_mismatched_batch(server, photo):
         with pytest.raises(ServingError, match="INVALID_ARGUMENT.*Unknown image file format"):
             c.predict_images([b"not an image"], [roi])
         with pytest.raises(ServingError, match="INVALID_ARGUMENT.*batch sizes"):
-            c.predict({"images": np.array([encoded], object), "roi_boxes": np.zeros((2, 4), np.float32)},
-                      "predict_image")
+            c.call_signature("predict_image", images=np.array([encoded], object),
+                             roi_boxes=np.zeros((2, 4), np.float32))
     with pytest.raises(ServingError, match="2 images but 1 roi boxes"):
         GrpcClient(server.target, NAME).predict_images([encoded, encoded], [roi])
 
@@ -204,11 +204,11 @@ def test_grpc_status_codes(server, crops):
 
 def test_grpc_unknown_model_and_signature(server, crops):
     with pytest.raises(ServingError, match="model 'nope' not found on the server"):
-        GrpcClient(server.target, "nope").predict_crops(crops[:1])
+        GrpcClient(server.target, "nope").call_signature("serving_default", crops=crops[:1])
     with pytest.raises(ServingError, match="model 'mb05_120x120' version 9 not found"):
-        GrpcClient(server.target, NAME, version=9).predict_crops(crops[:1])
+        GrpcClient(server.target, NAME, version=9).call_signature("serving_default", crops=crops[:1])
     with pytest.raises(ServingError, match="signature 'nosig' not found for model"):
-        GrpcClient(server.target, NAME).predict({"crops": crops[:1]}, "nosig")
+        GrpcClient(server.target, NAME).call_signature("nosig", crops=crops[:1])
 
 
 def test_grpc_oversized_request(server, photo):
@@ -229,11 +229,11 @@ def test_grpc_dead_server_fails_with_bounded_retries(crops, backoffs):
     port = _free_port()
     with pytest.raises(ServingError, match=rf"cannot reach TF Serving at 127\.0\.0\.1:{port} \(UNAVAILABLE\) "
                                            r"after 3 tries; is the server running\?"):
-        GrpcClient(f"127.0.0.1:{port}", NAME, retries=2, backoff=0.05, timeout=2).predict_crops(crops[:1])
+        GrpcClient(f"127.0.0.1:{port}", NAME, retries=2, backoff=0.05, timeout=2).call_signature("serving_default", crops=crops[:1])
     assert backoffs == [0.05, 0.1]
     backoffs.clear()
     with pytest.raises(ServingError, match="after 1 try;"):
-        GrpcClient(f"127.0.0.1:{port}", NAME, retries=0).predict_crops(crops[:1])
+        GrpcClient(f"127.0.0.1:{port}", NAME, retries=0).call_signature("serving_default", crops=crops[:1])
     assert backoffs == []
 
 
@@ -258,10 +258,10 @@ def test_grpc_deadline_is_retried_then_reported(served, crops, backoffs):
     gs.start()
     try:
         with pytest.raises(ServingError, match=r"did not answer within 0\.1 s \(DEADLINE_EXCEEDED\) after 2 tries"):
-            GrpcClient(f"127.0.0.1:{port}", NAME, timeout=0.1, retries=1, backoff=0.01).predict_crops(crops[:1])
+            GrpcClient(f"127.0.0.1:{port}", NAME, timeout=0.1, retries=1, backoff=0.01).call_signature("serving_default", crops=crops[:1])
         assert backoffs == [0.01]  # one retry, after the configured backoff
         release.set()
-        assert GrpcClient(f"127.0.0.1:{port}", NAME, timeout=60).predict_params(crops[:1]).shape == (1, 62)
+        assert GrpcClient(f"127.0.0.1:{port}", NAME, timeout=60).predict(crops[:1]).params.shape == (1, 62)
     finally:
         release.set()
         gs.stop(0)
@@ -271,10 +271,10 @@ def test_grpc_deadline_is_retried_then_reported(served, crops, backoffs):
 def test_rest_crops_images_and_status(server, served, crops, direct, photo):
     encoded, roi, image = photo
     with RestClient(server.url, NAME) as c:
-        out = c.predict_crops(crops[:4])
+        out = c.call_signature("serving_default", crops=crops[:4])
         for k in direct:
             np.testing.assert_allclose(out[k], direct[k][:4], rtol=1e-5, atol=1e-3)
-        assert c.predict_params(crops[:2]).shape == (2, 62)
+        assert c.predict(crops[:2]).params.shape == (2, 62)
         img = c.predict_images([encoded], [roi])
         ref = _crop_path_image_landmarks(served, image, roi)
         assert np.abs(img["landmarks_2d_image"][0] - ref[0, :, :2]).max() < 1.0
@@ -282,12 +282,12 @@ def test_rest_crops_images_and_status(server, served, crops, direct, photo):
         sigs = c.metadata()["metadata"]["signature_def"]["signature_def"]
         assert {"serving_default", "predict_image"} <= set(sigs)
     with RestClient(server.url, NAME, version=1) as c:  # /versions/1:predict
-        assert c.predict_crops(crops[:1])["params"].shape == (1, 62)
+        assert c.call_signature("serving_default", crops=crops[:1])["params"].shape == (1, 62)
 
 
 def test_rest_concurrent_requests(server, crops, direct):
     def work(i):
-        out = RestClient(server.url, NAME).predict_crops(crops[i:i + 2])
+        out = RestClient(server.url, NAME).call_signature("serving_default", crops=crops[i:i + 2])
         return np.abs(out["landmarks_3d"] - direct["landmarks_3d"][i:i + 2]).max()
 
     with ThreadPoolExecutor(6) as pool:
@@ -297,11 +297,11 @@ def test_rest_concurrent_requests(server, crops, direct):
 def test_rest_errors(server, crops, photo, backoffs):
     _, roi, _ = photo
     with pytest.raises(ServingError, match="model 'nope' not found on the server"):
-        RestClient(server.url, "nope").predict_crops(crops[:1])
+        RestClient(server.url, "nope").call_signature("serving_default", crops=crops[:1])
     with pytest.raises(ServingError, match="signature 'nosig' not found"):
-        RestClient(server.url, NAME).predict({"crops": crops[:1]}, "nosig")
+        RestClient(server.url, NAME).call_signature("nosig", crops=crops[:1])
     with pytest.raises(ServingError, match=r"rejected the serving_default request \(HTTP 400\).*shape"):
-        RestClient(server.url, NAME).predict({"crops": crops[:1, :60]})
+        RestClient(server.url, NAME).call_signature("serving_default", crops=crops[:1, :60])
     big = np.random.default_rng(1).bytes(int(0.8 * MAX_MB * 2**20))  # base64 makes it > MAX_MB
     with pytest.raises(ServingError, match=r"request too large: the server .* refused it \(HTTP 413"):
         RestClient(server.url, NAME).predict_images([big], [roi])
@@ -311,7 +311,7 @@ def test_rest_errors(server, crops, photo, backoffs):
     backoffs.clear()
     with pytest.raises(ServingError, match=rf"cannot reach TF Serving REST API at http://127\.0\.0\.1:{port} .* "
                                            r"after 3 tries; is the server running\?"):
-        RestClient(f"127.0.0.1:{port}", NAME, backoff=0.05).predict_crops(crops[:1])
+        RestClient(f"127.0.0.1:{port}", NAME, backoff=0.05).call_signature("serving_default", crops=crops[:1])
     assert backoffs == [0.05, 0.1]  # the default 2 retries, exponential backoff
 
 
@@ -349,7 +349,7 @@ def test_serving_double_reports_a_missing_export(tmp_path):
 
 def test_serving_deployment_files_agree_with_the_export(export_dir_mb05):
     """serving/models.config parses as TF Serving's ModelServerConfig and names the exported model;
-    docker-compose.yml passes the flags the README promises."""
+    docker-compose.yml passes the flags serving/README.md promises."""
     import json
     from pathlib import Path
 
@@ -375,7 +375,7 @@ def test_serving_deployment_files_agree_with_the_export(export_dir_mb05):
     assert any(v.endswith(":/models:ro") for v in svc["volumes"])
 
 
-def test_reconstruct_through_runtimes_and_server(export_src_model_dir, export_dir_mb05, shared_dir, tmp_path):
+def test_reconstruct_through_runtimes_and_server(mb05_dir, export_dir_mb05, shared_dir, tmp_path):
     """`tf2dasl reconstruct --runtime onnx|tflite` and `--server HOST:PORT` give the Keras path's landmarks."""
     import json
 
@@ -383,7 +383,7 @@ def test_reconstruct_through_runtimes_and_server(export_src_model_dir, export_di
     from serving_double import serve
 
     photo = str(shared_dir / "data/images/trump_hillary.jpg")
-    common = [photo, "--model", str(export_src_model_dir), "--assets", str(shared_dir / "assets")]
+    common = [photo, "--model", str(mb05_dir), "--assets", str(shared_dir / "assets")]
 
     def landmarks(out):
         faces = json.loads((out / "trump_hillary.json").read_text())["faces"]
@@ -401,3 +401,49 @@ def test_reconstruct_through_runtimes_and_server(export_src_model_dir, export_di
         out = tmp_path / "served"
         assert main(["reconstruct", *common, "--server", server.target, "--out", str(out)]) == 0
         assert np.abs(landmarks(out) - ref).max() < 0.5
+
+
+@pytest.mark.slow  # the 4-channel export (conftest: export_dir_4ch)
+def test_pts_landmark_maps_reach_every_runtime_and_the_server(model4_dir, export_dir_4ch, shared_dir, tmp_path):
+    """`tf2dasl reconstruct --pts` on a 4-channel model: the .pts landmarks' map is fed on every runtime — Keras,
+    SavedModel, TFLite, ONNX, TF Serving over gRPC and REST — and all give the Keras path's landmarks."""
+    import json
+    import shutil
+
+    from serving_double import serve
+    from tf2dasl.cli import main
+    from tf2dasl.geometry.landmark_map import landmark_map
+    from tf2dasl.inference.keras_runtime import KerasPredictor
+    from tf2dasl.io.model_dir import load_model_dir
+
+    folder = tmp_path / "photo"
+    folder.mkdir()
+    for ext in (".jpg", ".pts"):
+        shutil.copy(shared_dir / "data/images" / f"einstein{ext}", folder)
+    common = [str(folder), "--model", str(model4_dir), "--pts"]
+
+    def landmarks(out):
+        return np.array(json.loads((out / "einstein.json").read_text())["faces"][0]["landmarks_2d"])
+
+    assert main(["reconstruct", *common, "--out", str(tmp_path / "keras")]) == 0
+    ref = landmarks(tmp_path / "keras")
+    # the map reaches the model: without it (the model's own two passes) the landmarks differ
+    task = load_model_dir(model4_dir)
+    crops = np.random.default_rng(0).integers(0, 256, (2, 120, 120, 3), np.uint8)
+    maps = landmark_map(np.random.default_rng(1).uniform(20, 100, (2, 68, 2)))
+    keras = KerasPredictor(task)
+    assert np.abs(keras.predict(crops, maps).params - keras.predict(crops).params).max() > 1e-3
+    for runtime in ("savedmodel", "onnx", "tflite"):
+        out = tmp_path / runtime
+        assert main(["reconstruct", *common, "--runtime", runtime, "--export-dir", str(export_dir_4ch),
+                     "--out", str(out)]) == 0
+        assert np.abs(landmarks(out) - ref).max() < 0.05, runtime
+    with serve(export_dir_4ch, port=0, rest_port=0) as server:
+        out = tmp_path / "served"
+        assert main(["reconstruct", *common, "--server", server.target, "--out", str(out)]) == 0
+        assert np.abs(landmarks(out) - ref).max() < 0.05
+        for client in (GrpcClient(server.target, "mb05_4ch", channels=4),
+                       RestClient(server.url, "mb05_4ch", channels=4)):
+            with client:
+                np.testing.assert_allclose(client.predict(crops, maps).params, keras.predict(crops, maps).params,
+                                           rtol=1e-4, atol=1e-3)

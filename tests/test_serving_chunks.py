@@ -16,7 +16,9 @@ import grpc
 import numpy as np
 import pytest
 
-from tf2dasl.serving import DEFAULT_MAX_REQUEST_BATCH, GrpcClient, RestClient, ServingError
+from tf2dasl.inference.grpc_runtime import GrpcClient
+from tf2dasl.inference.rest_runtime import RestClient
+from tf2dasl.inference.serving_client import DEFAULT_MAX_REQUEST_BATCH, ServingError
 
 NAME = "mb05_120x120"
 SERVER_MAX_BATCH = 32  # the batch a server without large-batch splitting refuses to exceed
@@ -29,11 +31,6 @@ def _too_large(n: int) -> str:
 
 
 # ---------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def served(export_dir_mb05):
-    from serving_double import LocalModels, load_served_models
-
-    return LocalModels(load_served_models(export_dir_mb05))
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +119,10 @@ def test_grpc_large_call_is_split_and_matches_single_face_calls(counting_server,
     target, rec = counting_server
     with GrpcClient(target, NAME, max_request_batch=32) as c:
         rec.reset()
-        singles = [c.predict_crops(crops[i]) for i in range(N)]
+        singles = [c.call_signature("serving_default", crops=crops[i:i + 1]) for i in range(N)]
         assert rec.sizes == [1] * N
         rec.reset()
-        out = c.predict_crops(crops)
+        out = c.call_signature("serving_default", crops=crops)
         assert rec.sizes == [32, 32, 6]  # three requests, in order
     want = {k: np.concatenate([s[k] for s in singles]) for k in singles[0]}
     assert set(out) == {"params_whitened", "params", "landmarks_2d", "landmarks_3d", "pose"}
@@ -140,14 +137,14 @@ def test_grpc_split_equals_one_unchunked_call(counting_server, crops):
     target, rec = counting_server
     rec.reset()
     with GrpcClient(target, NAME, max_request_batch=None) as c:
-        whole = c.predict_crops(crops)
+        whole = c.call_signature("serving_default", crops=crops)
     assert rec.sizes == [N]
     rec.reset()
     with GrpcClient(target, NAME) as c:  # the default: DEFAULT_MAX_REQUEST_BATCH
         assert c.max_request_batch == DEFAULT_MAX_REQUEST_BATCH == 32
-        split = c.predict_crops(crops)
-        params = c.predict_params(crops)
-        lm = c.landmarks_crop(crops)
+        split = c.call_signature("serving_default", crops=crops)
+        params = c.predict(crops).params
+        lm = c.predict(crops).landmarks
     assert rec.sizes == [32, 32, 6] * 3
     _assert_same(split, whole)
     np.testing.assert_allclose(params, whole["params"], rtol=1e-5, atol=1e-3)
@@ -160,30 +157,30 @@ def test_grpc_against_a_server_without_large_batch_splitting(counting_server, cr
     target, rec = counting_server
     rec.reset(refuse_large=True)
     with pytest.raises(ServingError, match=r"INVALID_ARGUMENT\): Task size 70 is larger than maximum input"):
-        GrpcClient(target, NAME, max_request_batch=None).predict_crops(crops)
+        GrpcClient(target, NAME, max_request_batch=None).call_signature("serving_default", crops=crops)
     rec.reset(refuse_large=True)
-    out = GrpcClient(target, NAME).predict_crops(crops)
+    out = GrpcClient(target, NAME).call_signature("serving_default", crops=crops)
     assert rec.sizes == [32, 32, 6] and out["pose"].shape == (N, 3)
     # a call within max_request_batch goes out whole, so a client set above the server's limit is refused
     rec.reset(refuse_large=True)
     with pytest.raises(ServingError, match="Task size 33"):
-        GrpcClient(target, NAME, max_request_batch=33).predict_params(crops[:33])
+        GrpcClient(target, NAME, max_request_batch=33).predict(crops[:33]).params
     assert rec.sizes == [33]
 
 
 def test_grpc_a_failing_chunk_is_retried_or_reported(counting_server, crops):
     target, rec = counting_server
     rec.reset()
-    whole = GrpcClient(target, NAME, max_request_batch=None).predict_crops(crops)
+    whole = GrpcClient(target, NAME, max_request_batch=None).call_signature("serving_default", crops=crops)
     # UNAVAILABLE on the second request: retried, the call still answers every face in order
     rec.reset(fail_at={1: grpc.StatusCode.UNAVAILABLE})
-    out = GrpcClient(target, NAME, retries=1, backoff=0.01).predict_crops(crops)
+    out = GrpcClient(target, NAME, retries=1, backoff=0.01).call_signature("serving_default", crops=crops)
     assert rec.sizes == [32, 32, 32, 6]
     _assert_same(out, whole)
     # INVALID_ARGUMENT on the third: not retried, one clear error, nothing half-returned
     rec.reset(fail_at={2: grpc.StatusCode.INVALID_ARGUMENT})
     with pytest.raises(ServingError, match=r"rejected the serving_default request \(INVALID_ARGUMENT\): injected"):
-        GrpcClient(target, NAME, retries=2, backoff=0.01).predict_crops(crops)
+        GrpcClient(target, NAME, retries=2, backoff=0.01).call_signature("serving_default", crops=crops)
     assert rec.sizes == [32, 32, 6]  # the third request was not tried again
 
 
@@ -209,9 +206,8 @@ def test_grpc_mismatched_batches_are_sent_whole(counting_server, photo):
     target, rec = counting_server
     rec.reset()
     with pytest.raises(ServingError, match="INVALID_ARGUMENT.*batch sizes"):
-        GrpcClient(target, NAME, max_request_batch=2).predict(
-            {"images": np.array([encoded] * 5, object), "roi_boxes": np.tile(roi, (3, 1)).astype(np.float32)},
-            "predict_image")
+        GrpcClient(target, NAME, max_request_batch=2).call_signature(
+            "predict_image", images=np.array([encoded] * 5, object), roi_boxes=np.tile(roi, (3, 1)).astype(np.float32))
     assert len(rec.sizes) == 1
 
 
@@ -270,7 +266,7 @@ def small_crops():
 def test_rest_large_call_is_split_without_a_server(monkeypatch, small_crops):
     fake = _FakeRest()
     monkeypatch.setattr(urllib.request, "urlopen", fake)
-    out = RestClient("http://127.0.0.1:8501", NAME, max_request_batch=32).predict_crops(small_crops)
+    out = RestClient("http://127.0.0.1:8501", NAME, max_request_batch=32).call_signature("serving_default", crops=small_crops)
     assert fake.sizes == [32, 32, 6]
     want = _FakeRest.outputs(small_crops)
     assert set(out) == set(want)
@@ -278,15 +274,15 @@ def test_rest_large_call_is_split_without_a_server(monkeypatch, small_crops):
         np.testing.assert_array_equal(out[k], want[k].astype(np.float32), err_msg=k)
     # the singles and one whole request agree
     fake.sizes.clear()
-    whole = RestClient("http://127.0.0.1:8501", NAME, max_request_batch=None).predict_crops(small_crops)
+    whole = RestClient("http://127.0.0.1:8501", NAME, max_request_batch=None).call_signature("serving_default", crops=small_crops)
     assert fake.sizes == [N]
     for k in want:
         np.testing.assert_array_equal(out[k], whole[k])
     fake.sizes.clear()
-    assert RestClient("127.0.0.1:8501", NAME, max_request_batch=7).predict_params(small_crops).shape == (N, 62)
+    assert RestClient("127.0.0.1:8501", NAME, max_request_batch=7).predict(small_crops).params.shape == (N, 62)
     assert fake.sizes == [7] * 10
     fake.sizes.clear()
-    RestClient("127.0.0.1:8501", NAME).predict_crops(small_crops[:32])  # exactly the limit: one request
+    RestClient("127.0.0.1:8501", NAME).call_signature("serving_default", crops=small_crops[:32])  # exactly the limit: one request
     assert fake.sizes == [32]
 
 
@@ -294,22 +290,22 @@ def test_rest_against_a_server_without_large_batch_splitting(monkeypatch, small_
     fake = _FakeRest(refuse_large=True)
     monkeypatch.setattr(urllib.request, "urlopen", fake)
     with pytest.raises(ServingError, match=r"rejected the serving_default request \(HTTP 400\): Task size 70"):
-        RestClient("127.0.0.1:8501", NAME, max_request_batch=None).predict_crops(small_crops)
+        RestClient("127.0.0.1:8501", NAME, max_request_batch=None).call_signature("serving_default", crops=small_crops)
     fake.sizes.clear()
-    out = RestClient("127.0.0.1:8501", NAME).predict_crops(small_crops)
+    out = RestClient("127.0.0.1:8501", NAME).call_signature("serving_default", crops=small_crops)
     assert fake.sizes == [32, 32, 6] and out["pose"].shape == (N, 3)
 
 
 def test_rest_a_failing_chunk_is_retried_or_reported(monkeypatch, small_crops):
     fake = _FakeRest(fail_at={1: 503})
     monkeypatch.setattr(urllib.request, "urlopen", fake)
-    out = RestClient("127.0.0.1:8501", NAME, retries=1, backoff=0.01).predict_crops(small_crops)
+    out = RestClient("127.0.0.1:8501", NAME, retries=1, backoff=0.01).call_signature("serving_default", crops=small_crops)
     assert fake.sizes == [32, 32, 32, 6]
     np.testing.assert_array_equal(out["mean"], _FakeRest.outputs(small_crops)["mean"])
     fake = _FakeRest(fail_at={2: 404})
     monkeypatch.setattr(urllib.request, "urlopen", fake)
     with pytest.raises(ServingError, match="model 'mb05_120x120' not found"):
-        RestClient("127.0.0.1:8501", NAME, retries=2, backoff=0.01).predict_crops(small_crops)
+        RestClient("127.0.0.1:8501", NAME, retries=2, backoff=0.01).call_signature("serving_default", crops=small_crops)
     assert fake.sizes == [32, 32, 6]
 
 

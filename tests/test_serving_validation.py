@@ -1,4 +1,4 @@
-"""Bad serving inputs are refused by name (issue 14): the clients check before sending (a path instead of bytes,
+"""Bad serving inputs are refused by name: the clients check before sending (a path instead of bytes,
 no images, roi boxes that are not finite, empty or off the image, crops of the wrong type or shape: one-line
 ServingErrors, nothing sent), and the exported SavedModel itself answers INVALID_ARGUMENT naming the input for
 the same requests sent raw. Also: Ctrl-C at any moment of ``tf2dasl reconstruct`` is one line and exit 130."""
@@ -13,7 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tf2dasl.serving import GrpcClient, RestClient, ServingError
+from tf2dasl.inference.grpc_runtime import GrpcClient
+from tf2dasl.inference.rest_runtime import RestClient
+from tf2dasl.inference.serving_client import ServingError
 
 NAME = "mb05_120x120"
 W, H = 40, 30
@@ -34,7 +36,7 @@ def offline_client(request, monkeypatch):
     def sent(*a, **k):
         raise AssertionError("a request that should have been refused was sent")
 
-    monkeypatch.setattr(client, "_predict_one", sent)
+    monkeypatch.setattr(client, "_request_once", sent)
     yield client
     client.close()
 
@@ -67,31 +69,26 @@ def test_client_refuses_bad_image_requests_before_sending(offline_client, jpeg, 
 
 
 @pytest.mark.parametrize("crops, match", [
-    (np.zeros((0, 120, 120, 3), np.uint8), "crops is empty"),
     (np.zeros((1, 120, 120, 3), np.float32), "crops must be uint8"),
     (np.zeros((2, 120, 60, 3), np.uint8), r"shape \(B, S, S, 3\), got \(2, 120, 60, 3\)"),
     (np.zeros((120, 120), np.uint8), r"shape \(B, S, S, 3\)"),
     ("crop.png", "crops must be a uint8 array"),
-], ids=["empty", "float", "not-square", "2d", "path"])
+], ids=["float", "not-square", "2d", "path"])
 def test_client_refuses_bad_crops_before_sending(offline_client, crops, match):
     with pytest.raises(ServingError, match=match) as exc:
-        offline_client.predict_crops(crops)
+        offline_client.predict(crops)
     _one_line(exc)
+    assert offline_client.predict(np.zeros((0, 120, 120, 3), np.uint8)).params.shape == (0, 62)  # nothing sent
 
 
 def test_client_accepts_a_box_partly_outside_its_image(offline_client, jpeg, monkeypatch):
     seen = {}
-    monkeypatch.setattr(offline_client, "_predict_one", lambda inputs, sig: seen.update(inputs) or {})
+    monkeypatch.setattr(offline_client, "_request_once", lambda inputs, sig: seen.update(inputs) or {})
     offline_client.predict_images([jpeg], [[-10, -10, 20, 15]])
     np.testing.assert_array_equal(seen["roi_boxes"], [[-10, -10, 20, 15]])
 
 
 # ------------------------------------------------------------------------------ the model refuses them too
-@pytest.fixture(scope="module")
-def served(export_dir_mb05):
-    from serving_double import LocalModels, load_served_models
-
-    return LocalModels(load_served_models(export_dir_mb05))
 
 
 @pytest.mark.parametrize("rois, match", [
@@ -127,8 +124,8 @@ def test_raw_grpc_request_with_a_bad_box_is_invalid_argument(served, jpeg):
     try:
         with GrpcClient(srv.target, NAME) as c:
             with pytest.raises(ServingError, match="INVALID_ARGUMENT.*roi_boxes must be finite") as exc:
-                c.predict({"images": np.array([jpeg], object),
-                           "roi_boxes": np.array([[np.nan, 0, 10, 10]], np.float32)}, "predict_image")
+                c.call_signature("predict_image", images=np.array([jpeg], object),
+                                 roi_boxes=np.array([[np.nan, 0, 10, 10]], np.float32))
             _one_line(exc)
     finally:
         srv.stop()
@@ -161,13 +158,13 @@ def _loaded(library: str):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("library", ["_pywrap_tensorflow_internal", "litert"])
-def test_ctrl_c_at_any_moment_is_one_line(export_src_model_dir, shared_dir, tmp_path, library):
+def test_ctrl_c_at_any_moment_is_one_line(mb05_dir, shared_dir, tmp_path, library):
     """SIGINT while TensorFlow or LiteRT (the detector) is being loaded (LiteRT's native start-up turns it into
     an ImportError): still one line and exit 130."""
     if not sys.platform.startswith("linux"):
         pytest.skip("watches /proc/PID/maps")
     cmd = [sys.executable, "-m", "tf2dasl.cli", "reconstruct", str(shared_dir / "data" / "images" / "einstein.jpg"),
-           "--model", str(export_src_model_dir), "--out", str(tmp_path / "out")]
+           "--model", str(mb05_dir), "--out", str(tmp_path / "out")]
     r = _interrupt_when(cmd, _loaded(library))
     assert r.returncode == 130, r.stderr
     last = r.stderr.replace("\r", "\n").strip().splitlines()[-1]
@@ -176,7 +173,7 @@ def test_ctrl_c_at_any_moment_is_one_line(export_src_model_dir, shared_dir, tmp_
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_run_writes_the_summary(export_src_model_dir, shared_dir, tmp_path):
+def test_ctrl_c_during_a_run_writes_the_summary(mb05_dir, shared_dir, tmp_path):
     import json
     import shutil
 
@@ -185,7 +182,7 @@ def test_ctrl_c_during_a_run_writes_the_summary(export_src_model_dir, shared_dir
     for i in range(8):
         shutil.copy(shared_dir / "data" / "images" / "emma.jpg", photos / f"e{i}.jpg")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "tf2dasl.cli", "reconstruct", str(photos), "--model", str(export_src_model_dir),
+    cmd = [sys.executable, "-m", "tf2dasl.cli", "reconstruct", str(photos), "--model", str(mb05_dir),
            "--out", str(out), "--overlay", "--obj"]
     r = _interrupt_when(cmd, lambda pid: (out / "e0.json").exists())
     assert r.returncode == 130 and "Traceback" not in r.stderr, r.stderr

@@ -185,11 +185,12 @@ def test_bfm_uvs_import_and_texture_a_real_mesh(shared_dir, tmp_path):
 
 def test_model_dir_keeps_uvs_and_loads_without_them(tmp_path, mm):
     from tf2dasl.io.model_dir import load_model_dir, save_model_dir
-    from tf2dasl.model import FaceModel, ModelSpec
+    from tf2dasl.models.spec import ModelSpec
+    from tf2dasl.models.task import FaceTask
 
     spec = ModelSpec(name="tiny", backbone="mobilenet_v1", width=0.25, input_size=120, channels=3)
     small = uv_face_model()
-    model = FaceModel(spec, spec.build_regressor(), small)
+    model = FaceTask(spec, small)
     d = save_model_dir(model, tmp_path / "m")
     back = load_model_dir(d).mm
     np.testing.assert_array_equal(back.uv, small.uv)

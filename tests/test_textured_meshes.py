@@ -140,13 +140,13 @@ def _no_uv_model_dir(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_reconstruct_textured_outputs(export_src_model_dir, shared_dir, tmp_path, capsys):
+def test_reconstruct_textured_outputs(mb05_dir, shared_dir, tmp_path, capsys):
     trimesh = pytest.importorskip("trimesh")
     from tf2dasl.cli import main
 
     photo = shared_dir / "data" / "images" / "JianzhuGuo.jpg"
     out = tmp_path / "out"
-    rc = main(["reconstruct", str(photo), "--model", str(export_src_model_dir), "--out", str(out),
+    rc = main(["reconstruct", str(photo), "--model", str(mb05_dir), "--out", str(out),
                "--uv-texture", "--obj", "--glb", "--texture-size", "256"])
     assert rc == 0, capsys.readouterr().err
     names = sorted(p.name for p in out.iterdir())
@@ -163,15 +163,15 @@ def test_reconstruct_textured_outputs(export_src_model_dir, shared_dir, tmp_path
     rec = json.loads((out / "JianzhuGuo.json").read_text())["faces"][0]
     scene = trimesh.load(out / "JianzhuGuo_0.glb", process=False)
     placed = scene.to_geometry().vertices
-    lm_v = np.load(export_src_model_dir / "morphable_model.npz")["landmark_vertices"]
+    lm_v = np.load(mb05_dir / "morphable_model.npz")["landmark_vertices"]
     lm = placed[lm_v][:, :2] * [1, -1]
     assert np.abs(lm - np.array(rec["landmarks_2d"])).mean() < 0.05 * np.ptp(lm[:, 0])  # similarity vs affine
 
 
-def test_textured_outputs_need_uvs_one_line(export_src_model_dir, shared_dir, tmp_path, capsys):
+def test_textured_outputs_need_uvs_one_line(mb05_dir, shared_dir, tmp_path, capsys):
     from tf2dasl.cli import main
 
-    model = _no_uv_model_dir(export_src_model_dir, tmp_path / "no_uv")
+    model = _no_uv_model_dir(mb05_dir, tmp_path / "no_uv")
     photo = shared_dir / "data" / "images" / "JianzhuGuo.jpg"
     for flag in ("--obj", "--glb", "--uv-texture"):
         rc = main(["reconstruct", str(photo), "--model", str(model), "--out", str(tmp_path / "o"), flag])

@@ -14,32 +14,19 @@ import tensorflow as tf
 
 from tf2dasl import losses as L
 from tf2dasl.cli import main
-from tf2dasl.config import ConfigError, load_config
-from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, landmark_map, map_from_points
+from tf2dasl.io.yaml_config import ConfigError, load_config
+from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, map_from_points
+from helpers import WIDTH, one_line_error, train_config, write_aflw
+from tf2dasl.io.model_dir import load_model_dir
 from tf2dasl.models.critic import SelfCritic
 from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
 from tf2dasl.models.morphable import MorphableLayer
-from tf2dasl.models.preprocessor import CropPreprocessor
 from tf2dasl.models.regressor import Regressor
+from tf2dasl.models.spec import ModelSpec
 from tf2dasl.models.task import FaceTask
-from tf2dasl.training.config import TrainConfig
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import random_morphable_model, write_fake_checkout, write_wild_faces  # noqa: E402
+from tf2dasl.training.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-WIDTH = 0.25  # a small MobileNetV1 keeps these tests fast
-
-
-@pytest.fixture(scope="module")
-def mm():
-    return random_morphable_model()
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory, mm):
-    root = tmp_path_factory.mktemp("synth")
-    return {"checkout": write_fake_checkout(root / "checkout", mm), "wild": write_wild_faces(root / "wild", mm, 16)}
 
 
 def make_dasl(mm, weights=None, teacher=True, channels=4, freeze_bn=True):
@@ -48,7 +35,7 @@ def make_dasl(mm, weights=None, teacher=True, channels=4, freeze_bn=True):
     reg3 = Regressor("mobilenet_v1", WIDTH, 120, 3, name="regressor")
     reg3.build()
     reg = expand_to_four_channels(reg3) if channels == 4 else reg3
-    task = FaceTask(CropPreprocessor(120, channels), reg, MorphableLayer(mm, dense=False))
+    task = FaceTask(ModelSpec(name="t", width=WIDTH, channels=channels), mm, regressor=reg)
     model = DASLModel(task, SelfCritic((64, 32)), weights or LossWeights(), freeze_bn=freeze_bn)
     model.compile(keras.optimizers.SGD(1e-3, momentum=0.9), keras.optimizers.Adam(1e-4, 0.5, 0.999))
     model.build()
@@ -64,7 +51,7 @@ def wild_batch(mm, model, n=4, seed=0, drop=()):
     images = rng.integers(0, 255, (n, 120, 120, 3)).astype(np.uint8)
     x = model.task.preprocessor.normalize(images)
     p = model.morphable.unwhiten(model.teacher_regressor(x, training=False))
-    lm = model.morphable.landmarks_crop(p).numpy()[..., :2]
+    lm = model.morphable.landmarks(p).numpy()[..., :2]
     lm[:, list(drop)] = np.nan
     mp = (lm[:, [a for a, _ in MAP_POINT_PAIRS]] + lm[:, [b for _, b in MAP_POINT_PAIRS]]) / 2
     return {"wild": {"image": tf.constant(images), "landmarks": tf.constant(lm, tf.float32),
@@ -310,16 +297,15 @@ def test_two_step_fit_under_mirrored_strategy(synth, tmp_path):
         from tf2dasl.geometry.landmark_map import landmark_map, map_points
         from tf2dasl.models.critic import SelfCritic
         from tf2dasl.models.dasl import DASLModel, expand_to_four_channels
-        from tf2dasl.models.morphable import MorphableLayer
-        from tf2dasl.models.preprocessor import CropPreprocessor
         from tf2dasl.models.regressor import Regressor
+        from tf2dasl.models.spec import ModelSpec
         from tf2dasl.models.task import FaceTask
         mm = random_morphable_model()
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
         with strategy.scope():
             reg3 = Regressor("mobilenet_v1", {WIDTH}, 120, 3); reg3.build()
-            task = FaceTask(CropPreprocessor(120, 4), expand_to_four_channels(reg3), MorphableLayer(mm, dense=False))
+            task = FaceTask(ModelSpec(width={WIDTH}, channels=4), mm, regressor=expand_to_four_channels(reg3))
             model = DASLModel(task, SelfCritic((64, 32)))
             model.compile(keras.optimizers.SGD(1e-3, momentum=0.9), keras.optimizers.Adam(1e-4, 0.5, 0.999))
             model.build(); model.build_optimizers()
@@ -338,26 +324,6 @@ def test_two_step_fit_under_mirrored_strategy(synth, tmp_path):
     assert "MIRRORED_OK" in res.stdout, res.stdout[-2000:] + res.stderr[-4000:]
 
 
-def _config(synth, tmp_path, epochs=2, **extra) -> Path:
-    text = textwrap.dedent(f"""
-        name: synth
-        seed: 3
-        epochs: {epochs}
-        steps_per_epoch: 2
-        teacher: false
-        model: {{width: {WIDTH}, channels: 4, morphable_model: "{synth['checkout']}", critic_hidden: [32, 16]}}
-        loss: {{wpdc: 0.0, landmark: 0.0, self_2d: 1.0, self_3d: 0.5, cycle: 1.0, adversarial: 0.0}}
-        optim: {{optimizer: sgd, lr: 0.001, lr_schedule: cosine}}
-        data:
-          wild: {{pts_folders: ["{synth['wild']}"], batch_size: 4}}
-    """)
-    for k, v in extra.items():
-        text += f"{k}: {v}\n"
-    path = tmp_path / "cfg.yaml"
-    path.write_text(text)
-    return path
-
-
 class _StopAfter(keras.callbacks.Callback):
     """Simulates a kill right after the checkpoint of epoch ``n``."""
 
@@ -372,52 +338,43 @@ class _StopAfter(keras.callbacks.Callback):
 
 @pytest.mark.slow
 def test_resume_reproduces_an_uninterrupted_run(synth, tmp_path):
-    from tf2dasl import load_model
     from tf2dasl.training.trainer import train
 
-    cfg = load_config(_config(synth, tmp_path, epochs=3), TrainConfig)
+    cfg = load_config(train_config(synth, tmp_path, epochs=3), TrainConfig)
     full = train(cfg, tmp_path / "full", verbose=0)
-    cfg = load_config(_config(synth, tmp_path, epochs=3), TrainConfig)
+    cfg = load_config(train_config(synth, tmp_path, epochs=3), TrainConfig)
     train(cfg, tmp_path / "cut", verbose=0, extra_callbacks=[_StopAfter(1)])
     assert tf.train.latest_checkpoint(str(tmp_path / "cut/checkpoints")).endswith("ckpt-1")
-    cfg = load_config(_config(synth, tmp_path, epochs=3), TrainConfig)
+    cfg = load_config(train_config(synth, tmp_path, epochs=3), TrainConfig)
     resumed = train(cfg, tmp_path / "cut", resume=True, verbose=0)
-    a, b = load_model(full).regressor.get_weights(), load_model(resumed).regressor.get_weights()
+    a, b = load_model_dir(full).regressor.get_weights(), load_model_dir(resumed).regressor.get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))  # bit for bit
     assert (tmp_path / "full/history.csv").read_text().count("\n") == 4  # header + 3 epochs
 
 
-def _cli_error(capsys, argv, *needles):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, err
-
-
 def test_train_bad_input(synth, tmp_path, capsys):
     out = str(tmp_path / "run")
-    cfg = _config(synth, tmp_path)
+    cfg = train_config(synth, tmp_path)
     cfg.write_text(cfg.read_text() + "learning_rate: 0.1\n")
-    _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "unknown key", "learning_rate")
-    cfg = _config(synth, tmp_path)
+    one_line_error(capsys, ["train", "--config", str(cfg), "--out", out], "unknown key", "learning_rate")
+    cfg = train_config(synth, tmp_path)
     cfg.write_text(cfg.read_text().replace("epochs: 2", "epochs: two"))
-    _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "epochs", "integer")
-    cfg = _config(synth, tmp_path)
+    one_line_error(capsys, ["train", "--config", str(cfg), "--out", out], "epochs", "integer")
+    cfg = train_config(synth, tmp_path)
     cfg.write_text(cfg.read_text().replace(str(synth["wild"]), str(tmp_path / "missing")))
-    _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "missing")
+    one_line_error(capsys, ["train", "--config", str(cfg), "--out", out], "missing")
     bad = tmp_path / "badpts"
     bad.mkdir()
     (bad / "a.png").write_bytes((synth["wild"] / "face_000.png").read_bytes())
     (bad / "a.pts").write_text("version: 1\nn_points: 5\n{\n1 2\n3 4\n5 6\n7 8\n9 10\n}\n")
-    cfg = _config(synth, tmp_path)
+    cfg = train_config(synth, tmp_path)
     cfg.write_text(cfg.read_text().replace(str(synth["wild"]), str(bad)))
-    _cli_error(capsys, ["train", "--config", str(cfg), "--out", out], "a.pts")
-    _cli_error(capsys, ["train", "--config", str(tmp_path / "nope.yaml"), "--out", out], "not found")
-    _cli_error(capsys, ["train", "--config", str(_config(synth, tmp_path)), "--out", out, "--resume"],
+    one_line_error(capsys, ["train", "--config", str(cfg), "--out", out], "a.pts")
+    one_line_error(capsys, ["train", "--config", str(tmp_path / "nope.yaml"), "--out", out], "not found")
+    one_line_error(capsys, ["train", "--config", str(train_config(synth, tmp_path)), "--out", out, "--resume"],
                "nothing to resume")
     with pytest.raises(ConfigError, match="cycle must be >= 0"):
-        cfg = _config(synth, tmp_path)
+        cfg = train_config(synth, tmp_path)
         cfg.write_text(cfg.read_text().replace("cycle: 1.0", "cycle: -1.0"))
         load_config(cfg, TrainConfig)
 
@@ -428,8 +385,7 @@ def test_resnet50_300wlp_config_smoke(synth, mm, tmp_path):
     import yaml
     from synthetic import write_labelled_crops
 
-    from tf2dasl import load_model
-    from tf2dasl.config import from_dict
+    from tf2dasl.io.yaml_config import from_dict
     from tf2dasl.training.trainer import train
 
     lab = write_labelled_crops(tmp_path / "lab", mm, n=4)
@@ -442,7 +398,7 @@ def test_resnet50_300wlp_config_smoke(synth, mm, tmp_path):
     raw["data"]["validation"] = None
     cfg = from_dict(TrainConfig, raw)
     model_dir = train(cfg, tmp_path / "run", verbose=0)
-    model = load_model(model_dir)
+    model = load_model_dir(model_dir)
     assert model.spec.backbone == "resnet50" and model.spec.channels == 4
     history = (tmp_path / "run/history.csv").read_text()
     for term in ("wpdc", "self_2d", "self_3d", "cycle", "adversarial", "critic"):
@@ -461,7 +417,7 @@ def test_map_lr_multiplier_scales_only_the_map_slice(mm):
 
 
 def test_set_overrides_reach_the_dataclass_with_types_and_strict_keys(synth, tmp_path, capsys):
-    path = _config(synth, tmp_path)
+    path = train_config(synth, tmp_path)
     cfg = load_config(path, TrainConfig, overrides=["optim.lr=0.05", "loss.cycle=0", "optim.map_lr_multiplier=100",
                                                     "model.critic_hidden=[8, 4]", "mixed_precision=true"])
     assert cfg.optim.lr == 0.05 and cfg.loss.cycle == 0.0 and cfg.optim.map_lr_multiplier == 100.0
@@ -477,14 +433,14 @@ def test_set_overrides_reach_the_dataclass_with_types_and_strict_keys(synth, tmp
         load_config(path, TrainConfig, overrides=["optim.lr"])
     with pytest.raises(ConfigError, match="seed is not a section"):
         load_config(path, TrainConfig, overrides=["seed.x=1"])
-    _cli_error(capsys, ["train", "--config", str(path), "--out", str(tmp_path / "run"), "--set", "loss.cycle=-1"],
+    one_line_error(capsys, ["train", "--config", str(path), "--out", str(tmp_path / "run"), "--set", "loss.cycle=-1"],
                "cycle must be >= 0")
 
 
 @pytest.mark.slow
 def test_deterministic_runs_are_identical_bit_for_bit(synth, tmp_path):
     """Two fresh processes with ``deterministic: true`` end with the same weights and metrics, bit for bit."""
-    cfg = _config(synth, tmp_path, epochs=1, deterministic="true")
+    cfg = train_config(synth, tmp_path, epochs=1, deterministic="true")
     runs = []
     for i in range(2):
         out = tmp_path / f"run{i}"
@@ -515,10 +471,8 @@ def test_deterministic_needs_a_fresh_process():
 def init_model_dir(mm, tmp_path_factory):
     """A tiny 3-channel model directory to start (and teach) from."""
     from tf2dasl.io.model_dir import save_model_dir
-    from tf2dasl.model import FaceModel, ModelSpec
 
-    spec = ModelSpec(name="tiny", width=WIDTH)
-    return save_model_dir(FaceModel(spec, spec.build_regressor(), mm), tmp_path_factory.mktemp("init") / "tiny")
+    return save_model_dir(FaceTask(ModelSpec(name="tiny", width=WIDTH), mm), tmp_path_factory.mktemp("init") / "tiny")
 
 
 TEACHER_CRITIC = ["--set", "teacher=true", "--set", "loss.wpdc=1.0", "--set", "loss.adversarial=0.01"]
@@ -528,7 +482,7 @@ TEACHER_CRITIC = ["--set", "teacher=true", "--set", "loss.wpdc=1.0", "--set", "l
 def test_train_command_under_mirrored_strategy_with_teacher_and_critic(synth, init_model_dir, tmp_path):
     """``distribute: mirrored`` through the real trainer (models, teacher, critic, optimizers all created in the
     strategy's scope) on 2 logical CPUs."""
-    cfg = _config(synth, tmp_path, epochs=1)
+    cfg = train_config(synth, tmp_path, epochs=1)
     script = textwrap.dedent(f"""
         import sys
         import tensorflow as tf
@@ -552,7 +506,7 @@ def test_train_command_under_mirrored_strategy_with_teacher_and_critic(synth, in
 @pytest.mark.slow
 def test_train_command_with_mixed_precision_teacher_and_critic(synth, init_model_dir, tmp_path):
     """``mixed_precision: true``: float16 regressor, float32 losses and critic (a fresh process: the policy is global)."""
-    cfg = _config(synth, tmp_path, epochs=1)
+    cfg = train_config(synth, tmp_path, epochs=1)
     res = subprocess.run([sys.executable, "-m", "tf2dasl.cli", "train", "--config", str(cfg), "--init",
                           str(init_model_dir), "--out", str(tmp_path / "run"), "--set", "mixed_precision=true",
                           "--set", f"data.teacher_cache={tmp_path / 'cache'}"] + TEACHER_CRITIC,
@@ -564,7 +518,7 @@ def test_train_command_with_mixed_precision_teacher_and_critic(synth, init_model
 
 
 def test_cosine_warmup_ramps_from_zero():
-    from tf2dasl.training.config import OptimConfig
+    from tf2dasl.training.train_config import OptimConfig
     from tf2dasl.training.trainer import _optimizers
 
     cfg = TrainConfig(optim=OptimConfig(lr=0.004, lr_schedule="cosine", warmup_steps=10))
@@ -590,9 +544,8 @@ def test_mirrored_clipping_is_global_and_matches_one_device():
         from tf2dasl.geometry.landmark_map import landmark_map, map_points
         from tf2dasl.models.critic import SelfCritic
         from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
-        from tf2dasl.models.morphable import MorphableLayer
-        from tf2dasl.models.preprocessor import CropPreprocessor
         from tf2dasl.models.regressor import Regressor
+        from tf2dasl.models.spec import ModelSpec
         from tf2dasl.models.task import FaceTask
         mm = random_morphable_model()
         rng = np.random.default_rng(0)
@@ -607,8 +560,7 @@ def test_mirrored_clipping_is_global_and_matches_one_device():
             global init
             with strategy.scope():
                 reg3 = Regressor("mobilenet_v1", {WIDTH}, 120, 3); reg3.build()
-                task = FaceTask(CropPreprocessor(120, 4), expand_to_four_channels(reg3),
-                                MorphableLayer(mm, dense=False))
+                task = FaceTask(ModelSpec(width={WIDTH}, channels=4), mm, regressor=expand_to_four_channels(reg3))
                 model = DASLModel(task, SelfCritic((16, 8)), weights, replica_clip_norm=CLIP if mirrored else None)
                 opt = keras.optimizers.SGD(0.1) if mirrored else keras.optimizers.SGD(0.1, global_clipnorm=CLIP)
                 model.compile(opt, keras.optimizers.Adam(1e-4))
@@ -635,15 +587,6 @@ def test_mirrored_clipping_is_global_and_matches_one_device():
 
 
 # ---------------------------------------------------------------------------- run folders, NaN stop
-def test_an_old_run_folder_is_one_clear_line(synth, tmp_path, capsys):
-    out = tmp_path / "old"
-    (out / "checkpoints").mkdir(parents=True)
-    np.savez(out / "checkpoints/ckpt-0002.npz", v00000=np.zeros(3))
-    for extra in ([], ["--resume"]):
-        _cli_error(capsys, ["train", "--config", str(_config(synth, tmp_path)), "--out", str(out)] + extra,
-                   "ckpt-0002.npz", "older tf2dasl", "new --out")
-
-
 def test_nan_stop_is_a_public_result():
     from tf2dasl.training.callbacks import StopOnNaN
 
@@ -663,9 +606,9 @@ def test_nan_stop_is_a_public_result():
 
 @pytest.mark.slow
 def test_diverging_training_stops_with_one_line_and_keeps_the_last_good_epoch(synth, tmp_path, capsys):
-    cfg = _config(synth, tmp_path, epochs=2)
+    cfg = train_config(synth, tmp_path, epochs=2)
     out = tmp_path / "run"
-    _cli_error(capsys, ["train", "--config", str(cfg), "--out", str(out), "--set", "optim.lr=1.0e+30",
+    one_line_error(capsys, ["train", "--config", str(cfg), "--out", str(out), "--set", "optim.lr=1.0e+30",
                         "--set", "optim.clip_norm=null", "--set", "steps_per_epoch=1"], "non-finite loss", "--resume")
     assert tf.train.latest_checkpoint(str(out / "checkpoints")) is None or \
         tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-1")
@@ -681,7 +624,7 @@ def test_landmark_points_per_set():
     np.testing.assert_array_equal(a[18:, 68:], np.eye(21))
     assert w[:18].sum() == pytest.approx(14.0) and (w[18:] == 1).all()
     with pytest.raises(ConfigError, match="landmark_points"):
-        from tf2dasl.config import from_dict
+        from tf2dasl.io.yaml_config import from_dict
         from_dict(LossWeights, {"landmark_points": {"68": "jaw"}})
 
 
@@ -717,9 +660,8 @@ MULTI_WORKER_STEP = textwrap.dedent("""
     from tf2dasl.geometry.landmark_map import landmark_map, map_points
     from tf2dasl.models.critic import SelfCritic
     from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
-    from tf2dasl.models.morphable import MorphableLayer
-    from tf2dasl.models.preprocessor import CropPreprocessor
     from tf2dasl.models.regressor import Regressor
+    from tf2dasl.models.spec import ModelSpec
     from tf2dasl.models.task import FaceTask
 
 
@@ -741,7 +683,7 @@ MULTI_WORKER_STEP = textwrap.dedent("""
         with np.load(init) as z:
             reg3.set_weights([z[f"w{{i}}"] for i in range(len(z.files))])
         multi = strategy.num_replicas_in_sync > 1
-        task = FaceTask(CropPreprocessor(120, 4), expand_to_four_channels(reg3), MorphableLayer(mm, dense=False))
+        task = FaceTask(ModelSpec(width={width}, channels=4), mm, regressor=expand_to_four_channels(reg3))
         weights = LossWeights(wpdc=1.0, landmark=1.0, self_2d=1.0, self_3d=0.5, cycle=1.0, adversarial=0.0)
         model = Probe(task, SelfCritic((16, 8)), weights, replica_clip_norm=CLIP if multi else None)
         opt = keras.optimizers.SGD(0.1) if multi else keras.optimizers.SGD(0.1, global_clipnorm=CLIP)
@@ -806,7 +748,7 @@ def test_train_command_on_two_workers(synth, init_model_dir, tmp_path):
     train one epoch with teacher labels; the chief writes the run folder, the other worker nothing."""
     import os
 
-    cfg = _config(synth, tmp_path, epochs=1)
+    cfg = train_config(synth, tmp_path, epochs=1)
     ports = _free_ports(2)
     runs = [tmp_path / "chief", tmp_path / "worker"]
     procs = [subprocess.Popen([sys.executable, "-m", "tf2dasl.cli", "train", "--config", str(cfg), "--init",
@@ -822,8 +764,6 @@ def test_train_command_on_two_workers(synth, init_model_dir, tmp_path):
 
 
 def test_fit_landmarks_command_writes_the_points_file_and_a_picture(mm, init_model_dir, tmp_path, capsys):
-    from test_data import write_aflw
-
     from tf2dasl.data.landmark_sets import read_points_file
 
     root = write_aflw(tmp_path / "aflw", n=8)
@@ -843,5 +783,5 @@ def test_fit_landmarks_command_writes_the_points_file_and_a_picture(mm, init_mod
 
     pic = cv2.imread(str(tmp_path / "pics/points_fit.png"))
     assert pic is not None and pic.shape[0] > 300 and pic.std() > 5
-    _cli_error(capsys, ["fit-landmarks", "--config", str(_config({"checkout": "x", "wild": "y"}, tmp_path)),
+    one_line_error(capsys, ["fit-landmarks", "--config", str(train_config({"checkout": "x", "wild": "y"}, tmp_path)),
                         "--model", str(init_model_dir)], "no data.wild.aflw")

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from synthetic import random_morphable_model
-from tf2dasl.config import ConfigError, from_dict, load_config
+from tf2dasl.io.yaml_config import ConfigError, from_dict, load_config
 from tf2dasl.geometry.camera import crop_to_image, model_to_crop, reframe_params
 from tf2dasl.geometry.conventions import CROP_OFFSET_V1, CROP_OFFSET_V2
 from tf2dasl.geometry.pose import angles_to_matrix, sRt_to_params
+from tf2dasl.geometry.decoder import Decoder
 from tf2dasl.reconstruct import Reconstructor
 from tf2dasl.video import (
     FaceTracker,
@@ -306,7 +307,7 @@ class FakeReconstructor:
         self.undetected: set[int] = set()
         self.frame = 0
         self.detector = _Detector(self)
-        self.model = None
+        self.mm = None
         self.follow_images, self._last = False, None
 
     def _sync(self, image):
@@ -318,7 +319,7 @@ class FakeReconstructor:
     def truth(self, frame=None):
         return self.faces.get(self.frame if frame is None else frame, [])
 
-    def regress(self, image, rois, maps=None, passes=2):
+    def regress(self, image, rois, maps=None, one_pass=False):
         from tf2dasl.detect.base import box_iou
         from tf2dasl.geometry.roi import roi_from_landmarks
 
@@ -536,8 +537,7 @@ def test_reconstruct_sources_goes_on_past_unreadable_ones(tmp_path):
 
 def test_smooth_frames_rebuilds_faces_from_smoothed_params(mm):
     """smooth_frames on tracked frames: landmarks and pose follow the smoothed parameters."""
-    rec = Reconstructor(type("B", (), {"spec": type("S", (), {"input_size": 120, "crop_convention": "3ddfa_v2"}),
-                                       "mm": mm})())
+    rec = Reconstructor(type("P", (), {"input_size": 120, "channels": 3})(), Decoder(mm, 120, "3ddfa_v2"))
     rng = np.random.default_rng(0)
     frames = []
     roi = np.array([[0, 0, 120, 120]], np.float32)
@@ -623,13 +623,13 @@ def _moving_photo_clip(shared_dir: Path, path: Path, n: int = 24) -> Path:
     return write_clip(path, n, size=(w, h), draw=draw)
 
 
-def test_cli_video_bad_inputs_are_one_line_each(export_src_model_dir, tmp_path, capsys):
+def test_cli_video_bad_inputs_are_one_line_each(mb05_dir, tmp_path, capsys):
     (tmp_path / "junk.mp4").write_bytes(b"junk" * 300)
     zero = write_clip(tmp_path / "zero.mp4", 0)
     cut = _truncated_avi(tmp_path)
     out = tmp_path / "out"
     rc, stdout, err = _cli(capsys, tmp_path / "junk.mp4", zero, cut, "--camera", 57, "--model",
-                           export_src_model_dir, "--out", out, "--detector", "haar")
+                           mb05_dir, "--out", out, "--detector", "haar")
     assert rc == 1 and "Traceback" not in err
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("  ")]  # the rest: progress bars
     assert lines[0].startswith(f"  failed: {tmp_path / 'junk.mp4'}: OpenCV cannot read it as a video")
@@ -639,17 +639,17 @@ def test_cli_video_bad_inputs_are_one_line_each(export_src_model_dir, tmp_path, 
     assert len(lines) == 4
     kept = (out / "cut.jsonl").read_text().splitlines()
     assert kept and [json.loads(ln)["frame"] for ln in kept] == list(range(len(kept)))
-    rc, _, err = _cli(capsys, cut, "--pts", "--model", export_src_model_dir, "--out", out)
+    rc, _, err = _cli(capsys, cut, "--pts", "--model", mb05_dir, "--out", out)
     assert rc == 2 and err.strip() == ("tf2dasl reconstruct: error: --pts apply to photos; for videos use --overlay, "
                                        "--obj, --ply")
-    rc, _, err = _cli(capsys, "--model", export_src_model_dir, "--out", out)
+    rc, _, err = _cli(capsys, "--model", mb05_dir, "--out", out)
     assert rc == 2 and "nothing to reconstruct" in err
 
 
-def test_cli_video_end_to_end(export_src_model_dir, shared_dir, tmp_path, capsys):
+def test_cli_video_end_to_end(mb05_dir, shared_dir, tmp_path, capsys):
     clip = _moving_photo_clip(shared_dir, tmp_path / "face_moving.mp4")
     out = tmp_path / "out"
-    rc, stdout, err = _cli(capsys, clip, "--model", export_src_model_dir, "--out", out, "--overlay", "--obj",
+    rc, stdout, err = _cli(capsys, clip, "--model", mb05_dir, "--out", out, "--overlay", "--obj",
                            "--smooth", "offline")
     assert rc == 0, err
     assert f"{clip}: 24 frames" in stdout and "1 tracks" in stdout and "+ 24 meshes" in stdout
@@ -674,10 +674,10 @@ def hamilton(shared_dir):
 
 
 @pytest.fixture(scope="module")
-def mb05_rec(export_src_model_dir):
+def mb05_rec(mb05_dir):
     from tf2dasl.api import make_reconstructor
 
-    return make_reconstructor(export_src_model_dir)
+    return make_reconstructor(mb05_dir)
 
 
 def test_hamilton_first_shot(hamilton, mb05_rec, tmp_path):

@@ -2,6 +2,10 @@
 
 Errors a user can cause (:class:`tf2dasl.errors.UserError`, missing files) print one line and exit 2;
 batch commands report failures at the end and exit 1; Ctrl-C prints one line and exits 130.
+
+The commands are a registry (:data:`COMMANDS`): only the one asked for is imported (its module imports what it
+runs, TensorFlow included, with TensorFlow's native start-up chatter hidden), so ``tf2dasl --help`` and a command's
+usage errors answer at once.
 """
 from __future__ import annotations
 
@@ -11,21 +15,35 @@ import importlib
 import os
 import sys
 
-#: sub-command name → module in tf2dasl.commands exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
-COMMANDS = {"import-3ddfa": "import_3ddfa", "evaluate": "evaluate", "reconstruct": "reconstruct",
-            "train": "train", "fit-landmarks": "fit_landmarks", "export": "export", "plot": "plot", "swap": "swap",
-            "retarget": "retarget"}
+from . import __version__
+from .errors import UserError
+from .quiet import native_stderr_hidden
+
+#: sub-command name → (module in tf2dasl.commands exposing ``add_parser(subparsers, name, help)`` and
+#: ``run(args) -> int``, the one-line help ``tf2dasl --help`` lists)
+COMMANDS = {
+    "import-3ddfa": ("import_3ddfa", "import 3DDFA_V2 weights into a tf2dasl model directory"),
+    "evaluate": ("evaluate", "measure accuracy with a standard protocol"),
+    "reconstruct": ("reconstruct", "reconstruct the faces of photos and videos (JSON, overlays, depth, PNCC, meshes)"),
+    "train": ("train", "train a 2DASL model (keras fit; resumable)"),
+    "fit-landmarks": ("fit_landmarks", "fit AFLW's 21 points to mesh vertices (the config's points_file)"),
+    "export": ("export", "export a model for TF Serving (SavedModel), mobile (TFLite) and ONNX"),
+    "plot": ("plot", "draw CED curves and yaw-bin bars of `evaluate aflw2000 --json` results"),
+    "swap": ("swap", "swap a face: SOURCE's face texture on TARGET's face, blended into TARGET"),
+    "retarget": ("retarget", "put SOURCE's expression on TARGET's face (a photo, or a video animating it)"),
+}
 
 
-def _quiet_tensorflow_import() -> None:
-    """Import TensorFlow with its C++ start-up chatter (CUDA probing on CPU machines) hidden; replayed on failure."""
-    from .quiet import native_stderr_hidden
-
+def import_command(name: str):
+    """The module of command ``name``, imported with TensorFlow's native start-up chatter (CUDA probing on CPU
+    machines, device listing) hidden; what it printed is replayed if the import fails."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_stderr_hidden():
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()  # device probing prints its own chatter: hide it too
+        module = importlib.import_module(f"{__package__}.commands.{COMMANDS[name][0]}")
+        tf = sys.modules.get("tensorflow")
+        if tf is not None:
+            tf.config.list_physical_devices()  # device probing prints its own chatter: hide it too
+    return module
 
 
 #: OS errors about a path the user gave, where "check the path" is the fix; others (disk full, I/O error) are
@@ -41,20 +59,17 @@ def os_error_line(exc: OSError) -> str:
     return f"{where}{exc.strerror or exc}{hint}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of ``tf2dasl``: every command listed, the one ``argv`` names with its full arguments."""
     parser = argparse.ArgumentParser(prog="tf2dasl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tf2dasl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"tf2dasl.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"tf2dasl.commands.{module}":
-                continue  # command not built yet
-            raise
-        mod.add_parser(sub, name)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (_, text) in COMMANDS.items():
+        if name == chosen:
+            import_command(name).add_parser(sub, name, text)
+        else:
+            sub.add_parser(name, help=text)
     return parser
 
 
@@ -70,13 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. Ctrl-C at any moment (parsing, importing TensorFlow, loading a model, running)
     prints one line and exits 130, never a traceback."""
     command = None
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        from .errors import UserError
-
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         command = args.command
-        _quiet_tensorflow_import()
         try:
             return int(args.run(args) or 0)
         except UserError as exc:

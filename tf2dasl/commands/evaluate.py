@@ -10,22 +10,25 @@ from pathlib import Path
 
 from ..cli import EXIT_FAILURES
 from ..errors import UserError
+from ..evaluate import (evaluate_300w, evaluate_aflw2000, format_300w, format_errors, format_table, load_aflw2000,
+                        load_params_file, model_under_test, nan_to_none, params_decoder, params_predictions,
+                        score_aflw2000)
 from ..geometry.conventions import CONVENTIONS
-from ..runtimes import RUNTIMES, TFLITE_VARIANTS
+from ..inference import ONNX_VARIANTS, PASSES, RUNTIMES, TFLITE_VARIANTS
+from ..io.outputs import make_folder, write_json
 
 
-def add_parser(sub, name):
-    from ..evaluate import PASSES
-
-    p = sub.add_parser(name, help="measure accuracy with a standard protocol")
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help)
     bench = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     a = bench.add_parser("aflw2000", help="AFLW2000-3D, 3DDFA's protocol (68-point NME per yaw bin)")
     a.add_argument("--data", required=True, help="AFLW2000-3D folder laid out as ../shared/data/aflw2000_3d_dev")
     a.add_argument("--model", help="model directory (--runtime keras only)")
     a.add_argument("--runtime", choices=RUNTIMES, help=f"which artifact runs the regressor (default {RUNTIMES[0]})")
     a.add_argument("--export-dir", help="export directory (from `tf2dasl export`) for --runtime savedmodel|tflite|onnx")
-    a.add_argument("--variant", choices=TFLITE_VARIANTS,
-                   help=f"--runtime tflite only: which TFLite model (default {TFLITE_VARIANTS[0]})")
+    a.add_argument("--variant", choices=list(dict.fromkeys(TFLITE_VARIANTS + ONNX_VARIANTS)),
+                   help=f"--runtime tflite ({'|'.join(TFLITE_VARIANTS)}) or onnx ({'|'.join(ONNX_VARIANTS)}): which "
+                        f"model of the export (default {TFLITE_VARIANTS[0]}; int8: the full-integer models)")
     a.add_argument("--passes", type=int, choices=PASSES,
                    help="--runtime keras with a 4-channel (2DASL) model only: 1 = empty landmark map only, 2 = then "
                         "the map of the first pass's landmarks (default; exported graphs always run both)")
@@ -71,17 +74,12 @@ def add_parser(sub, name):
 
 
 def _write_json(path, result) -> None:
-    from ..evaluate import nan_to_none
-    from ..io.outputs import make_folder, write_json
-
     make_folder(Path(path).parent)
     write_json(path, nan_to_none(result), indent=2)
     print(f"wrote {path}")
 
 
 def run_300w(args) -> int:
-    from ..evaluate import evaluate_300w, format_300w, format_errors
-
     # data errors (folders, --list) come first inside, before the model loads; unreadable faces are listed
     result = evaluate_300w(args.data, args.model, boxes=args.boxes, detector=args.detector, assets_dir=args.assets,
                            list_file=args.list, progress=not args.no_progress)
@@ -95,8 +93,6 @@ def run_300w(args) -> int:
 
 def _score_params(args, data) -> tuple[dict, str]:
     """``--params``: someone's predicted parameters, decoded by ``--bfm`` in ``--convention``."""
-    from ..evaluate import load_params_file, params_decoder, params_predictions, score_aflw2000
-
     given = [flag for flag, value in (("--model", args.model), ("--runtime", args.runtime),
                                       ("--export-dir", args.export_dir), ("--variant", args.variant),
                                       ("--passes", args.passes)) if value]
@@ -115,8 +111,6 @@ def _score_params(args, data) -> tuple[dict, str]:
 def run(args) -> int:
     if args.benchmark == "300w":
         return run_300w(args)
-    from ..evaluate import evaluate_aflw2000, format_table, load_aflw2000, make_predictor
-
     if not args.params and args.convention:
         raise UserError("--convention applies to --params; a model or an export knows its own (drop --convention)")
     data = load_aflw2000(args.data, from_mat=args.from_mat)
@@ -125,11 +119,11 @@ def run(args) -> int:
         runtime = "params"
     else:
         runtime = args.runtime or RUNTIMES[0]
-        predictor = make_predictor(runtime, model=args.model, export_dir=args.export_dir, variant=args.variant,
-                                   passes=args.passes, bfm=args.bfm, dense=args.dense)
-        result = evaluate_aflw2000(data, predictor, int(data.crops.shape[1]), dense=args.dense,
+        model = model_under_test(runtime, model=args.model, export_dir=args.export_dir, variant=args.variant,
+                                 passes=args.passes, bfm=args.bfm, dense=args.dense)
+        result = evaluate_aflw2000(data, model, int(data.crops.shape[1]), dense=args.dense,
                                    progress=not args.no_progress)
-        name = args.name or predictor.name
+        name = args.name or model.name
     result.update({"model": name, "runtime": runtime, "data": str(args.data), "crops": data.source["crops"]})
     print(f"AFLW2000-3D ({result['faces']} faces, {data.source['crops']} crops), model {name}, runtime {runtime}")
     print(format_table(result))

@@ -1,9 +1,14 @@
 """``tf2dasl fit-landmarks --config CONFIG --model MODEL_DIR [--out FILE] [--faces N] [--draw DIR]``."""
 from __future__ import annotations
 
+from ..io.model_dir import load_model_dir
+from ..io.yaml_config import ConfigError, load_config
+from ..training.landmark_fit import DEFAULT_FACES, fit_aflw_points, write_fit
+from ..training.train_config import TrainConfig, expand_path
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="fit AFLW's 21 points to mesh vertices (the config's points_file)",
+
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="For each of AFLW's 21 annotated points, the mesh vertex (or 68-point midpoint) "
                                    "whose projection through MODEL_DIR's meshes best fits the annotations of the "
                                    "config's AFLW training faces (its validation split excluded). Writes the YAML "
@@ -18,11 +23,6 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from .. import load_model
-    from ..config import ConfigError, load_config
-    from ..training.config import TrainConfig, expand_path
-    from ..training.landmark_fit import DEFAULT_FACES, fit_aflw_points, write_fit
-
     cfg = load_config(args.config, TrainConfig)
     aflw = cfg.data.wild.aflw
     if aflw is None:
@@ -32,7 +32,7 @@ def run(args) -> int:
         raise ConfigError(f"--faces must be >= 1, got {faces}")
     out = args.out or expand_path(aflw.points_file)
     aflw.root = expand_path(aflw.root)
-    result = fit_aflw_points(aflw, load_model(args.model), faces, args.seed)
+    result = fit_aflw_points(aflw, load_model_dir(args.model), faces, args.seed)
     command = (f"tf2dasl fit-landmarks --config {args.config} --model {args.model}"
                + (f" --faces {faces}" if args.faces is not None else "") + (f" --seed {args.seed}" if args.seed else ""))
     for path in write_fit(result, out, command, args.model, args.draw):

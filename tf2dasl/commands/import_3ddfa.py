@@ -1,9 +1,12 @@
 """``tf2dasl import-3ddfa CHECKOUT --weights NAME --out MODEL_DIR``."""
 from __future__ import annotations
 
+from ..io.import_3ddfa import import_3ddfa_v2
+from ..io.model_dir import save_model_dir
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="import 3DDFA_V2 weights into a tf2dasl model directory",
+
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="Import a 3DDFA_V2 checkout's weights (read without torch) into a model directory.")
     p.add_argument("checkout", help="a 3DDFA_V2 checkout (configs/, weights/), e.g. ../shared/assets/3ddfa_v2")
     p.add_argument("--weights", default="mb05_120x120", help="weights name: configs/NAME.yml + weights/NAME.pth")
@@ -12,9 +15,6 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..io.import_3ddfa import import_3ddfa_v2
-    from ..io.model_dir import save_model_dir
-
     model = import_3ddfa_v2(args.checkout, args.weights)
     out = save_model_dir(model, args.out)
     print(f"imported {args.weights} ({model.spec.backbone} x{model.spec.width}, "

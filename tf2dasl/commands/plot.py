@@ -3,11 +3,11 @@
 Thin over :func:`tf2dasl.evaluate.plots.plot_results`."""
 from __future__ import annotations
 
+from ..evaluate.plots import PLOT_METRICS, plot_results
 
-def add_parser(sub, name):
-    from ..evaluate.plots import PLOT_METRICS
 
-    p = sub.add_parser(name, help="draw CED curves and yaw-bin bars of `evaluate aflw2000 --json` results",
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="One row per --metric: the cumulative error distribution of every result (one "
                                    "curve each, labelled by model) and its per-|yaw|-bin and balanced-mean bars.")
     p.add_argument("results", nargs="+", metavar="RESULT.json", help="`tf2dasl evaluate aflw2000 --json` files")
@@ -22,8 +22,6 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..evaluate.plots import plot_results
-
     out = plot_results(args.results, args.out, args.metric, args.labels, args.max_error, args.title)
     print(f"wrote {out}")
     return 0

@@ -6,9 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..batch import RunInterrupted, model_identity, reconstruct_paths
 from ..batch.files import MESHES, PICTURES, TEXTURED
 from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
-from ..runtimes import RUNTIMES
+from ..inference import RUNTIMES
+from ..io.boxes import read_boxes_file
+from ..io.images import DEFAULT_MAX_PIXELS
+from ..reconstruct import make_reconstructor
 from . import reconstruct_video
 from ._edits import check_texture_size
 
@@ -33,8 +37,8 @@ reported at the end (and in OUT_DIR/summary.json): each image without a face ("n
 it still gets its JSON with "faces": []) and each failure ("failed: PATH: reason": missing input, folder
 without images, unreadable image or .pts, a --boxes box outside its image). The other inputs go on.
 
-the output folder (README "Output guarantees"): every file is written whole or not at all (temporary file,
-fsync, rename); OUT_DIR/tf2dasl-manifest.jsonl records what tf2dasl wrote there (sizes, SHA-256) and which
+the output folder (docs/output_format.md, "Output guarantees"): every file is written whole or not at all
+(temporary file, fsync, rename); OUT_DIR/tf2dasl-manifest.jsonl records what tf2dasl wrote there (sizes, SHA-256) and which
 inputs are complete. A rerun into the same folder skips the inputs already complete with the same model and
 settings (--force redoes them) and redoes incomplete ones. A file in OUT_DIR that no tf2dasl run wrote is
 never overwritten: that image's outputs get another name ("renamed: ... was not written by tf2dasl: kept");
@@ -51,8 +55,8 @@ reported as one line before anything runs.
 """
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="reconstruct the faces of photos (JSON, overlays, depth, PNCC, meshes)",
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="Photos in, faces out: one OUT_DIR/<stem>.json per image (docs/output_format.md), "
                                    "plus the pictures and meshes asked for.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,9 +113,6 @@ def _max_pixels(text: str) -> int:
 
 
 def run(args) -> int:
-    from ..api import RunInterrupted, make_backend, model_identity, read_boxes_file, reconstruct_paths
-    from ..io.images import DEFAULT_MAX_PIXELS
-
     check_texture_size(args.texture_size)
     outputs = [o for o in OUTPUTS if getattr(args, o)]
     det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
@@ -121,20 +122,22 @@ def run(args) -> int:
     photos, videos = reconstruct_video.split_inputs(args)
     if videos:
         reconstruct_video.video_config(args)  # a bad --video-config fails before the model loads
-    backend = make_backend(args.model, args.runtime, args.export_dir, args.server, args.server_model)
+    model = {"runtime": args.runtime, "export_dir": args.export_dir, "server": args.server,
+             "server_model": args.server_model}
+    rec = make_reconstructor(args.model, args.detector, args.assets, det_opts, refine=not args.no_refine, **model)
     if args.all:  # every output this model can make
-        outputs = [o for o in OUTPUTS if o not in TEXTURED or getattr(backend.mm, "has_uv", False) or o in outputs]
+        outputs = [o for o in OUTPUTS if o not in TEXTURED or rec.mm.has_uv or o in outputs]
     settings = {"model": model_identity(args.model), "runtime": args.runtime,
                 "export_dir": str(Path(args.export_dir).resolve()) if args.export_dir else None,
                 "server": args.server, "server_model": args.server_model}
-    video_rc = reconstruct_video.run_videos(args, videos, backend, settings, outputs) if videos else 0
+    video_rc = reconstruct_video.run_videos(args, videos, rec, settings, outputs) if videos else 0
     if not photos or video_rc == EXIT_INTERRUPTED:
         return video_rc
     args.inputs = photos
     try:
-        summary = reconstruct_paths(args.inputs, backend, args.out, outputs=outputs, detector=args.detector,
+        summary = reconstruct_paths(args.inputs, rec, args.out, outputs=outputs, detector=args.detector,
                                     assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
-                                    refine=not args.no_refine, boxes=boxes, force=args.force, settings=settings,
+                                    boxes=boxes, force=args.force, settings=settings,
                                     max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None,
                                     texture_size=args.texture_size)
     except RunInterrupted as stop:

@@ -6,7 +6,12 @@ import dataclasses
 import sys
 
 from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
+from ..detect import make_detector
 from ..errors import UserError
+from ..io.yaml_config import from_dict, load_config
+from ..reconstruct import Reconstructor
+from ..video import VideoConfig, is_video_path
+from ..video.pipeline import VideoFailure, reconstruct_sources
 
 #: Photo-only flags, refused when every input is a video (they would be ignored).
 PHOTO_ONLY = (("pts", "--pts"), ("boxes", "--boxes"), ("depth", "--depth"), ("pncc", "--pncc"),
@@ -23,7 +28,8 @@ A camera runs until Ctrl-C or --max-frames (exit 0); Ctrl-C on a file keeps the 
 
 
 def add_arguments(p) -> None:
-    g = p.add_argument_group("video", "for video files and --camera (tf2dasl/video/config.py documents the settings)")
+    g = p.add_argument_group("video", "for video files and --camera (tf2dasl/video/video_config.py documents the "
+                                      "settings)")
     g.add_argument("--camera", type=int, metavar="N", help="read camera N (0: the first) instead of / besides files")
     g.add_argument("--smooth", choices=("off", "causal", "offline"), default=None,
                    help="temporal smoothing: causal (default; live, no delay), offline (looks a few frames ahead), "
@@ -35,9 +41,6 @@ def add_arguments(p) -> None:
 
 def video_config(args):
     """The :class:`~tf2dasl.video.VideoConfig` of the options (file first, then the flags)."""
-    from ..config import from_dict, load_config
-    from ..video import VideoConfig
-
     cfg = load_config(args.video_config, VideoConfig) if args.video_config else VideoConfig()
     if args.smooth:
         cfg.smoothing.mode = args.smooth
@@ -50,8 +53,6 @@ def video_config(args):
 
 def split_inputs(args) -> tuple[list, list]:
     """(photo inputs, video sources) of the command line; refuses photo-only flags when there is no photo."""
-    from ..video import is_video_path
-
     videos = [p for p in args.inputs if is_video_path(p)]
     photos = [p for p in args.inputs if not is_video_path(p)]
     if args.camera is not None:
@@ -67,16 +68,14 @@ def split_inputs(args) -> tuple[list, list]:
     return photos, videos
 
 
-def run_videos(args, videos, backend, settings: dict, outputs) -> int:
-    """Reconstruct the video sources; print one line per video and its problems; the exit status."""
-    from ..api import make_reconstructor
-    from ..video.pipeline import VideoFailure, reconstruct_sources
-
+def run_videos(args, videos, photo_rec: Reconstructor, settings: dict, outputs) -> int:
+    """Reconstruct the video sources with the photos' predictor and decoder (``photo_rec``) and a detector that
+    keeps every face (the tracker bounds them); print one line per video and its problems; the exit status."""
     cfg = video_config(args)
     det_opts = {"min_size": args.min_size}
     if args.score_threshold is not None:
         det_opts["score_threshold"] = args.score_threshold
-    rec = make_reconstructor(backend, args.detector, args.assets, det_opts)
+    rec = Reconstructor(photo_rec.predictor, photo_rec.decoder, make_detector(args.detector, args.assets, **det_opts))
     results = reconstruct_sources(videos, rec, args.out, [o for o in outputs if o in ("overlay", "obj", "ply")],
                                   cfg, force=args.force, settings=settings, max_frames=args.max_frames)
     rc = 0

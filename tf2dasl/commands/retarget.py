@@ -1,11 +1,18 @@
 """``tf2dasl retarget --expression SOURCE --onto TARGET --out OUT --model MODEL_DIR [--pose]``."""
 from __future__ import annotations
 
+from ..errors import UserError
+from ..geometry.morphable_model import EXPRESSION
+from ..io.images import read_image
+from ..io.outputs import write_image
+from ..texture.edit import find_face, retarget_expression
+from ..texture.edit_video import retarget_video
+from ..video import is_video_path
 from ._edits import add_common, check_out, load
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="put SOURCE's expression on TARGET's face (a photo, or a video animating it)",
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="TARGET's identity and texture with SOURCE's expression coefficients, rendered "
                                    "back into TARGET. A video SOURCE (.mp4, ...) animates TARGET with the clip's "
                                    "expressions (and, with --pose, its head rotation) into an MP4.")
@@ -25,14 +32,6 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..geometry.morphable_model import EXPRESSION
-    from ..texture.edit import find_face, retarget_expression
-    from ..texture.edit_video import retarget_video
-    from ..video import is_video_path
-    from ..errors import UserError
-    from ..io.images import read_image
-    from ..io.outputs import write_image
-
     video = is_video_path(args.expression)
     check_out(args.out, args.force, (".mp4",) if video else (".png", ".jpg", ".jpeg"))
     if args.pose and not video:
@@ -43,16 +42,17 @@ def run(args) -> int:
         raise UserError(f"--start-frame {args.start_frame}: give 0 or more")
     rec, mm, config = load(args)
     target = read_image(args.onto)
-    tf = find_face(rec, target, args.onto, args.target_face, "target")
+    target_face = find_face(rec, target, args.onto, args.target_face, "target")
     if video:
-        summary = retarget_video(mm, rec, args.expression, target, tf, args.out, with_pose=args.pose,
+        summary = retarget_video(mm, rec, args.expression, target, target_face, args.out, with_pose=args.pose,
                                  max_frames=args.max_frames, start=args.start_frame, config=config,
                                  overwrite=args.force)
         print(summary.describe())
         return 0
     source = read_image(args.expression)
-    sf = find_face(rec, source, args.expression, args.source_face, "source")
-    out = write_image(args.out, retarget_expression(mm, target, tf, sf.params[EXPRESSION], config=config),
+    source_face = find_face(rec, source, args.expression, args.source_face, "source")
+    out = write_image(args.out, retarget_expression(mm, target, target_face, source_face.params[EXPRESSION],
+                                                    config=config),
                       overwrite=args.force)
     print(f"{args.expression}'s expression on {args.onto} -> {out}")
     return 0

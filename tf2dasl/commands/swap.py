@@ -1,13 +1,16 @@
 """``tf2dasl swap SOURCE TARGET --out OUT.png --model MODEL_DIR``: SOURCE's face on TARGET's face."""
 from __future__ import annotations
 
+from ..io.images import read_image
+from ..io.outputs import write_image
+from ..texture.edit import find_face, swap_face
 from ._edits import add_common, check_out, load
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="swap a face: SOURCE's face texture on TARGET's face, blended into TARGET",
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="The source face's UV texture rendered on the target face's 3D geometry and "
                                    "pose, colour-matched and Poisson-blended into the target photo.")
     p.add_argument("source", help="photo giving the face (its texture)")
@@ -22,15 +25,11 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..texture.edit import find_face, swap_face
-    from ..io.images import read_image
-    from ..io.outputs import write_image
-
     check_out(args.out, args.force, IMAGE_SUFFIXES)
     rec, mm, config = load(args)
     source, target = read_image(args.source), read_image(args.target)
-    sf = find_face(rec, source, args.source, args.source_face, "source")
-    tf = find_face(rec, target, args.target, args.target_face, "target")
-    out = write_image(args.out, swap_face(mm, source, sf, target, tf, config), overwrite=args.force)
+    source_face = find_face(rec, source, args.source, args.source_face, "source")
+    target_face = find_face(rec, target, args.target, args.target_face, "target")
+    out = write_image(args.out, swap_face(mm, source, source_face, target, target_face, config), overwrite=args.force)
     print(f"swapped {args.source} onto {args.target} -> {out}")
     return 0

@@ -1,9 +1,13 @@
 """``tf2dasl train --config CONFIG [--set KEY=VALUE ...] [--init MODEL_DIR] --out RUN_DIR [--resume]``."""
 from __future__ import annotations
 
+from ..io.yaml_config import ConfigError, load_config
+from ..training.train_config import TrainConfig
+from ..training.trainer import train
 
-def add_parser(sub, name):
-    p = sub.add_parser(name, help="train a 2DASL model (keras fit; resumable)",
+
+def add_parser(sub, name, help):
+    p = sub.add_parser(name, help=help,
                        description="2DASL training: supervised + four self-supervision losses and a self-critic. "
                                    "The model directory ends up in RUN_DIR/model.")
     p.add_argument("--config", required=True, help="YAML config (see configs/)")
@@ -19,10 +23,6 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..config import ConfigError, load_config
-    from ..training.config import TrainConfig
-    from ..training.trainer import train
-
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1 (the number of epochs to train in all), got {args.epochs}")
     cfg = load_config(args.config, TrainConfig, overrides=args.overrides)

@@ -34,22 +34,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
-from ..geometry.roi import ROI_LANDMARK_SCALE
-
-#: The 68-point mirror permutation: after a horizontal flip, point ``i`` takes the position of point
-#: ``FLIP_PERMUTATION_68[i]`` (an involution: jaw 0..16 reversed, brows 17..21 <-> 26..22, nose bridge
-#: fixed, nostrils 31..35 reversed, eyes 36..41 <-> 45..42,47,46, mouth mirrored about 51/57/62/66).
-FLIP_PERMUTATION_68 = np.array(
-    list(range(16, -1, -1))                                   # jaw 0..16
-    + list(range(26, 21, -1)) + list(range(21, 16, -1))       # brows 17..21 <-> 26..22
-    + [27, 28, 29, 30]                                        # nose bridge
-    + [35, 34, 33, 32, 31]                                    # nostrils
-    + [45, 44, 43, 42, 47, 46]                                # left eye 36..41 <- right eye
-    + [39, 38, 37, 36, 41, 40]                                # right eye 42..47 <- left eye
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]        # outer mouth 48..59
-    + [64, 63, 62, 61, 60, 67, 66, 65],                       # inner mouth 60..67
-    np.int32)
+from ..geometry import tf_ops
+from ..geometry.morphable_model import FLIP_PERMUTATION_68
+from ..geometry.roi import ROI_LANDMARK_SCALE, roi_center_side
 
 #: Columns of the per-face random numbers (uniform in [0, 1)).
 RANDOM_KEYS = ("scale", "shift_x", "shift_y", "rotation", "flip", "brightness", "contrast", "saturation", "hue")
@@ -113,27 +102,10 @@ class AugmentConfig:
         return self.scale[1] * (math.cos(t) + math.sin(t)) / 2 + self.shift
 
 
-# ---------------------------------------------------------------------------- numpy helpers
-def affine_for_roi(roi_box, size: int = 120) -> np.ndarray:
-    """``(2, 3)`` crop → image map ``A`` of roi box ``[x0, y0, x1, y1]`` (image = ``A @ [u, v, 1]``, labels'
-    rule; pixels are sampled at ``A(j + 0.5) - 0.5``)."""
-    x0, y0, x1, y1 = [float(v) for v in roi_box]
-    return np.array([[(x1 - x0) / size, 0, x0], [0, (y1 - y0) / size, y0]], np.float64)
-
-
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``(2, 3)`` affine applied to points ``(..., 2)``."""
-    m = np.asarray(matrix, np.float64)
-    p = np.asarray(points, np.float64)
-    return p @ m[:, :2].T + m[:, 2]
-
-
 # ---------------------------------------------------------------------------- TF: randomness
 def random_numbers(seed, n: int, tag: int = 0):
     """``(n, NUM_RANDOM)`` float32 uniforms in [0, 1), row ``i`` for sample ``i``; ``seed``: ``(2,)`` int
     (e.g. ``[run_seed, epoch]``), ``tag`` separates streams sharing a seed."""
-    import tensorflow as tf
-
     key = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), tf.cast(1000 + tag, tf.int64))
     return tf.random.stateless_uniform((n, NUM_RANDOM), seed=key, dtype=tf.float32)
 
@@ -146,8 +118,6 @@ def _lerp(lo, hi, u):
 def landmark_roi(landmarks, pixel_scale, roi_scale: float):
     """numpy: the roi ``(centre (B, 2), side (B,))`` :func:`sample_geometry` makes from ``landmarks (B, K, 2)``
     source pixels (no NaN) with ``pixel_scale (B,)`` — the labels' "area" frame, see the module doc."""
-    from ..geometry.roi import roi_center_side
-
     ell = np.asarray(landmarks, np.float64) + (0.5 - 0.5 / np.asarray(pixel_scale, np.float64))[:, None, None]
     return roi_center_side(ell, roi_scale)
 
@@ -165,10 +135,6 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     Returns ``transforms (B, 8)`` for ``ImageProjectiveTransformV3`` (crop pixel → source pixel) and
     ``labels (B, K, 2)`` crop pixels.
     """
-    import tensorflow as tf
-
-    from ..geometry.tf_ops import roi_center_side
-
     lm = tf.convert_to_tensor(landmarks, tf.float32)
     rand = tf.convert_to_tensor(rand, tf.float32)
     b = tf.shape(lm)[0]
@@ -177,7 +143,7 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     if roi is None:
         # labels' rule works on "area" coordinates; the landmarks (pixel centres) sit 0.5 - 0.5/ps from them
         ell = lm + (0.5 - 0.5 / ps)[:, None, None]
-        centre, side = roi_center_side(ell, cfg.roi_scale)
+        centre, side = tf_ops.roi_center_side(ell, cfg.roi_scale)
     else:
         centre, side = tf.cast(roi[0], tf.float32), tf.cast(roi[1], tf.float32)
     if augment:
@@ -214,8 +180,6 @@ def crop_to_crop(plain, augmented, size: int):
     of :func:`sample_geometry` (``augment=False`` / ``True``, same faces) → ``(B, 2, 3)`` affine ``M`` with
     ``u_aug = M @ [u, 1]`` and ``mirrored (B,)`` bool. For a mirrored crop ``u`` are pixels of the *mirrored* plain
     crop (``crop[:, ::-1]``: ``x -> size - 1 - x``), so ``M`` is always a scaled rotation (no reflection)."""
-    import tensorflow as tf
-
     def lin(t):
         return tf.reshape(tf.stack([t[:, 0], t[:, 1], t[:, 3], t[:, 4]], axis=1), (-1, 2, 2))
 
@@ -237,8 +201,6 @@ def crop_to_crop(plain, augmented, size: int):
 def warp_images(images, transforms, size: int):
     """Warp ``images (B, H, W, 3)`` (any dtype) by ``transforms (B, 8)`` → ``(B, size, size, 3)`` float32
     bilinear values, zero fill (``ImageProjectiveTransformV3`` on float32: exact, any image size)."""
-    import tensorflow as tf
-
     out = tf.raw_ops.ImageProjectiveTransformV3(
         images=tf.cast(images, tf.float32), transforms=tf.cast(transforms, tf.float32),
         output_shape=tf.constant([size, size], tf.int32), fill_value=tf.constant(0.0),
@@ -251,8 +213,6 @@ def gather_warp(stack, idx, transforms, size: int):
     ``(B, size, size, 3)`` float32: the same bilinear, zero-fill sampling as :func:`warp_images`, written
     as four gathers so that XLA fuses it (2-3x faster than ``ImageProjectiveTransformV3`` on CPU, and the
     faces are never copied out of the stack)."""
-    import tensorflow as tf
-
     stack = tf.convert_to_tensor(stack)
     h, w = tf.shape(stack)[1], tf.shape(stack)[2]
     flat = tf.reshape(stack, [-1, 3])
@@ -276,16 +236,12 @@ def gather_warp(stack, idx, transforms, size: int):
 
 def to_uint8(images):
     """float32 pixel values → uint8, rounded (half up) and clipped to [0, 255]."""
-    import tensorflow as tf
-
     return tf.cast(tf.clip_by_value(images + 0.5, 0.0, 255.0), tf.uint8)
 
 
 # ---------------------------------------------------------------------------- TF: colour
 def _hue_matrix_bgr(theta):
     """``(B, 3, 3)`` hue rotation (SVG ``feHueRotate``) for BGR pixels; rows sum to 1 (grey is fixed)."""
-    import tensorflow as tf
-
     c, s = tf.cos(theta), tf.sin(theta)
     rgb = [[0.213 + 0.787 * c - 0.213 * s, 0.715 - 0.715 * c - 0.715 * s, 0.072 - 0.072 * c + 0.928 * s],
            [0.213 - 0.213 * c + 0.143 * s, 0.715 + 0.285 * c + 0.140 * s, 0.072 - 0.072 * c - 0.283 * s],
@@ -297,8 +253,6 @@ def _hue_matrix_bgr(theta):
 def colour_jitter(crops, rand, cfg: AugmentConfig):
     """Colour-jitter ``crops (B, S, S, 3)`` BGR pixel values (uint8, or float32 0..255) → uint8, one
     matrix per face. ``rand``: ``(B, NUM_RANDOM)`` (columns brightness, contrast, saturation, hue)."""
-    import tensorflow as tf
-
     crops = tf.cast(crops, tf.float32)
     rand = tf.convert_to_tensor(rand, tf.float32)
     b = tf.shape(crops)[0]
@@ -330,24 +284,3 @@ def augment_stack(stack, idx, landmarks, rand, cfg: AugmentConfig, augment: bool
     crops = gather_warp(stack, idx, transforms, cfg.size)
     crops = colour_jitter(crops, rand, cfg) if augment else to_uint8(crops)
     return (crops, labels, transforms) if with_transforms else (crops, labels)
-
-
-def augment_faces(images, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale=None):
-    """:func:`augment_stack` of a batch of same-size ``images (B, H, W, 3)`` uint8 BGR."""
-    import tensorflow as tf
-
-    images = tf.convert_to_tensor(images)
-    return augment_stack(images, tf.range(tf.shape(images)[0]), landmarks, rand, cfg, augment, pixel_scale)
-
-
-def augment_face(image, landmarks, rand, cfg: AugmentConfig, augment: bool = True, pixel_scale: float = 1.0):
-    """One face: ``image (H, W, 3)`` uint8 BGR, ``landmarks (68, 2)`` image pixels, ``rand (NUM_RANDOM,)``
-    → ``crop (S, S, 3)`` uint8 and ``labels (68, 2)`` crop pixels, through one affine warp
-    (``ImageProjectiveTransformV3``, bilinear, zero fill) and one colour matrix."""
-    import tensorflow as tf
-
-    rand = tf.convert_to_tensor(rand, tf.float32)[None]
-    transforms, labels = sample_geometry(tf.convert_to_tensor(landmarks, tf.float32)[None], rand, cfg, augment,
-                                         tf.reshape(tf.cast(pixel_scale, tf.float32), [1]))
-    crop = warp_images(tf.convert_to_tensor(image)[None], transforms, cfg.size)
-    return (colour_jitter(crop, rand, cfg) if augment else to_uint8(crop))[0], labels[0]

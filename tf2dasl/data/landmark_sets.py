@@ -16,11 +16,14 @@ No TensorFlow here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import yaml
 
+from ..errors import UserError
 from ..geometry.landmark_map import MAP_POINT_PAIRS, MAP_POINT_WEIGHTS, NUM_MAP_POINTS
-from .augment import FLIP_PERMUTATION_68
+from ..geometry.morphable_model import FLIP_PERMUTATION_68, MorphableModel
 
 #: AFLW's 21 points (image-left/right as seen in the photo), the order of ``aflw_wild/annotations.npz``
 AFLW21_NAMES = ("left brow outer", "left brow centre", "left brow inner", "right brow inner", "right brow centre",
@@ -32,7 +35,7 @@ FLIP_PERMUTATION_21 = np.array([5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 16, 15, 14
 #: AFLW's points that are 2DASL's 18 map points, in map order (brows, eyes, nose, mouth): all but ears and chin
 AFLW21_MAP_INDICES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 17, 18, 19)
 #: the naive AFLW → 68 correspondence (68-point index pairs whose mean is AFLW's point); measured worse than
-#: fitted vertices (issue 11), kept to draw the comparison
+#: fitted vertices (docs/training.md), kept to draw the comparison
 AFLW21_NAIVE_68 = ((17, 17), (19, 19), (21, 21), (22, 22), (24, 24), (26, 26), (36, 36), (37, 40), (39, 39),
                    (42, 42), (43, 46), (45, 45), (0, 0), (31, 31), (30, 30), (35, 35), (16, 16), (48, 48),
                    (62, 66), (54, 54), (8, 8))
@@ -143,6 +146,14 @@ class PointLayout:
             out[i] = np.concatenate([out[i], (dense[rows[0]] + dense[rows[1]]) / 2], axis=0)
         return tuple(out)
 
+    def point_model(self, mm: MorphableModel) -> MorphableModel:
+        """A sparse morphable model whose points are the layout's ``P`` slots (:meth:`bases`), with ``mm``'s
+        whitening: decode it with :class:`~tf2dasl.geometry.decoder.Decoder` (numpy) or
+        :class:`~tf2dasl.models.morphable.MorphableLayer` (TF)."""
+        u, w_shp, w_exp = self.bases(mm.u_base, mm.w_shp_base, mm.w_exp_base, mm.u, mm.w_shp, mm.w_exp)
+        return MorphableModel(u_base=u, w_shp_base=w_shp, w_exp_base=w_exp, param_mean=mm.param_mean,
+                              param_std=mm.param_std)
+
     def to_dict(self) -> dict:
         """``{set name: [[a, b], ...]}`` for the non-68 sets (a model directory's provenance records it)."""
         return {s.name: self.model_points[s.name].tolist() for s in self.sets[1:]}
@@ -151,12 +162,6 @@ class PointLayout:
 def read_points_file(path, name: str) -> np.ndarray:
     """The model points ``(K, 2)`` of landmark set ``name`` from a ``tf2dasl fit-landmarks`` YAML (a
     :class:`~tf2dasl.errors.UserError` naming the file when it is missing or does not fit the set)."""
-    from pathlib import Path
-
-    import yaml
-
-    from ..errors import UserError
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: landmark points file not found (write it with tf2dasl fit-landmarks)")

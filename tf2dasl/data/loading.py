@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from ..geometry.roi import ROI_LANDMARK_SCALE, roi_center_side
 from .augment import to_uint8, warp_images
-from .config import DataError, _check_cache
+from .data_config import DataError, check_cache
 from .sources import FaceSample, ParamSample
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,6 @@ def decode_bgr(path):
     EXIF orientation is not applied, as the landmarks of 300-W-style sets refer to the stored pixels). JPEGs are
     decoded with libjpeg's accurate integer DCT, as OpenCV (inference) decodes them: pixel for pixel the same
     (TensorFlow's default fast DCT differs by up to ~20 levels)."""
-    import tensorflow as tf
-
     data = tf.io.read_file(path)
     image = tf.cond(tf.io.is_jpeg(data),
                     lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
@@ -100,21 +99,17 @@ def decode_bgr(path):
 
 def no_autograph(fn):
     """Skip AutoGraph for a tf.data function (no tensor-dependent Python control flow here; faster tracing)."""
-    import tensorflow as tf
-
     return tf.autograph.experimental.do_not_convert(fn)
 
 
 def deterministic_options():
-    import tensorflow as tf
-
     opts = tf.data.Options()
     opts.deterministic = True
     return opts
 
 
 def _resolve_cache(mode: str, nbytes: int, limit_mb: int) -> str:
-    _check_cache(mode)
+    check_cache(mode)
     if mode == "auto":
         return "memory" if nbytes <= limit_mb * 2 ** 20 else "none"
     return mode
@@ -123,8 +118,6 @@ def _resolve_cache(mode: str, nbytes: int, limit_mb: int) -> str:
 def _decode_all(paths: list[str], fn, out_shape, dtype):
     """Run ``fn(path) -> array`` over all paths in parallel; returns ``(ok_indices, stacked arrays)``,
     unreadable files (any decoding error) left out."""
-    import tensorflow as tf
-
     n = len(paths)
     ds = tf.data.Dataset.from_tensor_slices((tf.range(n, dtype=tf.int32), tf.constant(paths, tf.string)))
     ds = ds.map(no_autograph(lambda i, p: (i, fn(i, p))), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -157,8 +150,6 @@ def load_wild_faces(samples: Sequence[FaceSample], cache: str = "auto", cache_si
     300-W faces at 256; a 120-px AFLW crop with ``cache_size=120, cache_margin=1`` is kept as it is), its
     landmarks mapped into it. ``none``: only validated; decoded at every visit.
     """
-    import tensorflow as tf
-
     samples = list(samples)
     if not samples:
         raise DataError("no in-the-wild faces to load")
@@ -219,15 +210,13 @@ def load_labelled_crops(samples: Sequence[ParamSample], size: int = 120, cache: 
                         cache_limit_mb: int = 2048) -> LabelledCrops:
     """Decode every crop once (parallel; resized to ``size`` if needed), skipping unreadable ones; keep them
     in memory per ``cache`` (3DDFA's 636k crops are 27 GB: ``auto`` streams those from the files)."""
-    import tensorflow as tf
-
     samples = list(samples)
     if not samples:
         raise DataError("no 3D-labelled crops to load")
     mode = _resolve_cache(cache, len(samples) * size * size * 3, cache_limit_mb)
     paths = [s.image_path for s in samples]
     if mode == "memory":
-        ok, images = _decode_all(paths, lambda i, p: _decode_crop(p, size), (size, size, 3), np.uint8)
+        ok, images = _decode_all(paths, lambda i, p: decode_crop(p, size), (size, size, 3), np.uint8)
         images = tf.constant(images)
     else:
         ok, _ = _decode_all(paths, lambda i, p: tf.shape(decode_bgr(p)), None, None)
@@ -240,10 +229,8 @@ def load_labelled_crops(samples: Sequence[ParamSample], size: int = 120, cache: 
     return LabelledCrops([samples[i] for i in ok], params, images, mode, stats, size)
 
 
-def _decode_crop(path, size: int):
+def decode_crop(path, size: int):
     """A crop file → ``(size, size, 3)`` uint8 BGR (bilinear resize when it is not ``size`` already)."""
-    import tensorflow as tf
-
     img = decode_bgr(path)
     same = tf.logical_and(tf.shape(img)[0] == size, tf.shape(img)[1] == size)
     return tf.cond(same, lambda: tf.ensure_shape(img, (size, size, 3)),

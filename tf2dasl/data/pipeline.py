@@ -10,7 +10,7 @@ Elements (``S`` = ``AugmentConfig.size``, crops BGR uint8, points 0-based crop p
   slots of the other sets; one source alone: its own ``K`` points). ``map_points`` are 2DASL's 18 landmark-map
   points of the given landmarks (NaN where not visible) and ``map`` their map (-1, +1 at visible points).
   Every batch holds a fixed number of faces of each source (``count``: the config's ``weight`` shares of the
-  batch, :func:`~tf2dasl.data.config.split_counts`), each source streaming its own epochs.
+  batch, :func:`~tf2dasl.data.data_config.split_counts`), each source streaming its own epochs.
 * :func:`labelled_dataset`: ``{"image": (B, S, S, 3) uint8, "params": (B, 62) float32}`` raw 3DDFA params;
   colour jitter only (a geometric change or mirror would invalidate the params; no param flip is done).
 * :func:`mixed_dataset`: ``{"labelled": {...}, "wild": {...}}``, e.g. 8 + 8 faces per step as 2DASL.
@@ -35,22 +35,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass, field
-from pathlib import Path
+import logging
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 
+from ..geometry import tf_ops
 from ..geometry.conventions import CropConvention
-from ..geometry.landmark_map import MAP_POINT_PAIRS, tf_map_from_points
-from .augment import AugmentConfig, augment_stack, colour_jitter, crop_to_crop, random_numbers, sample_geometry, \
-    to_uint8, warp_images
-from .config import AflwDataConfig, DataError, LabelledDataConfig, WildDataConfig, split_counts, validate_augment
-from .landmark_sets import LANDMARK_SETS, LANDMARKS_68, PointLayout, read_points_file
-from .loading import (LabelledCrops, WildFaces, decode_bgr, deterministic_options, load_labelled_crops,
-                      load_wild_faces, no_autograph, _decode_crop)
-from .sources import FaceSample, ParamSample, list_300wlp, list_3ddfa_params, list_aflw_wild, list_pts_faces, \
-    split_holdout
+from .augment import (AugmentConfig, augment_stack, colour_jitter, crop_to_crop, random_numbers, sample_geometry,
+                      to_uint8, warp_images)
+from .data_config import DataError, validate_augment
+from .datasets import WildSource, steps_per_epoch
+from .landmark_sets import LANDMARK_SETS, PointLayout
+from .loading import (LabelledCrops, WildFaces, decode_bgr, decode_crop, deterministic_options, load_labelled_crops,
+                      load_wild_faces, no_autograph)
+from .sources import FaceSample, ParamSample
+from .teacher import mirror_landmarks_68, transform_params, transform_points
 
 #: XLA-compile the batched augmentation (gathers + colour fused: ~3x faster on CPU than plain TF ops).
 JIT = True
@@ -60,31 +61,9 @@ SOURCE_TAGS = {"68": WILD_TAG, "aflw21": AFLW_TAG}
 
 
 # ---------------------------------------------------------------------------- maps
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Whole batches in an epoch of ``n`` samples (the remainder is dropped)."""
-    return n // batch_size
-
-
-def map_points_of(landmarks, pairs=MAP_POINT_PAIRS):
-    """``(B, K, 2)`` points → the 18 map points ``(B, 18, 2)``, the mean of each pair (NaN if either is NaN)."""
-    import tensorflow as tf
-
-    a = tf.gather(landmarks, [p for p, _ in pairs], axis=1)
-    b = tf.gather(landmarks, [q for _, q in pairs], axis=1)
-    return (a + b) / 2
-
-
-def landmark_map_batch(landmarks, size: int = 120):
-    """2DASL landmark maps ``(B, size, size)`` of 68-point crop-pixel landmarks ``(B, 68, 2)`` (same values as
-    :func:`~tf2dasl.geometry.landmark_map.tf_landmark_map`, without its one-hot)."""
-    return tf_map_from_points(map_points_of(landmarks), size)
-
-
 # ---------------------------------------------------------------------------- per-source batches
 @functools.lru_cache(maxsize=32)
 def _compiled_cached(kind: str, cfg_fields: tuple, augment: bool, jit: bool, flip: tuple):
-    import tensorflow as tf
-
     cfg = AugmentConfig(*cfg_fields)
     flip = np.asarray(flip, np.int32)
 
@@ -115,8 +94,6 @@ def _index_stream(n: int, batch_size: int, seed: int, tag: int, start_epoch: int
 
     ``weights (n,)``: sampling weights — each epoch then draws its ``n`` samples with replacement in proportion
     to them (stateless, like the shuffle), each draw with its own random numbers."""
-    import tensorflow as tf
-
     if batch_size < 1:
         raise DataError(f"batch size must be positive, got {batch_size}")
     if drop_remainder:
@@ -153,29 +130,10 @@ def _index_stream(n: int, batch_size: int, seed: int, tag: int, start_epoch: int
     return counter.flat_map(no_autograph(epoch_slices)).skip(skip)
 
 
-@dataclass(eq=False)
-class WildSource:
-    """One source of a wild batch: loaded ``faces``, ``count`` faces per batch, their ``augment`` config."""
-
-    faces: WildFaces
-    count: int
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    #: per-face sampling weights (None: every face once per epoch, shuffled)
-    weights: np.ndarray | None = None
-
-    @property
-    def landmark_set(self) -> str:
-        return self.faces.landmark_set
-
-
 def _source_stream(src: WildSource, layout: PointLayout | None, seed: int, start_epoch: int, start_step: int,
                    shuffle: bool, augment: bool, epochs: int | None, drop_remainder: bool,
                    convention: CropConvention | None):
     """Batches of one source: ``{"image", "landmarks" (in ``layout``), "map_points"[, "teacher"]}``."""
-    import tensorflow as tf
-
-    from .teacher import mirror_landmarks_68, transform_params, transform_points
-
     faces, cfg = src.faces, src.augment
     validate_augment(cfg)
     augment = augment and cfg.enabled
@@ -197,7 +155,7 @@ def _source_stream(src: WildSource, layout: PointLayout | None, seed: int, start
         before, after = layout.offsets[lset.name], layout.size - layout.offsets[lset.name] - lset.size
 
     def finish(idx, crops, labels, affine, mirrored):
-        out = {"image": crops, "map_points": map_points_of(labels, lset.map_pairs)}
+        out = {"image": crops, "map_points": tf_ops.map_points(labels, lset.map_pairs)}
         if layout is not None and (before or after):
             b = tf.shape(labels)[0]
             labels = tf.concat([tf.fill([b, before, 2], np.nan), labels, tf.fill([b, after, 2], np.nan)], axis=1)
@@ -254,8 +212,6 @@ def wild_sources_dataset(sources: Sequence[WildSource], layout: PointLayout | No
     ``layout``: the point layout of ``landmarks`` (required with several sources). ``convention``: the crop
     convention of the faces' teacher labels (given: a ``teacher`` entry is added). Infinite unless ``epochs``
     is given; ``start_epoch``/``start_step`` resume (``start_step`` batches after the start of ``start_epoch``)."""
-    import tensorflow as tf
-
     sources = list(sources)
     if not sources:
         raise DataError("no in-the-wild source to stream")
@@ -271,7 +227,7 @@ def wild_sources_dataset(sources: Sequence[WildSource], layout: PointLayout | No
     else:
         ds = tf.data.Dataset.zip(tuple(streams)).map(
             no_autograph(lambda *parts: {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]}))
-    ds = ds.map(no_autograph(lambda b: {**b, "map": tf_map_from_points(b["map_points"], size)}),
+    ds = ds.map(no_autograph(lambda b: {**b, "map": tf_ops.map_from_points(b["map_points"], size)}),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(deterministic_options())
 
@@ -293,8 +249,6 @@ def wild_dataset(faces: WildFaces | Sequence[FaceSample], cfg: AugmentConfig | N
     if faces.mode == "memory":
         need = cfg.window_extent() * cfg.roi_scale
         if augment and faces.margin * faces.roi_scale / 2 < need - 1e-6 and faces.landmark_set == "68":
-            import logging
-
             logging.getLogger(__name__).warning(
                 "cached face squares (margin %.2f) are smaller than the augmentation's largest window (%.2f roi "
                 "sides): corners will be zero-filled", faces.margin, 2 * need / faces.roi_scale)
@@ -321,8 +275,6 @@ def labelled_dataset(crops: LabelledCrops | Sequence[ParamSample], cfg: AugmentC
     Colour jitter only (``cfg``'s brightness/contrast/saturation/hue); geometric jitter and mirroring are
     not applied (they would invalidate the parameters). Same resume/epoch rules as :func:`wild_dataset`.
     """
-    import tensorflow as tf
-
     cfg = cfg or AugmentConfig()
     validate_augment(cfg)
     if not isinstance(crops, LabelledCrops):
@@ -347,7 +299,7 @@ def labelled_dataset(crops: LabelledCrops | Sequence[ParamSample], cfg: AugmentC
     else:
         paths_t = tf.constant([s.image_path for s in crops.samples], tf.string)
         size = cfg.size
-        ds = stream.map(no_autograph(lambda idx, rand: (_decode_crop(paths_t[idx], size), idx, rand)),
+        ds = stream.map(no_autograph(lambda idx, rand: (decode_crop(paths_t[idx], size), idx, rand)),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(no_autograph(finish), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -357,103 +309,5 @@ def labelled_dataset(crops: LabelledCrops | Sequence[ParamSample], cfg: AugmentC
 def mixed_dataset(labelled, wild):
     """Zip a labelled and a wild stream: ``{"labelled": {...}, "wild": {...}}`` per step; the ratio is the
     two streams' batch sizes (2DASL: 8 + 8). Both streams should be infinite (or the shorter one ends it)."""
-    import tensorflow as tf
-
     ds = tf.data.Dataset.zip(labelled, wild).map(no_autograph(lambda lab, w: {"labelled": lab, "wild": w}))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(deterministic_options())
-
-
-# ---------------------------------------------------------------------------- from configs
-@dataclass(eq=False)
-class WildData:
-    """The in-the-wild data of a config: ``sources`` (loaded, with their per-batch counts), the point ``layout``
-    of their landmarks, and each source's held-out faces ``holdout[set name]`` (300-W's hold-out, AFLW's
-    validation split; absent when none)."""
-
-    sources: list[WildSource]
-    layout: PointLayout
-    holdout: dict[str, WildFaces]
-
-    def steps_per_epoch(self) -> int:
-        """One pass over the source that takes the most steps."""
-        return max(steps_per_epoch(len(s.faces), s.count) for s in self.sources)
-
-
-def _list_68(cfg: WildDataConfig) -> tuple[list[FaceSample], list[FaceSample]]:
-    """The 68-point faces of ``cfg`` → ``(train, holdout)``."""
-    if cfg.holdout_from:  # split only these folders, use the others whole
-        from_dirs = {Path(p).resolve() for p in cfg.holdout_from}
-        train, held = [], []
-        for folder in cfg.pts_folders:
-            faces = list_pts_faces([folder])
-            if Path(folder).resolve() in from_dirs:
-                a, b = split_holdout(faces, cfg.holdout_every, cfg.holdout_offset)
-                train, held = train + a, held + b
-            else:
-                train += faces
-        if cfg.lp_folders:
-            train += list_300wlp(cfg.lp_folders)
-        return train, held
-    samples = (list_pts_faces(cfg.pts_folders) if cfg.pts_folders else []) + \
-        (list_300wlp(cfg.lp_folders) if cfg.lp_folders else [])
-    return split_holdout(samples, cfg.holdout_every, cfg.holdout_offset)
-
-
-def list_aflw(cfg: AflwDataConfig) -> tuple[list[FaceSample], list[FaceSample], list[str]]:
-    """AFLW's faces of ``cfg`` → ``(train, validation split, names left out for annotations outside the crop)``."""
-    dropped: list[str] = []
-    faces = list_aflw_wild(cfg.root, dropped)
-    train, val = split_holdout(faces, cfg.val_every, cfg.val_offset)
-    return train, val, dropped
-
-
-def yaw_weights(yaws: np.ndarray, balance: float) -> np.ndarray | None:
-    """Sampling weights ``(N,)`` that draw each of 3DDFA's |yaw| bins (0-30, 30-60, > 60) in proportion to
-    ``count ** (1 - balance)``: 0 = as the data comes (None), 1 = every bin equally often."""
-    if balance <= 0:
-        return None
-    a = np.abs(np.asarray(yaws, np.float64))
-    bins = np.digitize(a, [30.0, 60.0], right=True)
-    counts = np.bincount(bins, minlength=3).astype(np.float64)
-    return counts[bins] ** -balance
-
-
-def load_wild_data(cfg: WildDataConfig, log=print) -> WildData:
-    """List, split and load the in-the-wild sources of ``cfg`` (counts per batch from their weights)."""
-    counts = split_counts(cfg.batch_size, cfg.source_weights())
-    sets, model_points, sources, holdout = [LANDMARKS_68], {}, [], {}
-    if "68" in counts:
-        train, held = _list_68(cfg)
-        if not train:
-            raise DataError("no in-the-wild 68-point faces left for training after the hold-out")
-        kw = dict(cache=cfg.cache, cache_size=cfg.cache_size, cache_margin=cfg.cache_margin,
-                  roi_scale=cfg.augment.roi_scale, cache_limit_mb=cfg.cache_limit_mb)
-        faces = load_wild_faces(train, **kw)
-        log(faces.stats.summary("68-point faces (train)"))
-        sources.append(WildSource(faces, counts["68"], cfg.augment))
-        if held:
-            holdout["68"] = load_wild_faces(held, **kw)
-    if "aflw21" in counts:
-        a = cfg.aflw
-        model_points["aflw21"] = read_points_file(a.points_file, "aflw21")
-        sets.append(LANDMARK_SETS["aflw21"])
-        train, val, dropped = list_aflw(a)
-        size = a.augment.size
-        kw = dict(cache=a.cache, cache_size=size, cache_margin=1.0, cache_limit_mb=a.cache_limit_mb)
-        faces = load_wild_faces(train, **kw)
-        log(faces.stats.summary("AFLW faces (train)")
-            + (f"; {len(dropped)} left out (annotations outside their crop)" if dropped else ""))
-        sources.append(WildSource(faces, counts["aflw21"], a.augment,
-                                  yaw_weights(np.array([s.yaw for s in faces.samples]), a.yaw_balance)))
-        if val:
-            holdout["aflw21"] = load_wild_faces(val, **kw)
-    return WildData(sources, PointLayout(tuple(sets), model_points), holdout)
-
-
-def load_labelled(cfg: LabelledDataConfig) -> LabelledCrops:
-    """List and load the 3D-labelled crops of ``cfg``."""
-    if not (cfg.root and cfg.list_file and cfg.params_file):
-        raise DataError("labelled data needs root, list_file and params_file")
-    samples = list_3ddfa_params(cfg.root, cfg.list_file, cfg.params_file, cfg.params_whitened,
-                                cfg.whitening_file or None)
-    return load_labelled_crops(samples, cfg.augment.size, cfg.cache, cfg.cache_limit_mb)

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import scipy.io as sio
 
 from ..errors import UserError
 from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS
 from ..io.images import IMAGE_EXTENSIONS
+from ..io.morphable_files import load_pickle, read_whitening
 from ..io.pts import PtsError, read_pts
 
 
@@ -118,8 +120,6 @@ def load_mat(path: str | os.PathLike, variable_names: Sequence[str], error: type
 
     A missing, truncated or corrupt file (scipy raises several exception types) → ``error`` in one line
     naming the file, followed by ``note`` (e.g. why the run stops)."""
-    import scipy.io as sio
-
     try:
         return sio.loadmat(str(path), variable_names=list(variable_names))
     except Exception as exc:  # scipy raises several types on corrupt files
@@ -241,16 +241,12 @@ def _load_array(path: Path) -> np.ndarray:
         except (ValueError, OSError) as exc:
             raise DataSourceError(f"{path}: cannot read .npy ({exc})") from None
     if path.suffix.lower() == ".pkl":
-        from ..io.morphable_files import load_pickle  # the restricted unpickler: numpy arrays only
-
-        return np.asarray(load_pickle(path, DataSourceError))
+        return np.asarray(load_pickle(path, DataSourceError))  # the restricted unpickler: numpy arrays only
     raise DataSourceError(f"{path}: expected a .npy or .pkl parameter file")
 
 
 def load_whitening(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``(mean (62,), std (62,))`` of a whitening file (:func:`tf2dasl.io.morphable_files.read_whitening`)."""
-    from ..io.morphable_files import read_whitening
-
     return read_whitening(path, DataSourceError)
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import tensorflow as tf
 
 from ..errors import UserError
 from ..geometry.conventions import CropConvention
+from ..geometry.morphable_model import FLIP_PERMUTATION_68
 from ..io.outputs import OutputError, atomic_file, make_folder
-from .augment import FLIP_PERMUTATION_68
 
 #: teacher parameters per face: the plain crop's and the mirrored crop's
 VIEWS = ("plain", "mirrored")
@@ -136,8 +137,6 @@ def transform_params(params, affine, size: int, convention: CropConvention):
     pixels → crop pixels, a scaled rotation: no reflection), so that their projected points are the transformed
     points exactly (weak perspective: the 2D affine acts on the first two rows of ``P = [sR | t]``, its scale on
     the third). ``convention``: how the parameters' model frame maps to crop pixels."""
-    import tensorflow as tf
-
     params = tf.convert_to_tensor(params, tf.float32)
     affine = tf.convert_to_tensor(affine, tf.float32)
     d = tf.constant([[1.0, 0.0], [0.0, -1.0]])                     # crop = D model + c0 (y flips)
@@ -155,7 +154,5 @@ def transform_params(params, affine, size: int, convention: CropConvention):
 
 def transform_points(points, affine):
     """TF: points ``(B, K, 2)`` in crop pixels → ``affine (B, 2, 3)`` applied (``u' = A u + b``)."""
-    import tensorflow as tf
-
     affine = tf.convert_to_tensor(affine, tf.float32)
     return tf.einsum("bij,bkj->bki", affine[:, :, :2], tf.convert_to_tensor(points, tf.float32)) + affine[:, None, :, 2]

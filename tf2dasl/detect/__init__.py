@@ -37,9 +37,8 @@ import numpy as np
 from ..geometry.roi import landmark_boxes
 from ..io.pts import PtsError, read_pts  # noqa: F401  (re-exported for convenience)
 from .base import Detection, DetectorError, FaceDetector, box_iou, scale_shift_box  # noqa: F401
-from .blazeface import (  # noqa: F401
-    FULL_RANGE, SHORT_RANGE, BlazeFaceCombined, BlazeFaceDetector, BlazeFaceSpec, generate_anchors,
-)
+from .blazeface import (FULL_RANGE, SHORT_RANGE, BlazeFaceCombined, BlazeFaceDetector, BlazeFaceSpec,  # noqa: F401
+                        generate_anchors)
 from .haar import HaarDetector  # noqa: F401
 
 DETECTOR_NAMES = ("auto", "blazeface", "blazeface-short", "blazeface-full", "haar")

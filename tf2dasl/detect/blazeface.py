@@ -24,7 +24,7 @@ side), shorter than FaceBoxes' box, which reaches the forehead. For 3DDFA_V2's c
 :class:`BlazeFaceDetector` runs one model; :class:`BlazeFaceCombined` (the default detector) runs full
 range and adds the short-range faces that full range missed (large faces).
 
-Over tf2dasl's ~400-line guide on purpose: one detector, its steps written in the order of MediaPipe's graph
+One detector, its steps written in the order of MediaPipe's graph
 above (each a small function), so that it can be read and checked against MediaPipe step by step.
 """
 from __future__ import annotations
@@ -36,7 +36,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
+from ..quiet import native_stderr_hidden
 from .base import Detection, DetectorError, FaceDetector, scale_shift_box
 
 NUM_KEYPOINTS = 6
@@ -251,10 +253,6 @@ class BlazeFaceDetector(FaceDetector):
         self.model_path = model_path
         self.iou_threshold = float(iou_threshold)
         self.num_threads = int(num_threads) if num_threads else min(4, os.cpu_count() or 1)
-
-        from ai_edge_litert.interpreter import Interpreter
-
-        from ..quiet import native_stderr_hidden
 
         try:
             with native_stderr_hidden():  # LiteRT announces its XNNPACK delegate on stderr

@@ -16,12 +16,15 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from ..geometry.camera import crop_to_image
+from ..geometry.decoder import Decoder
 from .aflw2000_data import Aflw2000
 from .dense import DENSE_METRICS, dense_errors
+from .dense_truth import load_dense_truth
 from .metrics import BIN_NAMES, bin_counts, nme_3d, nme_bbox, yaw_table
-from .predictors import LandmarkFn, MeshDecoder, Predictor, check_decoder
+from .under_test import ModelUnderTest, check_decoder
 
 #: faces per chunk when decoding dense meshes (bounds memory: a chunk's two meshes are 2 x 16 x 38,365 x 3 float64)
 DENSE_CHUNK = 16
@@ -56,21 +59,24 @@ class Predictions:
         return np.ones(n, bool) if self.valid is None else np.asarray(self.valid, bool)
 
 
-def predict_aflw2000(data: Aflw2000, predictor: Predictor) -> Predictions:
-    """Run ``predictor`` on the protocol crops (and check a separately given morphable model against it)."""
-    params, landmarks = predictor.predict(data.crops)
-    params, landmarks = np.asarray(params, np.float32), np.asarray(landmarks, np.float32)
-    if predictor.check_decoder and predictor.decoder is not None:
-        check_decoder(predictor.decoder, params, landmarks, predictor.name)
-    return Predictions(landmarks, params)
+def predict_aflw2000(data: Aflw2000, model: ModelUnderTest) -> Predictions:
+    """Run ``model``'s predictor on the protocol crops. The 68 landmarks are the predictor's own when its runtime
+    computes them (an export's graph), else its decoder's; a decoder given separately is checked against them."""
+    out = model.predictor.predict(data.crops)
+    landmarks = out.landmarks
+    if landmarks is None:
+        landmarks = model.decoder.landmarks(out.params)
+    elif model.check_decoder and model.decoder is not None:
+        check_decoder(model.decoder, out.params, landmarks, model.name)
+    return Predictions(np.asarray(landmarks, np.float32), out.params)
 
 
-def params_predictions(params: np.ndarray, valid: np.ndarray, decoder: MeshDecoder) -> Predictions:
+def params_predictions(params: np.ndarray, valid: np.ndarray, decoder: Decoder) -> Predictions:
     """Predictions from raw parameters ``(N, 62)``: the landmarks decoded by ``decoder``; rows not ``valid`` NaN."""
     valid = np.asarray(valid, bool)
     landmarks = np.full((len(params), 68, 3), np.nan, np.float32)
     if valid.any():
-        landmarks[valid] = decoder.landmarks_crop(params[valid])
+        landmarks[valid] = decoder.landmarks(params[valid])
     return Predictions(landmarks, np.asarray(params, np.float32), valid)
 
 
@@ -84,7 +90,7 @@ def _dense_metrics(dense) -> tuple[str, ...]:
     return chosen
 
 
-def score_aflw2000(data: Aflw2000, predictions: Predictions, size: int = 120, decoder: MeshDecoder | None = None,
+def score_aflw2000(data: Aflw2000, predictions: Predictions, size: int = 120, decoder: Decoder | None = None,
                    dense=(), progress: bool = False) -> dict:
     """The protocol's result for ``predictions`` (see the module docstring and ``docs/evaluation.md``).
 
@@ -109,7 +115,7 @@ def score_aflw2000(data: Aflw2000, predictions: Predictions, size: int = 120, de
     result["skipped_faces"] = [n for n, v in zip(data.names, ok) if not v]
     if metrics:
         if predictions.params is None or decoder is None:
-            raise ValueError("dense metrics need raw parameters and a MeshDecoder")
+            raise ValueError("dense metrics need raw parameters and a Decoder")
         t0 = time.perf_counter()
         floor = _score_dense(data, predictions.params, ok, decoder, metrics, per_face, progress)
         for m in metrics:
@@ -125,13 +131,9 @@ def score_aflw2000(data: Aflw2000, predictions: Predictions, size: int = 120, de
     return result
 
 
-def _score_dense(data: Aflw2000, params: np.ndarray, ok: np.ndarray, decoder: MeshDecoder, metrics, per_face: dict,
+def _score_dense(data: Aflw2000, params: np.ndarray, ok: np.ndarray, decoder: Decoder, metrics, per_face: dict,
                  progress: bool) -> np.ndarray:
     """Fill ``per_face[m]`` (fractions) for the dense ``metrics`` of the valid faces; returns the gt floor ``(N,)``."""
-    from tqdm import tqdm
-
-    from .dense_truth import load_dense_truth
-
     truth = load_dense_truth(data, decoder.mm)
     faces = np.flatnonzero(ok)
     chunks = [faces[i:i + DENSE_CHUNK] for i in range(0, len(faces), DENSE_CHUNK)]
@@ -145,18 +147,12 @@ def _score_dense(data: Aflw2000, params: np.ndarray, ok: np.ndarray, decoder: Me
     return truth.floor
 
 
-def evaluate_aflw2000(data: Aflw2000, model: LandmarkFn | Predictor, size: int = 120, dense=(),
-                      progress: bool = False) -> dict:
-    """Run the protocol on ``model``: a :class:`~tf2dasl.evaluate.predictors.Predictor` (see
-    :func:`~tf2dasl.evaluate.predictors.make_predictor`; ``dense`` needs its decoder), or a function mapping crops
-    ``(B, S, S, 3)`` uint8 to crop-pixel landmarks ``(B, 68, 3)`` (68-point metrics only)."""
-    if isinstance(model, Predictor):
-        if _dense_metrics(dense) and model.decoder is None:
-            raise ValueError(f"dense metrics need a MeshDecoder: make the predictor {model.name!r} with dense=True")
-        return score_aflw2000(data, predict_aflw2000(data, model), size, model.decoder, dense, progress)
-    if _dense_metrics(dense):
-        raise ValueError("dense metrics need a Predictor (raw parameters and a decoder), not a landmarks function")
-    return score_aflw2000(data, Predictions(np.asarray(model(data.crops), np.float32)), size)
+def evaluate_aflw2000(data: Aflw2000, model: ModelUnderTest, size: int = 120, dense=(), progress: bool = False) -> dict:
+    """Run the protocol on ``model`` (:func:`~tf2dasl.evaluate.under_test.model_under_test`; ``dense`` needs its
+    decoder)."""
+    if _dense_metrics(dense) and model.decoder is None:
+        raise ValueError(f"dense metrics need a Decoder: make the model under test {model.name!r} with dense=True")
+    return score_aflw2000(data, predict_aflw2000(data, model), size, model.decoder, dense, progress)
 
 
 _ROWS = [("nme_2d_68", "original", "2D 68 pts, original"), ("nme_2d_68", "reannotated", "2D 68 pts, reannotated"),

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.sources import load_mat
 from ..geometry.morphable_model import NUM_LANDMARKS
 from ..geometry.roi import crop_image, roi_from_landmarks
 from .common import DatasetError
@@ -62,8 +63,6 @@ def read_aflw_mat(path: Path, pose: bool = False) -> tuple[np.ndarray, float | N
     """``pt3d_68`` of an AFLW2000-3D ``.mat`` as ``(68, 3)`` float32 image pixels, and its yaw in degrees from
     ``Pose_Para`` when ``pose``. An unreadable file, a missing key or a wrongly shaped array → one-line
     :class:`DatasetError` naming the file and the key (with :data:`FIXED_LIST`: the protocol stops)."""
-    from ..data.sources import load_mat
-
     keys = [MAT_LANDMARKS] + ([MAT_POSE] if pose else [])
     m = load_mat(path, keys, error=DatasetError, note=FIXED_LIST)
     for k in keys:

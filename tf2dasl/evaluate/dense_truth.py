@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.sources import load_mat
 from ..geometry.morphable_model import NUM_EXP, NUM_SHAPE
 from .aflw2000_data import FIXED_LIST, IMAGE_FOLDER, MAT_POSE, Aflw2000
 from .common import DatasetError
@@ -47,8 +48,6 @@ def rotation_300wlp(angles: np.ndarray) -> np.ndarray:
 def read_aflw_fit(path: Path) -> np.ndarray:
     """The fitted parameters of one AFLW2000-3D ``.mat``: ``(57,)`` float64 = ``Shape_Para[:40]``,
     ``Exp_Para[:10]``, ``Pose_Para`` (7). A missing key or a short array → one-line :class:`DatasetError`."""
-    from ..data.sources import load_mat
-
     keys = (MAT_SHAPE, MAT_EXP, MAT_POSE)
     m = load_mat(path, keys, error=DatasetError, note=FIXED_LIST)
     parts = []

@@ -13,8 +13,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
 
 from ..errors import UserError
+from ..io.outputs import make_folder, write_bytes
 from .metrics import BIN_NAMES, ced
 
 #: ``--metric`` name → (axis label, where its yaw table is in a result); the names are the ``per_face`` columns
@@ -90,9 +94,6 @@ def ced_figure(results: list[dict], metrics, labels=None, sources=None, max_erro
                title: str | None = None):
     """A :class:`matplotlib.figure.Figure`: one row per metric, the CED curves (left) and the yaw-bin bars
     (right) of every result; ``sources`` name the results in errors and default labels."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     metrics = list(metrics)
     unknown = [m for m in metrics if m not in PLOT_METRICS]
     if unknown:
@@ -140,8 +141,6 @@ def ced_figure(results: list[dict], metrics, labels=None, sources=None, max_erro
 
 def figure_png(fig) -> bytes:
     """The figure encoded as a palette PNG (plots have few colours: a third of the RGBA file's size)."""
-    from PIL import Image
-
     fig.canvas.draw()
     rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
     buf = io.BytesIO()
@@ -152,8 +151,6 @@ def figure_png(fig) -> bytes:
 def plot_results(paths, out, metrics=("nme_2d_68",), labels=None, max_error: float | None = None,
                  title: str | None = None) -> Path:
     """Read result files, draw :func:`ced_figure` and write it as PNG to ``out`` (atomically); returns ``out``."""
-    from ..io.outputs import make_folder, write_bytes
-
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise PlotError(f"--out {out}: plots are written as PNG (name the file *.png)")

@@ -5,13 +5,18 @@ or oracle crops from the ground truth); a detection finds the labelled face by t
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..data.sources import list_pts_faces
+from ..detect.base import box_iou
 from ..errors import UserError
 from ..geometry.roi import roi_from_landmarks
+from ..io.images import ImageError, read_image
+from ..reconstruct import make_reconstructor
 from .common import DatasetError, nan_to_none
 from .metrics import FAILURE_NME, ced_auc, nme_interocular
 
@@ -32,8 +37,6 @@ def match_labelled_face(boxes: np.ndarray, landmarks: np.ndarray) -> int | None:
 def match_box(boxes: np.ndarray, gt: np.ndarray) -> int | None:
     """Index of the box ``(F, 4)`` that finds the ground-truth box ``gt (4,)``: IoU >= :data:`MATCH_IOU` or
     containing its centre, the highest IoU first; None when no box does."""
-    from ..detect.base import box_iou
-
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     if len(boxes) == 0:
         return None
@@ -109,7 +112,7 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str | Non
     ``parse_roi_box_from_landmark`` of the ground-truth landmarks and the model regresses once (no detector,
     no refinement; a 4-channel model still makes its own landmark maps: the ground truth is never fed to it).
 
-    ``model`` is a model directory or a loaded :class:`tf2dasl.model.FaceModel`. Returns a JSON-ready dict:
+    ``model`` is a model directory or a loaded :class:`~tf2dasl.models.task.FaceTask`. Returns a JSON-ready dict:
     counts, ``detection_rate`` (%), ``nme_68_interocular`` ``{"mean", "median"}`` (%, over found faces),
     ``failure_rate_8`` (% of all labelled faces with NME > 8% or missed) and ``failure_rate_8_found`` (% of
     found faces), ``auc_8`` (CED area to 8%, misses count as failures), per-folder means, the missed images
@@ -120,13 +123,6 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str | Non
     ``detector`` (None: ``auto``), ``assets_dir`` and ``detector_options`` apply to ``boxes="detector"`` only;
     given with ``boxes="oracle"`` they are refused (:class:`UserError`) rather than ignored.
     """
-    import time
-
-    from tqdm import tqdm
-
-    from ..io.images import ImageError, read_image
-    from ..reconstruct import Reconstructor
-
     if boxes not in BOX_MODES:
         raise UserError(f"--boxes {boxes!r}: use one of {', '.join(BOX_MODES)}")
     if boxes == "oracle":
@@ -139,17 +135,11 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str | Non
                             f"(drop {'it' if one else 'them'})")
     errors: list[tuple[str, str]] = []
     faces = load_300w_faces(data_dirs, list_file, failures=errors)
-    if isinstance(model, (str, Path)):
-        from .. import load_model
-
-        model = load_model(model)
     if boxes == "detector":
-        from ..api import make_reconstructor
-
-        rec = make_reconstructor(model, detector, assets_dir, detector_options)
+        rec = make_reconstructor(model, detector or "auto", assets_dir, detector_options)
         det_name = rec.detector.name if hasattr(rec.detector, "name") else str(detector)
     else:
-        rec, det_name = Reconstructor(model, None), None
+        rec, det_name = make_reconstructor(model, detector=None), None
     per_face, missed = [], []
     t0 = time.perf_counter()
     for face in tqdm(faces, desc=f"300-W ({boxes})", unit="face", disable=not progress):
@@ -182,7 +172,7 @@ def evaluate_300w(data_dirs, model, boxes: str = "detector", detector: str | Non
     pct = lambda a: float(a * 100) if np.isfinite(a) else float("nan")  # noqa: E731
     return nan_to_none({
         "benchmark": "300w", "normalisation": "outer inter-ocular (points 36, 45)", "boxes": boxes,
-        "detector": det_name, "model": model.spec.name,
+        "detector": det_name, "model": rec.predictor.name,
         "data": [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs)],
         "list": None if list_file is None else str(list_file),
         "faces": n, "found": int(ok.sum()), "detection_rate": 100.0 * ok.sum() / max(n, 1),

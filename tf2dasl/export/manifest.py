@@ -1,5 +1,5 @@
 """``export.json``: the description of an export directory (files, their inputs and outputs, normalisation,
-whitening, the model spec), read by :mod:`tf2dasl.runtimes` and by people.
+whitening, the model spec), read by :mod:`tf2dasl.inference`'s export runtimes and by people.
 
 Every input/output description (shape with -1 for a free dimension, dtype, layout) is read from the artifact
 itself — the traced ``tf.function`` of a SavedModel signature (:func:`describe_function`), the converted TFLite
@@ -12,9 +12,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+from onnx import helper
 
 from .. import __version__
-from ..runtimes import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_JSON, RuntimeLoadError, read_export
+from ..inference.export_dir import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_JSON, RuntimeLoadError, read_export
 from .common import ExportError
 
 #: Layout of rank-4 image tensors in the TensorFlow graphs (TF's native layout).
@@ -38,8 +41,6 @@ def _describe(name: str, shape, dtype: str, notes: dict, layout: str | None) -> 
 def describe_function(fn, notes: dict, layout: str = TF_IMAGE_LAYOUT) -> dict:
     """``{"inputs": {...}, "outputs": {...}}`` of a ``tf.function`` with an ``input_signature``, from its concrete
     function's structured input signature and structured outputs (what the SavedModel's SignatureDef holds)."""
-    import tensorflow as tf
-
     cf = fn.get_concrete_function()
     args, kwargs = cf.structured_input_signature
     specs = tf.nest.flatten((args, kwargs))
@@ -54,8 +55,6 @@ def describe_function(fn, notes: dict, layout: str = TF_IMAGE_LAYOUT) -> dict:
 def describe_tflite(content: bytes, notes: dict, signature: str = "serving_default",
                     layout: str = TF_IMAGE_LAYOUT) -> dict:
     """Inputs/outputs of a TFLite flatbuffer's signature, as LiteRT's interpreter reads them."""
-    from ai_edge_litert.interpreter import Interpreter
-
     runner = Interpreter(model_content=content).get_signature_runner(signature)
 
     def desc(details):
@@ -66,8 +65,6 @@ def describe_tflite(content: bytes, notes: dict, signature: str = "serving_defau
 
 def describe_onnx(model_proto, notes: dict, layouts: dict | None = None) -> dict:
     """Inputs/outputs of an ONNX graph (``dim_param`` dimensions become -1); ``layouts``: by input name."""
-    from onnx import helper
-
     def desc(values):
         out = {}
         for v in values:
@@ -99,14 +96,15 @@ def previous_manifest(out_dir, model_name: str) -> dict:
     return manifest if manifest.get("model_name") == model_name else {}
 
 
-def new_manifest(model, model_dir, meta: dict, previous: dict) -> dict:
+def new_manifest(model, model_dir, previous: dict) -> dict:
     """export.json's model-level part (artifacts carried over from ``previous``, the same model's export)."""
-    spec = model.spec
+    spec, mm = model.spec, model.mm
     manifest = dict(previous)
     manifest.update({
         "format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "tf2dasl_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model_name": spec.name, "model_dir": str(model_dir),
-        "spec": spec.to_dict(), "morphable_model": meta.get("morphable_model", {}),
+        "spec": spec.to_dict(),
+        "morphable_model": {"vertices": mm.num_vertices, "dense": mm.is_dense, "uv": mm.has_uv, "source": mm.source},
         "normalization": {"formula": "(x - mean) * scale", "mean": spec.norm_mean, "scale": spec.norm_scale,
                           "color_order": spec.color_order, "channels_in": 3, "model_channels": spec.channels,
                           "two_pass_landmark_map": spec.channels == 4},

@@ -7,7 +7,8 @@ beyond float16: the GPU delegate computes in half precision). The graph is writt
 (checked offline by :func:`tf2dasl.export.tflite_lint.gpu_op_issues`) and converted from a SavedModel
 (``from_saved_model``, builtin ops only): conversion from concrete functions keeps resource ops (NaN outputs).
 The app normalises the crops (export.json's ``normalization``); a 4-channel model runs its two passes inside
-the graph (the task model's :meth:`~tf2dasl.models.task.FaceTask.infer`).
+the graph (the task model's :meth:`~tf2dasl.models.task.FaceTask.infer`), and its file has a second signature,
+``with_map`` (normalised crops and a landmark map ``(1, S, S)`` → one pass with that map).
 """
 from __future__ import annotations
 
@@ -20,20 +21,22 @@ import tensorflow as tf
 from ..geometry import tf_ops
 from ..geometry.conventions import get_convention
 from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS, NUM_POSE
-from ..models.morphable import MorphableLayer
-from ..models.preprocessor import CropPreprocessor
+from ..inference.crops import MAP_CHANNELS
+from ..inference.export_dir import DEFAULT_SIGNATURE, MAP_SIGNATURE
 from ..models.task import FaceTask
 from .common import ExportError, hold, tf_variables_of
 from .tflite_lint import RESOURCE_OPS, gpu_analysis, gpu_op_issues, tflite_ops
 
 TFLITE_BATCH = 1
-QUANTIZATION = {"float32": "none", "float16": "float16 weights (GPU delegate recipe)",
-                "int8": "dynamic-range int8 weights, float activations"}
-DELEGATES = "XNNPACK (LiteRT's default CPU delegate); the GPU delegate for float32/float16 where gpu_compatible"
+#: the float variants this module converts (int8, full-integer, is :mod:`tf2dasl.export.quantize`'s)
+QUANTIZATION = {"float32": "none", "float16": "float16 weights (GPU delegate recipe)"}
+DELEGATES = ("XNNPACK (LiteRT's default CPU delegate; int8: its QS8 kernels); the GPU delegate for float32/float16 "
+             "where gpu_compatible")
 NOTES = {"params_whitened": "raw params = params_whitened * whitening.std + whitening.mean (in float32: raw values "
                             "reach 6e5, beyond float16)",
          "params": "raw 3DDFA parameters",
-         "landmarks": "crop pixels, 0-based, y down"}
+         "landmarks": "crop pixels, 0-based, y down",
+         "maps": "landmark maps: -1, +1 at the 18 map points (tf2dasl.geometry.landmark_map)"}
 
 
 class LandmarkHead(keras.layers.Layer):
@@ -88,22 +91,35 @@ class MobileModule(tf.Module):
     """The TFLite graph: normalised float32 crops ``(N, S, S, 3)`` NHWC → ``landmarks`` ``(N, 68, 3)`` crop pixels
     and ``params_whitened`` ``(N, 62)`` (``raw_params=False``: raw parameters reach 6e5, beyond float16) or
     ``params`` ``(N, 62)`` raw (``raw_params=True``). ``batch`` fixes the batch dimension (1 for mobile, None
-    for any)."""
+    for any). A 4-channel model also has ``with_map(crops, maps (N, S, S))``: one pass with the given maps."""
 
-    def __init__(self, model, batch: int | None = TFLITE_BATCH, raw_params: bool = False):
+    def __init__(self, model: FaceTask, batch: int | None = TFLITE_BATCH, raw_params: bool = False):
         super().__init__(name="tf2dasl_mobile")
         spec = model.spec
         self.spec, self.size, self.raw_params = spec, int(spec.input_size), bool(raw_params)
-        hold(self, task=FaceTask(
-            CropPreprocessor.from_spec(spec), model.regressor,
-            MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=False, name="morphable"),
-            landmark_head=LandmarkHead(model.mm, spec.input_size, spec.crop_convention, name="landmark_head")))
+        hold(self, task=self.make_task(model))
         self.tf_variables = tf_variables_of(self.task)
-        self.serving_default = tf.function(
-            self._call, input_signature=[tf.TensorSpec([batch, self.size, self.size, 3], tf.float32, name="crops")])
+        s = self.size
+        crops = tf.TensorSpec([batch, s, s, 3], tf.float32, name="crops")
+        self.serving_default = tf.function(self._call, input_signature=[crops])
+        if spec.channels == MAP_CHANNELS:
+            self.with_map = tf.function(self._call, input_signature=[
+                crops, tf.TensorSpec([batch, s, s], tf.float32, name="maps")])
 
-    def _call(self, crops):
-        params_w = self.task.infer(crops)  # crops arrive normalised: the app normalises (export.json)
+    def make_task(self, model: FaceTask) -> FaceTask:
+        """The task model this graph calls: ``model``'s regressor and the float16-safe :class:`LandmarkHead` (the
+        int8 graph, :class:`~tf2dasl.export.quantize.Int8Module`, swaps in its own preprocessor and regressor)."""
+        spec = model.spec
+        return FaceTask(spec, model.mm, regressor=model.regressor, landmark_head=LandmarkHead(
+            model.mm, spec.input_size, spec.crop_convention, name="landmark_head"))
+
+    @property
+    def signatures(self) -> dict:
+        """``{name: tf.function}``: ``serving_default``, and ``with_map`` for a 4-channel model."""
+        return {name: getattr(self, name) for name in (DEFAULT_SIGNATURE, MAP_SIGNATURE) if hasattr(self, name)}
+
+    def _call(self, crops, maps=None):
+        params_w = self.task.infer(crops, maps)  # crops arrive normalised: the app normalises (export.json)
         out = {"landmarks": self.task.landmarks(params_w)}
         if self.raw_params:
             out["params"] = self.task.morphable.unwhiten(params_w)
@@ -115,16 +131,16 @@ class MobileModule(tf.Module):
 def save_mobile(model, out_dir: Path, batch: int | None = TFLITE_BATCH) -> MobileModule:
     """The mobile graph as a SavedModel (the converter's input) in ``out_dir``."""
     module = MobileModule(model, batch=batch, raw_params=False)
-    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serving_default})
+    tf.saved_model.save(module, str(out_dir), signatures=module.signatures)
     return module
 
 
-def convert_tflite(src_saved_model: Path, variants) -> dict[str, bytes]:
-    """The mobile SavedModel → ``{variant: TFLite flatbuffer}`` (float32, float16 weights, dynamic-range int8),
+def convert_tflite(src_saved_model: Path, variants, signatures=(DEFAULT_SIGNATURE,)) -> dict[str, bytes]:
+    """The mobile SavedModel → ``{variant: TFLite flatbuffer}`` (float32, float16 weights),
     builtin ops only; an :class:`ExportError` when a conversion fails or keeps non-builtin/resource ops."""
     contents = {}
     # one converter for all variants: the SavedModel is imported once, each convert() re-runs the passes
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(src_saved_model), signature_keys=["serving_default"])
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(src_saved_model), signature_keys=list(signatures))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     for variant in variants:
         if variant not in QUANTIZATION:
@@ -133,8 +149,6 @@ def convert_tflite(src_saved_model: Path, variants) -> dict[str, bytes]:
         if variant == "float16":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
-        elif variant == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
         try:
             content = conv.convert()
         except Exception as exc:  # conversion errors are long: keep the first line

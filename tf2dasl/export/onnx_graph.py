@@ -11,8 +11,9 @@
   ``(N, 4, 3)``] → ``MatMul``. The folding is done once in float64 (:func:`decoding_map`).
 * A 4-channel (2DASL) model runs its two passes as :meth:`tf2dasl.models.task.FaceTask.infer` does: the first
   with the empty landmark map (all -1), the second with the map of the first pass's 18 map points
-  (:func:`landmark_map_nodes`, the ONNX twin of :func:`tf2dasl.geometry.landmark_map.landmark_map`); both passes
-  share one copy of the weights.
+  (:func:`landmark_map_nodes`, the ONNX twin of :func:`tf2dasl.geometry.landmark_map.landmark_map`: a scatter,
+  which ONNX has and tf2onnx would otherwise have to emulate); both passes share one copy of the weights. Its
+  one-pass graph with a landmark-map input (``maps`` ``[N, 1, S, S]``) is a second file (``with_map``).
 
 Every graph is checked against the Keras task model when it is built (:func:`check_against_keras`: landmarks on
 random crops); a backbone with a layer the builder does not translate, or a graph that fails the check, is
@@ -20,18 +21,30 @@ converted by tf2onnx instead (the mobile graph, NHWC input), and export.json's `
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+
 import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+from onnx import TensorProto, helper
 
 from ..geometry.conventions import get_convention
-from ..geometry.landmark_map import BACKGROUND, FOREGROUND, MAP_POINT_PAIRS
+from ..geometry.landmark_map import BACKGROUND, FOREGROUND, MAP_POINT_PAIRS, landmark_map
 from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS, NUM_POSE
-from ..preprocessing import normalize_crops
+from ..inference.crops import normalize_crops
+from ..inference.keras_runtime import KerasPredictor
+from .mobile import MobileModule
 from .onnx_layers import GraphBuilder, UnsupportedLayer, backbone_nodes
 
 ONNX_OPSET = 17
-INPUT = "crops"
+INPUT, MAP_INPUT = "crops", "maps"
 LAYOUT = "NCHW"
-NOTES = {"params": "raw 3DDFA parameters", "landmarks": "crop pixels, 0-based, y down"}
+NOTES = {"params": "raw 3DDFA parameters", "landmarks": "crop pixels, 0-based, y down",
+         "maps": "landmark maps: -1, +1 at the 18 map points (tf2dasl.geometry.landmark_map)"}
 #: :func:`check_against_keras`: random crops, and the largest landmark difference (crop pixels) accepted on the
 #: median crop (a 4-channel model's map point on a pixel boundary may round the other way on the odd crop).
 CHECK_CROPS = 8
@@ -86,11 +99,10 @@ def _decode(g: GraphBuilder, feat: str, regressor, mm, size: int, convention: st
     return params, g.op("MatMul", [pts_h, pose_t], tag + "_points")
 
 
-def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int) -> str:
+def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int, scale: float = 1.0) -> str:
     """Map points ``(N, 18, 3)`` crop pixels → the landmark map channel ``(N, 1, S, S)``: -1, and +1 at each
-    point rounded half up (``floor(x + 0.5)``) that falls inside the crop — as the numpy and TF twins."""
-    from onnx import TensorProto
-
+    point rounded half up (``floor(x + 0.5)``) that falls inside the crop — as the numpy and TF twins — times
+    ``scale`` (the int8 graph's map enters at half scale: :data:`tf2dasl.export.quantize.MAP_INPUT_SCALE`)."""
     k = len(MAP_POINT_PAIRS)
     r = g.op("Floor", [g.op("Add", [points, g.const("half", 0.5)], "map_half")], "map_round")
     x, y, _ = g.op("Split", [r], "map_xyz", outputs=3, axis=2)
@@ -102,9 +114,9 @@ def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int) -> s
     idx = g.op("Cast", [g.op("Reshape", [idx, g.const(f"shape_{k}", [-1, k], np.int64)])], "map_index_i64",
                to=TensorProto.INT64)
     flat_shape = g.op("Concat", [batch, g.const("map_flat", [size * size + 1], np.int64)], "map_flat_shape", axis=0)
-    canvas = g.op("Expand", [g.const("map_background", np.full((1, size * size + 1), BACKGROUND)), flat_shape],
-                  "map_canvas")
-    hits = g.op("Expand", [g.const("map_foreground", np.full((1, 1), FOREGROUND)),
+    canvas = g.op("Expand", [g.const("map_background", np.full((1, size * size + 1), BACKGROUND * scale)),
+                             flat_shape], "map_canvas")
+    hits = g.op("Expand", [g.const("map_foreground", np.full((1, 1), FOREGROUND * scale)),
                            g.op("Shape", [idx], "map_index_shape")], "map_hits")
     flat = g.op("ScatterElements", [canvas, idx, hits], "map_scatter", axis=1)
     flat = g.op("Slice", [flat, g.const("zero_i", [0], np.int64), g.const("map_pixels", [size * size], np.int64),
@@ -113,76 +125,80 @@ def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int) -> s
 
 
 # ============================================================================ the graph
-def face_graph(model, opset: int = ONNX_OPSET):
-    """The model's ONNX graph (``onnx.ModelProto``, checked): NCHW normalised crops → params, landmarks.
+def face_graph(model, opset: int = ONNX_OPSET, with_map: bool = False, map_scale: float = 1.0):
+    """The model's ONNX graph (``onnx.ModelProto``, checked): NCHW normalised crops → params, landmarks. With
+    ``with_map`` (4-channel models), the one-pass graph that also takes the landmark map ``maps`` ``[N, 1, S, S]``.
+    ``map_scale``: a 4-channel model's landmark map values (±1) times this (the int8 graph's half scale).
     Raises :class:`~tf2dasl.export.onnx_layers.UnsupportedLayer` for a backbone it cannot translate."""
-    import onnx
-    from onnx import TensorProto, helper
-
     spec, mm, reg = model.spec, model.mm, model.regressor
     s = int(spec.input_size)
     g = GraphBuilder()
     x = INPUT
-    if spec.channels == 4:
+    inputs = [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", 3, s, s])]
+    if with_map:
+        inputs.append(helper.make_tensor_value_info(MAP_INPUT, TensorProto.FLOAT, ["N", 1, s, s]))
+        x = g.op("Concat", [x, MAP_INPUT], "input_with_map", axis=1)
+    elif spec.channels == 4:
         batch = g.op("Slice", [g.op("Shape", [x], "input_shape"), g.const("zero_i", [0], np.int64),
                                g.const("one_i", [1], np.int64)], "batch")
         empty_shape = g.op("Concat", [batch, g.const("map_chw", [1, s, s], np.int64)], "empty_map_shape", axis=0)
-        empty = g.op("Expand", [g.const("empty_map_value", np.full((1, 1, s, s), BACKGROUND)), empty_shape],
-                     "empty_map")
+        empty = g.op("Expand", [g.const("empty_map_value", np.full((1, 1, s, s), BACKGROUND * map_scale)),
+                                empty_shape], "empty_map")
         feat1 = backbone_nodes(g, reg.backbone, g.op("Concat", [x, empty], "pass1_input", axis=1), "pass1/")
         _, pts = _decode(g, feat1, reg, mm, s, spec.crop_convention, MAP_POINT_PAIRS, "pass1_map_points")
-        x = g.op("Concat", [x, landmark_map_nodes(g, pts, batch, s)], "pass2_input", axis=1)
-    feat = backbone_nodes(g, reg.backbone, x, "pass2/" if spec.channels == 4 else "")
+        x = g.op("Concat", [x, landmark_map_nodes(g, pts, batch, s, map_scale)], "pass2_input", axis=1)
+    two_pass = spec.channels == 4 and not with_map
+    feat = backbone_nodes(g, reg.backbone, x, "pass2/" if two_pass else "")
     params, lm = _decode(g, feat, reg, mm, s, spec.crop_convention)
     g.rename(params, "params")
     g.rename(lm, "landmarks")
     graph = helper.make_graph(
-        g.nodes, f"tf2dasl_{spec.name}",
-        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", 3, s, s])],
+        g.nodes, f"tf2dasl_{spec.name}", inputs,
         [helper.make_tensor_value_info("params", TensorProto.FLOAT, ["N", NUM_PARAMS]),
          helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["N", NUM_LANDMARKS, 3])],
         list(g.initializers.values()))
+    what = " and landmark maps NCHW (one pass)" if with_map else ""
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tf2dasl",
-                              doc_string=f"{spec.name}: normalised {spec.color_order} crops NCHW -> raw 3DDFA params, "
-                                         "68 landmarks in crop pixels")
+                              doc_string=f"{spec.name}: normalised {spec.color_order} crops NCHW{what} -> raw 3DDFA "
+                                         "params, 68 landmarks in crop pixels")
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
-def check_against_keras(model, proto, layout: str = LAYOUT, crops: int = CHECK_CROPS) -> dict:
-    """Run ``proto`` (ONNX Runtime) and the Keras task model on the same random uint8 crops; the median and max
-    over crops of the largest landmark difference (crop pixels) and the largest raw-parameter difference
-    relative to the parameters' spread."""
-    import onnxruntime as ort
-
+def check_against_keras(model, proto, layout: str = LAYOUT, crops: int = CHECK_CROPS, with_map: bool = False) -> dict:
+    """Run ``proto`` (ONNX Runtime) and the Keras task model on the same random uint8 crops (``with_map``: and the
+    landmark maps of random landmarks); the median and max over crops of the largest landmark difference (crop
+    pixels) and the largest raw-parameter difference relative to the parameters' spread."""
     spec = model.spec
     rng = np.random.default_rng(0)
     c = rng.integers(0, 256, (crops, spec.input_size, spec.input_size, 3), np.uint8)
+    maps = landmark_map(rng.uniform(0, spec.input_size, (crops, NUM_LANDMARKS, 2)), spec.input_size) \
+        if with_map else None
     x = normalize_crops(c, spec.norm_mean, spec.norm_scale)
-    if layout == "NCHW":
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    feed = {INPUT: np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NCHW" else x}
+    if with_map:
+        feed[MAP_INPUT] = maps[:, None] if layout == "NCHW" else maps[..., None]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    params, lm = sess.run(["params", "landmarks"], {sess.get_inputs()[0].name: x})
-    ref_params = model.predict_params(c)
-    ref_lm = model.landmarks_crop(ref_params)
+    params, lm = sess.run(["params", "landmarks"], feed)
+    ref_params = KerasPredictor(model).predict(c, maps).params
+    ref_lm = model.decoder.landmarks(ref_params)
     per_crop = np.abs(lm - ref_lm).max(axis=(1, 2))
     rel = np.abs(params - ref_params).max() / float(np.asarray(model.mm.param_std).max())
     return {"crops": int(crops), "median_max_landmark_diff_px": float(np.median(per_crop)),
             "max_landmark_diff_px": float(per_crop.max()), "max_param_diff_in_std": float(rel),
-            "against": "the Keras task model (FaceModel.predict_params + landmarks_crop), random crops"}
+            "against": "the Keras task model (KerasPredictor + Decoder), random crops"}
 
 
-def convert_onnx(model, opset: int = ONNX_OPSET, log=print) -> tuple[object, dict]:
-    """The model's ONNX graph and its export.json details (``converter``, ``layout``, ``check``): the direct graph
-    (:func:`face_graph`) when the builder translates the backbone and the graph passes
-    :func:`check_against_keras`, else tf2onnx's conversion of the mobile graph (NHWC input)."""
-    import onnx
-
+def convert_onnx(model, opset: int = ONNX_OPSET, log=print, with_map: bool = False) -> tuple[object, dict]:
+    """The model's ONNX graph (``with_map``: the one-pass graph with a landmark-map input) and its export.json
+    details (``converter``, ``layout``, ``check``): the direct graph (:func:`face_graph`) when the builder translates
+    the backbone and the graph passes :func:`check_against_keras`, else tf2onnx's conversion of the mobile graph
+    (NHWC input)."""
     try:
-        proto = face_graph(model, opset)
-        check = check_against_keras(model, proto)
+        proto = face_graph(model, opset, with_map)
+        check = check_against_keras(model, proto, with_map=with_map)
         if check["median_max_landmark_diff_px"] <= CHECK_TOLERANCE_PX:
             return proto, {"converter": f"tf2dasl direct graph (onnx {onnx.__version__})", "layout": LAYOUT,
                            "check": check}
@@ -191,46 +207,39 @@ def convert_onnx(model, opset: int = ONNX_OPSET, log=print) -> tuple[object, dic
     except UnsupportedLayer as exc:
         reason = f"the direct graph does not translate {exc}"
     log(f"onnx: {reason}; converting with tf2onnx instead")
-    proto, converter = convert_with_tf2onnx(model, opset)
+    proto, converter = convert_with_tf2onnx(model, opset, with_map)
     return proto, {"converter": f"{converter} ({reason})", "layout": "NHWC",
-                   "check": check_against_keras(model, proto, layout="NHWC")}
+                   "check": check_against_keras(model, proto, layout="NHWC", with_map=with_map)}
 
 
 # ============================================================================ the fallback
-def convert_with_tf2onnx(model, opset: int = ONNX_OPSET):
+def convert_with_tf2onnx(model, opset: int = ONNX_OPSET, with_map: bool = False):
     """tf2onnx's conversion of the mobile graph (:class:`~tf2dasl.export.mobile.MobileModule`, raw params, NHWC
-    input, any batch) with its inputs and outputs named ``crops``, ``params``, ``landmarks``."""
-    import contextlib
-    import io
-    import logging
-
-    import tensorflow as tf
-    import tf2onnx
-
-    from .mobile import MobileModule
-
+    input, any batch; ``with_map``: its one-pass signature) with its inputs and outputs named ``crops`` [,
+    ``maps``], ``params``, ``landmarks``."""
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     module = MobileModule(model, batch=None, raw_params=True)
     s = model.spec.input_size
+    signature = [tf.TensorSpec([None, s, s, 3], tf.float32, name=INPUT)]
+    if with_map:
+        signature.append(tf.TensorSpec([None, s, s], tf.float32, name=MAP_INPUT))
     with contextlib.redirect_stdout(io.StringIO()):
-        proto, _ = tf2onnx.convert.from_function(
-            module.serving_default, input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32, name=INPUT)],
-            opset=opset)
-    return rename_io(proto), f"tf2onnx {tf2onnx.__version__}"
+        proto, _ = tf2onnx.convert.from_function(module.with_map if with_map else module.serving_default,
+                                                 input_signature=signature, opset=opset)
+    return rename_io(proto, with_map), f"tf2onnx {tf2onnx.__version__}"
 
 
-def rename_io(proto):
-    """tf2onnx names graph outputs after TF tensors (``Identity:0``): name them ``params`` and ``landmarks``."""
-    import onnx
-
+def rename_io(proto, with_map: bool = False):
+    """tf2onnx names graph inputs and outputs after TF tensors (``Identity:0``): name them ``crops`` [, ``maps``],
+    ``params`` and ``landmarks`` (inputs by rank: the crops are 4D, the maps 3D)."""
     g = proto.graph
     rename = {}
     for o in g.output:
         shape = [d.dim_value for d in o.type.tensor_type.shape.dim]
         rename[o.name] = "landmarks" if len(shape) == 3 else "params"
     for i in g.input:
-        if i.name != INPUT:
-            rename[i.name] = INPUT
+        rank = len(i.type.tensor_type.shape.dim)
+        rename[i.name] = MAP_INPUT if with_map and rank == 3 else INPUT
     for coll in (g.input, g.output):
         for v in coll:
             v.name = rename.get(v.name, v.name)

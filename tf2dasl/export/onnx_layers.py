@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import collections
 
+import keras
 import numpy as np
+from onnx import helper, numpy_helper
 
 SUPPORTED = ("InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
              "Activation", "Add", "MaxPooling2D", "GlobalAveragePooling2D", "Dropout")
@@ -43,8 +45,6 @@ class GraphBuilder:
 
     def const(self, name: str, value, dtype=np.float32) -> str:
         """An initializer (created once per name: a second call with the same name reuses it)."""
-        from onnx import numpy_helper
-
         if name in self._used:
             raise ValueError(f"initializer name {name!r} is already a node output")
         if name not in self.initializers:
@@ -53,8 +53,6 @@ class GraphBuilder:
 
     def op(self, op_type: str, inputs: list[str], name: str | None = None, outputs: int = 1, **attrs):
         """Add a node; returns its output name (or names when ``outputs > 1``)."""
-        from onnx import helper
-
         base = self.fresh(name or op_type.lower())
         outs = [base] if outputs == 1 else [f"{base}_{i}" for i in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=base, **attrs))
@@ -118,8 +116,6 @@ def backbone_nodes(g: GraphBuilder, backbone, x: str, prefix: str = "") -> str:
     """Emit the nodes of a Keras functional ``backbone`` (``(N, H, W, C)`` → pooled ``(N, F)``) reading the NCHW
     value ``x``; returns the name of the ``(N, F)`` feature. Initializers are named by layer (shared across
     prefixes); node outputs carry ``prefix``."""
-    import keras
-
     nodes = [n for d in sorted(backbone._nodes_by_depth, reverse=True) for n in backbone._nodes_by_depth[d]]
     consumers = collections.defaultdict(list)
     for node in nodes:

@@ -8,6 +8,9 @@ Signatures (all outputs float32; shapes and dtypes in export.json come from the 
   weights) → ``params_whitened`` ``(N, 62)``, ``params`` ``(N, 62)`` raw, ``landmarks_2d`` ``(N, 68, 2)``
   and ``landmarks_3d`` ``(N, 68, 3)`` in crop pixels, ``pose`` ``(N, 3)`` yaw/pitch/roll degrees
   (+ ``vertices`` ``(N, V, 3)`` crop pixels with ``dense=True``).
+* ``with_map`` (4-channel models only): ``crops`` as above and ``maps`` float32 ``[N, S, S]`` landmark maps →
+  the same outputs from one pass with those maps (the reconstructor's ``--pts`` faces, or the empty map for
+  one pass).
 * ``predict_image``: ``images`` string ``[N]`` encoded JPEG/PNG/BMP/GIF bytes, ``roi_boxes`` float32
   ``[N, 4]`` ``(x0, y0, x1, y1)`` image pixels → the same outputs plus ``landmarks_2d_image`` ``(N, 68, 2)``,
   ``landmarks_3d_image`` ``(N, 68, 3)`` in image pixels (and ``vertices_image`` with ``dense=True``).
@@ -25,21 +28,23 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from ..geometry import tf_ops
 from ..geometry.morphable_model import NUM_LANDMARKS
-from ..models.morphable import MorphableLayer
-from ..models.preprocessor import CropPreprocessor
+from ..inference.crops import MAP_CHANNELS
+from ..inference.export_dir import DEFAULT_SIGNATURE, MAP_SIGNATURE
+from ..inference.serving_client import IMAGE_SIGNATURE
 from ..models.task import FaceTask
 from .common import ExportError, hold, tf_variables_of
 
-SIGNATURES = ("serving_default", "predict_image")
+SIGNATURES = (DEFAULT_SIGNATURE, MAP_SIGNATURE, IMAGE_SIGNATURE)
 WARMUP_BATCH_SIZES = (1, 8)
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 #: What each signature tensor means (export.json's "note"; shapes and dtypes come from the traced functions).
 NOTES = {
     "images": "encoded JPEG/PNG/BMP/GIF bytes",
     "roi_boxes": "x0, y0, x1, y1 in image pixels",
+    "maps": "landmark maps: -1, +1 at the 18 map points (tf2dasl.geometry.landmark_map)",
     "params_whitened": None,
     "params": "raw 3DDFA parameters",
     "landmarks_2d": "crop pixels, 0-based, y down",
@@ -55,11 +60,11 @@ NOTES = {
 class ServingModule(tf.Module):
     """The SavedModel for TF Serving: a :class:`FaceTask` with pre- and post-processing inside.
 
-    ``serving_default(crops uint8 [N, S, S, 3])`` and ``predict_image(images string [N], roi_boxes float32
-    [N, 4])``: see the module docstring for their outputs.
+    ``serving_default(crops uint8 [N, S, S, 3])``, ``with_map(crops, maps float32 [N, S, S])`` (4-channel models)
+    and ``predict_image(images string [N], roi_boxes float32 [N, 4])``: see the module docstring for their outputs.
     """
 
-    def __init__(self, model, dense: bool = False):
+    def __init__(self, model: FaceTask, dense: bool = False):
         super().__init__(name="tf2dasl_serving")
         spec = model.spec
         if dense and not model.mm.is_dense:
@@ -68,13 +73,14 @@ class ServingModule(tf.Module):
         self.spec = spec
         self.size = int(spec.input_size)
         self.dense = bool(dense)
-        hold(self, task=FaceTask(CropPreprocessor.from_spec(spec), model.regressor,
-                                 MorphableLayer(model.mm, spec.input_size, spec.crop_convention, dense=self.dense,
-                                                name="morphable")))
+        hold(self, task=FaceTask(spec, model.mm, regressor=model.regressor, dense=self.dense))
         self.tf_variables = tf_variables_of(self.task)
         s = self.size
-        self.serving_default = tf.function(
-            self._serve_crops, input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8, name="crops")])
+        crops = tf.TensorSpec([None, s, s, 3], tf.uint8, name="crops")
+        self.serving_default = tf.function(self._serve_crops, input_signature=[crops])
+        if spec.channels == MAP_CHANNELS:
+            self.with_map = tf.function(self._serve_with_map,
+                                        input_signature=[crops, tf.TensorSpec([None, s, s], tf.float32, name="maps")])
         self.predict_image = tf.function(
             self._serve_images, input_signature=[tf.TensorSpec([None], tf.string, name="images"),
                                                  tf.TensorSpec([None, 4], tf.float32, name="roi_boxes")])
@@ -82,36 +88,46 @@ class ServingModule(tf.Module):
     @property
     def signatures(self) -> dict:
         """``{name: tf.function}`` as ``tf.saved_model.save`` takes them."""
-        return {name: getattr(self, name) for name in SIGNATURES}
+        return {name: getattr(self, name) for name in SIGNATURES if hasattr(self, name)}
 
-    def heads(self, params_w) -> dict:
-        """Whitened params → every output of the signatures (static shapes for the SignatureDef)."""
+    def heads(self, params_w, roi_boxes=None) -> dict:
+        """Whitened params → every output of the signatures (static shapes for the SignatureDef); with the crops'
+        ``roi_boxes`` also the image-pixel ones."""
+        morph = self.task.morphable
         out = self.task.decode(params_w)
         lm3 = tf.reshape(out.pop("landmarks"), (-1, NUM_LANDMARKS, 3))
         out.update({"params_whitened": tf.identity(params_w), "landmarks_2d": lm3[..., :2], "landmarks_3d": lm3})
         if self.dense:
-            morph = self.task.morphable
-            out["vertices"] = tf.reshape(morph.vertices_crop(out["params"]), (-1, morph.num_vertices, 3))
+            out["vertices"] = tf.reshape(morph.vertices(out["params"]), (-1, morph.num_vertices, 3))
+        if roi_boxes is not None:
+            lm_img = morph.landmarks(out["params"], roi_boxes)
+            out.update({"landmarks_3d_image": lm_img, "landmarks_2d_image": lm_img[..., :2]})
+            if self.dense:
+                out["vertices_image"] = morph.vertices(out["params"], roi_boxes)
         return out
 
     # ------------------------------------------------------------ signatures
-    def _serve_crops(self, crops):
+    @staticmethod
+    def _non_empty(crops):
         with tf.control_dependencies([tf.debugging.Assert(tf.shape(crops)[0] > 0, [
                 "crops is empty: send at least one (S, S, 3) uint8 crop"])]):
-            crops = tf.identity(crops)
-        return self.heads(self.task.infer(self.task.preprocessor.normalize(crops)))
+            return tf.identity(crops)
+
+    def _serve_crops(self, crops):
+        return self.heads(self.task.infer(self.task.preprocessor.normalize(self._non_empty(crops))))
+
+    def _serve_with_map(self, crops, maps):
+        with tf.control_dependencies([tf.debugging.Assert(tf.equal(tf.shape(crops)[0], tf.shape(maps)[0]), [
+                "crops and maps need one landmark map per crop; crops:", tf.shape(crops)[0], "maps:",
+                tf.shape(maps)[0]])]):
+            maps = tf.identity(maps)
+        return self.heads(self.task.infer(self.task.preprocessor.normalize(self._non_empty(crops)), maps))
 
     def _serve_images(self, images, roi_boxes):
         images, roi_boxes = check_image_inputs(images, roi_boxes)
         crops = tf.map_fn(lambda a: decode_and_crop(a[0], a[1], self.size), (images, roi_boxes),
                           fn_output_signature=tf.TensorSpec([self.size, self.size, 3], tf.float32))
-        out = self.heads(self.task.infer(self.task.preprocessor.normalize(crops)))
-        lm_img = tf_ops.crop_to_image(out["landmarks_3d"], roi_boxes, self.size)
-        out["landmarks_3d_image"] = lm_img
-        out["landmarks_2d_image"] = lm_img[..., :2]
-        if self.dense:
-            out["vertices_image"] = tf_ops.crop_to_image(out["vertices"], roi_boxes, self.size)
-        return out
+        return self.heads(self.task.infer(self.task.preprocessor.normalize(crops)), roi_boxes)
 
 
 def check_image_inputs(images, roi_boxes):
@@ -171,8 +187,6 @@ def decode_and_crop(encoded, roi_box, size: int):
 
 def warmup_records(model_name: str, size: int, batch_sizes=WARMUP_BATCH_SIZES) -> list[bytes]:
     """``tf_serving_warmup_requests``' records: serialized ``PredictionLog``s on ``serving_default`` (random crops)."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
     rng = np.random.default_rng(0)
     records = []
     for b in batch_sizes:

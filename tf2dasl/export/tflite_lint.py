@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 import tempfile
 
 import tensorflow as tf
+# the flatbuffer schema's generated classes, an internal module: neither TensorFlow nor LiteRT has a public reader
+# of a model's operators and tensors (the public Analyzer only prints text), and the GPU rules need both
+from tensorflow.lite.python import schema_py_generated as schema
 
 #: TFLite ops that mean the weights were not frozen (the model would read uninitialised variables).
 RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
@@ -14,8 +19,6 @@ RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
 
 def tflite_ops(content: bytes) -> list[str]:
     """Op names used by a TFLite flatbuffer (``FLEX_*`` / custom names reveal non-builtin ops)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
     m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     ops = set()
@@ -42,6 +45,21 @@ STRIDED_SLICE SUB SUM TANH TILE TRANSPOSE TRANSPOSE_CONV
 """.split())
 
 
+def op_outputs(content: bytes, subgraph: int = 0) -> list[tuple[str, str, str]]:
+    """``(op name, first output tensor's name, its type)`` of every operator of one subgraph of a TFLite flatbuffer,
+    in execution order (types as the schema names them: ``FLOAT32``, ``INT8``, ...)."""
+    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    sg, out = m.subgraphs[subgraph], []
+    for op in sg.operators:
+        oc = m.operatorCodes[op.opcodeIndex]
+        t = sg.tensors[op.outputs[0]]
+        out.append((names.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?"), t.name.decode(),
+                    types.get(t.type, str(t.type))))
+    return out
+
+
 def gpu_op_issues(content: bytes) -> list[str]:
     """Offline check of a TFLite flatbuffer against the GPU delegate's op rules; one line per problem.
 
@@ -53,8 +71,6 @@ def gpu_op_issues(content: bytes) -> list[str]:
     or fully-connected layers, CAST between float32/int32/bool only, MUL of two
     same-rank tensors where one is not smaller in every dimension, and float32/float16/int32/bool tensors.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-
     m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -114,9 +130,6 @@ def gpu_analysis(content: bytes) -> tuple[bool, str]:
     descriptor level since it prints from C++) followed by :func:`gpu_op_issues`' findings; compatible means
     the analyzer reports no incompatibility *and* the offline op check finds none.
     """
-    import os
-    import sys
-
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         sys.stdout.flush()
         saved = os.dup(1)

@@ -22,5 +22,5 @@ Coordinate conventions — named here once and used everywhere in tf2dasl
 * **landmarks** are always *points-last*: ``(B, 68, 2)`` or ``(B, 68, 3)``.
 * **pose** angles in degrees, ``(yaw, pitch, roll)`` as 3DDFA_V2's ``calc_pose`` reports them.
 """
-from .conventions import CropConvention, CROP_OFFSET_V1, CROP_OFFSET_V2  # noqa: F401
+from .conventions import CROP_OFFSET_V1, CROP_OFFSET_V2, CropConvention  # noqa: F401
 from .morphable_model import MorphableModel  # noqa: F401

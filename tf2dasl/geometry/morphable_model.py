@@ -12,14 +12,28 @@ Two published layouts load into one :class:`MorphableModel` (the file loaders ar
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
+
 from ..errors import UserError
 
 NUM_PARAMS = 62
 NUM_POSE, NUM_SHAPE, NUM_EXP = 12, 40, 10
 NUM_LANDMARKS = 68
+#: The 68-point mirror permutation: after a horizontal flip, point ``i`` takes the position of point
+#: ``FLIP_PERMUTATION_68[i]`` (an involution: jaw 0..16 reversed, brows 17..21 <-> 26..22, nose bridge
+#: fixed, nostrils 31..35 reversed, eyes 36..41 <-> 45..42,47,46, mouth mirrored about 51/57/62/66).
+FLIP_PERMUTATION_68 = np.array(
+    list(range(16, -1, -1))                                   # jaw 0..16
+    + list(range(26, 21, -1)) + list(range(21, 16, -1))       # brows 17..21 <-> 26..22
+    + [27, 28, 29, 30]                                        # nose bridge
+    + [35, 34, 33, 32, 31]                                    # nostrils
+    + [45, 44, 43, 42, 47, 46]                                # left eye 36..41 <- right eye
+    + [39, 38, 37, 36, 41, 40]                                # right eye 42..47 <- left eye
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]        # outer mouth 48..59
+    + [64, 63, 62, 61, 60, 67, 66, 65],                       # inner mouth 60..67
+    np.int32)
 #: the three parts of the 62 parameters: the row-major ``[s R | t]`` (12), identity shape (40), expression (10)
 POSE = slice(0, NUM_POSE)
 SHAPE = slice(NUM_POSE, NUM_POSE + NUM_SHAPE)
@@ -138,12 +152,6 @@ class MorphableModel:
             lo, hi = u.min(axis=0), u.max(axis=0)
             self._ncc = ((u - lo) / (hi - lo)).astype(np.float32)
         return self._ncc
-
-    def slice_keypoints(self, flat_keypoints: np.ndarray) -> "MorphableModel":
-        """A copy whose sparse bases are the given x,y,z-interleaved rows ``(3K,)`` of the dense ones."""
-        self.require_dense()
-        return replace(self, u_base=self.u[flat_keypoints], w_shp_base=self.w_shp[flat_keypoints],
-                       w_exp_base=self.w_exp[flat_keypoints])
 
     def arrays(self) -> dict[str, np.ndarray]:
         """All arrays by name (for saving in a model directory)."""

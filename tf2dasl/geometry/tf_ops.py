@@ -11,6 +11,7 @@ import math
 import tensorflow as tf
 
 from .conventions import CROP_OFFSET_V2, CropConvention
+from .landmark_map import BACKGROUND, FOREGROUND, MAP_POINT_PAIRS, pair_indices
 from .morphable_model import NUM_PARAMS, NUM_POSE
 from .pose import GIMBAL_LOCK
 from .roi import ROI_LANDMARK_SCALE
@@ -102,3 +103,35 @@ def matrix_to_angles(R):
 def params_to_pose(params):
     """``(B, >=12)`` raw params → ``(B, 3)`` (yaw, pitch, roll) degrees."""
     return matrix_to_angles(params_to_sRt(params)[1])
+
+
+# ---------------------------------------------------------------------------- the landmark map
+def map_points(landmarks, pairs=MAP_POINT_PAIRS):
+    """TF twin of :func:`tf2dasl.geometry.landmark_map.map_points`: ``(B, K, >=2)`` → ``(B, 18, 2)`` (NaN stays)."""
+    a, b = pair_indices(pairs)
+    lm = landmarks[:, :, 0:2]  # plain slice: no ellipsis/shrink masks (TFLite GPU delegate)
+    return (tf.gather(lm, a, axis=1) + tf.gather(lm, b, axis=1)) / 2
+
+
+def map_from_points(points, size: int = 120):
+    """TF twin of :func:`tf2dasl.geometry.landmark_map.map_from_points`: map points ``(B, K, 2)`` crop pixels (NaN:
+    marks nothing) → maps ``(B, size, size)`` in ``points``' dtype.
+
+    Each point becomes a one-hot row of its x and of its y, and one batched product ``y_hotᵀ @ x_hot`` counts the
+    points per pixel: builtin ops the TFLite GPU delegate takes (ONE_HOT, BATCH_MATMUL, SELECT_V2), no scatter, and
+    ``2 K S`` numbers per face instead of a ``K S²`` one-hot. A NaN or outside point fails the range test and gets
+    index -1, whose one-hot row is all zeros."""
+    k = int(points.shape[1])
+    r = tf.floor(points + 0.5)
+    x, y = r[:, :, 0:1], r[:, :, 1:2]
+    inside = (x >= 0.0) & (x < size) & (y >= 0.0) & (y < size)  # False for NaN
+    x_hot = tf.one_hot(tf.reshape(tf.cast(tf.where(inside, x, -1.0), tf.int32), (-1, k)), size, dtype=points.dtype)
+    y_hot = tf.one_hot(tf.reshape(tf.cast(tf.where(inside, y, -1.0), tf.int32), (-1, k)), size, dtype=points.dtype)
+    hits = tf.matmul(tf.transpose(y_hot, (0, 2, 1)), x_hot)  # (B, S, S): points per pixel
+    return tf.minimum(hits, 1.0) * (FOREGROUND - BACKGROUND) + BACKGROUND
+
+
+def landmark_map(landmarks, size: int = 120):
+    """TF twin of :func:`tf2dasl.geometry.landmark_map.landmark_map`: 68 crop-pixel landmarks ``(B, 68, >=2)`` →
+    maps ``(B, size, size)``."""
+    return map_from_points(map_points(landmarks), size)

@@ -23,6 +23,8 @@ from typing import Iterable
 
 import cv2
 import numpy as np
+from PIL import Image
+
 from ..errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
@@ -64,8 +66,6 @@ def read_header(data: bytes) -> ImageHeader | None:
     """The header of the encoded image ``data`` (Pillow reads the header only: no pixels are decoded), or None
     when Pillow does not know the format or the header is broken."""
     try:
-        from PIL import Image
-
         with _PIL_LIMIT_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a 20000x20000 header is not a bomb yet

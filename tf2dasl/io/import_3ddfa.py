@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..geometry.morphable_model import NUM_PARAMS, MorphableModelError
-from .morphable_files import load_3ddfa_v2
-from ..model import FaceModel, ModelSpec, first_problem, regressor_problems
-from ..models.mobilenet_v1 import BLOCKS
-from .pth import CheckpointError, load_state_dict
 from ..errors import UserError
+from ..geometry.morphable_model import NUM_PARAMS, MorphableModelError
+from ..models.mobilenet_v1 import BLOCKS
+from ..models.spec import ModelSpec, first_problem, regressor_problems
+from ..models.task import FaceTask
+from .morphable_files import load_3ddfa_v2
+from .pth import CheckpointError, load_state_dict
 
 SUPPORTED_ARCHS = {"mobilenet": "mobilenet_v1", "mobilenet_v1": "mobilenet_v1"}
 REQUIRED_FILES = ("configs/bfm_noneck_v3.pkl", "configs/param_mean_std_62d_120x120.pkl")
@@ -84,8 +85,8 @@ def keras_weights_from_state_dict(sd: dict, width: float) -> dict[str, list[np.n
     return out
 
 
-def import_3ddfa_v2(checkout: str | Path, weights: str = "mb05_120x120") -> FaceModel:
-    """Build a :class:`FaceModel` from a 3DDFA_V2 checkout and the weights named ``weights``."""
+def import_3ddfa_v2(checkout: str | Path, weights: str = "mb05_120x120") -> FaceTask:
+    """Build a :class:`~tf2dasl.models.task.FaceTask` from a 3DDFA_V2 checkout and the weights named ``weights``."""
     checkout = Path(checkout)
     if not checkout.is_dir():
         raise ImportError3DDFA(f"{checkout}: checkout folder not found (point it at a 3DDFA_V2 checkout, "
@@ -105,10 +106,14 @@ def import_3ddfa_v2(checkout: str | Path, weights: str = "mb05_120x120") -> Face
         raise ImportError3DDFA(str(exc)) from None
     width = float(cfg["widen_factor"])  # read_config filled in and checked all three
     spec = ModelSpec(name=weights, backbone=SUPPORTED_ARCHS[cfg["arch"]], width=width,
-                     input_size=int(cfg["size"]), channels=IMPORTED_CHANNELS, num_params=int(cfg["num_params"]),
-                     provenance={"source": "3DDFA_V2", "checkout": str(checkout.resolve()), "weights": pth.name,
-                                 "config": cfg})
-    regressor = spec.build_regressor()
+                     input_size=int(cfg["size"]), channels=IMPORTED_CHANNELS, num_params=int(cfg["num_params"]))
+    try:
+        spec.validate()
+    except ValueError as exc:
+        raise ImportError3DDFA(f"{checkout / 'configs' / (weights + '.yml')}: {exc}") from None
+    task = FaceTask(spec, mm, provenance={"source": "3DDFA_V2", "checkout": str(checkout.resolve()),
+                                          "weights": pth.name, "config": cfg})
+    regressor = task.regressor
     try:
         mapped = keras_weights_from_state_dict(sd, width)
     except KeyError as exc:
@@ -123,4 +128,4 @@ def import_3ddfa_v2(checkout: str | Path, weights: str = "mb05_120x120") -> Face
             raise ImportError3DDFA(f"{pth}: tensor shapes for {name} are {got}, the {cfg['arch']} of width {width} "
                                    f"in {weights}.yml expects {expected} (wrong widen_factor?)")
         layer.set_weights([v.astype(np.float32) for v in values])
-    return FaceModel(spec, regressor, mm)
+    return task

@@ -27,9 +27,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import trimesh
+from PIL import Image
 
 from ..render import sample_bilinear, vertex_normals
-from .outputs import write_bytes
+from .outputs import encode_image, write_bytes
 
 __all__ = ["encode_obj", "encode_ply", "write_obj", "write_ply", "encode_mtl", "encode_textured_obj", "write_textured_obj",
            "encode_glb", "write_glb", "sample_vertex_colors"]
@@ -225,8 +227,6 @@ def write_textured_obj(path: str | os.PathLike, vertices, triangles, uv, texture
     """Write ``NAME.obj`` + ``NAME.mtl`` (:func:`encode_textured_obj`) + the texture ``NAME.png``
     (``texture`` ``(S_h, S_w, 3)`` uint8 BGR) next to each other, each atomically; the PNG and MTL first, so an
     OBJ never names a missing file. Returns ``[obj, mtl, png]``."""
-    from .outputs import encode_image
-
     path = Path(path)
     mtl, png = path.with_suffix(".mtl"), path.with_suffix(".png")
     _check_texture(texture)
@@ -253,9 +253,6 @@ def encode_glb(vertices, triangles, uv, texture, normals=None, node_matrix=None,
         node_name: the node's (and mesh's) name.
         extras: JSON-serialisable dict for the node's ``extras``.
     """
-    import trimesh
-    from PIL import Image
-
     v, t, uv, n = _textured_inputs(vertices, triangles, uv, texture, normals)
     material = trimesh.visual.material.PBRMaterial(
         name=node_name, baseColorTexture=Image.fromarray(np.ascontiguousarray(np.asarray(texture)[:, :, ::-1])),

@@ -1,12 +1,19 @@
-"""Model directories: everything needed to run a model, self-describing.
+"""Model directories: a :class:`~tf2dasl.models.task.FaceTask` on disk, self-describing, written and read by one
+pair of functions (:func:`save_model_dir`, :func:`load_model_dir`).
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     MODEL_DIR/
-      model.json               {"format": "tf2dasl-model", "format_version": 1, "spec": ModelSpec, ...}
-      regressor.weights.h5     Keras weights of the regressor
+      model.json               {"format": "tf2dasl-model", "format_version": 2, "tf2dasl_version", "created",
+                                "task": {"class_name": "tf2dasl>FaceTask", "config": FaceTask.get_config()},
+                                "provenance": {...}, "files": {...}}
+      regressor.weights.h5     Keras weights of the task's regressor
       morphable_model.npz      bases, triangles, landmark indices, the parameter whitening and (optional) the
                                vertices' UV texture coordinates ``uv`` (N, 2)
+
+``task.config`` is the one description of the model (its :class:`~tf2dasl.models.spec.ModelSpec` and the morphable
+layer's shape); ``provenance`` says where it came from. Version 1 directories (a flat ``spec`` that also held the
+provenance) still load. Reading and checking the files without building the network: :mod:`.model_files`.
 """
 from __future__ import annotations
 
@@ -17,36 +24,27 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..geometry.morphable_model import MorphableModel
-from ..model import FaceModel, ModelSpec
-from .descriptor import read_descriptor
+from ..models.task import FaceTask
+from .model_files import (FORMAT, FORMAT_VERSION, MM_FILE, REMAKE_HINT, SPEC_FILE, TASK_CLASS, WEIGHTS_FILE,
+                          ModelDirError, read_model_meta, read_morphable, task_config)
 from .outputs import OutputError, atomic_dir, write_json
-from ..errors import UserError
-
-FORMAT = "tf2dasl-model"
-FORMAT_VERSION = 1
-SPEC_FILE, WEIGHTS_FILE, MM_FILE = "model.json", "regressor.weights.h5", "morphable_model.npz"
 
 
-class ModelDirError(UserError):
-    """A model directory is missing, incomplete or from an unsupported format version."""
-
-
-def save_model_dir(model: FaceModel, out_dir: str | Path) -> Path:
-    """Write ``model`` to ``out_dir``, built under a temporary name and renamed when complete
+def save_model_dir(task: FaceTask, out_dir: str | Path) -> Path:
+    """Write ``task`` to ``out_dir``, built under a temporary name and renamed when complete
     (:func:`tf2dasl.io.outputs.atomic_dir`): a crash or a full disk never leaves a half-written model directory.
 
     An existing ``out_dir`` is replaced only when it is empty or a tf2dasl model directory; any other folder or
     file there is an :class:`~tf2dasl.io.outputs.OutputError` and is left untouched."""
     out = Path(out_dir)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tf2dasl_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "spec": model.spec.to_dict(),
-            "morphable_model": {"vertices": model.mm.num_vertices, "dense": model.mm.is_dense,
-                                "uv": model.mm.has_uv, "source": model.mm.source},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "task": {"class_name": TASK_CLASS, "config": task.get_config()},
+            "provenance": {**task.provenance, "morphable_model": task.mm.source},
             "files": {"weights": WEIGHTS_FILE, "morphable_model": MM_FILE}}
     with atomic_dir(out, replace=_replaceable(out)) as tmp:
-        np.savez(tmp / MM_FILE, **model.mm.arrays())
-        model.regressor.save_weights(str(tmp / WEIGHTS_FILE))
+        np.savez(tmp / MM_FILE, **task.mm.arrays())
+        task.regressor.save_weights(str(tmp / WEIGHTS_FILE))
         write_json(tmp / SPEC_FILE, meta, indent=2, fsync=False)  # atomic_dir syncs the whole folder
     return out
 
@@ -66,49 +64,21 @@ def _replaceable(out: Path) -> bool:
     raise OutputError(out, "it exists and is not a tf2dasl model directory; choose another folder or remove it")
 
 
-def read_model_meta(model_dir: str | Path) -> dict:
-    """``model.json`` of a model directory, checked for format and version."""
-    return read_descriptor(model_dir, SPEC_FILE, FORMAT, FORMAT_VERSION, ModelDirError, "model directory",
-                           "make one with `tf2dasl import-3ddfa` or `tf2dasl train`")
-
-
-_FIX = "correct it or re-create the model directory with `tf2dasl import-3ddfa` or `tf2dasl train`"
-
-
-def read_spec_and_morphable(model_dir: str | Path) -> tuple[ModelSpec, MorphableModel]:
-    """The spec and morphable model of a model directory, without building its network (evaluation and mesh
-    decoding need no regressor)."""
+def load_model_dir(model_dir: str | Path) -> FaceTask:
+    """Load a model directory into a :class:`FaceTask` (its morphable model, weights and provenance)."""
     d = Path(model_dir)
     meta = read_model_meta(d)
+    config, provenance = task_config(meta, d / SPEC_FILE)
+    mm = read_morphable(d, provenance)
     try:
-        spec = ModelSpec.from_dict(meta["spec"])  # checks every value the regressor and FaceModel are built from
-    except KeyError as exc:
-        raise ModelDirError(f"{d / SPEC_FILE}: no model spec (missing key {exc}); {_FIX}") from None
+        task = FaceTask(config["spec"], mm, dense=bool(config.get("dense")), num_vertices=config.get("num_vertices"),
+                        provenance={k: v for k, v in provenance.items() if k != "morphable_model"})
     except (TypeError, ValueError) as exc:
-        raise ModelDirError(f"{d / SPEC_FILE}: bad model spec: {exc}; {_FIX}") from None
-    for name in (WEIGHTS_FILE, MM_FILE):
-        if not (d / name).is_file():
-            raise ModelDirError(f"{d}: incomplete model directory, {name} is missing")
+        raise ModelDirError(f"{d / SPEC_FILE}: cannot build the model it describes ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); {REMAKE_HINT}") from None
     try:
-        with np.load(d / MM_FILE) as z:
-            mm = MorphableModel.from_arrays({k: z[k] for k in z.files}, meta.get("morphable_model", {}).get("source"))
+        task.regressor.load_weights(str(d / WEIGHTS_FILE))
     except Exception as exc:
-        raise ModelDirError(f"{d / MM_FILE}: cannot read ({type(exc).__name__}: {exc})") from None
-    return spec, mm
-
-
-def load_model_dir(model_dir: str | Path) -> FaceModel:
-    """Load a model directory into a :class:`FaceModel`."""
-    d = Path(model_dir)
-    spec, mm = read_spec_and_morphable(d)
-    try:
-        regressor = spec.build_regressor()
-    except (TypeError, ValueError) as exc:
-        raise ModelDirError(f"{d / SPEC_FILE}: cannot build the {spec.backbone} regressor this spec describes "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {_FIX}") from None
-    try:
-        regressor.load_weights(str(d / WEIGHTS_FILE))
-    except Exception as exc:
-        raise ModelDirError(f"{d / WEIGHTS_FILE}: cannot load weights into {spec.backbone} "
+        raise ModelDirError(f"{d / WEIGHTS_FILE}: cannot load weights into {task.spec.backbone} "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    return FaceModel(spec, regressor, mm)
+    return task

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.io import loadmat
 
 from ..geometry.morphable_model import NUM_EXP, NUM_PARAMS, NUM_SHAPE, MorphableModel, MorphableModelError
 from .pickles import load_numpy_pickle
@@ -107,7 +108,6 @@ def read_uv(configs_dir: str | Path, num_vertices: int) -> tuple[np.ndarray | No
     uv_path, idx_path = d / V2_UV, d / V2_UV_INDICES
     if not uv_path.is_file():
         return None, f"no UV coordinates ({uv_path} not found)"
-    from scipy.io import loadmat  # scipy is a dependency; imported here as only this reader needs it
 
     try:
         uv = np.asarray(loadmat(str(uv_path))["UV"], np.float64)

@@ -34,7 +34,9 @@ import pickle
 import struct
 import zipfile
 
+import ml_dtypes
 import numpy as np
+
 from ..errors import UserError
 from .pickles import RestrictedUnpickler
 
@@ -89,12 +91,7 @@ class _DType(_Frozen):
         spec = _DTYPES[self.dtype]
         if not spec.startswith("ml:"):
             return np.dtype(spec)
-        try:
-            import ml_dtypes
-        except ImportError:
-            raise CheckpointError(f"{name}: holds {self.dtype} tensors, which need the ml_dtypes "
-                                  "package (pip install ml_dtypes)") from None
-        return np.dtype(getattr(ml_dtypes, spec[3:]))
+        return np.dtype(getattr(ml_dtypes, spec[3:]))  # ml_dtypes: bfloat16 & co (installed with TensorFlow)
 
 
 class _Storage(_Frozen):

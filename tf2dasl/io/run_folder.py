@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from .outputs import (
-    JsonLines, OutputError, make_folder, place_file, remove_stale_temporaries, reserve_space, write_bytes,
-)
+from .outputs import OutputError, make_folder, place_file, remove_stale_temporaries, reserve_space, write_bytes
+from .streams import JsonLines
 
 MANIFEST_NAME = "tf2dasl-manifest.jsonl"
 MANIFEST_FORMAT = "tf2dasl-run-manifest"

@@ -4,8 +4,7 @@ from __future__ import annotations
 import keras
 
 from .mobilenet_v1 import build_mobilenet_v1
-
-BACKBONES = ("mobilenet_v1", "mobilenet_v2", "resnet50")
+from .spec import BACKBONES
 
 
 def build_backbone(name: str, width: float = 1.0, input_size: int = 120, channels: int = 3) -> keras.Model:

@@ -28,7 +28,7 @@ With ``f`` the regressor (through :class:`~tf2dasl.models.task.FaceTask`) and ``
 ``_apply`` is the one place that turns a loss into an update (replica scaling, loss scaling, the map slice's
 gradient multiplier, all-reduce + global clipping across replicas). Each term has a weight; 0 switches it off.
 
-Over tf2dasl's ~400-line guide on purpose: the algorithm is one model — its three phases, the four named
+The algorithm is one model — its three phases, the four named
 self-supervision terms, the critic's pairs and the one update helper — so that 2DASL reads in one file, as the
 keras-io example it follows; the losses' maths lives in :mod:`tf2dasl.losses`.
 """
@@ -43,12 +43,9 @@ import tensorflow as tf
 
 from .. import losses as L
 from ..geometry import tf_ops
-from ..geometry.conventions import get_convention
-from ..geometry.landmark_map import tf_map_from_points, tf_map_points
 from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS
 from .critic import SelfCritic
 from .morphable import MorphableLayer
-from .preprocessor import CropPreprocessor
 from .regressor import Regressor
 from .task import FaceTask
 
@@ -106,62 +103,24 @@ class Pass(NamedTuple):
 
 
 @keras.saving.register_keras_serializable(package="tf2dasl")
-class PointProjector(keras.layers.Layer):
-    """Raw params ``(B, 62)`` → the run's ``P`` points in crop pixels ``(B, P, 3)``: the 68 model landmarks, then
-    further model points (e.g. the mesh vertices fitted to AFLW's 21 points). Bases ``u (3P,)``, ``w_shp (3P, 40)``,
-    ``w_exp (3P, 10)`` x,y,z-interleaved, held as non-trainable weights."""
-
-    def __init__(self, u=None, w_shp=None, w_exp=None, num_points: int = NUM_LANDMARKS, input_size: int = 120,
-                 convention: str = "3ddfa_v2", **kwargs):
-        kwargs.pop("trainable", None)
-        kwargs.setdefault("dtype", "float32")  # geometry stays float32 under a mixed_float16 policy
-        super().__init__(trainable=False, **kwargs)
-        self.num_points, self.input_size, self.convention_name = int(num_points), int(input_size), convention
-        self.convention = get_convention(convention)
-        n = 3 * self.num_points
-
-        def weight(name, value, shape):
-            value = np.zeros(shape, np.float32) if value is None else np.asarray(value, np.float32)
-            return self.add_weight(name=name, shape=shape, initializer=keras.initializers.Constant(value),
-                                   trainable=False, dtype="float32")
-
-        self.u = weight("u", u, (n,))
-        self.w_shp = weight("w_shp", w_shp, (n, 40))
-        self.w_exp = weight("w_exp", w_exp, (n, 10))
-
-    @classmethod
-    def from_morphable(cls, layer: MorphableLayer) -> "PointProjector":
-        """The 68 landmarks of a morphable layer alone."""
-        return cls(layer.u_base.numpy(), layer.w_shp_base.numpy(), layer.w_exp_base.numpy(), NUM_LANDMARKS,
-                   layer.input_size, layer.convention_name)
-
-    def call(self, params):
-        return tf_ops.model_to_crop(tf_ops.vertices(params, self.u, self.w_shp, self.w_exp), self.input_size,
-                                    self.convention)
-
-    def get_config(self):
-        return {"num_points": self.num_points, "input_size": self.input_size, "convention": self.convention_name,
-                "name": self.name}
-
-
-@keras.saving.register_keras_serializable(package="tf2dasl")
 class DASLModel(keras.Model):
     """Task model (preprocessor + regressor + morphable decoding) + self-critic with 2DASL's ``train_step``.
 
-    ``points``: the run's point layout as a :class:`PointProjector` (default: the 68 landmarks);
+    ``points``: the run's point layout as a sparse :class:`MorphableLayer` whose points are the 68 landmarks, then
+    further model points (e.g. the mesh vertices fitted to AFLW's 21 points; default: the task's 68 landmarks);
     ``loss_points``: ``(A (K, P), w (K,))`` the points landmark terms compare (default: from
     ``loss_weights.landmark_points`` over the 68). ``freeze_bn``: BatchNorm runs in inference mode in training
     too (2DASL froze it); ``test_step`` always does."""
 
     def __init__(self, task: FaceTask, critic: SelfCritic, loss_weights: LossWeights | dict | None = None,
-                 points: PointProjector | None = None, loss_points=None, freeze_bn: bool = True,
+                 points: MorphableLayer | None = None, loss_points=None, freeze_bn: bool = True,
                  map_lr_multiplier: float = 1.0, replica_clip_norm: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.task, self.critic = task, critic
         lw = loss_weights or LossWeights()
         self.loss_weights = lw if isinstance(lw, LossWeights) else LossWeights(**lw)
         self.loss_weights.validate()
-        self.points = points if points is not None else PointProjector.from_morphable(task.morphable)
+        self.points = points if points is not None else task.morphable
         if loss_points is None:
             loss_points = L.point_weights(LANDMARK_POINTS[self.loss_weights.points_for("68")])
         self.loss_points = (np.asarray(loss_points[0], np.float32), np.asarray(loss_points[1], np.float32))
@@ -207,7 +166,8 @@ class DASLModel(keras.Model):
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Keras 3's ``fit`` builds a model made under a strategy from its first batch, reduced across replicas in
         one call — which MultiWorkerMirroredStrategy refuses for a nested batch like ours. A DASLModel is built
-        before ``fit`` (:meth:`build`, :meth:`build_optimizers`): nothing is left to build then."""
+        before ``fit`` (:meth:`build`, :meth:`build_optimizers`): nothing is left to build then. A private Keras
+        method on purpose: ``fit`` calls it unconditionally and Keras offers no public switch to skip that build."""
         if not (self.built and self.reg_optimizer.built and self.critic_optimizer.built):
             super()._maybe_symbolic_build(iterator, data_batch)
 
@@ -223,14 +183,14 @@ class DASLModel(keras.Model):
         """One regressor pass on normalised crops ``x`` with landmark maps ``maps`` (None: empty)."""
         p_w, z = self.task.regress(x, maps, training=training)
         p = self.morphable.unwhiten(p_w)
-        return Pass(p_w, p, self.points(p), z)
+        return Pass(p_w, p, self.points.landmarks(p), z)
 
     def _map_of(self, landmarks, visible):
         """The landmark map of predicted 68 landmarks, marking only the map points ``visible (B, 18)`` in the given
         points (so the second pass sees the same points as the first)."""
-        pts = tf_map_points(landmarks)
+        pts = tf_ops.map_points(landmarks)
         pts = tf.where(visible[..., None], pts, tf.constant(np.nan, pts.dtype))
-        return tf_map_from_points(pts, self.regressor.input_size)
+        return tf_ops.map_from_points(pts, self.regressor.input_size)
 
     # ------------------------------------------------------------------ phase 1: supervised terms
     def supervised_terms(self, first: Pass, target, points=None, target_landmarks=None) -> dict:
@@ -248,7 +208,7 @@ class DASLModel(keras.Model):
         if w.param_l2:
             terms["param_l2"] = L.param_l2_loss(first.params_w, t_w)
         if w.vdc or w.anchor68:
-            t_lm = mm.landmarks_crop(target)
+            t_lm = mm.landmarks(target)
             if w.vdc:
                 terms["vdc"] = L.vdc_loss(first.landmarks, t_lm)
             if w.anchor68:
@@ -285,8 +245,8 @@ class DASLModel(keras.Model):
         if labelled is None:
             return (tf.stop_gradient(given.feature), real_w), fake
         x = self.task.preprocessor.normalize(labelled["image"])
-        real_map = tf_map_from_points(tf_map_points(self.morphable.landmarks_crop(tf.cast(real_params, tf.float32))),
-                                      self.regressor.input_size)
+        real_map = tf_ops.landmark_map(self.morphable.landmarks(tf.cast(real_params, tf.float32)),
+                                       self.regressor.input_size)
         return (tf.stop_gradient(self.task.regress(x, real_map, training=training)[1]), real_w), fake
 
     # ------------------------------------------------------------------ all terms of a batch
@@ -410,9 +370,8 @@ class DASLModel(keras.Model):
 
     # ------------------------------------------------------------------ config
     def get_config(self):
-        return {"preprocessor": self.task.preprocessor.get_config(), "regressor": self.regressor.get_config(),
-                "morphable": self.morphable.get_config(), "critic": self.critic.get_config(),
-                "points": self.points.get_config(), "loss_weights": asdict(self.loss_weights),
+        return {"task": self.task.get_config(), "critic": self.critic.get_config(),
+                "points": None if self.points is self.task.morphable else self.points.get_config(), "loss_weights": asdict(self.loss_weights),
                 "loss_points": [self.loss_points[0].tolist(), self.loss_points[1].tolist()],
                 "freeze_bn": self.freeze_bn, "map_lr_multiplier": self.map_lr_multiplier,
                 "replica_clip_norm": self.replica_clip_norm, "name": self.name}
@@ -420,10 +379,9 @@ class DASLModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        task = FaceTask(CropPreprocessor.from_config(config.pop("preprocessor")),
-                        Regressor.from_config(config.pop("regressor")), MorphableLayer(**config.pop("morphable")))
-        return cls(task, SelfCritic.from_config(config.pop("critic")), points=PointProjector(**config.pop("points")),
-                   **config)
+        points = config.pop("points")
+        return cls(FaceTask.from_config(config.pop("task")), SelfCritic.from_config(config.pop("critic")),
+                   points=points and MorphableLayer.from_config(points), **config)
 
 
 def expand_to_four_channels(reg3: Regressor) -> Regressor:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from .spec import STEM_CHANNELS
+
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
 
@@ -18,7 +20,6 @@ BLOCKS = (("dw2_1", 32, 64, 1), ("dw2_2", 64, 128, 2), ("dw3_1", 128, 128, 1), (
           ("dw4_1", 256, 256, 1), ("dw4_2", 256, 512, 2), ("dw5_1", 512, 512, 1), ("dw5_2", 512, 512, 1),
           ("dw5_3", 512, 512, 1), ("dw5_4", 512, 512, 1), ("dw5_5", 512, 512, 1), ("dw5_6", 512, 1024, 2),
           ("dw6", 1024, 1024, 1))
-STEM_CHANNELS = 32
 
 
 def _bn(name):

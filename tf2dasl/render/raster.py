@@ -2,7 +2,6 @@
 texture lookup. The conventions and the algorithm are in :mod:`tf2dasl.render`'s docstring."""
 from __future__ import annotations
 
-
 import numpy as np
 
 # Inside test tolerance on barycentric coordinates (pixel centres exactly on an edge are inside).
@@ -32,7 +31,7 @@ def _windows(k: int, rw: int):
 # --------------------------------------------------------------------------------------------------
 # core
 # --------------------------------------------------------------------------------------------------
-def _check_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
+def check_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
     v = np.asarray(vertices)
     t = np.asarray(triangles)
     if v.ndim != 2 or v.shape[1] != 3:
@@ -162,7 +161,7 @@ def _raster_chunks(vx, vy, vz, tt, rw, rh, zbuf, cull_backfaces, chunk):
     return parts
 
 
-def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces: bool = False,
+def raster_compact(vertices, triangles, height: int, width: int, cull_backfaces: bool = False,
                     chunk: int = _CHUNK):
     """Rasterise and return only the covered pixels.
 
@@ -175,7 +174,7 @@ def _raster_compact(vertices, triangles, height: int, width: int, cull_backfaces
     recycled by the allocator instead of page-faulted afresh), and the z-buffer covers only the
     mesh's bounding box inside the image.
     """
-    v, t = _check_mesh(vertices, triangles)
+    v, t = check_mesh(vertices, triangles)
     height, width = int(height), int(width)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), (np.zeros(0),) * 3, np.zeros(0))
     if len(t) == 0 or len(v) == 0 or height <= 0 or width <= 0:
@@ -246,7 +245,7 @@ def rasterize(vertices, triangles, height: int, width: int, cull_backfaces: bool
             vertices at the pixel centre (non-negative, sum to 1); 0 where empty.
     """
     height, width = int(height), int(width)
-    pix, tri, bary, z = _raster_compact(vertices, triangles, height, width, cull_backfaces)
+    pix, tri, bary, z = raster_compact(vertices, triangles, height, width, cull_backfaces)
     depth = np.full(height * width, -np.inf, np.float32)
     tri_index = np.full(height * width, -1, np.int32)
     bary_img = np.zeros((height * width, 3), np.float32)
@@ -267,7 +266,7 @@ def rasterize_sparse(vertices, triangles, height: int, width: int, cull_backface
         bary: ``(M, 3)`` float64 barycentric weights of its three vertices (non-negative, sum to 1).
         z: ``(M,)`` float64 interpolated depth.
     """
-    pix, tri, bary, z = _raster_compact(vertices, triangles, int(height), int(width), cull_backfaces)
+    pix, tri, bary, z = raster_compact(vertices, triangles, int(height), int(width), cull_backfaces)
     return pix, tri, np.stack(bary, axis=1), z
 
 
@@ -305,7 +304,7 @@ def uv_to_texel(uv, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------------
 # renders
 # --------------------------------------------------------------------------------------------------
-def _image_shape(image_or_shape) -> tuple[int, int]:
+def image_shape(image_or_shape) -> tuple[int, int]:
     if isinstance(image_or_shape, np.ndarray):
         return int(image_or_shape.shape[0]), int(image_or_shape.shape[1])
     shape = tuple(image_or_shape)
@@ -314,13 +313,13 @@ def _image_shape(image_or_shape) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def _as_list(vertices_list) -> list[np.ndarray]:
+def as_list(vertices_list) -> list[np.ndarray]:
     if isinstance(vertices_list, np.ndarray) and vertices_list.ndim == 2:
         return [vertices_list]
     return [np.asarray(v) for v in vertices_list]
 
 
-def _concat_faces(verts: list[np.ndarray], triangles) -> tuple[np.ndarray, np.ndarray]:
+def concat_faces(verts: list[np.ndarray], triangles) -> tuple[np.ndarray, np.ndarray]:
     """One mesh from several faces sharing ``triangles``: face ``f``'s triangles are
     ``f * T ... (f + 1) * T - 1`` of the result."""
     tri = np.asarray(triangles)
@@ -330,7 +329,7 @@ def _concat_faces(verts: list[np.ndarray], triangles) -> tuple[np.ndarray, np.nd
     return np.concatenate(verts, axis=0), np.concatenate([tri + o for o in offsets], axis=0)
 
 
-def _raster_faces(verts: list[np.ndarray], triangles, height: int, width: int,
+def raster_faces(verts: list[np.ndarray], triangles, height: int, width: int,
                   attrs_list: list[list[np.ndarray]], cull_backfaces: bool = False):
     """Rasterise several meshes sharing ``triangles`` into one z-buffer and interpolate attributes.
 
@@ -338,10 +337,10 @@ def _raster_faces(verts: list[np.ndarray], triangles, height: int, width: int,
     ``(pix, [values_c (M,) float64 ...])``: the covered flat pixel indices ``row * width + col`` and
     each channel interpolated with the barycentrics of the visible triangle.
     """
-    all_v, all_t = _concat_faces(verts, triangles)
+    all_v, all_t = concat_faces(verts, triangles)
     chans = [np.concatenate([np.asarray(a[c], np.float64) for a in attrs_list])
              for c in range(len(attrs_list[0]))]
-    pix, t_idx, (l0, l1, l2), _ = _raster_compact(all_v, all_t, height, width, cull_backfaces)
+    pix, t_idx, (l0, l1, l2), _ = raster_compact(all_v, all_t, height, width, cull_backfaces)
     tt = np.asarray(all_t).T
     c0, c1, c2 = tt[0][t_idx], tt[1][t_idx], tt[2][t_idx]
     values = [l0 * a[c0] + l1 * a[c1] + l2 * a[c2] for a in chans]

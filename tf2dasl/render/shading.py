@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .raster import _as_list, _check_mesh, _concat_faces, _image_shape, _raster_compact, _raster_faces
+from .raster import as_list, check_mesh, concat_faces, image_shape, raster_compact, raster_faces
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:
@@ -31,12 +31,12 @@ def render_depth(image_or_shape, vertices_list: Sequence[np.ndarray], triangles,
     Returns:
         ``(H, W)`` uint8, 0 where no face is drawn (black background).
     """
-    h, w = _image_shape(image_or_shape)
-    verts = _as_list(vertices_list)
+    h, w = image_shape(image_or_shape)
+    verts = as_list(vertices_list)
     out = np.zeros(h * w, np.uint8)
     if verts:
-        all_v, all_t = _concat_faces(verts, triangles)
-        pix, t_idx, _, z = _raster_compact(all_v, all_t, h, w, cull_backfaces)
+        all_v, all_t = concat_faces(verts, triangles)
+        pix, t_idx, _, z = raster_compact(all_v, all_t, h, w, cull_backfaces)
         # Depth is affine over each triangle, so the z-buffer's z is the interpolated depth.
         zs = [np.asarray(v, np.float64)[:, 2] for v in verts]
         zmin = np.array([np.nanmin(zi) for zi in zs])
@@ -67,17 +67,17 @@ def render_pncc(image_or_shape, vertices_list: Sequence[np.ndarray], triangles, 
         ``(H, W, 3)`` uint8 **BGR** image: channel 2 (R) = ncc x, 1 (G) = ncc y, 0 (B) = ncc z,
         i.e. what 3DDFA_V2 writes to its PNCC file; ``round(255 * ncc)`` interpolated, 0 where empty.
     """
-    h, w = _image_shape(image_or_shape)
+    h, w = image_shape(image_or_shape)
     ncc = np.asarray(ncc, np.float64)
     if ncc.ndim != 2 or ncc.shape[1] != 3:
         if ncc.ndim == 2 and ncc.shape[0] == 3:
             raise ValueError(f"ncc must be (N, 3), got {ncc.shape}; pass ncc_code.T")
         raise ValueError(f"ncc must be (N, 3), got {ncc.shape}")
-    verts = _as_list(vertices_list)
+    verts = as_list(vertices_list)
     out = np.zeros((h * w, 3), np.uint8)
     if verts:
         bgr = [ncc[:, 2] * 255.0, ncc[:, 1] * 255.0, ncc[:, 0] * 255.0]
-        pix, values = _raster_faces(verts, triangles, h, w, [bgr] * len(verts), cull_backfaces)
+        pix, values = raster_faces(verts, triangles, h, w, [bgr] * len(verts), cull_backfaces)
         for c in range(3):
             out[pix, c] = _to_u8(values[c])
     return out.reshape(h, w, 3)
@@ -85,7 +85,7 @@ def render_pncc(image_or_shape, vertices_list: Sequence[np.ndarray], triangles, 
 
 def _normal_sums(vertices, triangles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-vertex sums of adjacent face normals ``cross(v1 - v0, v2 - v0)`` as three ``(N,)``."""
-    v, t = _check_mesh(vertices, triangles)
+    v, t = check_mesh(vertices, triangles)
     n = len(v)
     vx, vy, vz = np.array(v, np.float64).T.copy()
     tt = np.ascontiguousarray(np.asarray(t).T, dtype=np.intp)
@@ -141,7 +141,7 @@ def render_shaded(image, vertices_list: Sequence[np.ndarray], triangles, alpha: 
         raise ValueError(f"image must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
     h, w = img.shape[:2]
     out = np.array(img, copy=True, order="C")
-    verts = _as_list(vertices_list)
+    verts = as_list(vertices_list)
     if not verts:
         return out
     attrs = []
@@ -150,7 +150,7 @@ def render_shaded(image, vertices_list: Sequence[np.ndarray], triangles, alpha: 
         norm = np.sqrt(sx * sx + sy * sy + sz * sz)
         nz = np.divide(np.abs(sz), norm, out=np.zeros_like(norm), where=norm > 0)  # |n . (0,0,1)|
         attrs.append([ambient + diffuse * nz])
-    pix, (inten,) = _raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
+    pix, (inten,) = raster_faces(verts, triangles, h, w, attrs, cull_backfaces)
     flat = out.reshape(h * w, 3)
     for c in range(3):
         chan = flat[:, c]
@@ -216,7 +216,7 @@ def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, t
     h, w = img.shape[:2]
     out = np.array(img, copy=True, order="C")
     mask = np.zeros(h * w, bool)
-    verts = _as_list(vertices_list)
+    verts = as_list(vertices_list)
     texs = [textures] if isinstance(textures, np.ndarray) and textures.ndim == 3 else list(textures)
     if len(texs) == 1:
         texs = texs * len(verts)
@@ -227,8 +227,8 @@ def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, t
         raise ValueError(f"uv must be (N, 2), got {uv.shape}")
     if verts:
         tri = np.asarray(triangles)
-        all_v, all_t = _concat_faces(verts, tri)
-        pix, t_idx, bary, _ = _raster_compact(all_v, all_t, h, w, cull_backfaces)
+        all_v, all_t = concat_faces(verts, tri)
+        pix, t_idx, bary, _ = raster_compact(all_v, all_t, h, w, cull_backfaces)
         colors = np.empty((len(pix), 3), np.uint8)
         face = t_idx // len(tri) if len(verts) > 1 else None
         for f, tex in enumerate(texs):

@@ -7,4 +7,5 @@ writers of :mod:`tf2dasl.io.mesh` take), :mod:`.edit` (swap and retargeting on p
 import TensorFlow, Keras, the models, training or the CLI; faces come in as :class:`tf2dasl.reconstruct.Face`
 records and renders go through :mod:`tf2dasl.render`.
 """
-from .uv import INPAINTED, MIRRORED, OBSERVED, OUTSIDE, SOURCE_NAMES, Texture, TextureConfig, UVLayout, uv_layout  # noqa: F401
+from .uv import (INPAINTED, MIRRORED, OBSERVED, OUTSIDE, SOURCE_NAMES, Texture, TextureConfig, UVLayout,  # noqa: F401
+                 uv_layout)

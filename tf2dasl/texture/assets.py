@@ -20,6 +20,8 @@ import numpy as np
 
 from ..geometry.camera import resize_points
 from ..geometry.object_frame import object_vertices, pose_matrices, similarity
+from ..io.mesh import encode_glb, encode_mtl, encode_textured_obj, write_textured_obj
+from ..io.outputs import encode_image, write_bytes
 from ..render import vertex_normals
 from .uv import Texture, TextureConfig, uv_layout
 
@@ -67,33 +69,20 @@ class TexturedFace:
 
     def encode_obj(self, mtl_name: str) -> bytes:
         """The OBJ's bytes (:func:`tf2dasl.io.mesh.encode_textured_obj`) naming its MTL file."""
-        from ..io.mesh import encode_textured_obj
-
         return encode_textured_obj(self.vertices, self.triangles, self.uv, self.normals, mtl_name,
                                    self.obj_comments())
 
     def encode_glb(self) -> bytes:
         """One GLB with the texture embedded; the node ``face`` carries the pose (:meth:`node_matrix`)."""
-        from ..io.mesh import encode_glb
-
         return encode_glb(self.vertices, self.triangles, self.uv, self.texture.image, self.normals,
                           node_matrix=self.node_matrix(), extras=self.pose_extras())
 
-    def write_texture(self, path, overwrite: bool = True) -> Path:
-        from ..io.outputs import write_image
-
-        return write_image(path, self.texture.image, overwrite=overwrite)
-
     def write_obj(self, path, overwrite: bool = True) -> list[Path]:
         """``NAME.obj`` + ``NAME.mtl`` + ``NAME.png`` (:func:`tf2dasl.io.mesh.write_textured_obj`)."""
-        from ..io.mesh import write_textured_obj
-
         return write_textured_obj(path, self.vertices, self.triangles, self.uv, self.texture.image, self.normals,
                                   self.obj_comments(), overwrite=overwrite)
 
     def write_glb(self, path, overwrite: bool = True) -> Path:
-        from ..io.outputs import write_bytes
-
         return write_bytes(path, self.encode_glb(), overwrite=overwrite)
 
 
@@ -158,9 +147,6 @@ def textured_files(stem: str, image: np.ndarray, faces: Sequence, mm, outputs: S
     face; each face's texture is sampled once, when the first of its files is made (``image_scale``: as
     :func:`textured_face`). Nothing asked, nothing yielded; a model without UVs is :func:`require_textured`'s
     one line."""
-    from ..io.mesh import encode_mtl
-    from ..io.outputs import encode_image
-
     if not any(o in outputs for o in TEXTURED_OUTPUTS) or not faces:
         return
     require_textured(mm, outputs)

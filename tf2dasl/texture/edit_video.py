@@ -16,10 +16,13 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .edit import EditConfig, Retargeter
 from ..errors import UserError
 from ..geometry.morphable_model import EXPRESSION
 from ..geometry.pose import params_to_sRt
+from ..io.outputs import OutputExistsError, place_file
+from ..io.streams import VideoEncoder
+from ..video import FaceTracker, open_video
+from .edit import EditConfig, Retargeter
 
 
 @dataclass
@@ -41,8 +44,6 @@ class VideoRetargetSummary:
 def read_frames(path, max_frames: int | None = None, start: int = 0) -> tuple[Iterator[np.ndarray], float, int]:
     """``(frames, fps, frame count)`` of a video file (:func:`tf2dasl.video.open_video`: one line for a missing,
     unreadable or empty video) from frame ``start`` on, at most ``max_frames`` of them."""
-    from ..video import open_video
-
     reader = open_video(path)
     total = max(reader.frame_count - start, 0)
     count = total if max_frames is None else min(total, max_frames) if total else max_frames
@@ -66,8 +67,6 @@ def read_frames(path, max_frames: int | None = None, start: int = 0) -> tuple[It
 def follow_face(rec, frames: Iterator[np.ndarray], config=None) -> Iterator[tuple[np.ndarray, object | None]]:
     """``(frame, face or None)`` for each frame: one face followed by its :class:`tf2dasl.video.FaceTracker`
     track id (module docstring); ``config`` a :class:`tf2dasl.video.TrackingConfig`."""
-    from ..video import FaceTracker
-
     tracker = FaceTracker(rec, config)
     track = None
     for i, image in enumerate(frames):
@@ -89,8 +88,6 @@ def retarget_video(mm, rec, source_video, target_image: np.ndarray, target_face,
     (``overwrite=False`` refuses an existing file).
 
     ``smoothing`` in ``[0, 1)``: the weight of the previous frame in the expression's moving average."""
-    from ..io.outputs import OutputExistsError, VideoEncoder, place_file
-
     out_path = Path(out_path)
     retarget = Retargeter(mm, target_image, target_face, config)
     frames, fps, count = read_frames(source_video, max_frames, start)

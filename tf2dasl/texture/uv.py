@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..render import rasterize_sparse, sample_bilinear, uv_to_texel, vertex_normals
 
@@ -164,7 +165,6 @@ class UVLayout:
         """``(2, 3)``: mirrored ``(u', v') = A @ (1, u, v)``, fitted on the mean shape's symmetric vertex pairs."""
         if mean_shape is None:
             return np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
-        from scipy.spatial import cKDTree
 
         m = np.asarray(mean_shape, np.float64).reshape(-1, 3)
         tree = cKDTree(m)

@@ -15,16 +15,10 @@ from ..errors import UserError
 
 #: checkpoint prefix inside ``RUN_DIR/checkpoints`` (``ckpt-N.index`` / ``ckpt-N.data-*``, N = finished epochs)
 CKPT_NAME = "ckpt"
-#: what runs of tf2dasl before tf.train.Checkpoint wrote: positional variable arrays
-LEGACY_PATTERN = "ckpt-*.npz"
 
 
 class CheckpointError(UserError):
     """A run folder whose checkpoints this version cannot continue (one line naming it and the fix)."""
-
-
-def legacy_checkpoints(ckpt_dir: Path) -> list[Path]:
-    return sorted(Path(ckpt_dir).glob(LEGACY_PATTERN)) if Path(ckpt_dir).is_dir() else []
 
 
 class TrainingState:

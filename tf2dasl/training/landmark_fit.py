@@ -14,14 +14,16 @@ import cv2
 import numpy as np
 import yaml
 
-from ..data.config import AflwDataConfig
 from ..data.correspondence import VertexFit, VertexFitter, pair_points, point_errors
+from ..data.data_config import AflwDataConfig
+from ..data.datasets import list_aflw
 from ..data.landmark_sets import AFLW21_NAIVE_68, AFLW21_NAMES, AFLW_21
-from ..data.pipeline import list_aflw
+from ..inference.keras_runtime import KerasPredictor
 from ..io.images import read_image
 from ..io.outputs import make_folder, write_image, write_text
+from ..models.task import FaceTask
 
-#: faces to fit on by default (the issue's measurement used ~1,500)
+#: faces to fit on by default
 DEFAULT_FACES = 1500
 #: faces whose meshes are projected at a time (38,365 vertices each)
 CHUNK = 50
@@ -41,10 +43,12 @@ class AflwFit:
     naive: np.ndarray
 
 
-def fit_aflw_points(aflw: AflwDataConfig, model, faces: int = DEFAULT_FACES, seed: int = 0, log=print) -> AflwFit:
+def fit_aflw_points(aflw: AflwDataConfig, model: FaceTask, faces: int = DEFAULT_FACES, seed: int = 0,
+                    log=print) -> AflwFit:
     """Fit AFLW's 21 model points on ``faces`` training faces of ``aflw`` (its validation split excluded) with
-    ``model`` (a :class:`~tf2dasl.model.FaceModel` with a dense morphable model) predicting the meshes."""
+    ``model`` (a model with a dense morphable model) predicting the meshes."""
     model.mm.require_dense()
+    decoder = model.decoder
     train, val, dropped = list_aflw(aflw)
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(train), min(faces, len(train)), replace=False))
@@ -54,17 +58,17 @@ def fit_aflw_points(aflw: AflwDataConfig, model, faces: int = DEFAULT_FACES, see
     crops = np.stack([read_image(s.image_path) for s in samples])
     points = np.stack([s.landmarks for s in samples]).astype(np.float32)
     t0 = time.time()
-    params = model.predict_params(crops)
+    params = KerasPredictor(model).predict(crops).params
     naive_pairs = np.asarray([[model.mm.landmark_vertices[a], model.mm.landmark_vertices[b]]
                               for a, b in AFLW21_NAIVE_68], np.int64)
     fitter = VertexFitter(model.mm.num_vertices, naive_pairs)
     for s in range(0, len(samples), CHUNK):
-        fitter.add(model.vertices_crop(params[s:s + CHUNK])[..., :2], points[s:s + CHUNK])
+        fitter.add(decoder.vertices(params[s:s + CHUNK])[..., :2], points[s:s + CHUNK])
     fit = fitter.result()
     log(f"fitted in {time.time() - t0:.0f} s")
-    lm = model.landmarks_crop(params)[..., :2]
+    lm = decoder.landmarks(params)[..., :2]
     naive = np.stack([(lm[:, a] + lm[:, b]) / 2 for a, b in AFLW21_NAIVE_68], 1)
-    fitted = np.concatenate([pair_points(model.vertices_crop(params[s:s + CHUNK])[..., :2], fit.pairs)
+    fitted = np.concatenate([pair_points(decoder.vertices(params[s:s + CHUNK])[..., :2], fit.pairs)
                              for s in range(0, len(samples), CHUNK)])
     return AflwFit(fit, point_errors(naive, points), [Path(s.image_path).name for s in samples], crops, points,
                    fitted, naive)

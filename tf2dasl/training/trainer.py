@@ -6,12 +6,14 @@ both optimizers after each epoch), ``history.csv``, ``logs/`` (TensorBoard), ``h
 faces), ``aflw_val.txt`` (AFLW's validation split), ``best/`` (the best epoch on the held-out faces, with
 ``keep_best``) and finally ``model/`` — a model directory loadable by ``evaluate``, ``reconstruct`` and ``export``.
 
-Over tf2dasl's ~400-line guide on purpose: one job (a run, from config to model directory) whose steps —
+One job (a run, from config to model directory) whose steps —
 strategy, teacher labels, data, models, resume, callbacks, the final model — each a small function here, depend
 on each other's order; the pieces they call (data, models, callbacks, validation) live in their own modules.
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 import time
@@ -22,19 +24,25 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from ..config import dump_config, to_dict
+from ..data.datasets import load_labelled, load_wild_data
+from ..data.pipeline import labelled_dataset, mixed_dataset, plain_crops, wild_sources_dataset
+from ..data.teacher import TeacherCache, fingerprint, flip_average_landmarks, teacher_labels
 from ..errors import UserError
+from ..evaluate import load_aflw2000
+from ..inference.keras_runtime import KerasPredictor
+from ..io.model_dir import load_model_dir, save_model_dir
+from ..io.model_files import read_model_meta
 from ..io.morphable_files import load_morphable_model
-from ..io.outputs import write_text
-from ..model import FaceModel, ModelSpec
+from ..io.outputs import atomic_dir, write_text
+from ..io.yaml_config import dump_config, to_dict
 from ..models.critic import SelfCritic
-from ..models.dasl import DASLModel, PointProjector, expand_to_four_channels
+from ..models.dasl import DASLModel, expand_to_four_channels
 from ..models.morphable import MorphableLayer
-from ..models.preprocessor import CropPreprocessor
+from ..models.spec import ModelSpec
 from ..models.task import FaceTask
-from .callbacks import CheckpointError, EpochCheckpoint, StopOnNaN, TrainingState, legacy_checkpoints
-from .config import TrainConfig, expand_path
-from .validation import HoldoutSet, PointModel, Validation, holdout_sets
+from .callbacks import EpochCheckpoint, StopOnNaN, TrainingState
+from .train_config import TrainConfig, expand_path
+from .validation import HoldoutSet, Validation, holdout_sets, point_decoder
 
 
 class TrainingError(UserError):
@@ -145,9 +153,6 @@ def _strategy(name: str):
 
 def _tf_config_workers() -> int:
     """Workers (incl. a chief) TF_CONFIG names; 0 without TF_CONFIG; a malformed TF_CONFIG is a TrainingError."""
-    import json
-    import os
-
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return 0
@@ -155,13 +160,13 @@ def _tf_config_workers() -> int:
         cluster = json.loads(raw).get("cluster", {})
         return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
     except (ValueError, AttributeError):
-        raise TrainingError("TF_CONFIG is not valid JSON with a cluster (see README: multi-worker training)") from None
+        raise TrainingError("TF_CONFIG is not valid JSON with a cluster (see docs/training.md: two or more "
+                            "machines)") from None
 
 
 def _is_chief(strategy) -> bool:
     """Whether this process writes the run folder: always, except on the non-chief workers of a multi-worker run."""
-    resolver = getattr(getattr(strategy, "extended", None), "_cluster_resolver", None) \
-        or getattr(strategy, "cluster_resolver", None)
+    resolver = strategy.cluster_resolver
     if resolver is None or not resolver.task_type:
         return True
     if resolver.task_type == "chief":
@@ -185,21 +190,21 @@ def _optimizers(cfg: TrainConfig, total_steps: int, replicas: int = 1):
     if o.optimizer == "sgd":
         reg = keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay or None,
                                    **kw)
-    else:
+    elif o.optimizer == "adamw":
         reg = keras.optimizers.AdamW(lr, weight_decay=o.weight_decay, **kw)
+    else:  # adam: no weight decay (the config refuses one)
+        reg = keras.optimizers.Adam(lr, **kw)
     critic = keras.optimizers.Adam(o.critic_lr, beta_1=o.critic_beta_1, beta_2=o.critic_beta_2)
     if cfg.mixed_precision:
         reg = keras.optimizers.LossScaleOptimizer(reg)
     return reg, critic
 
 
-def _initial_models(cfg: TrainConfig, init: str | None):
-    """→ (spec, regressor to train, teacher FaceModel or None, morphable model)."""
+def _initial_models(cfg: TrainConfig, init: str | None) -> tuple[ModelSpec, object, FaceTask | None, object, dict]:
+    """→ (spec, regressor to train, frozen teacher or None, morphable model, provenance)."""
     m = cfg.model
     if init:
-        from .. import load_model
-
-        base = load_model(init)
+        base = load_model_dir(init)
         mm, spec = base.mm, base.spec
         if spec.input_size != m.input_size:
             raise TrainingError(f"--init model has input size {spec.input_size}, config asks for {m.input_size}")
@@ -210,20 +215,17 @@ def _initial_models(cfg: TrainConfig, init: str | None):
             raise TrainingError(f"--init model has {spec.channels} channels, config asks for {m.channels}")
         teacher = None
         if cfg.teacher:  # a frozen copy: the trained regressor may be the init model's own
-            t_reg = spec.build_regressor()
-            t_reg.set_weights(base.regressor.get_weights())
-            teacher = FaceModel(spec, t_reg, mm)
-        spec = ModelSpec(**{**spec.to_dict(), "channels": m.channels, "name": cfg.name,
-                            "provenance": {"init": str(init), "init_provenance": spec.provenance}})
-        return spec, reg, teacher, mm
+            teacher = FaceTask(spec, mm)
+            teacher.regressor.set_weights(base.regressor.get_weights())
+        return spec.replace(channels=m.channels, name=cfg.name), reg, teacher, mm, \
+            {"init": str(init), "init_provenance": base.provenance}
     if not m.morphable_model:
         raise TrainingError("without --init MODEL_DIR the config needs model.morphable_model (a 3DDFA_V2 checkout)")
     mm = load_morphable_model(expand_path(m.morphable_model))
     if cfg.teacher and cfg.data.labelled is None:
         raise TrainingError("teacher: true needs --init MODEL_DIR (the teacher is the initial model)")
-    spec = ModelSpec(name=cfg.name, backbone=m.backbone, width=m.width, input_size=m.input_size, channels=m.channels,
-                     provenance={"init": None})
-    return spec, spec.build_regressor(), None, mm
+    spec = ModelSpec(name=cfg.name, backbone=m.backbone, width=m.width, input_size=m.input_size, channels=m.channels)
+    return spec, FaceTask(spec, mm).regressor, None, mm, {"init": None}
 
 
 def _expand_data_paths(cfg: TrainConfig) -> None:
@@ -239,31 +241,27 @@ def _expand_data_paths(cfg: TrainConfig) -> None:
             setattr(lab, k, expand_path(getattr(lab, k)) or "")
 
 
-def _teacher_fingerprint(teacher: FaceModel) -> str:
-    from ..data.teacher import fingerprint
-
+def _teacher_fingerprint(teacher: FaceTask) -> str:
     arrays = [np.asarray(w) for w in teacher.regressor.get_weights()] + [teacher.mm.param_mean, teacher.mm.param_std]
-    spec = {k: v for k, v in teacher.spec.to_dict().items() if k not in ("name", "provenance")}
+    spec = {k: v for k, v in teacher.spec.to_dict().items() if k != "name"}
     return fingerprint(arrays, {"spec": spec, "inference": "predict_params"})
 
 
-def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceModel, log=print) -> None:
+def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print) -> None:
     """The teacher's parameters for every training face's plain and mirrored crop, from the cache or computed once
     (then cached), attached to each source's faces (``faces.teacher``; with ``teacher_flip_average`` also their
     flip-averaged 68 landmarks, ``faces.teacher_landmarks``)."""
-    from ..data.pipeline import plain_crops
-    from ..data.teacher import TeacherCache, flip_average_landmarks, teacher_labels
-
+    predictor, decoder = KerasPredictor(teacher), teacher.decoder
     cache = TeacherCache(expand_path(cfg.data.teacher_cache), _teacher_fingerprint(teacher))
     for src in wild.sources:
         t0 = time.time()
         crops, _ = plain_crops(src.faces, src.augment)
-        labels, computed = teacher_labels(crops, teacher.predict_params, cache)
+        labels, computed = teacher_labels(crops, lambda c: predictor.predict(c).params, cache)
         src.faces.teacher = labels
         if cfg.teacher_flip_average:
             size = crops.shape[1]
-            src.faces.teacher_landmarks = flip_average_landmarks(teacher.landmarks_crop(labels[:, 0])[..., :2],
-                                                                 teacher.landmarks_crop(labels[:, 1])[..., :2], size)
+            src.faces.teacher_landmarks = flip_average_landmarks(decoder.landmarks(labels[:, 0])[..., :2],
+                                                                 decoder.landmarks(labels[:, 1])[..., :2], size)
         log(f"teacher labels ({src.landmark_set}-point source, {len(crops)} faces): {computed} computed, "
             f"{len(crops) - computed} from {cache.path} ({time.time() - t0:.0f} s)")
 
@@ -281,8 +279,6 @@ def _datasets(cfg: TrainConfig, wild, seed: int, start_epoch: int, steps: int, c
     """→ the training dataset positioned at the first step of training epoch ``start_epoch``: every source (and
     the labelled stream) counts its own passes, so a resumed run starts them at global step ``start_epoch *
     steps``."""
-    from ..data.pipeline import labelled_dataset, load_labelled, mixed_dataset, wild_sources_dataset
-
     ds = wild_sources_dataset(wild.sources, wild.layout, seed, start_step=start_epoch * steps, convention=convention)
     if cfg.data.labelled is not None:
         lab_cfg = cfg.data.labelled
@@ -295,10 +291,6 @@ def _datasets(cfg: TrainConfig, wild, seed: int, start_epoch: int, steps: int, c
 def _check_run_dir(out: Path, resume: bool) -> str | None:
     """The checkpoint to resume from (None: a new run); refuses what cannot be done in ``out``."""
     ckpt_dir = out / "checkpoints"
-    legacy = legacy_checkpoints(ckpt_dir)
-    if legacy:
-        raise CheckpointError(f"{out}: written by an older tf2dasl ({legacy[-1].name}: positional .npz checkpoints "
-                              "this version cannot continue); train into a new --out")
     last = TrainingState.latest(ckpt_dir)
     if resume and last is None:
         raise TrainingError(f"{out}: nothing to resume (no checkpoint in {ckpt_dir}); drop --resume to start a run "
@@ -314,9 +306,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     """Run (or resume) training; returns the final model directory ``out_dir/model``.
 
     ``extra_callbacks`` run after the built-in ones (validation, checkpoint, CSV, TensorBoard)."""
-    from ..data.pipeline import load_wild_data
-    from ..io.model_dir import save_model_dir
-
     out = Path(out_dir)
     last = _check_run_dir(out, resume)
     if cfg.deterministic:
@@ -331,7 +320,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         keras.mixed_precision.set_global_policy("mixed_float16")
 
     with strategy.scope():  # every variable (regressor, critic, optimizers) is created mirrored
-        spec, reg, teacher, mm = _initial_models(cfg, init)
+        spec, reg, teacher, mm, provenance = _initial_models(cfg, init)
     start_epoch = TrainingState.finished_epochs(last) if last is not None else 0
     if start_epoch >= cfg.epochs:
         print(f"{out}: all {cfg.epochs} epochs already done")
@@ -341,16 +330,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         _attach_teacher_labels(cfg, wild, teacher)
     holdouts = _holdouts(wild, chief, out)
     steps = cfg.steps_per_epoch or wild.steps_per_epoch()
-    ds = _datasets(cfg, wild, cfg.seed, start_epoch, steps, teacher.convention if teacher is not None else None)
+    ds = _datasets(cfg, wild, cfg.seed, start_epoch, steps, teacher.decoder.convention if teacher is not None else None)
 
     layout = wild.layout
+    if layout.size > 68:
+        provenance["landmark_sets"] = layout.to_dict()
     with strategy.scope():
-        preprocessor = CropPreprocessor.from_spec(spec)
-        morphable = MorphableLayer(mm, spec.input_size, spec.crop_convention, dense=False)
-        u, w_shp, w_exp = layout.bases(mm.u_base, mm.w_shp_base, mm.w_exp_base, mm.u, mm.w_shp, mm.w_exp)
+        task = FaceTask(spec, mm, regressor=reg, provenance=provenance)
+        points = MorphableLayer(layout.point_model(mm), spec.input_size, spec.crop_convention, name="points")
         model = DASLModel(
-            FaceTask(preprocessor, reg, morphable), SelfCritic(cfg.model.critic_hidden, cfg.model.critic_param_slice),
-            cfg.loss, PointProjector(u, w_shp, w_exp, layout.size, spec.input_size, spec.crop_convention),
+            task, SelfCritic(cfg.model.critic_hidden, cfg.model.critic_param_slice), cfg.loss, points,
             layout.loss_points(cfg.loss.landmark_points), freeze_bn=cfg.freeze_bn,
             map_lr_multiplier=cfg.optim.map_lr_multiplier,
             replica_clip_norm=cfg.optim.clip_norm if strategy.num_replicas_in_sync > 1 else None)
@@ -364,13 +353,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         state.restore(last)
         print(f"resuming {out} after epoch {start_epoch} ({Path(last).name})")
 
-    provenance = {"landmark_sets": layout.to_dict()} if layout.size > 68 else {}
-
-    def face_model():
-        fm = FaceModel(spec, model.regressor, mm)
-        fm.spec.provenance.update(provenance)
-        return fm
-
     best_dir = out / "best"
     nan_stop = StopOnNaN()
     callbacks = [nan_stop]
@@ -378,13 +360,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
                   holdouts[0].landmark_set if holdouts else None)
     aflw2000 = None
     if cfg.data.validation:
-        from ..evaluate import load_aflw2000
-
         aflw2000 = load_aflw2000(expand_path(cfg.data.validation), spec.input_size)
     if holdouts or aflw2000 is not None:
-        validation = Validation(face_model, PointModel(layout, mm, spec.input_size, morphable.convention), holdouts,
-                                aflw2000, select if cfg.keep_best else None,
-                                on_best=(lambda epoch, nme: _save_best(face_model(), best_dir, epoch, nme, select))
+        validation = Validation(lambda: task, layout, point_decoder(layout, mm, spec.input_size, spec.crop_convention),
+                                holdouts, aflw2000, select if cfg.keep_best else None,
+                                on_best=(lambda epoch, nme: _save_best(task, best_dir, epoch, nme, select))
                                 if chief else None, dense=cfg.data.validation_dense and aflw2000 is not None)
         if resume and best_dir.is_dir():
             validation.best = _best_nme(best_dir)
@@ -403,29 +383,22 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     final = out / "model"
     if chief:
         if cfg.keep_best and best_dir.is_dir():
-            from ..io.outputs import atomic_dir
-
             with atomic_dir(final, replace=final.exists()) as tmp:
                 shutil.copytree(best_dir, tmp, dirs_exist_ok=True)
         else:
-            fm = face_model()
-            fm.spec.provenance.update({"epochs": cfg.epochs})
-            save_model_dir(fm, final)
+            task.provenance.update({"epochs": cfg.epochs})
+            save_model_dir(task, final)
     print(f"training took {time.time() - t0:.0f} s; model directory: {final}")
     return final
 
 
-def _save_best(fm: FaceModel, best_dir: Path, epoch: int, nme: float, metric: str) -> None:
-    from ..io.model_dir import save_model_dir
-
-    fm.spec.provenance.update({"epoch": epoch, "selected_on": f"val_{metric}_nme", "val_nme": nme})
-    save_model_dir(fm, best_dir)
+def _save_best(task: FaceTask, best_dir: Path, epoch: int, nme: float, metric: str) -> None:
+    task.provenance.update({"epoch": epoch, "selected_on": f"val_{metric}_nme", "val_nme": nme})
+    save_model_dir(task, best_dir)
 
 
 def _best_nme(best_dir: Path) -> float:
-    from ..io.model_dir import read_model_meta
-
-    return float(read_model_meta(best_dir)["spec"]["provenance"].get("val_nme", np.inf))
+    return float(read_model_meta(best_dir).get("provenance", {}).get("val_nme", np.inf))
 
 
 __all__ = ["train", "TrainingError"]

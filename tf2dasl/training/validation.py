@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 import numpy as np
 
 from ..data.correspondence import visible_face_size
-from ..data.landmark_sets import PointLayout
+from ..data.datasets import WildData, WildSource, list_68, list_aflw
+from ..data.landmark_sets import LANDMARK_SETS, LANDMARKS_68, PointLayout, read_points_file
+from ..data.loading import load_wild_faces
+from ..data.pipeline import plain_crops
+from ..evaluate import ModelUnderTest, evaluate_aflw2000
 from ..evaluate.metrics import yaw_table
-from ..geometry.camera import model_to_crop
-from ..geometry.morphable_model import MorphableModel
+from ..geometry.decoder import Decoder
+from ..inference.base import Predictor
+from ..inference.keras_runtime import KerasPredictor
 
 
 @dataclass(eq=False)
@@ -41,9 +45,7 @@ class HoldoutSet:
 
 
 def holdout_sets(wild) -> list[HoldoutSet]:
-    """The held-out faces of a :class:`~tf2dasl.data.pipeline.WildData` as plain crops with their points."""
-    from ..data.pipeline import plain_crops
-
+    """The held-out faces of a :class:`~tf2dasl.data.datasets.WildData` as plain crops with their points."""
     augment = {s.landmark_set: s.augment for s in wild.sources}
     sets = []
     for name, faces in wild.holdout.items():
@@ -56,15 +58,11 @@ def holdout_sets(wild) -> list[HoldoutSet]:
 
 def load_holdouts(cfg) -> tuple[PointLayout, list[HoldoutSet]]:
     """Only the held-out faces of a training config (``cfg.data.wild``, paths expanded) and its point layout —
-    what :func:`evaluate_holdout` needs to score any model on them."""
-    from ..data.landmark_sets import LANDMARK_SETS, LANDMARKS_68, read_points_file
-    from ..data.loading import load_wild_faces
-    from ..data.pipeline import WildData, WildSource, _list_68, list_aflw
-
+    what :func:`evaluate_holdout` needs to score any model on them (benchmarks/holdout_nme.py)."""
     w = cfg.data.wild
     sources, holdout, sets, model_points = [], {}, [LANDMARKS_68], {}
     if w.pts_folders or w.lp_folders:
-        _, held = _list_68(w)
+        _, held = list_68(w)
         if held:
             faces = load_wild_faces(held, cache="memory", cache_size=w.cache_size, cache_margin=w.cache_margin,
                                     roi_scale=w.augment.roi_scale)
@@ -87,26 +85,16 @@ def nme_visible(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.nanmean(d, axis=1) / visible_face_size(gt)
 
 
-class PointModel:
-    """Raw params → the run's points in crop pixels (numpy): the layout's bases as a sparse morphable model."""
-
-    def __init__(self, layout: PointLayout, mm: MorphableModel, input_size: int, convention):
-        u, w_shp, w_exp = layout.bases(mm.u_base, mm.w_shp_base, mm.w_exp_base, mm.u, mm.w_shp, mm.w_exp)
-        self.layout, self.size, self.convention = layout, input_size, convention
-        self.mm = MorphableModel(u_base=u, w_shp_base=w_shp, w_exp_base=w_exp, param_mean=mm.param_mean,
-                                 param_std=mm.param_std)
-
-    def points(self, params: np.ndarray, landmark_set: str) -> np.ndarray:
-        """``(B, 62)`` → the points of ``landmark_set`` ``(B, K, 3)``."""
-        pts = model_to_crop(self.mm.landmarks(params), self.size, self.convention)
-        return pts[:, self.layout.slots(landmark_set)]
+def point_decoder(layout: PointLayout, mm, input_size: int, convention) -> Decoder:
+    """The decoder of a run's points: raw params → the layout's ``P`` points in crop pixels (its slots per set)."""
+    return Decoder(layout.point_model(mm), input_size, convention)
 
 
-def evaluate_holdout(predict_params: Callable[[np.ndarray], np.ndarray], points: PointModel,
-                     holdout: HoldoutSet) -> dict:
-    """``{"faces", "nme"}`` (percent, mean over faces) and, with yaws, ``"yaw"`` (3DDFA's table: |yaw| bins
-    0-30, 30-60, > 60 and their balanced ``mean``)."""
-    pred = points.points(predict_params(holdout.crops), holdout.landmark_set)
+def evaluate_holdout(predictor: Predictor, points: Decoder, layout: PointLayout, holdout: HoldoutSet) -> dict:
+    """``{"faces", "nme"}`` (percent, mean over faces) of ``predictor`` on ``holdout``, its points decoded by
+    ``points`` (:func:`point_decoder`); with yaws, ``"yaw"`` (3DDFA's table: |yaw| bins 0-30, 30-60, > 60 and their
+    balanced ``mean``)."""
+    pred = points.landmarks(predictor.predict(holdout.crops).params)[:, layout.slots(holdout.landmark_set)]
     nme = nme_visible(pred, holdout.points)
     out = {"faces": int(len(nme)), "nme": float(np.mean(nme) * 100)}
     if holdout.yaws is not None:
@@ -115,15 +103,17 @@ def evaluate_holdout(predict_params: Callable[[np.ndarray], np.ndarray], points:
 
 
 class Validation(keras.callbacks.Callback):
-    """After every ``every``-th epoch: the NME of each held-out set, logged as ``val_<set>_nme``, and (monitor
-    only) AFLW2000-3D's 68-point NME as ``val_nme`` / ``val_nme_reannotated`` (``dense``: also the dense 2D NME,
+    """After every ``every``-th epoch (the model from ``task_fn()``): the NME of each held-out set, its points decoded
+    by ``points`` in ``layout``, logged as ``val_<set>_nme``, and (monitor only) AFLW2000-3D's 68-point NME as
+    ``val_nme`` / ``val_nme_reannotated`` (``dense``: also the dense 2D NME,
     ``val_dense_2d``). ``select`` names the held-out set whose NME picks the best epoch: ``on_best(epoch, nme)`` is
     called when it improves."""
 
-    def __init__(self, face_model_fn, points: PointModel | None = None, holdouts: list[HoldoutSet] = (),
-                 aflw2000=None, select: str | None = None, on_best=None, every: int = 1, dense: bool = False):
+    def __init__(self, task_fn, layout: PointLayout | None = None, points: Decoder | None = None,
+                 holdouts: list[HoldoutSet] = (), aflw2000=None, select: str | None = None, on_best=None,
+                 every: int = 1, dense: bool = False):
         super().__init__()
-        self.face_model_fn, self.points, self.holdouts = face_model_fn, points, list(holdouts)
+        self.task_fn, self.layout, self.points, self.holdouts = task_fn, layout, points, list(holdouts)
         self.aflw2000, self.select, self.on_best, self.every = aflw2000, select, on_best, every
         self.dense = dense
         self.best, self.best_epoch = math.inf, None
@@ -131,16 +121,15 @@ class Validation(keras.callbacks.Callback):
     def measure(self) -> dict:
         """``{log key: value}`` for the current model (a set with yaws: the mean of its three yaw bins, as 3DDFA
         reports AFLW and AFLW2000-3D)."""
-        fm = self.face_model_fn()
+        task = self.task_fn()
+        predictor = KerasPredictor(task)
         out = {}
         for h in self.holdouts:
-            r = evaluate_holdout(fm.predict_params, self.points, h)
+            r = evaluate_holdout(predictor, self.points, self.layout, h)
             out[h.metric] = r["yaw"]["mean"] if "yaw" in r else r["nme"]
         if self.aflw2000 is not None:
-            from ..evaluate import evaluate_aflw2000, make_predictor
-
-            r = evaluate_aflw2000(self.aflw2000, make_predictor("keras", fm, dense=self.dense), fm.spec.input_size,
-                                  dense=("dense_2d",) if self.dense else ())
+            r = evaluate_aflw2000(self.aflw2000, ModelUnderTest(task.spec.name, predictor, task.decoder),
+                                  task.spec.input_size, dense=("dense_2d",) if self.dense else ())
             out["val_nme"] = r["nme_2d_68"]["original"]["mean"]
             out["val_nme_reannotated"] = r["nme_2d_68"].get("reannotated", {}).get("mean", float("nan"))
             if self.dense:

@@ -12,10 +12,10 @@ It uses the :class:`tf2dasl.reconstruct.Reconstructor` (regression, detection, f
 (output files) and must not import ``tf2dasl.commands``, ``tf2dasl.training``, ``tf2dasl.evaluate`` or Keras:
 the models stay behind the reconstructor. ``tracker``, ``filters`` and ``smoothing`` do no file I/O.
 """
-from .config import OverlayConfig, SmoothingConfig, TrackingConfig, VideoConfig  # noqa: F401
 from .pipeline import VideoReconstructor, VideoSummary, reconstruct_video  # noqa: F401
 from .reader import Frame, VideoError, VideoReader, is_video_path, open_camera, open_video  # noqa: F401
 from .tracker import FaceTracker, TrackedFace, TrackedFrame  # noqa: F401
+from .video_config import OverlayConfig, SmoothingConfig, TrackingConfig, VideoConfig  # noqa: F401
 
 __all__ = ["VideoConfig", "TrackingConfig", "SmoothingConfig", "OverlayConfig", "VideoReconstructor",
            "VideoSummary", "reconstruct_video", "Frame", "VideoError", "VideoReader", "is_video_path",

@@ -27,12 +27,15 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..batch.naming import output_stems, rename_reason
+from ..errors import UserError
 from ..geometry.roi import landmark_boxes
 from ..io.outputs import OutputError
-from .config import VideoConfig
+from ..io.run_folder import RunFolder, fingerprint, input_key, source_state
 from .reader import VideoReader, open_camera, open_video
 from .smoothing import make_smoother
 from .tracker import FaceTracker, TrackedFace, TrackedFrame
+from .video_config import VideoConfig
 from .writer import VideoOutputs
 
 
@@ -76,7 +79,7 @@ def smoothed_frame(rec, smoothed) -> TrackedFrame:
 
 def smooth_frames(rec, frames, smoothing) -> list[TrackedFrame]:
     """Tracked frames (in order, e.g. recorded from :meth:`FaceTracker.step`) through a fresh smoother of
-    ``smoothing`` (:class:`~tf2dasl.video.config.SmoothingConfig`): the same frames with smoothed faces."""
+    ``smoothing`` (:class:`~tf2dasl.video.video_config.SmoothingConfig`): the same frames with smoothed faces."""
     smoother = make_smoother(smoothing, rec.size, rec.convention)
     out = []
     for f in frames:
@@ -140,8 +143,6 @@ def _output_names(stem: str, outputs: Sequence[str]) -> list[str]:
 def _choose_stem(folder, path: Path, key: str, outputs: Sequence[str]) -> tuple[str, str | None]:
     """The output stem of a video: its file stem unless a file that is not tf2dasl's (or another input's earlier
     outputs) holds one of its names; then ``<stem>_<ext>``, ``_2``, ... as for photos. Returns (stem, why)."""
-    from ..batch.naming import output_stems, rename_reason
-
     other = folder.stems_of_other_inputs([key])
     foreign = lambda stem: next((n for n in _output_names(stem, outputs) if folder.foreign(n)), None)  # noqa: E731
     previous = (folder.previous(key) or {}).get("stem")
@@ -162,8 +163,6 @@ def reconstruct_video(source, reconstructor, out_dir, outputs: Sequence[str] = (
     Raises :class:`~tf2dasl.video.reader.VideoError` when the source cannot be read at all and
     :class:`~tf2dasl.io.outputs.OutputError` when the output folder cannot be used; later problems are in the
     summary (:attr:`VideoSummary.ok`)."""
-    from ..io.run_folder import RunFolder, fingerprint, input_key, source_state
-
     config = config or VideoConfig()
     camera = isinstance(source, int) and not isinstance(source, bool)
     reader: VideoReader = open_camera(source) if camera else open_video(source)
@@ -258,8 +257,6 @@ def reconstruct_sources(sources: Sequence, reconstructor, out_dir, outputs: Sequ
     be read is a :class:`VideoFailure` (one line) and the others go on; Ctrl-C stops after the interrupted one
     (its summary says ``interrupted``). Returns a :class:`VideoSummary` or :class:`VideoFailure` per source
     attempted."""
-    from ..errors import UserError
-
     results: list = []
     for source in sources:
         try:

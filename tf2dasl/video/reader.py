@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..quiet import native_stderr_hidden
 
 #: File extensions ``tf2dasl reconstruct`` treats as videos (anything else is read as an image).
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
@@ -135,8 +136,6 @@ def _quiet_capture(*args) -> cv2.VideoCapture:
     """``cv2.VideoCapture(*args)`` with OpenCV's and FFmpeg's own messages hidden: our error or
     :attr:`VideoReader.problem` says it once (FFmpeg stays quiet while decoding too, unless the user set
     ``OPENCV_FFMPEG_LOGLEVEL``)."""
-    from ..quiet import native_stderr_hidden
-
     with native_stderr_hidden():
         return cv2.VideoCapture(*args)
 

@@ -28,8 +28,8 @@ import numpy as np
 from ..geometry.camera import reframe_params
 from ..geometry.conventions import CROP_OFFSET_V2, CropConvention
 from ..geometry.morphable_model import EXPRESSION, NUM_EXP, NUM_PARAMS, NUM_POSE, NUM_SHAPE, POSE, SHAPE
-from .config import SmoothingConfig
 from .filters import KalmanCV, OneEuro, gaussian_weights, window_radius
+from .video_config import SmoothingConfig
 
 #: Of the 12 pose numbers (row-major ``[s R | t]``), the translations; the other 9 are the scaled rotation.
 TRANSLATION = np.array([3, 7, 11])

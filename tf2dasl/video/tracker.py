@@ -5,7 +5,7 @@ Per frame (:meth:`FaceTracker.step`):
 1. **shot cut** — the hue/saturation histogram of the frame against the previous one (Bhattacharyya distance
    above ``tracking.shot_cut``): every track ends, faces after the cut get new ids;
 2. **track** — each live track's crop is the roi of its previous landmarks (3DDFA_V2's
-   ``parse_roi_box_from_landmark``), all tracks regressed in one batch (``passes: 2`` crops again from the new
+   ``parse_roi_box_from_landmark``), all tracks regressed in one batch (``crops_per_frame: 2`` crops again from the new
    landmarks). A track is **lost** when its roi collapses (side below ``min_roi_side``, or its size changes by
    more than ``max_scale_change`` in one frame: the regressor's answer on a crop without a face), its new
    landmarks fit their crop badly (the roi of the new landmarks overlaps the crop less than ``min_fit_iou``: the face left
@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from ..detect.base import box_iou
 from ..geometry.morphable_model import NUM_PARAMS
 from ..geometry.roi import crop_image, landmark_boxes, roi_from_bbox, roi_from_landmarks
-from .config import TrackingConfig
+from .video_config import TrackingConfig
 
 #: Size of the thumbnail whose hue/saturation histogram the shot-cut test compares (pixels, width x height).
 CUT_THUMBNAIL = (160, 90)
@@ -155,11 +155,13 @@ class FaceTracker:
         self.stats["lost"] += 1
         self.stats[f"lost_{why}"] = self.stats.get(f"lost_{why}", 0) + 1
 
-    def _regress(self, image: np.ndarray, rois: np.ndarray, passes: int):
-        params, lm = self.rec.regress(image, rois, passes=1)
-        for _ in range(passes - 1):
+    def _regress(self, image: np.ndarray, rois: np.ndarray, crops: int):
+        """``crops`` regressions of every track, each crop from the previous one's landmarks (a 4-channel model runs
+        one pass, with the empty landmark map, as on the photo pipeline's box crop)."""
+        params, lm = self.rec.regress(image, rois, one_pass=True)
+        for _ in range(crops - 1):
             rois = roi_from_landmarks(lm)
-            params, lm = self.rec.regress(image, rois, passes=1)
+            params, lm = self.rec.regress(image, rois, one_pass=True)
         return rois, params, lm
 
     def _why_lost(self, crop_roi: np.ndarray, lm: np.ndarray, shape: tuple[int, int]) -> str | None:
@@ -215,7 +217,7 @@ class FaceTracker:
         any_lost = False
         if self.tracks:
             prev_rois = np.stack([roi_from_landmarks(t.landmarks[None])[0] for t in self.tracks])
-            rois, params, lm = self._regress(image, prev_rois, cfg.passes)
+            rois, params, lm = self._regress(image, prev_rois, cfg.crops_per_frame)
             alive = []
             for t, roi, p, l in zip(self.tracks, rois, params, lm):
                 why = self._why_lost(roi, l, image.shape[:2])

@@ -29,8 +29,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..io.outputs import JsonLines, OutputError, VideoEncoder, make_folder
-from .config import OverlayConfig
+from ..io.mesh import encode_obj, encode_ply, sample_vertex_colors
+from ..io.outputs import OutputError, make_folder
+from ..io.streams import JsonLines, VideoEncoder
+from ..render import draw, render_shaded
+from .video_config import OverlayConfig
 
 #: BGR colours of track ids (cycled): tracks stay the same colour through the video.
 TRACK_COLORS = ((80, 255, 80), (255, 160, 60), (60, 200, 255), (255, 80, 220), (80, 80, 255), (220, 220, 60))
@@ -45,9 +48,6 @@ def frame_record(frame) -> dict:
 def draw_frame(image: np.ndarray, faces: Sequence, triangles: np.ndarray | None = None) -> np.ndarray:
     """The overlay of one frame: the shaded mesh when ``triangles`` are given (faces need ``face.vertices``),
     then per face its landmarks and pose axes (:mod:`tf2dasl.render.draw`), box and ``#track_id`` label."""
-    from ..render import draw
-    from ..render import render_shaded
-
     out = image.copy()
     if triangles is not None and faces:
         out = render_shaded(out, [f.face.vertices for f in faces], triangles)
@@ -97,7 +97,7 @@ class VideoOutputs:
                  config: OverlayConfig, reconstructor=None):
         self.folder, self.stem, self.outputs, self.config = folder, stem, set(outputs), config
         self.rec = reconstructor
-        mm = getattr(getattr(reconstructor, "model", None), "mm", None)
+        mm = getattr(reconstructor, "mm", None)
         self.triangles = mm.triangles if mm is not None and mm.is_dense else None
         self.jsonl_name = f"{stem}.jsonl"
         jsonl = folder.path / self.jsonl_name
@@ -132,8 +132,6 @@ class VideoOutputs:
             self._write_meshes(frame)
 
     def _write_meshes(self, frame) -> None:
-        from ..io.mesh import encode_obj, encode_ply, sample_vertex_colors
-
         encoders = {"obj": encode_obj, "ply": encode_ply}
         for f in frame.faces:
             v = f.face.vertices

@@ -1,4 +1,4 @@
-"""Data configs (the ``data:`` section of a training config), mapped from YAML by :mod:`tf2dasl.config`.
+"""Data configs (the ``data:`` section of a training config), mapped from YAML by :mod:`tf2dasl.io.yaml_config`.
 
 ``wild``: in-the-wild faces with 2D landmarks only, from up to two sources mixed in every batch — 300-W style
 folders / 300W-LP (68 points) and AFLW in-the-wild crops (21 points with visibility, ``wild.aflw``) — each with
@@ -45,7 +45,7 @@ class AflwDataConfig:
     augment: AugmentConfig = field(default_factory=aflw_augment)
 
     def validate(self) -> None:
-        _check_cache(self.cache)
+        check_cache(self.cache)
         if not self.root:
             raise ValueError("root must name the AFLW crops folder (crops/ and annotations.npz)")
         if not self.points_file:
@@ -129,12 +129,12 @@ def validate_augment(cfg: AugmentConfig) -> None:
 
 def _check_common(cache: str, batch_size: int) -> None:
     """What both data configs check: the cache mode and a positive batch size."""
-    _check_cache(cache)
+    check_cache(cache)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
 
 
-def _check_cache(mode: str) -> None:
+def check_cache(mode: str) -> None:
     if mode not in CACHE_MODES:
         raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
 

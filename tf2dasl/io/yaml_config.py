@@ -5,6 +5,7 @@ Any dataclass works: fields may be nested dataclasses, ``list``/``tuple`` of sca
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from .errors import UserError
+
+from ..errors import UserError
+from .outputs import write_text
 
 T = TypeVar("T")
 
@@ -109,8 +112,6 @@ def apply_overrides(data: dict, overrides, where: str = "--set") -> dict:
     """Apply ``KEY.PATH=VALUE`` strings to a config mapping (a copy; values parsed as YAML, so ``0.5``, ``true``,
     ``[1, 2]`` and ``null`` have their types). The dataclass checks the result, so a misspelt key or a wrong type
     is the same one-line :class:`ConfigError` as in the file; a path through a non-mapping is one too."""
-    import copy
-
     out = copy.deepcopy(data)
     for item in overrides or ():
         key, sep, raw = str(item).partition("=")
@@ -148,6 +149,5 @@ def load_config(path: str | Path, cls: type[T], overrides=None) -> T:
 
 
 def dump_config(obj, path: str | Path) -> None:
-    from .io.outputs import write_text
-
+    """Write ``obj`` (a config dataclass) as YAML to ``path``, atomically (:mod:`tf2dasl.io.outputs`)."""
     write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))  # atomic (tf2dasl.io.outputs)

@@ -1,4 +1,4 @@
-"""The training config: YAML (``configs/*.yaml``) mapped onto these dataclasses by :mod:`tf2dasl.config`.
+"""The training config: YAML (``configs/*.yaml``) mapped onto these dataclasses by :mod:`tf2dasl.io.yaml_config`.
 
 Paths may use ``${TF2DASL_SHARED}`` (default ``../shared``), ``${TF2DASL_CACHE}`` (default ``~/.cache/tf2dasl``)
 and other environment variables.
@@ -9,12 +9,14 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from ..data.config import LabelledDataConfig, WildDataConfig
+from ..data.data_config import LabelledDataConfig, WildDataConfig
 from ..geometry.morphable_model import NUM_PARAMS
-from ..model import first_problem, regressor_problems
 from ..models.dasl import LossWeights
+from ..models.spec import NAME_PATTERN, first_problem, regressor_problems
 
-OPTIMIZERS = ("sgd", "adam")
+#: the regressor's optimizers: SGD (with momentum, Nesterov and decoupled weight decay as configured), Adam (no weight
+#: decay) and AdamW (Adam with decoupled weight decay)
+OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 DISTRIBUTE_MODES = ("auto", "default", "mirrored", "multi_worker")
 #: seeds numpy (and so ``keras.utils.set_random_seed``) accepts: 0 .. 2**32 - 1
@@ -54,13 +56,15 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """Regressor optimizer (SGD Nesterov as 2DASL, or Adam) and the critic's Adam."""
+    """Regressor optimizer (SGD Nesterov as 2DASL — ``weight_decay: 0.0005`` is 2DASL's —, Adam or AdamW) and the
+    critic's Adam. ``weight_decay`` is decoupled weight decay (SGD, AdamW); Adam has none: a config that says
+    ``adam`` with a weight decay is refused (say ``adamw``)."""
 
     optimizer: str = "sgd"
     lr: float = 0.004
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.0
     lr_schedule: str = "cosine"
     warmup_steps: int = 0
     clip_norm: float | None = 5.0
@@ -90,6 +94,9 @@ class OptimConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{key} must be a number >= 0, got {value}")
+        if self.optimizer == "adam" and self.weight_decay:
+            raise ValueError(f"optimizer adam has no weight decay, got weight_decay {self.weight_decay}: use "
+                             "optimizer: adamw (Adam with decoupled weight decay) or weight_decay: 0")
         if self.map_lr_multiplier != 1.0 and self.optimizer != "sgd":
             raise ValueError(f"map_lr_multiplier acts through the gradient's scale, which {self.optimizer}'s update "
                              "ignores: use optimizer: sgd or map_lr_multiplier: 1.0")
@@ -143,8 +150,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def validate(self):
-        if not self.name:
-            raise ValueError("name must be a non-empty string (it names the trained model)")
+        if not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(f"name must be 1-128 letters, digits, '_', '.' or '-' (it names the trained model and "
+                             f"its files), got {self.name!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
         if self.epochs < 1:

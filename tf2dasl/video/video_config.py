@@ -1,4 +1,4 @@
-"""The settings of video reconstruction, as dataclasses a YAML file maps onto (``tf2dasl.config.load_config``).
+"""The settings of video reconstruction, as dataclasses a YAML file maps onto (``tf2dasl.io.yaml_config.load_config``).
 
     tracking:                 # tf2dasl.video.tracker
       redetect_every: 10
@@ -26,8 +26,9 @@ class TrackingConfig:
 
     redetect_every: run the detector on the whole frame every this many frames (new faces, confirmation of the
         tracks); it also runs on the first frame, after a shot cut and on any frame where a track was lost.
-    passes: regressions per tracked face and frame: 1 as 3DDFA_V2 (crop from the previous landmarks); 2 crops
-        again from this frame's landmarks and regresses once more (twice the cost, follows fast motion better).
+    crops_per_frame: crops regressed per tracked face and frame: 1 as 3DDFA_V2 (crop from the previous landmarks);
+        2 crops again from this frame's landmarks and regresses once more (twice the cost, follows fast motion
+        better).
     min_fit_iou: a track is lost when the roi of its new landmarks overlaps the crop they came from less than
         this (IoU): the face left the crop.
     max_scale_change: a track is lost when the roi of its new landmarks is smaller or larger than the crop they
@@ -51,7 +52,7 @@ class TrackingConfig:
     """
 
     redetect_every: int = 10
-    passes: int = 1
+    crops_per_frame: int = 1
     min_fit_iou: float = 0.6
     max_scale_change: float = 0.12
     min_roi_side: float = 24.0
@@ -68,8 +69,8 @@ class TrackingConfig:
     def validate(self) -> None:
         if self.redetect_every < 1:
             raise ValueError("tracking.redetect_every must be >= 1 (1: detect on every frame)")
-        if self.passes not in (1, 2):
-            raise ValueError("tracking.passes must be 1 or 2")
+        if self.crops_per_frame not in (1, 2):
+            raise ValueError("tracking.crops_per_frame must be 1 or 2")
         for name in ("min_fit_iou", "max_outside", "match_iou", "verify_score", "duplicate_iou", "reattach_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"tracking.{name} must be in [0, 1]")
