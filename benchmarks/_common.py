@@ -109,3 +109,27 @@ def print_table(headers: list[str], rows: list[list]) -> None:
     print("|" + "|".join("---" for _ in headers) + "|")
     for r in rows:
         print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+
+
+def interleaved_times(runners: dict, rounds: int, calls: int, warmup: int = 50) -> tuple[dict, dict]:
+    """Time callables side by side: ``rounds`` rounds of ``calls`` calls, the callables taking turns call by call
+    (who goes first rotates), after ``warmup`` calls each. Returns ``({name: [seconds per call]}, {name:
+    [per-round median seconds]})``: a change in the machine's load hits every callable alike."""
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    order = list(runners.items())
+    every = {name: [] for name in runners}
+    per_round = {name: [] for name in runners}
+    for r in range(rounds):
+        ts = {name: [] for name in runners}
+        for i in range(calls):
+            k = (i + r) % len(order)
+            for name, run in order[k:] + order[:k]:
+                t0 = time.perf_counter()
+                run()
+                ts[name].append(time.perf_counter() - t0)
+        for name in runners:
+            per_round[name].append(statistics.median(ts[name]))
+            every[name] += ts[name]
+    return every, per_round

