@@ -3,10 +3,12 @@
 averaging (the landmarks on the crop and on its mirror image, mirrored back, averaged) as a separate row.
 
     python benchmarks/aflw2000_regions.py [--data DIR] MODEL_DIR [MODEL_DIR ...]
+                                          [--export-dir EXPORT_DIR --runtimes tflite:int8 onnx:int8 ...]
 
 A region's figure is its points' share of the protocol's NME, scaled to a per-point mean (the mean distance of the
 region's points over sqrt(w*h) of the ground truth's box), so the 68-point NME is the point-count-weighted mean of
-the regions. Monitor only: the slice is the one results are reported on, never one to choose on.
+the regions. Monitor only: the slice is the one results are reported on, never one to choose on. With
+``--export-dir``, each ``KIND:VARIANT`` of ``--runtimes`` adds a row for that artifact of the export (no flip row).
 """
 from __future__ import annotations
 
@@ -56,26 +58,38 @@ def flip_average(model, crops: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from tf2dasl.api import load_model
+    from tf2dasl.api import load_model, load_predictor
     from tf2dasl.evaluate import load_aflw2000
     from tf2dasl.geometry.camera import crop_to_image
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="default: SHARED/data/aflw2000_3d_dev")
     ap.add_argument("models", nargs="+")
+    ap.add_argument("--export-dir", help="an export of the models (tf2dasl export) whose artifacts get rows too")
+    ap.add_argument("--runtimes", nargs="+", default=["tflite:int8", "onnx:int8"], metavar="KIND:VARIANT",
+                    help="the export's artifacts to add (default: tflite:int8 onnx:int8)")
     args = ap.parse_args()
     data = load_aflw2000(args.data or shared_dir() / "data" / "aflw2000_3d_dev", 120)
     print(f"AFLW2000-3D ({len(data.names)} faces), 68-point NME (%) per region, yaw-balanced; monitor only")
     print("| model | ground truth | " + " | ".join(REGIONS) + " | all 68 |")
     print("|---|---|" + "---|" * (len(REGIONS) + 1))
+    rows = []
     for path in args.models:
         model = load_model(path)
         plain = landmarks(model, data.crops)
-        for label, lm in ((path, plain), (f"{path}, test-time flip average", flip_average(model, data.crops))):
-            img = crop_to_image(lm, data.roi_boxes, model.spec.input_size)
-            for gt_name, gt in data.ground_truth.items():
-                t = region_table(img, gt, data.yaws)
-                print(f"| {label} | {gt_name} | " + " | ".join(f"{t[r]:.3f}" for r in REGIONS) + f" | {t['all']:.3f} |")
+        rows += [(path, plain), (f"{path}, test-time flip average", flip_average(model, data.crops))]
+    if args.export_dir:
+        decoder = model.decoder  # the export's model: the last one listed
+        for spec in args.runtimes:
+            kind, _, variant = spec.partition(":")
+            rt = load_predictor(kind, export_dir=args.export_dir, variant=variant or None)
+            rows.append((f"{args.export_dir} ({kind} {variant or 'float32'})",
+                         decoder.landmarks(rt.predict(data.crops).params)))
+    for label, lm in rows:
+        img = crop_to_image(lm, data.roi_boxes, data.crops.shape[1])
+        for gt_name, gt in data.ground_truth.items():
+            t = region_table(img, gt, data.yaws)
+            print(f"| {label} | {gt_name} | " + " | ".join(f"{t[r]:.3f}" for r in REGIONS) + f" | {t['all']:.3f} |")
 
 
 if __name__ == "__main__":

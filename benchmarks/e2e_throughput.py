@@ -47,6 +47,8 @@ def _parse(argv=None):
     ap.add_argument("--runtime", default="keras", choices=("keras", "savedmodel", "tflite", "onnx"),
                     help="regressor backend (non-keras ones need --export-dir, as `reconstruct --runtime`)")
     ap.add_argument("--export-dir", default=str(REPO / "export" / "mb05"))
+    ap.add_argument("--variant", default=None, help="the export's variant (tflite: float32|float16|int8, onnx: "
+                                                   "float32|int8; default float32)")
     return ap.parse_args(argv)
 
 
@@ -103,7 +105,7 @@ def main(argv=None) -> int:
     opts = {"num_threads": args.threads} if args.threads > 0 else {}
     rec = make_reconstructor(args.model, args.detector, assets, opts, runtime=args.runtime,
                              export_dir=args.export_dir if args.runtime != "keras" else None,
-                             num_threads=args.threads or None)
+                             num_threads=args.threads or None, variant=args.variant)
     load_s = time.perf_counter() - t
     size, predictor = rec.size, rec.predictor
 
@@ -181,7 +183,8 @@ def main(argv=None) -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     print(f"tf {tf.__version__}, {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}), "
-          f"threads per library: {args.threads or 'default'}; model {predictor.name} ({predictor.channels}-channel, runtime {args.runtime}), "
+          f"threads per library: {args.threads or 'default'}; model {predictor.name} ({predictor.channels}-channel, "
+          f"runtime {args.runtime}{' ' + args.variant if args.variant else ''}), "
           f"detector {rec.detector.name}; loaded in {load_s:.1f} s")
     print(f"photo: {'astronaut (skimage)' if not args.photo else args.photo} at 1280x720, JPEG {len(jpg) / 1024:.0f} KB, "
           f"{n_faces} face(s) detected; median of {args.runs} runs\n")

@@ -1,6 +1,6 @@
 """A real full disk: ``tf2dasl reconstruct`` of three photos with --overlay --obj into a 64 KB tmpfs.
 
-Checks what the issue asks: every file present is complete and valid (JSON parses, PNG decodes, OBJ holds the
+Checks that every file present is complete and valid (JSON parses, PNG decodes, OBJ holds the
 lines its header announces, no temporary file left), every missing output is named in the printed report and
 in summary.json, and the exit status is non-zero. Needs root (mount -t tmpfs); prints why and exits 2 without.
 

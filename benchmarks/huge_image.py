@@ -9,19 +9,16 @@ Without --model, mb05 is imported from the shared 3DDFA_V2 checkout into the tem
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, print_table, shared_dir  # noqa: E402
+from _common import model_workspace, print_table  # noqa: E402
 
 from tf2dasl.io.images import read_header  # noqa: E402
 from tf2dasl.io.outputs import write_json  # noqa: E402
@@ -87,19 +84,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared")
-    ap.add_argument("--model", help="model directory (default: mb05 imported into the temporary folder)")
-    ap.add_argument("--json", help="write the numbers here")
-    args = ap.parse_args()
-    shared = shared_dir(args.shared)
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    with tempfile.TemporaryDirectory() as tmp_:
-        tmp = Path(tmp_)
-        model = Path(args.model) if args.model else tmp / "mb05"
-        if not args.model:
-            subprocess.run([sys.executable, "-m", "tf2dasl.cli", "import-3ddfa", str(shared / "assets" / "3ddfa_v2"),
-                            "--out", str(model)], check=True, env=env, capture_output=True)
+    with model_workspace(__doc__.splitlines()[0]) as (args, shared, env, tmp, model):
         photo = shared / "data" / "images" / "einstein.jpg"
         cases = [("1000x1000 JPEG (reference)", write_photo_jpeg(tmp / "small.jpg", 1000, photo)),
                  (f"{SIDE}x{SIDE} PNG ({(write_flat_png(tmp / 'huge.png', SIDE, SIDE)).stat().st_size / 1e6:.1f} MB)",

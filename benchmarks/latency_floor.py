@@ -111,8 +111,9 @@ def _timed(fn, time) -> float:
 
 
 # ============================================================================ the graphs
-def direct_graph(model):
-    """An ONNX ModelProto of the bare MobileNetV1 regressor, NCHW, BN folded (what a PyTorch export gives)."""
+def direct_graph(model, batch: int | str = 1):
+    """An ONNX ModelProto of the bare MobileNetV1 regressor, NCHW, BN folded (what a PyTorch export gives);
+    ``batch``: the input's batch dimension (3DDFA_V2's export fixes 1; a name such as ``"N"`` leaves it free)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from tf2dasl.models.mobilenet_v1 import BLOCKS, BN_EPSILON
@@ -142,8 +143,8 @@ def direct_graph(model):
               helper.make_node("Gemm", ["feat", "fc_w", "fc_b"], ["params_whitened"])]
     size = model.spec.input_size
     graph = helper.make_graph(nodes, "mb05_direct",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
-                              [helper.make_tensor_value_info("params_whitened", TensorProto.FLOAT, [1, 62])], inits)
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, size, size])],
+                              [helper.make_tensor_value_info("params_whitened", TensorProto.FLOAT, [batch, 62])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -37,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from _common import REPO, print_table  # noqa: E402
+from _common import REPO, interleaved_times, print_table  # noqa: E402
 
 
 def _with_transpose(proto):
@@ -158,23 +157,7 @@ def main(argv=None) -> int:
             params = model.mm.unwhiten(s.run(None, feed)[0])
             return params, model.decoder.landmarks(params)
         runners[decoded_name] = decoded
-        for run in runners.values():
-            for _ in range(100):
-                run()
-        per_round = {name: [] for name in runners}
-        every = {name: [] for name in runners}
-        order = list(runners.items())
-        for r in range(args.rounds):
-            ts = {name: [] for name in runners}
-            for i in range(args.calls):  # call by call, the graphs in turn (rotating who goes first)
-                k = (i + r) % len(order)
-                for name, run in order[k:] + order[:k]:
-                    t0 = time.perf_counter()
-                    run()
-                    ts[name].append(time.perf_counter() - t0)
-            for name in runners:
-                per_round[name].append(np.median(ts[name]))
-                every[name] += ts[name]
+        every, per_round = interleaved_times(runners, args.rounds, args.calls, warmup=100)
         for name in runners:
             med[name, t] = float(np.median(every[name]) * 1e3)
             p10[name, t] = float(np.percentile(every[name], 10) * 1e3)

@@ -1,7 +1,7 @@
 """Video throughput: frames/s on a real clip, tracking vs detecting every frame, JSON lines only and with the
 overlay video, side by side in one run.
 
-    python benchmarks/video_throughput.py --model models/mb05 [--runtime keras tflite] [--repeats 3]
+    python benchmarks/video_throughput.py --model models/mb05 [--runtime keras tflite tflite:int8] [--repeats 3]
 
 Clip: ``../shared/data/videos/hamilton_clip.mp4`` (275 frames, 640x360, H.264, shot cuts, 1-5 faces). Rows:
 
@@ -13,7 +13,8 @@ Clip: ``../shared/data/videos/hamilton_clip.mp4`` (275 frames, 640x360, H.264, s
 
 Each with ``jsonl`` only and ``jsonl + overlay`` (``<stem>_overlay.mp4``: landmarks, pose axes, boxes, ids;
 MPEG-4), per ``--runtime`` (``tflite``/``onnx``/``savedmodel`` need ``--export-dir``, made by ``tf2dasl
-export``). frames/s = frames / wall time of the whole loop (decode, model, smoothing, JSON, overlay, files),
+export``; ``KIND:VARIANT`` picks a variant, e.g. ``tflite:int8``). frames/s = frames / wall time of the whole
+loop (decode, model, smoothing, JSON, overlay, files),
 best of ``--repeats`` after a warm-up; the load average before the run is printed (the machine is shared), and
 frames per CPU second (``time.process_time``, every thread of the process) beside it: on a loaded machine the
 wall-clock rate falls with the share of the cores the process gets, the CPU rate much less.
@@ -86,8 +87,8 @@ def best_rate(fn, repeats: int) -> tuple[float, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "mb05"), help="model directory")
-    ap.add_argument("--runtime", nargs="+", default=["keras", "tflite"],
-                    choices=("keras", "savedmodel", "tflite", "onnx"))
+    ap.add_argument("--runtime", nargs="+", default=["keras", "tflite"], metavar="KIND[:VARIANT]",
+                    help="keras, savedmodel, tflite or onnx, with an optional variant (tflite:int8, onnx:int8)")
     ap.add_argument("--export-dir", default=str(REPO / "export" / "mb05"))
     ap.add_argument("--shared", type=Path, default=shared_dir())
     ap.add_argument("--clip", type=Path, default=None, help="default: SHARED/data/videos/hamilton_clip.mp4")
@@ -101,8 +102,10 @@ def main(argv=None) -> int:
     print(f"clip {clip.name}; {os.cpu_count()} CPUs, load average before the run {load[0]:.2f} / {load[1]:.2f} / "
           f"{load[2]:.2f} (1 / 5 / 15 min); best of {args.repeats}\n")
     rows, verdicts = [], []
-    for runtime in args.runtime:
-        rec = make_reconstructor(args.model, runtime=runtime, export_dir=args.export_dir if runtime != "keras" else None)
+    for runtime in args.runtime:  # KIND or KIND:VARIANT (tflite:int8)
+        kind, _, variant = runtime.partition(":")
+        rec = make_reconstructor(args.model, runtime=kind, export_dir=args.export_dir if kind != "keras" else None,
+                                 variant=variant or None)
         with tempfile.TemporaryDirectory() as tmp:  # warm-up: traces, first detector and encoder calls
             tracking(rec, clip, Path(tmp), True)
         for label, overlay in (("jsonl", False), ("jsonl + overlay", True)):

@@ -1,7 +1,13 @@
-"""Helpers the test modules share (not tests, not fixtures: those are in conftest.py): one-line CLI errors, the
-synthetic training config, small models, and the numpy/TF helpers that exist only to test the pipeline."""
+"""Helpers the test modules share (not tests, not fixtures: those are in conftest.py): one-line CLI errors, runs of
+``reconstruct`` and checks of their output folder, a small tmpfs, the synthetic training config, small models, and
+the numpy/TF helpers that exist only to test the pipeline."""
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import subprocess
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -10,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf2dasl.cli import main
+from tf2dasl.io.outputs import is_temporary
+from tf2dasl.io.run_folder import MANIFEST_NAME
 from tf2dasl.data.augment import AugmentConfig, augment_stack, colour_jitter, sample_geometry, to_uint8, warp_images
 from tf2dasl.geometry.landmark_map import landmark_map
 from tf2dasl.inference.crops import normalize_crops
@@ -30,6 +38,61 @@ def one_line_error(capsys, argv, *needles, code=2) -> str:
     for n in needles:
         assert n in err, err
     return err
+
+
+def run_reconstruct(capsys, model, out, inputs, boxes=None, *extra) -> tuple[int, str, str]:
+    """``tf2dasl reconstruct INPUTS --model M --out OUT [--boxes B] --detector haar EXTRA``: (exit status, stdout,
+    stderr)."""
+    given = ["--boxes", str(boxes)] if boxes is not None else []
+    rc = main(["reconstruct", *map(str, inputs), "--model", str(model), "--out", str(out), *given,
+               "--detector", "haar", *extra])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def read_summary(out: Path, name: str = "summary.json") -> dict:
+    return json.loads((out / name).read_text())
+
+
+def check_all_complete(out: Path, users: tuple[str, ...] = ()) -> None:
+    """Every file in ``out`` but the ``users``' is whole: JSON parses, PNG decodes, OBJ holds the lines its
+    header announces; no temporary file is left."""
+    for p in out.iterdir():
+        assert not is_temporary(p.name), p
+        if p.name in users:
+            continue
+        if p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".png":
+            assert cv2.imread(str(p)) is not None, p
+        elif p.suffix == ".obj":  # as many v and f lines as its header announces
+            lines = p.read_text().splitlines()
+            n, t = (int(w) for w in re.match(r"# tf2dasl mesh: (\d+) vertices, (\d+) faces", lines[0]).groups())
+            assert n > 1000 and sum(ln.startswith("v ") for ln in lines) == n, p
+            assert sum(ln.startswith("f ") for ln in lines) == t and lines[-1].startswith("f "), p
+        elif p.name == MANIFEST_NAME:
+            assert p.read_bytes().endswith(b"\n")
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(size: str):
+    """A fresh tmpfs of ``size`` (``"180k"``) mounted on a temporary folder, unmounted afterwards; the test is
+    skipped, with the reason, where one cannot be mounted (not root, no ``mount``): the fault-injecting tests
+    cover the same cases there."""
+    import pytest
+
+    with tempfile.TemporaryDirectory() as mnt:
+        try:
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", mnt], capture_output=True,
+                               text=True)
+        except OSError as exc:
+            pytest.skip(f"cannot mount a tmpfs ({exc}); needs root")
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs ({(r.stderr or r.stdout).strip() or r.returncode}); needs root")
+        try:
+            yield Path(mnt)
+        finally:
+            subprocess.run(["umount", mnt], check=True)
 
 
 def train_config(synth, tmp_path, epochs=2, **extra) -> Path:

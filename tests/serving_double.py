@@ -7,8 +7,10 @@ The SavedModels (``EXPORT_DIR/saved_model/NAME/VERSION/``, the latest version of
 ``tf.saved_model.load``; requests convert with ``tf.make_ndarray`` / ``tf.make_tensor_proto``. Errors use TF
 Serving's status codes: ``NOT_FOUND`` for an unknown model, version or signature, ``INVALID_ARGUMENT`` for a
 malformed request (missing/extra inputs, wrong dtype or shape, undecodable image), ``RESOURCE_EXHAUSTED`` (gRPC's
-own) for a message over ``max_message_mb``. REST answers ``{"error": ...}`` with HTTP 404 / 400 / 413 / 500. No
-batching, no model reloads.
+own) for a message over ``max_message_mb``. REST answers ``{"error": ...}`` with HTTP 404 / 400 / 413 / 500, as TF
+Serving does, to every request: a body that is not JSON or nested too deeply and a bad ``Content-Length`` are
+400s, a ``Content-Length`` over the limit is a 413 answered before the body is read, anything unexpected a 500 —
+never a closed connection; the port queues :data:`REST_BACKLOG` connections. No batching, no model reloads.
 """
 from __future__ import annotations
 
@@ -25,6 +27,14 @@ import numpy as np
 from tf2dasl.errors import UserError
 
 DEFAULT_MAX_MESSAGE_MB = 64
+#: Connections the REST port queues before accepting them (a production server's listen backlog; Python's
+#: default of 5 resets concurrent clients' connections instead of answering them)
+REST_BACKLOG = 1024
+#: How long the REST port goes on reading (and discarding) a refused over-limit body after answering 413, so the
+#: client, still sending, gets the answer instead of a reset connection ("lingering close")
+LINGER_S = 2.0
+#: Bytes read at a time while discarding a refused body
+DRAIN_CHUNK = 1 << 16
 
 
 class LocalServingError(Exception):
@@ -294,7 +304,7 @@ def serve(export_dir: str | Path | None = None, port: int | None = 8500, rest_po
         server.grpc_server, server.port = gs, bound
     if rest_port is not None:
         try:
-            hs = ThreadingHTTPServer((host, rest_port), _rest_handler(models, max_message_mb))
+            hs = _RestServer((host, rest_port), _rest_handler(models, max_message_mb))
         except OSError as exc:
             server.stop()
             raise UserError(f"cannot listen on {host}:{rest_port} ({exc.strerror or exc})") from None
@@ -306,6 +316,10 @@ def serve(export_dir: str | Path | None = None, port: int | None = 8500, rest_po
 
 
 # ============================================================================ REST
+class _RestServer(ThreadingHTTPServer):
+    request_queue_size = REST_BACKLOG
+
+
 def _json_to_array(value, dtype) -> np.ndarray:
     import tensorflow as tf
 
@@ -342,6 +356,8 @@ def _rest_handler(models: LocalModels, max_message_mb: float):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
@@ -382,58 +398,96 @@ def _rest_handler(models: LocalModels, max_message_mb: float):
             except LocalServingError as err:
                 self._error(err)
 
-        def do_POST(self):
+        def _body(self) -> bytes:
+            """The request's body, read only when its ``Content-Length`` is a number within the limit: a bad
+            length is a 400 and an over-limit one a 413, both answered before reading (the connection is then
+            closed: the unread body cannot be skipped)."""
+            text = self.headers.get("Content-Length") or "0"
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > limit:
-                    self.rfile.read(length)
-                    raise LocalServingError("RESOURCE_EXHAUSTED", f"request of {length / 2**20:.1f} MB exceeds the "
-                                                                  f"server's limit of {max_message_mb:g} MB")
-                raw = self.rfile.read(length)
-                name, version, tail, verb = self._route()
-                if verb != "predict" or tail:
-                    raise LocalServingError("NOT_FOUND", f"unknown path {self.path} (this server implements :predict)")
-                try:
-                    body = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise LocalServingError("INVALID_ARGUMENT", f"body is not valid JSON ({exc})") from None
-                if not isinstance(body, dict):
-                    raise LocalServingError("INVALID_ARGUMENT", "body must be a JSON object")
-                signature = body.get("signature_name") or "serving_default"
-                m = models.get(name, version)
-                if signature not in m.signatures:
-                    raise LocalServingError("NOT_FOUND", f"Serving signature key \"{signature}\" not found")
-                specs = m.input_specs(signature)
-                row_format = "instances" in body
-                if row_format == ("inputs" in body):
-                    raise LocalServingError("INVALID_ARGUMENT", "give exactly one of \"inputs\" (columnar) or "
-                                                                "\"instances\" (row) in the request")
-                if row_format:
-                    inst = body["instances"]
-                    if not isinstance(inst, list) or not inst:
-                        raise LocalServingError("INVALID_ARGUMENT", "\"instances\" must be a non-empty list")
-                    if isinstance(inst[0], dict) and not (set(inst[0]) == {"b64"}):
-                        cols = {k: [row.get(k) for row in inst] for k in inst[0]}
-                    elif len(specs) == 1:
-                        cols = {next(iter(specs)): inst}
-                    else:
-                        raise LocalServingError("INVALID_ARGUMENT", "row format with several inputs needs objects")
-                else:
-                    cols = body["inputs"]
-                    if not isinstance(cols, dict):
-                        if len(specs) != 1:
-                            raise LocalServingError("INVALID_ARGUMENT", "\"inputs\" must name the signature's inputs")
-                        cols = {next(iter(specs)): cols}
-                arrays = {k: _json_to_array(v, specs[k].dtype) if k in specs else np.asarray(v)
-                          for k, v in cols.items()}
-                m, out = models.predict(name, version, signature, arrays)
-                if row_format:
-                    n = len(next(iter(out.values())))
-                    preds = [{k: v[i].tolist() for k, v in out.items()} for i in range(n)]
-                    self._send(200, {"predictions": preds})
-                else:
-                    self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
+                length = int(text)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self.close_connection = True
+                raise LocalServingError("INVALID_ARGUMENT", f"bad Content-Length header {text!r}") from None
+            if length > limit:
+                self.close_connection, self._unread = True, length
+                raise LocalServingError("RESOURCE_EXHAUSTED", f"request of {length / 2**20:.1f} MB exceeds the "
+                                                              f"server's limit of {max_message_mb:g} MB")
+            return self.rfile.read(length)
+
+        def _drain(self) -> None:
+            """Read and discard the refused body for up to :data:`LINGER_S` (after the answer was sent)."""
+            left, self._unread = self._unread, 0
+            try:
+                self.connection.settimeout(LINGER_S)
+                while left > 0:
+                    chunk = self.rfile.read1(min(left, DRAIN_CHUNK))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            except OSError:
+                pass
+
+        def do_POST(self):
+            self._unread = 0
+            try:
+                self._predict()
             except LocalServingError as err:
                 self._error(err)
+            except RecursionError:
+                self._error(LocalServingError("INVALID_ARGUMENT", "the request's JSON is nested too deeply"))
+            except Exception as exc:  # an answer, never a dropped connection: TF Serving answers 500
+                self._error(LocalServingError("INTERNAL", f"{type(exc).__name__}: {exc}"))
+            if self._unread:
+                self._drain()
+
+        def _predict(self):
+            raw = self._body()
+            name, version, tail, verb = self._route()
+            if verb != "predict" or tail:
+                raise LocalServingError("NOT_FOUND", f"unknown path {self.path} (this server implements :predict)")
+            try:
+                body = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise LocalServingError("INVALID_ARGUMENT", f"body is not valid JSON ({exc})") from None
+            except RecursionError:
+                raise LocalServingError("INVALID_ARGUMENT", "body is not valid JSON (nested too deeply)") from None
+            if not isinstance(body, dict):
+                raise LocalServingError("INVALID_ARGUMENT", "body must be a JSON object")
+            signature = body.get("signature_name") or "serving_default"
+            m = models.get(name, version)
+            if signature not in m.signatures:
+                raise LocalServingError("NOT_FOUND", f"Serving signature key \"{signature}\" not found")
+            specs = m.input_specs(signature)
+            row_format = "instances" in body
+            if row_format == ("inputs" in body):
+                raise LocalServingError("INVALID_ARGUMENT", "give exactly one of \"inputs\" (columnar) or "
+                                                            "\"instances\" (row) in the request")
+            if row_format:
+                inst = body["instances"]
+                if not isinstance(inst, list) or not inst:
+                    raise LocalServingError("INVALID_ARGUMENT", "\"instances\" must be a non-empty list")
+                if isinstance(inst[0], dict) and not (set(inst[0]) == {"b64"}):
+                    cols = {k: [row.get(k) for row in inst] for k in inst[0]}
+                elif len(specs) == 1:
+                    cols = {next(iter(specs)): inst}
+                else:
+                    raise LocalServingError("INVALID_ARGUMENT", "row format with several inputs needs objects")
+            else:
+                cols = body["inputs"]
+                if not isinstance(cols, dict):
+                    if len(specs) != 1:
+                        raise LocalServingError("INVALID_ARGUMENT", "\"inputs\" must name the signature's inputs")
+                    cols = {next(iter(specs)): cols}
+            arrays = {k: _json_to_array(v, specs[k].dtype) if k in specs else np.asarray(v)
+                      for k, v in cols.items()}
+            m, out = models.predict(name, version, signature, arrays)
+            if row_format:
+                n = len(next(iter(out.values())))
+                preds = [{k: v[i].tolist() for k, v in out.items()} for i in range(n)]
+                self._send(200, {"predictions": preds})
+            else:
+                self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
 
     return Handler

@@ -1,5 +1,5 @@
-"""Synthetic fixtures the tests build: a small random morphable model written in 3DDFA_V2's layout, and a
-folder of in-the-wild faces (images + 68-point .pts) drawn from it."""
+"""Synthetic fixtures the tests build: a small random morphable model written in 3DDFA_V2's layout, a folder of
+in-the-wild faces (images + 68-point .pts) drawn from it, and noise photos for the output-folder tests."""
 from __future__ import annotations
 
 import pickle
@@ -91,3 +91,19 @@ def write_labelled_crops(folder: Path, mm: MorphableModel, n: int = 8, seed: int
     (folder / "list.txt").write_text("\n".join(names) + "\n")
     np.save(folder / "params.npy", np.stack(params))
     return {"root": crops, "list": folder / "list.txt", "params": folder / "params.npy"}
+
+
+#: the noise photos of :func:`write_noise_photos`: their size and the face box a test gives for each
+PHOTO_H, PHOTO_W = 120, 160
+PHOTO_BOX = [20.0, 10.0, 100.0, 90.0]
+
+
+def write_noise_photos(folder: Path, names=("einstein.png", "curie.png", "bohr.png"), seed: int = 0) -> list[Path]:
+    """Small noise photos ``(PHOTO_H, PHOTO_W)`` in ``folder`` (faces come from given boxes: no detection)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for name in names:
+        assert cv2.imwrite(str(folder / name), rng.integers(0, 256, (PHOTO_H, PHOTO_W, 3), dtype=np.uint8))
+        paths.append(folder / name)
+    return paths

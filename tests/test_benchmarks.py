@@ -50,10 +50,11 @@ def test_mac_count_matches_the_block_table(random_mb05):
     assert 46e6 < macs < 47e6  # the figure docs/deployment.md's floor divides by
 
 
-def test_ideal_onnx_graph_equals_keras(random_mb05):
+@pytest.mark.parametrize("batch,n", [(1, 1), ("N", 3)])  # 3DDFA_V2's fixed batch 1; free for export_speed's batch 8
+def test_ideal_onnx_graph_equals_keras(random_mb05, batch, n):
     from latency_floor import direct_graph, session
 
-    x = np.random.default_rng(1).normal(0, 1, (1, 120, 120, 3)).astype(np.float32)
+    x = np.random.default_rng(1).normal(0, 1, (n, 120, 120, 3)).astype(np.float32)
     want = random_mb05.regressor(x, training=False).numpy()
-    got = session(direct_graph(random_mb05), 1).run(None, {"x": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
+    got = session(direct_graph(random_mb05, batch), 1).run(None, {"x": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -29,8 +29,12 @@ from tf2dasl.models.spec import ModelSpec
 from tf2dasl.models.task import FaceTask
 
 NAME = "mb05_120x120"
+#: |NME - Keras NME| allowed for the int8 files of the test export: the int8 bound (0.05, docs/deployment.md) plus
+#: 0.01 because the suite calibrates on conftest's 48 faces, not the export's 500 (measured here: TFLite +0.001 / +0.030, ONNX
+#: +0.003 / +0.035 on the original / re-annotated ground truth; the real export's figures: docs/deployment.md)
+INT8_NME_TOLERANCE = 0.06
 RUNTIMES = [("savedmodel", "float32", 0.01), ("tflite", "float32", 0.01), ("tflite", "float16", 0.03),
-            ("tflite", "int8", None), ("onnx", "float32", 0.01)]
+            ("tflite", "int8", INT8_NME_TOLERANCE), ("onnx", "float32", 0.01), ("onnx", "int8", INT8_NME_TOLERANCE)]
 
 
 def _sm_path(export_dir: Path) -> Path:
@@ -62,6 +66,7 @@ def keras_result(aflw, keras_model):
 def test_export_layout_and_manifest(export_dir_mb05, mb05_dir):
     d = export_dir_mb05
     for f in ["export.json", f"{NAME}_float32.tflite", f"{NAME}_float16.tflite", f"{NAME}_int8.tflite", f"{NAME}.onnx",
+              f"{NAME}_int8.onnx",
               f"saved_model/{NAME}/1/saved_model.pb", f"saved_model/{NAME}/1/assets/model.json",
               f"saved_model/{NAME}/1/assets.extra/tf_serving_warmup_requests"]:
         assert (d / f).is_file(), f
@@ -143,10 +148,7 @@ def test_runtime_parity_aflw2000(export_dir_mb05, aflw, keras_result, kind, vari
     for gt in ("original", "reannotated"):
         ours, ref = res["nme_2d_68"][gt]["mean"], keras_result["nme_2d_68"][gt]["mean"]
         print(f"{rt.name}: NME {gt} {ours:.4f} (keras {ref:.4f}, diff {ours - ref:+.4f})")
-        if tol is not None:
-            assert abs(ours - ref) <= tol, (rt.name, gt, ours, ref)
-        else:  # int8 (dynamic range): reported; only a sanity bound
-            assert np.isfinite(ours) and abs(ours - ref) < 1.0
+        assert abs(ours - ref) <= tol, (rt.name, gt, ours, ref)
     params = rt.predict(aflw.crops[:4]).params
     assert params.shape == (4, 62) and params.dtype == np.float32
 
@@ -191,8 +193,8 @@ def test_tflite_builtin_ops_only_and_gpu_analyzer(export_dir_mb05, variant):
     if variant in ("float32", "float16"):
         assert ok and not issues, report[-2000:]
         assert "GPU COMPATIBILITY WARNING" not in report.upper()
-    else:  # dynamic-range int8 runs hybrid kernels: a CPU (XNNPACK) model
-        assert any("hybrid" in i for i in issues)
+    else:  # full-integer int8: no hybrid (int8-weight, float-input) kernels
+        assert not any("hybrid" in i for i in issues), issues
 
 
 def test_gpu_op_check_catches_unsupported_ops():
@@ -477,13 +479,13 @@ def test_export_never_overwrites_what_is_not_an_export(mb05_dir, tmp_path):
     user.mkdir()
     (user / "me.jpg").write_bytes(b"mine")
     with pytest.raises(ExportError, match="holds files but no export.json"):
-        export_model(mb05_dir, user, formats="onnx", log=lambda *a: None)
+        export_model(mb05_dir, user, formats="onnx", onnx_variants=("float32",), log=lambda *a: None)
     assert sorted(p.name for p in user.iterdir()) == ["me.jpg"]
     other = tmp_path / "other"
     other.mkdir()
     (other / "export.json").write_text('{"mine": true}')
     with pytest.raises(ExportError, match="not overwriting it"):
-        export_model(mb05_dir, other, formats="onnx", log=lambda *a: None)
+        export_model(mb05_dir, other, formats="onnx", onnx_variants=("float32",), log=lambda *a: None)
     assert (other / "export.json").read_text() == '{"mine": true}' and len(list(other.iterdir())) == 1
 
 
@@ -516,8 +518,10 @@ def test_runtime_load_errors(tmp_path, export_dir_mb05):
         load_predictor("torch", export_dir=export_dir_mb05)
     with pytest.raises(UserError, match="--variant int4: --runtime tflite has variants float32, float16, int8"):
         load_predictor("tflite", export_dir=export_dir_mb05, variant="int4")
-    with pytest.raises(UserError, match="--variant float16 applies to --runtime tflite; --runtime onnx has no"):
+    with pytest.raises(UserError, match="--variant float16: --runtime onnx has variants float32, int8"):
         load_predictor("onnx", export_dir=export_dir_mb05, variant="float16")
+    with pytest.raises(UserError, match="--variant int8 applies to --runtime tflite or onnx; --runtime savedmodel"):
+        load_predictor("savedmodel", export_dir=export_dir_mb05, variant="int8")
     with pytest.raises(UserError, match="--export-dir EXPORT_DIR is required"):
         load_predictor("savedmodel")
     with pytest.raises(UserError, match="no landmark-map input"):  # a 3-channel export takes no maps

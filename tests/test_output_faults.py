@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -21,103 +20,17 @@ import pytest
 
 from tf2dasl import api
 from tf2dasl.batch import photos as batch_photos
-from tf2dasl.cli import main
-from tf2dasl.io import outputs
-from tf2dasl.io.outputs import is_temporary
+from tf2dasl.io.outputs import is_temporary, temporary_path
 from tf2dasl.io.streams import JsonLines
-from tf2dasl.io.run_folder import MANIFEST_NAME
+from tf2dasl.io.run_folder import MANIFEST_NAME, RunFolder
 
-H, W = 120, 160
-BOX = [20.0, 10.0, 100.0, 90.0]
+from helpers import check_all_complete, read_summary, run_reconstruct
+from synthetic import PHOTO_H, PHOTO_W
+
+H, W = PHOTO_H, PHOTO_W
 ENOSPC_WORDS = os.strerror(errno.ENOSPC)
-
-
-@pytest.fixture
-def photos(tmp_path) -> list[Path]:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    paths = []
-    for name in ("einstein.png", "curie.png", "bohr.png"):
-        assert cv2.imwrite(str(folder / name), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-        paths.append(folder / name)
-    return paths
-
-
-@pytest.fixture
-def boxes(tmp_path, photos) -> Path:
-    path = tmp_path / "boxes.json"
-    path.write_text(json.dumps({p.name: [BOX] for p in photos}))
-    return path
-
-
-def _run(capsys, model, out, inputs, boxes, *extra) -> tuple[int, str, str]:
-    rc = main(["reconstruct", *map(str, inputs), "--model", str(model), "--out", str(out), "--boxes", str(boxes),
-               "--detector", "haar", *extra])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
 #: what --obj writes for curie's face: the texture, the material, the mesh (tf2dasl.texture.assets)
 CURIE_OBJ = ["curie_0_texture.png", "curie_0.mtl", "curie_0.obj"]
-
-
-def _summary(out: Path, name: str = "summary.json") -> dict:
-    return json.loads((out / name).read_text())
-
-
-def _check_all_complete(out: Path, users: tuple[str, ...] = ()) -> None:
-    """Every file in ``out`` but the ``users``' is whole: JSON parses, PNG decodes, OBJ holds the lines its
-    header announces; no temporary file is left."""
-    for p in out.iterdir():
-        assert not is_temporary(p.name), p
-        if p.name in users:
-            continue
-        if p.suffix == ".json":
-            json.loads(p.read_text())
-        elif p.suffix == ".png":
-            assert cv2.imread(str(p)) is not None, p
-        elif p.suffix == ".obj":  # as many v and f lines as its header announces
-            lines = p.read_text().splitlines()
-            n, t = (int(w) for w in re.match(r"# tf2dasl mesh: (\d+) vertices, (\d+) faces", lines[0]).groups())
-            assert n > 1000 and sum(ln.startswith("v ") for ln in lines) == n, p
-            assert sum(ln.startswith("f ") for ln in lines) == t and lines[-1].startswith("f "), p
-        elif p.name == MANIFEST_NAME:
-            assert p.read_bytes().endswith(b"\n")
-
-
-@pytest.fixture
-def fail_writes(monkeypatch):
-    """``fail_writes(predicate, err)``: the atomic writes of tf2dasl.io.outputs whose destination name matches
-    ``predicate`` fail with ``err`` after writing part of their data (the temporary file is open then)."""
-    def arm(predicate, err: int = errno.ENOSPC):
-        real_open = open
-
-        class Failing:
-            def __init__(self, f):
-                self.f = f
-
-            def write(self, data):
-                self.f.write(data[: len(data) // 2])
-                raise OSError(err, os.strerror(err))
-
-            def __getattr__(self, name):
-                return getattr(self.f, name)
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.f.close()
-
-        def fake_open(file, *a, **k):
-            f = real_open(file, *a, **k)
-            name = Path(file).name  # ".<name>.<hex>.tf2dasl-tmp"
-            target = name[1:].rsplit(".", 2)[0] if is_temporary(name) else name
-            return Failing(f) if predicate(target) else f
-
-        monkeypatch.setattr(outputs, "open", fake_open, raising=False)
-    return arm
 
 
 # ------------------------------------------------------------------------------- the user's files in --out
@@ -127,7 +40,7 @@ def test_user_files_in_out_are_never_overwritten(mb05_dir, tmp_path, photos, box
     (out / "einstein.json").write_bytes(b'{"mine": true}')
     (out / "summary.json").write_bytes(b"my notes")
     (out / "curie_overlay.png").mkdir()  # a folder with an output's name
-    rc, stdout, err = _run(capsys, mb05_dir, out, photos, boxes, "--overlay")
+    rc, stdout, err = run_reconstruct(capsys, mb05_dir, out, photos, boxes, "--overlay")
     assert rc == 0, err
     assert (out / "einstein.json").read_bytes() == b'{"mine": true}'
     assert (out / "summary.json").read_bytes() == b"my notes"
@@ -136,26 +49,26 @@ def test_user_files_in_out_are_never_overwritten(mb05_dir, tmp_path, photos, box
     assert (out / "curie_png_overlay.png").is_file() and (out / "bohr_overlay.png").is_file()
     assert f"renamed: {photos[0]} -> einstein_png.json ({out / 'einstein.json'} was not written by tf2dasl: kept)" in err
     assert f"renamed: {photos[1]} -> curie_png.json ({out / 'curie_overlay.png'} was not written by tf2dasl" in err
-    summary = _summary(out, "summary_2.json")
+    summary = read_summary(out, "summary_2.json")
     assert summary["complete"] and summary["renamed"] == {str(photos[0]): "einstein_png", str(photos[1]): "curie_png"}
-    _check_all_complete(out, users=("einstein.json", "summary.json", "curie_overlay.png"))
+    check_all_complete(out, users=("einstein.json", "summary.json", "curie_overlay.png"))
     # a rerun keeps the same names and skips everything
-    rc, stdout, err = _run(capsys, mb05_dir, out, photos, boxes, "--overlay")
+    rc, stdout, err = run_reconstruct(capsys, mb05_dir, out, photos, boxes, "--overlay")
     assert rc == 0 and "(3 complete from an earlier run, skipped)" in stdout, err
     assert (out / "einstein.json").read_bytes() == b'{"mine": true}'
-    assert _summary(out, "summary_2.json")["skipped"] == [str(p) for p in photos]
+    assert read_summary(out, "summary_2.json")["skipped"] == [str(p) for p in photos]
 
 
 def test_another_input_with_the_same_stem_keeps_the_earlier_output(mb05_dir, tmp_path, photos, boxes,
                                                                    capsys):
     out = tmp_path / "out"
-    rc, _, err = _run(capsys, mb05_dir, out, photos[:1], boxes)
+    rc, _, err = run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes)
     assert rc == 0, err
     before = (out / "einstein.json").read_bytes()
     other = tmp_path / "other" / "einstein.png"
     other.parent.mkdir()
     assert cv2.imwrite(str(other), np.full((H, W, 3), 90, np.uint8))
-    rc, _, err = _run(capsys, mb05_dir, out, [other], boxes)
+    rc, _, err = run_reconstruct(capsys, mb05_dir, out, [other], boxes)
     assert rc == 0, err
     assert (out / "einstein.json").read_bytes() == before
     assert json.loads((out / "einstein_png.json").read_text())["image"] == str(other)
@@ -169,14 +82,14 @@ def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(mb05_dir
                                                                         err):
     out = tmp_path / "out"
     fail_writes(lambda name: name == "curie_overlay.png", err)
-    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
+    rc, stdout, stderr = run_reconstruct(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 1
     assert "2/3 images reconstructed" in stdout and "1 failed" in stdout
     reason = os.strerror(err)
     assert f"failed: {photos[1]}: {out / 'curie_overlay.png'}: cannot write ({reason}" in stderr
     assert f"incomplete: {photos[1]} (not written: curie_overlay.png; a rerun redoes it)" in stderr
     assert "permission" not in stderr
-    summary = _summary(out)
+    summary = read_summary(out)
     assert summary["complete"] is False
     assert summary["failures"] == [{"image": str(photos[1]), "file": "curie_overlay.png",
                                     "error": f"{out / 'curie_overlay.png'}: cannot write ({reason}"
@@ -185,23 +98,23 @@ def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(mb05_dir
     assert summary["incomplete"] == [{"image": str(photos[1]), "written": ["curie.json"] + CURIE_OBJ,
                                       "missing": ["curie_overlay.png"]}]
     assert not (out / "curie_overlay.png").exists()
-    _check_all_complete(out)  # the other files of curie (and all of the others) are whole
+    check_all_complete(out)  # the other files of curie (and all of the others) are whole
     # the rerun redoes curie only
     monkeypatch.undo()
-    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
+    rc, stdout, stderr = run_reconstruct(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 0, stderr
     assert "3/3 images reconstructed" in stdout and "(2 complete from an earlier run, skipped)" in stdout
-    summary = _summary(out)
+    summary = read_summary(out)
     assert summary["complete"] and summary["skipped"] == [str(photos[0]), str(photos[2])]
     assert (out / "curie_overlay.png").is_file()
-    _check_all_complete(out)
+    check_all_complete(out)
 
 
 def test_a_full_disk_stops_the_run_and_names_everything(mb05_dir, tmp_path, photos, boxes, capsys,
                                                         fail_writes):
     out = tmp_path / "out"
     fail_writes(lambda name: not name.startswith("einstein"))  # einstein's files fit, then the disk is full
-    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--obj")
+    rc, stdout, stderr = run_reconstruct(capsys, mb05_dir, out, photos, boxes, "--obj")
     assert rc == 1
     assert f"incomplete: {photos[1]} (not written: curie.json, {', '.join(CURIE_OBJ)}" in stderr
     assert f"stopped: {out / 'curie.json'}: cannot write ({ENOSPC_WORDS}" in stderr
@@ -210,15 +123,15 @@ def test_a_full_disk_stops_the_run_and_names_everything(mb05_dir, tmp_path, phot
     assert f"summary not written: {out / 'summary.json'}: cannot write ({ENOSPC_WORDS}" in stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(["einstein.json", "einstein_0_texture.png", "einstein_0.mtl",
                                                             "einstein_0.obj", MANIFEST_NAME])
-    _check_all_complete(out)
+    check_all_complete(out)
 
 
 def test_summary_lists_not_processed_inputs(mb05_dir, tmp_path, photos, boxes, capsys, fail_writes):
     out = tmp_path / "out"
     fail_writes(lambda name: name.startswith("curie"))
-    rc, _, stderr = _run(capsys, mb05_dir, out, photos, boxes)
+    rc, _, stderr = run_reconstruct(capsys, mb05_dir, out, photos, boxes)
     assert rc == 1
-    summary = _summary(out)
+    summary = read_summary(out)
     assert summary["not_processed"] == [str(photos[2])] and summary["stopped"].startswith(str(out / "curie.json"))
     assert summary["incomplete"] == [{"image": str(photos[1]), "written": [], "missing": ["curie.json"]}]
     assert not (out / "bohr.json").exists()
@@ -230,30 +143,30 @@ def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(mb
     out = tmp_path / "out"
     real = api.output_files
 
-    def interrupted(stem, *a, **k):  # Ctrl-C after curie's JSON, before its pictures and meshes
+    def interrupted(stem, *a, **k):  # Ctrl-C as curie's files are listed, before any is written
         if stem == "curie":
             raise KeyboardInterrupt
         return real(stem, *a, **k)
 
     monkeypatch.setattr(batch_photos, "output_files", interrupted)
-    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
+    rc, stdout, stderr = run_reconstruct(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 130 and "Traceback" not in stderr
     assert "stopped: interrupted (Ctrl-C)" in stderr and f"incomplete: {photos[1]}" in stderr
-    summary = _summary(out)
+    summary = read_summary(out)
     assert summary["complete"] is False and summary["stopped"].startswith("interrupted")
-    assert summary["incomplete"] == [{"image": str(photos[1]), "written": [], "missing": []}]
+    assert summary["incomplete"] == [{"image": str(photos[1]), "written": [], "missing": ["curie.json"]}]
     assert summary["not_processed"] == [str(photos[2])]
     einstein = {n: (out / n).read_bytes() for n in ("einstein.json", "einstein_overlay.png", "einstein_0.obj")}
-    _check_all_complete(out)
+    check_all_complete(out)
     monkeypatch.undo()
-    rc, stdout, stderr = _run(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
+    rc, stdout, stderr = run_reconstruct(capsys, mb05_dir, out, photos, boxes, "--overlay", "--obj")
     assert rc == 0, stderr
     assert "(1 complete from an earlier run, skipped)" in stdout
-    assert _summary(out)["skipped"] == [str(photos[0])]
+    assert read_summary(out)["skipped"] == [str(photos[0])]
     assert {n: (out / n).read_bytes() for n in einstein} == einstein  # untouched, not rewritten
     for stem in ("curie", "bohr"):
         assert (out / f"{stem}_overlay.png").is_file() and (out / f"{stem}_0.obj").is_file()
-    _check_all_complete(out)
+    check_all_complete(out)
     records = JsonLines(out / MANIFEST_NAME).read()
     assert [r["input"] for r in records if r["type"] == "input" and r["state"] == "complete"] == [
         str(p.resolve()) for p in photos]
@@ -261,17 +174,17 @@ def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(mb
 
 def test_changed_settings_or_force_redo_complete_inputs(mb05_dir, tmp_path, photos, boxes, capsys):
     out = tmp_path / "out"
-    assert _run(capsys, mb05_dir, out, photos[:1], boxes)[0] == 0
-    rc, stdout, _ = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine")
+    assert run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes)[0] == 0
+    rc, stdout, _ = run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine")
     assert rc == 0 and "skipped" not in stdout  # other settings: redone
-    rc, stdout, _ = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine")
+    rc, stdout, _ = run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine")
     assert "(1 complete from an earlier run, skipped)" in stdout
-    rc, stdout, _ = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
+    rc, stdout, _ = run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
     assert "skipped" not in stdout and (out / "einstein_overlay.png").is_file()  # more outputs asked: redone
-    rc, stdout, _ = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay", "--force")
+    rc, stdout, _ = run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay", "--force")
     assert rc == 0 and "skipped" not in stdout
     (out / "einstein.json").write_text('{"edited by the user": 1}')  # no longer tf2dasl's file
-    rc, stdout, err = _run(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
+    rc, stdout, err = run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes, "--no-refine", "--overlay")
     assert rc == 0 and "skipped" not in stdout
     assert (out / "einstein.json").read_text() == '{"edited by the user": 1}'
     assert "renamed:" in err and (out / "einstein_png.json").is_file()
@@ -279,9 +192,10 @@ def test_changed_settings_or_force_redo_complete_inputs(mb05_dir, tmp_path, phot
 
 def test_stale_temporaries_of_a_killed_run_are_removed(mb05_dir, tmp_path, photos, boxes, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / ".einstein_0.obj.0badcafe.tf2dasl-tmp").write_bytes(b"v 1 2")  # what SIGKILL mid-write leaves
-    assert _run(capsys, mb05_dir, out, photos[:1], boxes)[0] == 0
+    with RunFolder(out):  # a run that recorded its tag, then was killed mid-write:
+        stale = temporary_path(out / "einstein_0.obj")
+        stale.write_bytes(b"v 1 2")
+    assert run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes)[0] == 0
     assert not any(is_temporary(p.name) for p in out.iterdir())
 
 
@@ -289,7 +203,7 @@ def test_a_foreign_manifest_stops_the_run(mb05_dir, tmp_path, photos, boxes, cap
     out = tmp_path / "out"
     out.mkdir()
     (out / MANIFEST_NAME).write_text("my own log\n")
-    rc, _, err = _run(capsys, mb05_dir, out, photos[:1], boxes)
+    rc, _, err = run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes)
     assert rc == 2 and "is not a tf2dasl manifest" in err and len(err.strip().splitlines()) == 1
     assert (out / MANIFEST_NAME).read_text() == "my own log\n" and sorted(os.listdir(out)) == [MANIFEST_NAME]
 

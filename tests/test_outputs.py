@@ -17,7 +17,7 @@ from tf2dasl.io import outputs
 from tf2dasl.io.mesh import write_obj, write_ply
 from tf2dasl.io.streams import JsonLines
 from tf2dasl.io.outputs import (
-    OutputError, OutputExistsError, atomic_dir, atomic_file, is_temporary, remove_stale_temporaries,
+    PROCESS_TAG, OutputError, OutputExistsError, atomic_dir, atomic_file, is_temporary, remove_stale_temporaries,
     write_bytes, write_image, write_json, write_text,
 )
 
@@ -174,14 +174,24 @@ def test_mesh_writers_are_atomic(tmp_path, disk_full_after):
     assert (tmp_path / "m.obj").read_text().count("\nv ") == 50
 
 
-def test_remove_stale_temporaries_only_touches_its_own_names(tmp_path):
-    (tmp_path / ".a.json.1234abcd.tf2dasl-tmp").write_text("{")
-    (tmp_path / ".d.1234abcd.tf2dasl-tmp").mkdir()
+def test_remove_stale_temporaries_only_touches_the_given_tags(tmp_path):
+    """Only temporaries whose tag is given go (a run folder gives the tags its manifest recorded); a user's item
+    whose name merely ends like one, or another process's temporary, stays."""
+    (tmp_path / ".a.json.1234abcd-00ff00ff.tf2dasl-tmp").write_text("{")
+    (tmp_path / ".d.1234abcd-0a0b0c0d.tf2dasl-tmp").mkdir()
+    (tmp_path / ".b.json.99999999-00ff00ff.tf2dasl-tmp").write_text("{")  # another process's
     (tmp_path / ".hidden").write_text("user")
     (tmp_path / "x.tf2dasl-tmp").write_text("user, not hidden")
-    removed = remove_stale_temporaries(tmp_path)
-    assert sorted(p.name for p in removed) == [".a.json.1234abcd.tf2dasl-tmp", ".d.1234abcd.tf2dasl-tmp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "x.tf2dasl-tmp"]
+    (tmp_path / ".notes.tf2dasl-tmp").write_text("user, hidden")
+    (tmp_path / ".my-backup.tf2dasl-tmp").mkdir()
+    (tmp_path / ".my-backup.tf2dasl-tmp" / "a.txt").write_text("user")
+    removed = remove_stale_temporaries(tmp_path, {"1234abcd"})
+    assert sorted(p.name for p in removed) == [".a.json.1234abcd-00ff00ff.tf2dasl-tmp",
+                                               ".d.1234abcd-0a0b0c0d.tf2dasl-tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.json.99999999-00ff00ff.tf2dasl-tmp", ".hidden",
+                                                          ".my-backup.tf2dasl-tmp", ".notes.tf2dasl-tmp",
+                                                          "x.tf2dasl-tmp"]
+    assert remove_stale_temporaries(tmp_path, set()) == []
 
 
 # ------------------------------------------------------------------------------------------------ folders
@@ -280,7 +290,7 @@ def test_reserve_space_is_a_temporary_file(tmp_path):
 
     reserve = reserve_space(tmp_path, 4096)
     assert reserve.stat().st_size == 4096 and is_temporary(reserve.name)
-    assert remove_stale_temporaries(tmp_path) == [reserve]  # a killed run's reserve goes with the next run
+    assert remove_stale_temporaries(tmp_path, {PROCESS_TAG}) == [reserve]  # a killed run's reserve goes with the next
 
 
 def test_run_folder_holds_space_back_until_the_summary(tmp_path):

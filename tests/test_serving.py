@@ -18,7 +18,7 @@ import tensorflow as tf
 from tf2dasl.inference.grpc_runtime import GrpcClient
 from tf2dasl.inference.rest_runtime import RestClient
 from tf2dasl.inference.serving_client import ServingError
-from serving_double import LocalModels, load_served_models, serve
+from serving_double import load_served_models, serve
 
 NAME = "mb05_120x120"
 MAX_MB = 4  # the test server's message limit

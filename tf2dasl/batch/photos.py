@@ -17,6 +17,7 @@ written even when the run stops early (a full disk, Ctrl-C), listing what is inc
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Sequence
@@ -28,9 +29,9 @@ from ..geometry.camera import resize_points
 from ..io.boxes import MIN_BOX_SIDE, BoxesError, given_boxes
 from ..io.images import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, iter_image_paths
 from ..io.outputs import OutputError
-from ..io.pts import read_pts
+from ..io.pts import check_pts_in_image, read_pts
 from ..io.run_folder import RunFolder, fingerprint, input_key, source_state
-from ..reconstruct import Face, Reconstructor, make_reconstructor
+from ..reconstruct import DEFAULT_MAX_FACES, Face, Reconstructor, make_reconstructor
 from ..texture.assets import require_textured
 from .files import TEXTURED, image_record, output_files, resize_faces
 from .naming import SUMMARY_STEM, output_stems, rename_reason, stem_blocker, summary_name
@@ -56,7 +57,8 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                       assets_dir=None, detector_options: dict | None = None, use_pts: bool = False,
                       refine: bool = True, progress: bool = True, boxes: dict | None = None, force: bool = False,
                       settings: dict | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                      texture_size: int = 512) -> Summary:
+                      texture_size: int = 512, max_faces: int | None = DEFAULT_MAX_FACES,
+                      videos: list[dict] | None = None) -> Summary:
     """Reconstruct every image of ``inputs`` (files or folders) into ``out_dir``; see :class:`Summary`.
 
     ``model``: a model directory (run by Keras, with ``detector``, ``assets_dir``, ``detector_options`` and ``refine``)
@@ -78,7 +80,10 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
 
     Images above ``max_pixels`` (None: no limit) are decoded at a reduced size when they are JPEGs and refused
     otherwise (:func:`tf2dasl.io.images.decode_image`); their JSON stays in full-image pixels. Pictures are
-    drawn at most :data:`PICTURE_MAX_PIXELS`."""
+    drawn at most :data:`PICTURE_MAX_PIXELS`. At most ``max_faces`` faces of an image are reconstructed (None: all;
+    :data:`~tf2dasl.reconstruct.DEFAULT_MAX_FACES` by default, which bounds an image's memory): the others are
+    listed (``summary.capped``) and the run is not complete. ``videos``: the entries of videos the same command
+    reconstructed (:meth:`tf2dasl.video.VideoRun.to_json`), added to ``summary.json``."""
 
     input_problems: list[tuple[str, str]] = []
     paths = iter_image_paths(inputs, problems=input_problems)
@@ -87,10 +92,10 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
     require_textured(rec.mm, outputs)  # textured outputs of a model without UVs: one line, nothing run
     run_settings = {"model": model_identity(model), "detector": str(getattr(rec.detector, "name", detector)),
                     "detector_options": detector_options or {}, "refine": rec.refine, "use_pts": use_pts,
-                    "max_pixels": max_pixels, **(settings or {})}
+                    "max_pixels": max_pixels, "max_faces": max_faces, **(settings or {})}
     folder = RunFolder(out_dir, run_settings)
     summary = Summary(images=len(paths) + len(input_problems), failures=list(input_problems),
-                      detector=run_settings["detector"], out_dir=str(folder.path))
+                      detector=run_settings["detector"], out_dir=str(folder.path), videos=list(videos or []))
     try:
         summary_file = summary_name(folder)
         keys = [input_key(p) for p in paths]
@@ -102,7 +107,7 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
         textured = {"texture_size": texture_size} if any(o in TEXTURED for o in outputs) else {}
         settings_fp = fingerprint({"settings": run_settings, "outputs": sorted(outputs), **textured})
         todo = list(zip(paths, keys, stems))
-        n, written = 0, None  # the input being worked on, and the files written for it (None: not writing yet)
+        n, written, expected = 0, None, []  # the input being worked on, its files written and to write
         try:
             bar = tqdm(todo, desc="reconstruct", unit="img", disable=not progress or len(paths) < 2)
             for n, (path, key, stem) in enumerate(bar):
@@ -120,6 +125,8 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                     summary.faces += int(done.get("faces", 0))
                     if done.get("faces") == 0:
                         summary.without_faces.append(str(path))
+                    if done.get("found", 0) > done.get("faces", 0):  # reported again: the outputs are the same
+                        summary.capped.append((str(path), int(done["found"]), int(done["faces"])))
                     continue
                 if stem != path.stem:
                     why = ("the name an earlier run gave it" if stem == previous[n] else
@@ -127,18 +134,21 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                     summary.renamed.append((str(path), stem, why))
                 try:
                     decoded = decode_image(path, max_pixels)
-                    faces = _reconstruct_image(rec, path, decoded, given, pts_path if use_pts else None)
+                    faces, found = _reconstruct_image(rec, path, decoded, given, pts_path if use_pts else None,
+                                                      max_faces)
                     if outputs and rec.mm.is_dense:
                         rec.add_vertices(faces)  # once, batched, for every picture and mesh
                 except UserError as exc:  # this image's problem (ImageError, PtsError, BoxesError, DetectorError)
                     summary.failures.append((str(path), str(exc)))
                     continue
                 summary.faces += len(faces)
+                if found > len(faces):
+                    summary.capped.append((str(path), found, len(faces)))
                 if not faces:
                     summary.without_faces.append(str(path))
-                written = []
+                written, expected = [], []
                 _write_image_outputs(folder, summary, path, key, stem, decoded, faces, outputs, rec.mm, fp,
-                                     source, written, texture_size)
+                                     source, written, expected, texture_size, found)
             else:
                 n = len(todo)
         except KeyboardInterrupt:
@@ -148,7 +158,10 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                 state = folder.previous(key) or {}
                 finished = state.get("run") == folder.run and state.get("state") == "complete"
                 if not finished and not any(p == str(path) for p, _, _ in summary.incomplete):
-                    summary.incomplete.append((str(path), list(written), []))
+                    # what is on disk, asked of the run folder: Ctrl-C may have come after a file was put in
+                    # place and before it was counted
+                    on_disk = [name for name in expected if folder.placed(name)]
+                    summary.incomplete.append((str(path), on_disk, [f for f in expected if f not in on_disk]))
                 n += 1
             accounted = set(summary.skipped) | {p for p, _ in summary.failures}  # Ctrl-C right after input n
             summary.not_processed += [str(p) for p, _, _ in todo[n:] if str(p) not in accounted]
@@ -161,42 +174,53 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
     return summary
 
 
-def _reconstruct_image(rec: Reconstructor, path: Path, decoded: DecodedImage, given, pts_path: Path | None
-                       ) -> list[Face]:
-    """The faces of one decoded image, in full-image pixels: from the ``.pts`` landmarks at ``pts_path`` when
-    that file exists, else from the ``given`` boxes, else detected. Given boxes and landmarks are in full-image
-    pixels and are mapped to a reduced decode's grid (and the faces back)."""
+def _reconstruct_image(rec: Reconstructor, path: Path, decoded: DecodedImage, given, pts_path: Path | None,
+                       max_faces: int | None = DEFAULT_MAX_FACES) -> tuple[list[Face], int]:
+    """The faces of one decoded image, in full-image pixels, and how many were found (given or detected; at most
+    ``max_faces`` of them are reconstructed): from the ``.pts`` landmarks at ``pts_path`` when that file exists,
+    else from the ``given`` boxes, else detected. Given boxes and landmarks are in full-image pixels, checked
+    against the image (:func:`~tf2dasl.io.boxes.given_boxes`, :func:`~tf2dasl.io.pts.check_pts_in_image`: far
+    outside it is a one-line error naming them) and mapped to a reduced decode's grid (and the faces back)."""
     r = decoded.reduction
+    size = (decoded.width, decoded.height)
     if pts_path is not None and pts_path.is_file():
-        faces = rec(decoded.image, landmarks=resize_points(read_pts(pts_path), 1.0 / r)[None])
+        points = check_pts_in_image(pts_path, read_pts(pts_path), size)
+        faces, found = rec(decoded.image, landmarks=resize_points(points, 1.0 / r)[None], max_faces=max_faces), 1
     elif given is not None:
-        arr = given_boxes(path, (decoded.width, decoded.height), given)
+        arr = given_boxes(path, size, given)
         arr = resize_points(arr.reshape(-1, 2, 2), 1.0 / r).reshape(-1, 4)
         small = arr[(arr[:, 2] - arr[:, 0] < MIN_BOX_SIDE) | (arr[:, 3] - arr[:, 1] < MIN_BOX_SIDE)]
         if len(small):
             raise BoxesError(f"{path}: a given box is under {MIN_BOX_SIDE:g} pixels once the image is decoded at "
                              f"1/{r} of its size (above --max-pixels); raise --max-pixels or give a larger box")
-        faces = rec(decoded.image, boxes=arr)
+        faces, found = rec(decoded.image, boxes=arr, max_faces=max_faces), len(arr)
     else:
-        faces = rec(decoded.image)
-    return resize_faces(faces, float(r))
+        detections = rec.detect(decoded.image)
+        faces, found = rec(decoded.image, detections=detections, max_faces=max_faces), len(detections[0])
+    return resize_faces(faces, float(r)), found
 
 
 def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: str, stem: str,
                          decoded: DecodedImage, faces, outputs, mm, fp: str, source, written: list[str],
-                         texture_size: int = 512) -> None:
-    """One image's JSON, pictures and meshes through ``folder`` (their names appended to ``written`` as they
-    are): each failure is recorded, the others go on; the input is marked complete in the manifest only when
-    every file was written."""
+                         expected: list[str], texture_size: int = 512, found: int = 0) -> None:
+    """One image's JSON, pictures and meshes through ``folder`` (all their names appended to ``expected`` first,
+    each to ``written`` once it is): each failure is recorded, the others go on; the input is marked complete in
+    the manifest only when every file was written (with ``found``, the faces given or detected, when more than
+    were reconstructed, so that a rerun that skips it reports it again)."""
     missing, folder_problem = [], None
     try:
         folder.begin_input(key, stem)
     except OutputError:
         pass  # the manifest could not take the line: the file writes below report the problem
     record = image_record(path, decoded.image, faces, (decoded.width, decoded.height), decoded.reduction)
-    files = [(f"{stem}.json", lambda: (json.dumps(record) + "\n").encode("utf-8"))]
-    files += output_files(stem, decoded.image, faces, outputs, mm, image_scale=1.0 / decoded.reduction,
-                          texture_size=texture_size)
+
+    def made():
+        return output_files(stem, decoded.image, faces, outputs, mm, image_scale=1.0 / decoded.reduction,
+                            texture_size=texture_size)
+
+    expected.append(f"{stem}.json")
+    expected.extend(name for name, _ in made())  # names only: nothing is drawn yet
+    files = itertools.chain([(f"{stem}.json", lambda: (json.dumps(record) + "\n").encode("utf-8"))], made())
     for name, make in files:
         try:
             folder.write(name, make())
@@ -212,7 +236,8 @@ def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: s
             summary.stopped = f"{folder_problem} (nothing more can be written)"  # every later image the same way
         return
     try:
-        folder.complete_input(key, stem, written, fp, source, faces=len(faces))
+        capped = {"found": found} if found > len(faces) else {}
+        folder.complete_input(key, stem, written, fp, source, faces=len(faces), **capped)
     except OutputError as exc:  # every file is there, but a rerun will redo it
         summary.incomplete.append((str(path), written, []))
         summary.write_failures.append((str(path), folder.path.name, str(exc)))
@@ -221,9 +246,7 @@ def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: s
 def _write_summary(folder: RunFolder, summary: Summary, name: str) -> None:
     """summary.json through the run folder, in the space it held back; a failure is kept in
     ``summary.summary_error`` (printed)."""
-    folder.release_reserve()
     try:
-        folder.write(name, (json.dumps(summary.to_json(), indent=2) + "\n").encode("utf-8"))
-        summary.summary_file = str(folder.path / name)
+        summary.summary_file = str(folder.write_summary(name, summary.to_json()))
     except OutputError as exc:
         summary.summary_error = str(exc)

@@ -30,7 +30,9 @@ class Summary:
     failures); ``renamed``: (path, output stem, why) of the images whose stem was taken (:func:`output_stems`);
     ``skipped``: inputs an earlier run into the folder completed (kept); ``incomplete``: (path, files written,
     files not written) of the images some of whose outputs are missing; ``not_processed``: inputs never started
-    because the run stopped (``stopped`` says why); ``detector``: the detector's name (for :meth:`no_face_hint`);
+    because the run stopped (``stopped`` says why); ``capped``: (path, faces found, faces reconstructed) of the
+    images with more faces than the run's bound; ``videos``: the entries of videos the same command
+    reconstructed (:class:`tf2dasl.video.VideoRun`); ``detector``: the detector's name (for :meth:`no_face_hint`);
     ``summary_file``: where summary.json went (None when it could not be written: ``summary_error``)."""
 
     images: int = 0
@@ -42,6 +44,8 @@ class Summary:
     skipped: list[str] = field(default_factory=list)
     incomplete: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     not_processed: list[str] = field(default_factory=list)
+    capped: list[tuple[str, int, int]] = field(default_factory=list)
+    videos: list[dict] = field(default_factory=list)
     stopped: str | None = None
     detector: str = ""
     out_dir: str = ""
@@ -51,7 +55,8 @@ class Summary:
     @property
     def complete(self) -> bool:
         """True when every input was read and every output written (images without faces included)."""
-        return not (self.failures or self.write_failures or self.incomplete or self.not_processed or self.stopped)
+        return not (self.failures or self.write_failures or self.incomplete or self.not_processed or self.stopped
+                    or self.capped or not all(v.get("complete") for v in self.videos))
 
     def describe(self) -> str:
         failed = {p for p, _ in self.failures} | {p for p, _, _ in self.write_failures}
@@ -82,6 +87,8 @@ class Summary:
         lines += [f"no face: {p} ({self.no_face_hint()})" for p in self.without_faces]
         lines += [f"failed: {r if r.startswith(p) else f'{p}: {r}'}" for p, r in self.failures]
         lines += [f"failed: {p}: {r}" for p, _, r in self.write_failures]
+        lines += [f"capped: {p}: {found} faces, the first {kept} reconstructed; --max-faces {found} reconstructs "
+                  f"all (more memory)" for p, found, kept in self.capped]
         for p, written, missing in self.incomplete:
             what = f"not written: {', '.join(missing)}" if missing else "stopped before all its outputs were written"
             lines.append(f"incomplete: {p} ({what}; a rerun redoes it)")
@@ -102,7 +109,7 @@ class Summary:
         """``summary.json``: counts, ``without_faces``, ``failures`` [{"image", "error"}, and {"image", "file",
         "error"} for each output file that could not be written], ``complete``;
         and only when not empty: ``renamed`` {image: stem}, ``skipped``, ``incomplete`` [{"image", "written",
-        "missing"}], ``not_processed``, ``stopped``."""
+        "missing"}], ``not_processed``, ``capped`` [{"image", "faces", "reconstructed"}], ``videos``, ``stopped``."""
         failures = [{"image": p, "error": r} for p, r in self.failures]
         failures += [{"image": p, "file": name, "error": r} for p, name, r in self.write_failures]
         out = {"images": self.images, "faces": self.faces, "without_faces": self.without_faces,
@@ -115,6 +122,10 @@ class Summary:
             out["incomplete"] = [{"image": p, "written": w, "missing": m} for p, w, m in self.incomplete]
         if self.not_processed:
             out["not_processed"] = self.not_processed
+        if self.capped:
+            out["capped"] = [{"image": p, "faces": found, "reconstructed": kept} for p, found, kept in self.capped]
+        if self.videos:
+            out["videos"] = self.videos
         if self.stopped:
             out["stopped"] = self.stopped
         return out

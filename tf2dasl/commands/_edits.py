@@ -1,12 +1,14 @@
-"""What the edit commands (``swap``, ``retarget``) share: model and detector options, loading, face lookup."""
+"""What the edit commands (``swap``, ``retarget``) share: model, detector and size options, loading, reading photos."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import UserError
+from ..io.images import read_image
 from ..reconstruct import make_reconstructor
 from ..texture.edit import EditConfig
 from ..texture.uv import TEXTURE_SIZE_RANGE
+from ._limits import add_max_pixels, max_pixels_of
 
 
 def add_common(p) -> None:
@@ -16,6 +18,12 @@ def add_common(p) -> None:
     p.add_argument("--assets", help="folder with BlazeFace .tflite files (default: the installed package's)")
     p.add_argument("--texture-size", type=int, default=512, metavar="N", help="UV texture side in texels")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    add_max_pixels(p)
+
+
+def read_photo(args, path):
+    """The photo at ``path`` within ``--max-pixels`` (one line naming it and its size when it is larger)."""
+    return read_image(path, max_pixels_of(args))
 
 
 def load(args):

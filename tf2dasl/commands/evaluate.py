@@ -14,7 +14,7 @@ from ..evaluate import (evaluate_300w, evaluate_aflw2000, format_300w, format_er
                         load_params_file, model_under_test, nan_to_none, params_decoder, params_predictions,
                         score_aflw2000)
 from ..geometry.conventions import CONVENTIONS
-from ..inference import PASSES, RUNTIMES, TFLITE_VARIANTS
+from ..inference import ONNX_VARIANTS, PASSES, RUNTIMES, TFLITE_VARIANTS
 from ..io.outputs import make_folder, write_json
 
 
@@ -26,8 +26,9 @@ def add_parser(sub, name, help):
     a.add_argument("--model", help="model directory (--runtime keras only)")
     a.add_argument("--runtime", choices=RUNTIMES, help=f"which artifact runs the regressor (default {RUNTIMES[0]})")
     a.add_argument("--export-dir", help="export directory (from `tf2dasl export`) for --runtime savedmodel|tflite|onnx")
-    a.add_argument("--variant", choices=TFLITE_VARIANTS,
-                   help=f"--runtime tflite only: which TFLite model (default {TFLITE_VARIANTS[0]})")
+    a.add_argument("--variant", choices=list(dict.fromkeys(TFLITE_VARIANTS + ONNX_VARIANTS)),
+                   help=f"--runtime tflite ({'|'.join(TFLITE_VARIANTS)}) or onnx ({'|'.join(ONNX_VARIANTS)}): which "
+                        f"model of the export (default {TFLITE_VARIANTS[0]}; int8: the full-integer models)")
     a.add_argument("--passes", type=int, choices=PASSES,
                    help="--runtime keras with a 4-channel (2DASL) model only: 1 = empty landmark map only, 2 = then "
                         "the map of the first pass's landmarks (default; exported graphs always run both)")

@@ -11,10 +11,10 @@ from ..batch.files import MESHES, PICTURES, TEXTURED
 from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
 from ..inference import RUNTIMES
 from ..io.boxes import read_boxes_file
-from ..io.images import DEFAULT_MAX_PIXELS
 from ..reconstruct import make_reconstructor
 from . import reconstruct_video
 from ._edits import check_texture_size
+from ._limits import add_max_faces, add_max_pixels, max_faces_of, max_pixels_of
 
 #: every --flag of an output; the textured ones need a model directory with UV coordinates (tf2dasl.texture.assets),
 #: and for videos --obj writes per-frame meshes with vertex colours
@@ -71,7 +71,7 @@ def add_parser(sub, name, help):
                                     "the package's); an error if it holds none")
     p.add_argument("--score-threshold", type=float, default=None, help="minimum detection score")
     p.add_argument("--min-size", type=float, default=0.0, help="minimum face size in pixels")
-    p.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per image")
+    add_max_faces(p)
     p.add_argument("--pts", action="store_true",
                    help="use the 68-point <stem>.pts next to an image instead of detection when present")
     p.add_argument("--boxes", metavar="JSON",
@@ -93,10 +93,7 @@ def add_parser(sub, name, help):
                    help="side of the UV texture maps in texels (default 512)")
     p.add_argument("--all", action="store_true",
                    help="write every picture and mesh (the textured ones when the model has UV coordinates)")
-    p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
-                   help="images with more pixels are decoded at 1/2, 1/4 or 1/8 of their size when they are JPEGs, "
-                        "refused otherwise (one line each), so memory stays bounded; coordinates stay in full-image "
-                        "pixels (default: 24000000; 0: no limit)")
+    add_max_pixels(p, reduced=True)
     p.add_argument("--force", action="store_true",
                    help="redo the inputs an earlier run into --out completed (files that tf2dasl did not write are "
                         "still never overwritten)")
@@ -105,17 +102,10 @@ def add_parser(sub, name, help):
     p.set_defaults(run=run)
 
 
-def _max_pixels(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of pixels, got {text}")
-    return value
-
-
 def run(args) -> int:
     check_texture_size(args.texture_size)
     outputs = [o for o in OUTPUTS if getattr(args, o)]
-    det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
+    det_opts = {"min_size": args.min_size}
     if args.score_threshold is not None:
         det_opts["score_threshold"] = args.score_threshold
     boxes = read_boxes_file(args.boxes) if args.boxes else None  # a malformed file fails before the model loads
@@ -130,7 +120,8 @@ def run(args) -> int:
     settings = {"model": model_identity(args.model), "runtime": args.runtime,
                 "export_dir": str(Path(args.export_dir).resolve()) if args.export_dir else None,
                 "server": args.server, "server_model": args.server_model}
-    video_rc = reconstruct_video.run_videos(args, videos, rec, settings, outputs) if videos else 0
+    video_rc, video_run = reconstruct_video.run_videos(args, videos, rec, settings, outputs, photos) if videos \
+        else (0, None)
     if not photos or video_rc == EXIT_INTERRUPTED:
         return video_rc
     args.inputs = photos
@@ -138,8 +129,9 @@ def run(args) -> int:
         summary = reconstruct_paths(args.inputs, rec, args.out, outputs=outputs, detector=args.detector,
                                     assets_dir=args.assets, detector_options=det_opts, use_pts=args.pts,
                                     boxes=boxes, force=args.force, settings=settings,
-                                    max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None,
-                                    texture_size=args.texture_size)
+                                    max_pixels=max_pixels_of(args), texture_size=args.texture_size,
+                                    max_faces=max_faces_of(args),
+                                    videos=video_run.to_json()["videos"] if video_run else None)
     except RunInterrupted as stop:
         _report(stop.summary)
         return EXIT_INTERRUPTED

@@ -68,18 +68,20 @@ def split_inputs(args) -> tuple[list, list]:
     return photos, videos
 
 
-def run_videos(args, videos, photo_rec: Reconstructor, settings: dict, outputs) -> int:
+def run_videos(args, videos, photo_rec: Reconstructor, settings: dict, outputs, photos=()) -> tuple[int, object]:
     """Reconstruct the video sources with the photos' predictor and decoder (``photo_rec``) and a detector that
-    keeps every face (the tracker bounds them); print one line per video and its problems; the exit status."""
+    keeps every face (the tracker bounds them); print one line per video and its problems. Returns the exit
+    status and the :class:`~tf2dasl.video.VideoRun` (its ``summary.json`` is the photos' when ``photos``
+    follow in the same command)."""
     cfg = video_config(args)
     det_opts = {"min_size": args.min_size}
     if args.score_threshold is not None:
         det_opts["score_threshold"] = args.score_threshold
     rec = Reconstructor(photo_rec.predictor, photo_rec.decoder, make_detector(args.detector, args.assets, **det_opts))
-    results = reconstruct_sources(videos, rec, args.out, [o for o in outputs if o in ("overlay", "obj", "ply")],
-                                  cfg, force=args.force, settings=settings, max_frames=args.max_frames)
+    run = reconstruct_sources(videos, rec, args.out, [o for o in outputs if o in ("overlay", "obj", "ply")],
+                              cfg, force=args.force, settings=settings, max_frames=args.max_frames, then=photos)
     rc = 0
-    for r in results:
+    for r in run.results:
         if isinstance(r, VideoFailure):
             print(f"  {r.describe()}", file=sys.stderr)
             rc = max(rc, EXIT_FAILURES)
@@ -92,4 +94,7 @@ def run_videos(args, videos, photo_rec: Reconstructor, settings: dict, outputs) 
             rc = EXIT_INTERRUPTED
         elif r.problem or r.write_error:
             rc = max(rc, EXIT_FAILURES)
-    return rc
+    if run.summary_error:
+        print(f"  summary not written: {run.summary_error}", file=sys.stderr)
+        rc = max(rc, EXIT_FAILURES)
+    return rc, run

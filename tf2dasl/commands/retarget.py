@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..geometry.morphable_model import EXPRESSION
-from ..io.images import read_image
 from ..io.outputs import write_image
 from ..texture.edit import find_face, retarget_expression
 from ..texture.edit_video import retarget_video
 from ..video import is_video_path
-from ._edits import add_common, check_out, load
+from ._edits import add_common, check_out, load, read_photo
 
 
 def add_parser(sub, name, help):
@@ -40,8 +39,9 @@ def run(args) -> int:
         raise UserError(f"--max-frames {args.max_frames}: give at least 1")
     if args.start_frame < 0:
         raise UserError(f"--start-frame {args.start_frame}: give 0 or more")
+    target = read_photo(args, args.onto)  # photos before the model: a bad one is one line at once
+    source = None if video else read_photo(args, args.expression)
     rec, mm, config = load(args)
-    target = read_image(args.onto)
     target_face = find_face(rec, target, args.onto, args.target_face, "target")
     if video:
         summary = retarget_video(mm, rec, args.expression, target, target_face, args.out, with_pose=args.pose,
@@ -49,7 +49,6 @@ def run(args) -> int:
                                  overwrite=args.force)
         print(summary.describe())
         return 0
-    source = read_image(args.expression)
     source_face = find_face(rec, source, args.expression, args.source_face, "source")
     out = write_image(args.out, retarget_expression(mm, target, target_face, source_face.params[EXPRESSION],
                                                     config=config),

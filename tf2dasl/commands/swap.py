@@ -1,10 +1,9 @@
 """``tf2dasl swap SOURCE TARGET --out OUT.png --model MODEL_DIR``: SOURCE's face on TARGET's face."""
 from __future__ import annotations
 
-from ..io.images import read_image
 from ..io.outputs import write_image
 from ..texture.edit import find_face, swap_face
-from ._edits import add_common, check_out, load
+from ._edits import add_common, check_out, load, read_photo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -26,8 +25,8 @@ def add_parser(sub, name, help):
 
 def run(args) -> int:
     check_out(args.out, args.force, IMAGE_SUFFIXES)
+    source, target = read_photo(args, args.source), read_photo(args, args.target)  # before the model: one line
     rec, mm, config = load(args)
-    source, target = read_image(args.source), read_image(args.target)
     source_face = find_face(rec, source, args.source, args.source_face, "source")
     target_face = find_face(rec, target, args.target, args.target_face, "target")
     out = write_image(args.out, swap_face(mm, source, source_face, target, target_face, config), overwrite=args.force)

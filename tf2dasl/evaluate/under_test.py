@@ -64,7 +64,7 @@ def model_under_test(runtime: str = "keras", model=None, export_dir=None, varian
 
     ``runtime="keras"`` runs ``model`` (a model directory or a loaded :class:`~tf2dasl.models.task.FaceTask`) with
     ``passes`` (4-channel models only; None: the model's two); its own morphable model decodes. ``savedmodel``,
-    ``tflite`` and ``onnx`` run the export in ``export_dir`` (``variant``: TFLite only); with ``dense`` the
+    ``tflite`` and ``onnx`` run the export in ``export_dir`` (``variant``: TFLite and ONNX); with ``dense`` the
     morphable model comes from ``bfm`` (:func:`load_decoder`, e.g. the model directory that was exported). A
     setting the chosen runtime would ignore is refused (:class:`UserError`, one line)."""
     if runtime not in RUNTIMES:

@@ -28,9 +28,10 @@ from .common import ExportError, hold, tf_variables_of
 from .tflite_lint import RESOURCE_OPS, gpu_analysis, gpu_op_issues, tflite_ops
 
 TFLITE_BATCH = 1
-QUANTIZATION = {"float32": "none", "float16": "float16 weights (GPU delegate recipe)",
-                "int8": "dynamic-range int8 weights, float activations"}
-DELEGATES = "XNNPACK (LiteRT's default CPU delegate); the GPU delegate for float32/float16 where gpu_compatible"
+#: the float variants this module converts (int8, full-integer, is :mod:`tf2dasl.export.quantize`'s)
+QUANTIZATION = {"float32": "none", "float16": "float16 weights (GPU delegate recipe)"}
+DELEGATES = ("XNNPACK (LiteRT's default CPU delegate; int8: its QS8 kernels); the GPU delegate for float32/float16 "
+             "where gpu_compatible")
 NOTES = {"params_whitened": "raw params = params_whitened * whitening.std + whitening.mean (in float32: raw values "
                             "reach 6e5, beyond float16)",
          "params": "raw 3DDFA parameters",
@@ -96,8 +97,7 @@ class MobileModule(tf.Module):
         super().__init__(name="tf2dasl_mobile")
         spec = model.spec
         self.spec, self.size, self.raw_params = spec, int(spec.input_size), bool(raw_params)
-        hold(self, task=FaceTask(spec, model.mm, regressor=model.regressor, landmark_head=LandmarkHead(
-            model.mm, spec.input_size, spec.crop_convention, name="landmark_head")))
+        hold(self, task=self.make_task(model))
         self.tf_variables = tf_variables_of(self.task)
         s = self.size
         crops = tf.TensorSpec([batch, s, s, 3], tf.float32, name="crops")
@@ -105,6 +105,13 @@ class MobileModule(tf.Module):
         if spec.channels == MAP_CHANNELS:
             self.with_map = tf.function(self._call, input_signature=[
                 crops, tf.TensorSpec([batch, s, s], tf.float32, name="maps")])
+
+    def make_task(self, model: FaceTask) -> FaceTask:
+        """The task model this graph calls: ``model``'s regressor and the float16-safe :class:`LandmarkHead` (the
+        int8 graph, :class:`~tf2dasl.export.quantize.Int8Module`, swaps in its own preprocessor and regressor)."""
+        spec = model.spec
+        return FaceTask(spec, model.mm, regressor=model.regressor, landmark_head=LandmarkHead(
+            model.mm, spec.input_size, spec.crop_convention, name="landmark_head"))
 
     @property
     def signatures(self) -> dict:
@@ -129,7 +136,7 @@ def save_mobile(model, out_dir: Path, batch: int | None = TFLITE_BATCH) -> Mobil
 
 
 def convert_tflite(src_saved_model: Path, variants, signatures=(DEFAULT_SIGNATURE,)) -> dict[str, bytes]:
-    """The mobile SavedModel → ``{variant: TFLite flatbuffer}`` (float32, float16 weights, dynamic-range int8),
+    """The mobile SavedModel → ``{variant: TFLite flatbuffer}`` (float32, float16 weights),
     builtin ops only; an :class:`ExportError` when a conversion fails or keeps non-builtin/resource ops."""
     contents = {}
     # one converter for all variants: the SavedModel is imported once, each convert() re-runs the passes
@@ -142,8 +149,6 @@ def convert_tflite(src_saved_model: Path, variants, signatures=(DEFAULT_SIGNATUR
         if variant == "float16":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
-        elif variant == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
         try:
             content = conv.convert()
         except Exception as exc:  # conversion errors are long: keep the first line

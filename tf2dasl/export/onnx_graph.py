@@ -99,9 +99,10 @@ def _decode(g: GraphBuilder, feat: str, regressor, mm, size: int, convention: st
     return params, g.op("MatMul", [pts_h, pose_t], tag + "_points")
 
 
-def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int) -> str:
+def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int, scale: float = 1.0) -> str:
     """Map points ``(N, 18, 3)`` crop pixels → the landmark map channel ``(N, 1, S, S)``: -1, and +1 at each
-    point rounded half up (``floor(x + 0.5)``) that falls inside the crop — as the numpy and TF twins."""
+    point rounded half up (``floor(x + 0.5)``) that falls inside the crop — as the numpy and TF twins — times
+    ``scale`` (the int8 graph's map enters at half scale: :data:`tf2dasl.export.quantize.MAP_INPUT_SCALE`)."""
     k = len(MAP_POINT_PAIRS)
     r = g.op("Floor", [g.op("Add", [points, g.const("half", 0.5)], "map_half")], "map_round")
     x, y, _ = g.op("Split", [r], "map_xyz", outputs=3, axis=2)
@@ -113,9 +114,9 @@ def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int) -> s
     idx = g.op("Cast", [g.op("Reshape", [idx, g.const(f"shape_{k}", [-1, k], np.int64)])], "map_index_i64",
                to=TensorProto.INT64)
     flat_shape = g.op("Concat", [batch, g.const("map_flat", [size * size + 1], np.int64)], "map_flat_shape", axis=0)
-    canvas = g.op("Expand", [g.const("map_background", np.full((1, size * size + 1), BACKGROUND)), flat_shape],
-                  "map_canvas")
-    hits = g.op("Expand", [g.const("map_foreground", np.full((1, 1), FOREGROUND)),
+    canvas = g.op("Expand", [g.const("map_background", np.full((1, size * size + 1), BACKGROUND * scale)),
+                             flat_shape], "map_canvas")
+    hits = g.op("Expand", [g.const("map_foreground", np.full((1, 1), FOREGROUND * scale)),
                            g.op("Shape", [idx], "map_index_shape")], "map_hits")
     flat = g.op("ScatterElements", [canvas, idx, hits], "map_scatter", axis=1)
     flat = g.op("Slice", [flat, g.const("zero_i", [0], np.int64), g.const("map_pixels", [size * size], np.int64),
@@ -124,9 +125,10 @@ def landmark_map_nodes(g: GraphBuilder, points: str, batch: str, size: int) -> s
 
 
 # ============================================================================ the graph
-def face_graph(model, opset: int = ONNX_OPSET, with_map: bool = False):
+def face_graph(model, opset: int = ONNX_OPSET, with_map: bool = False, map_scale: float = 1.0):
     """The model's ONNX graph (``onnx.ModelProto``, checked): NCHW normalised crops → params, landmarks. With
     ``with_map`` (4-channel models), the one-pass graph that also takes the landmark map ``maps`` ``[N, 1, S, S]``.
+    ``map_scale``: a 4-channel model's landmark map values (±1) times this (the int8 graph's half scale).
     Raises :class:`~tf2dasl.export.onnx_layers.UnsupportedLayer` for a backbone it cannot translate."""
     spec, mm, reg = model.spec, model.mm, model.regressor
     s = int(spec.input_size)
@@ -140,11 +142,11 @@ def face_graph(model, opset: int = ONNX_OPSET, with_map: bool = False):
         batch = g.op("Slice", [g.op("Shape", [x], "input_shape"), g.const("zero_i", [0], np.int64),
                                g.const("one_i", [1], np.int64)], "batch")
         empty_shape = g.op("Concat", [batch, g.const("map_chw", [1, s, s], np.int64)], "empty_map_shape", axis=0)
-        empty = g.op("Expand", [g.const("empty_map_value", np.full((1, 1, s, s), BACKGROUND)), empty_shape],
-                     "empty_map")
+        empty = g.op("Expand", [g.const("empty_map_value", np.full((1, 1, s, s), BACKGROUND * map_scale)),
+                                empty_shape], "empty_map")
         feat1 = backbone_nodes(g, reg.backbone, g.op("Concat", [x, empty], "pass1_input", axis=1), "pass1/")
         _, pts = _decode(g, feat1, reg, mm, s, spec.crop_convention, MAP_POINT_PAIRS, "pass1_map_points")
-        x = g.op("Concat", [x, landmark_map_nodes(g, pts, batch, s)], "pass2_input", axis=1)
+        x = g.op("Concat", [x, landmark_map_nodes(g, pts, batch, s, map_scale)], "pass2_input", axis=1)
     two_pass = spec.channels == 4 and not with_map
     feat = backbone_nodes(g, reg.backbone, x, "pass2/" if two_pass else "")
     params, lm = _decode(g, feat, reg, mm, s, spec.crop_convention)

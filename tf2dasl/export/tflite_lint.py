@@ -9,6 +9,8 @@ import sys
 import tempfile
 
 import tensorflow as tf
+# the flatbuffer schema's generated classes, an internal module: neither TensorFlow nor LiteRT has a public reader
+# of a model's operators and tensors (the public Analyzer only prints text), and the GPU rules need both
 from tensorflow.lite.python import schema_py_generated as schema
 
 #: TFLite ops that mean the weights were not frozen (the model would read uninitialised variables).
@@ -41,6 +43,21 @@ REDUCE_MAX REDUCE_MIN REDUCE_PROD RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEA
 SELECT SELECT_V2 SIGN SIN SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE
 STRIDED_SLICE SUB SUM TANH TILE TRANSPOSE TRANSPOSE_CONV
 """.split())
+
+
+def op_outputs(content: bytes, subgraph: int = 0) -> list[tuple[str, str, str]]:
+    """``(op name, first output tensor's name, its type)`` of every operator of one subgraph of a TFLite flatbuffer,
+    in execution order (types as the schema names them: ``FLOAT32``, ``INT8``, ...)."""
+    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    sg, out = m.subgraphs[subgraph], []
+    for op in sg.operators:
+        oc = m.operatorCodes[op.opcodeIndex]
+        t = sg.tensors[op.outputs[0]]
+        out.append((names.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?"), t.name.decode(),
+                    types.get(t.type, str(t.type))))
+    return out
 
 
 def gpu_op_issues(content: bytes) -> list[str]:

@@ -49,16 +49,29 @@ def roi_from_landmarks(points: np.ndarray, roi_scale: float = ROI_LANDMARK_SCALE
     return np.stack([x0, y0, x0 + side, y0 + side], 1).astype(np.float32)
 
 
+#: Pixels of the largest roi box cropped as 3DDFA_V2 does it (the zero-padded box, then resized): larger boxes
+#: are warped straight to the crop (:func:`crop_image`), so a box far outside its image costs no more memory.
+CROP_MAX_PADDED_PIXELS = 4096 * 4096
+
+
 def crop_image(image: np.ndarray, roi_box, size: int = 120) -> np.ndarray:
     """Crop ``image (H, W, C)`` to the rounded roi box (zero padding outside) and resize to ``(size, size, C)``.
 
-    Matches 3DDFA_V2's ``crop_img`` followed by ``cv2.resize(..., INTER_LINEAR)``.
+    Matches 3DDFA_V2's ``crop_img`` followed by ``cv2.resize(..., INTER_LINEAR)``. A box of more than
+    :data:`CROP_MAX_PADDED_PIXELS` is sampled by one affine warp instead (the same bilinear map of output pixel
+    centres into the box, zeros outside the image), so no box, however large, allocates more than that.
     """
     h, w = image.shape[:2]
     sx, sy, ex, ey = [int(round(float(v))) for v in roi_box]
     dh, dw = ey - sy, ex - sx
     if dh <= 0 or dw <= 0:
         raise ValueError(f"empty roi box {list(roi_box)}")
+    if dh * dw > CROP_MAX_PADDED_PIXELS:
+        # cv2.resize samples output pixel i at (i + 0.5) * d / size - 0.5 of the padded box
+        m = np.array([[dw / size, 0.0, sx + 0.5 * dw / size - 0.5], [0.0, dh / size, sy + 0.5 * dh / size - 0.5]])
+        out = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return out.reshape((size, size) + image.shape[2:])
     out = np.zeros((dh, dw) + image.shape[2:], dtype=image.dtype)
     x0, y0, x1, y1 = max(sx, 0), max(sy, 0), min(ex, w), min(ey, h)
     if x1 > x0 and y1 > y0:

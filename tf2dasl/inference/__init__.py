@@ -12,6 +12,6 @@ their libraries, and :func:`load_predictor` imports only the one asked for.
 """
 from .base import PASSES, Prediction, Predictor  # noqa: F401
 from .crops import MAP_CHANNELS, InputError, normalize_crops  # noqa: F401
-from .export_dir import (DEFAULT_VARIANT, EXPORT_JSON, TFLITE_VARIANTS, RuntimeLoadError, read_export,  # noqa: F401
-                         require_export_dir)
+from .export_dir import (DEFAULT_VARIANT, EXPORT_JSON, INT8, ONNX_VARIANTS, TFLITE_VARIANTS,  # noqa: F401
+                         RuntimeLoadError, read_export, require_export_dir)
 from .loading import RUNTIMES, SERVER_PROTOCOLS, load_predictor, predictor_class  # noqa: F401

@@ -10,8 +10,13 @@ from ..io.descriptor import read_descriptor
 EXPORT_FORMAT = "tf2dasl-export"
 EXPORT_FORMAT_VERSION = 1
 EXPORT_JSON = "export.json"
+#: the full-integer variant: uint8 crops in (no normalisation: the input's quantisation is the model's), int8
+#: backbone (written by :mod:`tf2dasl.export.quantize` and :mod:`tf2dasl.export.onnx_quantize`)
+INT8 = "int8"
 #: the TFLite files of an export (``NAME_<variant>.tflite``)
-TFLITE_VARIANTS = ("float32", "float16", "int8")
+TFLITE_VARIANTS = ("float32", "float16", INT8)
+#: the ONNX files of an export (``NAME.onnx``, ``NAME_int8.onnx``)
+ONNX_VARIANTS = ("float32", INT8)
 DEFAULT_VARIANT = TFLITE_VARIANTS[0]
 #: the signature every graph has (crops in) and the one a 4-channel model's graphs add (crops and a landmark map
 #: in: one pass with that map); ONNX keeps the second as its own file, ``NAME_with_map.onnx``
@@ -43,3 +48,14 @@ def artifact_path(export_dir: Path, file_name: str) -> Path:
     if not path.is_file():
         raise RuntimeLoadError(f"{export_dir}: no {file_name}; " + EXPORT_HINT.format(dir=export_dir))
     return path
+
+
+def onnx_artifact(meta: dict, export_dir: str | Path, variant: str = DEFAULT_VARIANT) -> dict:
+    """export.json's entry of the ONNX ``variant`` (``file``, ``layout``, ...; float32 also names its ``with_map``
+    graph), or a :class:`RuntimeLoadError` saying how to make it."""
+    art = meta.get("artifacts", {}).get("onnx") or {}
+    entry = art if variant == DEFAULT_VARIANT else art.get("variants", {}).get(variant)
+    if not entry or "file" not in entry:
+        what = "ONNX model" if variant == DEFAULT_VARIANT else f"{variant} ONNX model"
+        raise RuntimeLoadError(f"{export_dir}: export.json names no {what}; " + EXPORT_HINT.format(dir=export_dir))
+    return entry

@@ -27,9 +27,18 @@ class ExportedPredictor(Predictor):
         self.param_mean = np.asarray(meta["whitening"]["mean"], np.float32)
         self.param_std = np.asarray(meta["whitening"]["std"], np.float32)
 
+    #: the artifact reads uint8 crops as they are (the int8 variants: their input's quantisation is the model's
+    #: normalisation); set by a runtime from its input's dtype
+    raw_crops = False
+
     def normalize(self, crops: np.ndarray) -> np.ndarray:
         """uint8 crops ``(B, S, S, 3)`` → float32 ``(x - mean) * scale`` as export.json says."""
         return normalize_crops(crops, self.norm_mean, self.norm_scale)
+
+    def model_input(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 crops ``(B, S, S, 3)`` → what the artifact reads: the crops themselves (:attr:`raw_crops`), else
+        :meth:`normalize`."""
+        return np.ascontiguousarray(crops, np.uint8) if self.raw_crops else self.normalize(crops)
 
     def unwhiten(self, params_w: np.ndarray) -> np.ndarray:
         """Whitened params ``(B, 62)`` → raw, with export.json's whitening."""

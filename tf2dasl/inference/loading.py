@@ -11,10 +11,10 @@ import importlib
 from pathlib import Path
 
 from ..errors import UserError
-from ..io.model_files import read_model_spec
+from ..io.model_files import check_model_dir, read_model_spec
 from .base import PASSES, Predictor
 from .crops import MAP_CHANNELS
-from .export_dir import DEFAULT_VARIANT, TFLITE_VARIANTS, require_export_dir
+from .export_dir import DEFAULT_VARIANT, ONNX_VARIANTS, TFLITE_VARIANTS, require_export_dir
 
 #: ``--runtime`` choices: keras runs a model directory, the others an export directory
 RUNTIMES = ("keras", "savedmodel", "tflite", "onnx")
@@ -25,8 +25,8 @@ RUNTIME_CLASSES = {"keras": ("keras_runtime", "KerasPredictor"),
                    "savedmodel": ("savedmodel_runtime", "SavedModelPredictor"),
                    "tflite": ("tflite_runtime", "TFLitePredictor"), "onnx": ("onnx_runtime", "OnnxPredictor"),
                    "grpc": ("grpc_runtime", "GrpcClient"), "rest": ("rest_runtime", "RestClient")}
-#: variants each export runtime has (TFLite's files; the others run float32 only)
-VARIANTS = {"tflite": TFLITE_VARIANTS}
+#: variants each export runtime has (TFLite's and ONNX's files; the SavedModel runs float32 only)
+VARIANTS = {"tflite": TFLITE_VARIANTS, "onnx": ONNX_VARIANTS}
 
 
 def predictor_class(runtime: str) -> type:
@@ -42,7 +42,7 @@ def load_predictor(runtime: str = "keras", model=None, export_dir=None, variant:
 
     ``runtime="keras"``: ``model`` (a model directory or a loaded :class:`~tf2dasl.models.task.FaceTask`), with
     ``passes`` (1 or 2, 4-channel models only; None: 2). ``savedmodel`` | ``tflite`` | ``onnx``: the export in
-    ``export_dir`` (``variant``: a TFLite file, default float32; ``num_threads``: TFLite and ONNX Runtime
+    ``export_dir`` (``variant``: a TFLite or ONNX file, default float32; ``num_threads``: TFLite and ONNX Runtime
     intra-op threads). ``server="HOST:PORT"``: the model served by TF Serving over ``protocol`` (grpc or rest),
     named ``server_model`` (default: the model's name); ``model`` (a model directory), when given, tells its
     crop side and channels. A setting the chosen runtime would ignore is a :class:`~tf2dasl.errors.UserError`."""
@@ -64,7 +64,7 @@ def load_predictor(runtime: str = "keras", model=None, export_dir=None, variant:
     if runtime == "tflite":
         return predictor_class(runtime)(export_dir, variant=variant or DEFAULT_VARIANT, num_threads=num_threads)
     if runtime == "onnx":
-        return predictor_class(runtime)(export_dir, num_threads=num_threads)
+        return predictor_class(runtime)(export_dir, variant=variant or DEFAULT_VARIANT, num_threads=num_threads)
     return predictor_class(runtime)(export_dir)
 
 
@@ -76,7 +76,8 @@ def _keras_predictor(model, export_dir, passes) -> Predictor:
         raise UserError("--model MODEL_DIR is required with --runtime keras")
     if passes is not None and passes not in PASSES:
         raise UserError(f"--passes {passes}: use one of {', '.join(map(str, PASSES))}")
-    spec = read_model_spec(model) if isinstance(model, (str, Path)) else model.spec
+    # a model directory is checked whole (spec, files, array headers) before TensorFlow starts: one line if bad
+    spec = check_model_dir(model) if isinstance(model, (str, Path)) else model.spec
     if passes is not None and spec.channels != MAP_CHANNELS:
         raise UserError(f"--passes applies to {MAP_CHANNELS}-channel (2DASL) models; {spec.name} takes "
                         f"{spec.channels}-channel crops and always runs one pass (drop --passes)")

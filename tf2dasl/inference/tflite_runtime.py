@@ -1,6 +1,7 @@
 """The TFLite runtime: ``NAME_<variant>.tflite`` of an export with LiteRT's interpreter (XNNPACK, its default CPU
-delegate), one face a call (mobile graphs have a fixed batch of 1), normalised float32 crops in, whitened
-parameters and the 68 landmarks out. A 4-channel model's file has a second signature, ``with_map``."""
+delegate), one face a call (mobile graphs have a fixed batch of 1), normalised float32 crops in (uint8 crops as
+they are for the int8 file), whitened parameters and the 68 landmarks out. A 4-channel model's float files have a
+second signature, ``with_map``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from ..quiet import native_stderr_hidden
 from .base import Prediction
-from .export_dir import (DEFAULT_SIGNATURE, DEFAULT_VARIANT, EXPORT_HINT, MAP_SIGNATURE, TFLITE_VARIANTS,
+from .export_dir import (DEFAULT_SIGNATURE, DEFAULT_VARIANT, EXPORT_HINT, INT8, MAP_SIGNATURE, TFLITE_VARIANTS,
                          RuntimeLoadError, artifact_path, read_export)
 from .exported import ExportedPredictor
 
@@ -39,20 +40,25 @@ class TFLitePredictor(ExportedPredictor):
                                 for name in self.interpreter.get_signature_list()}
         except (ValueError, RuntimeError) as exc:
             raise RuntimeLoadError(f"{self.path}: cannot load the TFLite model ({exc})") from None
+        crops = self.runners[DEFAULT_SIGNATURE].get_input_details()["crops"]
+        self.raw_crops = np.dtype(crops["dtype"]) == np.uint8  # the int8 variant: uint8 crops read as they are
 
     def run_one(self, x: np.ndarray, maps: np.ndarray | None = None) -> dict:
-        """One normalised crop ``(1, S, S, 3)`` float32 [+ its map ``(1, S, S)``] → the signature's outputs
-        (``params_whitened`` ``(1, 62)``, ``landmarks`` ``(1, 68, 3)``)."""
+        """One crop ``(1, S, S, 3)`` (normalised float32; uint8 for int8) [+ its map ``(1, S, S)``] → the
+        signature's outputs (``params_whitened`` ``(1, 62)``, ``landmarks`` ``(1, 68, 3)``)."""
         if maps is None:
             return self.runners[DEFAULT_SIGNATURE](crops=x)
         runner = self.runners.get(MAP_SIGNATURE)
+        if runner is None and self.variant == INT8:
+            raise RuntimeLoadError(f"{self.path}: the int8 file has no {MAP_SIGNATURE!r} signature; given landmarks "
+                                   f"run in float (--variant {DEFAULT_VARIANT} or float16)")
         if runner is None:
             raise RuntimeLoadError(f"{self.path}: no {MAP_SIGNATURE!r} signature (exported by an older tf2dasl); "
                                    + EXPORT_HINT.format(dir=self.export_dir))
         return runner(crops=x, maps=maps)
 
     def _predict(self, crops, maps):
-        x = self.normalize(crops)
+        x = self.model_input(crops)
         outs = [self.run_one(np.ascontiguousarray(x[i:i + 1]), None if maps is None else maps[i:i + 1])
                 for i in range(len(x))]
         return Prediction(self.unwhiten(np.concatenate([o["params_whitened"] for o in outs])),

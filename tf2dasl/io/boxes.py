@@ -6,17 +6,20 @@ the image and the box.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
+from .json_text import JsonTextError, parse_json
 
 #: A given box narrower or shorter than this (pixels) makes an empty 3DDFA roi crop (the roi side is
 #: ``floor(1.58 * mean side)`` and its corners are rounded): such boxes are rejected when the file is read.
 MIN_BOX_SIDE = 2.0
+#: A given box (or the box of given landmarks) may be at most this many times the image's longer side: a face
+#: larger than that is not in the photo, and its crop would be mostly padding.
+MAX_BOX_IMAGE_RATIO = 2.0
 
 
 class BoxesError(UserError):
@@ -33,10 +36,12 @@ def read_boxes_file(path) -> dict:
     :data:`MIN_BOX_SIDE` pixels. Whether a box overlaps its image is checked per image by
     :func:`tf2dasl.batch.reconstruct_paths` (a per-image failure, as are unusable boxes given there as a dict)."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = parse_json(Path(path).read_bytes())
     except FileNotFoundError:
         raise BoxesError(f"{path}: boxes file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise BoxesError(f"{path}: cannot read the boxes file ({exc.strerror or exc})") from None
+    except JsonTextError as exc:
         raise BoxesError(f"{path}: not valid JSON ({exc})") from None
     ok = isinstance(data, dict) and all(
         isinstance(v, list) and all(isinstance(b, list) and len(b) == 4 and all(_is_number(c) for c in b)
@@ -69,12 +74,21 @@ def given_boxes(path: Path, size: tuple[int, int], boxes) -> np.ndarray:
         arr = np.asarray(boxes, np.float32).reshape(-1, 4)
     except (TypeError, ValueError):
         raise BoxesError(f"{path}: given boxes {boxes!r} are not a list of [x0, y0, x1, y1]") from None
-    w, h = size
     for box in arr.tolist():
-        why = box_problem(box)
-        x0, y0, x1, y1 = box
-        if why is None and (x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h):
-            why = f"lies outside the {w}x{h} image"
+        why = box_problem(box) or placement_problem(box, size)
         if why:
             raise BoxesError(f"{path}: given box {box} {why}; fix its entry in the boxes")
     return arr
+
+
+def placement_problem(box, size: tuple[int, int]) -> str | None:
+    """What is wrong with where box ``[x0, y0, x1, y1]`` lies in an image of ``size`` ``(width, height)``: outside
+    it, or larger than :data:`MAX_BOX_IMAGE_RATIO` times its longer side (far outside it); None when usable."""
+    w, h = size
+    x0, y0, x1, y1 = (float(c) for c in box)
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+        return f"lies outside the {w}x{h} image"
+    limit = MAX_BOX_IMAGE_RATIO * max(w, h)
+    if x1 - x0 > limit or y1 - y0 > limit:
+        return f"reaches far outside the {w}x{h} image (more than {MAX_BOX_IMAGE_RATIO:g} times its longer side)"
+    return None

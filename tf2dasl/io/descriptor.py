@@ -2,8 +2,9 @@
 ``export.json``): one set of checks and one-line errors for both."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .json_text import JsonTextError, parse_json
 
 
 def read_descriptor(folder: str | Path, filename: str, fmt: str, max_version: int, error: type[Exception],
@@ -18,8 +19,8 @@ def read_descriptor(folder: str | Path, filename: str, fmt: str, max_version: in
     if not path.is_file():
         raise error(f"{d}: not a tf2dasl {what} (no {filename}); {hint}")
     try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        meta = parse_json(path.read_bytes())
+    except JsonTextError as exc:
         raise error(f"{path}: not valid JSON ({exc}); {hint}") from None
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         raise error(f"{path}: not a tf2dasl {what} description (format != {fmt!r}); {hint}")

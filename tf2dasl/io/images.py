@@ -163,10 +163,12 @@ def _too_large(name: str, width: int, height: int, max_pixels: int, why: str = "
                       "the image, or raise --max-pixels (decoding takes about 3 bytes per pixel)")
 
 
-def decode_image(path: str | os.PathLike, max_pixels: int | None = None, reduce: bool = True) -> DecodedImage:
+def decode_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS, reduce: bool = True
+                 ) -> DecodedImage:
     """Read an image file as ``(H, W, 3)`` ``uint8`` BGR, upright (EXIF orientation applied), in bounded memory.
 
-    The size is read from the header first (:func:`read_header`). Above ``max_pixels`` (None: no limit) a JPEG
+    The size is read from the header first (:func:`read_header`). Above ``max_pixels`` (default
+    :data:`DEFAULT_MAX_PIXELS`; None: no limit) a JPEG
     is decoded at the smallest of 1/2, 1/4, 1/8 that fits when ``reduce``; any other image, or a JPEG that
     does not fit even at 1/8, is an :class:`ImageError` of one line naming its size and the limit, raised
     before any pixel is decoded. Other failures: ``"<path>: file not found"``, ``"<path>: is a directory"``,
@@ -218,13 +220,23 @@ def decode_image_bytes(data: bytes, name: str, max_pixels: int | None = None, re
     return DecodedImage(image, int(width), int(height), reduction)
 
 
-def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` ``uint8`` BGR, upright (EXIF orientation applied), at full size.
 
-    ``max_pixels`` refuses larger images before decoding them (:func:`decode_image`, which can also decode
-    large JPEGs at a reduced size). Raises :class:`ImageError` (one line naming the file).
+    ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`, the bound every command shares; None: no limit) refuses
+    larger images before decoding them (:func:`decode_image`, which can also decode large JPEGs at a reduced
+    size). Raises :class:`ImageError` (one line naming the file).
     """
     return decode_image(path, max_pixels, reduce=False).image
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be opened (the system's words: a symbolic link loop, a dangling link), or None."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike,
@@ -235,7 +247,9 @@ def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike,
     name, without recursing; a file is taken as given (whatever its extension; :func:`read_image` will
     complain if it is not an image). Duplicates are dropped, order is kept.
 
-    A missing input (``"<path>: file not found"``) or a folder without image files is an
+    A missing input (``"<path>: file not found"``), a folder without image files, or an image name in a folder
+    that cannot be opened (a symbolic link loop or a dangling link: ``"<path>: cannot be read (Too many levels
+    of symbolic links)"``) is an
     :class:`ImageError`; when ``problems`` is a list, each is appended to it as ``(input, one-line reason)``
     instead and the other inputs are still expanded (what a batch command wants).
     """
@@ -252,18 +266,23 @@ def iter_image_paths(inputs: Iterable[str | os.PathLike] | str | os.PathLike,
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                (c for c in p.iterdir() if c.suffix.lower() in IMAGE_EXTENSIONS and c.is_file()),
-                key=lambda c: c.name,
-            )
-            if not found:
+            named = sorted((c for c in p.iterdir() if c.suffix.lower() in IMAGE_EXTENSIONS), key=lambda c: c.name)
+            found = []
+            for c in named:
+                why = _unreadable(c)
+                if why:  # a symbolic link loop, a dangling link: named like any unreadable input
+                    problem(c, f"{c}: cannot be read ({why})")
+                elif c.is_file():
+                    found.append(c)
+            if not named:
                 problem(item, f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}; "
                               "subfolders are not searched): give image files or a folder of them")
                 continue
         elif p.exists():
             found = [p]
         else:
-            problem(item, f"{item}: file not found")
+            why = _unreadable(p)
+            problem(item, f"{item}: cannot be read ({why})" if why and os.path.islink(p) else f"{item}: file not found")
             continue
         for f in found:
             key = f.resolve()

@@ -17,7 +17,6 @@ provenance) still load. Reading and checking the files without building the netw
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from .. import __version__
 from ..models.task import FaceTask
 from .model_files import (FORMAT, FORMAT_VERSION, MM_FILE, REMAKE_HINT, SPEC_FILE, TASK_CLASS, WEIGHTS_FILE,
                           ModelDirError, read_model_meta, read_morphable, task_config)
+from .json_text import parse_json
 from .outputs import OutputError, atomic_dir, write_json
 
 
@@ -57,7 +57,7 @@ def _replaceable(out: Path) -> bool:
         if not any(out.iterdir()):
             return True
         try:
-            if json.loads((out / SPEC_FILE).read_text()).get("format") == FORMAT:
+            if parse_json((out / SPEC_FILE).read_bytes()).get("format") == FORMAT:
                 return True
         except (OSError, ValueError, AttributeError):
             pass

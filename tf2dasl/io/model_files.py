@@ -128,12 +128,26 @@ def read_spec_and_morphable(model_dir: str | Path) -> tuple[ModelSpec, Morphable
     return ModelSpec.from_dict(config["spec"]), read_morphable(d, provenance)
 
 
-def read_morphable(d: Path, provenance: dict) -> MorphableModel:
-    """The morphable model of model directory ``d`` (checked first: :func:`check_morphable_file`)."""
+def check_model_dir(model_dir: str | Path) -> ModelSpec:
+    """A model directory checked without reading an array or building its network: ``model.json`` (format, the
+    spec's ranges), its files present, and ``morphable_model.npz``'s array headers (:func:`check_morphable_file`);
+    its spec. What to call before loading one, so that a bad directory is one line before TensorFlow starts."""
+    d = Path(model_dir)
+    config, _ = task_config(read_model_meta(d), d / SPEC_FILE)
+    _check_files(d)
+    return ModelSpec.from_dict(config["spec"])
+
+
+def _check_files(d: Path) -> None:
     for name in (WEIGHTS_FILE, MM_FILE):
         if not (d / name).is_file():
             raise ModelDirError(f"{d}: incomplete model directory, {name} is missing")
     check_morphable_file(d / MM_FILE)
+
+
+def read_morphable(d: Path, provenance: dict) -> MorphableModel:
+    """The morphable model of model directory ``d`` (checked first: :func:`check_morphable_file`)."""
+    _check_files(d)
     try:
         with np.load(d / MM_FILE, allow_pickle=False) as z:
             return MorphableModel.from_arrays({k: z[k] for k in z.files}, provenance.get("morphable_model"))

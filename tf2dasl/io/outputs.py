@@ -2,9 +2,12 @@
 
 * **Atomic files** (:func:`write_bytes`, :func:`write_text`, :func:`write_json`, :func:`write_image`,
   :func:`atomic_file`): the content goes to a temporary file in the destination's folder
-  (``.<name>.<random>.tf2dasl-tmp``), is flushed and ``fsync``-ed, then renamed over the destination and the
-  folder is ``fsync``-ed. A reader sees the old file or the complete new one, never a part; a failed write
+  (``.<name>.<tag>-<random>.tf2dasl-tmp``), is flushed and ``fsync``-ed, then renamed over the destination and
+  the folder is ``fsync``-ed. A reader sees the old file or the complete new one, never a part; a failed write
   removes its temporary file.
+* **Temporaries are told apart by their process's tag** (:data:`PROCESS_TAG`, in every temporary name): a run
+  folder's manifest records the tag of each run, and :func:`remove_stale_temporaries` removes only temporaries
+  of the tags it is given, so a user's ``.notes.tf2dasl-tmp`` is never taken for a killed run's leftover.
 * **No clobbering on request**: ``overwrite=False`` puts the file in place with ``link()`` (which refuses an
   existing name) instead of ``rename()``, so a file that appeared meanwhile is never replaced
   (:class:`OutputExistsError`).
@@ -27,6 +30,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -39,7 +43,7 @@ from ..errors import UserError
 
 __all__ = ["OutputError", "OutputExistsError", "write_bytes", "write_text", "write_json", "write_image",
            "atomic_file", "atomic_dir", "temporary_path", "place_file", "is_temporary", "remove_stale_temporaries",
-           "reserve_space", "make_folder", "FOLDER_ERRNOS"]
+           "reserve_space", "make_folder", "folder_errno", "temporary_tag", "PROCESS_TAG", "FOLDER_ERRNOS"]
 
 #: Suffix of the temporary files and folders this module makes (and may remove: :func:`remove_stale_temporaries`).
 TMP_SUFFIX = ".tf2dasl-tmp"
@@ -57,6 +61,7 @@ _HINTS = {
     errno.ENOTDIR: "a file stands where a folder is needed",
     errno.EISDIR: "a folder stands where the file should go",
     errno.EEXIST: "it was not replaced",
+    errno.ELOOP: "tf2dasl never writes through a link: remove it or choose another folder",
 }
 
 
@@ -88,8 +93,16 @@ class OutputExistsError(OutputError):
         super().__init__(path, "it already exists", errno.EEXIST)
 
 
+#: This process's tag, in the name of every temporary it makes (``.<name>.<tag>-<random>.tf2dasl-tmp``): a run
+#: folder records it in its manifest, so that a later run removes only what a tf2dasl run left there.
+_TAG_BYTES = _RANDOM_BYTES = 4  # random bytes of the tag, and after it (distinct temporaries of one process)
+PROCESS_TAG = secrets.token_hex(_TAG_BYTES)
+_TMP_NAME = re.compile(rf"^\..+\.([0-9a-f]{{{2 * _TAG_BYTES}}})-[0-9a-f]{{{2 * _RANDOM_BYTES}}}"
+                       rf"{re.escape(TMP_SUFFIX)}$")
+
+
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    return path.with_name(f".{path.name}.{PROCESS_TAG}-{secrets.token_hex(_RANDOM_BYTES)}{TMP_SUFFIX}")
 
 
 def temporary_path(path) -> Path:
@@ -99,18 +112,27 @@ def temporary_path(path) -> Path:
     return _tmp_name(Path(path))
 
 
+def temporary_tag(name: str) -> str | None:
+    """The process tag in the name of a temporary file/folder of this module (:data:`PROCESS_TAG`), or None
+    when ``name`` is not one (a user's ``.notes.tf2dasl-tmp`` is not)."""
+    m = _TMP_NAME.match(name)
+    return m[1] if m else None
+
+
 def is_temporary(name: str) -> bool:
     """True for the name of a temporary file/folder of this module (left behind only by a killed process)."""
-    return name.startswith(".") and name.endswith(TMP_SUFFIX)
+    return temporary_tag(name) is not None
 
 
-def remove_stale_temporaries(folder) -> list[Path]:
-    """Remove the temporary files and folders a killed run left in ``folder`` (only names :func:`is_temporary`
-    matches); returns them. Do not call while another process writes to the same folder."""
+def remove_stale_temporaries(folder, tags) -> list[Path]:
+    """Remove the temporary files and folders that processes of ``tags`` left in ``folder`` (a run folder's
+    manifest says which tags wrote there: :class:`tf2dasl.io.run_folder.RunFolder`); anything else, whatever its
+    name, stays. Returns what was removed. Do not call while another process writes to the same folder."""
+    tags = set(tags)
     removed = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for entry in os.scandir(folder):
-            if is_temporary(entry.name):
+            if temporary_tag(entry.name) in tags:
                 p = Path(entry.path)
                 with contextlib.suppress(OSError):
                     if entry.is_dir(follow_symlinks=False):
@@ -136,6 +158,24 @@ def reserve_space(folder, nbytes: int) -> Path | None:
             path.unlink()
         return None
     return path
+
+
+def folder_errno(folder) -> int | None:
+    """Whether ``folder`` can take one more block now: None when a block-sized probe file can be written and
+    synced there, else the error's ``errno`` (ENOSPC for a full disk). Tells why a writer that does not report
+    its own errors (OpenCV's video encoder) wrote a broken file."""
+    probe = _tmp_name(Path(folder) / ".tf2dasl-probe")
+    try:
+        with open(probe, "xb") as f:
+            f.write(b"\0" * os.statvfs(folder).f_bsize)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return exc.errno
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return None
 
 
 def make_folder(folder) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .boxes import placement_problem
 
 
 class PtsError(UserError):
@@ -77,3 +78,15 @@ def read_pts(path: str | os.PathLike, n_points: int | None = 68) -> np.ndarray:
     if not np.all(np.isfinite(pts)):
         raise PtsError(f"{path}: non-finite coordinates")
     return pts
+
+
+def check_pts_in_image(path, points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``points`` ``(N, 2)`` of the ``.pts`` file ``path``, checked against an image of ``size`` ``(width, height)``:
+    their box must lie in the image and be no larger than :data:`tf2dasl.io.boxes.MAX_BOX_IMAGE_RATIO` times its
+    longer side (:func:`~tf2dasl.io.boxes.placement_problem`); :class:`PtsError` naming the file otherwise."""
+    box = [*np.min(points, axis=0).tolist(), *np.max(points, axis=0).tolist()]
+    why = placement_problem(box, size)
+    if why:
+        raise PtsError(f"{path}: the landmarks' box {[round(c, 1) for c in box]} {why}; fix the file's points "
+                       "(0-based after the file's 1-based pixels)")
+    return points

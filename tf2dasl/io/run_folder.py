@@ -1,10 +1,12 @@
 """An output folder that several runs write into: its manifest, which files are tf2dasl's, and resuming.
 
 ``OUT/tf2dasl-manifest.jsonl`` (:data:`MANIFEST_NAME`) is appended to, one JSON object a line
-(:class:`tf2dasl.io.outputs.JsonLines`: never a partial line), by every run into ``OUT``:
+(:class:`tf2dasl.io.streams.JsonLines`: never a partial line, never through a symbolic link), by every run into
+``OUT``:
 
 * ``{"type": "run", "format": "tf2dasl-run-manifest", "version": 1, "run": ID, "started": ISO, "tf2dasl": V,
-  "settings": {...}}`` when a run starts;
+  "temporaries": TAG, "settings": {...}}`` when a run starts, before it makes any temporary file (their names
+  hold ``TAG``: a later run removes what a killed one left, and only that);
 * ``{"type": "file", "run": ID, "name": "a.json", "bytes": N, "sha256": HEX}`` *before* the file is put in place
   (atomically, :mod:`tf2dasl.io.outputs`): a file in ``OUT`` whose size and hash match one of its records is
   **tf2dasl's** and may be replaced by a later run; anything else in ``OUT`` is the user's and never is;
@@ -17,6 +19,7 @@ The manifest says what a folder holds; it is not a lock: two runs into one folde
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,7 +28,8 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from .outputs import OutputError, make_folder, place_file, remove_stale_temporaries, reserve_space, write_bytes
+from .outputs import (PROCESS_TAG, OutputError, make_folder, place_file, remove_stale_temporaries, reserve_space,
+                      write_bytes)
 from .streams import JsonLines
 
 MANIFEST_NAME = "tf2dasl-manifest.jsonl"
@@ -62,41 +66,49 @@ class RunFolder:
     tf2dasl's own files; :meth:`is_free` tells whether a name may be (re)written; :meth:`begin_input` /
     :meth:`complete_input` / :meth:`is_complete` track inputs across runs.
 
-    Opening it creates ``OUT``, removes temporary files a killed run left (:func:`remove_stale_temporaries`),
-    sets :data:`RESERVE_BYTES` aside (:meth:`release_reserve`) and appends this run's record to the manifest;
-    :class:`OutputError` when ``OUT`` cannot be written or its ``tf2dasl-manifest.jsonl`` is not one."""
+    Opening it creates ``OUT``, removes the temporary files that runs recorded in the manifest left when they
+    were killed (their ``temporaries`` tag; :func:`remove_stale_temporaries`: nothing else, whatever its name),
+    appends this run's record (with this process's tag) to the manifest and sets :data:`RESERVE_BYTES` aside
+    (:meth:`release_reserve`); :class:`OutputError` when ``OUT`` cannot be written or its
+    ``tf2dasl-manifest.jsonl`` is not one (a symbolic link is not: nothing is written through it)."""
 
     def __init__(self, folder, settings: dict | None = None):
         self.path = make_folder(folder)
-        remove_stale_temporaries(self.path)
         manifest = self.path / MANIFEST_NAME
-        if os.path.lexists(manifest) and not manifest.is_file():
+        if os.path.isdir(manifest) and not os.path.islink(manifest):
             raise OutputError(manifest, "a folder has the manifest's name; choose another output folder")
         self._log = JsonLines(manifest, fsync=True)  # a record is on disk before the file it names
-        records = self._log.read()
-        if manifest.is_file() and manifest.stat().st_size and (
-                not records or records[0].get("format") != MANIFEST_FORMAT):
+        records = self._log.read()  # a symbolic link in the manifest's place: OutputError, nothing followed
+        if self._log.size() and (not records or records[0].get("format") != MANIFEST_FORMAT):
+            self._log.close()
             raise OutputError(manifest, "the file is not a tf2dasl manifest (not written by tf2dasl); "
                                         "choose another output folder")
         if records and records[0].get("version", 0) > MANIFEST_VERSION:
+            self._log.close()
             raise OutputError(manifest, f"manifest version {records[0].get('version')} is newer than this tf2dasl "
                                         f"reads ({MANIFEST_VERSION}); upgrade tf2dasl or choose another folder")
         self._hashes: dict[str, set[tuple[int, str]]] = {}
         self._inputs: dict[str, dict] = {}
+        tags = set()
         for rec in records:
             kind = rec.get("type")
             if kind == "file" and isinstance(rec.get("name"), str):
                 self._hashes.setdefault(rec["name"], set()).add((rec.get("bytes"), rec.get("sha256")))
             elif kind == "input" and isinstance(rec.get("input"), str):
                 self._inputs[rec["input"]] = rec
+            elif kind == "run" and isinstance(rec.get("temporaries"), str):
+                tags.add(rec["temporaries"])
+        remove_stale_temporaries(self.path, tags)  # only what runs recorded here left: never a user's item
         self._owned_cache: dict[str, tuple[tuple, bool]] = {}
-        self._reserve = reserve_space(self.path, RESERVE_BYTES)
+        self._this_run: dict[str, tuple[int, str]] = {}  # name -> (bytes, sha256) of the files this run recorded
         self.run = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         self.settings = settings or {}
         self.written: list[str] = []  # names written by this run, in order
+        # the run's record names its temporaries' tag before the first of them is made (the reserve)
         self._log.append({"type": "run", "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "run": self.run,
                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tf2dasl": __version__,
-                          "settings": self.settings})
+                          "temporaries": PROCESS_TAG, "settings": self.settings})
+        self._reserve = reserve_space(self.path, RESERVE_BYTES)
 
     def release_reserve(self) -> None:
         """Give the reserved space back (before the last writes of a run: summary.json)."""
@@ -138,13 +150,29 @@ class RunFolder:
             return []
 
     # -------------------------------------------------------------------------------------------- writing
+    def make_subfolder(self, name: str) -> Path:
+        """``OUT/name`` as a folder (made when missing) that is inside ``OUT``: a symbolic link in its place is an
+        :class:`OutputError`, so no file is ever written through it to a folder elsewhere."""
+        target = self.path / name
+        if os.path.islink(target):
+            raise OutputError(target, "it is a symbolic link", errno.ELOOP)
+        return make_folder(target)
+
+    def _target(self, name: str) -> Path:
+        """``OUT/name``, its folders checked (:meth:`make_subfolder`) when ``name`` has any."""
+        parent = Path(name).parent
+        if parent != Path("."):
+            self.make_subfolder(str(parent))
+        return self.path / name
+
     def write(self, name: str, data: bytes) -> Path:
         """Record ``name`` with its size and hash in the manifest, then write it atomically. Replaces only a
         file that is tf2dasl's (:meth:`owns`); anything else of that name is an ``OutputExistsError`` and stays
         as it was. Any failure is an :class:`OutputError` naming ``OUT/name``."""
+        path = self._target(name)
         overwrite = self.owns(name)
         self._record_file(name, len(data), hashlib.sha256(data).hexdigest())
-        target = write_bytes(self.path / name, data, overwrite=overwrite)
+        target = write_bytes(path, data, overwrite=overwrite)
         self._written(name)
         return target
 
@@ -153,9 +181,9 @@ class RunFolder:
         :class:`~tf2dasl.io.outputs.VideoEncoder`) as ``name`` and put it in place
         (:func:`~tf2dasl.io.outputs.place_file`: fsync, rename, folder fsync) on the same terms as :meth:`write`:
         only a file that is tf2dasl's is replaced. The temporary file is gone afterwards, also on failure."""
-        target = self.path / name
-        overwrite = self.owns(name)
         try:
+            target = self._target(name)
+            overwrite = self.owns(name)
             self._record_file(name, *_size_and_hash(tmp, target))
         except OutputError:
             with contextlib.suppress(OSError):
@@ -164,6 +192,12 @@ class RunFolder:
         place_file(tmp, target, overwrite=overwrite)
         self._written(name)
         return target
+
+    def write_summary(self, name: str, summary: dict) -> Path:
+        """The run's last file: ``summary`` as indented JSON under ``name``, written (as :meth:`write`) in the space
+        the run held back (:meth:`release_reserve`), so that a disk the outputs filled still takes it."""
+        self.release_reserve()
+        return self.write(name, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
 
     def adopt(self, name: str) -> None:
         """Record ``OUT/name``, a file this run wrote in place line by line (a JSON-lines stream that must be
@@ -179,6 +213,19 @@ class RunFolder:
         except OutputError as exc:
             raise OutputError(self.path / name, f"{exc.reason} (writing the manifest)", exc.errno) from None
         self._hashes.setdefault(name, set()).add((size, digest))
+        self._this_run[name] = (size, digest)
+
+    def placed(self, name: str) -> bool:
+        """True when ``OUT/name`` is the file this run recorded under that name (on disk, unchanged): whether
+        a write that an interruption cut short had already put it in place."""
+        rec = self._this_run.get(name)
+        p = self.path / name
+        if rec is None or p.is_symlink() or not p.is_file():
+            return False
+        try:
+            return _size_and_hash(p, p) == rec
+        except OutputError:
+            return False
 
     def _written(self, name: str) -> None:
         self._owned_cache.pop(name, None)

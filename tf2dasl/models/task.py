@@ -36,18 +36,19 @@ class FaceTask(keras.Model):
     matches the spec (training and exports share one), else a new one; ``dense``: the morphable layer keeps the
     dense bases too (dense outputs in graphs); ``landmark_head`` (optional): a layer mapping whitened params to
     crop-pixel landmarks ``(B, 68, 3)`` for the second pass's map and the ``landmarks`` output (the mobile export
-    passes its float16-safe head). ``provenance``: where the model came from (written to its model directory,
+    passes its float16-safe head); ``preprocessor`` (optional): a :class:`CropPreprocessor` of the spec's input (the
+    int8 export passes one that pins its input's quantisation). ``provenance``: where the model came from (written to its model directory,
     not part of the config).
     """
 
     def __init__(self, spec: ModelSpec | dict, mm: MorphableModel | None = None, *, regressor: Regressor | None = None,
                  dense: bool = False, num_vertices: int | None = None, landmark_head: keras.layers.Layer | None = None,
-                 provenance: dict | None = None, **kwargs):
+                 preprocessor: CropPreprocessor | None = None, provenance: dict | None = None, **kwargs):
         spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
         kwargs.setdefault("name", spec.name)
         super().__init__(**kwargs)
         self.spec = spec
-        self.preprocessor = CropPreprocessor.from_spec(spec, name="preprocessor")
+        self.preprocessor = preprocessor or CropPreprocessor.from_spec(spec, name="preprocessor")
         if regressor is None:
             regressor = Regressor(spec.backbone, spec.width, spec.input_size, spec.channels, spec.num_params,
                                   name="regressor")

@@ -8,6 +8,9 @@ import numpy as np
 _BARY_EPS = 1e-7
 # Triangles per chunk: temporaries stay ~100-250 kB (cache-resident, recycled by the allocator).
 _CHUNK = 16384
+#: Faces rasterised together in one pass of :func:`raster_meshes`; more are done pass by pass and merged by depth,
+#: so a picture of many faces needs the memory of this many (a dense face is ~76k triangles, ~5 MB of temporaries).
+FACES_PER_PASS = 8
 
 
 # Bounding boxes of up to _WIN x _WIN pixel centres are rasterised with fixed windows (pass 1);
@@ -329,6 +332,34 @@ def concat_faces(verts: list[np.ndarray], triangles) -> tuple[np.ndarray, np.nda
     return np.concatenate(verts, axis=0), np.concatenate([tri + o for o in offsets], axis=0)
 
 
+def raster_meshes(verts: list[np.ndarray], triangles, height: int, width: int, cull_backfaces: bool = False):
+    """:func:`raster_compact` of several meshes sharing ``triangles`` as one mesh (face ``f``'s triangles are
+    ``f * T ... (f + 1) * T - 1``), in passes of :data:`FACES_PER_PASS` faces merged by depth (the nearest wins,
+    a tie keeps the earlier face): memory does not grow with the number of faces. Same return values."""
+    tri = np.asarray(triangles)
+    best = None
+    for g in range(0, len(verts), FACES_PER_PASS):
+        all_v, all_t = concat_faces(verts[g:g + FACES_PER_PASS], tri)
+        pix, t_idx, bary, z = raster_compact(all_v, all_t, height, width, cull_backfaces)
+        part = (pix, t_idx + g * len(tri), *bary, z)
+        best = part if best is None else _nearest(best, part)
+    if best is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), (np.zeros(0),) * 3, np.zeros(0)
+    return best[0], best[1], best[2:5], best[5]
+
+
+def _nearest(a: tuple, b: tuple) -> tuple:
+    """Two ``(pix, tri, l0, l1, l2, z)`` rasterisations merged: per pixel the nearer (larger z), ``a`` on a tie;
+    pixels ascending."""
+    cat = [np.concatenate(pair) for pair in zip(a, b)]
+    pix, z = cat[0], cat[5]
+    order = np.lexsort((-z, pix))  # by pixel, nearest first; stable, so a's candidate first on a tie
+    first = np.ones(len(order), bool)
+    first[1:] = pix[order][1:] != pix[order][:-1]
+    keep = order[first]
+    return tuple(c[keep] for c in cat)
+
+
 def raster_faces(verts: list[np.ndarray], triangles, height: int, width: int,
                   attrs_list: list[list[np.ndarray]], cull_backfaces: bool = False):
     """Rasterise several meshes sharing ``triangles`` into one z-buffer and interpolate attributes.
@@ -337,11 +368,11 @@ def raster_faces(verts: list[np.ndarray], triangles, height: int, width: int,
     ``(pix, [values_c (M,) float64 ...])``: the covered flat pixel indices ``row * width + col`` and
     each channel interpolated with the barycentrics of the visible triangle.
     """
-    all_v, all_t = concat_faces(verts, triangles)
+    tri = np.asarray(triangles)
+    pix, t_idx, (l0, l1, l2), _ = raster_meshes(verts, tri, height, width, cull_backfaces)
+    face, local = np.divmod(t_idx, len(tri))
+    offsets = np.cumsum([0] + [len(v) for v in verts])[face]  # the winning face's first vertex
+    c0, c1, c2 = (tri[local, k] + offsets for k in range(3))
     chans = [np.concatenate([np.asarray(a[c], np.float64) for a in attrs_list])
              for c in range(len(attrs_list[0]))]
-    pix, t_idx, (l0, l1, l2), _ = raster_compact(all_v, all_t, height, width, cull_backfaces)
-    tt = np.asarray(all_t).T
-    c0, c1, c2 = tt[0][t_idx], tt[1][t_idx], tt[2][t_idx]
-    values = [l0 * a[c0] + l1 * a[c1] + l2 * a[c2] for a in chans]
-    return pix, values
+    return pix, [l0 * a[c0] + l1 * a[c1] + l2 * a[c2] for a in chans]

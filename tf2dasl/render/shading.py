@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .raster import as_list, check_mesh, concat_faces, image_shape, raster_compact, raster_faces
+from .raster import as_list, check_mesh, image_shape, raster_faces, raster_meshes
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:
@@ -35,8 +35,7 @@ def render_depth(image_or_shape, vertices_list: Sequence[np.ndarray], triangles,
     verts = as_list(vertices_list)
     out = np.zeros(h * w, np.uint8)
     if verts:
-        all_v, all_t = concat_faces(verts, triangles)
-        pix, t_idx, _, z = raster_compact(all_v, all_t, h, w, cull_backfaces)
+        pix, t_idx, _, z = raster_meshes(verts, triangles, h, w, cull_backfaces)
         # Depth is affine over each triangle, so the z-buffer's z is the interpolated depth.
         zs = [np.asarray(v, np.float64)[:, 2] for v in verts]
         zmin = np.array([np.nanmin(zi) for zi in zs])
@@ -227,8 +226,7 @@ def render_textured(image, vertices_list: Sequence[np.ndarray], triangles, uv, t
         raise ValueError(f"uv must be (N, 2), got {uv.shape}")
     if verts:
         tri = np.asarray(triangles)
-        all_v, all_t = concat_faces(verts, tri)
-        pix, t_idx, bary, _ = raster_compact(all_v, all_t, h, w, cull_backfaces)
+        pix, t_idx, bary, _ = raster_meshes(verts, tri, h, w, cull_backfaces)
         colors = np.empty((len(pix), 3), np.uint8)
         face = t_idx // len(tri) if len(verts) > 1 else None
         for f, tex in enumerate(texs):

@@ -1,9 +1,13 @@
 """Training state and callbacks of ``tf2dasl train``: ``tf.train.Checkpoint`` state after every epoch, a NaN stop with
-a public result, and the per-epoch validation (:mod:`.validation`).
+a public result, ``history.csv`` (written through :mod:`tf2dasl.io.streams`), and the per-epoch validation
+(:mod:`.validation`).
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import UserError
+from ..io.streams import LineFile
 
 #: checkpoint prefix inside ``RUN_DIR/checkpoints`` (``ckpt-N.index`` / ``ckpt-N.data-*``, N = finished epochs)
 CKPT_NAME = "ckpt"
@@ -109,3 +114,41 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
         if loss is not None and not math.isfinite(float(np.asarray(loss))):
             self.stopped = NaNStop(self._epoch + 1, batch + 1, {k: float(np.asarray(v)) for k, v in logs.items()})
         super().on_batch_end(batch, logs)
+
+
+def _csv_row(values) -> str:
+    """One CSV row (no line end), quoted as the ``csv`` module quotes."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(values)
+    return buf.getvalue()
+
+
+class CsvHistory(keras.callbacks.Callback):
+    """``history.csv``: a header (``epoch`` and the sorted log keys), then one row per epoch, the columns Keras'
+    ``CSVLogger`` writes; each row appended whole through :class:`tf2dasl.io.streams.LineFile`, which never writes
+    through a symbolic link (one planted in its place stops training with a one-line error). ``append``: a
+    resumed run adds its rows to the file; otherwise an earlier file of that name is replaced (the link itself,
+    never what it points to)."""
+
+    def __init__(self, path: Path, append: bool = False):
+        super().__init__()
+        self.path, self.append = Path(path), append
+        self.keys: list[str] | None = None
+        self.log: LineFile | None = None
+
+    def on_train_begin(self, logs=None):
+        if not self.append and os.path.lexists(self.path):
+            os.unlink(self.path)
+        self.log = LineFile(self.path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.log.size() == 0:
+                self.log.append(_csv_row(["epoch"] + self.keys))
+        self.log.append(_csv_row([epoch] + [logs.get(k, "NA") for k in self.keys]))
+
+    def on_train_end(self, logs=None):
+        if self.log is not None:
+            self.log.close()

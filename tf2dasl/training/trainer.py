@@ -1,10 +1,12 @@
 """``train(config, out_dir, init, resume)``: 2DASL training with ``keras fit`` — data, teacher labels, models,
 strategy, callbacks.
 
-RUN_DIR layout: ``config.yaml`` (the resolved config), ``checkpoints/`` (``tf.train.Checkpoint`` of the model and
-both optimizers after each epoch), ``history.csv``, ``logs/`` (TensorBoard), ``holdout.txt`` (held-out 300-W
-faces), ``aflw_val.txt`` (AFLW's validation split), ``best/`` (the best epoch on the held-out faces, with
-``keep_best``) and finally ``model/`` — a model directory loadable by ``evaluate``, ``reconstruct`` and ``export``.
+RUN_DIR layout: ``tf2dasl-manifest.jsonl`` (each run's record: a killed run's temporary folders are removed by
+the next, and nothing else), ``config.yaml`` (the resolved config), ``checkpoints/`` (``tf.train.Checkpoint`` of
+the model and both optimizers after each epoch), ``history.csv``, ``logs/`` (TensorBoard), ``holdout.txt``
+(held-out 300-W faces), ``aflw_val.txt`` (AFLW's validation split), ``best/`` (the best epoch on the held-out
+faces, with ``keep_best``) and finally ``model/`` — a model directory loadable by ``evaluate``, ``reconstruct``
+and ``export``.
 
 One job (a run, from config to model directory) whose steps —
 strategy, teacher labels, data, models, resume, callbacks, the final model — each a small function here, depend
@@ -34,13 +36,14 @@ from ..io.model_dir import load_model_dir, save_model_dir
 from ..io.model_files import read_model_meta
 from ..io.morphable_files import load_morphable_model
 from ..io.outputs import atomic_dir, write_text
+from ..io.run_folder import RunFolder
 from ..io.yaml_config import dump_config, to_dict
 from ..models.critic import SelfCritic
 from ..models.dasl import DASLModel, expand_to_four_channels
 from ..models.morphable import MorphableLayer
 from ..models.spec import ModelSpec
 from ..models.task import FaceTask
-from .callbacks import EpochCheckpoint, StopOnNaN, TrainingState
+from .callbacks import CsvHistory, EpochCheckpoint, StopOnNaN, TrainingState
 from .train_config import TrainConfig, expand_path
 from .validation import HoldoutSet, Validation, holdout_sets, point_decoder
 
@@ -312,8 +315,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         make_deterministic()
     strategy = _strategy(cfg.distribute)  # MultiWorkerMirroredStrategy must exist before other TF work
     chief = _is_chief(strategy)
+    if chief:  # record this process's temporaries in the run folder's manifest; remove a killed run's
+        RunFolder(out, {"command": "train", "resume": resume}).close()
     if chief and (not resume or _check_resumed_config(cfg, out / CONFIG_FILE)):
-        out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / CONFIG_FILE)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
@@ -371,7 +375,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         callbacks.append(validation)
     callbacks.append(EpochCheckpoint(state, nan_stop))
     if chief:
-        callbacks += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+        callbacks += [CsvHistory(out / "history.csv", append=resume),
                       keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, update_freq="epoch")]
     callbacks += list(extra_callbacks or [])
     t0 = time.time()

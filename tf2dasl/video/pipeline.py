@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import time as _time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from ..batch.naming import output_stems, rename_reason
+from ..batch.naming import output_stems, rename_reason, summary_name
 from ..errors import UserError
 from ..geometry.roi import landmark_boxes
 from ..io.outputs import OutputError
@@ -36,6 +35,7 @@ from .reader import VideoReader, open_camera, open_video
 from .smoothing import make_smoother
 from .tracker import FaceTracker, TrackedFace, TrackedFrame
 from .video_config import VideoConfig
+from .video_summary import VideoFailure, VideoRun, VideoSummary
 from .writer import VideoOutputs
 
 
@@ -87,55 +87,6 @@ def smooth_frames(rec, frames, smoothing) -> list[TrackedFrame]:
     return out + [smoothed_frame(rec, s) for s in smoother.flush()]
 
 
-@dataclass
-class VideoSummary:
-    """What :func:`reconstruct_video` did with one video or camera."""
-
-    input: str
-    stem: str = ""
-    frames: int = 0
-    faces: int = 0
-    tracks: int = 0
-    files: list[str] = field(default_factory=list)
-    out_dir: str = ""
-    seconds: float = 0.0
-    problem: str | None = None
-    write_error: str | None = None
-    interrupted: bool = False
-    skipped: bool = False
-    renamed: str | None = None
-    stats: dict = field(default_factory=dict)
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Every frame of the stream was read and every file written."""
-        return self.problem is None and self.write_error is None and not self.interrupted
-
-    def describe(self) -> str:
-        if self.skipped:
-            return f"{self.input}: complete from an earlier run with the same settings, kept (--force redoes it)"
-        files = ", ".join(str(Path(self.out_dir, f)) for f in self.files if "/" not in f)
-        meshes = sum("/" in f for f in self.files)
-        return (f"{self.input}: {self.frames} frames ({self.frames_per_second:.1f} frames/s), {self.faces} faces in "
-                f"{self.tracks} tracks -> {files or 'nothing written'}"
-                + (f" + {meshes} meshes" if meshes else ""))
-
-    def report_lines(self) -> list[str]:
-        lines = [f"renamed: {self.input} -> {self.stem}.jsonl ({self.renamed})"] if self.renamed else []
-        if self.problem:
-            lines.append(f"incomplete: {self.problem}")
-        if self.write_error:
-            lines.append(f"failed: {self.write_error}")
-        if self.interrupted:
-            lines.append(f"interrupted: {self.input} stopped after frame {self.frames - 1}; the frames before are "
-                         "written")
-        return lines
-
-
 def _output_names(stem: str, outputs: Sequence[str]) -> list[str]:
     return [f"{stem}.jsonl"] + ([f"{stem}_overlay.mp4"] if "overlay" in outputs else [])
 
@@ -152,28 +103,34 @@ def _choose_stem(folder, path: Path, key: str, outputs: Sequence[str]) -> tuple[
     return stem, rename_reason(path, foreign, other, folder)
 
 
+def _run_settings(reconstructor, config: VideoConfig, settings: dict | None) -> dict:
+    """What identifies a video run in the manifest: ``settings`` (the model), the video config, the detector."""
+    return {**(settings or {}), "video": dataclasses.asdict(config),
+            "detector": str(getattr(reconstructor.detector, "name", None))}
+
+
 def reconstruct_video(source, reconstructor, out_dir, outputs: Sequence[str] = (), config: VideoConfig | None = None,
                       force: bool = False, settings: dict | None = None, progress: bool = True,
                       max_frames: int | None = None) -> VideoSummary:
-    """Reconstruct every frame of ``source`` (a video path, or an ``int`` camera number) into ``out_dir``.
+    """Reconstruct every frame of ``source`` (a video path, or an ``int`` camera number) into ``out_dir`` (a
+    folder, or an open :class:`~tf2dasl.io.run_folder.RunFolder` that several videos share).
 
     ``outputs``: any of ``overlay``, ``obj``, ``ply`` (the JSON lines are always written; see
     :mod:`tf2dasl.video.writer`). ``settings``: what else identifies the run for the manifest (the model).
     ``max_frames`` stops after that many frames (a camera otherwise runs until Ctrl-C).
     Raises :class:`~tf2dasl.video.reader.VideoError` when the source cannot be read at all and
     :class:`~tf2dasl.io.outputs.OutputError` when the output folder cannot be used; later problems are in the
-    summary (:attr:`VideoSummary.ok`)."""
+    summary (:attr:`VideoSummary.ok`). No ``summary.json``: :func:`reconstruct_sources` writes it."""
     config = config or VideoConfig()
     camera = isinstance(source, int) and not isinstance(source, bool)
     reader: VideoReader = open_camera(source) if camera else open_video(source)
-    name = reader.name
     path = Path(f"camera{source}") if camera else Path(source)
     key = f"camera:{source}" if camera else input_key(path)
-    summary = VideoSummary(input=name)
-    run_settings = {**(settings or {}), "video": dataclasses.asdict(config),
-                    "detector": str(getattr(reconstructor.detector, "name", None))}
+    summary = VideoSummary(input=reader.name)
+    run_settings = _run_settings(reconstructor, config, settings)
     with reader:
-        folder = RunFolder(out_dir, run_settings)
+        shared = isinstance(out_dir, RunFolder)
+        folder = out_dir if shared else RunFolder(out_dir, run_settings)
         try:
             summary.out_dir = str(folder.path)
             fp = fingerprint({"settings": run_settings, "outputs": sorted(outputs), "max_frames": max_frames})
@@ -188,7 +145,8 @@ def reconstruct_video(source, reconstructor, out_dir, outputs: Sequence[str] = (
                 folder.complete_input(key, summary.stem, summary.files, fp, src_state, frames=summary.frames,
                                       faces=summary.faces)
         finally:
-            folder.close()
+            if not shared:
+                folder.close()
     return summary
 
 
@@ -197,14 +155,10 @@ def _run(reader: VideoReader, rec, folder, summary: VideoSummary, outputs, confi
     video = VideoReconstructor(rec, config)
     writer = VideoOutputs(folder, summary.stem, outputs, reader.fps, (reader.width, reader.height), config.overlay,
                           rec)
-    track_ids: set[int] = set()
 
     def write(frames) -> None:
         for f in frames:
             writer.write(f)
-            summary.frames += 1
-            summary.faces += len(f.faces)
-            track_ids.update(t.track_id for t in f.faces)
 
     total = reader.frame_count or None
     if max_frames is not None:
@@ -230,42 +184,50 @@ def _run(reader: VideoReader, rec, folder, summary: VideoSummary, outputs, confi
     finally:
         bar.close()
         summary.seconds = _time.perf_counter() - t0
-        summary.tracks = len(track_ids)
         summary.stats = dict(video.tracker.stats)
         try:
             summary.files = writer.close()
         except OutputError as exc:
             summary.write_error = summary.write_error or str(exc)
             summary.files = writer.names()
-
-
-@dataclass
-class VideoFailure:
-    """A video or camera that could not be read at all (or whose output folder could not be used)."""
-
-    input: str
-    reason: str
-
-    def describe(self) -> str:
-        return f"failed: {self.reason if self.reason.startswith(self.input) else f'{self.input}: {self.reason}'}"
+        # what is in the JSON lines, counted by the writer as each line was written (a Ctrl-C between a frame's
+        # line and its overlay frame still counts the line)
+        summary.frames, summary.last_frame, summary.faces = writer.frames, writer.last_frame, writer.faces
+        summary.tracks = len(writer.track_ids)
 
 
 def reconstruct_sources(sources: Sequence, reconstructor, out_dir, outputs: Sequence[str] = (),
                         config: VideoConfig | None = None, force: bool = False, settings: dict | None = None,
-                        progress: bool = True, max_frames: int | None = None) -> list:
-    """:func:`reconstruct_video` for each of ``sources`` (paths, or ints for cameras) in turn: a source that cannot
-    be read is a :class:`VideoFailure` (one line) and the others go on; Ctrl-C stops after the interrupted one
-    (its summary says ``interrupted``). Returns a :class:`VideoSummary` or :class:`VideoFailure` per source
-    attempted."""
-    results: list = []
-    for source in sources:
+                        progress: bool = True, max_frames: int | None = None, then: Sequence = ()) -> VideoRun:
+    """:func:`reconstruct_video` for each of ``sources`` (paths, or ints for cameras) in turn, in one run folder:
+    a source that cannot be read is a :class:`VideoFailure` (one line) and the others go on; Ctrl-C stops after
+    the interrupted one (its summary says ``interrupted``). Returns a :class:`VideoRun`: a
+    :class:`VideoSummary` or :class:`VideoFailure` per source attempted, and, with ``write_summary``, where
+    ``OUT/summary.json`` went (written in every case, in the space the run folder held back; a caller that
+    writes its own summary, e.g. for photos in the same command, passes False and adds :meth:`VideoRun.to_json`).
+    :class:`~tf2dasl.io.outputs.OutputError` when the output folder cannot be used at all."""
+    config = config or VideoConfig()
+    run = VideoRun()
+    with RunFolder(out_dir, _run_settings(reconstructor, config, settings)) as folder:
+        summary_file = summary_name(folder)
         try:
-            summary = reconstruct_video(source, reconstructor, out_dir, outputs, config, force, settings, progress,
-                                        max_frames)
-        except UserError as exc:  # VideoError, OutputError (the folder), DetectorError
-            results.append(VideoFailure(f"camera {source}" if isinstance(source, int) else str(source), str(exc)))
-            continue
-        results.append(summary)
-        if summary.interrupted:
-            break
-    return results
+            for source in sources:
+                try:
+                    summary = reconstruct_video(source, reconstructor, folder, outputs, config, force, settings,
+                                                progress, max_frames)
+                except UserError as exc:  # VideoError, OutputError, DetectorError
+                    run.results.append(VideoFailure(f"camera {source}" if isinstance(source, int) else str(source),
+                                                    str(exc)))
+                    continue
+                run.results.append(summary)
+                if summary.interrupted:
+                    break
+        finally:
+            if run.interrupted:
+                run.not_processed = [str(p) for p in then]
+            if not then or run.interrupted:
+                try:
+                    run.summary_file = str(folder.write_summary(summary_file, run.to_json()))
+                except OutputError as exc:
+                    run.summary_error = str(exc)
+    return run

@@ -82,7 +82,7 @@ class _TrackFilter:
 
     def __init__(self, cfg: SmoothingConfig):
         if cfg.causal_filter == "kalman":
-            self.pose = KalmanCV(NUM_POSE, cfg.pose_noise)
+            self.pose = KalmanCV(NUM_POSE, cfg.pose_noise, cfg.pose_adaptation)
             self.expression = KalmanCV(NUM_EXP, cfg.expression_noise)
         else:
             args = (cfg.one_euro_min_cutoff, cfg.one_euro_beta, cfg.one_euro_d_cutoff)
@@ -127,10 +127,9 @@ class CausalSmoother(Smoother):
             p = img[i]
             if cfg.causal_filter == "kalman":
                 out[i, POSE] = st.pose.update(p[POSE], dt)
-                out[i, EXPRESSION] = st.expression.update(p[EXPRESSION], dt)
             else:
                 out[i, POSE] = st.pose.update(p[POSE], dt, self._pose_scale(p, face))
-                out[i, EXPRESSION] = st.expression.update(p[EXPRESSION], dt)
+            out[i, EXPRESSION] = st.expression.update(p[EXPRESSION], dt)
             st.shape_sum += p[SHAPE]
             st.count += 1
             if cfg.shape == "mean":

@@ -23,6 +23,7 @@ Owns drawing onto frames and the encoders; no tracking, no smoothing, no model c
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 
 from ..io.mesh import encode_obj, encode_ply, sample_vertex_colors
-from ..io.outputs import OutputError, make_folder
+from ..io.outputs import OutputError
 from ..io.streams import JsonLines, VideoEncoder
 from ..render import draw, render_shaded
 from .video_config import OverlayConfig
@@ -101,7 +102,7 @@ class VideoOutputs:
         self.triangles = mm.triangles if mm is not None and mm.is_dense else None
         self.jsonl_name = f"{stem}.jsonl"
         jsonl = folder.path / self.jsonl_name
-        if jsonl.exists():  # tf2dasl's own from an earlier run (the stem was chosen so): start it afresh
+        if os.path.lexists(jsonl):  # tf2dasl's own from an earlier run (the stem was chosen so): start it afresh
             try:
                 jsonl.unlink()
             except OSError as exc:
@@ -113,8 +114,10 @@ class VideoOutputs:
         self.meshes = [o for o in ("obj", "ply") if o in self.outputs] if self.triangles is not None else []
         self.mesh_dir = f"{stem}_meshes"
         if self.meshes:
-            make_folder(folder.path / self.mesh_dir)
-        self.frames = 0
+            folder.make_subfolder(self.mesh_dir)  # never a link to a folder elsewhere
+        self.frames, self.faces = 0, 0  # the JSON lines written, and their faces
+        self.last_frame: int | None = None  # the index of the last frame whose line is written
+        self.track_ids: set[int] = set()
         self.mesh_files = 0
         self._written: list[str] = []
 
@@ -124,7 +127,8 @@ class VideoOutputs:
         if need_vertices and frame.faces:
             self.rec.add_vertices([f.face for f in frame.faces])
         self.lines.append(frame_record(frame))
-        self.frames += 1
+        self.frames, self.last_frame, self.faces = self.frames + 1, int(frame.index), self.faces + len(frame.faces)
+        self.track_ids.update(f.track_id for f in frame.faces)
         if self.overlay is not None:
             tri = self.triangles if self.config.mesh else None
             self.overlay.write(draw_frame(frame.image, frame.faces, tri))
