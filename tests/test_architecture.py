@@ -61,6 +61,9 @@ FORBIDDEN = {
                         "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.data"],
     "tf2dasl.batch": ["keras", "tensorflow", "tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate",
                       "tf2dasl.models", "tf2dasl.data", "tf2dasl.api"],
+    "tf2dasl.profiling": ["keras", "tensorflow", "tf2dasl.models", "tf2dasl.commands", "tf2dasl.training",
+                          "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.api", "tf2dasl.reconstruct", "tf2dasl.model",
+                          "tf2dasl.video", "tf2dasl.batch", "tf2dasl.texture"],
     "tf2dasl.render": ["keras", "tensorflow", "tf2dasl.io", "tf2dasl.models", "tf2dasl.commands", "tf2dasl.api",
                        "tf2dasl.training", "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.video", "tf2dasl.data"],
 }
@@ -124,7 +127,8 @@ def test_the_numpy_pipeline_imports_without_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys, tf2dasl.reconstruct, tf2dasl.batch, tf2dasl.video, tf2dasl.texture.edit, tf2dasl.render; "
+    code = ("import sys, tf2dasl.reconstruct, tf2dasl.batch, tf2dasl.video, tf2dasl.texture.edit, tf2dasl.render, "
+            "tf2dasl.profiling.dataset; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -14,7 +14,7 @@ import sys
 #: sub-command name → module in tf2dasl.commands exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {"import-3ddfa": "import_3ddfa", "evaluate": "evaluate", "reconstruct": "reconstruct",
             "train": "train", "fit-landmarks": "fit_landmarks", "export": "export", "plot": "plot", "swap": "swap",
-            "retarget": "retarget"}
+            "retarget": "retarget", "profile": "profile"}
 
 
 def _quiet_tensorflow_import() -> None:

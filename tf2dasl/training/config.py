@@ -13,6 +13,7 @@ from ..data.config import LabelledDataConfig, WildDataConfig
 from ..geometry.morphable_model import NUM_PARAMS
 from ..model import first_problem, regressor_problems
 from ..models.dasl import LossWeights
+from ..profiling.config import ProfiledDataConfig
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine")
@@ -101,11 +102,13 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    """In-the-wild faces (``wild``), optional 3D-labelled crops (``labelled``), the AFLW2000-3D monitor and where
+    """In-the-wild faces (``wild``), optional 3D-labelled crops (``labelled``, or ``profiled``: views made from the
+    wild training faces by tf2dasl.profiling, before training, and cached), the AFLW2000-3D monitor and where
     teacher labels are cached."""
 
     wild: WildDataConfig = field(default_factory=WildDataConfig)
     labelled: LabelledDataConfig | None = None
+    profiled: ProfiledDataConfig | None = None
     #: AFLW2000-3D folder whose 68-point NME is logged every epoch — a monitor only, never used to select
     validation: str | None = None
     #: also log the monitor's dense 2D NME (``val_dense_2d``; all 38,365 vertices: the model needs its dense bases)
@@ -121,7 +124,8 @@ class TrainConfig:
     epochs: int = 10
     #: steps per epoch, >= 1 (null: one pass over the wild faces)
     steps_per_epoch: int | None = None
-    #: a frozen copy of the initial model labels the wild faces when no labelled data is given
+    #: a frozen copy of the initial model labels the wild faces (with 3D-labelled faces mixed in too: the wild faces'
+    #: teacher terms then sit beside the labelled faces' own, scaled by loss.wild_teacher)
     teacher: bool = True
     #: the ``anchor68`` target is the teacher's 68 landmarks averaged over the crop and its mirror image (mirrored
     #: back), not the projection of its parameters for the crop alone (tf2dasl.data.teacher.flip_average_landmarks)
@@ -154,6 +158,8 @@ class TrainConfig:
                              f"got {self.steps_per_epoch}")
         if self.distribute not in DISTRIBUTE_MODES:
             raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
+        if self.data.labelled is not None and self.data.profiled is not None:
+            raise ValueError("data.labelled and data.profiled are both 3D-labelled streams: give one of them")
         w = self.data.wild
         if self.keep_best and not ((w.aflw is not None and w.aflw.val_every > 0) or w.holdout_every > 0):
             raise ValueError("keep_best selects on held-out training faces: set data.wild.aflw.val_every or "

@@ -23,6 +23,7 @@ import tensorflow as tf
 import yaml
 
 from ..config import dump_config, to_dict
+from ..data.config import LabelledDataConfig
 from ..errors import UserError
 from ..io.morphable_files import load_morphable_model
 from ..io.outputs import write_text
@@ -237,14 +238,29 @@ def _expand_data_paths(cfg: TrainConfig) -> None:
         lab = cfg.data.labelled
         for k in ("root", "list_file", "params_file", "whitening_file"):
             setattr(lab, k, expand_path(getattr(lab, k)) or "")
+    if cfg.data.profiled is not None:
+        cfg.data.profiled.folder = expand_path(cfg.data.profiled.folder)
 
 
-def _teacher_fingerprint(teacher: FaceModel) -> str:
-    from ..data.teacher import fingerprint
+def _labelled_data(cfg: TrainConfig, init: str | None, teacher: FaceModel | None) -> LabelledDataConfig | None:
+    """The 3D-labelled stream: ``data.labelled``, or ``data.profiled``'s views of the wild training faces — made by
+    the ``--init`` model before training, or reused from their cache (tf2dasl.profiling)."""
+    prof = cfg.data.profiled
+    if prof is None:
+        return cfg.data.labelled
+    if not init:
+        raise TrainingError("data.profiled needs --init MODEL_DIR: the model whose fits of the wild faces are profiled")
+    from .. import load_model
+    from ..data.landmark_sets import read_points_file
+    from ..profiling.dataset import make_profiled_set
 
-    arrays = [np.asarray(w) for w in teacher.regressor.get_weights()] + [teacher.mm.param_mean, teacher.mm.param_std]
-    spec = {k: v for k, v in teacher.spec.to_dict().items() if k not in ("name", "provenance")}
-    return fingerprint(arrays, {"spec": spec, "inference": "predict_params"})
+    aflw = cfg.data.wild.aflw
+    made = make_profiled_set(prof, cfg.data.wild, teacher if teacher is not None else load_model(init),
+                             aflw_points=read_points_file(aflw.points_file, "aflw21") if aflw is not None else None,
+                             teacher_cache=expand_path(cfg.data.teacher_cache))
+    return LabelledDataConfig(root=str(made.folder), list_file=str(made.list_file), params_file=str(made.params_file),
+                              batch_size=prof.batch_size, cache=prof.cache, cache_limit_mb=prof.cache_limit_mb,
+                              augment=prof.augment)
 
 
 def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceModel, log=print) -> None:
@@ -253,8 +269,9 @@ def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceModel, log=print
     flip-averaged 68 landmarks, ``faces.teacher_landmarks``)."""
     from ..data.pipeline import plain_crops
     from ..data.teacher import TeacherCache, flip_average_landmarks, teacher_labels
+    from ..profiling.teacher import teacher_fingerprint
 
-    cache = TeacherCache(expand_path(cfg.data.teacher_cache), _teacher_fingerprint(teacher))
+    cache = TeacherCache(expand_path(cfg.data.teacher_cache), teacher_fingerprint(teacher))
     for src in wild.sources:
         t0 = time.time()
         crops, _ = plain_crops(src.faces, src.augment)
@@ -277,15 +294,14 @@ def _holdouts(wild, is_chief: bool, out: Path) -> list[HoldoutSet]:
     return holdout_sets(wild)
 
 
-def _datasets(cfg: TrainConfig, wild, seed: int, start_epoch: int, steps: int, convention):
+def _datasets(lab_cfg: LabelledDataConfig | None, wild, seed: int, start_epoch: int, steps: int, convention):
     """→ the training dataset positioned at the first step of training epoch ``start_epoch``: every source (and
-    the labelled stream) counts its own passes, so a resumed run starts them at global step ``start_epoch *
-    steps``."""
+    the labelled stream ``lab_cfg``) counts its own passes, so a resumed run starts them at global step
+    ``start_epoch * steps``."""
     from ..data.pipeline import labelled_dataset, load_labelled, mixed_dataset, wild_sources_dataset
 
     ds = wild_sources_dataset(wild.sources, wild.layout, seed, start_step=start_epoch * steps, convention=convention)
-    if cfg.data.labelled is not None:
-        lab_cfg = cfg.data.labelled
+    if lab_cfg is not None:
         labelled = labelled_dataset(load_labelled(lab_cfg), lab_cfg.augment, lab_cfg.batch_size, seed,
                                     start_step=start_epoch * steps)
         return mixed_dataset(labelled, ds)
@@ -336,12 +352,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     if start_epoch >= cfg.epochs:
         print(f"{out}: all {cfg.epochs} epochs already done")
     _expand_data_paths(cfg)
+    labelled = _labelled_data(cfg, init, teacher)
     wild = load_wild_data(cfg.data.wild)
-    if teacher is not None and cfg.data.labelled is None:
+    if teacher is not None:
         _attach_teacher_labels(cfg, wild, teacher)
     holdouts = _holdouts(wild, chief, out)
     steps = cfg.steps_per_epoch or wild.steps_per_epoch()
-    ds = _datasets(cfg, wild, cfg.seed, start_epoch, steps, teacher.convention if teacher is not None else None)
+    ds = _datasets(labelled, wild, cfg.seed, start_epoch, steps, teacher.convention if teacher is not None else None)
 
     layout = wild.layout
     with strategy.scope():

@@ -1,0 +1,340 @@
+"""A profiled data set on disk: made once per teacher and settings, resumable, in 3DDFA's labelled layout.
+
+:func:`make_profiled_set` runs three stages into a folder, each leaving complete files only
+(:mod:`tf2dasl.io.outputs`):
+
+1. **sources** (``sources.npz``): every candidate's teacher parameters for its crop and the crop's mirror image
+   (through :class:`tf2dasl.data.teacher.TeacherCache`: training shares the labels), their flip average
+   (:mod:`.fitting`) and the selection (:mod:`.selection`);
+2. **views** (``shards/NNNNN/``): each shard of ``shard_sources`` kept faces is rendered by one of ``workers``
+   processes (:mod:`.views`, poses from :mod:`.poses`) and put in place as a whole folder of JPEG crops and a
+   ``shard.npz`` (``params (n, 62)`` raw, ``landmarks (n, 68, 2)`` crop pixels, ``pose (n, 3)``, ``source (n,)``,
+   ``mirrored (n,)``); a rerun skips the shards already there;
+3. **index**: ``list.txt`` (crop paths relative to the folder), ``params.npy (N, 62)`` raw, ``landmarks.npy
+   (N, 68, 2)``, then ``profile.json`` (settings, counts, timings) last: its presence marks a complete set.
+
+The folder's **key** hashes everything that decides the views: the generation settings
+(:meth:`~.config.ProfiledDataConfig.generation`), the teacher (:func:`.teacher.teacher_fingerprint`), the crop
+size and convention, and every candidate's image bytes and annotation. Sets live in ``<folder>/profiled-<key>``
+unless a folder is given; a folder holding another key's set is refused, never mixed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..data.config import WildDataConfig
+from ..data.sources import FaceSample
+from ..errors import UserError
+from ..io.outputs import atomic_dir, atomic_file, encode_image, make_folder, write_bytes, write_json, write_text
+from .config import ProfiledDataConfig
+from .sources import load_source, training_faces
+
+SOURCES_FILE, INDEX_FILE, PARAMS_FILE, LANDMARKS_FILE, META_FILE = (
+    "sources.npz", "list.txt", "params.npy", "landmarks.npy", "profile.json")
+SHARDS = "shards"
+#: teacher crops labelled per call (and kept in memory at a time)
+TEACHER_BATCH = 256
+
+
+class ProfileError(UserError):
+    """A profiled set that cannot be made or reused (one line naming the folder and the fix)."""
+
+
+@dataclass(frozen=True)
+class ProfiledSet:
+    """A complete profiled set: its ``folder``, ``views`` and ``sources`` counts and ``meta`` (``profile.json``).
+    ``list_file`` / ``params_file`` are what a 3D-labelled source (``data.labelled``) reads."""
+
+    folder: Path
+    views: int
+    sources: int
+    meta: dict
+
+    @property
+    def list_file(self) -> Path:
+        return self.folder / INDEX_FILE
+
+    @property
+    def params_file(self) -> Path:
+        return self.folder / PARAMS_FILE
+
+    @property
+    def landmarks_file(self) -> Path:
+        return self.folder / LANDMARKS_FILE
+
+
+# ---------------------------------------------------------------------------------------------- the key
+def set_key(cfg: ProfiledDataConfig, candidates: list[FaceSample], teacher_fp: str, size: int, convention: str,
+            extra: dict | None = None) -> str:
+    """24 hex digits: the generation settings, teacher, crop frame and every candidate's bytes and points."""
+    h = hashlib.sha256(json.dumps({"generation": cfg.generation(), "teacher": teacher_fp, "size": size,
+                                   "convention": convention, **(extra or {})}, sort_keys=True).encode())
+    for face in candidates:
+        h.update(face.landmark_set.encode())
+        h.update(np.ascontiguousarray(face.landmarks, np.float32).tobytes())
+        with open(face.image_path, "rb") as f:
+            h.update(hashlib.sha1(f.read()).digest())
+    return h.hexdigest()[:24]
+
+
+def _owner_key(folder: Path) -> str | None:
+    """The key of the set a folder holds (or is making), None for a new folder."""
+    for name in (META_FILE, SOURCES_FILE):
+        path = folder / name
+        if path.is_file():
+            if name == META_FILE:
+                return json.loads(path.read_text()).get("key")
+            with np.load(path, allow_pickle=False) as z:
+                return str(z["key"])
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- stage 1: sources
+def _teacher_stage(cfg: ProfiledDataConfig, candidates: list[FaceSample], teacher, teacher_cache: str | None,
+                   aflw_points: np.ndarray | None, progress: bool, log) -> dict:
+    """Teacher labels, flip averages and the selection of every candidate → the arrays of ``sources.npz``."""
+    from tqdm import tqdm
+
+    from ..data.teacher import TeacherCache, teacher_labels
+    from .fitting import MeshFitter
+    from .selection import model_points, select_sources
+    from .teacher import teacher_fingerprint, teacher_params
+
+    size, conv, mm = teacher.spec.input_size, teacher.convention, teacher.mm
+    cache = TeacherCache(teacher_cache, teacher_fingerprint(teacher)) if teacher_cache else None
+    fitter = MeshFitter(mm, size, conv)
+    params = np.zeros((len(candidates), 62), np.float32)
+    predicted, manual = {}, {}
+    computed = 0
+    with tqdm(total=len(candidates), desc="teacher on the candidates", unit="face", disable=not progress) as bar:
+        for start in range(0, len(candidates), TEACHER_BATCH):
+            batch = candidates[start:start + TEACHER_BATCH]
+            images = [load_source(face, size) for face in batch]
+            crops = np.stack([s.crop for s in images])
+            labels, n = teacher_labels(crops, lambda c: teacher_params(teacher, c), cache)
+            computed += n
+            avg = fitter.flip_average(labels[:, 0], labels[:, 1])
+            params[start:start + len(batch)] = avg
+            for i, (face, src) in enumerate(zip(batch, images)):
+                k = (src.roi[2] - src.roi[0]) / size
+                manual[start + i] = (src.points + 0.5 - src.roi[:2]) / k - 0.5       # work image → crop pixels
+                pairs = aflw_points if face.landmark_set == "aflw21" else None
+                predicted[start + i] = model_points(mm, avg[i:i + 1], pairs, size, conv)[0]
+            bar.update(len(batch))
+    log(f"teacher labels: {computed} crops labelled, {len(candidates) - computed} from the cache")
+    keep = np.zeros(len(candidates), bool)
+    pose, nme, reasons = np.zeros((len(candidates), 3), np.float32), np.zeros(len(candidates)), {}
+    for lset in sorted({c.landmark_set for c in candidates}):
+        idx = np.array([i for i, c in enumerate(candidates) if c.landmark_set == lset])
+        sel = select_sources(params[idx], np.stack([predicted[i] for i in idx]),
+                             np.stack([manual[i] for i in idx]), cfg.select)
+        keep[idx], pose[idx], nme[idx] = sel.keep, sel.pose, sel.nme
+        reasons[lset] = {"candidates": int(len(idx)), "kept": int(sel.keep.sum()), **sel.reasons,
+                         "nme_median": float(np.median(sel.nme))}
+        log(f"sources ({lset}-point faces): {sel.keep.sum()} of {len(idx)} kept; not frontal "
+            f"{sel.reasons['pose']}, points off by more than {cfg.select.max_nme} % {sel.reasons['points']}")
+    return {"params": params, "pose": pose, "nme": nme, "keep": keep, "reasons": json.dumps(reasons)}
+
+
+# ---------------------------------------------------------------------------------------------- stage 2: views
+_WORKER: dict = {}
+
+
+def _init_worker(mm, size: int, convention, surround) -> None:
+    """Per process, once: the profiler and the mirror fitter (numpy and OpenCV on one thread each: the
+    processes are the parallelism)."""
+    import cv2
+
+    from .fitting import MeshFitter
+    from .views import Profiler
+
+    cv2.setNumThreads(1)
+    _WORKER.update(profiler=Profiler(mm, size, convention, surround), fitter=MeshFitter(mm, size, convention))
+
+
+def _shard_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+def render_shard(task: tuple) -> tuple[int, int]:
+    """Make one shard's folder (a worker's job): ``task = (folder, shard index, [(source index, FaceSample, params
+    (62,), pose (3,)), ...], PoseConfig, seed, JPEG quality)`` → ``(shard index, views made)``."""
+    import cv2
+
+    from .poses import plan_views
+    from .views import Source
+
+    folder, shard, items, poses, seed, quality = task
+    profiler, fitter = _WORKER["profiler"], _WORKER["fitter"]
+    size = profiler.size
+    names, params, landmarks, pose, source, mirrored = [], [], [], [], [], []
+    with atomic_dir(Path(folder) / SHARDS / _shard_name(shard)) as tmp:
+        for index, face, p, fit_pose in items:
+            src = load_source(face, size)
+            plans = plan_views(fit_pose, poses, seed, index)
+            prepared = {}
+            for k, plan in enumerate(plans):
+                if plan.mirrored not in prepared:
+                    if plan.mirrored:
+                        w = src.work.shape[1]
+                        x0, y0, x1, y1 = src.roi
+                        s = Source(face.image_path, np.ascontiguousarray(src.work[:, ::-1]),
+                                   np.array([w - x1, y0, w - x0, y1]), fitter.mirror(p[None])[0])
+                    else:
+                        s = Source(face.image_path, src.work, src.roi, p)
+                    prepared[plan.mirrored] = profiler.prepare(s)
+                view = profiler.view(prepared[plan.mirrored], plan.pose)
+                name = f"s{index:06d}_v{k}.jpg"
+                write_bytes(tmp / name, encode_image(name, view.image, (cv2.IMWRITE_JPEG_QUALITY, quality)),
+                            fsync=False)
+                names.append(name)
+                params.append(view.params)
+                landmarks.append(view.landmarks)
+                pose.append((plan.pose.yaw, plan.pose.pitch, plan.pose.roll))
+                source.append(index)
+                mirrored.append(plan.mirrored)
+        with atomic_file(tmp / "shard.npz", fsync=False) as f:
+            np.savez(f, names=np.array(names), params=np.array(params, np.float32),
+                     landmarks=np.array(landmarks, np.float32), pose=np.array(pose, np.float32),
+                     source=np.array(source, np.int64), mirrored=np.array(mirrored))
+    return shard, len(names)
+
+
+# ---------------------------------------------------------------------------------------------- the whole set
+def make_profiled_set(cfg: ProfiledDataConfig, wild: WildDataConfig, teacher, out_dir: str | os.PathLike | None = None,
+                      *, aflw_points: np.ndarray | None = None, teacher_cache: str | None = None,
+                      progress: bool = True, log: Callable[[str], None] = print) -> ProfiledSet:
+    """Make (or finish, or reuse) the profiled set of ``wild``'s training faces (paths expanded) in ``out_dir``,
+    by default the cache folder ``<cfg.folder>/profiled-<key>`` (see the module doc).
+
+    ``teacher``: a loaded model (its ``predict_params`` labels the crops, its morphable model renders the views).
+    ``aflw_points``: AFLW's 21 model points ``(21, 2)`` (``tf2dasl fit-landmarks``), needed when ``wild`` has AFLW.
+    ``teacher_cache``: folder of the teacher-label cache (None: no cache)."""
+    from .teacher import teacher_fingerprint
+
+    t0 = time.time()
+    size, conv = teacher.spec.input_size, teacher.convention
+    candidates = training_faces(wild, cfg.select)
+    if not candidates:
+        raise ProfileError("no training face to profile: data.wild names no 300-W folder or AFLW crops (or none is "
+                           f"within data.profiled.select.aflw_max_yaw = {cfg.select.aflw_max_yaw})")
+    if any(c.landmark_set == "aflw21" for c in candidates) and aflw_points is None:
+        raise ProfileError("AFLW faces need their fitted model points (data.wild.aflw.points_file)")
+    extra = {"aflw_points": None if aflw_points is None else np.asarray(aflw_points).tolist()}
+    key = set_key(cfg, candidates, teacher_fingerprint(teacher), size, conv.name, extra)
+    out = Path(cfg.folder) / f"profiled-{key}" if out_dir is None else Path(out_dir)
+    owner = _owner_key(out) if out.is_dir() else None
+    if owner is not None and owner != key:
+        raise ProfileError(f"{out} holds profiled faces made from other faces, settings or teacher (key {owner}, "
+                           f"now {key}); choose another --out or delete it")
+    if (out / META_FILE).is_file():
+        meta = json.loads((out / META_FILE).read_text())
+        log(f"profiled faces: {meta['views']} views of {meta['sources']} faces in {out} (made before, reused)")
+        return ProfiledSet(out, meta["views"], meta["sources"], meta)
+    make_folder(out)
+    if (out / SOURCES_FILE).is_file():
+        with np.load(out / SOURCES_FILE, allow_pickle=False) as z:
+            stage = {k: z[k] for k in z.files}
+        stage["reasons"] = str(stage["reasons"])
+        log(f"sources: {int(stage['keep'].sum())} kept of {len(candidates)} candidates (from {out / SOURCES_FILE})")
+    else:
+        stage = _teacher_stage(cfg, candidates, teacher, teacher_cache, aflw_points, progress, log)
+        with atomic_file(out / SOURCES_FILE) as f:
+            np.savez(f, key=np.array(key), **stage)
+    t1 = time.time()
+    kept = np.flatnonzero(stage["keep"])
+    items = [(int(i), candidates[i], stage["params"][i], stage["pose"][i]) for i in kept]
+    shards = [items[s:s + cfg.shard_sources] for s in range(0, len(items), cfg.shard_sources)]
+    todo = [s for s in range(len(shards)) if not (out / SHARDS / _shard_name(s) / "shard.npz").is_file()]
+    made = _render(cfg, shards, todo, out, teacher, progress, log)
+    t2 = time.time()
+    meta = _write_index(out, len(shards), key, cfg, stage, len(candidates), len(kept), size,
+                        {"teacher_stage": t1 - t0, "views": t2 - t1, "views_made_now": made})
+    log(f"profiled faces: {meta['views']} views of {meta['sources']} faces in {out} "
+        f"({made} views made in {t2 - t1:.0f} s, {cfg.workers} worker(s))")
+    return ProfiledSet(out, meta["views"], meta["sources"], meta)
+
+
+def _render(cfg: ProfiledDataConfig, shards: list, todo: list[int], out: Path, teacher, progress: bool,
+            log) -> int:
+    """Render the shards ``todo`` with ``cfg.workers`` processes; returns the views made."""
+    from tqdm import tqdm
+
+    if not todo:
+        return 0
+    tasks = [(str(out), s, shards[s], cfg.poses, cfg.seed, cfg.quality) for s in todo]
+    total = sum(len(shards[s]) for s in todo) * cfg.poses.views
+    init = (teacher.mm, teacher.spec.input_size, teacher.convention, cfg.surround)
+    made = 0
+    with tqdm(total=total, desc="profiled views", unit="view", disable=not progress) as bar:
+        if cfg.workers == 1:
+            _init_worker(*init)
+            results = map(render_shard, tasks)
+            for _, n in results:
+                made += n
+                bar.update(n)
+        else:
+            ctx = multiprocessing.get_context("spawn")        # no fork of a process running TensorFlow
+            with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=init) as pool:
+                for _, n in pool.imap_unordered(render_shard, tasks):
+                    made += n
+                    bar.update(n)
+    return made
+
+
+def _write_index(out: Path, n_shards: int, key: str, cfg: ProfiledDataConfig, stage: dict, candidates: int,
+                 kept: int, size: int, seconds: dict) -> dict:
+    """``list.txt``, ``params.npy``, ``landmarks.npy`` over all shards, then ``profile.json`` (the set's marker)."""
+    names, params, landmarks, pose = [], [], [], []
+    for s in range(n_shards):
+        with np.load(out / SHARDS / _shard_name(s) / "shard.npz", allow_pickle=False) as z:
+            names += [f"{SHARDS}/{_shard_name(s)}/{n}" for n in z["names"].tolist()]
+            params.append(z["params"])
+            landmarks.append(z["landmarks"])
+            pose.append(z["pose"])
+    params, landmarks, pose = np.concatenate(params), np.concatenate(landmarks), np.concatenate(pose)
+    write_text(out / INDEX_FILE, "".join(f"{n}\n" for n in names))
+    for name, array in ((PARAMS_FILE, params), (LANDMARKS_FILE, landmarks)):
+        with atomic_file(out / name) as f:
+            np.save(f, array)
+    yaw = np.abs(pose[:, 0])
+    meta = {"key": key, "views": len(names), "sources": kept, "candidates": candidates, "size": size,
+            "selection": json.loads(stage["reasons"]), "yaw_bins": {
+                "0-30": int((yaw <= 30).sum()), "30-60": int(((yaw > 30) & (yaw <= 60)).sum()),
+                "60-90": int((yaw > 60).sum())},
+            "settings": cfg.generation(), "seconds": seconds}
+    write_json(out / META_FILE, meta, indent=1)
+    return meta
+
+
+def set_sheet(made: ProfiledSet, wild: WildDataConfig, cfg: ProfiledDataConfig, rows: int = 8) -> np.ndarray:
+    """A contact sheet (:func:`.sheet.contact_sheet`) of ``rows`` source faces of a set, evenly spread over its
+    sources: each face's crop, then its views by yaw with their labels' landmarks."""
+    import cv2
+
+    from .sheet import contact_sheet
+
+    with np.load(made.folder / SOURCES_FILE, allow_pickle=False) as z:
+        kept = np.flatnonzero(z["keep"])
+    chosen = set(kept[np.linspace(0, len(kept) - 1, min(rows, len(kept))).round().astype(int)].tolist())
+    candidates = training_faces(wild, cfg.select)
+    found: dict[int, list] = {i: [] for i in chosen}
+    for shard in sorted((made.folder / SHARDS).iterdir()):
+        with np.load(shard / "shard.npz", allow_pickle=False) as z:
+            for name, src, lm, pose in zip(z["names"].tolist(), z["source"], z["landmarks"], z["pose"]):
+                if int(src) in found:
+                    found[int(src)].append((cv2.imread(str(shard / name)), lm, float(pose[0])))
+    order = sorted(found)
+    size = made.meta.get("size") or found[order[0]][0][0].shape[0]
+    return contact_sheet([load_source(candidates[i], size).crop for i in order],
+                         [[v[0] for v in found[i]] for i in order], [[v[1] for v in found[i]] for i in order],
+                         [[v[2] for v in found[i]] for i in order])
