@@ -20,6 +20,7 @@ unless a folder is given; a folder holding another key's set is refused, never m
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -43,6 +44,8 @@ SOURCES_FILE, INDEX_FILE, PARAMS_FILE, LANDMARKS_FILE, META_FILE = (
 SHARDS = "shards"
 #: teacher crops labelled per call (and kept in memory at a time)
 TEACHER_BATCH = 256
+#: the thread-count variables of the BLAS and OpenMP libraries numpy and OpenCV may use
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class ProfileError(UserError):
@@ -252,6 +255,9 @@ def make_profiled_set(cfg: ProfiledDataConfig, wild: WildDataConfig, teacher, ou
             np.savez(f, key=np.array(key), **stage)
     t1 = time.time()
     kept = np.flatnonzero(stage["keep"])
+    if not len(kept):
+        raise ProfileError(f"none of the {len(candidates)} candidate faces passed the selection (see the lines "
+                           "above); relax data.profiled.select (max_yaw, max_pitch, max_nme)")
     items = [(int(i), candidates[i], stage["params"][i], stage["pose"][i]) for i in kept]
     shards = [items[s:s + cfg.shard_sources] for s in range(0, len(items), cfg.shard_sources)]
     todo = [s for s in range(len(shards)) if not (out / SHARDS / _shard_name(s) / "shard.npz").is_file()]
@@ -262,6 +268,22 @@ def make_profiled_set(cfg: ProfiledDataConfig, wild: WildDataConfig, teacher, ou
     log(f"profiled faces: {meta['views']} views of {meta['sources']} faces in {out} "
         f"({made} views made in {t2 - t1:.0f} s, {cfg.workers} worker(s))")
     return ProfiledSet(out, meta["views"], meta["sources"], meta)
+
+
+@contextlib.contextmanager
+def _one_thread_each():
+    """Worker processes started inside run their BLAS and OpenMP on one thread each (they read the environment as
+    they start): the processes are the parallelism, and two-thread BLAS calls on tiny matrices only contend."""
+    saved = {k: os.environ.get(k) for k in ONE_THREAD}
+    os.environ.update({k: "1" for k in ONE_THREAD})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _render(cfg: ProfiledDataConfig, shards: list, todo: list[int], out: Path, teacher, progress: bool,
@@ -284,7 +306,7 @@ def _render(cfg: ProfiledDataConfig, shards: list, todo: list[int], out: Path, t
                 bar.update(n)
         else:
             ctx = multiprocessing.get_context("spawn")        # no fork of a process running TensorFlow
-            with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=init) as pool:
+            with _one_thread_each(), ctx.Pool(cfg.workers, initializer=_init_worker, initargs=init) as pool:
                 for _, n in pool.imap_unordered(render_shard, tasks):
                     made += n
                     bar.update(n)

@@ -248,8 +248,6 @@ def _labelled_data(cfg: TrainConfig, init: str | None, teacher: FaceModel | None
     prof = cfg.data.profiled
     if prof is None:
         return cfg.data.labelled
-    if not init:
-        raise TrainingError("data.profiled needs --init MODEL_DIR: the model whose fits of the wild faces are profiled")
     from .. import load_model
     from ..data.landmark_sets import read_points_file
     from ..profiling.dataset import make_profiled_set
@@ -335,6 +333,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
 
     out = Path(out_dir)
     last = _check_run_dir(out, resume)
+    if cfg.data.profiled is not None and not init:
+        raise TrainingError("data.profiled needs --init MODEL_DIR: the model whose fits of the wild faces are profiled")
     if cfg.deterministic:
         make_deterministic()
     strategy = _strategy(cfg.distribute)  # MultiWorkerMirroredStrategy must exist before other TF work
