@@ -222,3 +222,47 @@ def test_profiled_set_is_made_once_resumed_and_read_as_3d_labelled_crops(mm, tmp
     with pytest.raises(ProfileError, match="other faces, settings or teacher"):
         make_profiled_set(replace(cfg, seed=1), wild, teacher, made.folder, **quiet)
     assert json.loads((made.folder / "profile.json").read_text())["key"] in made.folder.name
+
+
+# ---------------------------------------------------------------------------------------------- the recipe, end to end
+@pytest.mark.slow
+def test_profile_command_then_train_reuses_the_set(mm, tmp_path, capsys):
+    """``tf2dasl profile`` (two worker processes) makes the set and its contact sheet; ``tf2dasl train`` with the same
+    config finds it in the cache and trains on it beside the wild faces."""
+    from tf2dasl.cli import main
+    from tf2dasl.io.model_dir import save_model_dir
+    from tf2dasl.model import FaceModel, ModelSpec
+
+    # a model whose untrained predictions are near its whitening mean: a valid face (the teacher must fit faces)
+    teacher_mm = replace(mm, param_mean=face_params(), param_std=np.r_[np.full(12, 1e-6), np.full(50, 1e-3)]
+                         .astype(np.float32))
+    spec = ModelSpec(name="tiny", width=0.25)
+    init = save_model_dir(FaceModel(spec, spec.build_regressor(), teacher_mm), tmp_path / "init")
+    photos = _photos(tmp_path / "photos", mm, n=4)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"""
+name: tiny
+epochs: 1
+steps_per_epoch: 2
+model: {{width: 0.25, channels: 4, critic_hidden: [16, 8]}}
+loss: {{wpdc: 0.0, param_l2: 1.0, anchor68: 1.0, landmark: 1.0, self_2d: 1.0, self_3d: 0.0, cycle: 0.0,
+       adversarial: 0.0}}
+optim: {{optimizer: adam, lr: 0.0001}}
+data:
+  wild: {{pts_folders: ["{photos}"], batch_size: 2}}
+  profiled:
+    select: {{max_nme: 100.0}}
+    poses: {{views: 2}}
+    folder: "{tmp_path / 'profiled'}"
+    batch_size: 2
+  teacher_cache: "{tmp_path / 'teacher'}"
+""")
+    assert main(["profile", "--config", str(cfg), "--model", str(init), "--workers", "2",
+                 "--draw", str(tmp_path / "sheet.png")]) == 0
+    out = capsys.readouterr().out
+    assert "8 views of 4 faces" in out and cv2.imread(str(tmp_path / "sheet.png")).shape[1] == 3 * S + 2 * 2
+    assert main(["train", "--config", str(cfg), "--init", str(init), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "made before, reused" in out and (tmp_path / "run/model/model.json").is_file()
+    history = (tmp_path / "run/history.csv").read_text().splitlines()[0]
+    assert "param_l2" in history and "anchor68" in history
