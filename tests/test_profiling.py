@@ -23,7 +23,7 @@ from tf2dasl.profiling.fitting import MeshFitter
 from tf2dasl.profiling.frames import cut_crop, move_params
 from tf2dasl.profiling.poses import plan_views
 from tf2dasl.profiling.selection import point_nme, select_sources
-from tf2dasl.profiling.sources import padding
+from tf2dasl.profiling.sources import fill_unknown, padding
 from tf2dasl.profiling.surroundings import SurroundConfig, make_sheet
 from tf2dasl.profiling.views import Profiler, Source, ViewPose
 
@@ -140,6 +140,18 @@ def test_selection_keeps_frontal_faces_whose_points_agree():
     assert sel.keep.tolist() == [True, False, False, False]
     assert sel.reasons == {"pose": 2, "points": 1}
     assert point_nme(predicted, points)[2] == pytest.approx(100 * np.sqrt(32) / 40)
+
+
+def test_fill_keeps_the_photo_and_continues_its_colours_smoothly():
+    photo = textured_photo(64)
+    known = np.zeros((64, 64), bool)
+    known[20:44, 16:40] = True
+    filled = fill_unknown(np.where(known[..., None], photo, 0).astype(np.uint8), known)
+    assert np.array_equal(filled[known], photo[known])
+    inside = photo[known].astype(int)
+    assert filled.min() >= inside.min() - 2 and filled.max() <= inside.max() + 2      # no black, no new colours
+    far = filled[:6, :6].reshape(-1, 3).astype(int)
+    assert np.ptp(far, axis=0).max() <= 12                                           # smooth away from the photo
 
 
 def test_padding_finds_black_bands_but_never_cuts_the_face():

@@ -12,7 +12,7 @@ from ..data.augment import AugmentConfig
 from .surroundings import SurroundConfig
 
 #: bump when a change of the code changes the views made from the same settings (it is part of the cache key)
-PROFILE_FORMAT = 1
+PROFILE_FORMAT = 2
 
 
 @dataclass
