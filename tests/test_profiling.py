@@ -15,13 +15,14 @@ from tf2dasl.data.config import WildDataConfig
 from tf2dasl.data.sources import list_3ddfa_params
 from tf2dasl.geometry.camera import model_to_crop
 from tf2dasl.geometry.conventions import CROP_OFFSET_V2
-from tf2dasl.geometry.pose import angles_to_matrix, params_to_pose, sRt_to_params
+from tf2dasl.geometry.pose import angles_to_matrix, params_to_pose, params_to_sRt, sRt_to_params
 from tf2dasl.geometry.roi import roi_from_landmarks
 from tf2dasl.profiling.config import PoseConfig, ProfiledDataConfig, SelectConfig
 from tf2dasl.profiling.dataset import ProfileError, make_profiled_set
 from tf2dasl.profiling.fitting import MeshFitter
 from tf2dasl.profiling.frames import cut_crop, move_params
 from tf2dasl.profiling.poses import plan_views
+from tf2dasl.profiling.refine import refine_to_points
 from tf2dasl.profiling.selection import point_nme, select_sources
 from tf2dasl.profiling.sources import fill_unknown, padding
 from tf2dasl.profiling.surroundings import SurroundConfig, make_sheet
@@ -65,6 +66,20 @@ def test_fit_recovers_a_mesh_and_mirroring_twice_is_the_identity(mm):
     assert np.abs(fitter.mesh(fitter.mirror(mirrored)) - fitter.mesh(p)).max() < 1e-2
     # a teacher that saw the mirror image exactly: the flip average is the fit itself
     assert np.abs(fitter.mesh(fitter.flip_average(p, mirrored)) - fitter.mesh(p)).max() < 1e-2
+
+
+def test_refinement_moves_a_fit_to_the_manual_points_under_its_prior(mm):
+    truth = face_params(12, 4, -3, expression=0.6)
+    points = model_to_crop(mm.landmarks(truth[None]), S)[0, :, :2]
+    start = face_params(8, 0, 0, scale=4.3e-4, centre=(61.0, 63.0))
+    err = lambda p: np.abs(model_to_crop(mm.landmarks(p[None]), S)[0, 17:, :2] - points[17:]).mean()  # noqa: E731
+    loose = refine_to_points(mm, start, points, S, CROP_OFFSET_V2, prior=1e-6)
+    assert err(loose) < 0.05 * err(start) and loose[52] > 0.3                        # the mouth opens (truth 0.6)
+    assert np.allclose(loose[12:52], start[12:52])                                   # the identity is held
+    tight = refine_to_points(mm, start, points, S, CROP_OFFSET_V2, prior=1e6)
+    assert abs(tight[52]) < 0.01 and err(tight) < err(start)                         # the camera still moves
+    s, rot, _ = params_to_sRt(loose[None])
+    np.testing.assert_allclose(loose[:12].reshape(3, 4)[:, :3], s[0] * rot[0], atol=1e-6)   # a scaled rotation
 
 
 # ---------------------------------------------------------------------------------------------- the sheet

@@ -13,6 +13,8 @@ from .surroundings import SurroundConfig
 
 #: bump when a change of the code changes the views made from the same settings (it is part of the cache key)
 PROFILE_FORMAT = 2
+#: what an optional refinement to the manual 68 points moves (300-W faces; tf2dasl.profiling.refine)
+REFINE_MODES = ("none", "expression", "shape")
 
 
 @dataclass
@@ -77,7 +79,10 @@ def _colour_only() -> AugmentConfig:
 class ProfiledDataConfig:
     """Profiled faces as a 3D-labelled training source (see the module doc).
 
-    Made once per teacher and settings under ``folder`` (``<folder>/profiled-<key>``, reused by every later run),
+    ``refine``: after the selection, move a 300-W face's fit towards its manual 68 points (jaw excluded): ``none``,
+    ``expression`` (camera and expression) or ``shape`` (also the identity), under ``refine_prior``
+    (:mod:`tf2dasl.profiling.refine`). Made once per teacher and settings under ``folder``
+    (``<folder>/profiled-<key>``, reused by every later run),
     with ``workers`` processes, ``shard_sources`` source faces per resumable shard, JPEG ``quality``; ``seed``
     draws the poses. ``batch_size`` views per training step, ``cache``/``cache_limit_mb`` as for 3D-labelled crops,
     ``augment`` their colour jitter."""
@@ -85,6 +90,8 @@ class ProfiledDataConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     poses: PoseConfig = field(default_factory=PoseConfig)
     surround: SurroundConfig = field(default_factory=SurroundConfig)
+    refine: str = "none"
+    refine_prior: float = 1.0
     seed: int = 0
     folder: str = "${TF2DASL_CACHE}/profiled"
     workers: int = 2
@@ -103,6 +110,10 @@ class ProfiledDataConfig:
         _check_common(self.cache, self.batch_size)
         if self.workers < 1 or self.shard_sources < 1:
             raise ValueError(f"workers and shard_sources must be >= 1, got {self.workers}, {self.shard_sources}")
+        if self.refine not in REFINE_MODES:
+            raise ValueError(f"refine must be one of {', '.join(REFINE_MODES)}, got {self.refine!r}")
+        if not self.refine_prior > 0:
+            raise ValueError(f"refine_prior must be > 0, got {self.refine_prior}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be a JPEG quality in [1, 100], got {self.quality}")
 
@@ -110,5 +121,8 @@ class ProfiledDataConfig:
         """The settings that decide the views (part of the cache key): not where, how fast or how they train."""
         from dataclasses import asdict
 
-        return {"format": PROFILE_FORMAT, "select": asdict(self.select), "poses": asdict(self.poses),
-                "surround": asdict(self.surround), "seed": self.seed, "quality": self.quality}
+        out = {"format": PROFILE_FORMAT, "select": asdict(self.select), "poses": asdict(self.poses),
+               "surround": asdict(self.surround), "seed": self.seed, "quality": self.quality}
+        if self.refine != "none":        # keys of sets made before refinement existed stay valid
+            out.update(refine=self.refine, refine_prior=self.refine_prior)
+        return out

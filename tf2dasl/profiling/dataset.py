@@ -5,7 +5,8 @@
 
 1. **sources** (``sources.npz``): every candidate's teacher parameters for its crop and the crop's mirror image
    (through :class:`tf2dasl.data.teacher.TeacherCache`: training shares the labels), their flip average
-   (:mod:`.fitting`) and the selection (:mod:`.selection`);
+   (:mod:`.fitting`), the selection (:mod:`.selection`) and, if asked, the kept 300-W fits refined to their manual
+   points (:mod:`.refine`);
 2. **views** (``shards/NNNNN/``): each shard of ``shard_sources`` kept faces is rendered by one of ``workers``
    processes (:mod:`.views`, poses from :mod:`.poses`) and put in place as a whole folder of JPEG crops and a
    ``shard.npz`` (``params (n, 62)`` raw, ``landmarks (n, 68, 2)`` crop pixels, ``pose (n, 3)``, ``source (n,)``,
@@ -108,7 +109,9 @@ def _teacher_stage(cfg: ProfiledDataConfig, candidates: list[FaceSample], teache
     from tqdm import tqdm
 
     from ..data.teacher import TeacherCache, teacher_labels
+    from ..geometry.pose import params_to_pose
     from .fitting import MeshFitter
+    from .refine import refine_to_points
     from .selection import model_points, select_sources
     from .teacher import teacher_fingerprint, teacher_params
 
@@ -141,6 +144,11 @@ def _teacher_stage(cfg: ProfiledDataConfig, candidates: list[FaceSample], teache
         sel = select_sources(params[idx], np.stack([predicted[i] for i in idx]),
                              np.stack([manual[i] for i in idx]), cfg.select)
         keep[idx], pose[idx], nme[idx] = sel.keep, sel.pose, sel.nme
+        if cfg.refine != "none" and lset == "68":
+            for i in idx[sel.keep]:
+                params[i] = refine_to_points(mm, params[i], manual[i], size, conv, cfg.refine_prior,
+                                             shape=cfg.refine == "shape")
+            pose[idx] = params_to_pose(params[idx])
         reasons[lset] = {"candidates": int(len(idx)), "kept": int(sel.keep.sum()), **sel.reasons,
                          "nme_median": float(np.median(sel.nme))}
         log(f"sources ({lset}-point faces): {sel.keep.sum()} of {len(idx)} kept; not frontal "
