@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_table import _cell  # noqa: E402  (mean ± half the range over seeds)
 
 ROWS = [("headline recipe (configs/dasl_mb05_aflw.yaml)", "headline"),
-        ("+ profiled faces (configs/dasl_mb05_profiled.yaml)", "profiled"),
-        ("+ profiled faces, wild faces without teacher terms (wild_teacher 0)", "wild_points"),
+        ("+ profiled faces, wild faces keeping their teacher terms (wild_teacher 1)", "teacher_kept"),
+        ("+ profiled faces, wild faces without teacher terms (configs/dasl_mb05_profiled.yaml)", "profiled"),
         ("profiled faces alone + 2DASL's terms on the wild faces (teacher off)", "profiled_2dasl"),
         ("profiled faces alone, no 2DASL term", "profiled_only")]
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90")
