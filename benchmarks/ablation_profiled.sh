@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 19's ablation: what profiled faces add to the headline recipe, whether the wild faces keep their teacher terms
+# The profiling ablation (docs/profiling.md): what profiled faces add to the headline recipe, whether the wild faces keep their teacher terms
 # beside them, and what 2DASL's terms add to profiled faces, at the reduced budget of benchmarks/ablation_aflw.sh
 # (3 epochs of 400 steps), two seeds per row. Rows:
 #   headline        configs/dasl_mb05_aflw.yaml (teacher anchors + 2D points + 2DASL's four terms on the wild faces)

@@ -1,4 +1,4 @@
-"""Print issue 19's tables (docs/profiling.md) from the JSON files benchmarks/ablation_profiled.sh and the full runs write.
+"""Print docs/profiling.md's tables from the JSON files benchmarks/ablation_profiled.sh and the full runs write.
 
     python benchmarks/profiled_table.py RUNS_DIR                  # the ablation: held-out faces, then the monitor
     python benchmarks/profiled_table.py --results LABEL=PREFIX ...  # one row per model: PREFIXaflw2000.json,
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_table import _cell  # noqa: E402  (mean ± half the range over seeds)
+from ablation_table import cell  # noqa: E402  (mean ± half the range over seeds)
 
 ROWS = [("headline recipe (configs/dasl_mb05_aflw.yaml)", "headline"),
         ("+ profiled faces, wild faces keeping their teacher terms (wild_teacher 1)", "teacher_kept"),
@@ -46,7 +46,7 @@ def _row(label: str, results: list[dict], cols) -> str:
     cells = []
     for _, fn in cols:
         try:
-            cells.append(_cell([fn(r) for r in results]))
+            cells.append(cell([fn(r) for r in results]))
         except (KeyError, TypeError):
             cells.append("-")
     return f"| {label} | " + " | ".join(cells) + " |"

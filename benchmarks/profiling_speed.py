@@ -30,40 +30,41 @@ def main() -> None:
     import cv2
     import numpy as np
 
-    from tf2dasl import load_model
-    from tf2dasl.config import load_config
+    from tf2dasl.api import load_model
     from tf2dasl.data.teacher import flip_average_landmarks
     from tf2dasl.io.outputs import encode_image
+    from tf2dasl.io.yaml_config import load_config
     from tf2dasl.profiling.config import ProfiledDataConfig
+    from tf2dasl.profiling.dataset import training_faces
     from tf2dasl.profiling.fitting import MeshFitter
     from tf2dasl.profiling.poses import plan_views
-    from tf2dasl.profiling.sources import load_source, training_faces
-    from tf2dasl.profiling.teacher import teacher_params
+    from tf2dasl.profiling.sources import load_source
+    from tf2dasl.profiling.teacher import Teacher
     from tf2dasl.profiling.views import Profiler, Source
-    from tf2dasl.training.config import TrainConfig
-    from tf2dasl.training.trainer import _expand_data_paths
+    from tf2dasl.training.train_config import TrainConfig, expand_data_paths
 
     cv2.setNumThreads(1)
     cfg = load_config(args.config, TrainConfig)
-    _expand_data_paths(cfg)
+    expand_data_paths(cfg)
     prof = cfg.data.profiled or ProfiledDataConfig()
-    model = load_model(args.model)
-    size, conv = model.spec.input_size, model.convention
+    teacher = Teacher.from_model(load_model(args.model))
+    mm, size, conv = teacher.decoder.mm, teacher.decoder.size, teacher.decoder.convention
     cands = training_faces(cfg.data.wild, prof.select)
     faces = [cands[i] for i in np.linspace(0, len(cands) - 1, args.faces).round().astype(int)]
     crops = np.stack([load_source(f, size).crop for f in faces])
-    plain = teacher_params(model, crops)
-    mirrored = teacher_params(model, np.ascontiguousarray(crops[:, :, ::-1]))
-    fitter = MeshFitter(model.mm, size, conv)
-    profiler = Profiler(model.mm, size, conv, prof.surround)
+    plain = teacher.params(crops)
+    mirrored = teacher.params(np.ascontiguousarray(crops[:, :, ::-1]))
+    fitter = MeshFitter(mm, size, conv)
+    profiler = Profiler(mm, size, conv, prof.surround)
 
     back = fitter.mirror(fitter.mirror(plain))
     avg = fitter.flip_average(plain, mirrored)
-    lm = model.landmarks_crop
+    lm = teacher.decoder.landmarks
+    flip_lm = flip_average_landmarks(lm(plain)[..., :2], lm(mirrored)[..., :2], size)
     print(f"{len(faces)} faces: mirrored twice vs the fit, dense mesh: "
           f"{np.abs(fitter.mesh(back) - fitter.mesh(plain)).mean():.3f} px mean; flip-averaged fit's 68 landmarks vs "
           f"the flip average of the two fits' landmarks: "
-          f"{np.linalg.norm(lm(avg)[..., :2] - flip_average_landmarks(lm(plain)[..., :2], lm(mirrored)[..., :2], size), axis=-1).mean():.3f} px mean")
+          f"{np.linalg.norm(lm(avg)[..., :2] - flip_lm, axis=-1).mean():.3f} px mean")
 
     clock = time.process_time
     spent = dict.fromkeys(("work image", "mirror fit", "mesh + sheet", "view", "JPEG"), 0.0)

@@ -7,6 +7,7 @@ replaced —
 * ``mean identity``: the 40 shape coefficients set to 0; ``no expression``: the 10 expression coefficients set to 0.
 
     python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
+                                                   [--data DIR] [--bfm PATH]
 """
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, shared_dir  # noqa: E402
+
+sys.path.insert(0, str(REPO))
 
 METRICS = ("reconstruction", "dense_3d")
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")
@@ -49,27 +53,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*")
     ap.add_argument("--params", action="append", default=[], metavar="NAME=FILE.npy:CONVENTION")
-    ap.add_argument("--data", default="../shared/data/aflw2000_3d_dev")
-    ap.add_argument("--bfm", default="../shared/assets/3ddfa_v2", help="decodes --params files")
+    ap.add_argument("--data", help="AFLW2000-3D (default: $TF2DASL_SHARED/data/aflw2000_3d_dev)")
+    ap.add_argument("--bfm", help="decodes --params files (default: $TF2DASL_SHARED/assets/3ddfa_v2)")
     args = ap.parse_args()
+    data_dir = args.data or shared_dir() / "data" / "aflw2000_3d_dev"
+    bfm = args.bfm or shared_dir() / "assets" / "3ddfa_v2"
 
     import numpy as np
 
-    from tf2dasl.evaluate import load_aflw2000, make_predictor
-    from tf2dasl.evaluate.aflw2000 import params_predictions, score_aflw2000
-    from tf2dasl.evaluate.predictors import load_params_file, params_decoder
+    from tf2dasl.evaluate import (load_aflw2000, load_params_file, model_under_test, params_decoder,
+                                  params_predictions, score_aflw2000)
 
-    data = load_aflw2000(args.data, 120)
+    data = load_aflw2000(data_dir, 120)
     sources = []
     for m in args.models:
-        pred = make_predictor("keras", m, dense=True)
-        params = pred.predict(data.crops)[0]
-        sources.append((m, params, pred.decoder))
+        model = model_under_test("keras", m)
+        sources.append((m, model.predictor.predict(data.crops).params, model.decoder))
     for spec in args.params:
         name, rest = spec.split("=", 1)
         path, conv = rest.rsplit(":", 1)
         params, _ = load_params_file(path, len(data.crops))
-        sources.append((name, params, params_decoder(args.bfm, conv)))
+        sources.append((name, params, params_decoder(bfm, conv)))
     print("| model | parameters | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
                                                  for m in METRICS for b in BINS) + " |")
     print("|---|---|" + "---|" * (len(METRICS) * len(BINS)))

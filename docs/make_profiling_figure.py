@@ -5,8 +5,8 @@
 The face is found and fitted by the model (two passes, BlazeFace box), its crop and mirror image are fitted again
 and flip-averaged, and :class:`tf2dasl.profiling.views.Profiler` turns it to every yaw of ``--yaws`` at every pitch of
 ``--pitches``: the first row of each pitch is the training crop as it is made (120 px), the second the same with the
-label's 68 landmarks (``--zoom``: enlarged, nearest). No photo from ../shared is used
-(their licences keep them out of the repository).
+label's 68 landmarks (``--zoom``: enlarged, nearest). No photo of the shared data sets is used (their licences keep
+them out of the repository).
 """
 from __future__ import annotations
 
@@ -33,25 +33,25 @@ def main(argv=None) -> int:
     import numpy as np
     from skimage import data
 
-    from tf2dasl import load_model
-    from tf2dasl.api import make_reconstructor
+    from tf2dasl.api import load_model, make_reconstructor
     from tf2dasl.geometry.pose import params_to_pose
     from tf2dasl.io.outputs import write_image
     from tf2dasl.profiling.fitting import MeshFitter
     from tf2dasl.profiling.sheet import draw_points, tile_rows
     from tf2dasl.profiling.sources import photo_source
-    from tf2dasl.profiling.teacher import teacher_params
+    from tf2dasl.profiling.teacher import Teacher
     from tf2dasl.profiling.views import Profiler, Source, ViewPose
 
     model = load_model(args.model)
-    size = model.spec.input_size
+    teacher = Teacher.from_model(model)
+    mm, size, conv = teacher.decoder.mm, teacher.decoder.size, teacher.decoder.convention
     photo = np.ascontiguousarray(data.astronaut()[:, :, ::-1])            # RGB → BGR
     face = make_reconstructor(model)(photo)[0]
     src = photo_source(photo, face.landmarks_2d, size)
     crops = np.stack([src.crop, np.ascontiguousarray(src.crop[:, ::-1])])
-    plain, mirrored = teacher_params(model, crops)
-    params = MeshFitter(model.mm, size, model.convention).flip_average(plain[None], mirrored[None])[0]
-    profiler = Profiler(model.mm, size, model.convention)
+    plain, mirrored = teacher.params(crops)
+    params = MeshFitter(mm, size, conv).flip_average(plain[None], mirrored[None])[0]
+    profiler = Profiler(mm, size, conv)
     prep = profiler.prepare(Source("astronaut", src.work, src.roi, params))
     roll = float(params_to_pose(params[None])[0, 2])
     rows = []
