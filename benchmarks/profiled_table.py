@@ -2,7 +2,7 @@
 
     python benchmarks/profiled_table.py RUNS_DIR                  # the ablation: held-out faces, then the monitor
     python benchmarks/profiled_table.py --results LABEL=PREFIX ...  # one row per model: PREFIXaflw2000.json,
-                                                                    # PREFIXholdout.json, PREFIXhelen.json
+        # PREFIXholdout.json, PREFIXhelen.json; or headline_aflw.sh's RUN_scores/NAME.json, NAME_holdout.json, ...
 """
 from __future__ import annotations
 
@@ -32,10 +32,13 @@ MONITOR = (("2D 68 original", lambda r: r["aflw"]["nme_2d_68"]["original"]["mean
 
 
 def load(prefix: str) -> dict:
-    """The JSON files of one model: ``PREFIXaflw2000.json`` and, when present, ``holdout.json`` / ``helen.json``."""
-    out = {"aflw": json.loads(Path(prefix + "aflw2000.json").read_text())}
+    """The JSON files of one model: ``PREFIXaflw2000.json`` and, when present, ``PREFIXholdout.json`` /
+    ``PREFIXhelen.json`` (ablation_profiled.sh), or ``PREFIX.json``, ``PREFIX_holdout.json``, ``PREFIX_helen.json``
+    (headline_aflw.sh's scores folder)."""
+    headline = not Path(prefix + "aflw2000.json").is_file() and Path(prefix + ".json").is_file()
+    out = {"aflw": json.loads(Path(prefix + (".json" if headline else "aflw2000.json")).read_text())}
     for key in ("holdout", "helen"):
-        path = Path(prefix + f"{key}.json")
+        path = Path(prefix + (f"_{key}.json" if headline else f"{key}.json"))
         if path.is_file():
             data = json.loads(path.read_text())
             out[key] = next(iter(data.values())) if key == "holdout" else data
