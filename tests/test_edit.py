@@ -151,6 +151,7 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_swap_and_retarget_commands(mb05_dir, shared_dir, tmp_path, capsys):
     images = shared_dir / "data" / "images"
     src, tgt = images / "JianzhuGuo.jpg", images / "trump_hillary.jpg"

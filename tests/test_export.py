@@ -489,6 +489,7 @@ def test_export_never_overwrites_what_is_not_an_export(mb05_dir, tmp_path):
     assert (other / "export.json").read_text() == '{"mine": true}' and len(list(other.iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_a_failed_savedmodel_export_leaves_the_previous_version(mb05_dir, tmp_path, monkeypatch):
     """The version folder is built under a temporary name: a failure mid-way keeps the old one, leaves no debris."""
     from tf2dasl.export import saved_model as sm

@@ -76,6 +76,7 @@ def test_another_input_with_the_same_stem_keeps_the_earlier_output(mb05_dir, tmp
 
 
 # ------------------------------------------------------------------------------------------ failed writes
+@pytest.mark.slow
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO])
 def test_failed_writes_are_per_file_failures_and_a_rerun_completes_them(mb05_dir, tmp_path, photos,
                                                                         boxes, capsys, fail_writes, monkeypatch,
@@ -172,6 +173,7 @@ def test_ctrl_c_writes_the_summary_and_a_rerun_completes_only_what_is_missing(mb
         str(p.resolve()) for p in photos]
 
 
+@pytest.mark.slow
 def test_changed_settings_or_force_redo_complete_inputs(mb05_dir, tmp_path, photos, boxes, capsys):
     out = tmp_path / "out"
     assert run_reconstruct(capsys, mb05_dir, out, photos[:1], boxes)[0] == 0

@@ -81,6 +81,7 @@ def test_afw_full_blazeface_finds_and_fits_every_labelled_face(model, assets, af
     assert max(found.values()) < 0.12
 
 
+@pytest.mark.slow
 def test_afw_full_haar(model, assets, afw_full):
     found = _report("haar", _labelled_nmes(model, "haar", assets, afw_full))
     assert len(found) >= HAAR_MIN_FOUND
