@@ -37,7 +37,7 @@ def _metrics(run: Path, holdout: Path, helen: Path) -> dict:
             "orig": a["original"]["mean"], "re": a["reannotated"]["mean"]}
 
 
-def _cell(values: list[float]) -> str:
+def cell(values: list[float]) -> str:
     mean = sum(values) / len(values)
     if len(values) == 1:
         return f"{mean:.3f}"
@@ -60,7 +60,7 @@ def aflw_table(runs: Path) -> None:
             print(f"| {label} | (no runs in {runs}) |")
             continue
         seeds = ", ".join(f.parent.name.rsplit("_s", 1)[1] for f in found)
-        print(f"| {label} ({seeds}) | " + " | ".join(_cell([m[k] for m in done]) for k in keys) + " |")
+        print(f"| {label} ({seeds}) | " + " | ".join(cell([m[k] for m in done]) for k in keys) + " |")
 
 
 def results_table(specs: list[str]) -> None:

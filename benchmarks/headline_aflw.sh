@@ -5,10 +5,11 @@
 # AFLW-wild validation split and the 300-W hold-out (benchmarks/holdout_nme.py), HELEN's held-out faces through the
 # whole photo pipeline (`evaluate 300w`).
 #   bash benchmarks/headline_aflw.sh [RUN_DIR] [--set KEY=VALUE ...]
+#   CONFIG=configs/dasl_mb05_profiled.yaml bash benchmarks/headline_aflw.sh runs/profiled    # another recipe, same table
 set -euo pipefail
 out=${1:-runs/dasl_mb05_aflw}
 shift || true
-cfg=configs/dasl_mb05_aflw.yaml
+cfg=${CONFIG:-configs/dasl_mb05_aflw.yaml}
 shared=${TF2DASL_SHARED:-../shared}
 dev="$shared/data/aflw2000_3d_dev"
 scores=${out}_scores

@@ -23,12 +23,11 @@ def main() -> None:
     from tf2dasl.api import load_model
     from tf2dasl.inference.keras_runtime import KerasPredictor
     from tf2dasl.io.yaml_config import load_config
-    from tf2dasl.training.train_config import TrainConfig
-    from tf2dasl.training.trainer import _expand_data_paths
+    from tf2dasl.training.train_config import TrainConfig, expand_data_paths
     from tf2dasl.training.validation import evaluate_holdout, load_holdouts, point_decoder
 
     cfg = load_config(args.config, TrainConfig)
-    _expand_data_paths(cfg)
+    expand_data_paths(cfg)
     layout, sets = load_holdouts(cfg)
     results = {}
     print("| model | " + " | ".join(f"{h.landmark_set} hold-out ({len(h.names)} faces), mean over faces" for h in sets)

@@ -84,11 +84,10 @@ def config_pipeline(args) -> int:
     from tf2dasl.data.datasets import load_wild_data
     from tf2dasl.data.pipeline import wild_sources_dataset
     from tf2dasl.geometry.conventions import CROP_OFFSET_V2
-    from tf2dasl.training.train_config import TrainConfig
-    from tf2dasl.training.trainer import _expand_data_paths
+    from tf2dasl.training.train_config import TrainConfig, expand_data_paths
 
     cfg = load_config(args.config, TrainConfig)
-    _expand_data_paths(cfg)
+    expand_data_paths(cfg)
     t0, c0 = time.perf_counter(), time.process_time()
     wild = load_wild_data(cfg.data.wild, log=lambda *a: None)
     load_s, load_cpu = time.perf_counter() - t0, time.process_time() - c0

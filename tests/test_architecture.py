@@ -69,7 +69,15 @@ FORBIDDEN = {
     + _PIPELINE,
     "tf2dasl.beam": ["keras", "tf2dasl.api", "tf2dasl.commands", "tf2dasl.training", "tf2dasl.evaluate",
                      "tf2dasl.models", "tf2dasl.data", "tf2dasl.export"],
+    "tf2dasl.profiling": ["keras", "tensorflow", "tf2dasl.models", "tf2dasl.commands", "tf2dasl.training",
+                          "tf2dasl.evaluate", "tf2dasl.export", "tf2dasl.api", "tf2dasl.reconstruct", "tf2dasl.video",
+                          "tf2dasl.batch", "tf2dasl.texture"],
 }
+#: profiling makes training data (on the side of training, over data and a predictor): what must not import training
+#: must not import profiling either
+for _pkg, _banned in FORBIDDEN.items():
+    if "tf2dasl.training" in _banned and _pkg != "tf2dasl.profiling":
+        _banned.append("tf2dasl.profiling")
 #: Apache Beam is an optional extra (``[beam]``): only tf2dasl.beam imports it, and nothing imports tf2dasl.beam (the
 #: reconstruct-beam command loads it by name), so the core package runs without Beam installed
 BEAM_ONLY = ["apache_beam", "tf2dasl.beam"]
@@ -174,7 +182,8 @@ def test_the_numpy_pipeline_imports_without_tensorflow():
     import sys
 
     code = ("import sys, tf2dasl.reconstruct, tf2dasl.batch, tf2dasl.video, tf2dasl.texture.edit, tf2dasl.render, "
-            "tf2dasl.inference.tflite_runtime, tf2dasl.inference.onnx_runtime, tf2dasl.evaluate; "
+            "tf2dasl.inference.tflite_runtime, tf2dasl.inference.onnx_runtime, tf2dasl.evaluate, "
+            "tf2dasl.profiling.shards; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -134,7 +134,10 @@ def test_raw_grpc_request_with_a_bad_box_is_invalid_argument(served, jpeg):
 # ----------------------------------------------------------------------------------------- Ctrl-C (slow)
 def _interrupt_when(cmd: list[str], ready) -> subprocess.CompletedProcess:
     """Start ``cmd``, send SIGINT as soon as ``ready(pid)`` is true (polled), and wait for it to end."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell without job control starts background jobs with SIGINT ignored, and the child would inherit that:
+    # give it the default disposition a terminal's Ctrl-C meets
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         while p.poll() is None and not ready(p.pid):
             time.sleep(0.002)  # polling for a state, not a timed assert

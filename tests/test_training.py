@@ -212,6 +212,32 @@ def test_anchor68_follows_the_flip_averaged_teacher_landmarks_when_given(mm):
     np.testing.assert_allclose(moved, np.mean((np.sqrt(9.0 + eps**2) - eps) / size), rtol=1e-3)
 
 
+def test_labelled_faces_and_the_wild_teacher_share_the_supervised_terms(mm):
+    """With 3D-labelled (e.g. profiled) faces in the batch, the wild faces keep their teacher terms, scaled by
+    wild_teacher, and their annotated points at full weight; without them, the wild faces' terms are as before."""
+    model = make_dasl(mm, LossWeights(wpdc=0.0, param_l2=1.0, anchor68=1.0, landmark=1.0, self_2d=0.0, self_3d=0.0,
+                                      cycle=0.0, adversarial=0.0))
+    batch = wild_batch(mm, model)
+    wild = dict(batch["wild"], teacher=batch["wild"]["teacher"] + tf.constant([[0.0] * 12 + [2e4] + [0.0] * 49]),
+                landmarks=batch["wild"]["landmarks"] + tf.constant([2.0, 0.0]))
+    labelled = {"image": wild["image"][::-1], "params": batch["wild"]["teacher"][::-1] * 1.01}
+
+    def terms(**parts):
+        return {n: float(v) for n, v in model.compute_terms(parts)[0].items()}
+
+    lab, wild_only = terms(labelled=labelled), terms(wild=wild)
+    assert set(lab) == {"param_l2", "anchor68"} and min(lab.values()) > 1e-4            # no points of their own
+    assert min(wild_only.values()) > 1e-4
+    for share in (1.0, 0.5, 0.0):
+        model.loss_weights.wild_teacher = share
+        both = terms(labelled=labelled, wild=wild)
+        for n in ("param_l2", "anchor68"):
+            assert both[n] == pytest.approx(lab[n] + share * wild_only[n], rel=1e-4)
+        assert both["landmark"] == pytest.approx(wild_only["landmark"], rel=1e-4)      # the points: always whole
+    del wild["teacher"]                                                                 # no teacher: as 2DASL
+    assert terms(labelled=labelled, wild=wild) == pytest.approx(lab, rel=1e-5)
+
+
 def test_gradients_reach_the_right_sub_model(mm):
     model = make_dasl(mm)
     batch = wild_batch(mm, model)
@@ -373,6 +399,12 @@ def test_train_bad_input(synth, tmp_path, capsys):
     one_line_error(capsys, ["train", "--config", str(tmp_path / "nope.yaml"), "--out", out], "not found")
     one_line_error(capsys, ["train", "--config", str(train_config(synth, tmp_path)), "--out", out, "--resume"],
                "nothing to resume")
+    profiled = train_config(synth, tmp_path)
+    profiled.write_text(profiled.read_text().replace("  wild:", "  profiled: {batch_size: 2}\n  wild:"))
+    one_line_error(capsys, ["train", "--config", str(profiled), "--out", out], "data.profiled needs --init")
+    profiled.write_text(profiled.read_text().replace("  wild:", "  labelled: {root: x}\n  wild:"))
+    one_line_error(capsys, ["train", "--config", str(profiled), "--out", out], "data.labelled and data.profiled")
+    one_line_error(capsys, ["profile", "--config", str(profiled), "--model", out], "data.labelled and data.profiled")
     with pytest.raises(ConfigError, match="cycle must be >= 0"):
         cfg = train_config(synth, tmp_path)
         cfg.write_text(cfg.read_text().replace("cycle: 1.0", "cycle: -1.0"))

@@ -32,6 +32,7 @@ COMMANDS = {
     "swap": ("swap", "swap a face: SOURCE's face texture on TARGET's face, blended into TARGET"),
     "retarget": ("retarget", "put SOURCE's expression on TARGET's face (a photo, or a video animating it)"),
     "reconstruct-beam": ("reconstruct_beam", "reconstruct millions of photos with Apache Beam (the [beam] extra)"),
+    "profile": ("profile", "make large-pose faces with exact 3D labels from the training faces (face profiling)"),
 }
 
 

@@ -81,7 +81,7 @@ class WildDataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
-        _check_common(self.cache, self.batch_size)
+        check_common(self.cache, self.batch_size)
         if self.cache_size < 16 or self.cache_margin <= 0:
             raise ValueError("cache_size must be >= 16 and cache_margin positive")
         _check_split(self.holdout_every, self.holdout_offset, "holdout")
@@ -115,7 +115,7 @@ class LabelledDataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
-        _check_common(self.cache, self.batch_size)
+        check_common(self.cache, self.batch_size)
         if self.params_whitened and not self.whitening_file:
             raise ValueError("params_whitened needs whitening_file (3DDFA v1: train.configs/param_whitening.pkl)")
 
@@ -127,8 +127,8 @@ def validate_augment(cfg: AugmentConfig) -> None:
         raise DataError(f"augmentation config: {exc}") from None
 
 
-def _check_common(cache: str, batch_size: int) -> None:
-    """What both data configs check: the cache mode and a positive batch size."""
+def check_common(cache: str, batch_size: int) -> None:
+    """What every data config checks (wild, labelled, profiled): the cache mode and a positive batch size."""
     check_cache(cache)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")

@@ -13,10 +13,10 @@ A batch is ``{"wild": {...}, "labelled": {...}}`` (either part may be missing):
 With ``f`` the regressor (through :class:`~tf2dasl.models.task.FaceTask`) and ``L`` the projected points,
 ``train_step`` runs three phases:
 
-1. **supervised** (:meth:`supervised_terms`): the labelled faces with their parameters — or, without a labelled
-   part, the wild faces with their teacher's — through the first-pass input (empty map): WPDC, whitened-parameter
-   L2, VDC, the 68 projected landmarks anchored to the target's (``anchor68``), and the given 2D points
-   (``landmark``, visible points only);
+1. **supervised** (:meth:`supervised_terms`): the labelled faces with their parameters and the wild faces with
+   their teacher's (when they carry them; beside labelled faces scaled by ``wild_teacher``) through the first-pass
+   input (empty map): WPDC, whitened-parameter L2, VDC, the 68 projected landmarks anchored to the target's
+   (``anchor68``), and the given 2D points (``landmark``, visible points only);
 2. **self-supervised** on the wild faces ``I`` with points ``X``: :meth:`self_prediction_2d`
    ``X̂ = L(f(I, map(X)))`` ≈ ``X``; :meth:`self_prediction_3d` ``f(I, map(X̂))`` ≈ the first pass in 3D;
    :meth:`cycle_consistency` ``X̃ = L(f(I, map(X̂)))`` ≈ ``X``; :meth:`self_critic` the regressor's term for
@@ -72,9 +72,12 @@ class LossWeights:
     adversarial: float = 0.01
     landmark_points: str | dict = "all"
     wpdc_zero_z: bool = True
+    #: with 3D-labelled faces in the batch: the share of the wild faces' teacher terms (WPDC, param L2, VDC, anchor68
+    #: against the teacher's labels) beside the labelled faces' (0: the wild faces keep only their annotated points)
+    wild_teacher: float = 1.0
 
     def validate(self):
-        for n in LOSS_NAMES:
+        for n in LOSS_NAMES + ("wild_teacher",):
             if not getattr(self, n) >= 0:
                 raise ValueError(f"loss weight {n} must be >= 0")
         picks = [self.landmark_points] if isinstance(self.landmark_points, str) else list(self.landmark_points.values())
@@ -255,18 +258,19 @@ class DASLModel(keras.Model):
         w = self.loss_weights
         labelled, wild = data.get("labelled"), data.get("wild")
         terms, pairs = {}, None
-        # phase 1: 3D labels when given, else the teacher's labels of the wild faces
-        if labelled is not None:
-            sup_images, target, sup_points = labelled["image"], labelled["params"], labelled.get("landmarks")
-            target_lm = None
-        elif wild is not None and "teacher" in wild:
-            sup_images, target, sup_points = wild["image"], wild["teacher"], wild["landmarks"]
-            target_lm = wild.get("teacher_landmarks")
-        else:
-            sup_images = None
-        if sup_images is not None and any(getattr(w, n) for n in SUPERVISED_TERMS):
-            first = self._pass(self.task.preprocessor.normalize(sup_images), None, training)
-            terms.update(self.supervised_terms(first, target, sup_points, target_lm))
+        # phase 1: the 3D-labelled faces with their labels, and the wild faces with their teacher's (when they carry
+        # them); beside labelled faces the wild faces' teacher terms count loss.wild_teacher times, their points once
+        if any(getattr(w, n) for n in SUPERVISED_TERMS):
+            if labelled is not None:
+                first = self._pass(self.task.preprocessor.normalize(labelled["image"]), None, training)
+                terms.update(self.supervised_terms(first, labelled["params"], labelled.get("landmarks")))
+            if wild is not None and "teacher" in wild:
+                first = self._pass(self.task.preprocessor.normalize(wild["image"]), None, training)
+                scale = w.wild_teacher if labelled is not None else 1.0
+                for n, v in self.supervised_terms(first, wild["teacher"], wild["landmarks"],
+                                                  wild.get("teacher_landmarks")).items():
+                    v = v if n == "landmark" else scale * v
+                    terms[n] = terms[n] + v if n in terms else v
         # phase 2: the wild faces through the map of their points, then through the map of the prediction
         if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS):
             x = self.task.preprocessor.normalize(wild["image"])

@@ -13,6 +13,7 @@ from ..data.data_config import LabelledDataConfig, WildDataConfig
 from ..geometry.morphable_model import NUM_PARAMS
 from ..models.dasl import LossWeights
 from ..models.spec import NAME_PATTERN, first_problem, regressor_problems
+from ..profiling.config import ProfiledDataConfig
 
 #: the regressor's optimizers: SGD (with momentum, Nesterov and decoupled weight decay as configured), Adam (no weight
 #: decay) and AdamW (Adam with decoupled weight decay)
@@ -108,11 +109,13 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    """In-the-wild faces (``wild``), optional 3D-labelled crops (``labelled``), the AFLW2000-3D monitor and where
+    """In-the-wild faces (``wild``), optional 3D-labelled crops (``labelled``, or ``profiled``: views made from the
+    wild training faces by tf2dasl.profiling, before training, and cached), the AFLW2000-3D monitor and where
     teacher labels are cached."""
 
     wild: WildDataConfig = field(default_factory=WildDataConfig)
     labelled: LabelledDataConfig | None = None
+    profiled: ProfiledDataConfig | None = None
     #: AFLW2000-3D folder whose 68-point NME is logged every epoch — a monitor only, never used to select
     validation: str | None = None
     #: also log the monitor's dense 2D NME (``val_dense_2d``; all 38,365 vertices: the model needs its dense bases)
@@ -128,7 +131,8 @@ class TrainConfig:
     epochs: int = 10
     #: steps per epoch, >= 1 (null: one pass over the wild faces)
     steps_per_epoch: int | None = None
-    #: a frozen copy of the initial model labels the wild faces when no labelled data is given
+    #: a frozen copy of the initial model labels the wild faces (with 3D-labelled faces mixed in too: the wild faces'
+    #: teacher terms then sit beside the labelled faces' own, scaled by loss.wild_teacher)
     teacher: bool = True
     #: the ``anchor68`` target is the teacher's 68 landmarks averaged over the crop and its mirror image (mirrored
     #: back), not the projection of its parameters for the crop alone (tf2dasl.data.teacher.flip_average_landmarks)
@@ -162,6 +166,8 @@ class TrainConfig:
                              f"got {self.steps_per_epoch}")
         if self.distribute not in DISTRIBUTE_MODES:
             raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
+        if self.data.labelled is not None and self.data.profiled is not None:
+            raise ValueError("data.labelled and data.profiled are both 3D-labelled streams: give one of them")
         w = self.data.wild
         if self.keep_best and not ((w.aflw is not None and w.aflw.val_every > 0) or w.holdout_every > 0):
             raise ValueError("keep_best selects on held-out training faces: set data.wild.aflw.val_every or "
@@ -179,3 +185,20 @@ def expand_path(path: str | None) -> str | None:
     for k, v in env.items():
         out = out.replace("${" + k + "}", v)
     return os.path.expanduser(out)
+
+
+def expand_data_paths(cfg: TrainConfig) -> None:
+    """The data paths of ``cfg`` (wild faces, AFLW, 3D-labelled crops, the profiled faces' folder) expanded in place
+    (:func:`expand_path`)."""
+    w = cfg.data.wild
+    w.pts_folders = [expand_path(p) for p in w.pts_folders]
+    w.lp_folders = [expand_path(p) for p in w.lp_folders]
+    w.holdout_from = [expand_path(p) for p in w.holdout_from]
+    if w.aflw is not None:
+        w.aflw.root, w.aflw.points_file = expand_path(w.aflw.root), expand_path(w.aflw.points_file)
+    if cfg.data.labelled is not None:
+        lab = cfg.data.labelled
+        for k in ("root", "list_file", "params_file", "whitening_file"):
+            setattr(lab, k, expand_path(getattr(lab, k)) or "")
+    if cfg.data.profiled is not None:
+        cfg.data.profiled.folder = expand_path(cfg.data.profiled.folder)

@@ -26,9 +26,10 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from ..data.data_config import LabelledDataConfig
 from ..data.datasets import load_labelled, load_wild_data
 from ..data.pipeline import labelled_dataset, mixed_dataset, plain_crops, wild_sources_dataset
-from ..data.teacher import TeacherCache, fingerprint, flip_average_landmarks, teacher_labels
+from ..data.teacher import TeacherCache, flip_average_landmarks, teacher_labels
 from ..errors import UserError
 from ..evaluate import load_aflw2000
 from ..inference.keras_runtime import KerasPredictor
@@ -43,8 +44,10 @@ from ..models.dasl import DASLModel, expand_to_four_channels
 from ..models.morphable import MorphableLayer
 from ..models.spec import ModelSpec
 from ..models.task import FaceTask
+from ..profiling.teacher import teacher_fingerprint
 from .callbacks import CsvHistory, EpochCheckpoint, StopOnNaN, TrainingState
-from .train_config import TrainConfig, expand_path
+from .profiled import labelled_data
+from .train_config import TrainConfig, expand_data_paths, expand_path
 from .validation import HoldoutSet, Validation, holdout_sets, point_decoder
 
 
@@ -231,31 +234,12 @@ def _initial_models(cfg: TrainConfig, init: str | None) -> tuple[ModelSpec, obje
     return spec, FaceTask(spec, mm).regressor, None, mm, {"init": None}
 
 
-def _expand_data_paths(cfg: TrainConfig) -> None:
-    w = cfg.data.wild
-    w.pts_folders = [expand_path(p) for p in w.pts_folders]
-    w.lp_folders = [expand_path(p) for p in w.lp_folders]
-    w.holdout_from = [expand_path(p) for p in w.holdout_from]
-    if w.aflw is not None:
-        w.aflw.root, w.aflw.points_file = expand_path(w.aflw.root), expand_path(w.aflw.points_file)
-    if cfg.data.labelled is not None:
-        lab = cfg.data.labelled
-        for k in ("root", "list_file", "params_file", "whitening_file"):
-            setattr(lab, k, expand_path(getattr(lab, k)) or "")
-
-
-def _teacher_fingerprint(teacher: FaceTask) -> str:
-    arrays = [np.asarray(w) for w in teacher.regressor.get_weights()] + [teacher.mm.param_mean, teacher.mm.param_std]
-    spec = {k: v for k, v in teacher.spec.to_dict().items() if k != "name"}
-    return fingerprint(arrays, {"spec": spec, "inference": "predict_params"})
-
-
 def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print) -> None:
     """The teacher's parameters for every training face's plain and mirrored crop, from the cache or computed once
     (then cached), attached to each source's faces (``faces.teacher``; with ``teacher_flip_average`` also their
     flip-averaged 68 landmarks, ``faces.teacher_landmarks``)."""
     predictor, decoder = KerasPredictor(teacher), teacher.decoder
-    cache = TeacherCache(expand_path(cfg.data.teacher_cache), _teacher_fingerprint(teacher))
+    cache = TeacherCache(expand_path(cfg.data.teacher_cache), teacher_fingerprint(teacher))
     for src in wild.sources:
         t0 = time.time()
         crops, _ = plain_crops(src.faces, src.augment)
@@ -278,13 +262,12 @@ def _holdouts(wild, is_chief: bool, out: Path) -> list[HoldoutSet]:
     return holdout_sets(wild)
 
 
-def _datasets(cfg: TrainConfig, wild, seed: int, start_epoch: int, steps: int, convention):
+def _datasets(lab_cfg: LabelledDataConfig | None, wild, seed: int, start_epoch: int, steps: int, convention):
     """→ the training dataset positioned at the first step of training epoch ``start_epoch``: every source (and
-    the labelled stream) counts its own passes, so a resumed run starts them at global step ``start_epoch *
-    steps``."""
+    the labelled stream ``lab_cfg``) counts its own passes, so a resumed run starts them at global step
+    ``start_epoch * steps``."""
     ds = wild_sources_dataset(wild.sources, wild.layout, seed, start_step=start_epoch * steps, convention=convention)
-    if cfg.data.labelled is not None:
-        lab_cfg = cfg.data.labelled
+    if lab_cfg is not None:
         labelled = labelled_dataset(load_labelled(lab_cfg), lab_cfg.augment, lab_cfg.batch_size, seed,
                                     start_step=start_epoch * steps)
         return mixed_dataset(labelled, ds)
@@ -311,6 +294,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     ``extra_callbacks`` run after the built-in ones (validation, checkpoint, CSV, TensorBoard)."""
     out = Path(out_dir)
     last = _check_run_dir(out, resume)
+    if cfg.data.profiled is not None and not init:
+        raise TrainingError("data.profiled needs --init MODEL_DIR: the model whose fits of the wild faces are profiled")
     if cfg.deterministic:
         make_deterministic()
     strategy = _strategy(cfg.distribute)  # MultiWorkerMirroredStrategy must exist before other TF work
@@ -328,13 +313,15 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
     start_epoch = TrainingState.finished_epochs(last) if last is not None else 0
     if start_epoch >= cfg.epochs:
         print(f"{out}: all {cfg.epochs} epochs already done")
-    _expand_data_paths(cfg)
+    expand_data_paths(cfg)
+    labelled = labelled_data(cfg, init, teacher)
     wild = load_wild_data(cfg.data.wild)
-    if teacher is not None and cfg.data.labelled is None:
+    if teacher is not None:
         _attach_teacher_labels(cfg, wild, teacher)
     holdouts = _holdouts(wild, chief, out)
     steps = cfg.steps_per_epoch or wild.steps_per_epoch()
-    ds = _datasets(cfg, wild, cfg.seed, start_epoch, steps, teacher.decoder.convention if teacher is not None else None)
+    ds = _datasets(labelled, wild, cfg.seed, start_epoch, steps,
+                   teacher.decoder.convention if teacher is not None else None)
 
     layout = wild.layout
     if layout.size > 68:

@@ -1,0 +1,89 @@
+"""Where a model's 3D reconstruction error lives on the AFLW2000-3D dev slice (a monitor: for explaining, never for
+choosing): the reconstruction and dense 3D NME per yaw bin of each model's parameters as predicted and with one part
+replaced —
+
+* ``camera → scaled rotation``: the 3x3 of ``[M | t]`` replaced by its nearest scaled rotation (``s R``, 3DDFA_V2's
+  ``P2sRt``): what the camera's anisotropy (a depth row of the wrong length, shear) costs;
+* ``mean identity``: the 40 shape coefficients set to 0; ``no expression``: the 10 expression coefficients set to 0.
+
+    python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
+                                                   [--data DIR] [--bfm PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, shared_dir  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+
+METRICS = ("reconstruction", "dense_3d")
+BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")
+
+
+def variants():
+    import numpy as np
+
+    from tf2dasl.geometry.morphable_model import EXPRESSION, SHAPE
+    from tf2dasl.geometry.pose import params_to_sRt
+
+    def rotation(p):
+        s, r, _ = params_to_sRt(p)
+        out = np.array(p, np.float32, copy=True)
+        cam = out[:, :12].reshape(-1, 3, 4)
+        cam[:, :, :3] = s[:, None, None] * r
+        out[:, :12] = cam.reshape(-1, 12)
+        return out
+
+    def zero(part):
+        def fn(p):
+            out = np.array(p, np.float32, copy=True)
+            out[:, part] = 0.0
+            return out
+        return fn
+
+    return {"as predicted": lambda p: p, "camera → scaled rotation": rotation, "mean identity": zero(SHAPE),
+            "no expression": zero(EXPRESSION)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="*")
+    ap.add_argument("--params", action="append", default=[], metavar="NAME=FILE.npy:CONVENTION")
+    ap.add_argument("--data", help="AFLW2000-3D (default: $TF2DASL_SHARED/data/aflw2000_3d_dev)")
+    ap.add_argument("--bfm", help="decodes --params files (default: $TF2DASL_SHARED/assets/3ddfa_v2)")
+    args = ap.parse_args()
+    data_dir = args.data or shared_dir() / "data" / "aflw2000_3d_dev"
+    bfm = args.bfm or shared_dir() / "assets" / "3ddfa_v2"
+
+    import numpy as np
+
+    from tf2dasl.evaluate import (load_aflw2000, load_params_file, model_under_test, params_decoder,
+                                  params_predictions, score_aflw2000)
+
+    data = load_aflw2000(data_dir, 120)
+    sources = []
+    for m in args.models:
+        model = model_under_test("keras", m)
+        sources.append((m, model.predictor.predict(data.crops).params, model.decoder))
+    for spec in args.params:
+        name, rest = spec.split("=", 1)
+        path, conv = rest.rsplit(":", 1)
+        params, _ = load_params_file(path, len(data.crops))
+        sources.append((name, params, params_decoder(bfm, conv)))
+    print("| model | parameters | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
+                                                 for m in METRICS for b in BINS) + " |")
+    print("|---|---|" + "---|" * (len(METRICS) * len(BINS)))
+    for name, params, decoder in sources:
+        for label, fn in variants().items():
+            changed = fn(params)
+            valid = np.isfinite(changed).all(axis=1)
+            r = score_aflw2000(data, params_predictions(changed, valid, decoder), 120, decoder, METRICS)
+            print(f"| {name} | {label} | " + " | ".join(f"{r[m][b]:.3f}" for m in METRICS for b in BINS) + " |")
+
+
+if __name__ == "__main__":
+    main()
