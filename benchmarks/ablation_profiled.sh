@@ -4,6 +4,7 @@
 # (3 epochs of 400 steps), two seeds per row. Rows:
 #   headline        configs/dasl_mb05_aflw.yaml (teacher anchors + 2D points + 2DASL's four terms on the wild faces)
 #   teacher_kept    the headline + profiled faces, the wild faces keeping their teacher terms (loss.wild_teacher=1)
+#   teacher_half    the same with the wild faces' teacher terms at half weight (loss.wild_teacher=0.5)
 #   profiled        configs/dasl_mb05_profiled.yaml: the same with the wild faces' teacher terms dropped
 #                   (wild_teacher 0: chosen on these held-out faces; the wild faces keep their 2D points)
 #   profiled_2dasl  profiled faces alone as the 3D labels, the wild faces through 2DASL's terms only (teacher=false):
@@ -20,7 +21,7 @@ seeds=${*:-"1 2"}
 shared=${TF2DASL_SHARED:-../shared}
 dev="$shared/data/aflw2000_3d_dev"
 budget=(--set epochs=3 --set steps_per_epoch=400)
-rows=${ROWS:-"headline teacher_kept profiled profiled_2dasl profiled_only"}
+rows=${ROWS:-"headline teacher_kept teacher_half profiled profiled_2dasl profiled_only"}
 [ -d models/mb05 ] || tf2dasl import-3ddfa "$shared/assets/3ddfa_v2" --weights mb05_120x120 --out models/mb05
 mkdir -p "$runs"
 score() {  # MODEL OUT_PREFIX HOLDOUT_LIST: every evaluation of one model
@@ -37,6 +38,7 @@ for seed in $seeds; do
     case $row in
       headline) cfg=configs/dasl_mb05_aflw.yaml; extra=() ;;
       teacher_kept) extra=(--set loss.wild_teacher=1) ;;
+      teacher_half) extra=(--set loss.wild_teacher=0.5) ;;
       profiled) extra=() ;;
       profiled_2dasl) extra=(--set teacher=false) ;;
       profiled_only) extra=(--set teacher=false --set loss.self_2d=0 --set loss.self_3d=0 --set loss.cycle=0

@@ -15,6 +15,7 @@ from ablation_table import cell  # noqa: E402  (mean ± half the range over seed
 
 ROWS = [("headline recipe (configs/dasl_mb05_aflw.yaml)", "headline"),
         ("+ profiled faces, wild faces keeping their teacher terms (wild_teacher 1)", "teacher_kept"),
+        ("+ profiled faces, the wild faces' teacher terms at half weight (wild_teacher 0.5)", "teacher_half"),
         ("+ profiled faces, wild faces without teacher terms (configs/dasl_mb05_profiled.yaml)", "profiled"),
         ("profiled faces alone + 2DASL's terms on the wild faces (teacher off)", "profiled_2dasl"),
         ("profiled faces alone, no 2DASL term", "profiled_only")]
