@@ -17,7 +17,6 @@ written even when the run stops early (a full disk, Ctrl-C), listing what is inc
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from pathlib import Path
 from typing import Sequence
@@ -214,13 +213,13 @@ def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: s
         pass  # the manifest could not take the line: the file writes below report the problem
     record = image_record(path, decoded.image, faces, (decoded.width, decoded.height), decoded.reduction)
 
-    def made():
-        return output_files(stem, decoded.image, faces, outputs, mm, image_scale=1.0 / decoded.reduction,
-                            texture_size=texture_size)
-
-    expected.append(f"{stem}.json")
-    expected.extend(name for name, _ in made())  # names only: nothing is drawn yet
-    files = itertools.chain([(f"{stem}.json", lambda: (json.dumps(record) + "\n").encode("utf-8"))], made())
+    # every file's name and maker, listed once (nothing is drawn until a maker is called); the JSON is expected
+    # first, so that an interruption while the rest are listed still names it
+    files = [(f"{stem}.json", lambda: (json.dumps(record) + "\n").encode("utf-8"))]
+    expected.append(files[0][0])
+    files += output_files(stem, decoded.image, faces, outputs, mm, image_scale=1.0 / decoded.reduction,
+                          texture_size=texture_size)
+    expected.extend(name for name, _ in files[1:])
     for name, make in files:
         try:
             folder.write(name, make())

@@ -15,6 +15,7 @@ bytes unreadable (``read``), not an image, truncated or above ``--max-pixels`` (
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 
 import apache_beam as beam
@@ -98,17 +99,22 @@ def count(name: str, n: int = 1) -> None:
     Metrics.counter(NAMESPACE, name).inc(n)
 
 
+@functools.lru_cache(maxsize=None)
+def worker_decoder(model_dir: str) -> tuple[Decoder, int]:
+    """The model directory's decoder and input channels, read once per worker process and shared by its DoFns."""
+    spec, mm = read_spec_and_morphable(local_dir(model_dir, MODEL_DIR_FILES))
+    return Decoder(mm, spec.input_size, spec.crop_convention), spec.channels
+
+
 class _DecoderFn(beam.DoFn):
-    """A DoFn holding the model directory's decoder (set up once per worker)."""
+    """A DoFn holding the model directory's decoder (:func:`worker_decoder`: one per worker process)."""
 
     def __init__(self, settings: PhotoSettings):
         self.settings = settings
         self.decoder: Decoder | None = None
 
     def setup(self):
-        spec, mm = read_spec_and_morphable(local_dir(self.settings.model_dir, MODEL_DIR_FILES))
-        self.decoder = Decoder(mm, spec.input_size, spec.crop_convention)
-        self.channels = spec.channels
+        self.decoder, self.channels = worker_decoder(self.settings.model_dir)
 
 
 class DetectFn(_DecoderFn):

@@ -31,8 +31,8 @@ def make_config_profiled_set(cfg: TrainConfig, teacher: FaceTask, prof: Profiled
 
 def labelled_data(cfg: TrainConfig, init: str | None, teacher: FaceTask | None) -> LabelledDataConfig | None:
     """The 3D-labelled stream of a run: ``data.labelled``, or ``data.profiled``'s views of the wild training faces —
-    made by the ``--init`` model (``teacher``, its frozen copy, when there is one) before training, or reused from
-    their cache."""
+    made by the ``--init`` model (``teacher``: its frozen copy or the model as the trainer loaded it; read from
+    ``init`` when None) before training, or reused from their cache."""
     prof = cfg.data.profiled
     if prof is None:
         return cfg.data.labelled

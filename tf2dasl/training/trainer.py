@@ -206,8 +206,10 @@ def _optimizers(cfg: TrainConfig, total_steps: int, replicas: int = 1):
     return reg, critic
 
 
-def _initial_models(cfg: TrainConfig, init: str | None) -> tuple[ModelSpec, object, FaceTask | None, object, dict]:
-    """→ (spec, regressor to train, frozen teacher or None, morphable model, provenance)."""
+def _initial_models(cfg: TrainConfig, init: str | None) \
+        -> tuple[ModelSpec, object, FaceTask | None, object, dict, FaceTask | None]:
+    """→ (spec, regressor to train, frozen teacher or None, morphable model, provenance, the loaded ``--init`` model
+    or None)."""
     m = cfg.model
     if init:
         base = load_model_dir(init)
@@ -224,14 +226,14 @@ def _initial_models(cfg: TrainConfig, init: str | None) -> tuple[ModelSpec, obje
             teacher = FaceTask(spec, mm)
             teacher.regressor.set_weights(base.regressor.get_weights())
         return spec.replace(channels=m.channels, name=cfg.name), reg, teacher, mm, \
-            {"init": str(init), "init_provenance": base.provenance}
+            {"init": str(init), "init_provenance": base.provenance}, base
     if not m.morphable_model:
         raise TrainingError("without --init MODEL_DIR the config needs model.morphable_model (a 3DDFA_V2 checkout)")
     mm = load_morphable_model(expand_path(m.morphable_model))
     if cfg.teacher and cfg.data.labelled is None:
         raise TrainingError("teacher: true needs --init MODEL_DIR (the teacher is the initial model)")
     spec = ModelSpec(name=cfg.name, backbone=m.backbone, width=m.width, input_size=m.input_size, channels=m.channels)
-    return spec, FaceTask(spec, mm).regressor, None, mm, {"init": None}
+    return spec, FaceTask(spec, mm).regressor, None, mm, {"init": None}, None
 
 
 def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print) -> None:
@@ -309,12 +311,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, init: str | None = None, resume
         keras.mixed_precision.set_global_policy("mixed_float16")
 
     with strategy.scope():  # every variable (regressor, critic, optimizers) is created mirrored
-        spec, reg, teacher, mm, provenance = _initial_models(cfg, init)
+        spec, reg, teacher, mm, provenance, base = _initial_models(cfg, init)
     start_epoch = TrainingState.finished_epochs(last) if last is not None else 0
     if start_epoch >= cfg.epochs:
         print(f"{out}: all {cfg.epochs} epochs already done")
     expand_data_paths(cfg)
-    labelled = labelled_data(cfg, init, teacher)
+    labelled = labelled_data(cfg, init, teacher if teacher is not None else base)  # views made before training
     wild = load_wild_data(cfg.data.wild)
     if teacher is not None:
         _attach_teacher_labels(cfg, wild, teacher)
