@@ -122,5 +122,16 @@ def _interrupted(exc: BaseException | None) -> bool:
     return False
 
 
+def _exit(code: int) -> None:
+    """Leave the process with ``code``. After Ctrl-C, ``python -m`` would turn a handled KeyboardInterrupt back into
+    death by SIGINT when an extension module's start-up (LiteRT's, running Python code through ``PyRun_String``)
+    saw it first: the status already reported is kept by leaving at once, the streams flushed."""
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
