@@ -84,6 +84,8 @@ def test_export_layout_and_manifest(export_dir_mb05, mb05_dir):
     assert set(arts["tflite"]["outputs"]) == {"params_whitened", "landmarks"}
     assert set(arts["tflite"]["variants"]) == {"float32", "float16", "int8"}
     assert arts["onnx"]["opset"] == 17 and set(arts["onnx"]["outputs"]) == {"params", "landmarks"}
+    # the float32 ONNX model is described once, by artifacts.onnx; its variants are the other files
+    assert arts["onnx"]["file"] == f"{NAME}.onnx" and set(arts["onnx"]["variants"]) == {"int8"}
     # the model directory's model.json travels as a SavedModel asset
     assert (_sm_path(d) / "assets" / "model.json").read_text() == (mb05_dir / "model.json").read_text()
 
@@ -487,6 +489,23 @@ def test_export_never_overwrites_what_is_not_an_export(mb05_dir, tmp_path):
     with pytest.raises(ExportError, match="not overwriting it"):
         export_model(mb05_dir, other, formats="onnx", onnx_variants=("float32",), log=lambda *a: None)
     assert (other / "export.json").read_text() == '{"mine": true}' and len(list(other.iterdir())) == 1
+
+
+@pytest.mark.slow  # a second ONNX export
+def test_reexport_drops_a_float32_onnx_variant_copy(mb05_dir, export_dir_mb05, tmp_path):
+    """An export.json that also listed NAME.onnx as a float32 variant loses that copy when the ONNX model is
+    exported again into it; the int8 entry is kept and the runtime reads the float32 model from artifacts.onnx."""
+    meta = json.loads((export_dir_mb05 / "export.json").read_text())
+    onnx = meta["artifacts"]["onnx"]
+    int8 = onnx["variants"]["int8"]
+    onnx["variants"]["float32"] = {"file": onnx["file"], "bytes": onnx["bytes"]}
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "export.json").write_text(json.dumps(meta))
+    got = export_model(mb05_dir, out, formats="onnx", onnx_variants=("float32",), log=lambda *a: None)
+    assert got["artifacts"]["onnx"]["variants"] == {"int8": int8}
+    assert json.loads((out / "export.json").read_text())["artifacts"]["onnx"]["variants"] == {"int8": int8}
+    assert load_predictor("onnx", export_dir=out).path == out / f"{NAME}.onnx"
 
 
 @pytest.mark.slow

@@ -103,12 +103,12 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
     if "onnx" in formats:
         t0 = time.time()
         entry = dict(arts.get("onnx", {}))
-        variants = dict(entry.get("variants", {}))
+        # the float32 model is the entry itself, never one of its variants (an older export.json listed it twice)
+        variants = {k: v for k, v in entry.get("variants", {}).items() if k != DEFAULT_VARIANT}
         if DEFAULT_VARIANT in onnx_variants:
             entry = _write_onnx(model, out / f"{name}.onnx", log)
             if spec.channels == MAP_CHANNELS:
                 entry[MAP_SIGNATURE] = _write_onnx(model, out / f"{name}_{MAP_SIGNATURE}.onnx", log, with_map=True)
-            variants[DEFAULT_VARIANT] = {"file": entry["file"], "bytes": entry["bytes"]}
             log(f"onnx: {out / entry['file']} (opset {onnx_graph.ONNX_OPSET}, {entry['layout']}, "
                 f"{time.time() - t0:.1f} s)")
         if INT8 in onnx_variants:

@@ -51,8 +51,9 @@ def artifact_path(export_dir: Path, file_name: str) -> Path:
 
 
 def onnx_artifact(meta: dict, export_dir: str | Path, variant: str = DEFAULT_VARIANT) -> dict:
-    """export.json's entry of the ONNX ``variant`` (``file``, ``layout``, ...; float32 also names its ``with_map``
-    graph), or a :class:`RuntimeLoadError` saying how to make it."""
+    """export.json's entry of the ONNX ``variant`` (``file``, ``layout``, ...): ``artifacts.onnx`` itself for float32
+    (which also names its ``with_map`` graph), ``artifacts.onnx.variants[variant]`` for the others; or a
+    :class:`RuntimeLoadError` saying how to make it."""
     art = meta.get("artifacts", {}).get("onnx") or {}
     entry = art if variant == DEFAULT_VARIANT else art.get("variants", {}).get(variant)
     if not entry or "file" not in entry:
