@@ -199,6 +199,27 @@ def test_tflite_builtin_ops_only_and_gpu_analyzer(export_dir_mb05, variant):
         assert not any("hybrid" in i for i in issues), issues
 
 
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_tflite_entry_reads_one_parse_of_the_file(export_dir_mb05, calibration_set, monkeypatch, variant):
+    """A TFLite file's export.json entry is made from the file parsed once (by its converter): no check parses the
+    bytes again, and the entry is the one the export wrote."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from tf2dasl.export import mobile, parse_tflite, quantize
+
+    file_name = f"{NAME}_{variant}.tflite"
+    tfl = parse_tflite((export_dir_mb05 / file_name).read_bytes())
+    parses, parse = [], schema.ModelT.InitFromPackedBuf
+    monkeypatch.setattr(schema.ModelT, "InitFromPackedBuf", staticmethod(lambda *a: parses.append(a) or parse(*a)))
+    entry = (quantize.int8_entry(tfl, file_name, calibration_set) if variant == "int8" else
+             mobile.file_entry(file_name, tfl, mobile.QUANTIZATION[variant]))
+    assert not parses
+    meta = json.loads((export_dir_mb05 / "export.json").read_text())
+    assert json.loads(json.dumps(entry)) == meta["artifacts"]["tflite"]["variants"][variant]
+    parse_tflite(tfl.content)
+    assert len(parses) == 1  # the patch sees a parse
+
+
 def test_gpu_op_check_catches_unsupported_ops():
     """TF 2.21's analyzer passes anything; the offline check must not."""
     @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
