@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -397,6 +398,33 @@ def test_four_channel_model_two_passes_and_maps_in_every_artifact(model4_dir, ex
             # a landmark on a pixel boundary may round differently in the map: allow one odd face
             assert np.median(err) < 0.01 and (err < 0.05).mean() >= 0.9, (kind, m is None, err)
             np.testing.assert_allclose(decoder.landmarks(out.params), out.landmarks, atol=0.01)
+
+
+@pytest.mark.slow  # the 4-channel export (conftest: export_dir_4ch)
+def test_a_float_file_without_with_map_is_an_older_export(export_dir_4ch, tmp_path):
+    """A 4-channel export whose export.json names no ONNX with_map graph (an older tf2dasl's): given landmarks
+    are refused in one line that says to export again."""
+    meta = json.loads((export_dir_4ch / "export.json").read_text())
+    del meta["artifacts"]["onnx"]["with_map"]
+    (tmp_path / "export.json").write_text(json.dumps(meta))
+    shutil.copy(export_dir_4ch / meta["artifacts"]["onnx"]["file"], tmp_path)
+    rt = load_predictor("onnx", export_dir=tmp_path)
+    with pytest.raises(RuntimeLoadError, match=r"no 'with_map' signature .*older tf2dasl\); run `tf2dasl export"):
+        rt.predict(np.zeros((1, 120, 120, 3), np.uint8), landmark_map(None, 120, 1))
+
+
+def test_missing_map_signature_names_the_float_variants():
+    """The one line for an artifact without a with_map signature: an int8 file points to the runtime's float
+    variants, a float one to a new export."""
+    from tf2dasl.inference.export_dir import ONNX_VARIANTS, TFLITE_VARIANTS, missing_map_signature
+
+    art, export_dir = Path("e/m_int8.tflite"), Path("e")
+    msg = str(missing_map_signature(art, export_dir, "int8", TFLITE_VARIANTS))
+    assert msg.startswith(f"{art}: the int8 file has no 'with_map' signature") and "\n" not in msg
+    assert msg.endswith("given landmarks run in float (--variant float32 or float16)")
+    assert str(missing_map_signature(art, export_dir, "int8", ONNX_VARIANTS)).endswith("(--variant float32)")
+    msg = str(missing_map_signature(Path("e/m_float32.tflite"), export_dir, "float32", TFLITE_VARIANTS))
+    assert "older tf2dasl" in msg and "--variant" not in msg and msg.endswith("run `tf2dasl export MODEL_DIR --out e`")
 
 
 # ---------------------------------------------------------------------------- the ONNX graph, built from the weights
