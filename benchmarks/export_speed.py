@@ -72,10 +72,15 @@ def tflite_runner(path: Path, threads: int, x: np.ndarray):
 
 def artifacts(meta: dict, export_dir: Path) -> dict[str, tuple[str, Path, bool]]:
     """``{row: (runtime, file, takes uint8)}`` for every CPU artifact of the export."""
+    from tf2dasl.inference.export_dir import INT8, ONNX_VARIANTS, RuntimeLoadError, onnx_artifact
+
     rows = {}
-    onnx = meta["artifacts"].get("onnx", {})
-    for variant, entry in onnx.get("variants", {"float32": onnx} if onnx.get("file") else {}).items():
-        rows[f"onnx {variant}"] = ("onnx", export_dir / entry["file"], variant == "int8")
+    for variant in ONNX_VARIANTS:
+        try:
+            entry = onnx_artifact(meta, export_dir, variant)
+        except RuntimeLoadError:  # a variant the export left out
+            continue
+        rows[f"onnx {variant}"] = ("onnx", export_dir / entry["file"], variant == INT8)
     for variant, entry in meta["artifacts"].get("tflite", {}).get("variants", {}).items():
         raw = entry.get("input", {}).get("dtype") == "uint8"
         rows[f"tflite {variant}"] = ("tflite", export_dir / entry["file"], raw)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,8 @@ def test_export_layout_and_manifest(export_dir_mb05, mb05_dir):
     assert set(arts["tflite"]["outputs"]) == {"params_whitened", "landmarks"}
     assert set(arts["tflite"]["variants"]) == {"float32", "float16", "int8"}
     assert arts["onnx"]["opset"] == 17 and set(arts["onnx"]["outputs"]) == {"params", "landmarks"}
+    # the float32 ONNX model is described once, by artifacts.onnx; its variants are the other files
+    assert arts["onnx"]["file"] == f"{NAME}.onnx" and set(arts["onnx"]["variants"]) == {"int8"}
     # the model directory's model.json travels as a SavedModel asset
     assert (_sm_path(d) / "assets" / "model.json").read_text() == (mb05_dir / "model.json").read_text()
 
@@ -195,6 +198,27 @@ def test_tflite_builtin_ops_only_and_gpu_analyzer(export_dir_mb05, variant):
         assert "GPU COMPATIBILITY WARNING" not in report.upper()
     else:  # full-integer int8: no hybrid (int8-weight, float-input) kernels
         assert not any("hybrid" in i for i in issues), issues
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_tflite_entry_reads_one_parse_of_the_file(export_dir_mb05, calibration_set, monkeypatch, variant):
+    """A TFLite file's export.json entry is made from the file parsed once (by its converter): no check parses the
+    bytes again, and the entry is the one the export wrote."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from tf2dasl.export import mobile, parse_tflite, quantize
+
+    file_name = f"{NAME}_{variant}.tflite"
+    tfl = parse_tflite((export_dir_mb05 / file_name).read_bytes())
+    parses, parse = [], schema.ModelT.InitFromPackedBuf
+    monkeypatch.setattr(schema.ModelT, "InitFromPackedBuf", staticmethod(lambda *a: parses.append(a) or parse(*a)))
+    entry = (quantize.int8_entry(tfl, file_name, calibration_set) if variant == "int8" else
+             mobile.file_entry(file_name, tfl, mobile.QUANTIZATION[variant]))
+    assert not parses
+    meta = json.loads((export_dir_mb05 / "export.json").read_text())
+    assert json.loads(json.dumps(entry)) == meta["artifacts"]["tflite"]["variants"][variant]
+    parse_tflite(tfl.content)
+    assert len(parses) == 1  # the patch sees a parse
 
 
 def test_gpu_op_check_catches_unsupported_ops():
@@ -376,6 +400,33 @@ def test_four_channel_model_two_passes_and_maps_in_every_artifact(model4_dir, ex
             np.testing.assert_allclose(decoder.landmarks(out.params), out.landmarks, atol=0.01)
 
 
+@pytest.mark.slow  # the 4-channel export (conftest: export_dir_4ch)
+def test_a_float_file_without_with_map_is_an_older_export(export_dir_4ch, tmp_path):
+    """A 4-channel export whose export.json names no ONNX with_map graph (an older tf2dasl's): given landmarks
+    are refused in one line that says to export again."""
+    meta = json.loads((export_dir_4ch / "export.json").read_text())
+    del meta["artifacts"]["onnx"]["with_map"]
+    (tmp_path / "export.json").write_text(json.dumps(meta))
+    shutil.copy(export_dir_4ch / meta["artifacts"]["onnx"]["file"], tmp_path)
+    rt = load_predictor("onnx", export_dir=tmp_path)
+    with pytest.raises(RuntimeLoadError, match=r"no 'with_map' signature .*older tf2dasl\); run `tf2dasl export"):
+        rt.predict(np.zeros((1, 120, 120, 3), np.uint8), landmark_map(None, 120, 1))
+
+
+def test_missing_map_signature_names_the_float_variants():
+    """The one line for an artifact without a with_map signature: an int8 file points to the runtime's float
+    variants, a float one to a new export."""
+    from tf2dasl.inference.export_dir import ONNX_VARIANTS, TFLITE_VARIANTS, missing_map_signature
+
+    art, export_dir = Path("e/m_int8.tflite"), Path("e")
+    msg = str(missing_map_signature(art, export_dir, "int8", TFLITE_VARIANTS))
+    assert msg.startswith(f"{art}: the int8 file has no 'with_map' signature") and "\n" not in msg
+    assert msg.endswith("given landmarks run in float (--variant float32 or float16)")
+    assert str(missing_map_signature(art, export_dir, "int8", ONNX_VARIANTS)).endswith("(--variant float32)")
+    msg = str(missing_map_signature(Path("e/m_float32.tflite"), export_dir, "float32", TFLITE_VARIANTS))
+    assert "older tf2dasl" in msg and "--variant" not in msg and msg.endswith("run `tf2dasl export MODEL_DIR --out e`")
+
+
 # ---------------------------------------------------------------------------- the ONNX graph, built from the weights
 def _random_face_model(backbone: str, width: float, channels: int, seed: int = 0):
     """A random model of a backbone, with random BatchNorm statistics (so that folding them is exercised)."""
@@ -487,6 +538,23 @@ def test_export_never_overwrites_what_is_not_an_export(mb05_dir, tmp_path):
     with pytest.raises(ExportError, match="not overwriting it"):
         export_model(mb05_dir, other, formats="onnx", onnx_variants=("float32",), log=lambda *a: None)
     assert (other / "export.json").read_text() == '{"mine": true}' and len(list(other.iterdir())) == 1
+
+
+@pytest.mark.slow  # a second ONNX export
+def test_reexport_drops_a_float32_onnx_variant_copy(mb05_dir, export_dir_mb05, tmp_path):
+    """An export.json that also listed NAME.onnx as a float32 variant loses that copy when the ONNX model is
+    exported again into it; the int8 entry is kept and the runtime reads the float32 model from artifacts.onnx."""
+    meta = json.loads((export_dir_mb05 / "export.json").read_text())
+    onnx = meta["artifacts"]["onnx"]
+    int8 = onnx["variants"]["int8"]
+    onnx["variants"]["float32"] = {"file": onnx["file"], "bytes": onnx["bytes"]}
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "export.json").write_text(json.dumps(meta))
+    got = export_model(mb05_dir, out, formats="onnx", onnx_variants=("float32",), log=lambda *a: None)
+    assert got["artifacts"]["onnx"]["variants"] == {"int8": int8}
+    assert json.loads((out / "export.json").read_text())["artifacts"]["onnx"]["variants"] == {"int8": int8}
+    assert load_predictor("onnx", export_dir=out).path == out / f"{NAME}.onnx"
 
 
 @pytest.mark.slow

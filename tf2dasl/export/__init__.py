@@ -51,4 +51,5 @@ from .mobile import LandmarkHead, MobileModule, convert_tflite, save_mobile  # n
 from .onnx_graph import ONNX_OPSET, convert_onnx, face_graph  # noqa: F401
 from .saved_model import (SIGNATURES, WARMUP_BATCH_SIZES, ServingModule, decode_and_crop,  # noqa: F401
                           save_serving_model)
-from .tflite_lint import GPU_OPS, RESOURCE_OPS, gpu_analysis, gpu_op_issues, tflite_ops  # noqa: F401
+from .tflite_lint import (GPU_OPS, RESOURCE_OPS, TfliteModel, gpu_analysis, gpu_check, gpu_op_issues,  # noqa: F401
+                          parse_tflite, tflite_ops)

@@ -82,20 +82,21 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
         log(f"savedmodel: {vdir} ({time.time() - t0:.1f} s)")
     if "tflite" in formats:
         t0 = time.time()
-        floats, contents, signatures = [v for v in tflite_variants if v != INT8], {}, (DEFAULT_SIGNATURE,)
+        # each file parsed once, by its converter; export.json's entries read that parse
+        floats, files, signatures = [v for v in tflite_variants if v != INT8], {}, (DEFAULT_SIGNATURE,)
         with tempfile.TemporaryDirectory(prefix="tf2dasl_mobile_") as tmp:
             if floats:
                 signatures = tuple(mobile.save_mobile(model, Path(tmp) / "mobile").signatures)
-                contents = mobile.convert_tflite(Path(tmp) / "mobile", floats, signatures)
+                files = mobile.convert_tflite(Path(tmp) / "mobile", floats, signatures)
             if INT8 in tflite_variants:
-                contents[INT8] = quantize.convert_tflite_int8(model, calibration, Path(tmp))
+                files[INT8] = quantize.convert_tflite_int8(model, calibration, Path(tmp))
         variants = {}
-        for variant, content in contents.items():
-            path = write_bytes(out / f"{name}_{variant}.tflite", content)
-            variants[variant] = (quantize.int8_entry(content, path.name, calibration) if variant == INT8 else
-                                 mobile.variant_entry(variant, path.name, content))
+        for variant, tfl in files.items():
+            path = write_bytes(out / f"{name}_{variant}.tflite", tfl.content)
+            variants[variant] = (quantize.int8_entry(tfl, path.name, calibration) if variant == INT8 else
+                                 mobile.file_entry(path.name, tfl, mobile.QUANTIZATION[variant]))
         notes = dict(mobile.NOTES, crops=mf.crops_note(spec, normalized=True))
-        first = contents[floats[0]] if floats else contents[INT8]
+        first = (files[floats[0]] if floats else files[INT8]).content
         arts["tflite"] = {"normalized_in_graph": False, **mf.describe_tflite(first, notes),
                           "signatures": {k: mf.describe_tflite(first, notes, k) for k in signatures},
                           "variants": variants, "delegates": mobile.DELEGATES}
@@ -103,12 +104,12 @@ def export_model(model_dir: str | Path, out_dir: str | Path, version: int = 1, f
     if "onnx" in formats:
         t0 = time.time()
         entry = dict(arts.get("onnx", {}))
-        variants = dict(entry.get("variants", {}))
+        # the float32 model is the entry itself, never one of its variants (an older export.json listed it twice)
+        variants = {k: v for k, v in entry.get("variants", {}).items() if k != DEFAULT_VARIANT}
         if DEFAULT_VARIANT in onnx_variants:
             entry = _write_onnx(model, out / f"{name}.onnx", log)
             if spec.channels == MAP_CHANNELS:
                 entry[MAP_SIGNATURE] = _write_onnx(model, out / f"{name}_{MAP_SIGNATURE}.onnx", log, with_map=True)
-            variants[DEFAULT_VARIANT] = {"file": entry["file"], "bytes": entry["bytes"]}
             log(f"onnx: {out / entry['file']} (opset {onnx_graph.ONNX_OPSET}, {entry['layout']}, "
                 f"{time.time() - t0:.1f} s)")
         if INT8 in onnx_variants:

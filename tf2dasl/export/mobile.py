@@ -25,9 +25,11 @@ from ..inference.crops import MAP_CHANNELS
 from ..inference.export_dir import DEFAULT_SIGNATURE, MAP_SIGNATURE
 from ..models.task import FaceTask
 from .common import ExportError, hold, tf_variables_of
-from .tflite_lint import RESOURCE_OPS, gpu_analysis, gpu_op_issues, tflite_ops
+from .tflite_lint import RESOURCE_OPS, TfliteModel, gpu_check, parse_tflite, tflite_ops
 
 TFLITE_BATCH = 1
+#: GPU-delegate issues export.json lists per file (the first ones; :func:`~.tflite_lint.gpu_check` has them all)
+LISTED_GPU_ISSUES = 20
 #: the float variants this module converts (int8, full-integer, is :mod:`tf2dasl.export.quantize`'s)
 QUANTIZATION = {"float32": "none", "float16": "float16 weights (GPU delegate recipe)"}
 DELEGATES = ("XNNPACK (LiteRT's default CPU delegate; int8: its QS8 kernels); the GPU delegate for float32/float16 "
@@ -135,10 +137,10 @@ def save_mobile(model, out_dir: Path, batch: int | None = TFLITE_BATCH) -> Mobil
     return module
 
 
-def convert_tflite(src_saved_model: Path, variants, signatures=(DEFAULT_SIGNATURE,)) -> dict[str, bytes]:
-    """The mobile SavedModel → ``{variant: TFLite flatbuffer}`` (float32, float16 weights),
+def convert_tflite(src_saved_model: Path, variants, signatures=(DEFAULT_SIGNATURE,)) -> dict[str, TfliteModel]:
+    """The mobile SavedModel → ``{variant: TFLite flatbuffer, parsed}`` (float32, float16 weights),
     builtin ops only; an :class:`ExportError` when a conversion fails or keeps non-builtin/resource ops."""
-    contents = {}
+    files = {}
     # one converter for all variants: the SavedModel is imported once, each convert() re-runs the passes
     conv = tf.lite.TFLiteConverter.from_saved_model(str(src_saved_model), signature_keys=list(signatures))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -153,15 +155,17 @@ def convert_tflite(src_saved_model: Path, variants, signatures=(DEFAULT_SIGNATUR
             content = conv.convert()
         except Exception as exc:  # conversion errors are long: keep the first line
             raise ExportError(f"TFLite conversion ({variant}) failed: {str(exc).strip().splitlines()[0]}") from None
-        bad = [o for o in tflite_ops(content) if o.startswith(("CUSTOM", "FLEX")) or o in RESOURCE_OPS]
+        tfl = parse_tflite(content)
+        bad = [o for o in tflite_ops(tfl) if o.startswith(("CUSTOM", "FLEX")) or o in RESOURCE_OPS]
         if bad:
             raise ExportError(f"TFLite conversion ({variant}) produced non-builtin or resource-variable ops {bad}")
-        contents[variant] = content
-    return contents
+        files[variant] = tfl
+    return files
 
 
-def variant_entry(variant: str, file_name: str, content: bytes) -> dict:
-    """export.json's description of one TFLite file: size, ops, the GPU-delegate verdict and its issues."""
-    gpu_ok, _ = gpu_analysis(content)
-    return {"file": file_name, "bytes": len(content), "ops": tflite_ops(content), "gpu_compatible": gpu_ok,
-            "gpu_issues": gpu_op_issues(content)[:20], "quantization": QUANTIZATION[variant]}
+def file_entry(file_name: str, tfl: TfliteModel, quantization: str) -> dict:
+    """export.json's description of one TFLite file: size, ops, the GPU-delegate verdict and its first issues, how
+    it is quantised."""
+    gpu_ok, issues, _ = gpu_check(tfl)
+    return {"file": file_name, "bytes": len(tfl.content), "ops": tflite_ops(tfl), "gpu_compatible": gpu_ok,
+            "gpu_issues": issues[:LISTED_GPU_ISSUES], "quantization": quantization}

@@ -46,8 +46,8 @@ from ..models.regressor import Regressor
 from ..models.task import FaceTask
 from ..quiet import native_stderr_hidden
 from .common import ExportError
-from .mobile import TFLITE_BATCH, LandmarkHead, MobileModule
-from .tflite_lint import gpu_analysis, gpu_op_issues, op_outputs, tflite_ops
+from .mobile import TFLITE_BATCH, LandmarkHead, MobileModule, file_entry
+from .tflite_lint import TfliteModel, op_outputs, parse_tflite
 
 #: Name scope of the graph part that runs in int8 (the input, the map concatenation, the backbone).
 INT8_SCOPE = "int8"
@@ -179,8 +179,8 @@ def float_nodes(calibrated: bytes) -> list[str]:
             if op in FLOAT_OPS or not any(scope.match(p) for p in t.split(";"))]
 
 
-def convert_tflite_int8(model, calibration, workdir: Path) -> bytes:
-    """The full-integer int8 TFLite flatbuffer of ``model`` (module docstring), calibrated on ``calibration``
+def convert_tflite_int8(model, calibration, workdir: Path) -> TfliteModel:
+    """The full-integer int8 TFLite flatbuffer of ``model``, parsed (module docstring), calibrated on ``calibration``
     (a :class:`~tf2dasl.data.calibration.CalibrationSet`); ``workdir``: an empty folder for the float SavedModel."""
     module = Int8Module(model, batch=TFLITE_BATCH)
     src = Path(workdir) / "int8_float_graph"
@@ -200,7 +200,7 @@ def convert_tflite_int8(model, calibration, workdir: Path) -> bytes:
     except Exception as exc:  # conversion errors are long: keep the first line
         raise ExportError(f"TFLite conversion (int8) failed: {str(exc).strip().splitlines()[0]}") from None
     check_input(content, model.spec)
-    return content
+    return parse_tflite(content)
 
 
 def tflite_input(content: bytes) -> dict:
@@ -253,20 +253,19 @@ def xnnpack_partition(content: bytes) -> dict:
     return {"delegated": count(True), "not_delegated": count(False), "partitions": len(delegates)}
 
 
-def int8_entry(content: bytes, file_name: str, calibration) -> dict:
-    """export.json's description of the int8 TFLite file."""
-    int8_ops, float_ops = int8_and_float_ops(content)
-    return {"file": file_name, "bytes": len(content), "ops": tflite_ops(content),
-            "gpu_compatible": gpu_analysis(content)[0], "gpu_issues": gpu_op_issues(content)[:20],
-            "quantization": TFLITE_NOTE, "input": tflite_input(content),
-            "int8_ops": int8_ops, "float_ops": float_ops, "xnnpack": xnnpack_partition(content),
+def int8_entry(tfl: TfliteModel, file_name: str, calibration) -> dict:
+    """export.json's description of the int8 TFLite file (:func:`~tf2dasl.export.mobile.file_entry`, and what the
+    int8 file adds: its input's quantisation, the ops by the type they compute in, what XNNPACK runs)."""
+    int8_ops, float_ops = int8_and_float_ops(tfl)
+    return {**file_entry(file_name, tfl, TFLITE_NOTE), "input": tflite_input(tfl.content),
+            "int8_ops": int8_ops, "float_ops": float_ops, "xnnpack": xnnpack_partition(tfl.content),
             "calibration": calibration.describe()}
 
 
-def int8_and_float_ops(content: bytes) -> tuple[dict, dict]:
+def int8_and_float_ops(tfl: bytes | TfliteModel) -> tuple[dict, dict]:
     """``({op: n} computing in int8, {op: n} computing in float32)``, by the type of each op's first output."""
     int8, flt = Counter(), Counter()
-    for name, _, ttype in op_outputs(content):
+    for name, _, ttype in op_outputs(tfl):
         (int8 if ttype in ("INT8", "UINT8") else flt)[name] += 1
     return dict(sorted(int8.items())), dict(sorted(flt.items()))
 

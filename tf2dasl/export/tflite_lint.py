@@ -1,5 +1,8 @@
 """Offline checks of a TFLite flatbuffer: the ops it uses (:func:`tflite_ops`) and whether TFLite's GPU delegate
-takes every one of them (:func:`gpu_op_issues`, :func:`gpu_analysis`). Reads bytes only: no conversion here."""
+takes every one of them (:func:`gpu_op_issues`, :func:`gpu_check`). Reads bytes only: no conversion here.
+
+A file is parsed once (:func:`parse_tflite`, a :class:`TfliteModel`) and every check reads that parse; the checks
+also take the bytes themselves (parsed there) for one-off use."""
 from __future__ import annotations
 
 import contextlib
@@ -7,6 +10,7 @@ import io
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 
 import tensorflow as tf
 # the flatbuffer schema's generated classes, an internal module: neither TensorFlow nor LiteRT has a public reader
@@ -15,21 +19,38 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 #: TFLite ops that mean the weights were not frozen (the model would read uninitialised variables).
 RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+#: the schema's builtin op codes and tensor types → their names
+OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+TENSOR_TYPES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
 
-def tflite_ops(content: bytes) -> list[str]:
+@dataclass(frozen=True)
+class TfliteModel:
+    """A TFLite flatbuffer (``content``) and its object tree (``tree``, the schema's ``ModelT``), parsed once."""
+
+    content: bytes
+    tree: schema.ModelT
+
+
+def parse_tflite(model: bytes | TfliteModel) -> TfliteModel:
+    """A TFLite flatbuffer's bytes parsed into a :class:`TfliteModel` (one already parsed is returned as it is)."""
+    if isinstance(model, TfliteModel):
+        return model
+    return TfliteModel(bytes(model), schema.ModelT.InitFromPackedBuf(bytearray(model), 0))
+
+
+def _op_name(operator_code) -> str:
+    """The name of one of a model's operator codes (``CUSTOM:<name>`` for a custom op)."""
+    code = max(int(operator_code.builtinCode), int(operator_code.deprecatedBuiltinCode))
+    if code == schema.BuiltinOperator.CUSTOM:
+        cc = operator_code.customCode
+        return f"CUSTOM:{cc.decode() if isinstance(cc, bytes) else cc}"
+    return OP_NAMES.get(code, str(code))
+
+
+def tflite_ops(model: bytes | TfliteModel) -> list[str]:
     """Op names used by a TFLite flatbuffer (``FLEX_*`` / custom names reveal non-builtin ops)."""
-    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = set()
-    for oc in m.operatorCodes:
-        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
-        if code == schema.BuiltinOperator.CUSTOM:
-            cc = oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode)
-            ops.add(f"CUSTOM:{cc}")
-        else:
-            ops.add(names.get(code, str(code)))
-    return sorted(ops)
+    return sorted({_op_name(oc) for oc in parse_tflite(model).tree.operatorCodes})
 
 
 #: Builtin ops TFLite's GPU delegate takes (``CheckGpuDelegateCompatibility`` in TF's
@@ -45,22 +66,19 @@ STRIDED_SLICE SUB SUM TANH TILE TRANSPOSE TRANSPOSE_CONV
 """.split())
 
 
-def op_outputs(content: bytes, subgraph: int = 0) -> list[tuple[str, str, str]]:
+def op_outputs(model: bytes | TfliteModel, subgraph: int = 0) -> list[tuple[str, str, str]]:
     """``(op name, first output tensor's name, its type)`` of every operator of one subgraph of a TFLite flatbuffer,
     in execution order (types as the schema names them: ``FLOAT32``, ``INT8``, ...)."""
-    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    m = parse_tflite(model).tree
     sg, out = m.subgraphs[subgraph], []
     for op in sg.operators:
-        oc = m.operatorCodes[op.opcodeIndex]
         t = sg.tensors[op.outputs[0]]
-        out.append((names.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?"), t.name.decode(),
-                    types.get(t.type, str(t.type))))
+        out.append((_op_name(m.operatorCodes[op.opcodeIndex]), t.name.decode(),
+                    TENSOR_TYPES.get(t.type, str(t.type))))
     return out
 
 
-def gpu_op_issues(content: bytes) -> list[str]:
+def gpu_op_issues(model: bytes | TfliteModel) -> list[str]:
     """Offline check of a TFLite flatbuffer against the GPU delegate's op rules; one line per problem.
 
     TF 2.21's pip build of the model analyzer prints "looks compatible with GPU delegate" for any model
@@ -71,9 +89,7 @@ def gpu_op_issues(content: bytes) -> list[str]:
     or fully-connected layers, CAST between float32/int32/bool only, MUL of two
     same-rank tensors where one is not smaller in every dimension, and float32/float16/int32/bool tensors.
     """
-    m = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    m = parse_tflite(model).tree
     ok_types = {"FLOAT32", "FLOAT16", "INT32", "BOOL", "INT8", "UINT8"}
     issues = []
     for sgi, sg in enumerate(m.subgraphs):
@@ -84,11 +100,10 @@ def gpu_op_issues(content: bytes) -> list[str]:
             return [int(d) for d in sg.tensors[i].shape] if sg.tensors[i].shape is not None else []
 
         def ttype(i):
-            return types.get(sg.tensors[i].type, str(sg.tensors[i].type))
+            return TENSOR_TYPES.get(sg.tensors[i].type, str(sg.tensors[i].type))
 
         for oi, op in enumerate(sg.operators):
-            oc = m.operatorCodes[op.opcodeIndex]
-            name = names.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?")
+            name = _op_name(m.operatorCodes[op.opcodeIndex])
             where = f"subgraph {sgi} op {oi} {name}"
             ins = [int(i) for i in op.inputs if i >= 0]
             opts = op.builtinOptions
@@ -123,13 +138,14 @@ def gpu_op_issues(content: bytes) -> list[str]:
     return issues
 
 
-def gpu_analysis(content: bytes) -> tuple[bool, str]:
-    """GPU-delegate compatibility of a TFLite flatbuffer: ``(compatible, report)``.
+def gpu_check(model: bytes | TfliteModel) -> tuple[bool, list[str], str]:
+    """GPU-delegate compatibility of a TFLite flatbuffer: ``(compatible, issues, report)``.
 
-    The report is TFLite's analyzer output (``Analyzer.analyze(gpu_compatibility=True)``, captured at the file
-    descriptor level since it prints from C++) followed by :func:`gpu_op_issues`' findings; compatible means
-    the analyzer reports no incompatibility *and* the offline op check finds none.
+    ``issues``: :func:`gpu_op_issues`' lines; the report is TFLite's analyzer output
+    (``Analyzer.analyze(gpu_compatibility=True)``, captured at the file descriptor level since it prints from C++)
+    followed by those issues; compatible means the analyzer reports no incompatibility *and* there are no issues.
     """
+    model = parse_tflite(model)
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         sys.stdout.flush()
         saved = os.dup(1)
@@ -137,7 +153,7 @@ def gpu_analysis(content: bytes) -> tuple[bool, str]:
         buf = io.StringIO()
         try:
             with contextlib.redirect_stdout(buf):
-                tf.lite.experimental.Analyzer.analyze(model_content=content, gpu_compatibility=True)
+                tf.lite.experimental.Analyzer.analyze(model_content=model.content, gpu_compatibility=True)
         finally:
             sys.stdout.flush()
             os.dup2(saved, 1)
@@ -145,6 +161,12 @@ def gpu_analysis(content: bytes) -> tuple[bool, str]:
         tmp.seek(0)
         text = buf.getvalue() + tmp.read().decode(errors="replace")
     analyzer_ok = "looks compatible with GPU delegate" in text and "GPU COMPATIBILITY WARNING" not in text.upper()
-    issues = gpu_op_issues(content)
+    issues = gpu_op_issues(model)
     text += "\n=== tf2dasl GPU op check ===\n" + ("\n".join(issues) if issues else "no GPU-incompatible ops") + "\n"
-    return analyzer_ok and not issues, text
+    return analyzer_ok and not issues, issues, text
+
+
+def gpu_analysis(model: bytes | TfliteModel) -> tuple[bool, str]:
+    """``(compatible, report)`` of :func:`gpu_check`."""
+    ok, _, report = gpu_check(model)
+    return ok, report

@@ -50,9 +50,22 @@ def artifact_path(export_dir: Path, file_name: str) -> Path:
     return path
 
 
+def missing_map_signature(artifact: Path, export_dir: Path, variant: str, variants) -> RuntimeLoadError:
+    """The one-line error when ``artifact`` (a file of ``variant``; its runtime has ``variants``) has no
+    :data:`MAP_SIGNATURE` (crops and a landmark map in): an int8 file never has one, so it names the float variants
+    that do; a float file without one was exported by an older tf2dasl."""
+    if variant == INT8:
+        floats = " or ".join(v for v in variants if v != INT8)
+        return RuntimeLoadError(f"{artifact}: the {INT8} file has no {MAP_SIGNATURE!r} signature (no landmark-map "
+                                f"input); given landmarks run in float (--variant {floats})")
+    return RuntimeLoadError(f"{artifact}: no {MAP_SIGNATURE!r} signature (no landmark-map input: exported by an older "
+                            "tf2dasl); " + EXPORT_HINT.format(dir=export_dir))
+
+
 def onnx_artifact(meta: dict, export_dir: str | Path, variant: str = DEFAULT_VARIANT) -> dict:
-    """export.json's entry of the ONNX ``variant`` (``file``, ``layout``, ...; float32 also names its ``with_map``
-    graph), or a :class:`RuntimeLoadError` saying how to make it."""
+    """export.json's entry of the ONNX ``variant`` (``file``, ``layout``, ...): ``artifacts.onnx`` itself for float32
+    (which also names its ``with_map`` graph), ``artifacts.onnx.variants[variant]`` for the others; or a
+    :class:`RuntimeLoadError` saying how to make it."""
     art = meta.get("artifacts", {}).get("onnx") or {}
     entry = art if variant == DEFAULT_VARIANT else art.get("variants", {}).get(variant)
     if not entry or "file" not in entry:

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from .base import Prediction
 from .export_dir import (DEFAULT_VARIANT, EXPORT_HINT, MAP_SIGNATURE, ONNX_VARIANTS, RuntimeLoadError, artifact_path,
-                         onnx_artifact, read_export)
+                         missing_map_signature, onnx_artifact, read_export)
 from .exported import ExportedPredictor
 
 #: ONNX Runtime's log level for the sessions (3: errors only)
@@ -60,12 +60,8 @@ class OnnxPredictor(ExportedPredictor):
     def map_session(self) -> ort.InferenceSession:
         """The one-pass graph with a landmark-map input (loaded on first use), or a one-line error."""
         if self._map_session is None:
-            if self.variant != DEFAULT_VARIANT:
-                raise RuntimeLoadError(f"{self.export_dir}: the {self.variant} ONNX model has no landmark-map input; "
-                                       f"given landmarks run in float (--variant {DEFAULT_VARIANT})")
             if not self.map_file:
-                raise RuntimeLoadError(f"{self.export_dir}: export.json names no ONNX graph with a landmark-map input "
-                                       "(exported by an older tf2dasl); " + EXPORT_HINT.format(dir=self.export_dir))
+                raise missing_map_signature(self.path, self.export_dir, self.variant, ONNX_VARIANTS)
             self._map_session = onnx_session(artifact_path(self.export_dir, self.map_file), self.num_threads)
         return self._map_session
 

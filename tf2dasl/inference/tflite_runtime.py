@@ -11,8 +11,8 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from ..quiet import native_stderr_hidden
 from .base import Prediction
-from .export_dir import (DEFAULT_SIGNATURE, DEFAULT_VARIANT, EXPORT_HINT, INT8, MAP_SIGNATURE, TFLITE_VARIANTS,
-                         RuntimeLoadError, artifact_path, read_export)
+from .export_dir import (DEFAULT_SIGNATURE, DEFAULT_VARIANT, MAP_SIGNATURE, TFLITE_VARIANTS, RuntimeLoadError,
+                         artifact_path, missing_map_signature, read_export)
 from .exported import ExportedPredictor
 
 
@@ -49,12 +49,8 @@ class TFLitePredictor(ExportedPredictor):
         if maps is None:
             return self.runners[DEFAULT_SIGNATURE](crops=x)
         runner = self.runners.get(MAP_SIGNATURE)
-        if runner is None and self.variant == INT8:
-            raise RuntimeLoadError(f"{self.path}: the int8 file has no {MAP_SIGNATURE!r} signature; given landmarks "
-                                   f"run in float (--variant {DEFAULT_VARIANT} or float16)")
         if runner is None:
-            raise RuntimeLoadError(f"{self.path}: no {MAP_SIGNATURE!r} signature (exported by an older tf2dasl); "
-                                   + EXPORT_HINT.format(dir=self.export_dir))
+            raise missing_map_signature(self.path, self.export_dir, self.variant, TFLITE_VARIANTS)
         return runner(crops=x, maps=maps)
 
     def _predict(self, crops, maps):
