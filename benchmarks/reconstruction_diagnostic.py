@@ -6,6 +6,12 @@ replaced —
   ``P2sRt``): what the camera's anisotropy (a depth row of the wrong length, shear) costs;
 * ``mean identity``: the 40 shape coefficients set to 0; ``no expression``: the 10 expression coefficients set to 0.
 
+A second table gives each model's mesh size against the ground truth's per yaw bin: ``size ratio`` is the mean of
+``size(truth) / size(predicted)`` (root-mean-square distance of the protocol's every-50th vertices from their centroid;
+1 = the right size, below 1 = meshes too big) and ``reconstruction, size matched`` the reconstruction NME with each
+predicted mesh scaled about its centroid to the ground truth's size before the protocol's rigid ICP (which aligns
+rotation and translation, never scale): what the size error costs.
+
     python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
                                                    [--data DIR] [--bfm PATH]
 """
@@ -49,6 +55,32 @@ def variants():
             "no expression": zero(EXPRESSION)}
 
 
+def rms_size(meshes):
+    """``(N, V, 3)`` → ``(N,)`` the root-mean-square distance of the protocol's vertices (every 50th) from their
+    centroid."""
+    import numpy as np
+
+    from tf2dasl.evaluate.dense import RECONSTRUCTION_STEP
+
+    v = np.asarray(meshes, np.float64)[:, ::RECONSTRUCTION_STEP]
+    return np.sqrt(((v - v.mean(axis=1, keepdims=True)) ** 2).sum(axis=-1).mean(axis=1))
+
+
+def size_row(name, params, decoder, data, truth) -> str:
+    """One row of the size table: the size ratio and the size-matched reconstruction NME per yaw bin."""
+    import numpy as np
+
+    from tf2dasl.evaluate import reconstruction_nme, yaw_table
+
+    pred = decoder.vertices(params, data.roi_boxes).astype(np.float64)
+    gt = truth.vertices(np.arange(len(pred)))
+    ratio = rms_size(gt) / rms_size(pred)
+    centre = pred.mean(axis=1, keepdims=True)
+    matched = reconstruction_nme((pred - centre) * ratio[:, None, None] + centre, gt)
+    cells = [{b: v / 100 for b, v in yaw_table(ratio, data.yaws).items()}, yaw_table(matched, data.yaws)]
+    return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*")
@@ -63,6 +95,7 @@ def main() -> None:
 
     from tf2dasl.evaluate import (load_aflw2000, load_params_file, model_under_test, params_decoder,
                                   params_predictions, score_aflw2000)
+    from tf2dasl.evaluate.dense_truth import load_dense_truth
 
     data = load_aflw2000(data_dir, 120)
     sources = []
@@ -83,6 +116,13 @@ def main() -> None:
             valid = np.isfinite(changed).all(axis=1)
             r = score_aflw2000(data, params_predictions(changed, valid, decoder), 120, decoder, METRICS)
             print(f"| {name} | {label} | " + " | ".join(f"{r[m][b]:.3f}" for m in METRICS for b in BINS) + " |")
+    truth = load_dense_truth(data, sources[0][2].mm)
+    print()
+    print("| model | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
+                                    for m in ("size ratio", "reconstruction, size matched") for b in BINS) + " |")
+    print("|---|" + "---|" * (2 * len(BINS)))
+    for name, params, decoder in sources:
+        print(size_row(name, params, decoder, data, truth))
 
 
 if __name__ == "__main__":
