@@ -133,6 +133,44 @@ def test_video_faults_are_named_and_summarised(mb05_dir, shared_dir, tmp_path, c
     assert not [r for r in JsonLines(out / MANIFEST_NAME).read() if r.get("state") == "complete"]
 
 
+def _summaries_recorded(out: Path) -> list[str]:
+    """The names of the summary files the manifest records, one per write."""
+    return [r["name"] for r in JsonLines(out / MANIFEST_NAME).read()
+            if r.get("type") == "file" and r["name"].startswith("summary")]
+
+
+def test_photos_and_videos_of_one_command_share_one_summary(mb05_dir, shared_dir, tmp_path, photos, boxes, capsys,
+                                                            monkeypatch):
+    """Videos go first, the photos after them write the one summary.json, with the videos' entries; Ctrl-C in a
+    video stops the command (exit 130) with summary.json listing the photos as not processed, written once."""
+    clip = shared_dir / "data" / "videos" / "hamilton_clip.mp4"
+    out = tmp_path / "out"
+    args = ["--max-frames", "2", "--smooth", "off"]
+    rc, _, err = run_reconstruct(capsys, mb05_dir, out, [clip, *photos], boxes, *args)
+    assert rc == 0, err
+    summary = read_summary(out)
+    assert summary["images"] == len(photos) and summary["complete"] is True
+    (entry,) = summary["videos"]
+    assert entry["input"] == str(clip) and entry["frames"] == 2 and entry["complete"] is True
+    assert _summaries_recorded(out) == ["summary.json"]
+    assert {f"{p.stem}.json" for p in photos} <= {p.name for p in out.iterdir()}
+
+    def interrupted(self, frame):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out_interrupted"
+    monkeypatch.setattr(video_writer.VideoOutputs, "write", interrupted)
+    rc, _, err = run_reconstruct(capsys, mb05_dir, out, [clip, *photos], boxes, *args)
+    assert rc == 130, err
+    summary = read_summary(out)
+    assert set(summary) == {"videos", "complete", "not_processed"} and summary["complete"] is False
+    assert summary["not_processed"] == [str(p) for p in photos]
+    (entry,) = summary["videos"]
+    assert entry["interrupted"] is True and entry["frames"] == 0 and entry["last_frame"] is None
+    assert _summaries_recorded(out) == ["summary.json"]
+    assert not [p for p in photos if (out / f"{p.stem}.json").exists()]
+
+
 
 @pytest.mark.slow
 def test_video_on_a_real_full_disk(mb05_dir, shared_dir):
