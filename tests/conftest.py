@@ -176,7 +176,7 @@ def fail_writes(monkeypatch):
     """``fail_writes(predicate, err)``: the atomic writes of tf2dasl.io.outputs whose destination name matches
     ``predicate`` fail with ``err`` after writing part of their data (the temporary file is open then)."""
     from tf2dasl.io import outputs
-    from tf2dasl.io.outputs import is_temporary
+    from tf2dasl.io.outputs import temporary_target
 
     def arm(predicate, err: int = errno.ENOSPC):
         real_open = open
@@ -200,8 +200,8 @@ def fail_writes(monkeypatch):
 
         def fake_open(file, *a, **k):
             f = real_open(file, *a, **k)
-            name = Path(file).name  # ".<name>.<tag>-<hex>.tf2dasl-tmp"
-            target = name[1:].rsplit(".", 2)[0] if is_temporary(name) else name
+            name = Path(file).name
+            target = temporary_target(name) or name
             return Failing(f) if predicate(target) else f
 
         monkeypatch.setattr(outputs, "open", fake_open, raising=False)

@@ -1,7 +1,8 @@
 """The fault table of docs/output_format.md ("Output guarantees"), case by case, as a hostile user tries them:
 full disks for videos, a user's items that look like temporaries, symbolic links planted for appended files,
 unbounded inputs (huge images, thousands of boxes, boxes and points far outside their image, deep JSON, model
-files whose headers lie), the REST test double's answers, and Ctrl-C at the worst moments.
+files whose headers lie), the REST client's view of malformed answers and of the test double under load, and
+Ctrl-C at the worst moments.
 
 Faults are injected through the file layer (monkeypatched writers, no root needed); the ``slow`` tests repeat the
 full-disk and kill -9 cases for real (a small tmpfs, SIGKILL) and skip, with the reason, where a tmpfs cannot be
@@ -131,6 +132,44 @@ def test_video_faults_are_named_and_summarised(mb05_dir, shared_dir, tmp_path, c
     summary = read_summary(out)
     assert summary["complete"] is False and summary["videos"][0]["write_error"].startswith(str(overlay))
     assert not [r for r in JsonLines(out / MANIFEST_NAME).read() if r.get("state") == "complete"]
+
+
+def _summaries_recorded(out: Path) -> list[str]:
+    """The names of the summary files the manifest records, one per write."""
+    return [r["name"] for r in JsonLines(out / MANIFEST_NAME).read()
+            if r.get("type") == "file" and r["name"].startswith("summary")]
+
+
+def test_photos_and_videos_of_one_command_share_one_summary(mb05_dir, shared_dir, tmp_path, photos, boxes, capsys,
+                                                            monkeypatch):
+    """Videos go first, the photos after them write the one summary.json, with the videos' entries; Ctrl-C in a
+    video stops the command (exit 130) with summary.json listing the photos as not processed, written once."""
+    clip = shared_dir / "data" / "videos" / "hamilton_clip.mp4"
+    out = tmp_path / "out"
+    args = ["--max-frames", "2", "--smooth", "off"]
+    rc, _, err = run_reconstruct(capsys, mb05_dir, out, [clip, *photos], boxes, *args)
+    assert rc == 0, err
+    summary = read_summary(out)
+    assert summary["images"] == len(photos) and summary["complete"] is True
+    (entry,) = summary["videos"]
+    assert entry["input"] == str(clip) and entry["frames"] == 2 and entry["complete"] is True
+    assert _summaries_recorded(out) == ["summary.json"]
+    assert {f"{p.stem}.json" for p in photos} <= {p.name for p in out.iterdir()}
+
+    def interrupted(self, frame):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out_interrupted"
+    monkeypatch.setattr(video_writer.VideoOutputs, "write", interrupted)
+    rc, _, err = run_reconstruct(capsys, mb05_dir, out, [clip, *photos], boxes, *args)
+    assert rc == 130, err
+    summary = read_summary(out)
+    assert set(summary) == {"videos", "complete", "not_processed"} and summary["complete"] is False
+    assert summary["not_processed"] == [str(p) for p in photos]
+    (entry,) = summary["videos"]
+    assert entry["interrupted"] is True and entry["frames"] == 0 and entry["last_frame"] is None
+    assert _summaries_recorded(out) == ["summary.json"]
+    assert not [p for p in photos if (out / f"{p.stem}.json").exists()]
 
 
 
@@ -369,7 +408,7 @@ def test_ctrl_c_after_a_file_is_placed_counts_it_as_written(mb05_dir, tmp_path, 
     assert (out / "curie_0.obj").is_file()
 
 
-# ===================================================================== 6. the REST test double answers like TF Serving
+# ============================================== 6. the REST client on malformed answers, the test double under load
 @pytest.fixture(scope="module")
 def rest_double():
     """The REST double with no model loaded: every request is answered (404 for the model), fast."""
@@ -380,34 +419,63 @@ def rest_double():
     server.stop()
 
 
-def _raw_http(server, head: bytes, body: bytes = b"") -> tuple[int, dict]:
-    """One raw HTTP request (``head`` without the blank line); the status and JSON body of the answer."""
-    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as s:
-        s.sendall(head + b"\r\n\r\n" + body)
-        data = b""
-        while chunk := s.recv(1 << 16):
-            data += chunk
-            if b"\r\n\r\n" in data:
-                top, rest = data.split(b"\r\n\r\n", 1)
-                length = int(next((ln.split(b":")[1] for ln in top.split(b"\r\n")
-                                   if ln.lower().startswith(b"content-length")), b"0"))
-                if len(rest) >= length:
-                    return int(top.split()[1]), json.loads(rest[:length])
-    raise AssertionError(f"no answer: {data!r}")
+#: What the stub answers, by the model name asked for: (HTTP status, body), and words of the client's error
+MALFORMED_ANSWERS = {
+    "html": (200, b"<html>a web server, not TF Serving</html>",
+             "the server's answer is not JSON (is this TF Serving's REST port?)"),
+    "list": (200, b"[1, 2, 3]", 'answered without "outputs": [1, 2, 3]'),
+    "predictions": (200, b'{"predictions": [[1.0, 2.0]]}', 'answered without "outputs": {\'predictions\''),
+    "strings": (200, b'{"outputs": {"params": [["a", "b"]]}}', '"outputs" that are not arrays of numbers'),
+    "ragged": (200, b'{"outputs": {"params": [[1.0, 2.0], [3.0]]}}', '"outputs" that are not arrays of numbers'),
+    "no_params": (200, b'{"outputs": {"pose": [[1.0, 2.0, 3.0]]}}',
+                  "the server's answer has no \"params\" output (it has ['pose'])"),
+    "error_lines": (400, json.dumps({"error": "shape mismatch\n  at line 2\nTraceback (most recent call last)"})
+                    .encode(), "rejected the serving_default request (HTTP 400): shape mismatch"),
+    "error_html": (500, b"<html>Internal Server Error</html>", "failed (HTTP 500) after 1 try: Internal Server Error"),
+}
 
 
-def test_rest_double_answers_malformed_requests(rest_double):
-    """A 50,000-deep JSON body and bad Content-Lengths are 400s; an over-limit Content-Length is a 413 sent
-    before the body (none is sent here: the double does not wait for it)."""
-    post = b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
-    deep = b"[" * 50_000 + b"]" * 50_000
-    status, body = _raw_http(rest_double, post + b"Content-Length: %d" % len(deep), deep)
-    assert status == 400 and "nested too deeply" in body["error"]
-    for length in (b"abc", b"-5"):
-        status, body = _raw_http(rest_double, post + b"Content-Length: " + length)
-        assert status == 400 and "Content-Length" in body["error"]
-    status, body = _raw_http(rest_double, post + b"Content-Length: %d" % (1 << 40))
-    assert status == 413 and "exceeds the server's limit" in body["error"]
+@pytest.fixture(scope="module")
+def malformed_server():
+    """A local HTTP server that answers every REST request with ``MALFORMED_ANSWERS[model]``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body, _ = MALFORMED_ANSWERS[re.match(r"/v1/models/([^/:]+)", self.path)[1]]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.mark.parametrize("model", sorted(MALFORMED_ANSWERS))
+def test_rest_client_names_a_malformed_answer_in_one_line(malformed_server, model):
+    """Whatever a server that is not (quite) TF Serving answers, RestClient.predict raises one ServingError of
+    one line saying what was wrong with the answer (no KeyError, ValueError or the server's traceback)."""
+    from tf2dasl.inference.rest_runtime import RestClient
+    from tf2dasl.inference.serving_client import ServingError
+
+    crops = np.zeros((1, 8, 8, 3), np.uint8)
+    with pytest.raises(ServingError) as exc:
+        RestClient(malformed_server, model, retries=0).predict(crops)
+    message = str(exc.value)
+    assert MALFORMED_ANSWERS[model][2] in message and "\n" not in message, message
 
 
 def test_rest_double_answers_200_concurrent_requests(rest_double):

@@ -285,6 +285,16 @@ def test_place_file_puts_a_finished_file_in_place(tmp_path):
     assert target.read_bytes() == b"frames" and _leftovers(tmp_path) == []
 
 
+def test_a_temporary_names_what_it_becomes():
+    from tf2dasl.io.outputs import PROCESS_TAG, temporary_path, temporary_tag, temporary_target
+
+    for name in ("a.json", "clip.v2.tar.gz", "model", "no-dot"):
+        tmp = temporary_path(Path("out") / name).name
+        assert temporary_target(tmp) == name and temporary_tag(tmp) == PROCESS_TAG
+    for users in (".notes.tf2dasl-tmp", "a.json", ".a.json.tf2dasl-tmp", f".a.json.{PROCESS_TAG}.tf2dasl-tmp"):
+        assert temporary_target(users) is None
+
+
 def test_reserve_space_is_a_temporary_file(tmp_path):
     from tf2dasl.io.outputs import reserve_space
 

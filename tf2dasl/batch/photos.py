@@ -34,7 +34,7 @@ from ..reconstruct import DEFAULT_MAX_FACES, Face, Reconstructor, make_reconstru
 from ..texture.assets import require_textured
 from .files import TEXTURED, image_record, output_files, resize_faces
 from .naming import SUMMARY_STEM, output_stems, rename_reason, stem_blocker, summary_name
-from .summary import RunInterrupted, Summary
+from .summary import RunInterrupted, Summary, write_summary_file
 
 
 def model_identity(model) -> dict:
@@ -164,10 +164,10 @@ def reconstruct_paths(inputs, model, out_dir, outputs: Sequence[str] = (), detec
                 n += 1
             accounted = set(summary.skipped) | {p for p, _ in summary.failures}  # Ctrl-C right after input n
             summary.not_processed += [str(p) for p, _, _ in todo[n:] if str(p) not in accounted]
-            _write_summary(folder, summary, summary_file)
+            write_summary_file(folder, summary, summary_file)
             raise RunInterrupted(summary) from None
         summary.not_processed += [str(p) for p, _, _ in todo[n:]]
-        _write_summary(folder, summary, summary_file)
+        write_summary_file(folder, summary, summary_file)
     finally:
         folder.close()
     return summary
@@ -240,12 +240,3 @@ def _write_image_outputs(folder: RunFolder, summary: Summary, path: Path, key: s
     except OutputError as exc:  # every file is there, but a rerun will redo it
         summary.incomplete.append((str(path), written, []))
         summary.write_failures.append((str(path), folder.path.name, str(exc)))
-
-
-def _write_summary(folder: RunFolder, summary: Summary, name: str) -> None:
-    """summary.json through the run folder, in the space it held back; a failure is kept in
-    ``summary.summary_error`` (printed)."""
-    try:
-        summary.summary_file = str(folder.write_summary(name, summary.to_json()))
-    except OutputError as exc:
-        summary.summary_error = str(exc)

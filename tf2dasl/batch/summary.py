@@ -1,9 +1,11 @@
 """What a batch run over photos did: :class:`Summary` (counts, failures, renames, skipped, incomplete and
-unprocessed inputs; the report lines and ``summary.json``) and :class:`RunInterrupted` (Ctrl-C, after the summary
-was written)."""
+unprocessed inputs; the report lines and ``summary.json``), :class:`RunInterrupted` (Ctrl-C, after the summary
+was written) and :func:`write_summary_file`, which puts a run's ``summary.json`` in its output folder."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ..io.outputs import OutputError
 
 #: The report names at most this many unprocessed inputs one by one (summary.json lists them all).
 NOT_PROCESSED_SHOWN = 10
@@ -129,3 +131,14 @@ class Summary:
         if self.stopped:
             out["stopped"] = self.stopped
         return out
+
+
+def write_summary_file(folder, summary, name: str) -> None:
+    """``summary.to_json()`` as ``OUT/name`` (:func:`~tf2dasl.batch.naming.summary_name`) through the run folder
+    ``folder``, in the space it held back; where it went in ``summary.summary_file``, or the one-line reason it
+    could not be written in ``summary.summary_error`` (printed). ``summary``: a :class:`Summary`, or a video run's
+    :class:`~tf2dasl.video.VideoRun`."""
+    try:
+        summary.summary_file = str(folder.write_summary(name, summary.to_json()))
+    except OutputError as exc:
+        summary.summary_error = str(exc)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from ..batch.naming import summary_name
+from ..batch.summary import write_summary_file
 from ..cli import EXIT_FAILURES, EXIT_INTERRUPTED
 from ..detect import make_detector
 from ..errors import UserError
 from ..io.yaml_config import from_dict, load_config
 from ..reconstruct import Reconstructor
 from ..video import VideoConfig, is_video_path
-from ..video.pipeline import VideoFailure, reconstruct_sources
+from ..video.pipeline import VideoFailure, reconstruct_sources, video_run_folder
 
 #: Photo-only flags, refused when every input is a video (they would be ignored).
 PHOTO_ONLY = (("pts", "--pts"), ("boxes", "--boxes"), ("depth", "--depth"), ("pncc", "--pncc"),
@@ -71,15 +73,18 @@ def split_inputs(args) -> tuple[list, list]:
 def run_videos(args, videos, photo_rec: Reconstructor, settings: dict, outputs, photos=()) -> tuple[int, object]:
     """Reconstruct the video sources with the photos' predictor and decoder (``photo_rec``) and a detector that
     keeps every face (the tracker bounds them); print one line per video and its problems. Returns the exit
-    status and the :class:`~tf2dasl.video.VideoRun` (its ``summary.json`` is the photos' when ``photos``
-    follow in the same command)."""
+    status and the :class:`~tf2dasl.video.VideoRun`. ``OUT/summary.json`` is written here when no ``photos``
+    follow in the same command, or when Ctrl-C stopped a video (the photos then listed as not processed);
+    otherwise the photos' run writes it, with the videos' entries."""
     cfg = video_config(args)
     det_opts = {"min_size": args.min_size}
     if args.score_threshold is not None:
         det_opts["score_threshold"] = args.score_threshold
     rec = Reconstructor(photo_rec.predictor, photo_rec.decoder, make_detector(args.detector, args.assets, **det_opts))
-    run = reconstruct_sources(videos, rec, args.out, [o for o in outputs if o in ("overlay", "obj", "ply")],
-                              cfg, force=args.force, settings=settings, max_frames=args.max_frames, then=photos)
+    options = dict(outputs=[o for o in outputs if o in ("overlay", "obj", "ply")], config=cfg, force=args.force,
+                   settings=settings, max_frames=args.max_frames)
+    run = _before_photos(videos, photos, rec, args.out, options) if photos else \
+        reconstruct_sources(videos, rec, args.out, **options)
     rc = 0
     for r in run.results:
         if isinstance(r, VideoFailure):
@@ -98,3 +103,15 @@ def run_videos(args, videos, photo_rec: Reconstructor, settings: dict, outputs, 
         print(f"  summary not written: {run.summary_error}", file=sys.stderr)
         rc = max(rc, EXIT_FAILURES)
     return rc, run
+
+
+def _before_photos(videos, photos, rec: Reconstructor, out, options: dict):
+    """The videos of a command with photos after them, in a run folder opened here: no ``summary.json`` (the
+    photos' run writes it), unless Ctrl-C stopped a video: then it is written here, the photos not processed."""
+    with video_run_folder(out, rec, options["config"], options["settings"]) as folder:
+        summary_file = summary_name(folder)
+        run = reconstruct_sources(videos, rec, folder, **options)
+        if run.interrupted:
+            run.not_processed = [str(p) for p in photos]
+            write_summary_file(folder, run, summary_file)
+    return run

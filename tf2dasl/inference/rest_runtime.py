@@ -15,6 +15,9 @@ import numpy as np
 from .serving_client import (DEFAULT_BACKOFF_S, DEFAULT_MAX_MESSAGE_MB, DEFAULT_MAX_REQUEST_BATCH, DEFAULT_RETRIES,
                              DEFAULT_TIMEOUT_S, ServingClient, ServingError, tries_text)
 
+#: Characters of an unexpected answer quoted in its error
+ANSWER_SHOWN = 200
+
 
 class RestClient(ServingClient):
     """TF Serving's REST API (port 8501): ``POST /v1/models/NAME[/versions/V]:predict`` with
@@ -118,12 +121,16 @@ class RestClient(ServingClient):
         if len(body) > self.max_message_mb * 1024 * 1024:
             raise self._too_large(len(body), "client max_message_mb, JSON body")
         out = self._request("POST", self.model_url + ":predict", body, signature)
-        outputs = out.get("outputs")
+        outputs = out.get("outputs") if isinstance(out, dict) else None
         if outputs is None:
-            raise ServingError(f"{self.model_url}:predict answered without \"outputs\": {str(out)[:200]}")
+            raise ServingError(f"{self.model_url}:predict answered without \"outputs\": {str(out)[:ANSWER_SHOWN]}")
         if not isinstance(outputs, dict):  # TF Serving unwraps a single output
             outputs = {"output": outputs}
-        return {k: np.asarray(v, np.float32) for k, v in outputs.items()}
+        try:
+            return {k: np.asarray(v, np.float32) for k, v in outputs.items()}
+        except (TypeError, ValueError):  # strings, nulls, rows of different lengths
+            raise ServingError(f"{self.model_url}:predict answered \"outputs\" that are not arrays of numbers: "
+                               f"{str(outputs)[:ANSWER_SHOWN]}") from None
 
     def status(self) -> dict:
         """``GET /v1/models/NAME``: the model's version status."""

@@ -178,6 +178,9 @@ class ServingClient(Predictor):
             out = self.call_signature(DEFAULT_SIGNATURE, crops=crops)
         else:
             out = self.call_signature(MAP_SIGNATURE, crops=crops, maps=maps)
+        if "params" not in out:
+            raise ServingError(f"the server's answer has no \"params\" output (it has {sorted(out)}); is the model "
+                               "on the server a tf2dasl export?")
         out = dict(out)
         landmarks = out.pop("landmarks_3d", None)  # an export's signature names its 3D landmarks so
         return Prediction(out.pop("params"), {**({} if landmarks is None else {"landmarks": landmarks}), **out})

@@ -43,7 +43,8 @@ from ..errors import UserError
 
 __all__ = ["OutputError", "OutputExistsError", "write_bytes", "write_text", "write_json", "write_image",
            "atomic_file", "atomic_dir", "temporary_path", "place_file", "is_temporary", "remove_stale_temporaries",
-           "reserve_space", "make_folder", "folder_errno", "temporary_tag", "PROCESS_TAG", "FOLDER_ERRNOS"]
+           "reserve_space", "make_folder", "folder_errno", "temporary_tag", "temporary_target", "PROCESS_TAG",
+           "FOLDER_ERRNOS"]
 
 #: Suffix of the temporary files and folders this module makes (and may remove: :func:`remove_stale_temporaries`).
 TMP_SUFFIX = ".tf2dasl-tmp"
@@ -97,7 +98,7 @@ class OutputExistsError(OutputError):
 #: folder records it in its manifest, so that a later run removes only what a tf2dasl run left there.
 _TAG_BYTES = _RANDOM_BYTES = 4  # random bytes of the tag, and after it (distinct temporaries of one process)
 PROCESS_TAG = secrets.token_hex(_TAG_BYTES)
-_TMP_NAME = re.compile(rf"^\..+\.([0-9a-f]{{{2 * _TAG_BYTES}}})-[0-9a-f]{{{2 * _RANDOM_BYTES}}}"
+_TMP_NAME = re.compile(rf"^\.(?P<target>.+)\.(?P<tag>[0-9a-f]{{{2 * _TAG_BYTES}}})-[0-9a-f]{{{2 * _RANDOM_BYTES}}}"
                        rf"{re.escape(TMP_SUFFIX)}$")
 
 
@@ -116,7 +117,14 @@ def temporary_tag(name: str) -> str | None:
     """The process tag in the name of a temporary file/folder of this module (:data:`PROCESS_TAG`), or None
     when ``name`` is not one (a user's ``.notes.tf2dasl-tmp`` is not)."""
     m = _TMP_NAME.match(name)
-    return m[1] if m else None
+    return m["tag"] if m else None
+
+
+def temporary_target(name: str) -> str | None:
+    """The name of the file/folder a temporary of this module becomes once in place (``a.json`` for
+    ``.a.json.<tag>-<random>.tf2dasl-tmp``), or None when ``name`` is not such a temporary."""
+    m = _TMP_NAME.match(name)
+    return m["target"] if m else None
 
 
 def is_temporary(name: str) -> bool:

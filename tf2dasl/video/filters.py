@@ -78,18 +78,14 @@ class KalmanCV:
             self.y_mean, self.y_square = np.zeros_like(z), np.zeros_like(z)
             return self.x.copy()
         dt = float(dt)
-        # predict (covariances in units of r)
+        # predict (covariances in units of r); the process noise is linear in q: the base and the boost in one
         self.x = self.x + dt * self.v
-        a, b, c = _process_noise(self.q, dt)
+        y = z - self.x
+        boost = self.adaptation * self.persistence_excess(y) if self.adaptation > 0 else 0.0
+        a, b, c = _process_noise(self.q * (1.0 + boost), dt)
         p00 = self.p00 + 2 * dt * self.p01 + dt * dt * self.p11 + a
         p01 = self.p01 + dt * self.p11 + b
         p11 = self.p11 + c
-        y = z - self.x
-        if self.adaptation > 0:
-            boost = self.adaptation * self.persistence_excess(y)
-            if boost > 0:
-                a, b, c = _process_noise(self.q * boost, dt)
-                p00, p01, p11 = p00 + a, p01 + b, p11 + c
         # update with measurement noise r = 1
         s = p00 + 1.0
         k0, k1 = p00 / s, p01 / s

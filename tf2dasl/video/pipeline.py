@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..batch.naming import output_stems, rename_reason, summary_name
+from ..batch.summary import write_summary_file
 from ..errors import UserError
 from ..geometry.roi import landmark_boxes
 from ..io.outputs import OutputError
@@ -120,7 +121,8 @@ def reconstruct_video(source, reconstructor, out_dir, outputs: Sequence[str] = (
     ``max_frames`` stops after that many frames (a camera otherwise runs until Ctrl-C).
     Raises :class:`~tf2dasl.video.reader.VideoError` when the source cannot be read at all and
     :class:`~tf2dasl.io.outputs.OutputError` when the output folder cannot be used; later problems are in the
-    summary (:attr:`VideoSummary.ok`). No ``summary.json``: :func:`reconstruct_sources` writes it."""
+    summary (:attr:`VideoSummary.ok`). No ``summary.json``: the run folder's opener writes it
+    (:func:`reconstruct_sources`)."""
     config = config or VideoConfig()
     camera = isinstance(source, int) and not isinstance(source, bool)
     reader: VideoReader = open_camera(source) if camera else open_video(source)
@@ -198,18 +200,23 @@ def _run(reader: VideoReader, rec, folder, summary: VideoSummary, outputs, confi
 
 def reconstruct_sources(sources: Sequence, reconstructor, out_dir, outputs: Sequence[str] = (),
                         config: VideoConfig | None = None, force: bool = False, settings: dict | None = None,
-                        progress: bool = True, max_frames: int | None = None, then: Sequence = ()) -> VideoRun:
+                        progress: bool = True, max_frames: int | None = None) -> VideoRun:
     """:func:`reconstruct_video` for each of ``sources`` (paths, or ints for cameras) in turn, in one run folder:
     a source that cannot be read is a :class:`VideoFailure` (one line) and the others go on; Ctrl-C stops after
     the interrupted one (its summary says ``interrupted``). Returns a :class:`VideoRun`: a
-    :class:`VideoSummary` or :class:`VideoFailure` per source attempted, and, with ``write_summary``, where
-    ``OUT/summary.json`` went (written in every case, in the space the run folder held back; a caller that
-    writes its own summary, e.g. for photos in the same command, passes False and adds :meth:`VideoRun.to_json`).
+    :class:`VideoSummary` or :class:`VideoFailure` per source attempted.
+
+    ``out_dir``: a folder, opened here (:func:`video_run_folder`), whose ``OUT/summary.json`` is then written
+    in every case, in the space the run folder held back (:attr:`VideoRun.summary_file`, or
+    :attr:`VideoRun.summary_error`); or an open :class:`~tf2dasl.io.run_folder.RunFolder` that other inputs
+    share, whose summary is its opener's to write (:func:`~tf2dasl.batch.summary.write_summary_file`).
     :class:`~tf2dasl.io.outputs.OutputError` when the output folder cannot be used at all."""
     config = config or VideoConfig()
     run = VideoRun()
-    with RunFolder(out_dir, _run_settings(reconstructor, config, settings)) as folder:
-        summary_file = summary_name(folder)
+    shared = isinstance(out_dir, RunFolder)
+    folder = out_dir if shared else video_run_folder(out_dir, reconstructor, config, settings)
+    try:
+        summary_file = None if shared else summary_name(folder)
         try:
             for source in sources:
                 try:
@@ -223,11 +230,15 @@ def reconstruct_sources(sources: Sequence, reconstructor, out_dir, outputs: Sequ
                 if summary.interrupted:
                     break
         finally:
-            if run.interrupted:
-                run.not_processed = [str(p) for p in then]
-            if not then or run.interrupted:
-                try:
-                    run.summary_file = str(folder.write_summary(summary_file, run.to_json()))
-                except OutputError as exc:
-                    run.summary_error = str(exc)
+            if not shared:
+                write_summary_file(folder, run, summary_file)
+    finally:
+        if not shared:
+            folder.close()
     return run
+
+
+def video_run_folder(out_dir, reconstructor, config: VideoConfig, settings: dict | None = None) -> RunFolder:
+    """``out_dir`` opened as the run folder of videos reconstructed by ``reconstructor`` with ``config``
+    (``settings``: what else identifies the run in the manifest, the model); close it (or use ``with``)."""
+    return RunFolder(out_dir, _run_settings(reconstructor, config, settings))
