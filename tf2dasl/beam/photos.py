@@ -4,8 +4,9 @@ decoded, detected and cropped (:class:`DetectFn`); the box crops' parameters →
 
 The steps are :class:`tf2dasl.reconstruct.Reconstructor`'s, in its order, with the same code: decoding
 (:func:`tf2dasl.io.images.decode_image_bytes`, ``--max-pixels``), detection and the FaceBoxes-like box
-(:mod:`tf2dasl.detect`), roi boxes and crops (:mod:`tf2dasl.geometry.roi`), the empty landmark map of a
-4-channel model's one-pass box crop, decoding (:class:`tf2dasl.geometry.decoder.Decoder`), the face records
+(:func:`tf2dasl.reconstruct.detection_arrays`, :func:`~tf2dasl.reconstruct.detection_rois`), crops
+(:mod:`tf2dasl.geometry.roi`), the empty landmark map of a 4-channel model's one-pass box crop
+(:func:`~tf2dasl.reconstruct.one_pass_maps`), decoding (:class:`tf2dasl.geometry.decoder.Decoder`), the face records
 (``Reconstructor.make_faces``, ``Face.to_json``) and the photo's record (:func:`tf2dasl.batch.image_record`).
 Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunInference).
 
@@ -26,12 +27,10 @@ from ..batch.files import image_record, resize_faces
 from ..detect import make_detector
 from ..errors import UserError
 from ..geometry.decoder import Decoder
-from ..geometry.landmark_map import landmark_map
-from ..geometry.roi import crop_images, roi_from_bbox, roi_from_landmarks
-from ..inference.crops import MAP_CHANNELS
+from ..geometry.roi import crop_images, roi_from_landmarks
 from ..io.images import DEFAULT_MAX_PIXELS, decode_image_bytes
 from ..io.model_files import read_spec_and_morphable
-from ..reconstruct import Reconstructor
+from ..reconstruct import Reconstructor, detection_arrays, detection_rois, one_pass_maps
 from .staging import ASSETS_FILES, MODEL_DIR_FILES, local_dir
 
 #: the Beam metrics namespace of the pipeline's counters
@@ -140,22 +139,20 @@ class DetectFn(_DecoderFn):
             return
         del data
         try:
-            dets = self.detector.detect(decoded.image)
+            boxes, scores = detection_arrays(self.detector.detect(decoded.image))
         except UserError as exc:
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "detect", exc))
             return
-        if not dets:
+        if not len(boxes):
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
                 path, "no_face", f"{path}: no face found by the {self.settings.detector} detector"))
             return
-        boxes = np.stack([d.box for d in dets])
-        rois = roi_from_bbox(self.detector.box_to_faceboxes(boxes))
+        boxes, scores, rois = detection_rois(self.detector, boxes, scores, max_faces=None)
         crops = crop_images(decoded.image, rois, self.decoder.size)
-        one_pass = self.settings.refine and self.channels == MAP_CHANNELS  # the box crop only places the refined one
-        yield PhotoCrops(path, decoded.width, decoded.height, decoded.reduction, boxes,
-                         np.array([d.score for d in dets], np.float32), rois, crops,
-                         landmark_map(None, self.decoder.size, batch=len(crops)) if one_pass else None,
-                         decoded.image if self.settings.refine else None)
+        refine = self.settings.refine  # the box crop only places the refined one: one pass is enough there
+        yield PhotoCrops(path, decoded.width, decoded.height, decoded.reduction, boxes, scores, rois, crops,
+                         one_pass_maps(self.channels, self.decoder.size, len(crops)) if refine else None,
+                         decoded.image if refine else None)
 
 
 class RefineFn(_DecoderFn):
