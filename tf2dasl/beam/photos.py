@@ -5,10 +5,10 @@ decoded, detected and cropped (:class:`DetectFn`); the box crops' parameters →
 The steps are :class:`tf2dasl.reconstruct.Reconstructor`'s, in its order, with the same code: decoding
 (:func:`tf2dasl.io.images.decode_image_bytes`, ``--max-pixels``), detection and the FaceBoxes-like box
 (:func:`tf2dasl.reconstruct.detection_arrays`, :func:`~tf2dasl.reconstruct.detection_rois`), crops
-(:mod:`tf2dasl.geometry.roi`), the empty landmark map of a 4-channel model's one-pass box crop
-(:func:`~tf2dasl.reconstruct.one_pass_maps`), decoding (:class:`tf2dasl.geometry.decoder.Decoder`), the face records
+(:mod:`tf2dasl.geometry.roi`), decoding (:class:`tf2dasl.geometry.decoder.Decoder`), the face records
 (``Reconstructor.make_faces``, ``Face.to_json``) and the photo's record (:func:`tf2dasl.batch.image_record`).
-Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunInference).
+Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunInference, which also gives a
+4-channel model's one-pass box crops their empty landmark map, once per batch).
 
 A photo that cannot be used goes to the :data:`DEAD_LETTER` output as ``{"image", "stage", "error"}``: its
 bytes unreadable (``read``), not an image, truncated or above ``--max-pixels`` (``decode``), the detector failing
@@ -30,7 +30,7 @@ from ..geometry.decoder import Decoder
 from ..geometry.roi import crop_images, roi_from_landmarks
 from ..io.images import DEFAULT_MAX_PIXELS, decode_image_bytes
 from ..io.model_files import read_spec_and_morphable
-from ..reconstruct import Reconstructor, detection_arrays, detection_rois, one_pass_maps
+from ..reconstruct import Reconstructor, detection_arrays, detection_rois
 from .staging import ASSETS_FILES, MODEL_DIR_FILES, local_dir
 
 #: the Beam metrics namespace of the pipeline's counters
@@ -62,8 +62,9 @@ class PhotoCrops:
     """One photo between the steps, F faces, crop side S. ``path`` as matched; ``width``/``height`` of the full
     image and its decode ``reduction`` (:class:`tf2dasl.io.images.DecodedImage`); ``boxes`` ``(F, 4)`` detector
     boxes and ``rois`` ``(F, 4)`` the crops' roi boxes, both in the decoded image's pixels; ``scores`` ``(F,)``;
-    ``crops`` ``(F, S, S, 3)`` uint8 for the regressor, with ``maps`` ``(F, S, S)`` float32 when a 4-channel model
-    runs one pass on them; ``image`` ``(h, w, 3)`` uint8 BGR, kept until the refined crops are cut."""
+    ``crops`` ``(F, S, S, 3)`` uint8 for the regressor; ``one_pass``: box crops that only place the refined ones
+    (a 4-channel model runs one pass on them, with the empty landmark map); ``image`` ``(h, w, 3)`` uint8 BGR,
+    kept until the refined crops are cut."""
 
     path: str
     width: int
@@ -73,7 +74,7 @@ class PhotoCrops:
     scores: np.ndarray
     rois: np.ndarray
     crops: np.ndarray
-    maps: np.ndarray | None = None
+    one_pass: bool = False
     image: np.ndarray | None = None
 
     @property
@@ -99,10 +100,10 @@ def count(name: str, n: int = 1) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def worker_decoder(model_dir: str) -> tuple[Decoder, int]:
-    """The model directory's decoder and input channels, read once per worker process and shared by its DoFns."""
+def worker_decoder(model_dir: str) -> Decoder:
+    """The model directory's decoder, read once per worker process and shared by its DoFns."""
     spec, mm = read_spec_and_morphable(local_dir(model_dir, MODEL_DIR_FILES))
-    return Decoder(mm, spec.input_size, spec.crop_convention), spec.channels
+    return Decoder(mm, spec.input_size, spec.crop_convention)
 
 
 class _DecoderFn(beam.DoFn):
@@ -113,7 +114,7 @@ class _DecoderFn(beam.DoFn):
         self.decoder: Decoder | None = None
 
     def setup(self):
-        self.decoder, self.channels = worker_decoder(self.settings.model_dir)
+        self.decoder = worker_decoder(self.settings.model_dir)
 
 
 class DetectFn(_DecoderFn):
@@ -151,8 +152,7 @@ class DetectFn(_DecoderFn):
         crops = crop_images(decoded.image, rois, self.decoder.size)
         refine = self.settings.refine  # the box crop only places the refined one: one pass is enough there
         yield PhotoCrops(path, decoded.width, decoded.height, decoded.reduction, boxes, scores, rois, crops,
-                         one_pass_maps(self.channels, self.decoder.size, len(crops)) if refine else None,
-                         decoded.image if refine else None)
+                         one_pass=refine, image=decoded.image if refine else None)
 
 
 class RefineFn(_DecoderFn):
@@ -162,7 +162,7 @@ class RefineFn(_DecoderFn):
     def process(self, result):
         photo, params = result.example, result.inference
         rois = roi_from_landmarks(self.decoder.landmarks(params, photo.rois))
-        yield replace(photo, rois=rois, crops=crop_images(photo.image, rois, self.decoder.size), maps=None,
+        yield replace(photo, rois=rois, crops=crop_images(photo.image, rois, self.decoder.size), one_pass=False,
                       image=None)
 
 
