@@ -4,7 +4,8 @@ decoded, detected and cropped (:class:`DetectFn`); the box crops' parameters →
 
 The steps are :class:`tf2dasl.reconstruct.Reconstructor`'s, in its order, with the same code: decoding
 (:func:`tf2dasl.io.images.decode_image_bytes`, ``--max-pixels``), detection and the FaceBoxes-like box
-(:func:`tf2dasl.reconstruct.detection_arrays`, :func:`~tf2dasl.reconstruct.detection_rois`), crops
+(:func:`tf2dasl.reconstruct.detection_arrays`, :func:`~tf2dasl.reconstruct.detection_rois`: at most
+``max_faces`` faces, the highest-scoring), crops
 (:mod:`tf2dasl.geometry.roi`), decoding (:class:`tf2dasl.geometry.decoder.Decoder`), the face records
 (``Reconstructor.make_faces``, ``Face.to_json``) and the photo's record (:func:`tf2dasl.batch.image_record`).
 Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunInference, which also gives a
@@ -12,7 +13,9 @@ Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunI
 
 A photo that cannot be used goes to the :data:`DEAD_LETTER` output as ``{"image", "stage", "error"}``: its
 bytes unreadable (``read``), not an image, truncated or above ``--max-pixels`` (``decode``), the detector failing
-(``detect``) or no face found (``no_face``). Counters in the ``tf2dasl`` namespace count them (:data:`NAMESPACE`).
+(``detect``) or no face found (``no_face``). A photo with more faces than ``max_faces`` gets its record with the
+first of them and a :data:`CAPPED` record ``{"image", "faces", "reconstructed"}`` (``reconstruct``'s ``capped``).
+Counters in the ``tf2dasl`` namespace count them (:data:`NAMESPACE`).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from ..geometry.decoder import Decoder
 from ..geometry.roi import crop_images, roi_from_landmarks
 from ..io.images import DEFAULT_MAX_PIXELS, decode_image_bytes
 from ..io.model_files import read_spec_and_morphable
-from ..reconstruct import Reconstructor, detection_arrays, detection_rois
+from ..reconstruct import DEFAULT_MAX_FACES, Reconstructor, detection_arrays, detection_rois
 from .staging import ASSETS_FILES, MODEL_DIR_FILES, local_dir
 
 #: the Beam metrics namespace of the pipeline's counters
@@ -39,6 +42,8 @@ NAMESPACE = "tf2dasl"
 DEAD_LETTER = "dead_letter"
 #: the tag of :class:`FacesFn`'s per-face rows (the Parquet table)
 FACE_ROWS = "face_rows"
+#: the tag of :class:`FacesFn`'s records of photos with more faces than ``max_faces``
+CAPPED = "capped"
 #: the stages a photo can fail in (the dead-letter records' ``stage``)
 STAGES = ("read", "decode", "detect", "no_face", "inference", "crash")
 
@@ -47,7 +52,8 @@ STAGES = ("read", "decode", "detect", "no_face", "inference", "crash")
 class PhotoSettings:
     """What the workers need to know, as plain values (pickled to every worker): the model directory (its
     decoder; a local path or any FileSystems URI), the detector (name, assets folder, options), ``max_pixels``
-    (None: no limit) and ``refine`` (the second, landmark-based crop)."""
+    (None: no limit), ``refine`` (the second, landmark-based crop) and ``max_faces`` (faces reconstructed per
+    photo, the highest-scoring; None: all)."""
 
     model_dir: str
     detector: str = "auto"
@@ -55,6 +61,7 @@ class PhotoSettings:
     detector_options: dict = field(default_factory=dict)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     refine: bool = True
+    max_faces: int | None = DEFAULT_MAX_FACES
 
 
 @dataclass
@@ -62,7 +69,8 @@ class PhotoCrops:
     """One photo between the steps, F faces, crop side S. ``path`` as matched; ``width``/``height`` of the full
     image and its decode ``reduction`` (:class:`tf2dasl.io.images.DecodedImage`); ``boxes`` ``(F, 4)`` detector
     boxes and ``rois`` ``(F, 4)`` the crops' roi boxes, both in the decoded image's pixels; ``scores`` ``(F,)``;
-    ``crops`` ``(F, S, S, 3)`` uint8 for the regressor; ``one_pass``: box crops that only place the refined ones
+    ``crops`` ``(F, S, S, 3)`` uint8 for the regressor; ``found``: the faces detected (more than F when
+    ``max_faces`` capped them); ``one_pass``: box crops that only place the refined ones
     (a 4-channel model runs one pass on them, with the empty landmark map); ``image`` ``(h, w, 3)`` uint8 BGR,
     kept until the refined crops are cut."""
 
@@ -74,6 +82,7 @@ class PhotoCrops:
     scores: np.ndarray
     rois: np.ndarray
     crops: np.ndarray
+    found: int
     one_pass: bool = False
     image: np.ndarray | None = None
 
@@ -148,10 +157,11 @@ class DetectFn(_DecoderFn):
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
                 path, "no_face", f"{path}: no face found by the {self.settings.detector} detector"))
             return
-        boxes, scores, rois = detection_rois(self.detector, boxes, scores, max_faces=None)
+        found = len(boxes)
+        boxes, scores, rois = detection_rois(self.detector, boxes, scores, self.settings.max_faces)
         crops = crop_images(decoded.image, rois, self.decoder.size)
         refine = self.settings.refine  # the box crop only places the refined one: one pass is enough there
-        yield PhotoCrops(path, decoded.width, decoded.height, decoded.reduction, boxes, scores, rois, crops,
+        yield PhotoCrops(path, decoded.width, decoded.height, decoded.reduction, boxes, scores, rois, crops, found,
                          one_pass=refine, image=decoded.image if refine else None)
 
 
@@ -168,7 +178,8 @@ class RefineFn(_DecoderFn):
 
 class FacesFn(_DecoderFn):
     """RunInference's result on the final crops → the photo's JSON record (``tf2dasl reconstruct``'s, in
-    full-image pixels) and one :data:`FACE_ROWS` row per face (``image``, ``face`` index and the face's record)."""
+    full-image pixels), one :data:`FACE_ROWS` row per face (``image``, ``face`` index and the face's record), and
+    a :data:`CAPPED` record when the photo has more faces than were reconstructed."""
 
     def process(self, result):
         photo, params = result.example, result.inference
@@ -178,6 +189,10 @@ class FacesFn(_DecoderFn):
         record = image_record(photo.path, None, faces, (photo.width, photo.height), photo.reduction)
         count("photos_written")
         count("faces", len(faces))
+        if photo.found > len(faces):
+            count("photos_capped")
+            yield beam.pvalue.TaggedOutput(CAPPED, {"image": record["image"], "faces": photo.found,
+                                                    "reconstructed": len(faces)})
         for i, face in enumerate(record["faces"]):
             yield beam.pvalue.TaggedOutput(FACE_ROWS, {"image": record["image"], "face": i, **face})
         yield record
