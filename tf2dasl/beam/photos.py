@@ -5,8 +5,8 @@ decoded, detected and cropped (:class:`DetectFn`); the box crops' parameters →
 The steps are :class:`tf2dasl.reconstruct.Reconstructor`'s, in its order, with the same code: decoding
 (:func:`tf2dasl.io.images.decode_image_bytes`, ``--max-pixels``), detection and the FaceBoxes-like box
 (:func:`tf2dasl.reconstruct.detection_arrays`, :func:`~tf2dasl.reconstruct.detection_rois`: at most
-``max_faces`` faces, the highest-scoring), crops
-(:mod:`tf2dasl.geometry.roi`), decoding (:class:`tf2dasl.geometry.decoder.Decoder`), the face records
+``max_faces`` faces, the highest-scoring), crops (:mod:`tf2dasl.geometry.roi`), decoding
+(:class:`tf2dasl.geometry.decoder.Decoder`), the face records
 (``Reconstructor.make_faces``, ``Face.to_json``) and the photo's record (:func:`tf2dasl.batch.image_record`).
 Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunInference, which also gives a
 4-channel model's one-pass box crops their empty landmark map, once per batch).
@@ -70,9 +70,9 @@ class PhotoCrops:
     image and its decode ``reduction`` (:class:`tf2dasl.io.images.DecodedImage`); ``boxes`` ``(F, 4)`` detector
     boxes and ``rois`` ``(F, 4)`` the crops' roi boxes, both in the decoded image's pixels; ``scores`` ``(F,)``;
     ``crops`` ``(F, S, S, 3)`` uint8 for the regressor; ``found``: the faces detected (more than F when
-    ``max_faces`` capped them); ``one_pass``: box crops that only place the refined ones
-    (a 4-channel model runs one pass on them, with the empty landmark map); ``image`` ``(h, w, 3)`` uint8 BGR,
-    kept until the refined crops are cut."""
+    ``max_faces`` capped them); ``one_pass``: box crops that only place the refined ones (a 4-channel model runs
+    one pass on them, with the empty landmark map); ``image`` ``(h, w, 3)`` uint8 BGR, kept until the refined
+    crops are cut."""
 
     path: str
     width: int

@@ -199,9 +199,8 @@ def reconstruct_beam(patterns: Sequence[str], model_dir: str, export_dir: str, o
     :class:`BeamSummary`. ``pipeline_args``: Beam's options (``--runner``, ``--direct_num_workers``, Dataflow's
     ``--project`` ...); ``settings``: :class:`~tf2dasl.beam.photos.PhotoSettings` fields other than the model
     directory (detector, assets, detector_options, max_pixels, refine, max_faces); ``parquet``: also the per-face
-    table.
-    Bad patterns, a used prefix, a model and export that do not match, or a detector that cannot be built are a
-    :class:`UserError` before any work is sent."""
+    table. Bad patterns, a used prefix, a model and export that do not match, or a detector that cannot be built
+    are a :class:`UserError` before any work is sent."""
     check_inputs(patterns)
     require_fresh_prefix(out_prefix)
     photo_settings = PhotoSettings(str(model_dir), **(settings or {}))
