@@ -25,6 +25,8 @@ LANDMARK_TOL = 1e-3
 MAX_PIXELS = 1_000_000
 #: the shared photos the pipeline tests run on (a group photo, a photo decoded at 1/2 under MAX_PIXELS, ...)
 PHOTOS = ("group_t1.jpg", "3ddfa_test1.jpg", "emma.jpg", "takeo.ppm")
+#: the group photo (5 faces) and a --max-faces below its faces
+GROUP, FEW_FACES = "group_t1.jpg", 2
 
 
 def bad_files(folder: Path, good_jpeg: Path) -> dict[str, str]:
@@ -159,14 +161,63 @@ def test_the_detect_step_dead_letters_bad_files_with_their_reason(mb05_dir, shar
     assert isinstance(photo, PhotoCrops) and photo.crops.shape[1:] == (120, 120, 3) and photo.image is not None
 
 
+@needs_beam
+def test_the_detect_step_keeps_the_highest_scoring_max_faces_and_counts_all(mb05_dir, shared_dir):
+    from tf2dasl.beam.photos import DetectFn, PhotoSettings
+    from tf2dasl.reconstruct import DEFAULT_MAX_FACES
+
+    assert PhotoSettings(str(mb05_dir)).max_faces == DEFAULT_MAX_FACES  # reconstruct's cap by default
+    group = shared_dir / "data" / "images" / GROUP
+    readable = SimpleNamespace(metadata=SimpleNamespace(path=str(group)), read=group.read_bytes)
+    photos = {}
+    for cap in (None, FEW_FACES):
+        step = DetectFn(PhotoSettings(str(mb05_dir), max_faces=cap))
+        step.setup()
+        (photos[cap],) = step.process(readable)
+    everyone, few = photos[None], photos[FEW_FACES]
+    assert few.found == everyone.found == everyone.num_faces > FEW_FACES == few.num_faces
+    np.testing.assert_array_equal(few.boxes, everyone.boxes[:FEW_FACES])
+    np.testing.assert_array_equal(few.crops, everyone.crops[:FEW_FACES])
+
+
+@needs_beam
+def test_the_command_takes_reconstructs_limits_and_fails_a_capped_run(monkeypatch, capsys, tmp_path):
+    """--max-faces and --max-pixels as `reconstruct` has them (default cap, validation); a capped photo is a
+    failure of the run, named with where its record went."""
+    import tf2dasl.beam as beam_package
+    from tf2dasl.io.images import DEFAULT_MAX_PIXELS
+    from tf2dasl.reconstruct import DEFAULT_MAX_FACES
+
+    runs = []
+
+    def pipeline(patterns, model_dir, export_dir, out_prefix, pipeline_args, settings, **options):
+        runs.append(settings)
+        return beam_package.BeamSummary(out_prefix, photos=1, written=1, faces=FEW_FACES, capped=1)
+
+    monkeypatch.setattr(beam_package, "reconstruct_beam", pipeline)
+    command = ["reconstruct-beam", "photos/*.jpg", "--model", "m", "--export-dir", "e", "--out", f"{tmp_path}/"]
+    assert main(command) == 1
+    assert f"1 with more faces than --max-faces, the first reconstructed, in {tmp_path}/capped-*" in \
+        capsys.readouterr().out
+    assert (runs[0]["max_faces"], runs[0]["max_pixels"]) == (DEFAULT_MAX_FACES, DEFAULT_MAX_PIXELS)
+    assert "max_faces" not in runs[0]["detector_options"]  # capped after detection, so the others are counted
+    main([*command, "--max-faces", str(FEW_FACES), "--max-pixels", "0"])
+    assert (runs[1]["max_faces"], runs[1]["max_pixels"]) == (FEW_FACES, None)
+    for bad in (["--max-faces", "0"], ["--max-pixels", "-1"]):
+        with pytest.raises(SystemExit):
+            main([*command, *bad])
+        assert "must be" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- slow: DirectRunner end to end
-def reconstruct_reference(paths, model_dir, export_dir, out_dir) -> dict:
-    """`tf2dasl reconstruct` on the same photos with the same SavedModel: image path → its JSON record."""
+def reconstruct_reference(paths, model_dir, export_dir, out_dir, **options) -> dict:
+    """`tf2dasl reconstruct` on the same photos with the same SavedModel (``options``: reconstruct_paths'):
+    image path → its JSON record."""
     from tf2dasl.batch import reconstruct_paths
     from tf2dasl.reconstruct import make_reconstructor
 
     rec = make_reconstructor(model_dir, runtime="savedmodel", export_dir=export_dir)
-    summary = reconstruct_paths(paths, rec, out_dir, progress=False, max_pixels=MAX_PIXELS)
+    summary = reconstruct_paths(paths, rec, out_dir, progress=False, max_pixels=MAX_PIXELS, **options)
     assert not summary.failures
     return {r["image"]: r for r in map(json.loads, map(Path.read_text, Path(out_dir).glob("*.json")))
             if "image" in r}
@@ -217,6 +268,23 @@ def test_the_cli_pipeline_gives_reconstructs_faces_and_a_dead_letter_for_the_res
     faces = pq.read_table(glob.glob(prefix + "faces-*.parquet")).to_pylist()
     assert len(faces) == sum(len(r["faces"]) for r in records)
     assert sorted(glob.glob(f"{tmp_path}/beam/*")) == sorted(glob.glob(f"{tmp_path}/beam/run-*-of-*.*"))  # no temp
+
+
+@pytest.mark.slow
+@needs_beam
+def test_faces_over_max_faces_are_capped_and_listed_as_reconstruct_lists_them(mb05_dir, export_dir_mb05, shared_dir,
+                                                                               tmp_path, capsys):
+    group = shared_dir / "data" / "images" / GROUP
+    reference = reconstruct_reference([group], mb05_dir, export_dir_mb05, tmp_path / "ref", max_faces=FEW_FACES)
+    capped = json.loads((tmp_path / "ref" / "summary.json").read_text())["capped"]
+    assert capped == [{"image": str(group), "faces": capped[0]["faces"], "reconstructed": FEW_FACES}]
+    prefix = f"{tmp_path}/beam/"
+    rc = main(["reconstruct-beam", str(group), "--model", str(mb05_dir), "--export-dir", str(export_dir_mb05),
+               "--out", prefix, f"--max-pixels={MAX_PIXELS}", f"--max-faces={FEW_FACES}", "--direct_num_workers=1"])
+    out = capsys.readouterr().out
+    assert rc == 1 and f"1 photos: 1 written with {FEW_FACES} faces" in out and "1 with more faces than" in out, out
+    assert read_lines(prefix + "capped-*-of-*.jsonl") == capped
+    assert_same_faces(read_lines(prefix + "photos-*-of-*.jsonl"), reference, mb05_dir)
 
 
 @pytest.mark.slow

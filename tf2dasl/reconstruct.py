@@ -38,6 +38,37 @@ DEFAULT_MAX_FACES = 64
 VERTEX_BATCH = 8
 
 
+def first_faces(max_faces: int | None) -> slice:
+    """The slice of the first ``max_faces`` faces (None: all)."""
+    return slice(None) if max_faces is None else slice(max_faces)
+
+
+def detection_arrays(detections) -> tuple[np.ndarray, np.ndarray]:
+    """A detector's detections (:class:`tf2dasl.detect.Detection`, highest scores first) → boxes ``(F, 4)`` and
+    scores ``(F,)`` float32 (``(0, 4)`` and ``(0,)`` for none)."""
+    if not detections:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+    return np.stack([d.box for d in detections]), np.array([d.score for d in detections], np.float32)
+
+
+def detection_rois(detector, boxes: np.ndarray, scores: np.ndarray, max_faces: int | None = DEFAULT_MAX_FACES
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``detector``'s boxes ``(F, 4)`` and scores ``(F,)`` (highest first) → the first ``max_faces`` (None: all)
+    of them, ``(K, 4)`` and ``(K,)`` float32, and their roi boxes ``(K, 4)``: the box made FaceBoxes-like
+    (``detector.box_to_faceboxes``), then 3DDFA_V2's ``parse_roi_box_from_bbox``."""
+    keep = first_faces(max_faces)
+    boxes, scores = np.asarray(boxes, np.float32)[keep], np.asarray(scores, np.float32)[keep]
+    faceboxes = detector.box_to_faceboxes(boxes) if len(boxes) else boxes
+    return boxes, scores, roi_from_bbox(faceboxes)
+
+
+def one_pass_maps(channels: int, size: int, faces: int) -> np.ndarray | None:
+    """The landmark maps ``(faces, size, size)`` float32 of a one-pass regression of ``faces`` crops (a box crop
+    that only places the refined one): the empty map for a 4-channel model (:data:`MAP_CHANNELS`); None for
+    another model or no crop (no map)."""
+    return landmark_map(None, size, batch=faces) if channels == MAP_CHANNELS and faces else None
+
+
 @dataclass
 class Face:
     """One reconstructed face, a plain record; all coordinates 0-based pixels of the original image.
@@ -102,8 +133,8 @@ class Reconstructor:
         (crop, regression, no detection, no refinement). ``maps``: the crops' landmark maps (4-channel models);
         ``one_pass``: a 4-channel model without maps runs one pass, with the empty map."""
         crops = crop_images(image, rois, self.size)
-        if maps is None and one_pass and self.predictor.channels == MAP_CHANNELS and len(crops):
-            maps = landmark_map(None, self.size, batch=len(crops))
+        if maps is None and one_pass:
+            maps = one_pass_maps(self.predictor.channels, self.size, len(crops))
         params = self.predictor.predict(crops, maps).params
         return params, self.landmarks(params, rois)
 
@@ -115,11 +146,7 @@ class Reconstructor:
         """Boxes ``(F, 4)`` (FaceBoxes-like, ready for the roi rule) and scores ``(F,)``."""
         if self.detector is None:
             raise ValueError("no detector: pass boxes or landmarks")
-        dets = self.detector.detect(image)
-        if not dets:
-            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
-        boxes = np.stack([d.box for d in dets])
-        return boxes, np.array([d.score for d in dets], np.float32)
+        return detection_arrays(self.detector.detect(image))
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None,
                  landmarks: np.ndarray | None = None, scores: np.ndarray | None = None,
@@ -133,7 +160,7 @@ class Reconstructor:
         regression (and give 4-channel models their landmark maps); ``dense`` also fills each face's
         ``vertices`` (:meth:`add_vertices`).
         """
-        keep = slice(None) if max_faces is None else slice(max_faces)
+        keep = first_faces(max_faces)
         if landmarks is not None:
             landmarks = np.asarray(landmarks, np.float32).reshape(-1, 68, 2)[keep]
             det_boxes = landmark_boxes(landmarks)
@@ -146,14 +173,13 @@ class Reconstructor:
         else:
             if boxes is None:
                 det_boxes, scores = self.detect(image) if detections is None else detections
-                det_boxes, scores = np.asarray(det_boxes, np.float32)[keep], np.asarray(scores, np.float32)[keep]
-                fb_boxes = self.detector.box_to_faceboxes(det_boxes) if len(det_boxes) else det_boxes
+                det_boxes, scores, rois = detection_rois(self.detector, det_boxes, scores, max_faces)
             else:
-                det_boxes = fb_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
+                det_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
                 scores = np.ones(len(det_boxes), np.float32) if scores is None else np.asarray(scores)[keep]
+                rois = roi_from_bbox(det_boxes)  # given boxes are FaceBoxes-like already
             if len(det_boxes) == 0:
                 return []
-            rois = roi_from_bbox(fb_boxes)
             # the box crop only places the refined crop: one pass is enough there
             params, lm = self.regress(image, rois, one_pass=self.refine)
             if self.refine:

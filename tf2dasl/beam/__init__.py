@@ -9,6 +9,6 @@ Owns the pipeline (:mod:`.pipeline`), its per-photo steps (:mod:`.photos`), the 
 runs without Beam installed). Must not import the CLI, training, evaluation, the Keras models or the exporter.
 """
 from .model_handler import FACES_PER_BATCH, SavedModelHandler  # noqa: F401
-from .photos import DEAD_LETTER, NAMESPACE, STAGES, PhotoSettings  # noqa: F401
+from .photos import CAPPED, DEAD_LETTER, NAMESPACE, STAGES, PhotoSettings  # noqa: F401
 from .pipeline import BeamSummary, ReconstructPhotos, reconstruct_beam  # noqa: F401
 from .sinks import FACE_SCHEMA, OUTPUTS, output_pattern  # noqa: F401

@@ -4,9 +4,10 @@
 Its elements are whole photos (:class:`tf2dasl.beam.photos.PhotoCrops`, F faces each): RunInference's
 BatchElements weighs each by its face count, so a batch holds up to ``faces_per_batch`` faces, and
 :func:`infer_photos` concatenates their crops into one call of the export's signature — ``serving_default``
-(uint8 crops in; a 4-channel model runs its two passes), or ``with_map`` when the crops carry landmark maps (one
-pass with them) — and splits the raw ``params`` ``(ΣF, 62)`` back per photo. Normalisation, whitening and the
-model's passes are the exported graph's (:mod:`tf2dasl.export.saved_model`); nothing is re-implemented here.
+(uint8 crops in; a 4-channel model runs its two passes), or, for a 4-channel model's one-pass box crops,
+``with_map`` with the empty landmark map (:func:`tf2dasl.reconstruct.one_pass_maps`, built once for the batch) —
+and splits the raw ``params`` ``(ΣF, 62)`` back per photo. Normalisation, whitening and the model's passes are the
+exported graph's (:mod:`tf2dasl.export.saved_model`); nothing is re-implemented here.
 
 The SavedModel is loaded with ``tf.saved_model.load``: Beam's default loader (``tf.keras.models.load_model``)
 does not read SavedModels under Keras 3. An export on ``gs://`` or ``s3://`` is copied to the worker first
@@ -14,6 +15,7 @@ does not read SavedModels under Keras 3. An export on ``gs://`` or ``s3://`` is 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,6 +25,7 @@ from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
 from ..inference.export_dir import DEFAULT_SIGNATURE, MAP_SIGNATURE, read_export
 from ..inference.savedmodel_runtime import saved_model_version_dir
+from ..reconstruct import one_pass_maps
 from .staging import EXPORT_DIR_FILES, local_dir
 
 #: faces per RunInference batch (one signature call): large enough to amortise the call, small enough that the
@@ -30,27 +33,38 @@ from .staging import EXPORT_DIR_FILES, local_dir
 FACES_PER_BATCH = 64
 
 
+@dataclass(frozen=True)
+class ExportModel:
+    """What RunInference loads once per worker process: the export's SavedModel (``saved_model``) and the input
+    channels of its model (which tell whether one-pass crops get a landmark map)."""
+
+    saved_model: Any
+    channels: int
+
+
 def face_count(photo) -> int:
     """A photo's weight in a RunInference batch: its number of faces."""
     return photo.num_faces
 
 
-def infer_photos(model, batch: Sequence, inference_args: dict[str, Any] | None = None,
+def infer_photos(model: ExportModel, batch: Sequence, inference_args: dict[str, Any] | None = None,
                  model_id: str | None = None) -> list[PredictionResult]:
     """RunInference's ``inference_fn``: photos → one :class:`PredictionResult` each, ``inference`` its raw
-    parameters ``(F, 62)`` float32 (one signature call for the whole batch). An empty batch (BatchElements sends
+    parameters ``(F, 62)`` float32 (one signature call for the whole batch: crops ``(ΣF, S, S, 3)``, and for a
+    4-channel model's one-pass crops the empty landmark maps ``(ΣF, S, S)``). An empty batch (BatchElements sends
     one at the end of some bundles) is no call."""
     if not batch:
         return []
+    one_pass = {p.one_pass for p in batch}
+    if len(one_pass) > 1:
+        raise ValueError("a RunInference batch mixes one-pass box crops with refined crops")
     crops = np.concatenate([p.crops for p in batch])
-    with_maps = [p.maps is not None for p in batch]
-    if all(with_maps):
-        maps = np.concatenate([p.maps for p in batch])
-        out = model.signatures[MAP_SIGNATURE](crops=tf.constant(crops), maps=tf.constant(maps))
-    elif not any(with_maps):
-        out = model.signatures[DEFAULT_SIGNATURE](crops=tf.constant(crops))
+    maps = one_pass_maps(model.channels, crops.shape[1], len(crops)) if one_pass.pop() else None
+    signatures = model.saved_model.signatures
+    if maps is None:
+        out = signatures[DEFAULT_SIGNATURE](crops=tf.constant(crops))
     else:
-        raise ValueError("a RunInference batch mixes crops with and without landmark maps")
+        out = signatures[MAP_SIGNATURE](crops=tf.constant(crops), maps=tf.constant(maps))
     params = np.asarray(out["params"], np.float32)
     splits = np.cumsum([p.num_faces for p in batch])[:-1]
     return [PredictionResult(p, pp, model_id) for p, pp in zip(batch, np.split(params, splits))]
@@ -65,12 +79,14 @@ class SavedModelHandler(TFModelHandlerTensor):
                          max_batch_size=int(faces_per_batch), element_size_fn=face_count)
         self.export_dir = str(export_dir)
 
-    def load_model(self):
+    def load_model(self) -> ExportModel:
         local = local_dir(self.export_dir, EXPORT_DIR_FILES)
-        return tf.saved_model.load(str(saved_model_version_dir(local, read_export(local)["model_name"])))
+        meta = read_export(local)
+        return ExportModel(tf.saved_model.load(str(saved_model_version_dir(local, meta["model_name"]))),
+                           int(meta["spec"]["channels"]))
 
     def get_num_bytes(self, batch: Sequence) -> int:
-        return int(sum(p.crops.nbytes + (0 if p.maps is None else p.maps.nbytes) for p in batch))
+        return int(sum(p.crops.nbytes for p in batch))
 
     def get_metrics_namespace(self) -> str:
         return "tf2dasl_RunInference"

@@ -4,14 +4,18 @@ decoded, detected and cropped (:class:`DetectFn`); the box crops' parameters →
 
 The steps are :class:`tf2dasl.reconstruct.Reconstructor`'s, in its order, with the same code: decoding
 (:func:`tf2dasl.io.images.decode_image_bytes`, ``--max-pixels``), detection and the FaceBoxes-like box
-(:mod:`tf2dasl.detect`), roi boxes and crops (:mod:`tf2dasl.geometry.roi`), the empty landmark map of a
-4-channel model's one-pass box crop, decoding (:class:`tf2dasl.geometry.decoder.Decoder`), the face records
+(:func:`tf2dasl.reconstruct.detection_arrays`, :func:`~tf2dasl.reconstruct.detection_rois`: at most
+``max_faces`` faces, the highest-scoring), crops (:mod:`tf2dasl.geometry.roi`), decoding
+(:class:`tf2dasl.geometry.decoder.Decoder`), the face records
 (``Reconstructor.make_faces``, ``Face.to_json``) and the photo's record (:func:`tf2dasl.batch.image_record`).
-Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunInference).
+Only the regression is elsewhere (:mod:`tf2dasl.beam.model_handler`, inside RunInference, which also gives a
+4-channel model's one-pass box crops their empty landmark map, once per batch).
 
 A photo that cannot be used goes to the :data:`DEAD_LETTER` output as ``{"image", "stage", "error"}``: its
 bytes unreadable (``read``), not an image, truncated or above ``--max-pixels`` (``decode``), the detector failing
-(``detect``) or no face found (``no_face``). Counters in the ``tf2dasl`` namespace count them (:data:`NAMESPACE`).
+(``detect``) or no face found (``no_face``). A photo with more faces than ``max_faces`` gets its record with the
+first of them and a :data:`CAPPED` record ``{"image", "faces", "reconstructed"}`` (``reconstruct``'s ``capped``).
+Counters in the ``tf2dasl`` namespace count them (:data:`NAMESPACE`).
 """
 from __future__ import annotations
 
@@ -26,12 +30,10 @@ from ..batch.files import image_record, resize_faces
 from ..detect import make_detector
 from ..errors import UserError
 from ..geometry.decoder import Decoder
-from ..geometry.landmark_map import landmark_map
-from ..geometry.roi import crop_images, roi_from_bbox, roi_from_landmarks
-from ..inference.crops import MAP_CHANNELS
+from ..geometry.roi import crop_images, roi_from_landmarks
 from ..io.images import DEFAULT_MAX_PIXELS, decode_image_bytes
 from ..io.model_files import read_spec_and_morphable
-from ..reconstruct import Reconstructor
+from ..reconstruct import DEFAULT_MAX_FACES, Reconstructor, detection_arrays, detection_rois
 from .staging import ASSETS_FILES, MODEL_DIR_FILES, local_dir
 
 #: the Beam metrics namespace of the pipeline's counters
@@ -40,6 +42,8 @@ NAMESPACE = "tf2dasl"
 DEAD_LETTER = "dead_letter"
 #: the tag of :class:`FacesFn`'s per-face rows (the Parquet table)
 FACE_ROWS = "face_rows"
+#: the tag of :class:`FacesFn`'s records of photos with more faces than ``max_faces``
+CAPPED = "capped"
 #: the stages a photo can fail in (the dead-letter records' ``stage``)
 STAGES = ("read", "decode", "detect", "no_face", "inference", "crash")
 
@@ -48,7 +52,8 @@ STAGES = ("read", "decode", "detect", "no_face", "inference", "crash")
 class PhotoSettings:
     """What the workers need to know, as plain values (pickled to every worker): the model directory (its
     decoder; a local path or any FileSystems URI), the detector (name, assets folder, options), ``max_pixels``
-    (None: no limit) and ``refine`` (the second, landmark-based crop)."""
+    (None: no limit), ``refine`` (the second, landmark-based crop) and ``max_faces`` (faces reconstructed per
+    photo, the highest-scoring; None: all)."""
 
     model_dir: str
     detector: str = "auto"
@@ -56,6 +61,7 @@ class PhotoSettings:
     detector_options: dict = field(default_factory=dict)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     refine: bool = True
+    max_faces: int | None = DEFAULT_MAX_FACES
 
 
 @dataclass
@@ -63,8 +69,10 @@ class PhotoCrops:
     """One photo between the steps, F faces, crop side S. ``path`` as matched; ``width``/``height`` of the full
     image and its decode ``reduction`` (:class:`tf2dasl.io.images.DecodedImage`); ``boxes`` ``(F, 4)`` detector
     boxes and ``rois`` ``(F, 4)`` the crops' roi boxes, both in the decoded image's pixels; ``scores`` ``(F,)``;
-    ``crops`` ``(F, S, S, 3)`` uint8 for the regressor, with ``maps`` ``(F, S, S)`` float32 when a 4-channel model
-    runs one pass on them; ``image`` ``(h, w, 3)`` uint8 BGR, kept until the refined crops are cut."""
+    ``crops`` ``(F, S, S, 3)`` uint8 for the regressor; ``found``: the faces detected (more than F when
+    ``max_faces`` capped them); ``one_pass``: box crops that only place the refined ones (a 4-channel model runs
+    one pass on them, with the empty landmark map); ``image`` ``(h, w, 3)`` uint8 BGR, kept until the refined
+    crops are cut."""
 
     path: str
     width: int
@@ -74,7 +82,8 @@ class PhotoCrops:
     scores: np.ndarray
     rois: np.ndarray
     crops: np.ndarray
-    maps: np.ndarray | None = None
+    found: int
+    one_pass: bool = False
     image: np.ndarray | None = None
 
     @property
@@ -100,10 +109,10 @@ def count(name: str, n: int = 1) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def worker_decoder(model_dir: str) -> tuple[Decoder, int]:
-    """The model directory's decoder and input channels, read once per worker process and shared by its DoFns."""
+def worker_decoder(model_dir: str) -> Decoder:
+    """The model directory's decoder, read once per worker process and shared by its DoFns."""
     spec, mm = read_spec_and_morphable(local_dir(model_dir, MODEL_DIR_FILES))
-    return Decoder(mm, spec.input_size, spec.crop_convention), spec.channels
+    return Decoder(mm, spec.input_size, spec.crop_convention)
 
 
 class _DecoderFn(beam.DoFn):
@@ -114,7 +123,7 @@ class _DecoderFn(beam.DoFn):
         self.decoder: Decoder | None = None
 
     def setup(self):
-        self.decoder, self.channels = worker_decoder(self.settings.model_dir)
+        self.decoder = worker_decoder(self.settings.model_dir)
 
 
 class DetectFn(_DecoderFn):
@@ -140,22 +149,20 @@ class DetectFn(_DecoderFn):
             return
         del data
         try:
-            dets = self.detector.detect(decoded.image)
+            boxes, scores = detection_arrays(self.detector.detect(decoded.image))
         except UserError as exc:
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "detect", exc))
             return
-        if not dets:
+        if not len(boxes):
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
                 path, "no_face", f"{path}: no face found by the {self.settings.detector} detector"))
             return
-        boxes = np.stack([d.box for d in dets])
-        rois = roi_from_bbox(self.detector.box_to_faceboxes(boxes))
+        found = len(boxes)
+        boxes, scores, rois = detection_rois(self.detector, boxes, scores, self.settings.max_faces)
         crops = crop_images(decoded.image, rois, self.decoder.size)
-        one_pass = self.settings.refine and self.channels == MAP_CHANNELS  # the box crop only places the refined one
-        yield PhotoCrops(path, decoded.width, decoded.height, decoded.reduction, boxes,
-                         np.array([d.score for d in dets], np.float32), rois, crops,
-                         landmark_map(None, self.decoder.size, batch=len(crops)) if one_pass else None,
-                         decoded.image if self.settings.refine else None)
+        refine = self.settings.refine  # the box crop only places the refined one: one pass is enough there
+        yield PhotoCrops(path, decoded.width, decoded.height, decoded.reduction, boxes, scores, rois, crops, found,
+                         one_pass=refine, image=decoded.image if refine else None)
 
 
 class RefineFn(_DecoderFn):
@@ -165,13 +172,14 @@ class RefineFn(_DecoderFn):
     def process(self, result):
         photo, params = result.example, result.inference
         rois = roi_from_landmarks(self.decoder.landmarks(params, photo.rois))
-        yield replace(photo, rois=rois, crops=crop_images(photo.image, rois, self.decoder.size), maps=None,
+        yield replace(photo, rois=rois, crops=crop_images(photo.image, rois, self.decoder.size), one_pass=False,
                       image=None)
 
 
 class FacesFn(_DecoderFn):
     """RunInference's result on the final crops → the photo's JSON record (``tf2dasl reconstruct``'s, in
-    full-image pixels) and one :data:`FACE_ROWS` row per face (``image``, ``face`` index and the face's record)."""
+    full-image pixels), one :data:`FACE_ROWS` row per face (``image``, ``face`` index and the face's record), and
+    a :data:`CAPPED` record when the photo has more faces than were reconstructed."""
 
     def process(self, result):
         photo, params = result.example, result.inference
@@ -181,6 +189,10 @@ class FacesFn(_DecoderFn):
         record = image_record(photo.path, None, faces, (photo.width, photo.height), photo.reduction)
         count("photos_written")
         count("faces", len(faces))
+        if photo.found > len(faces):
+            count("photos_capped")
+            yield beam.pvalue.TaggedOutput(CAPPED, {"image": record["image"], "faces": photo.found,
+                                                    "reconstructed": len(faces)})
         for i, face in enumerate(record["faces"]):
             yield beam.pvalue.TaggedOutput(FACE_ROWS, {"image": record["image"], "face": i, **face})
         yield record

@@ -14,7 +14,8 @@ spread over the workers) → ``ReadMatches`` → :class:`~tf2dasl.beam.photos.De
 (refined crops) → ``RunInference`` again → :class:`~tf2dasl.beam.photos.FacesFn` (decoded faces, the record) →
 the sinks (:mod:`tf2dasl.beam.sinks`). Two RunInference stages, because the refined crop depends on the first
 regression; both batch the faces of several photos. Nothing is lost: a photo the steps refuse, and one whose step
-or inference batch raised (Beam's ``with_exception_handling``), lands in the dead letter with its reason.
+or inference batch raised (Beam's ``with_exception_handling``), lands in the dead letter with its reason; a photo
+with more faces than ``max_faces`` is listed in the capped records (as ``reconstruct``'s summary lists it).
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ from ..errors import UserError
 from ..inference.export_dir import read_export
 from ..io.model_files import read_model_spec
 from .model_handler import FACES_PER_BATCH, SavedModelHandler
-from .photos import DEAD_LETTER, FACE_ROWS, NAMESPACE, DetectFn, FacesFn, PhotoCrops, PhotoSettings, RefineFn, \
-    count, dead_letter, photo_detector
+from .photos import CAPPED, DEAD_LETTER, FACE_ROWS, NAMESPACE, DetectFn, FacesFn, PhotoCrops, PhotoSettings, \
+    RefineFn, count, dead_letter, photo_detector
 from .sinks import WriteResults, require_fresh_prefix
 from .staging import local_dir
 
@@ -68,9 +69,10 @@ def counted(record: dict) -> dict:
 
 
 class ReconstructPhotos(beam.PTransform):
-    """File patterns (a PCollection of str) → ``{"photos", "dead_letter"[, "faces"]}``: one ``tf2dasl
-    reconstruct`` JSON record per photo, one dead-letter record per photo that has none, and with ``face_rows``
-    one row per face. ``settings``: :class:`~tf2dasl.beam.photos.PhotoSettings`; ``export_dir``: the SavedModel
+    """File patterns (a PCollection of str) → ``{"photos", "dead_letter", "capped"[, "faces"]}``: one ``tf2dasl
+    reconstruct`` JSON record per photo, one dead-letter record per photo that has none, one ``{"image", "faces",
+    "reconstructed"}`` record per photo with more faces than ``settings.max_faces``, and with ``face_rows`` one
+    row per face. ``settings``: :class:`~tf2dasl.beam.photos.PhotoSettings`; ``export_dir``: the SavedModel
     export of the same model; ``faces_per_batch``: faces per RunInference batch."""
 
     def __init__(self, settings: PhotoSettings, export_dir: str, faces_per_batch: int = FACES_PER_BATCH,
@@ -101,7 +103,7 @@ class ReconstructPhotos(beam.PTransform):
         faces = self.step(results, "Faces", FacesFn(self.settings), crashed)
         dead = ((detected[DEAD_LETTER], *crashed) | "DeadLetters" >> beam.Flatten()
                 | "CountFailures" >> beam.Map(counted))
-        outputs = {"photos": faces[MAIN], "dead_letter": dead}
+        outputs = {"photos": faces[MAIN], "dead_letter": dead, "capped": faces[CAPPED]}
         if self.face_rows:
             outputs["faces"] = faces[FACE_ROWS]
         return outputs
@@ -109,14 +111,15 @@ class ReconstructPhotos(beam.PTransform):
 
 @dataclass
 class BeamSummary:
-    """What a finished run did, from its Beam counters: photos read, written (with their faces), and the dead
-    letter by stage; ``out_prefix`` where the shards are."""
+    """What a finished run did, from its Beam counters: photos read, written (with their faces), the dead
+    letter by stage, and the photos ``capped`` at ``max_faces``; ``out_prefix`` where the shards are."""
 
     out_prefix: str
     photos: int = 0
     written: int = 0
     faces: int = 0
     failed: dict = field(default_factory=dict)
+    capped: int = 0
 
     @property
     def failures(self) -> int:
@@ -128,10 +131,20 @@ class BeamSummary:
         """Every photo read is either written or in the dead letter."""
         return self.photos == self.written + sum(self.failed.values())
 
+    @property
+    def complete(self) -> bool:
+        """Every photo read is written with all its faces, or in the dead letter for having no face (``tf2dasl
+        reconstruct``'s ``complete``: a capped photo is not)."""
+        return self.failures == 0 and self.accounted and not self.capped
+
     def describe(self) -> str:
         stages = ", ".join(f"{stage} {n}" for stage, n in sorted(self.failed.items()))
-        return (f"{self.photos} photos: {self.written} written with {self.faces} faces to {self.out_prefix}photos-*; "
+        text = (f"{self.photos} photos: {self.written} written with {self.faces} faces to {self.out_prefix}photos-*; "
                 f"{sum(self.failed.values())} in {self.out_prefix}dead_letter-*" + (f" ({stages})" if stages else ""))
+        if self.capped:
+            text += (f"; {self.capped} with more faces than --max-faces, the first reconstructed, in "
+                     f"{self.out_prefix}capped-* (a larger --max-faces reconstructs more, with more memory)")
+        return text
 
 
 def counter_value(counter) -> int:
@@ -148,7 +161,8 @@ def summary_of(result, out_prefix: str) -> BeamSummary:
     for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + counter_value(counter)
     return BeamSummary(out_prefix, totals.get("photos", 0), totals.get("photos_written", 0), totals.get("faces", 0),
-                       {k.removeprefix("failed_"): v for k, v in totals.items() if k.startswith("failed_")})
+                       {k.removeprefix("failed_"): v for k, v in totals.items() if k.startswith("failed_")},
+                       totals.get("photos_capped", 0))
 
 
 def check_inputs(patterns: Sequence[str]) -> None:
@@ -184,9 +198,9 @@ def reconstruct_beam(patterns: Sequence[str], model_dir: str, export_dir: str, o
     """Run the pipeline (module docstring) over ``patterns`` into ``out_prefix`` and wait for it; returns its
     :class:`BeamSummary`. ``pipeline_args``: Beam's options (``--runner``, ``--direct_num_workers``, Dataflow's
     ``--project`` ...); ``settings``: :class:`~tf2dasl.beam.photos.PhotoSettings` fields other than the model
-    directory (detector, assets, detector_options, max_pixels, refine); ``parquet``: also the per-face table.
-    Bad patterns, a used prefix, a model and export that do not match, or a detector that cannot be built are a
-    :class:`UserError` before any work is sent."""
+    directory (detector, assets, detector_options, max_pixels, refine, max_faces); ``parquet``: also the per-face
+    table. Bad patterns, a used prefix, a model and export that do not match, or a detector that cannot be built
+    are a :class:`UserError` before any work is sent."""
     check_inputs(patterns)
     require_fresh_prefix(out_prefix)
     photo_settings = PhotoSettings(str(model_dir), **(settings or {}))

@@ -5,6 +5,8 @@ renamed into place when the whole run succeeded: a failed run leaves no partial 
   (``image``, ``width``, ``height``, ``faces``; docs/output_format.md);
 * ``OUT_PREFIX dead_letter-SSSSS-of-NNNNN.jsonl``: one line per photo that is not in the photos: ``image``,
   ``stage`` and the one-line ``error``;
+* ``OUT_PREFIX capped-SSSSS-of-NNNNN.jsonl``: one line per photo with more faces than ``max_faces``: ``image``,
+  ``faces`` (found) and ``reconstructed`` (``tf2dasl reconstruct``'s ``capped`` in summary.json);
 * ``OUT_PREFIX faces-SSSSS-of-NNNNN.parquet`` (optional): one row per face (:data:`FACE_SCHEMA`).
 
 A run writes a fresh prefix (:func:`require_fresh_prefix`): a prefix that already holds a run's shards is refused,
@@ -22,7 +24,7 @@ from ..errors import UserError
 from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS
 
 #: the outputs under a prefix: name → file suffix
-OUTPUTS = {"photos": ".jsonl", "dead_letter": ".jsonl", "faces": ".parquet"}
+OUTPUTS = {"photos": ".jsonl", "dead_letter": ".jsonl", "capped": ".jsonl", "faces": ".parquet"}
 BOX = pa.list_(pa.float64(), 4)
 #: one Parquet row per face: the photo, the face's index in it, and the face's JSON record
 FACE_SCHEMA = pa.schema([
@@ -54,8 +56,8 @@ def to_line(record: dict) -> str:
 
 
 class WriteResults(beam.PTransform):
-    """``{"photos", "dead_letter"[, "faces"]}`` (:class:`~tf2dasl.beam.pipeline.ReconstructPhotos`) → the shards
-    under ``prefix`` (module docstring)."""
+    """``{"photos", "dead_letter", "capped"[, "faces"]}`` (:class:`~tf2dasl.beam.pipeline.ReconstructPhotos`) →
+    the shards under ``prefix`` (module docstring)."""
 
     def __init__(self, prefix: str):
         super().__init__()

