@@ -1,6 +1,8 @@
 """NME of models on a training config's held-out faces: AFLW-wild's validation split (21 points, visible ones, over
 the visible points' box, through the config's fitted model points) and the 300-W hold-out (68 points, plain crops
-from the ground-truth roi), with AFLW's yaw bins.
+from the ground-truth roi), with AFLW's yaw bins. A second table splits the AFLW figure by point group: 2DASL's 18 map
+points, the ears, the chin (each group's mean distance over the box of all visible points, yaw-balanced; faces where
+the group is not visible left out).
 
     python benchmarks/holdout_nme.py --config configs/dasl_mb05_aflw.yaml models/mb05 runs/X/model [...]
 """
@@ -12,6 +14,28 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def point_groups(points, layout, task, holdout) -> dict:
+    """``{group: 3DDFA's yaw table}`` of the AFLW hold-out's NME per point group (module docstring)."""
+    import numpy as np
+
+    from tf2dasl.data.correspondence import visible_face_size
+    from tf2dasl.data.landmark_sets import AFLW21_MAP_INDICES, AFLW21_NAMES
+    from tf2dasl.evaluate import yaw_table
+    from tf2dasl.inference.keras_runtime import KerasPredictor
+
+    pred = points.landmarks(KerasPredictor(task).predict(holdout.crops).params)[:, layout.slots(holdout.landmark_set)]
+    dist = np.linalg.norm(np.asarray(pred, np.float64)[..., :2] - holdout.points, axis=-1)
+    dist /= visible_face_size(holdout.points)[:, None]
+    rest = [i for i in range(len(AFLW21_NAMES)) if i not in AFLW21_MAP_INDICES]
+    groups = {"18 map points": list(AFLW21_MAP_INDICES), "ears": [i for i in rest if "ear" in AFLW21_NAMES[i]],
+              "chin": [i for i in rest if "chin" in AFLW21_NAMES[i]]}
+    out = {}
+    for name, idx in groups.items():
+        seen = np.isfinite(dist[:, idx]).any(axis=1)
+        out[name] = yaw_table(np.nanmean(dist[seen][:, idx], axis=1), np.asarray(holdout.yaws)[seen])
+    return out
 
 
 def main() -> None:
@@ -41,6 +65,16 @@ def main() -> None:
         yaw = r.get("aflw21", {}).get("yaw")
         yaw_cells = " / ".join(f"{yaw[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")) if yaw else "-"
         print(f"| {m} | " + " | ".join(f"{r[h.landmark_set]['nme']:.3f}" for h in sets) + f" | {yaw_cells} |")
+    aflw = next((h for h in sets if h.landmark_set == "aflw21" and h.yaws is not None), None)
+    if aflw is not None:
+        print("\n| model | AFLW hold-out by points | 0-30 | 30-60 | 60+ | **balanced mean** |\n|---|---|---|---|---|---|")
+        for m in args.models:
+            task = load_model(m)
+            points = point_decoder(layout, task.mm, task.spec.input_size, task.spec.crop_convention)
+            results[m]["aflw21"]["groups"] = groups = point_groups(points, layout, task, aflw)
+            for name, t in groups.items():
+                print(f"| {m} | {name} | " + " | ".join(f"{t[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60", "yaw_60_90",
+                                                                                 "mean")) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
