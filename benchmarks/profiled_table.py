@@ -16,11 +16,16 @@ from ablation_table import cell  # noqa: E402  (mean ± half the range over seed
 ROWS = [("headline recipe (configs/dasl_mb05_aflw.yaml)", "headline"),
         ("+ profiled faces, wild faces keeping their teacher terms (wild_teacher 1)", "teacher_kept"),
         ("+ profiled faces, the wild faces' teacher terms at half weight (wild_teacher 0.5)", "teacher_half"),
-        ("+ profiled faces, wild faces without teacher terms (configs/dasl_mb05_profiled.yaml)", "profiled"),
+        ("+ profiled faces, wild faces without teacher terms, all of AFLW's 21 points", "profiled_allpoints"),
+        ("+ profiled faces, wild faces without teacher terms, AFLW's 18 map points (configs/dasl_mb05_profiled.yaml)",
+         "profiled"),
         ("profiled faces alone + 2DASL's terms on the wild faces (teacher off)", "profiled_2dasl"),
         ("profiled faces alone, no 2DASL term", "profiled_only")]
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90")
 HELD_OUT = (("AFLW-wild val 21-pt (yaw-balanced)", lambda r: r["holdout"]["aflw21"]["yaw"]["mean"]),
+            ("AFLW-wild val, 18 map points (yaw-balanced)",
+             lambda r: r["holdout"]["aflw21"]["groups"]["18 map points"]["mean"]),
+            ("AFLW-wild val, ears", lambda r: r["holdout"]["aflw21"]["groups"]["ears"]["mean"]),
             ("HELEN hold-out 68-pt, crops", lambda r: r["holdout"]["68"]["nme"]),
             ("HELEN hold-out `evaluate 300w`", lambda r: r["helen"]["nme_68_interocular"]["mean"]))
 MONITOR = (("2D 68 original", lambda r: r["aflw"]["nme_2d_68"]["original"]["mean"]),

@@ -13,7 +13,7 @@ predicted mesh scaled about its centroid to the ground truth's size before the p
 rotation and translation, never scale): what the size error costs.
 
     python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
-                                                   [--data DIR] [--bfm PATH]
+                                                   [--data DIR] [--bfm PATH] [--size-only]
 """
 from __future__ import annotations
 
@@ -81,20 +81,36 @@ def size_row(name, params, decoder, data, truth) -> str:
     return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
 
 
+def variant_table(sources, data) -> None:
+    """The first table: each model's reconstruction and dense 3D NME per yaw bin, as predicted and per variant."""
+    import numpy as np
+
+    from tf2dasl.evaluate import params_predictions, score_aflw2000
+
+    print("| model | parameters | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
+                                                 for m in METRICS for b in BINS) + " |")
+    print("|---|---|" + "---|" * (len(METRICS) * len(BINS)))
+    for name, params, decoder in sources:
+        for label, fn in variants().items():
+            changed = fn(params)
+            valid = np.isfinite(changed).all(axis=1)
+            r = score_aflw2000(data, params_predictions(changed, valid, decoder), 120, decoder, METRICS)
+            print(f"| {name} | {label} | " + " | ".join(f"{r[m][b]:.3f}" for m in METRICS for b in BINS) + " |")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*")
     ap.add_argument("--params", action="append", default=[], metavar="NAME=FILE.npy:CONVENTION")
     ap.add_argument("--data", help="AFLW2000-3D (default: $TF2DASL_SHARED/data/aflw2000_3d_dev)")
     ap.add_argument("--bfm", help="decodes --params files (default: $TF2DASL_SHARED/assets/3ddfa_v2)")
+    ap.add_argument("--size-only", action="store_true", help="print the size table only")
     args = ap.parse_args()
     data_dir = args.data or shared_dir() / "data" / "aflw2000_3d_dev"
     bfm = args.bfm or shared_dir() / "assets" / "3ddfa_v2"
 
-    import numpy as np
-
-    from tf2dasl.evaluate import (load_aflw2000, load_params_file, model_under_test, params_decoder,
-                                  params_predictions, score_aflw2000)
+    from tf2dasl.evaluate import load_aflw2000, load_params_file, model_under_test, params_decoder
     from tf2dasl.evaluate.dense_truth import load_dense_truth
 
     data = load_aflw2000(data_dir, 120)
@@ -107,17 +123,9 @@ def main() -> None:
         path, conv = rest.rsplit(":", 1)
         params, _ = load_params_file(path, len(data.crops))
         sources.append((name, params, params_decoder(bfm, conv)))
-    print("| model | parameters | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
-                                                 for m in METRICS for b in BINS) + " |")
-    print("|---|---|" + "---|" * (len(METRICS) * len(BINS)))
-    for name, params, decoder in sources:
-        for label, fn in variants().items():
-            changed = fn(params)
-            valid = np.isfinite(changed).all(axis=1)
-            r = score_aflw2000(data, params_predictions(changed, valid, decoder), 120, decoder, METRICS)
-            print(f"| {name} | {label} | " + " | ".join(f"{r[m][b]:.3f}" for m in METRICS for b in BINS) + " |")
+    if not args.size_only:
+        variant_table(sources, data)
     truth = load_dense_truth(data, sources[0][2].mm)
-    print()
     print("| model | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
                                     for m in ("size ratio", "reconstruction, size matched") for b in BINS) + " |")
     print("|---|" + "---|" * (2 * len(BINS)))
