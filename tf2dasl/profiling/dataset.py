@@ -152,7 +152,8 @@ def _teacher_stage(cfg: ProfiledDataConfig, candidates: list[FaceSample], teache
             params[start:start + len(batch)] = avg
             for i, (face, src) in enumerate(zip(batch, images)):
                 k = (src.roi[2] - src.roi[0]) / size
-                manual[start + i] = (src.points + 0.5 - src.roi[:2]) / k - 0.5       # work image → crop pixels
+                # work image → crop pixels, written out: image_to_crop rounds otherwise, and a refined fit would move
+                manual[start + i] = (src.points + 0.5 - src.roi[:2]) / k - 0.5
                 # one face per decode: a batched product rounds differently, and the NMEs stay those of earlier sets
                 predicted[start + i] = model_points(avg[i:i + 1])[0, model_points.slots(face.landmark_set)]
             bar.update(len(batch))

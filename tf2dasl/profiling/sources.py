@@ -24,6 +24,7 @@ import numpy as np
 
 from ..data.sources import FaceSample
 from ..errors import UserError
+from ..geometry.camera import resize_points
 from ..geometry.roi import roi_from_landmarks
 from .frames import cut_crop
 
@@ -109,7 +110,7 @@ def _around(photo: np.ndarray, roi: np.ndarray, points: np.ndarray, size: int) -
     window = np.r_[centre - half, centre + half]
     work, k = _in_canvas(photo, window, int(round(WORK_EXTENT * size)))    # k: work pixels per photo pixel
     roi_w = (roi - np.r_[window[:2], window[:2]]) * k       # boxes scale as areas, pixel centres shift by (k - 1) / 2
-    return work, roi_w, (points - window[:2]) * k + (k - 1) / 2
+    return work, roi_w, resize_points(points - window[:2], k, np.float64)
 
 
 def photo_source(image: np.ndarray, points: np.ndarray, size: int) -> SourceImage:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..geometry.camera import crop_to_image, model_to_crop
+from ..geometry.camera import crop_to_image, image_to_crop, model_to_crop
 from ..geometry.conventions import CropConvention
 from ..geometry.morphable_model import MorphableModel
 from ..geometry.pose import angles_to_matrix, params_to_sRt
@@ -153,24 +153,20 @@ class Profiler:
         label = move_params(params[None], np.asarray(src.roi)[None], roi[None], s, self.convention)[0]
         landmarks = model_to_crop(self.mm.landmarks(label[None]), s, self.convention)[0, :, :2]
 
-        # image pixels → this crop's pixels (the inverse of its sampling map), depth scaled alike
-        a = crop_affine(roi, s)
-        k, origin = a[0, 0], a[:, 2]
-
-        def to_crop(q: np.ndarray) -> np.ndarray:
-            return np.c_[(q[:, :2] - origin) / k, q[:, 2] / k]
-
         face = self._to_image(_posed(prep.shape, params), src.roi)
         motion = _FLIP_Y @ d_rot @ _FLIP_Y
         pivot = prep.pivot
         sheet = prep.sheet.moved(lambda q: (q - pivot) @ motion.T + pivot)
 
+        a = crop_affine(roi, s)                                           # this crop's pixels → image pixels
         yy, xx = self.grid
-        map_x, map_y = origin[0] + k * xx, origin[1] + k * yy             # the photo where nothing moved
+        map_x, map_y = a[0, 2] + a[0, 0] * xx, a[1, 2] + a[1, 1] * yy     # the photo where nothing moved
+        frame = pixel_roi(roi, s)
         # the sheet first (a fold of it may face away), then the face over it (its back faces never show)
         for verts, tris, looks_at, cull in ((sheet, prep.sheet.triangles, prep.sheet.points, False),
                                             (face, self.triangles, prep.vertices, True)):
-            _, tri, bary = rasterize(to_crop(verts), tris, s, s, cull_backfaces=cull)
+            in_crop = image_to_crop(verts[None], frame, s, np.float64)[0]              # depth scaled alike
+            _, tri, bary = rasterize(in_crop, tris, s, s, cull_backfaces=cull)
             hit = tri >= 0
             corners = tris[tri[hit]]                                      # (M, 3) vertex indices
             b = bary[hit][..., None].astype(np.float64)
