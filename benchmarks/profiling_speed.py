@@ -59,10 +59,10 @@ def main() -> None:
 
     back = fitter.mirror(fitter.mirror(plain))
     avg = fitter.flip_average(plain, mirrored)
-    lm = teacher.decoder.landmarks
+    lm, mesh = teacher.decoder.landmarks, teacher.decoder.vertices
     flip_lm = flip_average_landmarks(lm(plain)[..., :2], lm(mirrored)[..., :2], size)
     print(f"{len(faces)} faces: mirrored twice vs the fit, dense mesh: "
-          f"{np.abs(fitter.mesh(back) - fitter.mesh(plain)).mean():.3f} px mean; flip-averaged fit's 68 landmarks vs "
+          f"{np.abs(mesh(back) - mesh(plain)).mean():.3f} px mean; flip-averaged fit's 68 landmarks vs "
           f"the flip average of the two fits' landmarks: "
           f"{np.linalg.norm(lm(avg)[..., :2] - flip_lm, axis=-1).mean():.3f} px mean")
 

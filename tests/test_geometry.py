@@ -150,6 +150,9 @@ def test_crop_image_round_trips():
     img = camera.crop_to_image(pts, boxes, 120)
     np.testing.assert_allclose(camera.image_to_crop(img, boxes, 120), pts, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(img[1, :, 0], pts[1, :, 0] + -30, rtol=1e-6)  # scale 1 box: a shift
+    fine = pts[:1].astype(np.float64) + 1e-6                                       # below float32's resolution
+    back = camera.image_to_crop(2 * fine + [10.0, 20.0, 0.0], boxes[:1], 120, np.float64)     # box 0: scale 2
+    assert back.dtype == np.float64 and np.abs(back - fine).max() < 1e-9
     got = tf_ops.crop_to_image(tf.constant(pts), tf.constant(boxes), 120).numpy()
     np.testing.assert_allclose(got, img, rtol=1e-5, atol=1e-3)
     model = camera.crop_to_model(pts, 120, CROP_OFFSET_V1)

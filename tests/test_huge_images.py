@@ -106,6 +106,10 @@ def test_resize_points_keeps_pixel_centres():
     up = resize_points(p, 4.0)
     np.testing.assert_allclose(up, [[1.5, 1.5, 8.0], [13.5, 5.5, -4.0]])  # pixel 0 of 1/4 covers 0..3: centre 1.5
     np.testing.assert_allclose(resize_points(up, 0.25), p, atol=1e-6)
+    fine = np.array([[1000.123456789, 7.0]])                                      # float32 keeps ~1e-4 of it
+    assert resize_points(fine, 3.0).dtype == np.float32
+    got = resize_points(fine, 3.0, np.float64)
+    assert got.dtype == np.float64 and got[0, 0] == 3 * 1000.123456789 + 1.0
 
 
 # ---------------------------------------------------------------------------------------- through the model

@@ -30,7 +30,7 @@ from tf2dasl.profiling.fitting import MeshFitter
 from tf2dasl.profiling.frames import cut_crop, move_params
 from tf2dasl.profiling.poses import plan_views
 from tf2dasl.profiling.refine import refine_to_points
-from tf2dasl.profiling.selection import point_nme, select_sources
+from tf2dasl.profiling.selection import ModelPoints, point_nme, select_sources
 from tf2dasl.profiling.sources import fill_unknown, padding
 from tf2dasl.profiling.teacher import Teacher
 from tf2dasl.profiling.views import Profiler, Source, ViewPose
@@ -64,15 +64,16 @@ def textured_photo(size: int = 2 * S, seed: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- fitting
 def test_fit_recovers_a_mesh_and_mirroring_twice_is_the_identity(mm):
     fitter = MeshFitter(mm, S, CROP_OFFSET_V2)
+    mesh = Decoder(mm, S, CROP_OFFSET_V2).vertices
     p = np.stack([face_params(20, -5, 8, 0.4), face_params(-35, 10, -4)])
     p[:, 12:20] = np.random.default_rng(0).normal(0, 0.3, (2, 8))
     refit = fitter.fit(fitter.fit_points(p), np.zeros_like(p))
     assert np.abs(fitter.fit_points(refit) - fitter.fit_points(p)).max() < 1e-3
     mirrored = fitter.mirror(p)
     assert np.allclose(params_to_pose(mirrored)[:, 0], -params_to_pose(p)[:, 0], atol=0.5)   # yaw flips
-    assert np.abs(fitter.mesh(fitter.mirror(mirrored)) - fitter.mesh(p)).max() < 1e-2
+    assert np.abs(mesh(fitter.mirror(mirrored)) - mesh(p)).max() < 1e-2
     # a teacher that saw the mirror image exactly: the flip average is the fit itself
-    assert np.abs(fitter.mesh(fitter.flip_average(p, mirrored)) - fitter.mesh(p)).max() < 1e-2
+    assert np.abs(mesh(fitter.flip_average(p, mirrored)) - mesh(p)).max() < 1e-2
 
 
 def test_refinement_moves_a_fit_to_the_manual_points_under_its_prior(mm):
@@ -151,6 +152,21 @@ def test_poses_are_reproducible_spread_and_turn_the_faces_way():
     assert np.all(np.floor((yaws - 20.0) / 10.0) == np.arange(6))                   # one per slice of 10 degrees
     mirrored = plan_views(np.array([25.0, 3.0, -2.0]), replace(cfg, mirror=1.0), seed=3, index=17)
     assert all(v.mirrored and v.pose.yaw < 0 for v in mirrored)
+
+
+def test_model_points_are_the_landmarks_and_the_means_of_vertex_pairs(mm):
+    pairs = np.random.default_rng(0).integers(0, mm.num_vertices, (21, 2))
+    pairs[0, 1] = pairs[0, 0]                                                       # one vertex alone
+    points = ModelPoints(mm, pairs, S, CROP_OFFSET_V2)
+    p = np.stack([face_params(20, -5, 8, 0.4), face_params(-35, 10, -4)])
+    decoder = Decoder(mm, S, CROP_OFFSET_V2)
+    got = points(p)
+    assert got.shape == (2, 68 + 21, 2)
+    np.testing.assert_array_equal(got[:, points.slots("68")], decoder.landmarks(p)[..., :2])
+    mesh = decoder.vertices(p)[..., :2]
+    np.testing.assert_allclose(got[:, points.slots("aflw21")], (mesh[:, pairs[:, 0]] + mesh[:, pairs[:, 1]]) / 2,
+                               atol=1e-3)
+    assert ModelPoints(mm, None, S, CROP_OFFSET_V2)(p).shape == (2, 68, 2)
 
 
 def test_selection_keeps_frontal_faces_whose_points_agree():

@@ -19,7 +19,7 @@ from tf2dasl.geometry.landmark_map import MAP_POINT_PAIRS, map_from_points
 from helpers import WIDTH, one_line_error, train_config, write_aflw
 from tf2dasl.io.model_dir import load_model_dir
 from tf2dasl.models.critic import SelfCritic
-from tf2dasl.models.dasl import DASLModel, LossWeights, expand_to_four_channels
+from tf2dasl.models.dasl import SUPERVISED_TERMS, DASLModel, LossWeights, expand_to_four_channels
 from tf2dasl.models.morphable import MorphableLayer
 from tf2dasl.models.regressor import Regressor
 from tf2dasl.models.spec import ModelSpec
@@ -212,9 +212,28 @@ def test_anchor68_follows_the_flip_averaged_teacher_landmarks_when_given(mm):
     np.testing.assert_allclose(moved, np.mean((np.sqrt(9.0 + eps**2) - eps) / size), rtol=1e-3)
 
 
+def test_target_scale_scales_the_terms_against_the_target_not_the_points(mm):
+    model = make_dasl(mm, LossWeights(wpdc=1.0, param_l2=1.0, vdc=1.0, anchor68=1.0, landmark=1.0))
+    wild = wild_batch(mm, model)["wild"]
+    first = model._pass(model.task.preprocessor.normalize(wild["image"]), None, False)
+    target = wild["teacher"] + tf.constant([[0.0] * 12 + [2e4] + [0.0] * 49])
+    points = wild["landmarks"] + tf.constant([2.0, 0.0])
+
+    def terms(scale):
+        return {n: float(v) for n, v in model.supervised_terms(first, target, points, target_scale=scale).items()}
+
+    whole, half, none = terms(1.0), terms(0.5), terms(0.0)
+    assert set(whole) == set(SUPERVISED_TERMS) and min(whole.values()) > 1e-4
+    for n in ("wpdc", "param_l2", "vdc", "anchor68"):
+        assert half[n] == pytest.approx(0.5 * whole[n], rel=1e-6)
+    assert half["landmark"] == whole["landmark"]
+    assert none == {**dict.fromkeys(("wpdc", "param_l2", "vdc", "anchor68"), 0.0), "landmark": whole["landmark"]}
+
+
 def test_labelled_faces_and_the_wild_teacher_share_the_supervised_terms(mm):
-    """With 3D-labelled (e.g. profiled) faces in the batch, the wild faces keep their teacher terms, scaled by
-    wild_teacher, and their annotated points at full weight; without them, the wild faces' terms are as before."""
+    """With 3D-labelled (e.g. profiled) faces in the batch, the wild faces keep their annotated points at full
+    weight and their teacher terms scaled by wild_teacher (by default none, as when a labelled part replaced the
+    teacher's labels); without them, the wild faces' terms are whole."""
     model = make_dasl(mm, LossWeights(wpdc=0.0, param_l2=1.0, anchor68=1.0, landmark=1.0, self_2d=0.0, self_3d=0.0,
                                       cycle=0.0, adversarial=0.0))
     batch = wild_batch(mm, model)
@@ -228,6 +247,8 @@ def test_labelled_faces_and_the_wild_teacher_share_the_supervised_terms(mm):
     lab, wild_only = terms(labelled=labelled), terms(wild=wild)
     assert set(lab) == {"param_l2", "anchor68"} and min(lab.values()) > 1e-4            # no points of their own
     assert min(wild_only.values()) > 1e-4
+    assert model.loss_weights.wild_teacher == 0.0                                       # the default
+    assert terms(labelled=labelled, wild=wild) == pytest.approx({**lab, "landmark": wild_only["landmark"]}, rel=1e-4)
     for share in (1.0, 0.5, 0.0):
         model.loss_weights.wild_teacher = share
         both = terms(labelled=labelled, wild=wild)

@@ -40,10 +40,10 @@ def crop_to_image(points: np.ndarray, roi_boxes: np.ndarray, size: int) -> np.nd
     return p
 
 
-def image_to_crop(points: np.ndarray, roi_boxes: np.ndarray, size: int) -> np.ndarray:
-    """Inverse of :func:`crop_to_image` for ``(B, N, 2|3)`` points."""
-    p = np.array(points, dtype=np.float32, copy=True)
-    roi = np.asarray(roi_boxes, np.float32).reshape(-1, 4)
+def image_to_crop(points: np.ndarray, roi_boxes: np.ndarray, size: int, dtype=np.float32) -> np.ndarray:
+    """Inverse of :func:`crop_to_image` for ``(B, N, 2|3)`` points, computed in ``dtype``."""
+    p = np.array(points, dtype=dtype, copy=True)
+    roi = np.asarray(roi_boxes, dtype).reshape(-1, 4)
     sx = (roi[:, 2] - roi[:, 0]) / size
     sy = (roi[:, 3] - roi[:, 1]) / size
     p[..., 0] = (p[..., 0] - roi[:, None, 0]) / sx[:, None]
@@ -83,11 +83,11 @@ def reframe_params(params: np.ndarray, rois_from: np.ndarray, rois_to: np.ndarra
     return p.astype(np.asarray(params).dtype if np.asarray(params).dtype.kind == "f" else np.float32)
 
 
-def resize_points(points: np.ndarray, s: float) -> np.ndarray:
+def resize_points(points: np.ndarray, s: float, dtype=np.float32) -> np.ndarray:
     """Points ``(..., 2|3)`` of one pixel grid in the grid resized by ``s`` (pixel centres stay centres:
     ``x' = s * x + (s - 1) / 2``; z, when present, is scaled by ``s``). ``s = reduction`` maps a reduced
-    decode back to the full image, ``s = 1 / reduction`` the other way."""
-    p = np.array(points, np.float32, copy=True)
+    decode back to the full image, ``s = 1 / reduction`` the other way. Computed in ``dtype``."""
+    p = np.array(points, dtype, copy=True)
     p[..., :2] = p[..., :2] * s + (s - 1.0) / 2.0
     if p.shape[-1] == 3:
         p[..., 2] *= s

@@ -14,9 +14,9 @@ With ``f`` the regressor (through :class:`~tf2dasl.models.task.FaceTask`) and ``
 ``train_step`` runs three phases:
 
 1. **supervised** (:meth:`supervised_terms`): the labelled faces with their parameters and the wild faces with
-   their teacher's (when they carry them; beside labelled faces scaled by ``wild_teacher``) through the first-pass
-   input (empty map): WPDC, whitened-parameter L2, VDC, the 68 projected landmarks anchored to the target's
-   (``anchor68``), and the given 2D points (``landmark``, visible points only);
+   their teacher's (when they carry them; beside labelled faces scaled by ``wild_teacher``, 0 by default) through
+   the first-pass input (empty map): WPDC, whitened-parameter L2, VDC, the 68 projected landmarks anchored to the
+   target's (``anchor68``), and the given 2D points (``landmark``, visible points only);
 2. **self-supervised** on the wild faces ``I`` with points ``X``: :meth:`self_prediction_2d`
    ``X̂ = L(f(I, map(X)))`` ≈ ``X``; :meth:`self_prediction_3d` ``f(I, map(X̂))`` ≈ the first pass in 3D;
    :meth:`cycle_consistency` ``X̃ = L(f(I, map(X̂)))`` ≈ ``X``; :meth:`self_critic` the regressor's term for
@@ -72,9 +72,11 @@ class LossWeights:
     adversarial: float = 0.01
     landmark_points: str | dict = "all"
     wpdc_zero_z: bool = True
-    #: with 3D-labelled faces in the batch: the share of the wild faces' teacher terms (WPDC, param L2, VDC, anchor68
-    #: against the teacher's labels) beside the labelled faces' (0: the wild faces keep only their annotated points)
-    wild_teacher: float = 1.0
+    #: with 3D-labelled faces in the batch: the weight of the wild faces' teacher terms (WPDC, param L2, VDC, anchor68
+    #: against the teacher's labels) beside the labelled faces' own, their annotated points (``landmark``) whole.
+    #: 0, the default: the wild faces keep only their points, as when a labelled part replaced the teacher's labels.
+    #: Without labelled faces the teacher terms count whole.
+    wild_teacher: float = 0.0
 
     def validate(self):
         for n in LOSS_NAMES + ("wild_teacher",):
@@ -196,11 +198,13 @@ class DASLModel(keras.Model):
         return tf_ops.map_from_points(pts, self.regressor.input_size)
 
     # ------------------------------------------------------------------ phase 1: supervised terms
-    def supervised_terms(self, first: Pass, target, points=None, target_landmarks=None) -> dict:
+    def supervised_terms(self, first: Pass, target, points=None, target_landmarks=None,
+                         target_scale: float = 1.0) -> dict:
         """Terms of faces with target raw parameters ``target (B, 62)`` (3D labels or the teacher's), from the
         first-pass input: WPDC, whitened-parameter L2, VDC (3D landmarks), ``anchor68`` (68 projected landmarks
-        to ``target_landmarks (B, 68, 2)`` when given — the teacher's flip average — else to the target's, 2D)
-        and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only)."""
+        to ``target_landmarks (B, 68, 2)`` when given — the teacher's flip average — else to the target's, 2D),
+        each times ``target_scale``, and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only, never
+        scaled)."""
         w, mm = self.loss_weights, self.morphable
         target = tf.stop_gradient(tf.cast(target, tf.float32))
         t_w = mm.whiten(target)
@@ -217,6 +221,7 @@ class DASLModel(keras.Model):
             if w.anchor68:
                 t_2d = t_lm[..., :2] if target_landmarks is None else tf.cast(target_landmarks, tf.float32)
                 terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], tf.stop_gradient(t_2d))
+        terms = {n: target_scale * v for n, v in terms.items()}
         if w.landmark and points is not None:
             terms["landmark"] = L.landmark_loss(first.points[..., :2], points, self.loss_points)
         return terms
@@ -266,10 +271,9 @@ class DASLModel(keras.Model):
                 terms.update(self.supervised_terms(first, labelled["params"], labelled.get("landmarks")))
             if wild is not None and "teacher" in wild:
                 first = self._pass(self.task.preprocessor.normalize(wild["image"]), None, training)
-                scale = w.wild_teacher if labelled is not None else 1.0
                 for n, v in self.supervised_terms(first, wild["teacher"], wild["landmarks"],
-                                                  wild.get("teacher_landmarks")).items():
-                    v = v if n == "landmark" else scale * v
+                                                  wild.get("teacher_landmarks"),
+                                                  w.wild_teacher if labelled is not None else 1.0).items():
                     terms[n] = terms[n] + v if n in terms else v
         # phase 2: the wild faces through the map of their points, then through the map of the prediction
         if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS):

@@ -50,7 +50,7 @@ from ..io.outputs import atomic_file, make_folder, write_json, write_text
 from .config import ProfiledDataConfig
 from .fitting import MeshFitter
 from .refine import refine_to_points
-from .selection import SelectConfig, model_points, select_sources
+from .selection import ModelPoints, SelectConfig, select_sources
 from .shards import SHARD_FILE, SHARDS, init_worker, render_shard, shard_name
 from .sheet import contact_sheet
 from .sources import load_source
@@ -137,6 +137,7 @@ def _teacher_stage(cfg: ProfiledDataConfig, candidates: list[FaceSample], teache
     size, conv, mm = teacher.decoder.size, teacher.decoder.convention, teacher.decoder.mm
     cache = TeacherCache(teacher_cache, teacher.fingerprint) if teacher_cache else None
     fitter = MeshFitter(mm, size, conv)
+    model_points = ModelPoints(mm, aflw_points, size, conv)
     params = np.zeros((len(candidates), NUM_PARAMS), np.float32)
     predicted, manual = {}, {}
     computed = 0
@@ -151,9 +152,10 @@ def _teacher_stage(cfg: ProfiledDataConfig, candidates: list[FaceSample], teache
             params[start:start + len(batch)] = avg
             for i, (face, src) in enumerate(zip(batch, images)):
                 k = (src.roi[2] - src.roi[0]) / size
-                manual[start + i] = (src.points + 0.5 - src.roi[:2]) / k - 0.5       # work image → crop pixels
-                pairs = aflw_points if face.landmark_set == "aflw21" else None
-                predicted[start + i] = model_points(mm, avg[i:i + 1], pairs, size, conv)[0]
+                # work image → crop pixels, written out: image_to_crop rounds otherwise, and a refined fit would move
+                manual[start + i] = (src.points + 0.5 - src.roi[:2]) / k - 0.5
+                # one face per decode: a batched product rounds differently, and the NMEs stay those of earlier sets
+                predicted[start + i] = model_points(avg[i:i + 1])[0, model_points.slots(face.landmark_set)]
             bar.update(len(batch))
     log(f"teacher labels: {computed} crops labelled, {len(candidates) - computed} from the cache")
     keep = np.zeros(len(candidates), bool)

@@ -96,11 +96,6 @@ class MeshFitter:
         return pts
 
     # ------------------------------------------------------------------ fits
-    def mesh(self, params: np.ndarray) -> np.ndarray:
-        """Raw params ``(B, 62)`` → dense meshes in crop pixels ``(B, N, 3)``."""
-        return model_to_crop(self.mm.vertices(np.asarray(params, np.float32), dense=True), self.size,
-                             self.convention)
-
     def fit(self, target: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Params ``(B, 62)`` whose fit vertices best match ``target (B, n, 3)`` (crop pixels of the vertices
         ``fit_vertices``), from the coefficients of ``start (B, 62)``."""

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.correspondence import visible_face_size
-from ..geometry.camera import model_to_crop
+from ..data.landmark_sets import AFLW_21, LANDMARKS_68, PointLayout
 from ..geometry.conventions import CropConvention
-from ..geometry.morphable_model import EXPRESSION, POSE, SHAPE, MorphableModel
+from ..geometry.decoder import Decoder
+from ..geometry.morphable_model import MorphableModel
 from ..geometry.pose import params_to_pose
 
 #: why a candidate was not kept (:attr:`Selection.reasons`)
@@ -43,22 +44,23 @@ class SelectConfig:
             raise ValueError(f"aflw_min_visible must be >= 1, got {self.aflw_min_visible}")
 
 
-def model_points(mm: MorphableModel, params: np.ndarray, pairs: np.ndarray | None, size: int,
-                 convention: CropConvention) -> np.ndarray:
-    """Crop pixels ``(B, K, 2)`` of the 68 landmarks (``pairs`` None) or of model points ``pairs (K, 2)`` (the mean
-    of two dense vertices each) for raw params ``(B, 62)``."""
-    params = np.asarray(params, np.float32)
-    if pairs is None:
-        return model_to_crop(mm.landmarks(params), size, convention)[..., :2]
-    mm.require_dense()
-    pts = 0.0
-    for j in (0, 1):
-        rows = (np.asarray(pairs)[:, j, None] * 3 + np.arange(3)).reshape(-1)
-        shape = (mm.u[rows] + params[:, SHAPE] @ mm.w_shp[rows].T + params[:, EXPRESSION] @ mm.w_exp[rows].T)
-        pts = pts + shape.reshape(len(params), -1, 3) / 2
-    cam = params[:, POSE].reshape(-1, 3, 4)
-    world = pts @ np.transpose(cam[:, :, :3], (0, 2, 1)) + cam[:, None, :, 3]
-    return model_to_crop(world, size, convention)[..., :2]
+class ModelPoints:
+    """The teacher's points of candidates in their crops, to compare with the manual ones: the 68 landmarks of a
+    300-W face, AFLW's 21 model points ``aflw_points (21, 2)`` (mesh-vertex pairs, ``tf2dasl fit-landmarks``) of
+    an AFLW face — one decoder of the :class:`~tf2dasl.data.landmark_sets.PointLayout` of both, built once."""
+
+    def __init__(self, mm: MorphableModel, aflw_points: np.ndarray | None, size: int, convention: CropConvention):
+        extra = {} if aflw_points is None else {AFLW_21.name: np.asarray(aflw_points)}
+        self.layout = PointLayout((LANDMARKS_68, AFLW_21) if extra else (LANDMARKS_68,), extra)
+        self.decoder = Decoder(self.layout.point_model(mm), size, convention)
+
+    def __call__(self, params: np.ndarray) -> np.ndarray:
+        """Raw params ``(B, 62)`` → crop pixels ``(B, P, 2)`` of the layout's slots (:meth:`slots` picks a set's)."""
+        return self.decoder.crop_points(params)[..., :2]
+
+    def slots(self, landmark_set: str) -> slice:
+        """The slots of ``landmark_set`` (``"68"`` or ``"aflw21"``) among the ``P`` points."""
+        return self.layout.slots(landmark_set)
 
 
 def point_nme(predicted: np.ndarray, points: np.ndarray) -> np.ndarray:

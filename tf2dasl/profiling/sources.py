@@ -24,6 +24,7 @@ import numpy as np
 
 from ..data.sources import FaceSample
 from ..errors import UserError
+from ..geometry.camera import resize_points
 from ..geometry.roi import roi_from_landmarks
 from .frames import cut_crop
 
@@ -101,19 +102,24 @@ def _in_canvas(image: np.ndarray, window: np.ndarray, n: int) -> tuple[np.ndarra
     return (work if known.all() else fill_unknown(work, known)), n / float(window[2] - window[0])
 
 
+def _around(photo: np.ndarray, roi: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+    """The work image of ``photo (H, W, 3)`` around its square ``roi (4,)``: :data:`WORK_EXTENT` roi sides, the
+    roi ``size`` pixels wide; with the ``roi (4,)`` and ``points (K, 2)`` of the photo moved into it."""
+    half = WORK_EXTENT * (roi[2] - roi[0]) / 2
+    centre = (roi[:2] + roi[2:]) / 2
+    window = np.r_[centre - half, centre + half]
+    work, k = _in_canvas(photo, window, int(round(WORK_EXTENT * size)))    # k: work pixels per photo pixel
+    roi_w = (roi - np.r_[window[:2], window[:2]]) * k       # boxes scale as areas, pixel centres shift by (k - 1) / 2
+    return work, roi_w, resize_points(points - window[:2], k, np.float64)
+
+
 def photo_source(image: np.ndarray, points: np.ndarray, size: int) -> SourceImage:
     """The work image of a face in a photo ``image (H, W, 3)`` given by its 68 points ``(68, 2)`` (image pixels):
     the photo resampled so that their landmark roi is ``size`` pixels wide, :data:`WORK_EXTENT` roi sides around
     it."""
     points = np.asarray(points, np.float64)
-    roi = roi_from_landmarks(points[None])[0].astype(np.float64)
-    half = WORK_EXTENT * (roi[2] - roi[0]) / 2
-    centre = (roi[:2] + roi[2:]) / 2
-    window = np.r_[centre - half, centre + half]
-    work, k = _in_canvas(image, window, int(round(WORK_EXTENT * size)))    # k: work pixels per photo pixel
-    roi_w = (roi - np.r_[window[:2], window[:2]]) * k       # boxes scale as areas, pixel centres shift by (k - 1) / 2
-    points_w = (points - window[:2]) * k + (k - 1) / 2
-    return SourceImage(work, roi_w, points_w, cut_crop(work, roi_w, size))
+    work, roi, points = _around(image, roi_from_landmarks(points[None])[0].astype(np.float64), points, size)
+    return SourceImage(work, roi, points, cut_crop(work, roi, size))
 
 
 def load_source(face: FaceSample, size: int) -> SourceImage:
@@ -127,12 +133,7 @@ def load_source(face: FaceSample, size: int) -> SourceImage:
     visible = points[np.isfinite(points).all(axis=1)]
     top, bottom, left, right = padding(image, np.r_[visible.min(axis=0), visible.max(axis=0)])
     h, w = image.shape[:2]
-    photo = image[top:h - bottom, left:w - right]
     shift = np.array([left, top], np.float64)                # crop pixels → pixels of the photo without padding
-    roi_p, points_p = roi - np.r_[shift, shift], points - shift
-    half = WORK_EXTENT * (roi[2] - roi[0]) / 2
-    centre = (roi_p[:2] + roi_p[2:]) / 2
-    window = np.r_[centre - half, centre + half]
-    work, k = _in_canvas(photo, window, int(round(WORK_EXTENT * size)))
-    return SourceImage(work, (roi_p - np.r_[window[:2], window[:2]]) * k, (points_p - window[:2]) * k + (k - 1) / 2,
-                       crop)
+    work, roi_w, points_w = _around(image[top:h - bottom, left:w - right], roi - np.r_[shift, shift], points - shift,
+                                    size)
+    return SourceImage(work, roi_w, points_w, crop)

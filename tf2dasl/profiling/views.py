@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..geometry.camera import crop_to_image, model_to_crop
+from ..geometry.camera import crop_to_image, image_to_crop, model_to_crop
 from ..geometry.conventions import CropConvention
 from ..geometry.morphable_model import MorphableModel
 from ..geometry.pose import angles_to_matrix, params_to_sRt
@@ -75,12 +75,14 @@ class View:
 class Prepared:
     """A source ready for views: its dense ``shape (N, 3)`` before the camera (the part a rotation leaves alone),
     its mesh ``vertices (N, 3)`` in work-image pixels, the mesh's centroid in the model frame ``centre (3,)`` and
-    the ``sheet`` around it."""
+    in work-image pixels ``pivot (3,)``, the fit's ``rotation (3, 3)`` and the ``sheet`` around it."""
 
     source: Source
     shape: np.ndarray
     vertices: np.ndarray
     centre: np.ndarray
+    pivot: np.ndarray
+    rotation: np.ndarray
     sheet: Sheet
 
 
@@ -99,6 +101,7 @@ class Profiler:
         self.mm, self.size, self.convention = mm, int(size), convention
         self.surround = surround or SurroundConfig()
         self.triangles = np.asarray(mm.triangles, np.int64)
+        self.grid = np.mgrid[0:self.size, 0:self.size].astype(np.float64)   # (2, S, S): a crop's rows, columns
 
     # ------------------------------------------------------------------ geometry
     def _to_image(self, model_points: np.ndarray, roi) -> np.ndarray:
@@ -107,21 +110,24 @@ class Profiler:
         return crop_to_image(crop, pixel_roi(roi, self.size), self.size)[0].astype(np.float64)
 
     def prepare(self, source: Source) -> Prepared:
-        """The mesh on the photo and the sheet around it (once per source, for all its views)."""
+        """The mesh on the photo, the pivot and rotation its views turn by and the sheet around it (once per source,
+        for all its views)."""
         params = np.asarray(source.params, np.float32)[None]
         shape = self.mm.shape_offsets(params, dense=True)[0]
         model = _posed(shape, params[0])
         vertices = self._to_image(model, source.roi)
         sheet = make_sheet(vertices, self.triangles, source.roi, self.surround)
-        return Prepared(source, shape, vertices, model.mean(axis=0).astype(np.float64), sheet)
+        centre = model.mean(axis=0).astype(np.float64)
+        _, rotation, _ = params_to_sRt(np.asarray(source.params, np.float64)[None])
+        return Prepared(source, shape, vertices, centre, self._to_image(centre[None], source.roi)[0], rotation[0],
+                        sheet)
 
     def rotated_params(self, prep: Prepared, pose: ViewPose) -> tuple[np.ndarray, np.ndarray]:
         """The source's params turned to ``pose`` about the mesh centroid (still in the source's crop) and the
         rotation ``dR (3, 3)`` of the model frame that did it."""
         p = np.asarray(prep.source.params, np.float64)
-        _, rot, _ = params_to_sRt(p[None])
         target = angles_to_matrix(np.array([[pose.yaw, pose.pitch, pose.roll]]))[0]
-        d_rot = target @ rot[0].T
+        d_rot = target @ prep.rotation.T
         cam = p[:12].reshape(3, 4)
         c = prep.centre
         out = p.copy()
@@ -147,24 +153,20 @@ class Profiler:
         label = move_params(params[None], np.asarray(src.roi)[None], roi[None], s, self.convention)[0]
         landmarks = model_to_crop(self.mm.landmarks(label[None]), s, self.convention)[0, :, :2]
 
-        # image pixels → this crop's pixels (the inverse of its sampling map), depth scaled alike
-        a = crop_affine(roi, s)
-        k, origin = a[0, 0], a[:, 2]
-
-        def to_crop(q: np.ndarray) -> np.ndarray:
-            return np.c_[(q[:, :2] - origin) / k, q[:, 2] / k]
-
         face = self._to_image(_posed(prep.shape, params), src.roi)
         motion = _FLIP_Y @ d_rot @ _FLIP_Y
-        centre = self._to_image(prep.centre[None], src.roi)[0]
-        sheet = prep.sheet.moved(lambda q: (q - centre) @ motion.T + centre)
+        pivot = prep.pivot
+        sheet = prep.sheet.moved(lambda q: (q - pivot) @ motion.T + pivot)
 
-        yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
-        map_x, map_y = origin[0] + k * xx, origin[1] + k * yy             # the photo where nothing moved
+        a = crop_affine(roi, s)                                           # this crop's pixels → image pixels
+        yy, xx = self.grid
+        map_x, map_y = a[0, 2] + a[0, 0] * xx, a[1, 2] + a[1, 1] * yy     # the photo where nothing moved
+        frame = pixel_roi(roi, s)
         # the sheet first (a fold of it may face away), then the face over it (its back faces never show)
         for verts, tris, looks_at, cull in ((sheet, prep.sheet.triangles, prep.sheet.points, False),
                                             (face, self.triangles, prep.vertices, True)):
-            _, tri, bary = rasterize(to_crop(verts), tris, s, s, cull_backfaces=cull)
+            in_crop = image_to_crop(verts[None], frame, s, np.float64)[0]              # depth scaled alike
+            _, tri, bary = rasterize(in_crop, tris, s, s, cull_backfaces=cull)
             hit = tri >= 0
             corners = tris[tri[hit]]                                      # (M, 3) vertex indices
             b = bary[hit][..., None].astype(np.float64)

@@ -132,7 +132,7 @@ class TrainConfig:
     #: steps per epoch, >= 1 (null: one pass over the wild faces)
     steps_per_epoch: int | None = None
     #: a frozen copy of the initial model labels the wild faces (with 3D-labelled faces mixed in too: the wild faces'
-    #: teacher terms then sit beside the labelled faces' own, scaled by loss.wild_teacher)
+    #: teacher terms then sit beside the labelled faces' own, scaled by loss.wild_teacher, by default 0: none)
     teacher: bool = True
     #: the ``anchor68`` target is the teacher's 68 landmarks averaged over the crop and its mirror image (mirrored
     #: back), not the projection of its parameters for the crop alone (tf2dasl.data.teacher.flip_average_landmarks)
