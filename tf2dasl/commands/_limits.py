@@ -39,11 +39,13 @@ def max_pixels_of(args) -> int | None:
     return DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None
 
 
-def add_max_faces(p) -> None:
-    """``--max-faces N``: faces reconstructed per image (default :data:`~tf2dasl.reconstruct.DEFAULT_MAX_FACES`)."""
+def add_max_faces(p, given_boxes: bool = True) -> None:
+    """``--max-faces N``: faces reconstructed per image (default :data:`~tf2dasl.reconstruct.DEFAULT_MAX_FACES`).
+    ``given_boxes``: the command also takes boxes from the user (``--boxes``)."""
+    which = "the highest-scoring detections" + (", or the first given boxes" if given_boxes else "")
     p.add_argument("--max-faces", type=_max_faces, default=None, metavar="N",
-                   help=f"reconstruct at most this many faces per image (default {DEFAULT_MAX_FACES}): the "
-                        "highest-scoring detections, or the first given boxes; the others are reported")
+                   help=f"reconstruct at most this many faces per image (default {DEFAULT_MAX_FACES}): {which}; "
+                        "the others are reported")
 
 
 def max_faces_of(args) -> int:

@@ -57,7 +57,7 @@ def add_parser(sub, name, help):
     p.add_argument("--runner", default="DirectRunner",
                    help="Beam runner: DirectRunner (default), DataflowRunner, FlinkRunner, SparkRunner, ...")
     add_detector_options(p)
-    add_max_faces(p)
+    add_max_faces(p, given_boxes=False)
     p.add_argument("--no-refine", action="store_true", help="skip the second, landmark-based crop")
     add_max_pixels(p, reduced=True)
     p.add_argument("--faces-per-batch", type=int, default=None, metavar="N",
