@@ -1,8 +1,8 @@
 """The fault table of docs/output_format.md ("Output guarantees"), case by case, as a hostile user tries them:
 full disks for videos, a user's items that look like temporaries, symbolic links planted for appended files,
 unbounded inputs (huge images, thousands of boxes, boxes and points far outside their image, deep JSON, model
-files whose headers lie), the REST client's view of malformed answers and of the test double under load, and
-Ctrl-C at the worst moments.
+files whose headers lie), the REST test double's answers to malformed requests, the REST client's view of
+malformed answers and of the test double under load, and Ctrl-C at the worst moments.
 
 Faults are injected through the file layer (monkeypatched writers, no root needed); the ``slow`` tests repeat the
 full-disk and kill -9 cases for real (a small tmpfs, SIGKILL) and skip, with the reason, where a tmpfs cannot be
@@ -462,6 +462,36 @@ def malformed_server():
     server.shutdown()
     thread.join()
     server.server_close()
+
+
+def _raw_http(server, head: bytes, body: bytes = b"") -> tuple[int, dict]:
+    """One raw HTTP request (``head`` without the blank line); the status and JSON body of the answer."""
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as s:
+        s.sendall(head + b"\r\n\r\n" + body)
+        data = b""
+        while chunk := s.recv(1 << 16):
+            data += chunk
+            if b"\r\n\r\n" in data:
+                top, rest = data.split(b"\r\n\r\n", 1)
+                length = int(next((ln.split(b":")[1] for ln in top.split(b"\r\n")
+                                   if ln.lower().startswith(b"content-length")), b"0"))
+                if len(rest) >= length:
+                    return int(top.split()[1]), json.loads(rest[:length])
+    raise AssertionError(f"no answer: {data!r}")
+
+
+def test_rest_double_answers_malformed_requests(rest_double):
+    """A 50,000-deep JSON body and bad Content-Lengths are 400s; an over-limit Content-Length is a 413 sent
+    before the body (none is sent here: the double does not wait for it)."""
+    post = b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+    deep = b"[" * 50_000 + b"]" * 50_000
+    status, body = _raw_http(rest_double, post + b"Content-Length: %d" % len(deep), deep)
+    assert status == 400 and "nested too deeply" in body["error"]
+    for length in (b"abc", b"-5"):
+        status, body = _raw_http(rest_double, post + b"Content-Length: " + length)
+        assert status == 400 and "Content-Length" in body["error"]
+    status, body = _raw_http(rest_double, post + b"Content-Length: %d" % (1 << 40))
+    assert status == 413 and "exceeds the server's limit" in body["error"]
 
 
 @pytest.mark.parametrize("model", sorted(MALFORMED_ANSWERS))
