@@ -259,6 +259,37 @@ def test_labelled_faces_and_the_wild_teacher_share_the_supervised_terms(mm):
     assert terms(labelled=labelled, wild=wild) == pytest.approx(lab, rel=1e-5)
 
 
+def test_the_wild_teacher_can_anchor_shape_and_expression_only(mm):
+    """wild_teacher_part shape_expression: beside labelled faces the wild faces' teacher terms are only the whitened
+    L2 of the 50 shape and expression coefficients (scaled by wild_teacher); a changed pose in the teacher's label
+    changes nothing, a changed shape coefficient does."""
+    model = make_dasl(mm, LossWeights(wpdc=0.0, param_l2=1.0, anchor68=1.0, landmark=1.0, self_2d=0.0, self_3d=0.0,
+                                      cycle=0.0, adversarial=0.0, wild_teacher=0.5,
+                                      wild_teacher_part="shape_expression"))
+    batch = wild_batch(mm, model)
+    wild = batch["wild"]
+    labelled = {"image": wild["image"][::-1], "params": wild["teacher"][::-1] * 1.01}
+
+    def terms(teacher):
+        return {n: float(v) for n, v in model.compute_terms({"labelled": labelled,
+                                                              "wild": dict(wild, teacher=teacher)})[0].items()}
+
+    lab = {n: float(v) for n, v in model.compute_terms({"labelled": labelled})[0].items()}
+    base = terms(wild["teacher"])
+    assert set(base) == {"param_l2", "anchor68", "landmark"}
+    assert base["anchor68"] == pytest.approx(lab["anchor68"], rel=1e-5)                 # no teacher anchor68
+    first = model._pass(model.task.preprocessor.normalize(wild["image"]), None, False)
+    teacher_w = model.morphable.whiten(tf.cast(wild["teacher"], tf.float32))
+    own = float(L.param_l2_loss(first.params_w[:, 12:], teacher_w[:, 12:]))
+    assert base["param_l2"] == pytest.approx(lab["param_l2"] + 0.5 * own, rel=1e-4)
+    pose_moved = wild["teacher"] + tf.constant([[0.0] * 3 + [7.0] + [0.0] * 58])
+    assert terms(pose_moved)["param_l2"] == pytest.approx(base["param_l2"], rel=1e-6)
+    shape_moved = wild["teacher"] + tf.constant([[0.0] * 12 + [2e4] + [0.0] * 49])
+    assert terms(shape_moved)["param_l2"] > base["param_l2"] * 1.01
+    with pytest.raises(ValueError, match="wild_teacher_part"):
+        LossWeights(wild_teacher_part="pose").validate()
+
+
 def test_gradients_reach_the_right_sub_model(mm):
     model = make_dasl(mm)
     batch = wild_batch(mm, model)

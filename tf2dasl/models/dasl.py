@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from .. import losses as L
 from ..geometry import tf_ops
-from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS
+from ..geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS, NUM_POSE
 from .critic import SelfCritic
 from .morphable import MorphableLayer
 from .regressor import Regressor
@@ -55,6 +55,10 @@ LOSS_NAMES = SUPERVISED_TERMS + SELF_SUPERVISED_TERMS
 #: how landmark terms pick points: every annotated point alike, or 2DASL's 18 map points with its weights (one for
 #: every landmark set, or per set: ``{"68": "map18", "aflw21": "all"}``)
 LANDMARK_POINTS = {"all": "all68", "map18": "map18"}
+#: what the wild faces' teacher terms compare beside labelled faces: every configured term against the teacher's
+#: labels, or only the whitened L2 of its 50 shape and expression coefficients (pose and the image plane then left to
+#: the annotated points)
+WILD_TEACHER_PARTS = ("all", "shape_expression")
 
 
 @dataclass
@@ -77,11 +81,16 @@ class LossWeights:
     #: 0, the default: the wild faces keep only their points, as when a labelled part replaced the teacher's labels.
     #: Without labelled faces the teacher terms count whole.
     wild_teacher: float = 0.0
+    #: which of the teacher's labels those terms compare (:data:`WILD_TEACHER_PARTS`)
+    wild_teacher_part: str = "all"
 
     def validate(self):
         for n in LOSS_NAMES + ("wild_teacher",):
             if not getattr(self, n) >= 0:
                 raise ValueError(f"loss weight {n} must be >= 0")
+        if self.wild_teacher_part not in WILD_TEACHER_PARTS:
+            raise ValueError(f"wild_teacher_part must be {' or '.join(WILD_TEACHER_PARTS)}, got "
+                             f"{self.wild_teacher_part!r}")
         picks = [self.landmark_points] if isinstance(self.landmark_points, str) else list(self.landmark_points.values())
         if not picks or any(p not in LANDMARK_POINTS for p in picks):
             raise ValueError(f"landmark_points must be {' or '.join(LANDMARK_POINTS)} (or a mapping landmark set -> "
@@ -199,28 +208,33 @@ class DASLModel(keras.Model):
 
     # ------------------------------------------------------------------ phase 1: supervised terms
     def supervised_terms(self, first: Pass, target, points=None, target_landmarks=None,
-                         target_scale: float = 1.0) -> dict:
+                         target_scale: float = 1.0, target_part: str = "all") -> dict:
         """Terms of faces with target raw parameters ``target (B, 62)`` (3D labels or the teacher's), from the
         first-pass input: WPDC, whitened-parameter L2, VDC (3D landmarks), ``anchor68`` (68 projected landmarks
         to ``target_landmarks (B, 68, 2)`` when given — the teacher's flip average — else to the target's, 2D),
         each times ``target_scale``, and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only, never
-        scaled)."""
+        scaled). ``target_part="shape_expression"``: of the target, only the whitened L2 of its shape and expression
+        coefficients (``param_l2``'s weight)."""
         w, mm = self.loss_weights, self.morphable
         target = tf.stop_gradient(tf.cast(target, tf.float32))
         t_w = mm.whiten(target)
         terms = {}
-        if w.wpdc:
-            terms["wpdc"] = L.wpdc_loss(first.params_w, t_w, mm.param_mean, mm.param_std, mm.u_base, mm.w_shp_base,
-                                        mm.w_exp_base, w.wpdc_zero_z)
-        if w.param_l2:
-            terms["param_l2"] = L.param_l2_loss(first.params_w, t_w)
-        if w.vdc or w.anchor68:
-            t_lm = mm.landmarks(target)
-            if w.vdc:
-                terms["vdc"] = L.vdc_loss(first.landmarks, t_lm)
-            if w.anchor68:
-                t_2d = t_lm[..., :2] if target_landmarks is None else tf.cast(target_landmarks, tf.float32)
-                terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], tf.stop_gradient(t_2d))
+        if target_part == "shape_expression":
+            if w.param_l2:
+                terms["param_l2"] = L.param_l2_loss(first.params_w[:, NUM_POSE:], t_w[:, NUM_POSE:])
+        else:
+            if w.wpdc:
+                terms["wpdc"] = L.wpdc_loss(first.params_w, t_w, mm.param_mean, mm.param_std, mm.u_base,
+                                            mm.w_shp_base, mm.w_exp_base, w.wpdc_zero_z)
+            if w.param_l2:
+                terms["param_l2"] = L.param_l2_loss(first.params_w, t_w)
+            if w.vdc or w.anchor68:
+                t_lm = mm.landmarks(target)
+                if w.vdc:
+                    terms["vdc"] = L.vdc_loss(first.landmarks, t_lm)
+                if w.anchor68:
+                    t_2d = t_lm[..., :2] if target_landmarks is None else tf.cast(target_landmarks, tf.float32)
+                    terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], tf.stop_gradient(t_2d))
         terms = {n: target_scale * v for n, v in terms.items()}
         if w.landmark and points is not None:
             terms["landmark"] = L.landmark_loss(first.points[..., :2], points, self.loss_points)
@@ -271,9 +285,10 @@ class DASLModel(keras.Model):
                 terms.update(self.supervised_terms(first, labelled["params"], labelled.get("landmarks")))
             if wild is not None and "teacher" in wild:
                 first = self._pass(self.task.preprocessor.normalize(wild["image"]), None, training)
+                beside = labelled is not None
                 for n, v in self.supervised_terms(first, wild["teacher"], wild["landmarks"],
-                                                  wild.get("teacher_landmarks"),
-                                                  w.wild_teacher if labelled is not None else 1.0).items():
+                                                  wild.get("teacher_landmarks"), w.wild_teacher if beside else 1.0,
+                                                  w.wild_teacher_part if beside else "all").items():
                     terms[n] = terms[n] + v if n in terms else v
         # phase 2: the wild faces through the map of their points, then through the map of the prediction
         if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS):
