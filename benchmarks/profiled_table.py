@@ -20,6 +20,7 @@ ROWS = [("headline recipe (configs/dasl_mb05_aflw.yaml)", "headline"),
         ("+ profiled faces, wild faces without teacher terms, AFLW's 18 map points (configs/dasl_mb05_profiled.yaml)",
          "profiled"),
         ("the same with the wild faces keeping their teacher terms (wild_teacher 1)", "teacher_kept_map18"),
+        ("the same with the teacher's terms on the wild faces' shape and expression only", "teacher_shape"),
         ("profiled faces alone + 2DASL's terms on the wild faces (teacher off)", "profiled_2dasl"),
         ("profiled faces alone, no 2DASL term", "profiled_only")]
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90")
