@@ -10,7 +10,9 @@ A second table gives each model's mesh size against the ground truth's per yaw b
 ``size(truth) / size(predicted)`` (root-mean-square distance of the protocol's every-50th vertices from their centroid;
 1 = the right size, below 1 = meshes too big) and ``reconstruction, size matched`` the reconstruction NME with each
 predicted mesh scaled about its centroid to the ground truth's size before the protocol's rigid ICP (which aligns
-rotation and translation, never scale): what the size error costs.
+rotation and translation, never scale): what the size error costs; ``camera depth row`` is the length of the
+predicted camera's third row over the mean length of its first two (1 for a scaled rotation, as the ground truth's;
+below 1: depth flattened).
 
     python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
                                                    [--data DIR] [--bfm PATH] [--size-only]
@@ -77,7 +79,10 @@ def size_row(name, params, decoder, data, truth) -> str:
     ratio = rms_size(gt) / rms_size(pred)
     centre = pred.mean(axis=1, keepdims=True)
     matched = reconstruction_nme((pred - centre) * ratio[:, None, None] + centre, gt)
-    cells = [{b: v / 100 for b, v in yaw_table(ratio, data.yaws).items()}, yaw_table(matched, data.yaws)]
+    rows = np.linalg.norm(np.asarray(params, np.float64)[:, :12].reshape(-1, 3, 4)[:, :, :3], axis=2)  # (N, 3)
+    depth = rows[:, 2] / rows[:, :2].mean(axis=1)
+    cells = [{b: v / 100 for b, v in yaw_table(t, data.yaws).items()} for t in (ratio, depth)]
+    cells.insert(1, yaw_table(matched, data.yaws))
     return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
 
 
@@ -127,8 +132,9 @@ def main() -> None:
         variant_table(sources, data)
     truth = load_dense_truth(data, sources[0][2].mm)
     print("| model | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
-                                    for m in ("size ratio", "reconstruction, size matched") for b in BINS) + " |")
-    print("|---|" + "---|" * (2 * len(BINS)))
+                                    for m in ("size ratio", "reconstruction, size matched", "camera depth row")
+                                    for b in BINS) + " |")
+    print("|---|" + "---|" * (3 * len(BINS)))
     for name, params, decoder in sources:
         print(size_row(name, params, decoder, data, truth))
 
