@@ -57,6 +57,8 @@ def main() -> None:
     print("| model | " + " | ".join(f"{h.landmark_set} hold-out ({len(h.names)} faces), mean over faces" for h in sets)
           + " | AFLW by yaw: 0-30 / 30-60 / 60+ / **balanced mean** |")
     print("|---" * (len(sets) + 2) + "|")
+    aflw = next((h for h in sets if h.landmark_set == "aflw21" and h.yaws is not None), None)
+    group_rows = []
     for m in args.models:
         task = load_model(m)
         points = point_decoder(layout, task.mm, task.spec.input_size, task.spec.crop_convention)
@@ -65,16 +67,14 @@ def main() -> None:
         yaw = r.get("aflw21", {}).get("yaw")
         yaw_cells = " / ".join(f"{yaw[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")) if yaw else "-"
         print(f"| {m} | " + " | ".join(f"{r[h.landmark_set]['nme']:.3f}" for h in sets) + f" | {yaw_cells} |")
-    aflw = next((h for h in sets if h.landmark_set == "aflw21" and h.yaws is not None), None)
-    if aflw is not None:
+        if aflw is not None:
+            r["aflw21"]["groups"] = groups = point_groups(points, layout, task, aflw)
+            group_rows += [f"| {m} | {name} | " + " | ".join(f"{t[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60",
+                                                                                      "yaw_60_90", "mean")) + " |"
+                           for name, t in groups.items()]
+    if group_rows:
         print("\n| model | AFLW hold-out by points | 0-30 | 30-60 | 60+ | **balanced mean** |\n|---|---|---|---|---|---|")
-        for m in args.models:
-            task = load_model(m)
-            points = point_decoder(layout, task.mm, task.spec.input_size, task.spec.crop_convention)
-            results[m]["aflw21"]["groups"] = groups = point_groups(points, layout, task, aflw)
-            for name, t in groups.items():
-                print(f"| {m} | {name} | " + " | ".join(f"{t[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60", "yaw_60_90",
-                                                                                 "mean")) + " |")
+        print("\n".join(group_rows))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
