@@ -290,6 +290,54 @@ def test_the_wild_teacher_can_anchor_shape_and_expression_only(mm):
         LossWeights(wild_teacher_part="pose").validate()
 
 
+def test_face_masks_keep_only_the_chosen_faces_in_the_mean():
+    """param_l2 / WPDC / landmark terms over the faces of a ``faces`` mask are the terms of those faces alone."""
+    rng = np.random.default_rng(1)
+    a, b = (tf.constant(rng.normal(0, 1, (4, 62)), tf.float32) for _ in range(2))
+    p, q = (tf.constant(rng.uniform(0, 120, (4, 68, 2)), tf.float32) for _ in range(2))
+    keep = tf.constant([True, False, True, False])
+    assert float(L.param_l2_loss(a, b, keep)) == pytest.approx(float(L.param_l2_loss(a[::2], b[::2])), rel=1e-6)
+    assert float(L.landmark_loss(p, q, faces=keep)) == pytest.approx(float(L.landmark_loss(p[::2], q[::2])), rel=1e-6)
+    none = tf.zeros(4, tf.bool)
+    assert float(L.param_l2_loss(a, b, none)) == 0.0 and float(L.landmark_loss(p, q, faces=none)) == 0.0
+
+
+def test_the_wild_teacher_can_be_kept_to_faces_near_frontal(mm):
+    """wild_teacher_max_yaw: beside labelled faces only the wild faces whose teacher's |yaw| is within the limit get
+    its terms (the terms of those faces alone); every face keeps its annotated points."""
+    from tf2dasl.geometry.pose import angles_to_matrix, params_to_sRt, sRt_to_params
+
+    model = make_dasl(mm, LossWeights(wpdc=0.0, param_l2=1.0, anchor68=1.0, landmark=1.0, self_2d=0.0, self_3d=0.0,
+                                      cycle=0.0, adversarial=0.0, wild_teacher=1.0))
+    wild = dict(wild_batch(mm, model)["wild"])
+    s, _, t = params_to_sRt(wild["teacher"].numpy())
+    yaws = np.array([10.0, -50.0, 70.0, -85.0])
+    pose = sRt_to_params(s, angles_to_matrix(np.stack([yaws, np.zeros(4), np.zeros(4)], 1)), t)
+    labelled = {"image": wild["image"][::-1], "params": wild["teacher"][::-1] * 1.01}
+    teacher = np.concatenate([pose, wild["teacher"].numpy()[:, 12:]], axis=1).astype(np.float32)
+    wild = dict(wild, teacher=tf.constant(teacher), landmarks=wild["landmarks"] + tf.constant([2.0, 0.0]))
+    near = {k: v[:2] for k, v in wild.items()}
+
+    def terms(**parts):
+        return {n: float(v) for n, v in model.compute_terms(parts)[0].items()}
+
+    lab, whole = terms(labelled=labelled), terms(labelled=labelled, wild=wild)
+    model.loss_weights.wild_teacher_max_yaw = 60.0
+    assert model.teacher_faces(wild["teacher"]).numpy().tolist() == [True, True, False, False]
+    gated, near_only = terms(labelled=labelled, wild=wild), terms(wild=near)
+    for n in ("param_l2", "anchor68"):
+        assert gated[n] == pytest.approx(lab[n] + near_only[n], rel=1e-4)
+        assert gated[n] != pytest.approx(whole[n], rel=1e-3)
+    assert gated["landmark"] == pytest.approx(whole["landmark"], rel=1e-6)            # every face's points
+    model.loss_weights.wild_teacher_max_yaw = 5.0                                       # no face near enough
+    assert terms(labelled=labelled, wild=wild) == pytest.approx({**lab, "landmark": whole["landmark"]}, rel=1e-5)
+    model.loss_weights.wild_teacher_max_yaw = None
+    assert model.teacher_faces(wild["teacher"]) is None
+    for bad in (0.0, 95.0):
+        with pytest.raises(ValueError, match="wild_teacher_max_yaw"):
+            LossWeights(wild_teacher_max_yaw=bad).validate()
+
+
 def test_gradients_reach_the_right_sub_model(mm):
     model = make_dasl(mm)
     batch = wild_batch(mm, model)

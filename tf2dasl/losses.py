@@ -61,7 +61,7 @@ def face_size(landmarks):
     return tf.sqrt(tf.maximum(wh[:, 0] * wh[:, 1], 1e-6))
 
 
-def landmark_loss(pred, target, points=None, normaliser=None, eps: float = LANDMARK_EPS):
+def landmark_loss(pred, target, points=None, normaliser=None, eps: float = LANDMARK_EPS, faces=None):
     """Weighted mean point distance of ``(B, N, D)`` landmarks over the face size of ``normaliser`` (default
     ``target``), with a visibility mask: a target point with NaN coordinates is not visible and contributes
     nothing — no distance, no gradient (never NaN: NaNs are replaced before any arithmetic).
@@ -70,7 +70,8 @@ def landmark_loss(pred, target, points=None, normaliser=None, eps: float = LANDM
     ``A @ target`` with weights ``w``; a compared point needs every target point it is made of. ``None``: the
     ``N`` points, equal weights. Per face the weights of its visible points are normalised to sum to 1; the
     batch mean is over the faces with at least one visible point. Distances are Charbonnier-smoothed
-    (``sqrt(d^2 + eps^2) - eps``, crop pixels). Zero when ``pred == target``.
+    (``sqrt(d^2 + eps^2) - eps``, crop pixels). Zero when ``pred == target``. ``faces (B,)`` bool: only these faces
+    count (default: all), as if the others had no visible point.
     """
     d = pred.shape[-1]
     tgt = target[..., :d]
@@ -87,6 +88,8 @@ def landmark_loss(pred, target, points=None, normaliser=None, eps: float = LANDM
     dist = tf.sqrt(tf.reduce_sum(tf.square(pred - tgt), axis=-1) + eps * eps) - eps  # (B, K)
     total_w = tf.reduce_sum(w, axis=1)
     has = total_w > 0
+    if faces is not None:
+        has = tf.logical_and(has, faces)
     per_face = tf.reduce_sum(dist * w, axis=1) / tf.where(has, total_w, 1.0)
     norm = face_size(target if normaliser is None else normaliser)
     per_face = tf.where(has, per_face / norm, 0.0)
@@ -119,20 +122,31 @@ def wpdc_weights(pred, target, u_base, w_shp_base, w_exp_base, zero_z: bool = Tr
     return tf.stop_gradient(w)
 
 
-def wpdc_loss(pred_w, target_w, mean, std, u_base, w_shp_base, w_exp_base, zero_z: bool = True):
-    """WPDC on whitened params ``(B, 62)``: ``mean(w * (pred_w - target_w)^2)`` with :func:`wpdc_weights`."""
+def face_mean(per_value, faces=None):
+    """``(B, D)`` → the mean over the faces ``faces (B,)`` bool (default: all) and the ``D`` values; 0 without faces."""
+    if faces is None:
+        return tf.reduce_mean(per_value)
+    per_face = tf.reduce_mean(per_value, axis=1)
+    keep = tf.cast(faces, per_face.dtype)
+    return tf.reduce_sum(per_face * keep) / tf.maximum(tf.reduce_sum(keep), 1.0)
+
+
+def wpdc_loss(pred_w, target_w, mean, std, u_base, w_shp_base, w_exp_base, zero_z: bool = True, faces=None):
+    """WPDC on whitened params ``(B, 62)``: ``mean(w * (pred_w - target_w)^2)`` with :func:`wpdc_weights` (over the
+    faces ``faces (B,)`` bool, default all)."""
     w = wpdc_weights(pred_w * std + mean, target_w * std + mean, u_base, w_shp_base, w_exp_base, zero_z)
-    return tf.reduce_mean(w * tf.square(pred_w - target_w))
+    return face_mean(w * tf.square(pred_w - target_w), faces)
 
 
-def param_l2_loss(pred_w, target_w):
-    """Mean squared distance of whitened parameters ``(B, 62)`` (the plain distillation anchor)."""
-    return tf.reduce_mean(tf.square(pred_w - target_w))
+def param_l2_loss(pred_w, target_w, faces=None):
+    """Mean squared distance of whitened parameters ``(B, 62)`` (the plain distillation anchor), over the faces
+    ``faces (B,)`` bool (default all)."""
+    return face_mean(tf.square(pred_w - target_w), faces)
 
 
-def vdc_loss(pred_points, target_points):
-    """Vertex distance: mean L2 distance of ``(B, N, 3)`` points over the target's face size."""
-    return landmark_loss(pred_points, target_points)
+def vdc_loss(pred_points, target_points, faces=None):
+    """Vertex distance: mean L2 distance of ``(B, N, 3)`` points over the target's face size (faces ``faces``)."""
+    return landmark_loss(pred_points, target_points, faces=faces)
 
 
 def critic_loss(real_logits, fake_logits):

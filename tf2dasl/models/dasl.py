@@ -83,11 +83,16 @@ class LossWeights:
     wild_teacher: float = 0.0
     #: which of the teacher's labels those terms compare (:data:`WILD_TEACHER_PARTS`)
     wild_teacher_part: str = "all"
+    #: beside labelled faces: only wild faces whose teacher turns them at most this many degrees from frontal (|yaw|
+    #: of the teacher's parameters) get its terms; None: every wild face. Their annotated points always count.
+    wild_teacher_max_yaw: float | None = None
 
     def validate(self):
         for n in LOSS_NAMES + ("wild_teacher",):
             if not getattr(self, n) >= 0:
                 raise ValueError(f"loss weight {n} must be >= 0")
+        if self.wild_teacher_max_yaw is not None and not 0 < self.wild_teacher_max_yaw <= 90:
+            raise ValueError(f"wild_teacher_max_yaw must be in (0, 90] degrees or null, got {self.wild_teacher_max_yaw!r}")
         if self.wild_teacher_part not in WILD_TEACHER_PARTS:
             raise ValueError(f"wild_teacher_part must be {' or '.join(WILD_TEACHER_PARTS)}, got "
                              f"{self.wild_teacher_part!r}")
@@ -208,37 +213,48 @@ class DASLModel(keras.Model):
 
     # ------------------------------------------------------------------ phase 1: supervised terms
     def supervised_terms(self, first: Pass, target, points=None, target_landmarks=None,
-                         target_scale: float = 1.0, target_part: str = "all") -> dict:
+                         target_scale: float = 1.0, target_part: str = "all", target_faces=None) -> dict:
         """Terms of faces with target raw parameters ``target (B, 62)`` (3D labels or the teacher's), from the
         first-pass input: WPDC, whitened-parameter L2, VDC (3D landmarks), ``anchor68`` (68 projected landmarks
         to ``target_landmarks (B, 68, 2)`` when given — the teacher's flip average — else to the target's, 2D),
         each times ``target_scale``, and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only, never
         scaled). ``target_part="shape_expression"``: of the target, only the whitened L2 of its shape and expression
-        coefficients (``param_l2``'s weight)."""
+        coefficients (``param_l2``'s weight). ``target_faces (B,)`` bool: the faces whose target counts (default all;
+        ``landmark`` counts every face)."""
         w, mm = self.loss_weights, self.morphable
         target = tf.stop_gradient(tf.cast(target, tf.float32))
         t_w = mm.whiten(target)
         terms = {}
         if target_part == "shape_expression":
             if w.param_l2:
-                terms["param_l2"] = L.param_l2_loss(first.params_w[:, NUM_POSE:], t_w[:, NUM_POSE:])
+                terms["param_l2"] = L.param_l2_loss(first.params_w[:, NUM_POSE:], t_w[:, NUM_POSE:], target_faces)
         else:
             if w.wpdc:
                 terms["wpdc"] = L.wpdc_loss(first.params_w, t_w, mm.param_mean, mm.param_std, mm.u_base,
-                                            mm.w_shp_base, mm.w_exp_base, w.wpdc_zero_z)
+                                            mm.w_shp_base, mm.w_exp_base, w.wpdc_zero_z, target_faces)
             if w.param_l2:
-                terms["param_l2"] = L.param_l2_loss(first.params_w, t_w)
+                terms["param_l2"] = L.param_l2_loss(first.params_w, t_w, target_faces)
             if w.vdc or w.anchor68:
                 t_lm = mm.landmarks(target)
                 if w.vdc:
-                    terms["vdc"] = L.vdc_loss(first.landmarks, t_lm)
+                    terms["vdc"] = L.vdc_loss(first.landmarks, t_lm, target_faces)
                 if w.anchor68:
                     t_2d = t_lm[..., :2] if target_landmarks is None else tf.cast(target_landmarks, tf.float32)
-                    terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], tf.stop_gradient(t_2d))
+                    terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], tf.stop_gradient(t_2d),
+                                                        faces=target_faces)
         terms = {n: target_scale * v for n, v in terms.items()}
         if w.landmark and points is not None:
             terms["landmark"] = L.landmark_loss(first.points[..., :2], points, self.loss_points)
         return terms
+
+    def teacher_faces(self, teacher):
+        """``(B,)`` bool: the wild faces whose teacher parameters ``teacher (B, 62)`` are within
+        ``wild_teacher_max_yaw`` of frontal (None when every face counts)."""
+        limit = self.loss_weights.wild_teacher_max_yaw
+        if limit is None:
+            return None
+        yaw = tf_ops.params_to_pose(tf.cast(teacher, tf.float32))[:, 0]
+        return tf.abs(yaw) <= limit
 
     # ------------------------------------------------------------------ phase 2: 2DASL's self-supervision
     def self_prediction_2d(self, given: Pass, points):
@@ -288,7 +304,8 @@ class DASLModel(keras.Model):
                 beside = labelled is not None
                 for n, v in self.supervised_terms(first, wild["teacher"], wild["landmarks"],
                                                   wild.get("teacher_landmarks"), w.wild_teacher if beside else 1.0,
-                                                  w.wild_teacher_part if beside else "all").items():
+                                                  w.wild_teacher_part if beside else "all",
+                                                  self.teacher_faces(wild["teacher"]) if beside else None).items():
                     terms[n] = terms[n] + v if n in terms else v
         # phase 2: the wild faces through the map of their points, then through the map of the prediction
         if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS):
