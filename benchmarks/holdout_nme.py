@@ -16,25 +16,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def point_groups(points, layout, task, holdout) -> dict:
-    """``{group: 3DDFA's yaw table}`` of the AFLW hold-out's NME per point group (module docstring)."""
+def point_groups(pred, holdout) -> dict:
+    """``{group: 3DDFA's yaw table}`` of the AFLW hold-out's NME per point group (module docstring) from its
+    predicted points ``pred (N, 21, >=2)``."""
     import numpy as np
 
-    from tf2dasl.data.correspondence import visible_face_size
     from tf2dasl.data.landmark_sets import AFLW21_MAP_INDICES, AFLW21_NAMES
     from tf2dasl.evaluate import yaw_table
-    from tf2dasl.inference.keras_runtime import KerasPredictor
+    from tf2dasl.training.validation import nme_visible
 
-    pred = points.landmarks(KerasPredictor(task).predict(holdout.crops).params)[:, layout.slots(holdout.landmark_set)]
-    dist = np.linalg.norm(np.asarray(pred, np.float64)[..., :2] - holdout.points, axis=-1)
-    dist /= visible_face_size(holdout.points)[:, None]
     rest = [i for i in range(len(AFLW21_NAMES)) if i not in AFLW21_MAP_INDICES]
     groups = {"18 map points": list(AFLW21_MAP_INDICES), "ears": [i for i in rest if "ear" in AFLW21_NAMES[i]],
               "chin": [i for i in rest if "chin" in AFLW21_NAMES[i]]}
     out = {}
     for name, idx in groups.items():
-        seen = np.isfinite(dist[:, idx]).any(axis=1)
-        out[name] = yaw_table(np.nanmean(dist[seen][:, idx], axis=1), np.asarray(holdout.yaws)[seen])
+        seen = np.isfinite(holdout.points[:, idx]).all(axis=-1).any(axis=1)
+        nme = nme_visible(pred[seen][:, idx], holdout.points[seen][:, idx], holdout.points[seen])
+        out[name] = yaw_table(nme, np.asarray(holdout.yaws)[seen])
     return out
 
 
@@ -48,7 +46,7 @@ def main() -> None:
     from tf2dasl.inference.keras_runtime import KerasPredictor
     from tf2dasl.io.yaml_config import load_config
     from tf2dasl.training.train_config import TrainConfig, expand_data_paths
-    from tf2dasl.training.validation import evaluate_holdout, load_holdouts, point_decoder
+    from tf2dasl.training.validation import evaluate_holdout, load_holdouts, point_decoder, predict_holdout
 
     cfg = load_config(args.config, TrainConfig)
     expand_data_paths(cfg)
@@ -62,13 +60,15 @@ def main() -> None:
     for m in args.models:
         task = load_model(m)
         points = point_decoder(layout, task.mm, task.spec.input_size, task.spec.crop_convention)
-        r = {h.landmark_set: evaluate_holdout(KerasPredictor(task), points, layout, h) for h in sets}
+        predictor = KerasPredictor(task)
+        preds = {h.landmark_set: predict_holdout(predictor, points, layout, h) for h in sets}
+        r = {h.landmark_set: evaluate_holdout(predictor, points, layout, h, preds[h.landmark_set]) for h in sets}
         results[m] = r
         yaw = r.get("aflw21", {}).get("yaw")
         yaw_cells = " / ".join(f"{yaw[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")) if yaw else "-"
         print(f"| {m} | " + " | ".join(f"{r[h.landmark_set]['nme']:.3f}" for h in sets) + f" | {yaw_cells} |")
         if aflw is not None:
-            r["aflw21"]["groups"] = groups = point_groups(points, layout, task, aflw)
+            r["aflw21"]["groups"] = groups = point_groups(preds["aflw21"], aflw)
             group_rows += [f"| {m} | {name} | " + " | ".join(f"{t[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60",
                                                                                       "yaw_60_90", "mean")) + " |"
                            for name, t in groups.items()]

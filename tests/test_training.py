@@ -338,6 +338,18 @@ def test_the_wild_teacher_can_be_kept_to_faces_near_frontal(mm):
             LossWeights(wild_teacher_max_yaw=bad).validate()
 
 
+def test_held_out_nme_counts_visible_points_over_the_face_or_a_given_box():
+    """nme_visible, hand-made: the mean distance of the visible points over sqrt(w * h) of their box, or of the box
+    of ``normaliser`` (a group of points scored over the whole face)."""
+    from tf2dasl.training.validation import nme_visible
+
+    gt = np.array([[[0.0, 0.0], [10.0, 0.0], [10.0, 40.0], [np.nan, np.nan]]])      # box 10 x 40: size 20
+    pred = gt + np.array([[[3.0, 4.0], [0.0, 0.0], [0.0, 1.0], [9.0, 9.0]]])         # distances 5, 0, 1, -
+    assert nme_visible(pred, gt) == pytest.approx([2.0 / 20])
+    group = [0, 1]                                                                  # box 10 x 0: the group's own
+    assert nme_visible(pred[:, group], gt[:, group], gt) == pytest.approx([2.5 / 20])
+
+
 def test_gradients_reach_the_right_sub_model(mm):
     model = make_dasl(mm)
     batch = wild_batch(mm, model)

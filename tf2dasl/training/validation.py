@@ -78,11 +78,12 @@ def load_holdouts(cfg) -> tuple[PointLayout, list[HoldoutSet]]:
     return wild.layout, holdout_sets(wild)
 
 
-def nme_visible(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+def nme_visible(pred: np.ndarray, gt: np.ndarray, normaliser: np.ndarray | None = None) -> np.ndarray:
     """Per-face NME ``(N,)`` (fraction): mean distance over the visible points of ``gt (N, K, 2)`` (NaN = not
-    visible) over ``sqrt(w * h)`` of their box."""
+    visible; every face needs one) over ``sqrt(w * h)`` of their box, or of ``normaliser``'s visible points
+    ``(N, M, 2)`` (e.g. a group of points over the box of the whole face)."""
     d = np.linalg.norm(np.asarray(pred, np.float64)[..., :2] - gt, axis=-1)
-    return np.nanmean(d, axis=1) / visible_face_size(gt)
+    return np.nanmean(d, axis=1) / visible_face_size(gt if normaliser is None else normaliser)
 
 
 def point_decoder(layout: PointLayout, mm, input_size: int, convention) -> Decoder:
@@ -90,11 +91,19 @@ def point_decoder(layout: PointLayout, mm, input_size: int, convention) -> Decod
     return Decoder(layout.point_model(mm), input_size, convention)
 
 
-def evaluate_holdout(predictor: Predictor, points: Decoder, layout: PointLayout, holdout: HoldoutSet) -> dict:
-    """``{"faces", "nme"}`` (percent, mean over faces) of ``predictor`` on ``holdout``, its points decoded by
-    ``points`` (:func:`point_decoder`); with yaws, ``"yaw"`` (3DDFA's table: |yaw| bins 0-30, 30-60, > 60 and their
-    balanced ``mean``)."""
-    pred = points.landmarks(predictor.predict(holdout.crops).params)[:, layout.slots(holdout.landmark_set)]
+def predict_holdout(predictor: Predictor, points: Decoder, layout: PointLayout, holdout: HoldoutSet) -> np.ndarray:
+    """``(N, K, 3)`` crop pixels: ``predictor``'s points of ``holdout``'s set, decoded by ``points``
+    (:func:`point_decoder`)."""
+    return points.landmarks(predictor.predict(holdout.crops).params)[:, layout.slots(holdout.landmark_set)]
+
+
+def evaluate_holdout(predictor: Predictor, points: Decoder, layout: PointLayout, holdout: HoldoutSet,
+                     pred: np.ndarray | None = None) -> dict:
+    """``{"faces", "nme"}`` (percent, mean over faces) of ``predictor`` on ``holdout`` (or of its points ``pred``
+    already predicted, :func:`predict_holdout`); with yaws, ``"yaw"`` (3DDFA's table: |yaw| bins 0-30, 30-60, > 60
+    and their balanced ``mean``)."""
+    if pred is None:
+        pred = predict_holdout(predictor, points, layout, holdout)
     nme = nme_visible(pred, holdout.points)
     out = {"faces": int(len(nme)), "nme": float(np.mean(nme) * 100)}
     if holdout.yaws is not None:
