@@ -99,16 +99,11 @@ class WildDataConfig:
 
 
 @dataclass
-class LabelledDataConfig:
-    """3D-labelled crops in 3DDFA's layout: ``root`` + ``list_file`` of crop names, ``params_file`` (N, 62);
-    ``params_whitened``: the file holds whitened params (3DDFA v1's ``param_all_norm.pkl``: true) to be
-    un-whitened with ``whitening_file`` (3DDFA v1: ``train.configs/param_whitening.pkl``)."""
+class LabelledFeedConfig:
+    """How a stream of 3D-labelled crops feeds training (``data.labelled``, ``data.profiled``): ``batch_size`` crops
+    per step, their ``cache`` (auto | memory | none, :mod:`tf2dasl.data.loading`) and ``cache_limit_mb``, their
+    ``augment``ation."""
 
-    root: str = ""
-    list_file: str = ""
-    params_file: str = ""
-    params_whitened: bool = False
-    whitening_file: str = ""
     batch_size: int = 8
     cache: str = "auto"
     cache_limit_mb: int = 2048
@@ -116,6 +111,27 @@ class LabelledDataConfig:
 
     def validate(self) -> None:
         check_common(self.cache, self.batch_size)
+
+    def feed(self) -> dict:
+        """The feed settings alone (keyword arguments of any :class:`LabelledFeedConfig`)."""
+        return {f: getattr(self, f) for f in ("batch_size", "cache", "cache_limit_mb", "augment")}
+
+
+@dataclass
+class LabelledDataConfig(LabelledFeedConfig):
+    """3D-labelled crops in 3DDFA's layout: ``root`` + ``list_file`` of crop names, ``params_file`` (N, 62);
+    ``params_whitened``: the file holds whitened params (3DDFA v1's ``param_all_norm.pkl``: true) to be
+    un-whitened with ``whitening_file`` (3DDFA v1: ``train.configs/param_whitening.pkl``); the feed settings of
+    :class:`LabelledFeedConfig`."""
+
+    root: str = ""
+    list_file: str = ""
+    params_file: str = ""
+    params_whitened: bool = False
+    whitening_file: str = ""
+
+    def validate(self) -> None:
+        super().validate()
         if self.params_whitened and not self.whitening_file:
             raise ValueError("params_whitened needs whitening_file (3DDFA v1: train.configs/param_whitening.pkl)")
 

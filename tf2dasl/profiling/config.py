@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..data.augment import AugmentConfig
-from ..data.data_config import check_common
+from ..data.data_config import LabelledFeedConfig
 from .poses import PoseConfig
 from .selection import SelectConfig
 from .surroundings import SurroundConfig
@@ -28,7 +28,7 @@ def _colour_only() -> AugmentConfig:
 
 
 @dataclass
-class ProfiledDataConfig:
+class ProfiledDataConfig(LabelledFeedConfig):
     """Profiled faces as a 3D-labelled training source (see the module doc).
 
     ``refine``: after the selection, move a 300-W face's fit towards its manual 68 points (jaw excluded): ``none``,
@@ -36,8 +36,8 @@ class ProfiledDataConfig:
     (:mod:`tf2dasl.profiling.refine`). Made once per teacher and settings under ``folder``
     (``<folder>/profiled-<key>``, reused by every later run),
     with ``workers`` processes, ``shard_sources`` source faces per resumable shard, JPEG ``quality``; ``seed``
-    draws the poses. ``batch_size`` views per training step, ``cache``/``cache_limit_mb`` as for 3D-labelled crops,
-    ``augment`` their colour jitter."""
+    draws the poses. The feed settings of :class:`~tf2dasl.data.data_config.LabelledFeedConfig`: ``batch_size``
+    views per training step (16 here), ``augment`` colour jitter only."""
 
     select: SelectConfig = field(default_factory=SelectConfig)
     poses: PoseConfig = field(default_factory=PoseConfig)
@@ -50,14 +50,12 @@ class ProfiledDataConfig:
     shard_sources: int = 64
     quality: int = 95
     batch_size: int = 16
-    cache: str = "auto"
-    cache_limit_mb: int = 2048
     augment: AugmentConfig = field(default_factory=_colour_only)
 
     def validate(self) -> None:
+        super().validate()
         for part in (self.select, self.poses, self.surround):
             part.validate()
-        check_common(self.cache, self.batch_size)
         if self.workers < 1 or self.shard_sources < 1:
             raise ValueError(f"workers and shard_sources must be >= 1, got {self.workers}, {self.shard_sources}")
         if self.refine not in REFINE_MODES:

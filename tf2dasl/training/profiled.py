@@ -38,5 +38,4 @@ def labelled_data(cfg: TrainConfig, init: str | None, teacher: FaceTask | None) 
         return cfg.data.labelled
     made = make_config_profiled_set(cfg, teacher if teacher is not None else load_model_dir(init))
     return LabelledDataConfig(root=str(made.folder), list_file=str(made.list_file), params_file=str(made.params_file),
-                              batch_size=prof.batch_size, cache=prof.cache, cache_limit_mb=prof.cache_limit_mb,
-                              augment=prof.augment)
+                              **prof.feed())
