@@ -172,6 +172,9 @@ def test_swap_and_retarget_commands(mb05_dir, shared_dir, tmp_path, capsys):
     assert rc == 2 and "no face found in the target" in _one_line(err)
     rc, _, err = _run(capsys, "swap", src, tgt, "--out", tmp_path / "a.png", "--model", model, "--target-face", 5)
     assert rc == 2 and "face 5" in _one_line(err) and "has 2 face(s)" in err
+    # the detector's options, as reconstruct's: faces under --min-size are not found
+    rc, _, err = _run(capsys, "swap", src, tgt, "--out", tmp_path / "a.png", "--model", model, "--min-size", 5000)
+    assert rc == 2 and "no face found in the source" in _one_line(err)
     no_uv = tmp_path / "no_uv"
     shutil.copytree(model, no_uv)
     with np.load(no_uv / "morphable_model.npz") as z:

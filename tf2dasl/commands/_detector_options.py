@@ -1,5 +1,5 @@
 """The face detector's options every command that detects photos' faces shares (``reconstruct``,
-``reconstruct-beam``): ``--detector``, ``--assets``, ``--score-threshold`` and ``--min-size``
+``reconstruct-beam``, ``swap``, ``retarget``): ``--detector``, ``--assets``, ``--score-threshold`` and ``--min-size``
 (:func:`tf2dasl.detect.make_detector`; a bad name or assets folder is its one-line error)."""
 from __future__ import annotations
 

@@ -8,14 +8,14 @@ from ..io.images import read_image
 from ..reconstruct import make_reconstructor
 from ..texture.edit import EditConfig
 from ..texture.uv import TEXTURE_SIZE_RANGE
+from ._detector_options import add_detector_options, detector_options_of
 from ._limits import add_max_pixels, max_pixels_of
 
 
 def add_common(p) -> None:
     p.add_argument("--model", required=True,
                    help="model directory with UV coordinates (tf2dasl import-3ddfa from a 3DDFA_V2 checkout)")
-    p.add_argument("--detector", default="auto", help="auto, blazeface, blazeface-full, blazeface-short or haar")
-    p.add_argument("--assets", help="folder with BlazeFace .tflite files (default: the installed package's)")
+    add_detector_options(p)
     p.add_argument("--texture-size", type=int, default=512, metavar="N", help="UV texture side in texels")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_max_pixels(p)
@@ -29,7 +29,7 @@ def read_photo(args, path):
 def load(args):
     """``(reconstructor, morphable model, EditConfig)``; a model without UVs is one line before any photo is read."""
     check_texture_size(args.texture_size)
-    rec = make_reconstructor(args.model, args.detector, args.assets)
+    rec = make_reconstructor(args.model, args.detector, args.assets, detector_options_of(args))
     rec.mm.require_uv(args.command)
     return rec, rec.mm, EditConfig(texture_size=args.texture_size)
 
