@@ -291,13 +291,18 @@ def test_the_wild_teacher_can_anchor_shape_and_expression_only(mm):
 
 
 def test_face_masks_keep_only_the_chosen_faces_in_the_mean():
-    """param_l2 / WPDC / landmark terms over the faces of a ``faces`` mask are the terms of those faces alone."""
+    """param_l2 / WPDC / landmark terms over the faces of a ``faces`` mask are the terms of those faces alone; a
+    ``(B, 62)`` mask averages the parameters it keeps."""
     rng = np.random.default_rng(1)
     a, b = (tf.constant(rng.normal(0, 1, (4, 62)), tf.float32) for _ in range(2))
     p, q = (tf.constant(rng.uniform(0, 120, (4, 68, 2)), tf.float32) for _ in range(2))
     keep = tf.constant([True, False, True, False])
     assert float(L.param_l2_loss(a, b, keep)) == pytest.approx(float(L.param_l2_loss(a[::2], b[::2])), rel=1e-6)
     assert float(L.landmark_loss(p, q, faces=keep)) == pytest.approx(float(L.landmark_loss(p[::2], q[::2])), rel=1e-6)
+    some = np.zeros((4, 62), bool)
+    some[0, :12], some[3, 40:] = True, True
+    sq = np.square(a.numpy() - b.numpy())
+    assert float(L.param_l2_loss(a, b, tf.constant(some))) == pytest.approx(sq[some].mean(), rel=1e-5)
     none = tf.zeros(4, tf.bool)
     assert float(L.param_l2_loss(a, b, none)) == 0.0 and float(L.landmark_loss(p, q, faces=none)) == 0.0
 
@@ -323,19 +328,31 @@ def test_the_wild_teacher_can_be_kept_to_faces_near_frontal(mm):
 
     lab, whole = terms(labelled=labelled), terms(labelled=labelled, wild=wild)
     model.loss_weights.wild_teacher_max_yaw = 60.0
-    assert model.teacher_faces(wild["teacher"]).numpy().tolist() == [True, True, False, False]
+    within, beyond = model.teacher_faces(wild["teacher"])
+    assert within.numpy().tolist() == [True, True, False, False] and beyond is None
     gated, near_only = terms(labelled=labelled, wild=wild), terms(wild=near)
     for n in ("param_l2", "anchor68"):
         assert gated[n] == pytest.approx(lab[n] + near_only[n], rel=1e-4)
         assert gated[n] != pytest.approx(whole[n], rel=1e-3)
     assert gated["landmark"] == pytest.approx(whole["landmark"], rel=1e-6)            # every face's points
+    # beyond the limit, the teacher's shape and expression alone: one mean over every compared coefficient
+    model.loss_weights.wild_teacher_beyond = "shape_expression"
+    first = model._pass(model.task.preprocessor.normalize(wild["image"]), None, False)
+    sq = np.square(first.params_w.numpy() - model.morphable.whiten(wild["teacher"]).numpy())
+    by_hand = (sq[:2].sum() + sq[2:, 12:].sum()) / (2 * 62 + 2 * 50)
+    kept = terms(labelled=labelled, wild=wild)
+    assert kept["param_l2"] == pytest.approx(lab["param_l2"] + by_hand, rel=1e-4)
+    assert kept["anchor68"] == pytest.approx(gated["anchor68"], rel=1e-6)                # no pose term beyond
+    model.loss_weights.wild_teacher_beyond = "none"
     model.loss_weights.wild_teacher_max_yaw = 5.0                                       # no face near enough
     assert terms(labelled=labelled, wild=wild) == pytest.approx({**lab, "landmark": whole["landmark"]}, rel=1e-5)
     model.loss_weights.wild_teacher_max_yaw = None
-    assert model.teacher_faces(wild["teacher"]) is None
+    assert model.teacher_faces(wild["teacher"]) == (None, None)
     for bad in (0.0, 95.0):
         with pytest.raises(ValueError, match="wild_teacher_max_yaw"):
             LossWeights(wild_teacher_max_yaw=bad).validate()
+    with pytest.raises(ValueError, match="wild_teacher_beyond"):
+        LossWeights(wild_teacher_beyond="pose").validate()
 
 
 def test_held_out_nme_counts_visible_points_over_the_face_or_a_given_box():

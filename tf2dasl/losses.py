@@ -123,12 +123,13 @@ def wpdc_weights(pred, target, u_base, w_shp_base, w_exp_base, zero_z: bool = Tr
 
 
 def face_mean(per_value, faces=None):
-    """``(B, D)`` → the mean over the faces ``faces (B,)`` bool (default: all) and the ``D`` values; 0 without faces."""
+    """``(B, D)`` → the mean of the values of the faces ``faces`` — ``(B,)`` bool, or ``(B, D)`` bool: the values
+    that count — (default: all); 0 when none counts."""
     if faces is None:
         return tf.reduce_mean(per_value)
-    per_face = tf.reduce_mean(per_value, axis=1)
-    keep = tf.cast(faces, per_face.dtype)
-    return tf.reduce_sum(per_face * keep) / tf.maximum(tf.reduce_sum(keep), 1.0)
+    keep = tf.cast(faces, per_value.dtype)
+    keep = keep[:, None] * tf.ones_like(per_value) if keep.shape.rank == 1 else keep
+    return tf.reduce_sum(per_value * keep) / tf.maximum(tf.reduce_sum(keep), 1.0)
 
 
 def wpdc_loss(pred_w, target_w, mean, std, u_base, w_shp_base, w_exp_base, zero_z: bool = True, faces=None):
@@ -140,7 +141,7 @@ def wpdc_loss(pred_w, target_w, mean, std, u_base, w_shp_base, w_exp_base, zero_
 
 def param_l2_loss(pred_w, target_w, faces=None):
     """Mean squared distance of whitened parameters ``(B, 62)`` (the plain distillation anchor), over the faces
-    ``faces (B,)`` bool (default all)."""
+    ``faces (B,)`` bool or the parameters ``faces (B, 62)`` bool (default all)."""
     return face_mean(tf.square(pred_w - target_w), faces)
 
 

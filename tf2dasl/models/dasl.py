@@ -59,6 +59,9 @@ LANDMARK_POINTS = {"all": "all68", "map18": "map18"}
 #: labels, or only the whitened L2 of its 50 shape and expression coefficients (pose and the image plane then left to
 #: the annotated points)
 WILD_TEACHER_PARTS = ("all", "shape_expression")
+#: what of the teacher's labels the wild faces beyond ``wild_teacher_max_yaw`` keep: nothing, or the whitened L2 of
+#: their shape and expression coefficients
+WILD_TEACHER_BEYOND = ("none", "shape_expression")
 
 
 @dataclass
@@ -86,6 +89,8 @@ class LossWeights:
     #: beside labelled faces: only wild faces whose teacher turns them at most this many degrees from frontal (|yaw|
     #: of the teacher's parameters) get its terms; None: every wild face. Their annotated points always count.
     wild_teacher_max_yaw: float | None = None
+    #: what of the teacher's labels the wild faces beyond that limit keep (:data:`WILD_TEACHER_BEYOND`)
+    wild_teacher_beyond: str = "none"
 
     def validate(self):
         for n in LOSS_NAMES + ("wild_teacher",):
@@ -93,6 +98,9 @@ class LossWeights:
                 raise ValueError(f"loss weight {n} must be >= 0")
         if self.wild_teacher_max_yaw is not None and not 0 < self.wild_teacher_max_yaw <= 90:
             raise ValueError(f"wild_teacher_max_yaw must be in (0, 90] degrees or null, got {self.wild_teacher_max_yaw!r}")
+        if self.wild_teacher_beyond not in WILD_TEACHER_BEYOND:
+            raise ValueError(f"wild_teacher_beyond must be {' or '.join(WILD_TEACHER_BEYOND)}, got "
+                             f"{self.wild_teacher_beyond!r}")
         if self.wild_teacher_part not in WILD_TEACHER_PARTS:
             raise ValueError(f"wild_teacher_part must be {' or '.join(WILD_TEACHER_PARTS)}, got "
                              f"{self.wild_teacher_part!r}")
@@ -213,14 +221,16 @@ class DASLModel(keras.Model):
 
     # ------------------------------------------------------------------ phase 1: supervised terms
     def supervised_terms(self, first: Pass, target, points=None, target_landmarks=None,
-                         target_scale: float = 1.0, target_part: str = "all", target_faces=None) -> dict:
+                         target_scale: float = 1.0, target_part: str = "all", target_faces=None,
+                         shape_faces=None) -> dict:
         """Terms of faces with target raw parameters ``target (B, 62)`` (3D labels or the teacher's), from the
         first-pass input: WPDC, whitened-parameter L2, VDC (3D landmarks), ``anchor68`` (68 projected landmarks
         to ``target_landmarks (B, 68, 2)`` when given — the teacher's flip average — else to the target's, 2D),
         each times ``target_scale``, and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only, never
         scaled). ``target_part="shape_expression"``: of the target, only the whitened L2 of its shape and expression
         coefficients (``param_l2``'s weight). ``target_faces (B,)`` bool: the faces whose target counts (default all;
-        ``landmark`` counts every face)."""
+        ``landmark`` counts every face); ``shape_faces (B,)`` bool: beside them, faces whose shape and expression
+        coefficients alone count in ``param_l2`` (with ``target_faces``)."""
         w, mm = self.loss_weights, self.morphable
         target = tf.stop_gradient(tf.cast(target, tf.float32))
         t_w = mm.whiten(target)
@@ -233,7 +243,7 @@ class DASLModel(keras.Model):
                 terms["wpdc"] = L.wpdc_loss(first.params_w, t_w, mm.param_mean, mm.param_std, mm.u_base,
                                             mm.w_shp_base, mm.w_exp_base, w.wpdc_zero_z, target_faces)
             if w.param_l2:
-                terms["param_l2"] = L.param_l2_loss(first.params_w, t_w, target_faces)
+                terms["param_l2"] = L.param_l2_loss(first.params_w, t_w, self._coefficients(target_faces, shape_faces))
             if w.vdc or w.anchor68:
                 t_lm = mm.landmarks(target)
                 if w.vdc:
@@ -247,14 +257,25 @@ class DASLModel(keras.Model):
             terms["landmark"] = L.landmark_loss(first.points[..., :2], points, self.loss_points)
         return terms
 
+    @staticmethod
+    def _coefficients(faces, shape_faces):
+        """The parameters ``param_l2`` compares: None (all), the faces ``faces (B,)``, or with ``shape_faces`` the
+        ``(B, 62)`` mask of ``faces``' parameters and ``shape_faces``' shape and expression coefficients."""
+        if shape_faces is None or faces is None:
+            return faces
+        coefficients = tf.constant(np.arange(NUM_PARAMS) >= NUM_POSE)
+        return tf.logical_or(faces[:, None], tf.logical_and(shape_faces[:, None], coefficients[None]))
+
     def teacher_faces(self, teacher):
-        """``(B,)`` bool: the wild faces whose teacher parameters ``teacher (B, 62)`` are within
-        ``wild_teacher_max_yaw`` of frontal (None when every face counts)."""
+        """``(near (B,), beyond (B,))`` bool: the wild faces whose teacher parameters ``teacher (B, 62)`` are within
+        ``wild_teacher_max_yaw`` of frontal, and those beyond it that keep the teacher's shape and expression
+        (``wild_teacher_beyond``; else None); ``(None, None)`` when every face counts."""
         limit = self.loss_weights.wild_teacher_max_yaw
         if limit is None:
-            return None
-        yaw = tf_ops.params_to_pose(tf.cast(teacher, tf.float32))[:, 0]
-        return tf.abs(yaw) <= limit
+            return None, None
+        near = tf.abs(tf_ops.params_to_pose(tf.cast(teacher, tf.float32))[:, 0]) <= limit
+        beyond = tf.logical_not(near) if self.loss_weights.wild_teacher_beyond == "shape_expression" else None
+        return near, beyond
 
     # ------------------------------------------------------------------ phase 2: 2DASL's self-supervision
     def self_prediction_2d(self, given: Pass, points):
@@ -302,10 +323,10 @@ class DASLModel(keras.Model):
             if wild is not None and "teacher" in wild:
                 first = self._pass(self.task.preprocessor.normalize(wild["image"]), None, training)
                 beside = labelled is not None
+                near, beyond = self.teacher_faces(wild["teacher"]) if beside else (None, None)
                 for n, v in self.supervised_terms(first, wild["teacher"], wild["landmarks"],
                                                   wild.get("teacher_landmarks"), w.wild_teacher if beside else 1.0,
-                                                  w.wild_teacher_part if beside else "all",
-                                                  self.teacher_faces(wild["teacher"]) if beside else None).items():
+                                                  w.wild_teacher_part if beside else "all", near, beyond).items():
                     terms[n] = terms[n] + v if n in terms else v
         # phase 2: the wild faces through the map of their points, then through the map of the prediction
         if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS):
