@@ -12,10 +12,14 @@
 #   teacher_kept_map18  the shipped config with the wild faces keeping their teacher terms (loss.wild_teacher=1)
 #   teacher_shape   the shipped config with the wild faces' teacher terms on their shape and expression only
 #                   (loss.wild_teacher=1, loss.wild_teacher_part=shape_expression)
+#   teacher_near    the shipped config with the wild faces keeping their teacher terms only where the teacher's
+#                   |yaw| is 60 degrees or less (loss.wild_teacher=1, loss.wild_teacher_max_yaw=60)
+#   teacher_near_shape  the same, the faces beyond 60 degrees keeping the teacher's shape and expression
+#                   (loss.wild_teacher_beyond=shape_expression)
 #   profiled_2dasl  profiled faces alone as the 3D labels, the wild faces through 2DASL's terms only (teacher=false):
 #                   2DASL's own recipe with profiled faces in 300W-LP's place
 #   profiled_only   profiled faces alone, no 2DASL term (teacher=false, self terms 0)
-# Every row but headline, profiled, teacher_kept_map18 and teacher_shape compares all of AFLW's 21 points
+# Every row but headline, profiled, teacher_kept_map18, teacher_shape and the teacher_near rows compares all of AFLW's 21 points
 # (loss.landmark_points=all), as they were run.
 # Every run writes RUN/model, RUN/aflw2000.json (every metric, --dense; a monitor), RUN/holdout.json (AFLW split and
 # HELEN hold-out crops) and RUN/helen.json (HELEN's held-out faces through the photo pipeline).
@@ -29,7 +33,7 @@ shared=${TF2DASL_SHARED:-../shared}
 dev="$shared/data/aflw2000_3d_dev"
 budget=(--set epochs=3 --set steps_per_epoch=400)
 rows=${ROWS:-"headline teacher_kept teacher_half profiled_allpoints profiled teacher_kept_map18 teacher_shape
-             profiled_2dasl profiled_only"}
+             teacher_near teacher_near_shape profiled_2dasl profiled_only"}
 all21=(--set loss.landmark_points=all)
 [ -d models/mb05 ] || tf2dasl import-3ddfa "$shared/assets/3ddfa_v2" --weights mb05_120x120 --out models/mb05
 mkdir -p "$runs"
@@ -52,6 +56,9 @@ for seed in $seeds; do
       profiled) extra=() ;;
       teacher_kept_map18) extra=(--set loss.wild_teacher=1) ;;
       teacher_shape) extra=(--set loss.wild_teacher=1 --set loss.wild_teacher_part=shape_expression) ;;
+      teacher_near) extra=(--set loss.wild_teacher=1 --set loss.wild_teacher_max_yaw=60) ;;
+      teacher_near_shape) extra=(--set loss.wild_teacher=1 --set loss.wild_teacher_max_yaw=60
+                                 --set loss.wild_teacher_beyond=shape_expression) ;;
       profiled_2dasl) extra=("${all21[@]}" --set teacher=false) ;;
       profiled_only) extra=("${all21[@]}" --set teacher=false --set loss.self_2d=0 --set loss.self_3d=0
                             --set loss.cycle=0 --set loss.adversarial=0) ;;
