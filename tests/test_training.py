@@ -367,6 +367,30 @@ def test_held_out_nme_counts_visible_points_over_the_face_or_a_given_box():
     assert nme_visible(pred[:, group], gt[:, group], gt) == pytest.approx([2.5 / 20])
 
 
+def test_camera_prior_sees_the_depth_row_only(mm):
+    """camera_loss: 0 for a scaled rotation (3DDFA's convention, params_to_sRt's third row), the squared relative
+    error of a depth row off by 3 %, a gradient on that row alone; on in DASLModel's map pass with loss.camera."""
+    from tf2dasl.geometry.pose import angles_to_matrix, sRt_to_params
+
+    rng = np.random.default_rng(3)
+    rot = angles_to_matrix(rng.uniform(-80, 80, (5, 3)))
+    pose = sRt_to_params(rng.uniform(5e-4, 2e-3, 5), rot, rng.normal(0, 50, (5, 3)))
+    params = tf.constant(np.concatenate([pose, rng.normal(0, 1, (5, 50))], axis=1), tf.float32)
+    assert float(L.camera_loss(params)) < 1e-10
+    flat = params.numpy()
+    flat[:, 8:11] *= 0.97
+    flat = tf.Variable(flat)
+    with tf.GradientTape() as tape:
+        loss = L.camera_loss(flat)
+    assert float(loss) == pytest.approx(0.03 ** 2, rel=1e-3)
+    grad = tape.gradient(loss, flat).numpy()
+    assert np.abs(grad[:, 8:11]).min() > 0 and np.abs(np.delete(grad, [8, 9, 10], axis=1)).max() == 0
+    model = make_dasl(mm, LossWeights(wpdc=0.0, landmark=0.0, self_2d=0.0, self_3d=0.0, cycle=0.0, adversarial=0.0,
+                                      camera=1.0))
+    terms = model.compute_terms(wild_batch(mm, model))[0]
+    assert set(terms) == {"camera"} and np.isfinite(float(terms["camera"]))
+
+
 def test_gradients_reach_the_right_sub_model(mm):
     model = make_dasl(mm)
     batch = wild_batch(mm, model)

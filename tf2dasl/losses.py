@@ -145,6 +145,19 @@ def param_l2_loss(pred_w, target_w, faces=None):
     return face_mean(tf.square(pred_w - target_w), faces)
 
 
+def camera_loss(params):
+    """How far the affine camera of raw params ``(B, >=12)`` is from a scaled rotation in its third (depth) row:
+    the mean squared distance of that row from ``s (r1 x r2)`` (``r1``, ``r2`` the first two rows normalised, ``s``
+    their mean length, as :func:`tf2dasl.geometry.pose.params_to_sRt`) over ``s^2``. Only the depth row gets a
+    gradient: 2D points constrain the first two rows and never the third."""
+    cam = tf.reshape(tf.cast(params, tf.float32)[:, :12], (-1, 3, 4))[:, :, :3]
+    r1, r2 = tf.stop_gradient(cam[:, 0]), tf.stop_gradient(cam[:, 1])
+    n1, n2 = tf.norm(r1, axis=1, keepdims=True), tf.norm(r2, axis=1, keepdims=True)
+    s = (n1 + n2) / 2
+    depth = s * tf.linalg.cross(r1 / n1, r2 / n2)
+    return tf.reduce_mean(tf.reduce_sum(tf.square(cam[:, 2] - depth), axis=1) / tf.square(s[:, 0]))
+
+
 def vdc_loss(pred_points, target_points, faces=None):
     """Vertex distance: mean L2 distance of ``(B, N, 3)`` points over the target's face size (faces ``faces``)."""
     return landmark_loss(pred_points, target_points, faces=faces)

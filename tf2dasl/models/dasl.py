@@ -51,7 +51,10 @@ from .task import FaceTask
 
 SUPERVISED_TERMS = ("wpdc", "param_l2", "vdc", "anchor68", "landmark")
 SELF_SUPERVISED_TERMS = ("self_2d", "self_3d", "cycle", "adversarial")
-LOSS_NAMES = SUPERVISED_TERMS + SELF_SUPERVISED_TERMS
+#: priors on the wild faces' pass through the map of their points (not 2DASL's): ``camera`` keeps the affine
+#: camera's depth row, which no 2D term sees, that of a scaled rotation
+PRIOR_TERMS = ("camera",)
+LOSS_NAMES = SUPERVISED_TERMS + SELF_SUPERVISED_TERMS + PRIOR_TERMS
 #: how landmark terms pick points: every annotated point alike, or 2DASL's 18 map points with its weights (one for
 #: every landmark set, or per set: ``{"68": "map18", "aflw21": "all"}``)
 LANDMARK_POINTS = {"all": "all68", "map18": "map18"}
@@ -77,6 +80,8 @@ class LossWeights:
     self_3d: float = 0.5
     cycle: float = 1.0
     adversarial: float = 0.01
+    #: :data:`PRIOR_TERMS`' weight: the wild faces' camera depth row kept that of a scaled rotation
+    camera: float = 0.0
     landmark_points: str | dict = "all"
     wpdc_zero_z: bool = True
     #: with 3D-labelled faces in the batch: the weight of the wild faces' teacher terms (WPDC, param L2, VDC, anchor68
@@ -329,10 +334,12 @@ class DASLModel(keras.Model):
                                                   w.wild_teacher_part if beside else "all", near, beyond).items():
                     terms[n] = terms[n] + v if n in terms else v
         # phase 2: the wild faces through the map of their points, then through the map of the prediction
-        if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS):
+        if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS + PRIOR_TERMS):
             x = self.task.preprocessor.normalize(wild["image"])
             points = tf.cast(wild["landmarks"], tf.float32)
             given = self._pass(x, wild["map"], training)                                       # f(I, map(X))
+            if w.camera:
+                terms["camera"] = L.camera_loss(given.params)
             if w.self_2d:
                 terms["self_2d"] = self.self_prediction_2d(given, points)
             if w.self_3d or w.cycle:
