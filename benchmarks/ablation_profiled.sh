@@ -16,6 +16,7 @@
 #                   |yaw| is 60 degrees or less (loss.wild_teacher=1, loss.wild_teacher_max_yaw=60)
 #   teacher_near_shape  the same, the faces beyond 60 degrees keeping the teacher's shape and expression
 #                   (loss.wild_teacher_beyond=shape_expression)
+#   teacher_near_camera  teacher_near with the camera prior on the wild faces (loss.camera=10)
 #   profiled_2dasl  profiled faces alone as the 3D labels, the wild faces through 2DASL's terms only (teacher=false):
 #                   2DASL's own recipe with profiled faces in 300W-LP's place
 #   profiled_only   profiled faces alone, no 2DASL term (teacher=false, self terms 0)
@@ -33,7 +34,7 @@ shared=${TF2DASL_SHARED:-../shared}
 dev="$shared/data/aflw2000_3d_dev"
 budget=(--set epochs=3 --set steps_per_epoch=400)
 rows=${ROWS:-"headline teacher_kept teacher_half profiled_allpoints profiled teacher_kept_map18 teacher_shape
-             teacher_near teacher_near_shape profiled_2dasl profiled_only"}
+             teacher_near teacher_near_shape teacher_near_camera profiled_2dasl profiled_only"}
 all21=(--set loss.landmark_points=all)
 [ -d models/mb05 ] || tf2dasl import-3ddfa "$shared/assets/3ddfa_v2" --weights mb05_120x120 --out models/mb05
 mkdir -p "$runs"
@@ -59,6 +60,7 @@ for seed in $seeds; do
       teacher_near) extra=(--set loss.wild_teacher=1 --set loss.wild_teacher_max_yaw=60) ;;
       teacher_near_shape) extra=(--set loss.wild_teacher=1 --set loss.wild_teacher_max_yaw=60
                                  --set loss.wild_teacher_beyond=shape_expression) ;;
+      teacher_near_camera) extra=(--set loss.wild_teacher=1 --set loss.wild_teacher_max_yaw=60 --set loss.camera=10) ;;
       profiled_2dasl) extra=("${all21[@]}" --set teacher=false) ;;
       profiled_only) extra=("${all21[@]}" --set teacher=false --set loss.self_2d=0 --set loss.self_3d=0
                             --set loss.cycle=0 --set loss.adversarial=0) ;;

@@ -23,6 +23,7 @@ ROWS = [("headline recipe (configs/dasl_mb05_aflw.yaml)", "headline"),
         ("the same with the teacher's terms on the wild faces' shape and expression only", "teacher_shape"),
         ("the same with the teacher's terms on the wild faces within 60° of frontal (teacher's yaw)", "teacher_near"),
         ("the same, the faces beyond 60° keeping the teacher's shape and expression", "teacher_near_shape"),
+        ("teacher within 60° with the camera prior on the wild faces (loss.camera 10)", "teacher_near_camera"),
         ("profiled faces alone + 2DASL's terms on the wild faces (teacher off)", "profiled_2dasl"),
         ("profiled faces alone, no 2DASL term", "profiled_only")]
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90")
