@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def main() -> None:
     runs = Path(args[0] if args else "runs/ablation_profiled")
     rows = [("imported mb05_120x120", [load(str(runs / "mb05_"))])] if (runs / "mb05_aflw2000.json").is_file() else []
     for label, name in ROWS:
-        found = sorted(runs.glob(f"{name}_s*/aflw2000.json"))
+        found = sorted(f for f in runs.glob(f"{name}_s*/aflw2000.json")
+                       if re.fullmatch(rf"{re.escape(name)}_s\d+", f.parent.name))        # not teacher_near_shape_s1
         if found:
             seeds = ", ".join(f.parent.name.rsplit("_s", 1)[1] for f in found)
             rows.append((f"{label} ({seeds})", [load(str(f.parent) + "/") for f in found]))
