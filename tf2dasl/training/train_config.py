@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..data.data_config import LabelledDataConfig, WildDataConfig
 from ..geometry.morphable_model import NUM_PARAMS
-from ..models.dasl import LossWeights
+from ..models.loss_weights import LossWeights
 from ..models.spec import NAME_PATTERN, first_problem, regressor_problems
 from ..profiling.config import ProfiledDataConfig
 
