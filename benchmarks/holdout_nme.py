@@ -46,7 +46,7 @@ def main() -> None:
     from tf2dasl.inference.keras_runtime import KerasPredictor
     from tf2dasl.io.yaml_config import load_config
     from tf2dasl.training.train_config import TrainConfig, expand_data_paths
-    from tf2dasl.training.validation import evaluate_holdout, load_holdouts, point_decoder, predict_holdout
+    from tf2dasl.training.validation import holdout_scores, load_holdouts, point_decoder, predict_holdout
 
     cfg = load_config(args.config, TrainConfig)
     expand_data_paths(cfg)
@@ -62,7 +62,7 @@ def main() -> None:
         points = point_decoder(layout, task.mm, task.spec.input_size, task.spec.crop_convention)
         predictor = KerasPredictor(task)
         preds = {h.landmark_set: predict_holdout(predictor, points, layout, h) for h in sets}
-        r = {h.landmark_set: evaluate_holdout(predictor, points, layout, h, preds[h.landmark_set]) for h in sets}
+        r = {h.landmark_set: holdout_scores(preds[h.landmark_set], h) for h in sets}
         results[m] = r
         yaw = r.get("aflw21", {}).get("yaw")
         yaw_cells = " / ".join(f"{yaw[k]:.3f}" for k in ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")) if yaw else "-"

@@ -68,6 +68,15 @@ def rms_size(meshes):
     return np.sqrt(((v - v.mean(axis=1, keepdims=True)) ** 2).sum(axis=-1).mean(axis=1))
 
 
+def depth_row(params):
+    """``(N, 62)`` raw → ``(N,)`` the camera's third row length over the mean of its first two (1 for a scaled
+    rotation, below 1: depth flattened)."""
+    import numpy as np
+
+    rows = np.linalg.norm(np.asarray(params, np.float64)[:, :12].reshape(-1, 3, 4)[:, :, :3], axis=2)  # (N, 3)
+    return rows[:, 2] / rows[:, :2].mean(axis=1)
+
+
 def size_row(name, params, decoder, data, truth) -> str:
     """One row of the size table: the size ratio and the size-matched reconstruction NME per yaw bin."""
     import numpy as np
@@ -79,9 +88,7 @@ def size_row(name, params, decoder, data, truth) -> str:
     ratio = rms_size(gt) / rms_size(pred)
     centre = pred.mean(axis=1, keepdims=True)
     matched = reconstruction_nme((pred - centre) * ratio[:, None, None] + centre, gt)
-    rows = np.linalg.norm(np.asarray(params, np.float64)[:, :12].reshape(-1, 3, 4)[:, :, :3], axis=2)  # (N, 3)
-    depth = rows[:, 2] / rows[:, :2].mean(axis=1)
-    cells = [{b: v / 100 for b, v in yaw_table(t, data.yaws).items()} for t in (ratio, depth)]
+    cells = [{b: v / 100 for b, v in yaw_table(t, data.yaws).items()} for t in (ratio, depth_row(params))]
     cells.insert(1, yaw_table(matched, data.yaws))
     return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
 

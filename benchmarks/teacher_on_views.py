@@ -17,27 +17,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reconstruction_diagnostic import depth_row, rms_size  # noqa: E402  (the AFLW2000-3D size table's measures)
 
 #: |yaw| bins of the label, degrees (profiled views start at the config's smallest yaw)
 BINS = ((0, 15), (15, 30), (30, 45), (45, 60), (60, 75), (75, 90.01))
-#: every n-th vertex, as the reconstruction protocol
-STEP = 50
-
-
-def rms_size(vertices):
-    """``(N, V, 3)`` → ``(N,)`` root-mean-square distance of the vertices from their centroid."""
-    import numpy as np
-
-    v = np.asarray(vertices, np.float64)
-    return np.sqrt(((v - v.mean(axis=1, keepdims=True)) ** 2).sum(axis=-1).mean(axis=1))
-
-
-def depth_row(params):
-    """``(N, 62)`` raw → ``(N,)`` the camera's third row length over the mean of its first two."""
-    import numpy as np
-
-    rows = np.linalg.norm(np.asarray(params, np.float64)[:, :12].reshape(-1, 3, 4)[:, :, :3], axis=2)
-    return rows[:, 2] / rows[:, :2].mean(axis=1)
 
 
 def main() -> None:
@@ -70,8 +54,7 @@ def main() -> None:
         task = load_model(m)
         pred = np.asarray(KerasPredictor(task).predict(crops).params, np.float64)
         yaw = np.abs(task.decoder.pose(labels)[:, 0])
-        ratio = (rms_size(task.decoder.vertices(labels)[:, ::STEP])
-                 / rms_size(task.decoder.vertices(pred)[:, ::STEP]))
+        ratio = rms_size(task.decoder.vertices(labels)) / rms_size(task.decoder.vertices(pred))
         cells = []
         for lo, hi in BINS:
             inside = (yaw >= lo) & (yaw < hi)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from .geometry import tf_ops
 from .geometry.landmark_map import MAP_POINT_PAIRS, MAP_POINT_WEIGHTS
 from .geometry.morphable_model import NUM_LANDMARKS, NUM_PARAMS
 
@@ -147,15 +148,13 @@ def param_l2_loss(pred_w, target_w, faces=None):
 
 def camera_loss(params):
     """How far the affine camera of raw params ``(B, >=12)`` is from a scaled rotation in its third (depth) row:
-    the mean squared distance of that row from ``s (r1 x r2)`` (``r1``, ``r2`` the first two rows normalised, ``s``
-    their mean length, as :func:`tf2dasl.geometry.pose.params_to_sRt`) over ``s^2``. Only the depth row gets a
-    gradient: 2D points constrain the first two rows and never the third."""
-    cam = tf.reshape(tf.cast(params, tf.float32)[:, :12], (-1, 3, 4))[:, :, :3]
-    r1, r2 = tf.stop_gradient(cam[:, 0]), tf.stop_gradient(cam[:, 1])
-    n1, n2 = tf.norm(r1, axis=1, keepdims=True), tf.norm(r2, axis=1, keepdims=True)
-    s = (n1 + n2) / 2
-    depth = s * tf.linalg.cross(r1 / n1, r2 / n2)
-    return tf.reduce_mean(tf.reduce_sum(tf.square(cam[:, 2] - depth), axis=1) / tf.square(s[:, 0]))
+    the mean squared distance of that row from ``s R[2]`` (the scaled rotation of
+    :func:`tf2dasl.geometry.tf_ops.params_to_sRt`) over ``s^2``. Only the depth row gets a gradient: 2D points
+    constrain the first two rows and never the third."""
+    params = tf.cast(params, tf.float32)
+    s, rotation, _ = tf_ops.params_to_sRt(tf.stop_gradient(params))
+    depth = tf.reshape(params[:, :12], (-1, 3, 4))[:, 2, :3]
+    return tf.reduce_mean(tf.reduce_sum(tf.square(depth - s[:, None] * rotation[:, 2]), axis=1) / tf.square(s))
 
 
 def vdc_loss(pred_points, target_points, faces=None):

@@ -6,7 +6,7 @@ its share of the batch (``weight``) and its own hold-out. ``labelled``: 3D-label
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..errors import UserError
 from .augment import AugmentConfig
@@ -114,7 +114,7 @@ class LabelledFeedConfig:
 
     def feed(self) -> dict:
         """The feed settings alone (keyword arguments of any :class:`LabelledFeedConfig`)."""
-        return {f: getattr(self, f) for f in ("batch_size", "cache", "cache_limit_mb", "augment")}
+        return {f.name: getattr(self, f.name) for f in fields(LabelledFeedConfig)}
 
 
 @dataclass

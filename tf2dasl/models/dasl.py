@@ -156,37 +156,31 @@ class DASLModel(keras.Model):
 
     # ------------------------------------------------------------------ phase 1: supervised terms
     def supervised_terms(self, first: Pass, target, points=None, target_landmarks=None,
-                         target_scale: float = 1.0, target_part: str = "all", target_faces=None,
-                         shape_faces=None) -> dict:
+                         target_scale: float = 1.0, target_faces=None, shape_faces=None) -> dict:
         """Terms of faces with target raw parameters ``target (B, 62)`` (3D labels or the teacher's), from the
         first-pass input: WPDC, whitened-parameter L2, VDC (3D landmarks), ``anchor68`` (68 projected landmarks
         to ``target_landmarks (B, 68, 2)`` when given — the teacher's flip average — else to the target's, 2D),
         each times ``target_scale``, and ``landmark`` (the given 2D ``points (B, P, 2)``, visible ones only, never
-        scaled). ``target_part="shape_expression"``: of the target, only the whitened L2 of its shape and expression
-        coefficients (``param_l2``'s weight). ``target_faces (B,)`` bool: the faces whose target counts (default all;
-        ``landmark`` counts every face); ``shape_faces (B,)`` bool: beside them, faces whose shape and expression
-        coefficients alone count in ``param_l2`` (with ``target_faces``)."""
+        scaled). ``target_faces (B,)`` bool: the faces whose whole target counts (default all; ``landmark`` counts
+        every face); ``shape_faces (B,)`` bool: faces whose target's shape and expression coefficients count in
+        ``param_l2`` beside them (:meth:`teacher_faces`)."""
         w, mm = self.loss_weights, self.morphable
         target = tf.stop_gradient(tf.cast(target, tf.float32))
         t_w = mm.whiten(target)
         terms = {}
-        if target_part == "shape_expression":
-            if w.param_l2:
-                terms["param_l2"] = L.param_l2_loss(first.params_w[:, NUM_POSE:], t_w[:, NUM_POSE:], target_faces)
-        else:
-            if w.wpdc:
-                terms["wpdc"] = L.wpdc_loss(first.params_w, t_w, mm.param_mean, mm.param_std, mm.u_base,
-                                            mm.w_shp_base, mm.w_exp_base, w.wpdc_zero_z, target_faces)
-            if w.param_l2:
-                terms["param_l2"] = L.param_l2_loss(first.params_w, t_w, self._coefficients(target_faces, shape_faces))
-            if w.vdc or w.anchor68:
-                t_lm = mm.landmarks(target)
-                if w.vdc:
-                    terms["vdc"] = L.vdc_loss(first.landmarks, t_lm, target_faces)
-                if w.anchor68:
-                    t_2d = t_lm[..., :2] if target_landmarks is None else tf.cast(target_landmarks, tf.float32)
-                    terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], tf.stop_gradient(t_2d),
-                                                        faces=target_faces)
+        if w.wpdc:
+            terms["wpdc"] = L.wpdc_loss(first.params_w, t_w, mm.param_mean, mm.param_std, mm.u_base, mm.w_shp_base,
+                                        mm.w_exp_base, w.wpdc_zero_z, target_faces)
+        if w.param_l2:
+            terms["param_l2"] = L.param_l2_loss(first.params_w, t_w, self._coefficients(target_faces, shape_faces))
+        if w.vdc or w.anchor68:
+            t_lm = mm.landmarks(target)
+            if w.vdc:
+                terms["vdc"] = L.vdc_loss(first.landmarks, t_lm, target_faces)
+            if w.anchor68:
+                t_2d = t_lm[..., :2] if target_landmarks is None else tf.cast(target_landmarks, tf.float32)
+                terms["anchor68"] = L.landmark_loss(first.landmarks[..., :2], tf.stop_gradient(t_2d),
+                                                    faces=target_faces)
         terms = {n: target_scale * v for n, v in terms.items()}
         if w.landmark and points is not None:
             terms["landmark"] = L.landmark_loss(first.points[..., :2], points, self.loss_points)
@@ -202,15 +196,23 @@ class DASLModel(keras.Model):
         return tf.logical_or(faces[:, None], tf.logical_and(shape_faces[:, None], coefficients[None]))
 
     def teacher_faces(self, teacher):
-        """``(near (B,), beyond (B,))`` bool: the wild faces whose teacher parameters ``teacher (B, 62)`` are within
-        ``wild_teacher_max_yaw`` of frontal, and those beyond it that keep the teacher's shape and expression
-        (``wild_teacher_beyond``; else None); ``(None, None)`` when every face counts."""
-        limit = self.loss_weights.wild_teacher_max_yaw
-        if limit is None:
+        """Beside labelled faces, which of the wild faces' teacher labels ``teacher (B, 62)`` count:
+        ``(whole (B,), shape (B,))`` bool — the faces whose whole label counts and those whose shape and expression
+        coefficients alone do (``wild_teacher_part`` within ``wild_teacher_max_yaw`` of frontal,
+        ``wild_teacher_beyond`` beyond it); ``(None, None)`` when every whole label counts, ``shape`` None when
+        no face keeps its shape alone."""
+        w = self.loss_weights
+        if w.wild_teacher_part == "all" and w.wild_teacher_max_yaw is None:
             return None, None
-        near = tf.abs(tf_ops.params_to_pose(tf.cast(teacher, tf.float32))[:, 0]) <= limit
-        beyond = tf.logical_not(near) if self.loss_weights.wild_teacher_beyond == "shape_expression" else None
-        return near, beyond
+        yaw = tf.abs(tf_ops.params_to_pose(tf.cast(teacher, tf.float32))[:, 0])
+        within = yaw <= (90.0 if w.wild_teacher_max_yaw is None else w.wild_teacher_max_yaw)
+        none = tf.zeros_like(within)
+        whole = within if w.wild_teacher_part == "all" else none
+        shape = tf.logical_or(within if w.wild_teacher_part == "shape_expression" else none,
+                              tf.logical_not(within) if w.wild_teacher_beyond == "shape_expression" else none)
+        keeps_shape = w.wild_teacher_part == "shape_expression" or (w.wild_teacher_beyond == "shape_expression"
+                                                                    and w.wild_teacher_max_yaw is not None)
+        return whole, shape if keeps_shape else None
 
     # ------------------------------------------------------------------ phase 2: 2DASL's self-supervision
     def self_prediction_2d(self, given: Pass, points):
@@ -258,10 +260,10 @@ class DASLModel(keras.Model):
             if wild is not None and "teacher" in wild:
                 first = self._pass(self.task.preprocessor.normalize(wild["image"]), None, training)
                 beside = labelled is not None
-                near, beyond = self.teacher_faces(wild["teacher"]) if beside else (None, None)
+                whole, shape = self.teacher_faces(wild["teacher"]) if beside else (None, None)
                 for n, v in self.supervised_terms(first, wild["teacher"], wild["landmarks"],
                                                   wild.get("teacher_landmarks"), w.wild_teacher if beside else 1.0,
-                                                  w.wild_teacher_part if beside else "all", near, beyond).items():
+                                                  whole, shape).items():
                     terms[n] = terms[n] + v if n in terms else v
         # phase 2: the wild faces through the map of their points, then through the map of the prediction
         if wild is not None and any(getattr(w, n) for n in SELF_SUPERVISED_TERMS + PRIOR_TERMS):

@@ -97,13 +97,15 @@ def predict_holdout(predictor: Predictor, points: Decoder, layout: PointLayout, 
     return points.landmarks(predictor.predict(holdout.crops).params)[:, layout.slots(holdout.landmark_set)]
 
 
-def evaluate_holdout(predictor: Predictor, points: Decoder, layout: PointLayout, holdout: HoldoutSet,
-                     pred: np.ndarray | None = None) -> dict:
-    """``{"faces", "nme"}`` (percent, mean over faces) of ``predictor`` on ``holdout`` (or of its points ``pred``
-    already predicted, :func:`predict_holdout`); with yaws, ``"yaw"`` (3DDFA's table: |yaw| bins 0-30, 30-60, > 60
-    and their balanced ``mean``)."""
-    if pred is None:
-        pred = predict_holdout(predictor, points, layout, holdout)
+def evaluate_holdout(predictor: Predictor, points: Decoder, layout: PointLayout, holdout: HoldoutSet) -> dict:
+    """:func:`holdout_scores` of ``predictor`` on ``holdout``, its points decoded by ``points``."""
+    return holdout_scores(predict_holdout(predictor, points, layout, holdout), holdout)
+
+
+def holdout_scores(pred: np.ndarray, holdout: HoldoutSet) -> dict:
+    """``{"faces", "nme"}`` (percent, mean over faces) of the points ``pred`` predicted for ``holdout``
+    (:func:`predict_holdout`); with yaws, ``"yaw"`` (3DDFA's table: |yaw| bins 0-30, 30-60, > 60 and their balanced
+    ``mean``)."""
     nme = nme_visible(pred, holdout.points)
     out = {"faces": int(len(nme)), "nme": float(np.mean(nme) * 100)}
     if holdout.yaws is not None:
