@@ -4,7 +4,8 @@ replaced —
 
 * ``camera → scaled rotation``: the 3x3 of ``[M | t]`` replaced by its nearest scaled rotation (``s R``, 3DDFA_V2's
   ``P2sRt``): what the camera's anisotropy (a depth row of the wrong length, shear) costs;
-* ``mean identity``: the 40 shape coefficients set to 0; ``no expression``: the 10 expression coefficients set to 0.
+* ``mean identity``: the 40 shape coefficients set to 0; ``identity halved``: the 40 shape coefficients halved
+  (halfway to the mean face); ``no expression``: the 10 expression coefficients set to 0.
 
 A second table gives each model's mesh size against the ground truth's per yaw bin: ``size ratio`` is the mean of
 ``size(truth) / size(predicted)`` (root-mean-square distance of the protocol's every-50th vertices from their centroid;
@@ -13,6 +14,13 @@ predicted mesh scaled about its centroid to the ground truth's size before the p
 rotation and translation, never scale): what the size error costs; ``camera depth row`` is the length of the
 predicted camera's third row over the mean length of its first two (1 for a scaled rotation, as the ground truth's;
 below 1: depth flattened).
+
+A third table (``--size-only`` too) asks whether the size error is a bias or per face: ``size ratio sd`` is the
+standard deviation of the per-face ratios in each bin, ``reconstruction, bin size matched`` the reconstruction NME
+with every predicted mesh scaled by its bin's *mean* ratio (what the best size correction common to a yaw bin could
+give, against ``size matched`` per face), and ``size error, corr. with first`` the correlation of the per-face log
+size ratios with those of the first model listed (the teacher, when it comes first: how much of a student's per-face
+size error is inherited).
 
     python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
                                                    [--data DIR] [--bfm PATH] [--size-only]
@@ -53,8 +61,13 @@ def variants():
             return out
         return fn
 
+    def halve_identity(p):
+        out = np.array(p, np.float32, copy=True)
+        out[:, SHAPE] *= 0.5
+        return out
+
     return {"as predicted": lambda p: p, "camera → scaled rotation": rotation, "mean identity": zero(SHAPE),
-            "no expression": zero(EXPRESSION)}
+            "identity halved": halve_identity, "no expression": zero(EXPRESSION)}
 
 
 def rms_size(meshes):
@@ -77,19 +90,49 @@ def depth_row(params):
     return rows[:, 2] / rows[:, :2].mean(axis=1)
 
 
-def size_row(name, params, decoder, data, truth) -> str:
-    """One row of the size table: the size ratio and the size-matched reconstruction NME per yaw bin."""
+def size_ratios(params, decoder, data, truth):
+    """``(N,)`` ground-truth size over predicted size per face, the predicted meshes ``(N, V, 3)`` and the truth's."""
     import numpy as np
-
-    from tf2dasl.evaluate import reconstruction_nme, yaw_table
 
     pred = decoder.vertices(params, data.roi_boxes).astype(np.float64)
     gt = truth.vertices(np.arange(len(pred)))
-    ratio = rms_size(gt) / rms_size(pred)
+    return rms_size(gt) / rms_size(pred), pred, gt
+
+
+def scaled(pred, ratio):
+    """Meshes ``(N, V, 3)`` scaled about their centroids by ``ratio (N,)``."""
     centre = pred.mean(axis=1, keepdims=True)
-    matched = reconstruction_nme((pred - centre) * ratio[:, None, None] + centre, gt)
+    return (pred - centre) * ratio[:, None, None] + centre
+
+
+def size_row(name, params, decoder, data, truth) -> str:
+    """One row of the size table: the size ratio, the size-matched reconstruction NME and the depth row per bin."""
+    from tf2dasl.evaluate import reconstruction_nme, yaw_table
+
+    ratio, pred, gt = size_ratios(params, decoder, data, truth)
     cells = [{b: v / 100 for b, v in yaw_table(t, data.yaws).items()} for t in (ratio, depth_row(params))]
-    cells.insert(1, yaw_table(matched, data.yaws))
+    cells.insert(1, yaw_table(reconstruction_nme(scaled(pred, ratio), gt), data.yaws))
+    return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
+
+
+def precision_row(name, params, decoder, data, truth, first_log_ratio) -> str:
+    """One row of the size-precision table: per bin the sd of the per-face size ratios, the reconstruction NME at
+    the bin's mean size, and the correlation of the per-face log ratios with ``first_log_ratio (N,)``'s."""
+    import numpy as np
+
+    from tf2dasl.evaluate import reconstruction_nme, yaw_table
+    from tf2dasl.evaluate.metrics import BIN_NAMES, yaw_masks
+
+    ratio, pred, gt = size_ratios(params, decoder, data, truth)
+    masks = dict(zip(BIN_NAMES, yaw_masks(data.yaws)))
+    common = np.ones_like(ratio)
+    for m in masks.values():
+        common[m] = ratio[m].mean()
+    sd = {b: float(ratio[m].std()) for b, m in masks.items()}
+    corr = {b: float(np.corrcoef(np.log(ratio[m]), first_log_ratio[m])[0, 1]) for b, m in masks.items()}
+    for c in (sd, corr):
+        c["mean"] = float(np.mean([c[b] for b in BIN_NAMES]))
+    cells = [sd, yaw_table(reconstruction_nme(scaled(pred, common), gt), data.yaws), corr]
     return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
 
 
@@ -122,6 +165,8 @@ def main() -> None:
     data_dir = args.data or shared_dir() / "data" / "aflw2000_3d_dev"
     bfm = args.bfm or shared_dir() / "assets" / "3ddfa_v2"
 
+    import numpy as np
+
     from tf2dasl.evaluate import load_aflw2000, load_params_file, model_under_test, params_decoder
     from tf2dasl.evaluate.dense_truth import load_dense_truth
 
@@ -138,13 +183,21 @@ def main() -> None:
     if not args.size_only:
         variant_table(sources, data)
     truth = load_dense_truth(data, sources[0][2].mm)
-    print("| model | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
-                                    for m in ("size ratio", "reconstruction, size matched", "camera depth row")
-                                    for b in BINS) + " |")
-    print("|---|" + "---|" * (3 * len(BINS)))
+    header(("size ratio", "reconstruction, size matched", "camera depth row"))
     for name, params, decoder in sources:
         print(size_row(name, params, decoder, data, truth))
+    print()
+    first = np.log(size_ratios(sources[0][1], sources[0][2], data, truth)[0])
+    header(("size ratio sd", "reconstruction, bin size matched", "size error, corr. with first"))
+    for name, params, decoder in sources:
+        print(precision_row(name, params, decoder, data, truth, first))
 
+
+def header(groups) -> None:
+    """The header of a table with one column per group and yaw bin."""
+    print("| model | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
+                                    for m in groups for b in BINS) + " |")
+    print("|---|" + "---|" * (len(groups) * len(BINS)))
 
 if __name__ == "__main__":
     main()

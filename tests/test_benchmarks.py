@@ -1,5 +1,6 @@
-"""The pieces of the benchmarks that carry claims docs/deployment.md quotes: the MAC count behind the latency floor and the
-ideal ONNX graph it is timed against (random weights, no shared data needed)."""
+"""The pieces of the benchmarks that carry claims the docs quote: the MAC count behind the latency floor and the ideal
+ONNX graph it is timed against (docs/deployment.md; random weights), and the reconstruction diagnostic's size measures
+(docs/profiling.md). No shared data needed."""
 from __future__ import annotations
 
 import sys
@@ -58,3 +59,25 @@ def test_ideal_onnx_graph_equals_keras(random_mb05, batch, n):
     want = random_mb05.regressor(x, training=False).numpy()
     got = session(direct_graph(random_mb05, batch), 1).run(None, {"x": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_reconstruction_diagnostic_size_measures():
+    """The size measures docs/profiling.md quotes: a mesh scaled by its size ratio has the truth's size, a scaled
+    rotation's depth row is 1, and a flattened camera's is its flattening."""
+    from reconstruction_diagnostic import depth_row, rms_size, scaled
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(3, 500, 3))
+    pred = truth * np.array([1.1, 0.9, 1.3])[:, None, None] + rng.normal(size=(3, 1, 3))
+    ratio = rms_size(truth) / rms_size(pred)
+    np.testing.assert_allclose(ratio, [1 / 1.1, 1 / 0.9, 1 / 1.3], rtol=1e-9)
+    np.testing.assert_allclose(rms_size(scaled(pred, ratio)), rms_size(truth), rtol=1e-9)
+    np.testing.assert_allclose(scaled(pred, ratio).mean(axis=1), pred.mean(axis=1), atol=1e-9)  # about the centroid
+
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    cam = np.concatenate([2.5 * q, rng.normal(size=(3, 1))], axis=1)  # a scaled rotation and a translation
+    flat = cam.copy()
+    flat[2, :3] *= 0.96
+    params = np.zeros((2, 62))
+    params[:, :12] = np.stack([cam, flat]).reshape(2, 12)
+    np.testing.assert_allclose(depth_row(params), [1.0, 0.96], rtol=1e-9)
