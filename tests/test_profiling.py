@@ -29,7 +29,7 @@ from tf2dasl.profiling.dataset import ProfileError, make_profiled_set
 from tf2dasl.profiling.fitting import MeshFitter
 from tf2dasl.profiling.frames import cut_crop, move_params
 from tf2dasl.profiling.poses import plan_views
-from tf2dasl.profiling.refine import refine_to_points
+from tf2dasl.profiling.refine import ALL_POINTS, refine_to_points
 from tf2dasl.profiling.selection import ModelPoints, point_nme, select_sources
 from tf2dasl.profiling.sources import fill_unknown, padding
 from tf2dasl.profiling.teacher import Teacher
@@ -88,6 +88,27 @@ def test_refinement_moves_a_fit_to_the_manual_points_under_its_prior(mm):
     assert abs(tight[52]) < 0.01 and err(tight) < err(start)                         # the camera still moves
     s, rot, _ = params_to_sRt(loose[None])
     np.testing.assert_allclose(loose[:12].reshape(3, 4)[:, :3], s[0] * rot[0], atol=1e-6)   # a scaled rotation
+
+    # a jaw annotated 6 % wider than the model's: only a refinement that uses it (refine_jaw) widens the face for it
+    wide = points.copy()
+    centre = points[17:].mean(axis=0)
+    wide[:17] = centre + (points[:17] - centre) * np.array([1.06, 1.0])
+    jaw_err = lambda p: np.abs(model_to_crop(mm.landmarks(p[None]), S)[0, :17, :2] - wide[:17]).mean()  # noqa: E731
+    inner = refine_to_points(mm, start, wide, S, CROP_OFFSET_V2, prior=1e-6)
+    with_jaw = refine_to_points(mm, start, wide, S, CROP_OFFSET_V2, prior=1e-6, used=ALL_POINTS)
+    assert jaw_err(with_jaw) < 0.8 * jaw_err(inner)
+    assert params_to_sRt(with_jaw[None])[0][0] > params_to_sRt(inner[None])[0][0]
+    np.testing.assert_allclose(inner, loose, atol=1e-5)                               # the jaw is not looked at
+
+
+def test_refine_jaw_is_part_of_the_cache_key_only_when_it_refines():
+    base = ProfiledDataConfig().generation()
+    assert "refine_jaw" not in base and ProfiledDataConfig(refine_jaw=True).generation() == base
+    refined = ProfiledDataConfig(refine="expression").generation()
+    jaw = ProfiledDataConfig(refine="expression", refine_jaw=True).generation()
+    assert jaw != refined and jaw["refine_jaw"] is True and "refine_jaw" not in refined
+    with pytest.raises(ValueError, match="refine_jaw needs refine"):
+        ProfiledDataConfig(refine_jaw=True).validate()
 
 
 # ---------------------------------------------------------------------------------------------- the sheet

@@ -31,9 +31,10 @@ def _colour_only() -> AugmentConfig:
 class ProfiledDataConfig(LabelledFeedConfig):
     """Profiled faces as a 3D-labelled training source (see the module doc).
 
-    ``refine``: after the selection, move a 300-W face's fit towards its manual 68 points (jaw excluded): ``none``,
+    ``refine``: after the selection, move a 300-W face's fit towards its manual 68 points: ``none``,
     ``expression`` (camera and expression) or ``shape`` (also the identity), under ``refine_prior``
-    (:mod:`tf2dasl.profiling.refine`). Made once per teacher and settings under ``folder``
+    (:mod:`tf2dasl.profiling.refine`); the jaw's 17 points only with ``refine_jaw`` (300-W's jaw follows the visible
+    outline, which on the near-frontal sources is close to the 3D jaw). Made once per teacher and settings under ``folder``
     (``<folder>/profiled-<key>``, reused by every later run),
     with ``workers`` processes, ``shard_sources`` source faces per resumable shard, JPEG ``quality``; ``seed``
     draws the poses. The feed settings of :class:`~tf2dasl.data.data_config.LabelledFeedConfig`: ``batch_size``
@@ -44,6 +45,7 @@ class ProfiledDataConfig(LabelledFeedConfig):
     surround: SurroundConfig = field(default_factory=SurroundConfig)
     refine: str = "none"
     refine_prior: float = 1.0
+    refine_jaw: bool = False
     seed: int = 0
     folder: str = "${TF2DASL_CACHE}/profiled"
     workers: int = 2
@@ -60,6 +62,8 @@ class ProfiledDataConfig(LabelledFeedConfig):
             raise ValueError(f"workers and shard_sources must be >= 1, got {self.workers}, {self.shard_sources}")
         if self.refine not in REFINE_MODES:
             raise ValueError(f"refine must be one of {', '.join(REFINE_MODES)}, got {self.refine!r}")
+        if self.refine_jaw and self.refine == "none":
+            raise ValueError("refine_jaw needs refine: expression or shape")
         if not self.refine_prior > 0:
             raise ValueError(f"refine_prior must be > 0, got {self.refine_prior}")
         if not 1 <= self.quality <= 100:
@@ -71,4 +75,6 @@ class ProfiledDataConfig(LabelledFeedConfig):
                "surround": asdict(self.surround), "seed": self.seed, "quality": self.quality}
         if self.refine != "none":        # keys of sets made before refinement existed stay valid
             out.update(refine=self.refine, refine_prior=self.refine_prior)
+            if self.refine_jaw:
+                out.update(refine_jaw=True)
         return out

@@ -49,7 +49,7 @@ from ..geometry.pose import params_to_pose
 from ..io.outputs import atomic_file, make_folder, write_json, write_text
 from .config import ProfiledDataConfig
 from .fitting import MeshFitter
-from .refine import refine_to_points
+from .refine import ALL_POINTS, INNER_POINTS, refine_to_points
 from .selection import ModelPoints, SelectConfig, select_sources
 from .shards import SHARD_FILE, SHARDS, init_worker, render_shard, shard_name
 from .sheet import contact_sheet
@@ -168,7 +168,8 @@ def _teacher_stage(cfg: ProfiledDataConfig, candidates: list[FaceSample], teache
         if cfg.refine != "none" and lset == "68":
             for i in idx[sel.keep]:
                 params[i] = refine_to_points(mm, params[i], manual[i], size, conv, cfg.refine_prior,
-                                             shape=cfg.refine == "shape")
+                                             shape=cfg.refine == "shape",
+                                             used=ALL_POINTS if cfg.refine_jaw else INNER_POINTS)
             pose[idx] = params_to_pose(params[idx])
         reasons[lset] = {"candidates": int(len(idx)), "kept": int(sel.keep.sum()), **sel.reasons,
                          "nme_median": float(np.median(sel.nme))}

@@ -11,7 +11,8 @@ With ``params`` the fit and ``x (K, 2)`` the manual points (crop pixels) of the 
 
 then the third camera row is rebuilt from the first two (their cross product, normalised to their mean scale: a
 proper scaled rotation) with the depth offset kept. 300-W's jaw points follow the face's visible outline, not the
-3D jaw, so the default ``used`` leaves them out (17-67).
+3D jaw, so the default ``used`` leaves them out (17-67); on near-frontal faces the two are close, and
+``ALL_POINTS`` keeps them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from ..geometry.morphable_model import EXPRESSION, NUM_POSE, SHAPE, MorphableMod
 
 #: the 68 points a refinement uses by default: all but 300-W's jaw outline
 INNER_POINTS = np.arange(17, 68)
+#: all 68, the jaw included (``data.profiled.refine_jaw``)
+ALL_POINTS = np.arange(68)
 #: alternating steps (camera | coefficients)
 REFINE_STEPS = 5
 #: the prior is stated per 100 px of face size
