@@ -37,6 +37,7 @@ from _common import REPO, shared_dir  # noqa: E402
 sys.path.insert(0, str(REPO))
 
 METRICS = ("reconstruction", "dense_3d")
+CROP = 120  # the protocol's crop side
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")
 
 
@@ -136,6 +137,37 @@ def precision_row(name, params, decoder, data, truth, first_log_ratio) -> str:
     return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
 
 
+def manual_refit_table(sources, data, truth) -> None:
+    """The ``--manual-refit`` table: each model's parameters refined to the re-annotated 68 points (module doc)."""
+    import numpy as np
+
+    from tf2dasl.evaluate import reconstruction_nme, yaw_table
+    from tf2dasl.evaluate.metrics import BIN_NAMES, yaw_masks
+    from tf2dasl.geometry.camera import image_to_crop
+    from tf2dasl.profiling.refine import ALL_POINTS, INNER_POINTS, refine_to_points
+
+    manual = image_to_crop(data.ground_truth["reannotated"], data.roi_boxes, CROP, np.float64)   # (N, 68, 2)
+    masks = dict(zip(BIN_NAMES, yaw_masks(data.yaws)))
+    header_cells = [f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
+                    for m in ("reconstruction", "size ratio sd") for b in BINS]
+    print("| model | refined to the re-annotated 68 points | " + " | ".join(header_cells) + " |")
+    print("|---|---|" + "---|" * len(header_cells))
+    modes = [("as predicted", None, None)] + [(f"{part}, {pts}", part == "camera, expression, identity", used)
+                                             for part in ("camera, expression", "camera, expression, identity")
+                                             for pts, used in (("jaw out", INNER_POINTS), ("jaw in", ALL_POINTS))]
+    for name, params, decoder in sources:
+        for label, shape, used in modes:
+            q = params if used is None else np.stack([
+                refine_to_points(decoder.mm, p, m, CROP, decoder.convention, prior=1.0, shape=shape, used=used)
+                for p, m in zip(params, manual)])
+            ratio, pred, gt = size_ratios(q, decoder, data, truth)
+            sd = {b: float(ratio[m].std()) for b, m in masks.items()}
+            sd["mean"] = float(np.mean([sd[b] for b in BIN_NAMES]))
+            cells = [yaw_table(reconstruction_nme(pred, gt), data.yaws), sd]
+            print(f"| {name} | {label} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |")
+    print()
+
+
 def variant_table(sources, data) -> None:
     """The first table: each model's reconstruction and dense 3D NME per yaw bin, as predicted and per variant."""
     import numpy as np
@@ -149,7 +181,7 @@ def variant_table(sources, data) -> None:
         for label, fn in variants().items():
             changed = fn(params)
             valid = np.isfinite(changed).all(axis=1)
-            r = score_aflw2000(data, params_predictions(changed, valid, decoder), 120, decoder, METRICS)
+            r = score_aflw2000(data, params_predictions(changed, valid, decoder), CROP, decoder, METRICS)
             print(f"| {name} | {label} | " + " | ".join(f"{r[m][b]:.3f}" for m in METRICS for b in BINS) + " |")
     print()
 
@@ -160,7 +192,8 @@ def main() -> None:
     ap.add_argument("--params", action="append", default=[], metavar="NAME=FILE.npy:CONVENTION")
     ap.add_argument("--data", help="AFLW2000-3D (default: $TF2DASL_SHARED/data/aflw2000_3d_dev)")
     ap.add_argument("--bfm", help="decodes --params files (default: $TF2DASL_SHARED/assets/3ddfa_v2)")
-    ap.add_argument("--size-only", action="store_true", help="print the size table only")
+    ap.add_argument("--size-only", action="store_true", help="print the size tables only")
+    ap.add_argument("--manual-refit", action="store_true", help="add the oracle refit to the manual 68 points")
     args = ap.parse_args()
     data_dir = args.data or shared_dir() / "data" / "aflw2000_3d_dev"
     bfm = args.bfm or shared_dir() / "assets" / "3ddfa_v2"
@@ -170,7 +203,7 @@ def main() -> None:
     from tf2dasl.evaluate import load_aflw2000, load_params_file, model_under_test, params_decoder
     from tf2dasl.evaluate.dense_truth import load_dense_truth
 
-    data = load_aflw2000(data_dir, 120)
+    data = load_aflw2000(data_dir, CROP)
     sources = []
     for m in args.models:
         model = model_under_test("keras", m)
@@ -183,6 +216,8 @@ def main() -> None:
     if not args.size_only:
         variant_table(sources, data)
     truth = load_dense_truth(data, sources[0][2].mm)
+    if args.manual_refit:
+        manual_refit_table(sources, data, truth)
     header(("size ratio", "reconstruction, size matched", "camera depth row"))
     for name, params, decoder in sources:
         print(size_row(name, params, decoder, data, truth))
