@@ -22,8 +22,13 @@ give, against ``size matched`` per face), and ``size error, corr. with first`` t
 size ratios with those of the first model listed (the teacher, when it comes first: how much of a student's per-face
 size error is inherited).
 
+``--manual-refit`` adds an oracle no model can use (the test faces' own manual points): each model's parameters
+refined to AFLW2000-3D's re-annotated 68 points (``profiling.refine``, prior 1: the camera and expression, or also the
+identity; without or with the 17 jaw points), with the reconstruction NME and the size ratio sd per bin — what the 68
+points, and the jaw among them, know of a face's 3D size.
+
     python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
-                                                   [--data DIR] [--bfm PATH] [--size-only]
+                                                   [--data DIR] [--bfm PATH] [--size-only] [--manual-refit]
 """
 from __future__ import annotations
 
@@ -116,6 +121,15 @@ def size_row(name, params, decoder, data, truth) -> str:
     return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
 
 
+def per_bin(masks, fn) -> dict[str, float]:
+    """``fn(mask)`` per yaw bin (``masks``: bin name → ``(N,)`` bool) and the bins' balanced mean."""
+    import numpy as np
+
+    out = {b: float(fn(m)) for b, m in masks.items()}
+    out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
 def precision_row(name, params, decoder, data, truth, first_log_ratio) -> str:
     """One row of the size-precision table: per bin the sd of the per-face size ratios, the reconstruction NME at
     the bin's mean size, and the correlation of the per-face log ratios with ``first_log_ratio (N,)``'s."""
@@ -129,11 +143,9 @@ def precision_row(name, params, decoder, data, truth, first_log_ratio) -> str:
     common = np.ones_like(ratio)
     for m in masks.values():
         common[m] = ratio[m].mean()
-    sd = {b: float(ratio[m].std()) for b, m in masks.items()}
-    corr = {b: float(np.corrcoef(np.log(ratio[m]), first_log_ratio[m])[0, 1]) for b, m in masks.items()}
-    for c in (sd, corr):
-        c["mean"] = float(np.mean([c[b] for b in BIN_NAMES]))
-    cells = [sd, yaw_table(reconstruction_nme(scaled(pred, common), gt), data.yaws), corr]
+    corr = per_bin(masks, lambda m: np.corrcoef(np.log(ratio[m]), first_log_ratio[m])[0, 1])
+    matched = yaw_table(reconstruction_nme(scaled(pred, common), gt), data.yaws)
+    cells = [per_bin(masks, lambda m: ratio[m].std()), matched, corr]
     return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
 
 
@@ -161,9 +173,7 @@ def manual_refit_table(sources, data, truth) -> None:
                 refine_to_points(decoder.mm, p, m, CROP, decoder.convention, prior=1.0, shape=shape, used=used)
                 for p, m in zip(params, manual)])
             ratio, pred, gt = size_ratios(q, decoder, data, truth)
-            sd = {b: float(ratio[m].std()) for b, m in masks.items()}
-            sd["mean"] = float(np.mean([sd[b] for b in BIN_NAMES]))
-            cells = [yaw_table(reconstruction_nme(pred, gt), data.yaws), sd]
+            cells = [yaw_table(reconstruction_nme(pred, gt), data.yaws), per_bin(masks, lambda m: ratio[m].std())]
             print(f"| {name} | {label} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |")
     print()
 
@@ -184,6 +194,13 @@ def variant_table(sources, data) -> None:
             r = score_aflw2000(data, params_predictions(changed, valid, decoder), CROP, decoder, METRICS)
             print(f"| {name} | {label} | " + " | ".join(f"{r[m][b]:.3f}" for m in METRICS for b in BINS) + " |")
     print()
+
+
+def header(groups) -> None:
+    """The header of a table with one column per group and yaw bin."""
+    print("| model | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
+                                    for m in groups for b in BINS) + " |")
+    print("|---|" + "---|" * (len(groups) * len(BINS)))
 
 
 def main() -> None:
@@ -227,12 +244,6 @@ def main() -> None:
     for name, params, decoder in sources:
         print(precision_row(name, params, decoder, data, truth, first))
 
-
-def header(groups) -> None:
-    """The header of a table with one column per group and yaw bin."""
-    print("| model | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
-                                    for m in groups for b in BINS) + " |")
-    print("|---|" + "---|" * (len(groups) * len(BINS)))
 
 if __name__ == "__main__":
     main()

@@ -34,8 +34,8 @@ class ProfiledDataConfig(LabelledFeedConfig):
     ``refine``: after the selection, move a 300-W face's fit towards its manual 68 points: ``none``,
     ``expression`` (camera and expression) or ``shape`` (also the identity), under ``refine_prior``
     (:mod:`tf2dasl.profiling.refine`); the jaw's 17 points only with ``refine_jaw`` (300-W's jaw follows the visible
-    outline, which on the near-frontal sources is close to the 3D jaw). Made once per teacher and settings under ``folder``
-    (``<folder>/profiled-<key>``, reused by every later run),
+    outline, which on the near-frontal sources is close to the 3D jaw). Made once per teacher and settings under
+    ``folder`` (``<folder>/profiled-<key>``, reused by every later run),
     with ``workers`` processes, ``shard_sources`` source faces per resumable shard, JPEG ``quality``; ``seed``
     draws the poses. The feed settings of :class:`~tf2dasl.data.data_config.LabelledFeedConfig`: ``batch_size``
     views per training step (16 here), ``augment`` colour jitter only."""
