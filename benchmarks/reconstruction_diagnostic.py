@@ -60,20 +60,15 @@ def variants():
         out[:, :12] = cam.reshape(-1, 12)
         return out
 
-    def zero(part):
+    def scale(part, k):
         def fn(p):
             out = np.array(p, np.float32, copy=True)
-            out[:, part] = 0.0
+            out[:, part] *= k
             return out
         return fn
 
-    def halve_identity(p):
-        out = np.array(p, np.float32, copy=True)
-        out[:, SHAPE] *= 0.5
-        return out
-
-    return {"as predicted": lambda p: p, "camera → scaled rotation": rotation, "mean identity": zero(SHAPE),
-            "identity halved": halve_identity, "no expression": zero(EXPRESSION)}
+    return {"as predicted": lambda p: p, "camera → scaled rotation": rotation, "mean identity": scale(SHAPE, 0.0),
+            "identity halved": scale(SHAPE, 0.5), "no expression": scale(EXPRESSION, 0.0)}
 
 
 def rms_size(meshes):
@@ -111,18 +106,15 @@ def scaled(pred, ratio):
     return (pred - centre) * ratio[:, None, None] + centre
 
 
-def size_row(name, params, decoder, data, truth) -> str:
-    """One row of the size table: the size ratio, the size-matched reconstruction NME and the depth row per bin."""
-    from tf2dasl.evaluate import reconstruction_nme, yaw_table
+def bin_masks(yaws) -> dict:
+    """Yaw bin name → ``(N,)`` bool of its faces."""
+    from tf2dasl.evaluate.metrics import BIN_NAMES, yaw_masks
 
-    ratio, pred, gt = size_ratios(params, decoder, data, truth)
-    cells = [{b: v / 100 for b, v in yaw_table(t, data.yaws).items()} for t in (ratio, depth_row(params))]
-    cells.insert(1, yaw_table(reconstruction_nme(scaled(pred, ratio), gt), data.yaws))
-    return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
+    return dict(zip(BIN_NAMES, yaw_masks(yaws)))
 
 
 def per_bin(masks, fn) -> dict[str, float]:
-    """``fn(mask)`` per yaw bin (``masks``: bin name → ``(N,)`` bool) and the bins' balanced mean."""
+    """``fn(mask)`` per yaw bin (``masks``: :func:`bin_masks`) and the bins' balanced mean."""
     import numpy as np
 
     out = {b: float(fn(m)) for b, m in masks.items()}
@@ -130,23 +122,46 @@ def per_bin(masks, fn) -> dict[str, float]:
     return out
 
 
-def precision_row(name, params, decoder, data, truth, first_log_ratio) -> str:
-    """One row of the size-precision table: per bin the sd of the per-face size ratios, the reconstruction NME at
-    the bin's mean size, and the correlation of the per-face log ratios with ``first_log_ratio (N,)``'s."""
+def header(groups, lead=()) -> None:
+    """The header of a table: the model, the ``lead`` columns, then one column per group and yaw bin."""
+    cells = ["model", *lead] + [f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}" for m in groups
+                                for b in BINS]
+    print("| " + " | ".join(cells) + " |")
+    print("|" + "---|" * len(cells))
+
+
+def row(labels, cells) -> str:
+    """A table row: the ``labels``, then each of ``cells`` (bin → value) per yaw bin."""
+    return "| " + " | ".join([*labels] + [f"{c[b]:.3f}" for c in cells for b in BINS]) + " |"
+
+
+def size_row(name, params, measured, yaws) -> str:
+    """One row of the size table from ``measured`` (:func:`size_ratios` of ``params``): the size ratio, the
+    size-matched reconstruction NME and the depth row per bin."""
+    from tf2dasl.evaluate import reconstruction_nme, yaw_table
+
+    ratio, pred, gt = measured
+    cells = [{b: v / 100 for b, v in yaw_table(t, yaws).items()} for t in (ratio, depth_row(params))]
+    cells.insert(1, yaw_table(reconstruction_nme(scaled(pred, ratio), gt), yaws))
+    return row([name], cells)
+
+
+def precision_row(name, measured, yaws, first_log_ratio) -> str:
+    """One row of the size-precision table from ``measured`` (:func:`size_ratios`): per bin the sd of the per-face
+    size ratios, the reconstruction NME at the bin's mean size, and the correlation of the per-face log ratios with
+    ``first_log_ratio (N,)``'s."""
     import numpy as np
 
     from tf2dasl.evaluate import reconstruction_nme, yaw_table
-    from tf2dasl.evaluate.metrics import BIN_NAMES, yaw_masks
 
-    ratio, pred, gt = size_ratios(params, decoder, data, truth)
-    masks = dict(zip(BIN_NAMES, yaw_masks(data.yaws)))
+    ratio, pred, gt = measured
+    masks = bin_masks(yaws)
     common = np.ones_like(ratio)
     for m in masks.values():
         common[m] = ratio[m].mean()
     corr = per_bin(masks, lambda m: np.corrcoef(np.log(ratio[m]), first_log_ratio[m])[0, 1])
-    matched = yaw_table(reconstruction_nme(scaled(pred, common), gt), data.yaws)
-    cells = [per_bin(masks, lambda m: ratio[m].std()), matched, corr]
-    return f"| {name} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |"
+    matched = yaw_table(reconstruction_nme(scaled(pred, common), gt), yaws)
+    return row([name], [per_bin(masks, lambda m: ratio[m].std()), matched, corr])
 
 
 def manual_refit_table(sources, data, truth) -> None:
@@ -154,16 +169,12 @@ def manual_refit_table(sources, data, truth) -> None:
     import numpy as np
 
     from tf2dasl.evaluate import reconstruction_nme, yaw_table
-    from tf2dasl.evaluate.metrics import BIN_NAMES, yaw_masks
     from tf2dasl.geometry.camera import image_to_crop
     from tf2dasl.profiling.refine import ALL_POINTS, INNER_POINTS, refine_to_points
 
     manual = image_to_crop(data.ground_truth["reannotated"], data.roi_boxes, CROP, np.float64)   # (N, 68, 2)
-    masks = dict(zip(BIN_NAMES, yaw_masks(data.yaws)))
-    header_cells = [f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
-                    for m in ("reconstruction", "size ratio sd") for b in BINS]
-    print("| model | refined to the re-annotated 68 points | " + " | ".join(header_cells) + " |")
-    print("|---|---|" + "---|" * len(header_cells))
+    masks = bin_masks(data.yaws)
+    header(("reconstruction", "size ratio sd"), ("refined to the re-annotated 68 points",))
     modes = [("as predicted", None, None)] + [(f"{part}, {pts}", part == "camera, expression, identity", used)
                                              for part in ("camera, expression", "camera, expression, identity")
                                              for pts, used in (("jaw out", INNER_POINTS), ("jaw in", ALL_POINTS))]
@@ -173,8 +184,8 @@ def manual_refit_table(sources, data, truth) -> None:
                 refine_to_points(decoder.mm, p, m, CROP, decoder.convention, prior=1.0, shape=shape, used=used)
                 for p, m in zip(params, manual)])
             ratio, pred, gt = size_ratios(q, decoder, data, truth)
-            cells = [yaw_table(reconstruction_nme(pred, gt), data.yaws), per_bin(masks, lambda m: ratio[m].std())]
-            print(f"| {name} | {label} | " + " | ".join(f"{c[b]:.3f}" for c in cells for b in BINS) + " |")
+            print(row([name, label], [yaw_table(reconstruction_nme(pred, gt), data.yaws),
+                                      per_bin(masks, lambda m: ratio[m].std())]))
     print()
 
 
@@ -184,23 +195,14 @@ def variant_table(sources, data) -> None:
 
     from tf2dasl.evaluate import params_predictions, score_aflw2000
 
-    print("| model | parameters | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
-                                                 for m in METRICS for b in BINS) + " |")
-    print("|---|---|" + "---|" * (len(METRICS) * len(BINS)))
+    header(METRICS, ("parameters",))
     for name, params, decoder in sources:
         for label, fn in variants().items():
             changed = fn(params)
             valid = np.isfinite(changed).all(axis=1)
             r = score_aflw2000(data, params_predictions(changed, valid, decoder), CROP, decoder, METRICS)
-            print(f"| {name} | {label} | " + " | ".join(f"{r[m][b]:.3f}" for m in METRICS for b in BINS) + " |")
+            print(row([name, label], [r[m] for m in METRICS]))
     print()
-
-
-def header(groups) -> None:
-    """The header of a table with one column per group and yaw bin."""
-    print("| model | " + " | ".join(f"{m} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}"
-                                    for m in groups for b in BINS) + " |")
-    print("|---|" + "---|" * (len(groups) * len(BINS)))
 
 
 def main() -> None:
@@ -235,15 +237,15 @@ def main() -> None:
     truth = load_dense_truth(data, sources[0][2].mm)
     if args.manual_refit:
         manual_refit_table(sources, data, truth)
+    measured = [size_ratios(params, decoder, data, truth) for _, params, decoder in sources]   # one decode each
     header(("size ratio", "reconstruction, size matched", "camera depth row"))
-    for name, params, decoder in sources:
-        print(size_row(name, params, decoder, data, truth))
+    for (name, params, _), m in zip(sources, measured):
+        print(size_row(name, params, m, data.yaws))
     print()
-    first = np.log(size_ratios(sources[0][1], sources[0][2], data, truth)[0])
+    first = np.log(measured[0][0])
     header(("size ratio sd", "reconstruction, bin size matched", "size error, corr. with first"))
-    for name, params, decoder in sources:
-        print(precision_row(name, params, decoder, data, truth, first))
-
+    for (name, _, _), m in zip(sources, measured):
+        print(precision_row(name, m, data.yaws, first))
 
 if __name__ == "__main__":
     main()
