@@ -117,6 +117,7 @@ def test_shipped_configs_pass_the_checks():
     ("epochs=0", ("epochs must be >= 1",)),
     ("seed=-1", ("seed must be in [0,",)),
     ("distribute=everywhere", ("distribute must be one of",)),
+    ("teacher_refine_max_yaw=0", ("teacher_refine_max_yaw", "positive angle")),
     ("name=''", ("name must be 1-128 letters",)),
     ("name='my model'", ("name must be 1-128 letters",)),
     ("data.wild.batch_size=0", ("wild", "batch_size must be positive")),

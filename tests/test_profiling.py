@@ -29,7 +29,8 @@ from tf2dasl.profiling.dataset import ProfileError, make_profiled_set
 from tf2dasl.profiling.fitting import MeshFitter
 from tf2dasl.profiling.frames import cut_crop, move_params
 from tf2dasl.profiling.poses import plan_views
-from tf2dasl.profiling.refine import ALL_POINTS, refine_to_points
+from tf2dasl.data.teacher import mirror_landmarks_68
+from tf2dasl.profiling.refine import ALL_POINTS, refine_teacher_labels, refine_to_points
 from tf2dasl.profiling.selection import ModelPoints, point_nme, select_sources
 from tf2dasl.profiling.sources import fill_unknown, padding
 from tf2dasl.profiling.teacher import Teacher
@@ -99,6 +100,25 @@ def test_refinement_moves_a_fit_to_the_manual_points_under_its_prior(mm):
     assert jaw_err(with_jaw) < 0.8 * jaw_err(inner)
     assert params_to_sRt(with_jaw[None])[0][0] > params_to_sRt(inner[None])[0][0]
     np.testing.assert_allclose(inner, loose, atol=1e-5)                               # the jaw is not looked at
+
+
+def test_teacher_labels_are_refined_to_the_annotated_jaw_near_frontal_only(mm):
+    """Both views of a near-frontal face move to its points (the mirrored label to the mirrored points), jaw
+    included; a face beyond ``max_yaw`` keeps its labels."""
+    truth = face_params(10, 0, 0, scale=4.7e-4)
+    points = model_to_crop(mm.landmarks(truth[None]), S)[0, :, :2]
+    far = model_to_crop(mm.landmarks(face_params(60)[None]), S)[0, :, :2]
+    labels = np.stack([[face_params(8), face_params(-8, centre=(S - 1 - 60.0, 62.0))],
+                       [face_params(55), face_params(-55, centre=(S - 1 - 60.0, 62.0))]])
+    out, refined = refine_teacher_labels(mm, labels, np.stack([points, far + 3.0]), S, CROP_OFFSET_V2, max_yaw=30.0)
+    assert refined == 2
+    np.testing.assert_array_equal(out[1], labels[1])
+    np.testing.assert_allclose(out[0, 0], refine_to_points(mm, labels[0, 0], points, S, CROP_OFFSET_V2,
+                                                           used=ALL_POINTS))
+    mirrored = mirror_landmarks_68(points, S)
+    err = lambda p: np.abs(model_to_crop(mm.landmarks(p[None]), S)[0, :, :2] - mirrored).mean()  # noqa: E731
+    assert err(out[0, 1]) < 0.3 * err(labels[0, 1])
+    assert params_to_sRt(out[0, 1][None])[0][0] > params_to_sRt(labels[0, 1][None])[0][0]   # grown to the truth's size
 
 
 def test_refine_jaw_is_part_of_the_cache_key_only_when_it_refines():

@@ -28,6 +28,7 @@ import yaml
 
 from ..data.data_config import LabelledDataConfig
 from ..data.datasets import load_labelled, load_wild_data
+from ..data.landmark_sets import LANDMARKS_68
 from ..data.pipeline import labelled_dataset, mixed_dataset, plain_crops, wild_sources_dataset
 from ..data.teacher import TeacherCache, flip_average_landmarks, teacher_labels
 from ..errors import UserError
@@ -44,6 +45,7 @@ from ..models.dasl import DASLModel, expand_to_four_channels
 from ..models.morphable import MorphableLayer
 from ..models.spec import ModelSpec
 from ..models.task import FaceTask
+from ..profiling.refine import refine_teacher_labels
 from ..profiling.teacher import teacher_fingerprint
 from .callbacks import CsvHistory, EpochCheckpoint, StopOnNaN, TrainingState
 from .profiled import labelled_data
@@ -239,20 +241,26 @@ def _initial_models(cfg: TrainConfig, init: str | None) \
 def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print) -> None:
     """The teacher's parameters for every training face's plain and mirrored crop, from the cache or computed once
     (then cached), attached to each source's faces (``faces.teacher``; with ``teacher_flip_average`` also their
-    flip-averaged 68 landmarks, ``faces.teacher_landmarks``)."""
+    flip-averaged 68 landmarks, ``faces.teacher_landmarks``). With ``teacher_refine_max_yaw`` a 68-point source's
+    near-frontal labels are refined to the manual points first."""
     predictor, decoder = KerasPredictor(teacher), teacher.decoder
     cache = TeacherCache(expand_path(cfg.data.teacher_cache), teacher_fingerprint(teacher))
     for src in wild.sources:
         t0 = time.time()
-        crops, _ = plain_crops(src.faces, src.augment)
+        crops, points = plain_crops(src.faces, src.augment)
         labels, computed = teacher_labels(crops, lambda c: predictor.predict(c).params, cache)
+        refined = ""
+        if cfg.teacher_refine_max_yaw is not None and src.landmark_set == LANDMARKS_68.name:
+            labels, n = refine_teacher_labels(teacher.mm, labels, points, crops.shape[1], decoder.convention,
+                                              cfg.teacher_refine_max_yaw)
+            refined = f"; {n} of {labels.size // labels.shape[-1]} refined to the manual points"
         src.faces.teacher = labels
         if cfg.teacher_flip_average:
             size = crops.shape[1]
             src.faces.teacher_landmarks = flip_average_landmarks(decoder.landmarks(labels[:, 0])[..., :2],
                                                                  decoder.landmarks(labels[:, 1])[..., :2], size)
         log(f"teacher labels ({src.landmark_set}-point source, {len(crops)} faces): {computed} computed, "
-            f"{len(crops) - computed} from {cache.path} ({time.time() - t0:.0f} s)")
+            f"{len(crops) - computed} from {cache.path}{refined} ({time.time() - t0:.0f} s)")
 
 
 def _holdouts(wild, is_chief: bool, out: Path) -> list[HoldoutSet]:
