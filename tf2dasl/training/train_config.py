@@ -137,9 +137,9 @@ class TrainConfig:
     #: the ``anchor68`` target is the teacher's 68 landmarks averaged over the crop and its mirror image (mirrored
     #: back), not the projection of its parameters for the crop alone (tf2dasl.data.teacher.flip_average_landmarks)
     teacher_flip_average: bool = False
-    #: null, or degrees: the 68-point wild faces' teacher labels within this |yaw| of frontal are refined to their manual
-    #: 68 points, the jaw included (camera and expression; tf2dasl.profiling.refine.refine_teacher_labels), so that they
-    #: carry the face size the annotated jaw implies rather than the teacher's
+    #: null, or degrees: the 68-point wild faces' teacher labels within this |yaw| of frontal are refined to their
+    #: manual 68 points, the jaw included (camera and expression; tf2dasl.profiling.refine.refine_teacher_labels), so
+    #: that they carry the face size the annotated jaw implies rather than the teacher's
     teacher_refine_max_yaw: float | None = None
     freeze_bn: bool = True
     mixed_precision: bool = False
