@@ -16,6 +16,7 @@ import pytest
 
 from helpers import one_line_error
 from tf2dasl.cli import main
+from tf2dasl.errors import UserError
 
 HAS_BEAM = importlib.util.find_spec("apache_beam") is not None
 needs_beam = pytest.mark.skipif(not HAS_BEAM, reason="apache-beam is not installed (pip install -e '.[beam]')")
@@ -167,6 +168,8 @@ def test_the_detect_step_keeps_the_highest_scoring_max_faces_and_counts_all(mb05
     from tf2dasl.reconstruct import DEFAULT_MAX_FACES
 
     assert PhotoSettings(str(mb05_dir)).max_faces == DEFAULT_MAX_FACES  # reconstruct's cap by default
+    with pytest.raises(UserError, match="detector_options max_faces=2 would drop faces silently: pass max_faces"):
+        PhotoSettings(str(mb05_dir), detector_options={"max_faces": 2})       # the detector's cap leaves no record
     group = shared_dir / "data" / "images" / GROUP
     readable = SimpleNamespace(metadata=SimpleNamespace(path=str(group)), read=group.read_bytes)
     photos = {}

@@ -63,6 +63,11 @@ class PhotoSettings:
     refine: bool = True
     max_faces: int | None = DEFAULT_MAX_FACES
 
+    def __post_init__(self):
+        if "max_faces" in self.detector_options:   # the detector's own cap drops faces without a record
+            raise UserError(f"detector_options max_faces={self.detector_options['max_faces']} would drop faces "
+                            "silently: pass max_faces instead (the photos over it are listed in the capped records)")
+
 
 @dataclass
 class PhotoCrops:
