@@ -12,7 +12,8 @@ With ``params`` the fit and ``x (K, 2)`` the manual points (crop pixels) of the 
 then the third camera row is rebuilt from the first two (their cross product, normalised to their mean scale: a
 proper scaled rotation) with the depth offset kept. 300-W's jaw points follow the face's visible outline, not the
 3D jaw, so the default ``used`` leaves them out (17-67); on near-frontal faces the two are close, and
-``ALL_POINTS`` keeps them.
+``ALL_POINTS`` keeps them. :func:`refine_teacher_labels` does the same, jaw included, for a training run's teacher
+labels of its 68-point faces near frontal (``teacher_refine_max_yaw``).
 """
 from __future__ import annotations
 
@@ -76,7 +77,6 @@ def refine_to_points(mm: MorphableModel, params: np.ndarray, points: np.ndarray,
         p[s] = coef[start:start + n]
         start += n
     return p.astype(np.float32)
-
 
 
 def refine_teacher_labels(mm: MorphableModel, labels: np.ndarray, points: np.ndarray, size: int,
