@@ -24,7 +24,7 @@ size error is inherited).
 
 ``--manual-refit`` adds an oracle no model can use (the test faces' own manual points): each model's parameters
 refined to AFLW2000-3D's re-annotated 68 points (``profiling.refine``, prior 1: the camera and expression, or also the
-identity; without or with the 17 jaw points), with the reconstruction NME and the size ratio sd per bin — what the 68
+identity; without the 17 jaw points, with only the chin among them, or with all), with the reconstruction NME and the size ratio sd per bin — what the 68
 points, and the jaw among them, know of a face's 3D size.
 
     python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 METRICS = ("reconstruction", "dense_3d")
 CROP = 120  # the protocol's crop side
+CHIN_68 = 8  # the 68-point chin, the only jaw point AFLW's 21 annotate
 BINS = ("yaw_0_30", "yaw_30_60", "yaw_60_90", "mean")
 
 
@@ -175,9 +176,10 @@ def manual_refit_table(sources, data, truth) -> None:
     manual = image_to_crop(data.ground_truth["reannotated"], data.roi_boxes, CROP, np.float64)   # (N, 68, 2)
     masks = bin_masks(data.yaws)
     header(("reconstruction", "size ratio sd"), ("refined to the re-annotated 68 points",))
+    points = (("jaw out", INNER_POINTS), ("jaw out, chin in", np.r_[CHIN_68, INNER_POINTS]), ("jaw in", ALL_POINTS))
     modes = [("as predicted", None, None)] + [(f"{part}, {pts}", part == "camera, expression, identity", used)
                                              for part in ("camera, expression", "camera, expression, identity")
-                                             for pts, used in (("jaw out", INNER_POINTS), ("jaw in", ALL_POINTS))]
+                                             for pts, used in points]
     for name, params, decoder in sources:
         for label, shape, used in modes:
             q = params if used is None else np.stack([
