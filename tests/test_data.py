@@ -538,6 +538,23 @@ def test_crop_to_crop_maps_plain_labels_onto_augmented_ones():
     assert list(FLIP_PERMUTATION_21[[0, 6, 12, 14, 17, 20]]) == [5, 11, 16, 14, 19, 20]
 
 
+def test_mirror_labels_are_the_pipelines_labels_of_the_mirrored_crop():
+    """A mirrored, otherwise plain crop's labels (``sample_geometry`` with flip certain) are the plain labels through
+    ``mirror_labels`` (``x' = S - 1/k - x``), for sources at several pixel scales."""
+    from tf2dasl.data.augment import landmark_roi, mirror_labels
+
+    lms = np.stack([grid_landmarks() * f for f in (0.5, 1.0, 3.0)]).astype(np.float32)
+    ps = np.array([1.0, 2.0, 0.7], np.float32)
+    centre, side = landmark_roi(lms, ps, AugmentConfig().roi_scale)
+    cfg = AugmentConfig(scale=(1.0, 1.0), shift=0.0, rotation=0.0, flip=1.0)
+    rand = np.full((3, NUM_RANDOM), 0.5, np.float32)
+    _, plain = sample_geometry(lms, rand, cfg, augment=False, pixel_scale=ps, roi=(centre, side))
+    _, mirrored = sample_geometry(lms, rand, cfg, pixel_scale=ps, roi=(centre, side))
+    got = mirror_labels(plain.numpy(), S, side * ps / S)
+    np.testing.assert_allclose(got, mirrored.numpy(), atol=2e-4)
+    assert np.abs(got[:, :, 0] - (S - 1 - plain.numpy()[:, FLIP_PERMUTATION_68, 0])).min() > 0.1   # not S - 1 - x
+
+
 # ---------------------------------------------------------------------------- teacher labels
 def test_teacher_labels_follow_augmentation_and_mirroring(tmp_path, no_jit):
     from synthetic import random_morphable_model, write_wild_faces

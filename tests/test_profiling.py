@@ -110,12 +110,14 @@ def test_teacher_labels_are_refined_to_the_annotated_jaw_near_frontal_only(mm):
     far = model_to_crop(mm.landmarks(face_params(60)[None]), S)[0, :, :2]
     labels = np.stack([[face_params(8), face_params(-8, centre=(S - 1 - 60.0, 62.0))],
                        [face_params(55), face_params(-55, centre=(S - 1 - 60.0, 62.0))]])
-    out, refined = refine_teacher_labels(mm, labels, np.stack([points, far + 3.0]), S, CROP_OFFSET_V2, max_yaw=30.0)
+    mirrored = mirror_landmarks_68(points, S)
+    out, refined = refine_teacher_labels(mm, labels, np.stack([points, far + 3.0]),
+                                         np.stack([mirrored, mirror_landmarks_68(far, S)]), S, CROP_OFFSET_V2,
+                                         max_yaw=30.0)
     assert refined == 2
     np.testing.assert_array_equal(out[1], labels[1])
     np.testing.assert_allclose(out[0, 0], refine_to_points(mm, labels[0, 0], points, S, CROP_OFFSET_V2,
                                                            used=ALL_POINTS))
-    mirrored = mirror_landmarks_68(points, S)
     err = lambda p: np.abs(model_to_crop(mm.landmarks(p[None]), S)[0, :, :2] - mirrored).mean()  # noqa: E731
     assert err(out[0, 1]) < 0.3 * err(labels[0, 1])
     assert params_to_sRt(out[0, 1][None])[0][0] > params_to_sRt(labels[0, 1][None])[0][0]   # grown to the truth's size

@@ -977,7 +977,7 @@ def test_teacher_labels_of_68_point_faces_are_refined_to_their_manual_points_whe
     points (both views; the mirrored one to the mirrored points), and the run's log says how many."""
     from tf2dasl.data.datasets import load_wild_data
     from tf2dasl.data.pipeline import plain_crops
-    from tf2dasl.data.teacher import mirror_landmarks_68
+    from tf2dasl.data.augment import mirror_labels
     from tf2dasl.training.trainer import _attach_teacher_labels
 
     teacher = FaceTask(ModelSpec(name="tiny", width=WIDTH), mm)
@@ -996,7 +996,8 @@ def test_teacher_labels_of_68_point_faces_are_refined_to_their_manual_points_whe
     assert f"{2 * n} of {2 * n} refined to the manual points" in logs[0]
     # the synthetic faces' points are the model's own (reached exactly); its random model is not mirror-symmetric, so
     # the mirrored points are only approached
-    for view, target, gain in ((0, points, 1e-3), (1, mirror_landmarks_68(points, crops.shape[1]), 0.7)):
+    k = refined.faces.roi_side * refined.faces.pixel_scale / crops.shape[1]
+    for view, target, gain in ((0, points, 1e-3), (1, mirror_labels(points, crops.shape[1], k), 0.7)):
         err = [np.abs(teacher.decoder.landmarks(f.teacher[:, view])[..., :2] - target).mean()
                for f in (as_taught.faces, refined.faces)]
         assert err[1] < gain * err[0], (view, err)

@@ -175,6 +175,17 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     return transforms, labels
 
 
+def mirror_labels(labels, size: int, image_scale, flip=FLIP_PERMUTATION_68) -> np.ndarray:
+    """Numpy: landmark labels ``(N, K, 2)`` of plain crops → the same faces' labels in the mirrored crops
+    (``crop[:, ::-1]``), by the labels' half-pixel rule (module doc): ``x' = size - 1/k - x`` with ``image_scale``
+    ``k (N,)`` original-image pixels per crop pixel, points renamed by ``flip`` — what :func:`sample_geometry`
+    gives a mirrored, otherwise plain crop."""
+    k = np.asarray(image_scale, np.float64).reshape(-1, 1)
+    out = np.array(np.asarray(labels, np.float64)[:, np.asarray(flip)], np.float64)
+    out[..., 0] = size - 1.0 / k - out[..., 0]
+    return out.astype(np.float32)
+
+
 def crop_to_crop(plain, augmented, size: int):
     """The map from the plain crop's pixels to an augmented crop's: ``plain``, ``augmented`` ``(B, 8)`` transforms
     of :func:`sample_geometry` (``augment=False`` / ``True``, same faces) → ``(B, 2, 3)`` affine ``M`` with

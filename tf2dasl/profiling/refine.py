@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.teacher import VIEWS, mirror_landmarks_68
+from ..data.teacher import VIEWS
 from ..geometry.camera import crop_to_model
 from ..geometry.conventions import CropConvention
 from ..geometry.morphable_model import EXPRESSION, NUM_POSE, SHAPE, MorphableModel
@@ -79,14 +79,16 @@ def refine_to_points(mm: MorphableModel, params: np.ndarray, points: np.ndarray,
     return p.astype(np.float32)
 
 
-def refine_teacher_labels(mm: MorphableModel, labels: np.ndarray, points: np.ndarray, size: int,
-                          convention: CropConvention, max_yaw: float, prior: float = 1.0) -> tuple[np.ndarray, int]:
+def refine_teacher_labels(mm: MorphableModel, labels: np.ndarray, points: np.ndarray, mirrored_points: np.ndarray,
+                          size: int, convention: CropConvention, max_yaw: float,
+                          prior: float = 1.0) -> tuple[np.ndarray, int]:
     """Teacher labels ``(N, 2, 62)`` (plain, mirrored crop; :mod:`tf2dasl.data.teacher`) of faces with manual 68
-    points ``(N, 68, 2)`` (plain crop pixels) → the labels within ``max_yaw`` degrees of frontal refined to the points,
-    jaw included (camera and expression, :func:`refine_to_points`); a mirrored label to the mirrored points. Returns
-    the labels and how many were refined."""
+    points ``(N, 68, 2)`` in the plain crops' pixels and ``mirrored_points`` in the mirrored crops'
+    (:func:`tf2dasl.data.augment.mirror_labels`) → the labels within ``max_yaw`` degrees of frontal refined to those
+    points, jaw included (camera and expression, :func:`refine_to_points`). Returns the labels and how many were
+    refined."""
     out = np.array(labels, np.float32)
-    targets = (np.asarray(points, np.float32), mirror_landmarks_68(points, size))
+    targets = (np.asarray(points, np.float32), np.asarray(mirrored_points, np.float32))
     refined = 0
     for v in range(len(VIEWS)):
         for i in np.flatnonzero(np.abs(params_to_pose(out[:, v])[:, 0]) <= max_yaw):

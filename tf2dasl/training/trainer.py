@@ -27,6 +27,7 @@ import tensorflow as tf
 import yaml
 
 from ..data.data_config import LabelledDataConfig
+from ..data.augment import mirror_labels
 from ..data.datasets import load_labelled, load_wild_data
 from ..data.landmark_sets import LANDMARKS_68
 from ..data.pipeline import labelled_dataset, mixed_dataset, plain_crops, wild_sources_dataset
@@ -251,7 +252,9 @@ def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print)
         labels, computed = teacher_labels(crops, lambda c: predictor.predict(c).params, cache)
         refined = ""
         if cfg.teacher_refine_max_yaw is not None and src.landmark_set == LANDMARKS_68.name:
-            labels, n = refine_teacher_labels(teacher.mm, labels, points, crops.shape[1], decoder.convention,
+            size = crops.shape[1]
+            mirrored = mirror_labels(points, size, src.faces.roi_side * src.faces.pixel_scale / size)
+            labels, n = refine_teacher_labels(teacher.mm, labels, points, mirrored, size, decoder.convention,
                                               cfg.teacher_refine_max_yaw)
             refined = f"; {n} of {labels.size // labels.shape[-1]} refined to the manual points"
         src.faces.teacher = labels
