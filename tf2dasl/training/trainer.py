@@ -26,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from ..data.data_config import LabelledDataConfig
 from ..data.augment import mirror_labels
+from ..data.data_config import LabelledDataConfig
 from ..data.datasets import load_labelled, load_wild_data
 from ..data.landmark_sets import LANDMARKS_68
 from ..data.pipeline import labelled_dataset, mixed_dataset, plain_crops, wild_sources_dataset
@@ -250,16 +250,14 @@ def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print)
         t0 = time.time()
         crops, points = plain_crops(src.faces, src.augment)
         labels, computed = teacher_labels(crops, lambda c: predictor.predict(c).params, cache)
-        refined = ""
+        size, refined = crops.shape[1], ""
         if cfg.teacher_refine_max_yaw is not None and src.landmark_set == LANDMARKS_68.name:
-            size = crops.shape[1]
             mirrored = mirror_labels(points, size, src.faces.roi_side * src.faces.pixel_scale / size)
             labels, n = refine_teacher_labels(teacher.mm, labels, points, mirrored, size, decoder.convention,
                                               cfg.teacher_refine_max_yaw)
             refined = f"; {n} of {labels.size // labels.shape[-1]} refined to the manual points"
         src.faces.teacher = labels
         if cfg.teacher_flip_average:
-            size = crops.shape[1]
             src.faces.teacher_landmarks = flip_average_landmarks(decoder.landmarks(labels[:, 0])[..., :2],
                                                                  decoder.landmarks(labels[:, 1])[..., :2], size)
         log(f"teacher labels ({src.landmark_set}-point source, {len(crops)} faces): {computed} computed, "
