@@ -24,8 +24,8 @@ size error is inherited).
 
 ``--manual-refit`` adds an oracle no model can use (the test faces' own manual points): each model's parameters
 refined to AFLW2000-3D's re-annotated 68 points (``profiling.refine``, prior 1: the camera and expression, or also the
-identity; without the 17 jaw points, with only the chin among them, or with all), with the reconstruction NME and the size ratio sd per bin — what the 68
-points, and the jaw among them, know of a face's 3D size.
+identity; without the 17 jaw points, with only the chin among them, or with all), with the reconstruction NME and the
+size ratio sd per bin — what the 68 points, and the jaw among them, know of a face's 3D size.
 
     python benchmarks/reconstruction_diagnostic.py models/mb05 runs/X/model ... [--params 2DASL=FILE.npy:3ddfa_v1]
                                                    [--data DIR] [--bfm PATH] [--size-only] [--manual-refit]
@@ -165,8 +165,9 @@ def precision_row(name, measured, yaws, first_log_ratio) -> str:
     return row([name], [per_bin(masks, lambda m: ratio[m].std()), matched, corr])
 
 
-def manual_refit_table(sources, data, truth) -> None:
-    """The ``--manual-refit`` table: each model's parameters refined to the re-annotated 68 points (module doc)."""
+def manual_refit_table(sources, measured, data, truth) -> None:
+    """The ``--manual-refit`` table: each model's parameters refined to the re-annotated 68 points (module doc);
+    ``measured``: each source's :func:`size_ratios` as predicted."""
     import numpy as np
 
     from tf2dasl.evaluate import reconstruction_nme, yaw_table
@@ -180,12 +181,11 @@ def manual_refit_table(sources, data, truth) -> None:
     modes = [("as predicted", None, None)] + [(f"{part}, {pts}", part == "camera, expression, identity", used)
                                              for part in ("camera, expression", "camera, expression, identity")
                                              for pts, used in points]
-    for name, params, decoder in sources:
+    for (name, params, decoder), as_predicted in zip(sources, measured):
         for label, shape, used in modes:
-            q = params if used is None else np.stack([
+            ratio, pred, gt = as_predicted if used is None else size_ratios(np.stack([
                 refine_to_points(decoder.mm, p, m, CROP, decoder.convention, prior=1.0, shape=shape, used=used)
-                for p, m in zip(params, manual)])
-            ratio, pred, gt = size_ratios(q, decoder, data, truth)
+                for p, m in zip(params, manual)]), decoder, data, truth)
             print(row([name, label], [yaw_table(reconstruction_nme(pred, gt), data.yaws),
                                       per_bin(masks, lambda m: ratio[m].std())]))
     print()
@@ -237,9 +237,9 @@ def main() -> None:
     if not args.size_only:
         variant_table(sources, data)
     truth = load_dense_truth(data, sources[0][2].mm)
-    if args.manual_refit:
-        manual_refit_table(sources, data, truth)
     measured = [size_ratios(params, decoder, data, truth) for _, params, decoder in sources]   # one decode each
+    if args.manual_refit:
+        manual_refit_table(sources, measured, data, truth)
     header(("size ratio", "reconstruction, size matched", "camera depth row"))
     for (name, params, _), m in zip(sources, measured):
         print(size_row(name, params, m, data.yaws))

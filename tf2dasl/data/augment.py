@@ -175,13 +175,14 @@ def sample_geometry(landmarks, rand, cfg: AugmentConfig, augment: bool = True, p
     return transforms, labels
 
 
-def mirror_labels(labels, size: int, image_scale, flip=FLIP_PERMUTATION_68) -> np.ndarray:
-    """Numpy: landmark labels ``(N, K, 2)`` of plain crops → the same faces' labels in the mirrored crops
+def mirror_labels(labels, size: int, image_scale=1.0, flip=FLIP_PERMUTATION_68) -> np.ndarray:
+    """Numpy: landmark labels ``(..., K, D)`` of plain crops → the same faces' labels in the mirrored crops
     (``crop[:, ::-1]``), by the labels' half-pixel rule (module doc): ``x' = size - 1/k - x`` with ``image_scale``
-    ``k (N,)`` original-image pixels per crop pixel, points renamed by ``flip`` — what :func:`sample_geometry`
-    gives a mirrored, otherwise plain crop."""
-    k = np.asarray(image_scale, np.float64).reshape(-1, 1)
-    out = np.array(np.asarray(labels, np.float64)[:, np.asarray(flip)], np.float64)
+    ``k`` (broadcast over the leading dims) original-image pixels per crop pixel, points renamed by ``flip`` — what
+    :func:`sample_geometry` gives a mirrored, otherwise plain crop. ``k = 1`` is the pixel mirror
+    ``x' = size - 1 - x`` of points that sit on the crop's pixel content (a model's predictions)."""
+    k = np.asarray(image_scale, np.float64)[..., None]
+    out = np.array(np.asarray(labels, np.float64)[..., np.asarray(flip), :], np.float64)
     out[..., 0] = size - 1.0 / k - out[..., 0]
     return out.astype(np.float32)
 

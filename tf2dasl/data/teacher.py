@@ -24,8 +24,8 @@ import tensorflow as tf
 
 from ..errors import UserError
 from ..geometry.conventions import CropConvention
-from ..geometry.morphable_model import FLIP_PERMUTATION_68
 from ..io.outputs import OutputError, atomic_file, make_folder
+from .augment import mirror_labels
 
 #: teacher parameters per face: the plain crop's and the mirrored crop's
 VIEWS = ("plain", "mirrored")
@@ -34,10 +34,9 @@ CACHE_VERSION = 1
 
 def mirror_landmarks_68(landmarks: np.ndarray, size: int) -> np.ndarray:
     """68 landmarks ``(..., 68, D)`` in crop pixels of a ``size``-pixel crop → the same face's landmarks in its
-    mirror image ``crop[:, ::-1]`` (``x' = size - 1 - x``, points renamed by the 68-point mirror permutation)."""
-    out = np.array(np.asarray(landmarks)[..., FLIP_PERMUTATION_68, :], np.float32)
-    out[..., 0] = (size - 1) - out[..., 0]
-    return out
+    mirror image ``crop[:, ::-1]`` (``x' = size - 1 - x``, points renamed by the 68-point mirror permutation): the
+    pixel mirror, :func:`tf2dasl.data.augment.mirror_labels` at one image pixel per crop pixel."""
+    return mirror_labels(landmarks, size)
 
 
 def flip_average_landmarks(plain: np.ndarray, mirrored: np.ndarray, size: int) -> np.ndarray:
