@@ -81,3 +81,47 @@ def test_reconstruction_diagnostic_size_measures():
     params = np.zeros((2, 62))
     params[:, :12] = np.stack([cam, flat]).reshape(2, 12)
     np.testing.assert_allclose(depth_row(params), [1.0, 0.96], rtol=1e-9)
+
+
+def test_size_sources_oracle_fit_and_jitters():
+    """size_sources.py's oracle recovers a size error that is a line in the second opinion (per bin), and its jitters
+    are similarities about the crop's centre whose inverses map back."""
+    import cv2
+    from size_sources import JITTERS, fused_ratios, jitter_affine
+
+    rng = np.random.default_rng(0)
+    opinion = rng.normal(size=90)
+    masks = {"a": np.arange(90) < 50, "b": np.arange(90) >= 50}
+    error = np.where(masks["a"], 0.4 * opinion + 0.01, -0.2 * opinion - 0.03)
+    np.testing.assert_allclose(np.log(fused_ratios(error, opinion, masks)), error, atol=1e-12)
+    noisy = fused_ratios(error + rng.normal(size=90), opinion, masks)   # a least-squares line: no exact fit
+    assert not np.allclose(np.log(noisy), error, atol=0.1)
+
+    centre = np.array([(120 - 1) / 2] * 2 + [1.0])
+    for scale, dx, dy in JITTERS:
+        a = jitter_affine(scale, dx, dy, 120)
+        np.testing.assert_allclose(a @ centre, centre[:2] + [dx, dy], atol=1e-5)
+        np.testing.assert_allclose(a[:, :2], scale * np.eye(2), atol=1e-7)
+        back = cv2.invertAffineTransform(a)
+        np.testing.assert_allclose(back @ np.r_[a @ centre, 1.0], centre[:2], atol=1e-4)
+
+
+def test_size_sources_mediapipe_points_land_on_the_face(aflw_dev_dir, shared_dir):
+    """MediaPipe's face mesh read back into crop pixels: on near-frontal dev-slice faces its nose tip and mouth
+    corners are within 4 % of the crop of the ground truth's 68 points (the padding and scaling are undone)."""
+    from size_sources import mediapipe_points
+
+    from tf2dasl.evaluate import load_aflw2000
+    from tf2dasl.geometry.camera import image_to_crop
+
+    model = shared_dir / "assets" / "detectors" / "face_landmark.tflite"
+    if not model.is_file():
+        pytest.skip(f"MediaPipe face mesh not found at {model}")
+    data = load_aflw2000(aflw_dev_dir, 120)
+    near = np.flatnonzero(np.abs(data.yaws) < 20)[:6]
+    pts = mediapipe_points(data.crops[near], model)
+    assert pts.shape == (len(near), 468, 3)
+    truth = image_to_crop(data.ground_truth["original"][near], data.roi_boxes[near], 120, np.float64)
+    # MediaPipe's nose tip 1, mouth corners 61 / 291 against the 68 points' 30, 48, 54
+    err = np.linalg.norm(pts[:, [1, 61, 291], :2] - truth[:, [30, 48, 54]], axis=-1)
+    assert np.median(err) < 0.04 * 120, err

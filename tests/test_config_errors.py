@@ -131,6 +131,13 @@ def test_bad_train_config_value_is_a_config_error(synth, tmp_path, override, nee
         assert n in msg, msg
 
 
+def test_teacher_label_options_need_a_teacher(synth, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(train_config(synth, tmp_path), TrainConfig, overrides=["teacher=false", "teacher_flip_fit=true"])
+    msg = str(info.value)
+    assert msg.startswith("cfg.yaml") and "\n" not in msg and "teacher_flip_fit" in msg and "teacher: true" in msg
+
+
 def test_adam_is_adam_and_adamw_has_the_weight_decay(synth, tmp_path):
     """``adam`` is Adam (no weight decay: one is refused, naming adamw); ``adamw`` is AdamW with it."""
     from tf2dasl.training.trainer import _optimizers

@@ -77,6 +77,26 @@ def test_fit_recovers_a_mesh_and_mirroring_twice_is_the_identity(mm):
     assert np.abs(mesh(fitter.flip_average(p, mirrored)) - mesh(p)).max() < 1e-2
 
 
+def test_flip_fit_views_makes_a_teachers_two_labels_one_fit(mm):
+    """Labels that already agree stay (as meshes); labels that disagree become the flip average and its exact
+    mirror image, between the two."""
+    fitter = MeshFitter(mm, S, CROP_OFFSET_V2)
+    mesh = Decoder(mm, S, CROP_OFFSET_V2).vertices
+    p = np.stack([face_params(15, 5, 3, 0.3), face_params(-25, -5, 0)])
+    agree = np.stack([p, fitter.mirror(p)], axis=1)                                 # (2, 2, 62)
+    out = fitter.flip_fit_views(agree)
+    assert out.shape == agree.shape
+    assert np.abs(mesh(out[:, 0]) - mesh(p)).max() < 1e-2
+    assert np.abs(mesh(out[:, 1]) - mesh(agree[:, 1])).max() < 1e-2
+    wider = agree.copy()
+    wider[:, 1, :12] *= 1.04                                                        # the mirror view's face 4 % bigger
+    out = fitter.flip_fit_views(wider)
+    assert np.abs(mesh(fitter.mirror(out[:, 0])) - mesh(out[:, 1])).max() < 1e-2   # exact mirror images
+    size = lambda q: np.linalg.norm(q[:, :3, :3], axis=(1, 2))                     # noqa: E731
+    cams = [x[:, 0, :12].reshape(-1, 3, 4) for x in (agree, out)]
+    np.testing.assert_allclose(size(cams[1]) / size(cams[0]), 1.02, atol=2e-3)     # halfway
+
+
 def test_refinement_moves_a_fit_to_the_manual_points_under_its_prior(mm):
     truth = face_params(12, 4, -3, expression=0.6)
     points = model_to_crop(mm.landmarks(truth[None]), S)[0, :, :2]

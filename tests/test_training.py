@@ -974,7 +974,9 @@ def test_fit_landmarks_command_writes_the_points_file_and_a_picture(mm, init_mod
 
 def test_teacher_labels_of_68_point_faces_are_refined_to_their_manual_points_when_asked(synth, mm, tmp_path):
     """``teacher_refine_max_yaw``: the trainer's teacher labels of a 300-W-style source move to the faces' manual
-    points (both views; the mirrored one to the mirrored points), and the run's log says how many."""
+    points (both views; the mirrored one to the mirrored points), and the run's log says how many.
+    ``teacher_flip_fit``: the two views' labels become one fit and its mirror image."""
+    from tf2dasl.profiling.fitting import MeshFitter
     from tf2dasl.data.datasets import load_wild_data
     from tf2dasl.data.pipeline import plain_crops
     from tf2dasl.data.augment import mirror_labels
@@ -1001,3 +1003,9 @@ def test_teacher_labels_of_68_point_faces_are_refined_to_their_manual_points_whe
         err = [np.abs(teacher.decoder.landmarks(f.teacher[:, view])[..., :2] - target).mean()
                for f in (as_taught.faces, refined.faces)]
         assert err[1] < gain * err[0], (view, err)
+
+    flipped, logs = attach("teacher_flip_fit=true")                # both views one fit: exact mirror images
+    assert "both views one flip-averaged fit" in logs[0]
+    fitter = MeshFitter(mm, crops.shape[1], teacher.decoder.convention)
+    np.testing.assert_allclose(flipped.faces.teacher[:, 1], fitter.mirror(flipped.faces.teacher[:, 0]), atol=1e-4)
+    assert not np.allclose(as_taught.faces.teacher[:, 1], fitter.mirror(as_taught.faces.teacher[:, 0]), atol=1e-2)

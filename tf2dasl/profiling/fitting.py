@@ -9,7 +9,9 @@ coefficients, alternately (each step linear; a few steps from the mean coefficie
 * :meth:`MeshFitter.mirror`: the parameters of a fit's mirror image, in the mirrored crop;
 * :meth:`MeshFitter.flip_average`: the teacher's fit of a crop averaged with its fit of the crop's mirror image
   mirrored back, vertex by vertex, refitted (the 3D counterpart of the flip-averaged teacher landmarks of
-  :mod:`tf2dasl.data.teacher`).
+  :mod:`tf2dasl.data.teacher`);
+* :meth:`MeshFitter.flip_fit_views`: a teacher's two labels of a crop (the crop's, its mirror image's) made one
+  fit: the flip average, and its mirror image (``teacher_flip_fit`` in training).
 
 Meshes are ``(B, N, 3)`` points-last in crop pixels of an ``S``-pixel crop (y down, :mod:`tf2dasl.geometry`).
 """
@@ -29,6 +31,8 @@ FIT_STEPS = 4
 #: a vertex whose mirror partner lies further than this multiple of the median partner distance has none
 #: (the mean shape's own asymmetry is far below it)
 MIRROR_PAIR_TOLERANCE = 20.0
+#: faces fitted at once by :meth:`MeshFitter.flip_fit_views` (bounds its memory: ~50 MB of fit vertices a chunk)
+FIT_CHUNK = 1024
 
 
 def mirror_permutation(mean_shape: np.ndarray) -> np.ndarray:
@@ -129,3 +133,15 @@ class MeshFitter:
         start[:, SHAPE] = (plain[:, SHAPE] + mirrored[:, SHAPE]) / 2
         start[:, EXPRESSION] = (plain[:, EXPRESSION] + mirrored[:, EXPRESSION]) / 2
         return self.fit((self._points(plain, "fit") + self._mirrored_back(mirrored)) / 2, start)
+
+    def flip_fit_views(self, labels: np.ndarray) -> np.ndarray:
+        """A teacher's labels ``(N, 2, 62)`` — its params for each crop and for the crop's mirror image — → both views
+        as one fit ``(N, 2, 62)``: the plain view's :meth:`flip_average`, the mirrored view's that fit's
+        :meth:`mirror` (so that the two labels are exact mirror images of each other)."""
+        labels = np.asarray(labels, np.float32)
+        out = np.empty_like(labels)
+        for i in range(0, len(labels), FIT_CHUNK):
+            part = labels[i:i + FIT_CHUNK]
+            out[i:i + FIT_CHUNK, 0] = self.flip_average(part[:, 0], part[:, 1])
+            out[i:i + FIT_CHUNK, 1] = self.mirror(out[i:i + FIT_CHUNK, 0])
+        return out

@@ -137,6 +137,9 @@ class TrainConfig:
     #: the ``anchor68`` target is the teacher's 68 landmarks averaged over the crop and its mirror image (mirrored
     #: back), not the projection of its parameters for the crop alone (tf2dasl.data.teacher.flip_average_landmarks)
     teacher_flip_average: bool = False
+    #: the teacher's parameter labels of both views are one fit: its fits of the crop and of the mirror image,
+    #: averaged (tf2dasl.profiling.fitting.MeshFitter.flip_fit_views, as the profiling sources are fitted)
+    teacher_flip_fit: bool = False
     #: null, or degrees: the 68-point wild faces' teacher labels within this |yaw| of frontal are refined to their
     #: manual 68 points, the jaw included (camera and expression; tf2dasl.profiling.refine.refine_teacher_labels), so
     #: that they carry the face size the annotated jaw implies rather than the teacher's
@@ -170,6 +173,8 @@ class TrainConfig:
                              f"got {self.steps_per_epoch}")
         if self.distribute not in DISTRIBUTE_MODES:
             raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
+        if self.teacher_flip_fit and not self.teacher:
+            raise ValueError("teacher_flip_fit averages the teacher's labels: it needs teacher: true")
         if self.teacher_refine_max_yaw is not None and not (self.teacher and self.teacher_refine_max_yaw > 0):
             raise ValueError(f"teacher_refine_max_yaw refines the teacher's labels: it needs teacher: true and a "
                              f"positive angle, got {self.teacher_refine_max_yaw}")

@@ -46,6 +46,7 @@ from ..models.dasl import DASLModel, expand_to_four_channels
 from ..models.morphable import MorphableLayer
 from ..models.spec import ModelSpec
 from ..models.task import FaceTask
+from ..profiling.fitting import MeshFitter
 from ..profiling.refine import refine_teacher_labels
 from ..profiling.teacher import teacher_fingerprint
 from .callbacks import CsvHistory, EpochCheckpoint, StopOnNaN, TrainingState
@@ -242,8 +243,9 @@ def _initial_models(cfg: TrainConfig, init: str | None) \
 def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print) -> None:
     """The teacher's parameters for every training face's plain and mirrored crop, from the cache or computed once
     (then cached), attached to each source's faces (``faces.teacher``; with ``teacher_flip_average`` also their
-    flip-averaged 68 landmarks, ``faces.teacher_landmarks``). With ``teacher_refine_max_yaw`` a 68-point source's
-    near-frontal labels are refined to the manual points first."""
+    flip-averaged 68 landmarks, ``faces.teacher_landmarks``). With ``teacher_flip_fit`` both views' labels become
+    one flip-averaged fit, then with ``teacher_refine_max_yaw`` a 68-point source's near-frontal labels are refined
+    to the manual points."""
     predictor, decoder = KerasPredictor(teacher), teacher.decoder
     cache = TeacherCache(expand_path(cfg.data.teacher_cache), teacher_fingerprint(teacher))
     for src in wild.sources:
@@ -251,11 +253,14 @@ def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print)
         crops, points = plain_crops(src.faces, src.augment)
         labels, computed = teacher_labels(crops, lambda c: predictor.predict(c).params, cache)
         size, refined = crops.shape[1], ""
+        if cfg.teacher_flip_fit:
+            labels = MeshFitter(teacher.mm, size, decoder.convention).flip_fit_views(labels)
+            refined = "; both views one flip-averaged fit"
         if cfg.teacher_refine_max_yaw is not None and src.landmark_set == LANDMARKS_68.name:
             mirrored = mirror_labels(points, size, src.faces.roi_side * src.faces.pixel_scale / size)
             labels, n = refine_teacher_labels(teacher.mm, labels, points, mirrored, size, decoder.convention,
                                               cfg.teacher_refine_max_yaw)
-            refined = f"; {n} of {labels.size // labels.shape[-1]} refined to the manual points"
+            refined += f"; {n} of {labels.size // labels.shape[-1]} refined to the manual points"
         src.faces.teacher = labels
         if cfg.teacher_flip_average:
             src.faces.teacher_landmarks = flip_average_landmarks(decoder.landmarks(labels[:, 0])[..., :2],
