@@ -31,7 +31,7 @@ FIT_STEPS = 4
 #: a vertex whose mirror partner lies further than this multiple of the median partner distance has none
 #: (the mean shape's own asymmetry is far below it)
 MIRROR_PAIR_TOLERANCE = 20.0
-#: faces fitted at once by :meth:`MeshFitter.flip_fit_views` (bounds its memory: ~50 MB of fit vertices a chunk)
+#: faces fitted at once by :meth:`MeshFitter.flip_fit_views` (bounds its memory: ~120 MB per array of fit vertices)
 FIT_CHUNK = 1024
 
 
