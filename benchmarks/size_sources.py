@@ -90,6 +90,14 @@ def mediapipe_points(crops, model_path):
     return np.stack(out)
 
 
+def point_size(points):
+    """``(N, P, 3)`` → ``(N,)`` the root-mean-square distance of every point from the centroid."""
+    import numpy as np
+
+    p = np.asarray(points, np.float64)
+    return np.sqrt(((p - p.mean(axis=1, keepdims=True)) ** 2).sum(axis=-1).mean(axis=1))
+
+
 def fused_ratios(log_error, log_opinion, masks):
     """``(N,)`` size ratios: per bin, the least-squares line from ``log_opinion`` to ``log_error`` (an oracle: fitted
     on the truth it predicts), exponentiated."""
@@ -150,7 +158,7 @@ def main() -> None:
     print()
 
     points = mediapipe_points(data.crops, shared / "assets" / "detectors" / "face_landmark.tflite")
-    mp_size = rms_size(points)
+    mp_size = point_size(points)
     groups = ("corr.", "as predicted", "bin mean size", "+ MediaPipe")
     print("| model | " + " | ".join(f"{g} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}" for g in groups
                                     for b in BINS) + " |")
