@@ -131,7 +131,7 @@ def test_bad_train_config_value_is_a_config_error(synth, tmp_path, override, nee
         assert n in msg, msg
 
 
-def test_teacher_label_options_need_a_teacher(synth, tmp_path):
+def test_teacher_flip_fit_needs_a_teacher(synth, tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(train_config(synth, tmp_path), TrainConfig, overrides=["teacher=false", "teacher_flip_fit=true"])
     msg = str(info.value)

@@ -972,14 +972,14 @@ def test_fit_landmarks_command_writes_the_points_file_and_a_picture(mm, init_mod
                         "--model", str(init_model_dir)], "no data.wild.aflw")
 
 
-def test_teacher_labels_of_68_point_faces_are_refined_to_their_manual_points_when_asked(synth, mm, tmp_path):
+def test_teacher_labels_are_refined_to_manual_points_or_flip_fitted_when_asked(synth, mm, tmp_path):
     """``teacher_refine_max_yaw``: the trainer's teacher labels of a 300-W-style source move to the faces' manual
     points (both views; the mirrored one to the mirrored points), and the run's log says how many.
     ``teacher_flip_fit``: the two views' labels become one fit and its mirror image."""
-    from tf2dasl.profiling.fitting import MeshFitter
+    from tf2dasl.data.augment import mirror_labels
     from tf2dasl.data.datasets import load_wild_data
     from tf2dasl.data.pipeline import plain_crops
-    from tf2dasl.data.augment import mirror_labels
+    from tf2dasl.profiling.fitting import MeshFitter
     from tf2dasl.training.trainer import _attach_teacher_labels
 
     teacher = FaceTask(ModelSpec(name="tiny", width=WIDTH), mm)
