@@ -72,14 +72,14 @@ def variants():
             "identity halved": scale(SHAPE, 0.5), "no expression": scale(EXPRESSION, 0.0)}
 
 
-def rms_size(meshes):
-    """``(N, V, 3)`` → ``(N,)`` the root-mean-square distance of the protocol's vertices (every 50th) from their
-    centroid."""
+def rms_size(meshes, step: int | None = None):
+    """``(N, V, 3)`` → ``(N,)`` the root-mean-square distance of the protocol's vertices (every 50th; ``step``: every
+    ``step``-th point instead, 1 for all) from their centroid."""
     import numpy as np
 
     from tf2dasl.evaluate.dense import RECONSTRUCTION_STEP
 
-    v = np.asarray(meshes, np.float64)[:, ::RECONSTRUCTION_STEP]
+    v = np.asarray(meshes, np.float64)[:, ::step or RECONSTRUCTION_STEP]
     return np.sqrt(((v - v.mean(axis=1, keepdims=True)) ** 2).sum(axis=-1).mean(axis=1))
 
 
@@ -112,6 +112,16 @@ def bin_masks(yaws) -> dict:
     from tf2dasl.evaluate.metrics import BIN_NAMES, yaw_masks
 
     return dict(zip(BIN_NAMES, yaw_masks(yaws)))
+
+
+def bin_mean(values, masks):
+    """``(N,)`` each face's value replaced by its yaw bin's mean (``masks``: :func:`bin_masks`)."""
+    import numpy as np
+
+    out = np.ones_like(values)
+    for m in masks.values():
+        out[m] = values[m].mean()
+    return out
 
 
 def per_bin(masks, fn) -> dict[str, float]:
@@ -157,11 +167,8 @@ def precision_row(name, measured, yaws, first_log_ratio) -> str:
 
     ratio, pred, gt = measured
     masks = bin_masks(yaws)
-    common = np.ones_like(ratio)
-    for m in masks.values():
-        common[m] = ratio[m].mean()
     corr = per_bin(masks, lambda m: np.corrcoef(np.log(ratio[m]), first_log_ratio[m])[0, 1])
-    matched = yaw_table(reconstruction_nme(scaled(pred, common), gt), yaws)
+    matched = yaw_table(reconstruction_nme(scaled(pred, bin_mean(ratio, masks)), gt), yaws)
     return row([name], [per_bin(masks, lambda m: ratio[m].std()), matched, corr])
 
 

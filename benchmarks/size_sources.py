@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, shared_dir  # noqa: E402
-from reconstruction_diagnostic import (BINS, CROP, bin_masks, header, per_bin, rms_size, row,  # noqa: E402
+from reconstruction_diagnostic import (CROP, bin_masks, bin_mean, header, per_bin, rms_size, row,  # noqa: E402
                                        scaled, size_ratios)
 
 sys.path.insert(0, str(REPO))
@@ -90,14 +90,6 @@ def mediapipe_points(crops, model_path):
     return np.stack(out)
 
 
-def point_size(points):
-    """``(N, P, 3)`` → ``(N,)`` the root-mean-square distance of every point from the centroid."""
-    import numpy as np
-
-    p = np.asarray(points, np.float64)
-    return np.sqrt(((p - p.mean(axis=1, keepdims=True)) ** 2).sum(axis=-1).mean(axis=1))
-
-
 def fused_ratios(log_error, log_opinion, masks):
     """``(N,)`` size ratios: per bin, the least-squares line from ``log_opinion`` to ``log_error`` (an oracle: fitted
     on the truth it predicts), exponentiated."""
@@ -138,17 +130,18 @@ def main() -> None:
     def predict(model, crops):
         return model.predictor.predict(np.ascontiguousarray(crops)).params
 
-    def cells(params):
-        ratio, pred, gt = size_ratios(params, decoder, data, truth)
+    def cells(params, measured=None):
+        ratio, pred, gt = measured or size_ratios(params, decoder, data, truth)
         return [yaw_table(reconstruction_nme(pred, gt), data.yaws), per_bin(masks, lambda m: ratio[m].std())]
 
     header(("reconstruction", "size ratio sd"), ("parameters",))
-    predicted = []
+    predicted, measured = [], []   # each model's parameters as predicted and their size_ratios: decoded once
     for name, model in zip(args.models, models):
         plain = predict(model, data.crops)
         predicted.append(plain)
-        rows = {"as predicted": plain,
-                "flip-averaged fit": fitter.flip_average(plain, predict(model, data.crops[:, :, ::-1])),
+        measured.append(size_ratios(plain, decoder, data, truth))
+        print(row([name, "as predicted"], cells(plain, measured[-1])))
+        rows = {"flip-averaged fit": fitter.flip_average(plain, predict(model, data.crops[:, :, ::-1])),
                 f"mean over {len(JITTERS)} crop jitters": jitter_average(lambda c: predict(model, c), data.crops,
                                                                        decoder.convention)}
         for label, params in rows.items():
@@ -158,21 +151,15 @@ def main() -> None:
     print()
 
     points = mediapipe_points(data.crops, shared / "assets" / "detectors" / "face_landmark.tflite")
-    mp_size = point_size(points)
-    groups = ("corr.", "as predicted", "bin mean size", "+ MediaPipe")
-    print("| model | " + " | ".join(f"{g} {b[4:].replace('_', '-') if b != 'mean' else 'mean'}" for g in groups
-                                    for b in BINS) + " |")
-    print("|" + "---|" * (1 + len(groups) * len(BINS)))
-    for name, params in zip(args.models, predicted):
-        ratio, pred, gt = size_ratios(params, decoder, data, truth)
+    mp_size = rms_size(points, step=1)
+    header(("corr.", "as predicted", "bin mean size", "+ MediaPipe"))
+    for name, params, (ratio, pred, gt) in zip(args.models, predicted, measured):
         log_error = np.log(ratio)
         log_opinion = np.log(mp_size / rms_size(decoder.crop_points(params, dense=True)))
-        common = np.ones_like(ratio)
-        for m in masks.values():
-            common[m] = ratio[m].mean()
         corr = per_bin(masks, lambda m: np.corrcoef(log_error[m], log_opinion[m])[0, 1])
         print(row([name], [corr] + [yaw_table(reconstruction_nme(scaled(pred, r), gt), data.yaws) for r in
-                                    (np.ones_like(ratio), common, fused_ratios(log_error, log_opinion, masks))]))
+                                    (np.ones_like(ratio), bin_mean(ratio, masks),
+                                     fused_ratios(log_error, log_opinion, masks))]))
 
 
 if __name__ == "__main__":

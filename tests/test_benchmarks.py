@@ -87,7 +87,8 @@ def test_size_sources_oracle_fit_and_jitters():
     """size_sources.py's oracle recovers a size error that is a line in the second opinion (per bin), and its jitters
     are similarities about the crop's centre whose inverses map back."""
     import cv2
-    from size_sources import JITTERS, fused_ratios, jitter_affine, point_size
+    from reconstruction_diagnostic import rms_size
+    from size_sources import JITTERS, fused_ratios, jitter_affine
 
     rng = np.random.default_rng(0)
     opinion = rng.normal(size=90)
@@ -97,10 +98,10 @@ def test_size_sources_oracle_fit_and_jitters():
     noisy = fused_ratios(error + rng.normal(size=90), opinion, masks)   # a least-squares line: no exact fit
     assert not np.allclose(np.log(noisy), error, atol=0.1)
     pts = rng.normal(size=(2, 468, 3))
-    np.testing.assert_allclose(point_size(pts * [[[2.0]], [[0.5]]] + 7.0), point_size(pts) * [2.0, 0.5])
+    np.testing.assert_allclose(rms_size(pts * [[[2.0]], [[0.5]]] + 7.0, step=1), rms_size(pts, step=1) * [2.0, 0.5])
     one = np.zeros((1, 468, 3))
     one[0, 1] = [0.0, 0.0, 468.0]                                             # all 468 points, not every 50th
-    np.testing.assert_allclose(point_size(one), [np.sqrt(467.0)])
+    np.testing.assert_allclose(rms_size(one, step=1), [np.sqrt(467.0)])
 
     centre = np.array([(120 - 1) / 2] * 2 + [1.0])
     for scale, dx, dy in JITTERS:

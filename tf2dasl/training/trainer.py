@@ -248,25 +248,26 @@ def _attach_teacher_labels(cfg: TrainConfig, wild, teacher: FaceTask, log=print)
     to the manual points."""
     predictor, decoder = KerasPredictor(teacher), teacher.decoder
     cache = TeacherCache(expand_path(cfg.data.teacher_cache), teacher_fingerprint(teacher))
+    fitter = MeshFitter(teacher.mm, decoder.size, decoder.convention) if cfg.teacher_flip_fit else None  # built once
     for src in wild.sources:
         t0 = time.time()
         crops, points = plain_crops(src.faces, src.augment)
         labels, computed = teacher_labels(crops, lambda c: predictor.predict(c).params, cache)
-        size, refined = crops.shape[1], ""
-        if cfg.teacher_flip_fit:
-            labels = MeshFitter(teacher.mm, size, decoder.convention).flip_fit_views(labels)
-            refined = "; both views one flip-averaged fit"
+        size, changes = crops.shape[1], ""
+        if fitter is not None:
+            labels = fitter.flip_fit_views(labels)
+            changes = "; both views one flip-averaged fit"
         if cfg.teacher_refine_max_yaw is not None and src.landmark_set == LANDMARKS_68.name:
             mirrored = mirror_labels(points, size, src.faces.roi_side * src.faces.pixel_scale / size)
             labels, n = refine_teacher_labels(teacher.mm, labels, points, mirrored, size, decoder.convention,
                                               cfg.teacher_refine_max_yaw)
-            refined += f"; {n} of {labels.size // labels.shape[-1]} refined to the manual points"
+            changes += f"; {n} of {labels.size // labels.shape[-1]} refined to the manual points"
         src.faces.teacher = labels
         if cfg.teacher_flip_average:
             src.faces.teacher_landmarks = flip_average_landmarks(decoder.landmarks(labels[:, 0])[..., :2],
                                                                  decoder.landmarks(labels[:, 1])[..., :2], size)
         log(f"teacher labels ({src.landmark_set}-point source, {len(crops)} faces): {computed} computed, "
-            f"{len(crops) - computed} from {cache.path}{refined} ({time.time() - t0:.0f} s)")
+            f"{len(crops) - computed} from {cache.path}{changes} ({time.time() - t0:.0f} s)")
 
 
 def _holdouts(wild, is_chief: bool, out: Path) -> list[HoldoutSet]:
